@@ -1,0 +1,145 @@
+// Package storage opens a service's database, SQLite by default (pure Go, no cgo) or
+// PostgreSQL by URL, and applies the service's versioned migrations with goose. Queries
+// use $1-style placeholders, which both engines accept.
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Dialect is the SQL engine behind a DB.
+type Dialect string
+
+// The supported engines.
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// DB is an open, migrated database.
+type DB struct {
+	*sql.DB
+	Dialect Dialect
+}
+
+// Open opens url and migrates it to the newest version in migrations (a directory of
+// goose .sql files written in the SQL both engines accept). URLs:
+//
+//	sqlite:/var/lib/lethe/identity.db   (or sqlite://relative/path.db)
+//	postgres://user@127.0.0.1:5432/db?sslmode=disable
+func Open(ctx context.Context, url string, migrations fs.FS) (*DB, error) {
+	db, err := open(url)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("storage: connect to %s database: %w", db.Dialect, err)
+	}
+	if migrations != nil {
+		if err := db.Migrate(ctx, migrations); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+func open(url string) (*DB, error) {
+	switch {
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		db, err := sql.Open("pgx", url)
+		if err != nil {
+			return nil, fmt.Errorf("storage: open postgres: %w", err)
+		}
+		db.SetMaxOpenConns(20)
+		db.SetMaxIdleConns(10)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+		return &DB{DB: db, Dialect: Postgres}, nil
+	case strings.HasPrefix(url, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(url, "sqlite:"), "//")
+		if path == "" {
+			return nil, errors.New("storage: sqlite URL needs a file path, e.g. sqlite:data/identity.db")
+		}
+		if dir := filepath.Dir(path); dir != "." {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("storage: create data directory: %w", err)
+			}
+		}
+		// WAL lets readers run beside the writer; immediate transactions take the write
+		// lock up front so concurrent writers queue on busy_timeout instead of failing
+		// with SQLITE_BUSY when a read transaction tries to upgrade.
+		dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+		db, err := sql.Open("sqlite", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("storage: open sqlite: %w", err)
+		}
+		db.SetMaxOpenConns(8)
+		return &DB{DB: db, Dialect: SQLite}, nil
+	default:
+		return nil, errors.New("storage: database URL must start with sqlite: or postgres://")
+	}
+}
+
+// Migrate applies every pending migration in fsys.
+func (db *DB) Migrate(ctx context.Context, fsys fs.FS) error {
+	dialect := goose.DialectSQLite3
+	if db.Dialect == Postgres {
+		dialect = goose.DialectPostgres
+	}
+	p, err := goose.NewProvider(dialect, db.DB, fsys)
+	if err != nil {
+		return fmt.Errorf("storage: migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("storage: migrate: %w", err)
+	}
+	return nil
+}
+
+// Version returns the newest applied migration version.
+func (db *DB) Version(ctx context.Context, fsys fs.FS) (int64, error) {
+	dialect := goose.DialectSQLite3
+	if db.Dialect == Postgres {
+		dialect = goose.DialectPostgres
+	}
+	p, err := goose.NewProvider(dialect, db.DB, fsys)
+	if err != nil {
+		return 0, err
+	}
+	return p.GetDBVersion(ctx)
+}
+
+// InTx runs fn in a transaction, committing when it returns nil.
+func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// IsUniqueViolation reports whether err is a unique-constraint violation on either engine.
+func IsUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "SQLSTATE 23505")
+}

@@ -1,0 +1,68 @@
+package storage_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"testing"
+
+	"lethe.dev/platform/storage"
+	"lethe.dev/platform/storage/storagetest"
+)
+
+var migrations = os.DirFS("testdata/migrations")
+
+func TestMigrationsAndQueriesOnEveryEngine(t *testing.T) {
+	storagetest.Engines(t, migrations, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		v, err := db.Version(ctx, migrations)
+		if err != nil || v != 2 {
+			t.Fatalf("version = %d, %v; want 2", v, err)
+		}
+		// Migrating again is a no-op, not an error.
+		if err := db.Migrate(ctx, migrations); err != nil {
+			t.Fatalf("second migrate: %v", err)
+		}
+		err = db.InTx(ctx, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO widgets (id, owner, payload, created_at) VALUES ($1, $2, $3, $4)`, "w1", "o1", []byte{0, 1, 2}, 42)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+		_, err = db.ExecContext(ctx, `INSERT INTO widgets (id, owner, created_at) VALUES ($1, $2, $3)`, "w2", "o1", 1)
+		if !storage.IsUniqueViolation(err) {
+			t.Fatalf("duplicate owner: err = %v, want a unique violation", err)
+		}
+		var payload []byte
+		var archived bool
+		if err := db.QueryRowContext(ctx, `SELECT payload, archived FROM widgets WHERE id = $1`, "w1").Scan(&payload, &archived); err != nil {
+			t.Fatalf("select: %v", err)
+		}
+		if string(payload) != "\x00\x01\x02" || archived {
+			t.Fatalf("got payload %x archived %v", payload, archived)
+		}
+		// A failing transaction leaves nothing behind.
+		boom := errors.New("boom")
+		err = db.InTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO widgets (id, owner, created_at) VALUES ($1, $2, $3)`, "w3", "o3", 1); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("InTx err = %v", err)
+		}
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM widgets`).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("count = %d, %v; want 1 after rollback", n, err)
+		}
+	})
+}
+
+func TestOpenRejectsUnknownURL(t *testing.T) {
+	if _, err := storage.Open(context.Background(), "mysql://x", nil); err == nil {
+		t.Fatal("want an error for an unsupported URL")
+	}
+}
