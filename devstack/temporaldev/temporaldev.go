@@ -1,0 +1,285 @@
+// Package temporaldev embeds a single-host Temporal server with SQLite persistence and
+// the Temporal Web UI, for the dev stack and for integration tests. It follows the shape
+// of the Temporal CLI's dev server: a static config, namespaces and search attributes
+// created with the schema, and the UI pointed at the frontend.
+package temporaldev
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	uiserver "github.com/temporalio/ui-server/v2/server"
+	uiconfig "github.com/temporalio/ui-server/v2/server/config"
+	uiserveroptions "github.com/temporalio/ui-server/v2/server/server_options"
+	enums "go.temporal.io/api/enums/v1"
+	"go.temporal.io/server/common/cluster"
+	"go.temporal.io/server/common/config"
+	"go.temporal.io/server/common/dynamicconfig"
+	"go.temporal.io/server/common/membership/static"
+	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
+	"go.temporal.io/server/common/primitives"
+	sqliteschema "go.temporal.io/server/schema/sqlite"
+	"go.temporal.io/server/temporal"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Config configures an embedded server.
+type Config struct {
+	// DataDir holds the SQLite file (temporal.db), so workflows survive a restart.
+	// Empty keeps everything in memory (tests).
+	DataDir string
+	// IP to bind; default 127.0.0.1.
+	IP string
+	// FrontendPort is the gRPC frontend; 0 picks a free port.
+	FrontendPort int
+	// UIPort is the Web UI; 0 means FrontendPort+1000 when free, else a free port;
+	// -1 disables the UI.
+	UIPort int
+	// Namespace is created with the schema; default "lethe".
+	Namespace string
+	// Retention of closed workflows in Namespace; default 7 days.
+	Retention time.Duration
+	// SearchAttributes are custom search attributes registered in Namespace.
+	SearchAttributes map[string]enums.IndexedValueType
+	// Logger receives the server's logs at Level and above; nil discards them.
+	Logger *slog.Logger
+	// Level defaults to WARN: the server is chatty at INFO.
+	Level slog.Level
+}
+
+// Server is a running embedded Temporal server.
+type Server struct {
+	server   temporal.Server
+	ui       *uiserver.Server
+	frontend string
+	uiAddr   string
+	stopOnce sync.Once
+}
+
+// Start starts the server and, unless disabled, the Web UI. It returns once the frontend
+// accepts connections.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.IP == "" {
+		cfg.IP = "127.0.0.1"
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = "lethe"
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = 7 * 24 * time.Hour
+	}
+	if cfg.Level == 0 {
+		cfg.Level = slog.LevelWarn
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	var err error
+	if cfg.FrontendPort == 0 {
+		if cfg.FrontendPort, err = freePort(cfg.IP); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case cfg.UIPort == 0 && portFree(cfg.IP, cfg.FrontendPort+1000):
+		cfg.UIPort = cfg.FrontendPort + 1000
+	case cfg.UIPort == 0:
+		if cfg.UIPort, err = freePort(cfg.IP); err != nil {
+			return nil, err
+		}
+	}
+
+	sqlConf, err := sqlConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	conf, err := serverConfig(cfg, sqlConf)
+	if err != nil {
+		return nil, err
+	}
+	hosts := map[primitives.ServiceName]static.Hosts{}
+	for name, svc := range conf.Services {
+		hosts[primitives.ServiceName(name)] = static.SingleLocalHost(net.JoinHostPort(cfg.IP, strconv.Itoa(svc.RPC.GRPCPort)))
+	}
+	dyn := dynamicconfig.StaticClient{
+		// Offline use: never phone home for version checks.
+		dynamicconfig.EnableServerVersionCheck.Key(): false,
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key(): 8192,
+		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+	}
+	srv, err := temporal.NewServer(
+		temporal.WithConfig(conf),
+		temporal.ForServices(temporal.DefaultServices),
+		temporal.WithStaticHosts(hosts),
+		temporal.WithLogger(newLogger(logger, cfg.Level)),
+		temporal.WithDynamicConfigClient(dyn),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("temporaldev: build server: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		return nil, fmt.Errorf("temporaldev: start server: %w", err)
+	}
+	s := &Server{server: srv, frontend: net.JoinHostPort(cfg.IP, strconv.Itoa(cfg.FrontendPort))}
+	if cfg.UIPort > 0 {
+		s.ui = uiserver.NewServer(uiserveroptions.WithConfigProvider(&uiconfig.Config{
+			Host: cfg.IP, Port: cfg.UIPort, TemporalGRPCAddress: s.frontend,
+			EnableUI: true, DefaultNamespace: cfg.Namespace, HideLogs: true,
+			CORS: uiconfig.CORS{CookieInsecure: true}, DisableNewsFetch: true,
+		}))
+		s.uiAddr = "http://" + net.JoinHostPort(cfg.IP, strconv.Itoa(cfg.UIPort))
+		go func() {
+			// Start blocks until Stop; an early failure (port taken) is logged.
+			if err := s.ui.Start(); err != nil && !errors.Is(err, context.Canceled) {
+				logger.Error("temporal web UI stopped", "err", err)
+			}
+		}()
+	}
+	if err := waitForPort(ctx, s.frontend); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// FrontendAddress is the gRPC frontend's host:port.
+func (s *Server) FrontendAddress() string { return s.frontend }
+
+// UIAddress is the Web UI's URL, or "" when disabled.
+func (s *Server) UIAddress() string { return s.uiAddr }
+
+// Stop stops the UI and the server; it is safe to call more than once.
+func (s *Server) Stop() error {
+	var err error
+	s.stopOnce.Do(func() {
+		if s.ui != nil {
+			s.ui.Stop()
+		}
+		err = s.server.Stop()
+	})
+	return err
+}
+
+func sqlConfig(cfg Config) (*config.SQL, error) {
+	conf := &config.SQL{PluginName: sqliteplugin.PluginName}
+	if cfg.DataDir == "" {
+		conf.ConnectAttributes = map[string]string{"mode": "memory", "cache": "shared"}
+		conf.DatabaseName = "lethe-" + strconv.Itoa(rand.IntN(1<<30))
+	} else {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("temporaldev: data directory: %w", err)
+		}
+		conf.ConnectAttributes = map[string]string{"mode": "rwc"}
+		conf.DatabaseName = filepath.Join(cfg.DataDir, "temporal.db")
+	}
+	// The schema is set up once; a restart reuses the file and its workflows.
+	if _, err := os.Stat(conf.DatabaseName); cfg.DataDir == "" || os.IsNotExist(err) {
+		if err := sqliteschema.SetupSchema(conf); err != nil {
+			return nil, fmt.Errorf("temporaldev: set up schema: %w", err)
+		}
+	}
+	ns, err := sqliteschema.NewNamespaceConfig("active", cfg.Namespace, false, cfg.SearchAttributes)
+	if err != nil {
+		return nil, fmt.Errorf("temporaldev: namespace %s: %w", cfg.Namespace, err)
+	}
+	ns.Detail.Config.Retention = durationpb.New(cfg.Retention)
+	def, err := sqliteschema.NewNamespaceConfig("active", "default", false, nil)
+	if err != nil {
+		return nil, err
+	}
+	// Creating a namespace that exists is a no-op, so a restart keeps the first one.
+	if err := sqliteschema.CreateNamespaces(conf, ns, def); err != nil {
+		return nil, fmt.Errorf("temporaldev: create namespaces: %w", err)
+	}
+	return conf, nil
+}
+
+func serverConfig(cfg Config, sqlConf *config.SQL) (*config.Config, error) {
+	var conf config.Config
+	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
+	conf.Global.Membership.BroadcastAddress = cfg.IP
+	conf.Persistence.DefaultStore = "sqlite-default"
+	conf.Persistence.VisibilityStore = "sqlite-default"
+	conf.Persistence.NumHistoryShards = 1
+	conf.Persistence.DataStores = map[string]config.DataStore{"sqlite-default": {SQL: sqlConf}}
+	httpPort, err := freePort(cfg.IP)
+	if err != nil {
+		return nil, err
+	}
+	conf.ClusterMetadata = &cluster.Config{
+		FailoverVersionIncrement: 10,
+		MasterClusterName:        "active",
+		CurrentClusterName:       "active",
+		ClusterInformation: map[string]cluster.ClusterInformation{"active": {
+			Enabled:                true,
+			InitialFailoverVersion: 1,
+			RPCAddress:             net.JoinHostPort(cfg.IP, strconv.Itoa(cfg.FrontendPort)),
+			HTTPAddress:            net.JoinHostPort(cfg.IP, strconv.Itoa(httpPort)),
+			ClusterID:              "lethe-dev",
+		}},
+	}
+	conf.DCRedirectionPolicy.Policy = "noop"
+	conf.Services = map[string]config.Service{}
+	for _, name := range []string{"frontend", "history", "matching", "worker"} {
+		var svc config.Service
+		svc.RPC.BindOnIP = cfg.IP
+		if name == "frontend" {
+			svc.RPC.GRPCPort = cfg.FrontendPort
+			svc.RPC.HTTPPort = httpPort
+		} else if svc.RPC.GRPCPort, err = freePort(cfg.IP); err != nil {
+			return nil, err
+		}
+		conf.Services[name] = svc
+	}
+	conf.Archival.History.State = "disabled"
+	conf.Archival.Visibility.State = "disabled"
+	conf.NamespaceDefaults.Archival.History.State = "disabled"
+	conf.NamespaceDefaults.Archival.Visibility.State = "disabled"
+	conf.PublicClient.HostPort = net.JoinHostPort(cfg.IP, strconv.Itoa(cfg.FrontendPort))
+	return &conf, nil
+}
+
+func freePort(ip string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("temporaldev: find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func portFree(ip string, port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+func waitForPort(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("temporaldev: frontend %s did not come up: %w", addr, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
