@@ -1,0 +1,69 @@
+// Package app is the main loop every Lethe service binary shares: read the service's
+// configuration from flags and environment, validate it, build the service, serve its
+// gRPC API with health and reflection, run its background work (workers, outboxes), and
+// shut everything down together on SIGINT/SIGTERM.
+package app
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+
+	"golang.org/x/sync/errgroup"
+
+	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/run"
+)
+
+// Config is what a service's configuration offers the main loop.
+type Config interface {
+	RegisterFlags(fs *flag.FlagSet)
+	Validate() error
+	// Listen is the gRPC listen address.
+	Listen() string
+}
+
+// Service is a built service.
+type Service interface {
+	// Register registers the service's gRPC APIs.
+	Register(srv *grpcserver.Server)
+	// Run does background work until ctx is done; it returns nil on shutdown.
+	Run(ctx context.Context) error
+	Close() error
+}
+
+// Main is a service binary's whole main function.
+func Main[C Config](name string, cfg C, build func(context.Context, C, *slog.Logger) (Service, error)) {
+	run.Main(name, func(ctx context.Context, logger *slog.Logger) error {
+		cfg.RegisterFlags(flag.CommandLine)
+		flag.Parse()
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		svc, err := build(ctx, cfg, logger)
+		if err != nil {
+			return err
+		}
+		defer svc.Close()
+		lis, err := net.Listen("tcp", cfg.Listen())
+		if err != nil {
+			return fmt.Errorf("%s: listen: %w", name, err)
+		}
+		logger.Info("serving", "grpc", lis.Addr().String(), "pid", os.Getpid())
+		return Serve(ctx, lis, svc, logger)
+	})
+}
+
+// Serve serves svc on lis and runs its background work until ctx is done or either
+// fails.
+func Serve(ctx context.Context, lis net.Listener, svc Service, logger *slog.Logger) error {
+	srv := grpcserver.New(grpcserver.Options{Logger: logger})
+	svc.Register(srv)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(ctx, lis) })
+	g.Go(func() error { return svc.Run(ctx) })
+	return g.Wait()
+}

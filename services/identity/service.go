@@ -1,0 +1,128 @@
+// Package identity wires the identity service: accounts and personal data encrypted
+// per member, sign-in with device sessions, verification codes and child reports. The
+// behaviour lives in internal/; this file is the public wiring used by cmd/identity and
+// by the all-in-one dev stack.
+package identity
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	identityv1 "lethe.dev/gen/lethe/identity/v1"
+	subjectv1 "lethe.dev/gen/lethe/subject/v1"
+	"lethe.dev/platform/app"
+	"lethe.dev/platform/config"
+	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/storage"
+	"lethe.dev/services/identity/internal/grpcapi"
+	domain "lethe.dev/services/identity/internal/identity"
+	"lethe.dev/services/identity/internal/keys"
+	"lethe.dev/services/identity/internal/store"
+)
+
+// Config is identity's configuration.
+type Config struct {
+	ListenAddr  string
+	DatabaseURL string
+	DataDir     string
+	KEKURI      string
+	Operators   string // comma-separated member ids with the operator role
+	KeyRotation time.Duration
+	SMTPAddr    string // empty: messages go to the file mailbox under DataDir
+	SMTPFrom    string
+}
+
+// RegisterFlags registers flags whose defaults come from the environment.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	data := config.Env("LETHE_DATA_DIR", "data")
+	fs.StringVar(&c.ListenAddr, "listen", config.Env("IDENTITY_LISTEN", "127.0.0.1:7101"), "gRPC listen address (IDENTITY_LISTEN)")
+	fs.StringVar(&c.DatabaseURL, "database-url", config.Env("IDENTITY_DATABASE_URL", "sqlite:"+filepath.Join(data, "identity.db")), "sqlite:PATH or postgres:// URL (IDENTITY_DATABASE_URL)")
+	fs.StringVar(&c.DataDir, "data-dir", filepath.Join(data, "identity"), "directory for keys and the dev mailbox (LETHE_DATA_DIR/identity)")
+	fs.StringVar(&c.KEKURI, "kek-uri", config.Env("IDENTITY_KEK_URI", "file:"+filepath.Join(data, "identity", "kek.json")), "key-encryption key: file:PATH (IDENTITY_KEK_URI)")
+	fs.StringVar(&c.Operators, "operators", config.Env("IDENTITY_OPERATORS", ""), "member ids with the operator role, comma-separated (IDENTITY_OPERATORS)")
+	fs.DurationVar(&c.KeyRotation, "key-rotation", config.EnvDuration("IDENTITY_KEY_ROTATION", 30*24*time.Hour), "token signing key rotation period (IDENTITY_KEY_ROTATION)")
+	fs.StringVar(&c.SMTPAddr, "smtp-addr", config.Env("IDENTITY_SMTP_ADDR", ""), "SMTP relay host:port; empty writes mail to DATA_DIR/identity/mailbox.jsonl (IDENTITY_SMTP_ADDR)")
+	fs.StringVar(&c.SMTPFrom, "smtp-from", config.Env("IDENTITY_SMTP_FROM", "privacy@lethe.invalid"), "sender address (IDENTITY_SMTP_FROM)")
+}
+
+// Validate reports what to set.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.Require(c.ListenAddr, "listen", "IDENTITY_LISTEN")
+	p.Require(c.DatabaseURL, "database-url", "IDENTITY_DATABASE_URL")
+	p.Require(c.KEKURI, "kek-uri", "IDENTITY_KEK_URI")
+	p.Check(strings.HasPrefix(c.KEKURI, "file:"), "-kek-uri: only file:PATH is supported")
+	return p.Err()
+}
+
+// Listen is the gRPC listen address.
+func (c Config) Listen() string { return c.ListenAddr }
+
+// Service is a built identity service.
+type Service struct {
+	Domain *domain.Service
+	db     *storage.DB
+	logger *slog.Logger
+}
+
+// New opens the database (migrating it) and the key ring.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error) {
+	db, err := storage.Open(ctx, cfg.DatabaseURL, store.Migrations())
+	if err != nil {
+		return nil, err
+	}
+	ring, err := keys.Open(cfg.KEKURI, cfg.DataDir, cfg.KeyRotation, time.Now())
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	ops := map[string]bool{}
+	for _, id := range strings.Split(cfg.Operators, ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			ops[id] = true
+		}
+	}
+	var sender domain.Sender = &domain.FileSender{Path: filepath.Join(cfg.DataDir, "mailbox.jsonl")}
+	if cfg.SMTPAddr != "" {
+		sender = domain.SMTPSender{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom}
+	}
+	return &Service{
+		Domain: &domain.Service{DB: db, Keys: ring, Sender: sender, Logger: logger, Operators: ops, Now: time.Now},
+		db:     db, logger: logger,
+	}, nil
+}
+
+// Build is New as an app.Service, for app.Main.
+func Build(ctx context.Context, cfg *Config, logger *slog.Logger) (app.Service, error) {
+	return New(ctx, *cfg, logger)
+}
+
+// Register registers IdentityService and the data-subject contract.
+func (s *Service) Register(srv *grpcserver.Server) {
+	api := &grpcapi.Server{Svc: s.Domain}
+	identityv1.RegisterIdentityServiceServer(srv, api)
+	subjectv1.RegisterDataSubjectServiceServer(srv, api)
+}
+
+// Run delivers queued mail (verification codes) until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if _, err := s.Domain.DeliverPending(ctx, 100); err != nil && ctx.Err() == nil {
+				s.logger.Warn("mail delivery failed; will retry", "err", err)
+			}
+		}
+	}
+}
+
+// Close closes the database.
+func (s *Service) Close() error { return s.db.Close() }
