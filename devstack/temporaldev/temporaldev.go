@@ -113,8 +113,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	dyn := dynamicconfig.StaticClient{
 		// Offline use: never phone home for version checks.
-		dynamicconfig.EnableServerVersionCheck.Key(): false,
-		dynamicconfig.HistoryCacheHostLevelMaxSize.Key(): 8192,
+		dynamicconfig.EnableServerVersionCheck.Key():                     false,
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8192,
 		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
 	}
 	srv, err := temporal.NewServer(

@@ -50,11 +50,11 @@ func KnownCategory(c string) bool {
 
 // Entry is one classified field.
 type Entry struct {
-	Field       string // full name, e.g. lethe.identity.v1.Member.email
-	Category    string
-	Erasure     privacyv1.ErasureAction
-	LegalBasis  string
-	MemberData  bool // category is user.*
+	Field      string // full name, e.g. lethe.identity.v1.Member.email
+	Category   string
+	Erasure    privacyv1.ErasureAction
+	LegalBasis string
+	MemberData bool // category is user.*
 }
 
 // Violation is a field whose classification is missing or inconsistent.

@@ -29,10 +29,10 @@ func TestEveryServiceFieldIsClassified(t *testing.T) {
 	}
 	// Spot-check that the inventory carries what the data map needs.
 	for field, want := range map[string]string{
-		"lethe.identity.v1.Member.email":                  "user.contact.email",
-		"lethe.identity.v1.Member.payment_method_ref":     "user.financial",
-		"lethe.preferences.v1.ViewingEvent.title_id":      "user.behavior.media_consumption",
-		"lethe.identity.v1.PostalAddress.address_lines":   "user.contact.address.street",
+		"lethe.identity.v1.Member.email":                "user.contact.email",
+		"lethe.identity.v1.Member.payment_method_ref":   "user.financial",
+		"lethe.preferences.v1.ViewingEvent.title_id":    "user.behavior.media_consumption",
+		"lethe.identity.v1.PostalAddress.address_lines": "user.contact.address.street",
 	} {
 		if got := byField[field].Category; got != want {
 			t.Errorf("%s category = %q, want %q", field, got, want)

@@ -182,10 +182,10 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 	engines(t, func(t *testing.T, h *harness) {
 		ctx := context.Background()
 		cases := []struct {
-			name   string
-			edit   func(m *identityv1.Member)
-			pass   string
-			field  string
+			name  string
+			edit  func(m *identityv1.Member)
+			pass  string
+			field string
 		}{
 			{"bad email", func(m *identityv1.Member) { m.Email = "not-an-email" }, "", "member.email"},
 			{"email with display name", func(m *identityv1.Member) { m.Email = "Ada <ada@example.com>" }, "", "member.email"},

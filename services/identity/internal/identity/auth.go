@@ -67,9 +67,9 @@ func signInKey(emailIndex []byte) []byte {
 
 // Session is a device's remembered sign-in.
 type Session struct {
-	ID, MemberID, Device           string
-	RememberMe                     bool
-	Created, LastUsed, Expires     time.Time
+	ID, MemberID, Device       string
+	RememberMe                 bool
+	Created, LastUsed, Expires time.Time
 }
 
 // Tokens are what a sign-in or refresh returns.
@@ -399,7 +399,7 @@ func (s *Service) DeliverPending(ctx context.Context, limit int) (int, error) {
 		return 0, err
 	}
 	type item struct {
-		id, member      string
+		id, member       string
 		payload, wrapped []byte
 	}
 	var items []item

@@ -61,14 +61,14 @@ var updatableFields = map[string]bool{
 }
 
 const (
-	maxName      = 200
-	maxLine      = 200
-	maxLines     = 4
-	maxRef       = 200
-	minPassword  = 10
-	maxPassword  = 1024
-	minimumAge   = 18
-	maxEmailLen  = 254
+	maxName     = 200
+	maxLine     = 200
+	maxLines    = 4
+	maxRef      = 200
+	minPassword = 10
+	maxPassword = 1024
+	minimumAge  = 18
+	maxEmailLen = 254
 )
 
 var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)

@@ -28,15 +28,15 @@ import (
 
 // Tunables with the values the policies and common practice call for.
 const (
-	AccessTokenTTL     = 15 * time.Minute
-	RememberedTTL      = 30 * 24 * time.Hour
-	SessionTTL         = 12 * time.Hour
-	CodeTTL            = 15 * time.Minute
-	CodeMaxAttempts    = 5
-	CodesPerHour       = 5
-	SignInMaxFailures  = 5
+	AccessTokenTTL      = 15 * time.Minute
+	RememberedTTL       = 30 * 24 * time.Hour
+	SessionTTL          = 12 * time.Hour
+	CodeTTL             = 15 * time.Minute
+	CodeMaxAttempts     = 5
+	CodesPerHour        = 5
+	SignInMaxFailures   = 5
 	SignInFailureWindow = 15 * time.Minute
-	Issuer             = "lethe-identity"
+	Issuer              = "lethe-identity"
 )
 
 // Service is the identity domain service.
@@ -577,4 +577,3 @@ func randomDigits(n int) string {
 }
 
 func constantTimeEqual(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }
-
