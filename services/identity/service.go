@@ -71,7 +71,7 @@ type Service struct {
 
 // New opens the database (migrating it) and the key ring.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error) {
-	db, err := storage.Open(ctx, cfg.DatabaseURL, store.Migrations())
+	db, err := storage.Open(ctx, cfg.DatabaseURL, store.Migrations)
 	if err != nil {
 		return nil, err
 	}

@@ -17,11 +17,12 @@ import (
 	"time"
 
 	"github.com/tink-crypto/tink-go/v2/aead"
-	"github.com/tink-crypto/tink-go/v2/insecurecleartextkeyset"
-	"github.com/tink-crypto/tink-go/v2/jwt"
+		"github.com/tink-crypto/tink-go/v2/jwt"
 	"github.com/tink-crypto/tink-go/v2/keyset"
 	"github.com/tink-crypto/tink-go/v2/prf"
 	"github.com/tink-crypto/tink-go/v2/tink"
+
+	"lethe.dev/platform/keyfile"
 )
 
 // Ring is identity's key ring.
@@ -47,7 +48,7 @@ func Open(kekURI, dir string, rotateEvery time.Duration, now time.Time) (*Ring, 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	kekHandle, err := loadOrCreateCleartext(path)
+	kekHandle, err := keyfile.LoadOrCreate(path, aead.AES256GCMKeyTemplate())
 	if err != nil {
 		return nil, fmt.Errorf("keys: KEK: %w", err)
 	}
@@ -76,26 +77,6 @@ func schemeOf(uri string) string {
 	return "(none)"
 }
 
-func loadOrCreateCleartext(path string) (*keyset.Handle, error) {
-	if raw, err := os.ReadFile(path); err == nil {
-		return insecurecleartextkeyset.Read(keyset.NewJSONReader(bytes.NewReader(raw)))
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	if err := insecurecleartextkeyset.Write(h, keyset.NewJSONWriter(&buf)); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	return h, writeFileAtomic(path, buf.Bytes())
-}
-
 func (r *Ring) loadOrCreateWrapped(path, purpose string) (*keyset.Handle, error) {
 	if raw, err := os.ReadFile(path); err == nil {
 		return keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(raw)), r.kek, []byte(purpose))
@@ -114,7 +95,7 @@ func (r *Ring) writeWrapped(path string, h *keyset.Handle, purpose string) error
 	if err := h.WriteWithAssociatedData(keyset.NewBinaryWriter(&buf), r.kek, []byte(purpose)); err != nil {
 		return err
 	}
-	return writeFileAtomic(path, buf.Bytes())
+	return keyfile.WriteAtomic(path, buf.Bytes())
 }
 
 // signingState is the stored signing keyset plus when its primary key was made.
@@ -148,7 +129,7 @@ func (r *Ring) loadSigner(path string, rotateEvery time.Duration, now time.Time)
 			return err
 		}
 		out, _ := json.Marshal(signingState{Keyset: buf.Bytes(), Rotated: now})
-		if err := writeFileAtomic(path, out); err != nil {
+		if err := keyfile.WriteAtomic(path, out); err != nil {
 			return err
 		}
 	}
@@ -256,12 +237,4 @@ func (r *Ring) Verifier() (jwt.Verifier, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return jwt.NewVerifier(r.public)
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

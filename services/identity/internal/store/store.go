@@ -1,4 +1,4 @@
-// Package store holds identity's schema migrations.
+// Package store holds identity's schema migrations (goose, SQL both engines accept).
 package store
 
 import (
@@ -7,10 +7,7 @@ import (
 )
 
 //go:embed migrations/*.sql
-var migrations embed.FS
+var embedded embed.FS
 
-// Migrations is the goose migration directory for identity's database.
-func Migrations() fs.FS {
-	sub, _ := fs.Sub(migrations, "migrations")
-	return sub
-}
+// Migrations is the goose migration directory.
+var Migrations, _ = fs.Sub(embedded, "migrations")

@@ -1,0 +1,95 @@
+package preferences_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
+	subjectv1 "lethe.dev/gen/lethe/subject/v1"
+	"lethe.dev/platform/storage/storagetest"
+)
+
+// BenchmarkListViewingEventsPage reads one 50-item page from the middle of a 100,000-item
+// history over loopback gRPC (SQLite).
+func BenchmarkListViewingEventsPage(b *testing.B) {
+	h := start(b, storagetest.SQLiteURL(b))
+	seedHistory(b, h, alice, 100_000)
+	ctx := context.Background()
+	first, err := h.client.ListViewingEvents(ctx, &preferencesv1.ListViewingEventsRequest{Parent: alice, PageSize: 1000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	token := first.GetNextPageToken()
+	for b.Loop() {
+		page, err := h.client.ListViewingEvents(ctx, &preferencesv1.ListViewingEventsRequest{Parent: alice, PageSize: 50, PageToken: token})
+		if err != nil || len(page.GetViewingEvents()) != 50 {
+			b.Fatal(err)
+		}
+	}
+}
+
+// peakHeap samples the in-use heap until stop is closed.
+func peakHeap(stop <-chan struct{}) *atomic.Uint64 {
+	var peak atomic.Uint64
+	go func() {
+		var m runtime.MemStats
+		for {
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	return &peak
+}
+
+// BenchmarkExport streams a member's whole export (the client discards chunks as a
+// real exporter would after writing them) and reports the peak in-use heap of the
+// process, server and client together: it should stay flat from 10,000 to 100,000 items.
+func BenchmarkExport(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("items=%d", n), func(b *testing.B) {
+			h := start(b, storagetest.SQLiteURL(b))
+			seedHistory(b, h, alice, n)
+			runtime.GC()
+			stop := make(chan struct{})
+			var once sync.Once
+			peak := peakHeap(stop)
+			records := 0
+			for b.Loop() {
+				stream, err := h.subject.ExportSubjectData(context.Background(), &subjectv1.ExportSubjectDataRequest{Subject: alice})
+				if err != nil {
+					b.Fatal(err)
+				}
+				records = 0
+				for {
+					c, err := stream.Recv()
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+					records += len(c.GetRecords())
+				}
+			}
+			once.Do(func() { close(stop) })
+			if records < n {
+				b.Fatalf("exported %d records, want at least %d", records, n)
+			}
+			b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
+			b.ReportMetric(float64(n)/(float64(b.Elapsed().Seconds())/float64(b.N)), "records/s")
+		})
+	}
+}

@@ -1,0 +1,92 @@
+// Package preferences wires the preferences service: communication choices and consent
+// history, ad personalization and Global Privacy Control, profile visibility, social
+// connections, viewing history and ratings. Behaviour lives in internal/prefs.
+package preferences
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
+	subjectv1 "lethe.dev/gen/lethe/subject/v1"
+	"lethe.dev/platform/app"
+	"lethe.dev/platform/config"
+	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/keyfile"
+	"lethe.dev/platform/storage"
+	"lethe.dev/services/preferences/internal/prefs"
+	"lethe.dev/services/preferences/internal/store"
+)
+
+// Config is the preferences service's configuration.
+type Config struct {
+	ListenAddr     string
+	DatabaseURL    string
+	TokenKeyPath   string
+	UnsubscribeTTL time.Duration
+}
+
+// RegisterFlags registers flags whose defaults come from the environment.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	data := config.Env("LETHE_DATA_DIR", "data")
+	fs.StringVar(&c.ListenAddr, "listen", config.Env("PREFERENCES_LISTEN", "127.0.0.1:7102"), "gRPC listen address (PREFERENCES_LISTEN)")
+	fs.StringVar(&c.DatabaseURL, "database-url", config.Env("PREFERENCES_DATABASE_URL", "sqlite:"+filepath.Join(data, "preferences.db")), "sqlite:PATH or postgres:// URL (PREFERENCES_DATABASE_URL)")
+	fs.StringVar(&c.TokenKeyPath, "token-key", config.Env("PREFERENCES_TOKEN_KEY", filepath.Join(data, "preferences", "unsubscribe.keyset.json")), "Tink keyset sealing unsubscribe tokens; created when missing (PREFERENCES_TOKEN_KEY)")
+	fs.DurationVar(&c.UnsubscribeTTL, "unsubscribe-ttl", config.EnvDuration("PREFERENCES_UNSUBSCRIBE_TTL", 60*24*time.Hour), "how long unsubscribe links work (PREFERENCES_UNSUBSCRIBE_TTL)")
+}
+
+// Validate reports what to set.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.Require(c.ListenAddr, "listen", "PREFERENCES_LISTEN")
+	p.Require(c.DatabaseURL, "database-url", "PREFERENCES_DATABASE_URL")
+	p.Require(c.TokenKeyPath, "token-key", "PREFERENCES_TOKEN_KEY")
+	p.Check(c.UnsubscribeTTL > 0, "-unsubscribe-ttl must be positive")
+	return p.Err()
+}
+
+// Listen is the gRPC listen address.
+func (c Config) Listen() string { return c.ListenAddr }
+
+// Service is a built preferences service.
+type Service struct {
+	Server *prefs.Server
+	db     *storage.DB
+}
+
+// New opens and migrates the database and loads the token key.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error) {
+	db, err := storage.Open(ctx, cfg.DatabaseURL, store.Migrations)
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := keyfile.AEAD(cfg.TokenKeyPath)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Service{db: db, Server: &prefs.Server{DB: db, Tokens: tokens, Logger: logger, Now: time.Now, TokenTTL: cfg.UnsubscribeTTL}}, nil
+}
+
+// Build is New as an app.Service, for app.Main.
+func Build(ctx context.Context, cfg *Config, logger *slog.Logger) (app.Service, error) {
+	return New(ctx, *cfg, logger)
+}
+
+// Register registers PreferencesService and the data-subject contract.
+func (s *Service) Register(srv *grpcserver.Server) {
+	preferencesv1.RegisterPreferencesServiceServer(srv, s.Server)
+	subjectv1.RegisterDataSubjectServiceServer(srv, s.Server)
+}
+
+// Run has no background work; it waits for shutdown.
+func (s *Service) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
+
+// Close closes the database.
+func (s *Service) Close() error { return s.db.Close() }
