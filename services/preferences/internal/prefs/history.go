@@ -370,4 +370,3 @@ func (s *Server) Unsubscribe(ctx context.Context, req *preferencesv1.Unsubscribe
 	}
 	return &preferencesv1.UnsubscribeResponse{Channel: ch.GetChannel(), Topic: ch.GetTopic()}, nil
 }
-
