@@ -1,0 +1,14 @@
+package notice
+
+import (
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+)
+
+// NewWorker returns a worker for the notice workflow and its activities.
+func NewWorker(c client.Client, a *Activities) worker.Worker {
+	w := worker.New(c, TaskQueue, worker.Options{})
+	w.RegisterWorkflow(Notice)
+	w.RegisterActivity(a)
+	return w
+}

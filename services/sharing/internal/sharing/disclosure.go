@@ -1,0 +1,290 @@
+package sharing
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
+	"lethe.dev/platform/errs"
+	"lethe.dev/platform/storage"
+)
+
+// Pseudonym is how a partner knows a member: HMAC-SHA256 (Tink PRF) of the member id
+// under a key derived for that partner, so two partners cannot join their data on it.
+func (s *Server) Pseudonym(partnerID, memberID string) string {
+	out, err := s.Keys.ComputePrimaryPRF([]byte("pseudonym\x00"+partnerID+"\x00"+memberID), 16)
+	if err != nil {
+		panic("sharing: pseudonym key: " + err.Error())
+	}
+	return hex.EncodeToString(out)
+}
+
+func (s *Server) blockHash(memberID string) string {
+	out, err := s.Keys.ComputePrimaryPRF([]byte("block\x00"+memberID), 32)
+	if err != nil {
+		panic("sharing: block key: " + err.Error())
+	}
+	return hex.EncodeToString(out)
+}
+
+// entryHash is the chain hash of one log entry. It covers everything but the subject,
+// so replacing the member id with a tombstone id keeps the chain verifiable.
+func entryHash(seq int64, partner, purpose, categories, basis string, at int64, prev string) string {
+	h := sha256.New()
+	for _, part := range []string{strconv.FormatInt(seq, 10), partner, purpose, categories, basis, strconv.FormatInt(at, 10), prev} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (s *Server) deny(ctx context.Context, partnerID, purposeID, reason string) (*sharingv1.AuthorizeDisclosureResponse, error) {
+	_, err := s.DB.ExecContext(ctx, `INSERT INTO denials (id, partner_id, purpose_id, reason, denied_at) VALUES ($1, $2, $3, $4, $5)`, newID(), partnerID, purposeID, reason, s.now().UnixMicro())
+	if s.Logger != nil {
+		s.Logger.Info("disclosure denied", "partner", partnerID, "purpose", purposeID, "reason", reason)
+	}
+	return &sharingv1.AuthorizeDisclosureResponse{Allowed: false, Reason: reason}, err
+}
+
+// AuthorizeDisclosure implements SharingService: the one check before any data leaves.
+// Bad input is an error; a refusal is an answer with its reason. Only an allowed
+// disclosure is logged, once per request id.
+func (s *Server) AuthorizeDisclosure(ctx context.Context, req *sharingv1.AuthorizeDisclosureRequest) (*sharingv1.AuthorizeDisclosureResponse, error) {
+	mid, err := memberOf(req.GetMember(), "member")
+	if err != nil {
+		return nil, err
+	}
+	pid, err := partnerOf(req.GetPartner(), "partner")
+	if err != nil {
+		return nil, err
+	}
+	var v errs.Violations
+	if req.GetPurpose() == "" {
+		v.Add("purpose", "is required")
+	}
+	if req.GetRequestId() == "" {
+		v.Add("request_id", "is required: one log entry per request")
+	}
+	checkCategories("data_categories", req.GetDataCategories(), &v)
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	if got, err := s.disclosureByRequest(ctx, req.GetRequestId()); err != nil {
+		return nil, err
+	} else if got != nil {
+		return &sharingv1.AuthorizeDisclosureResponse{Allowed: true, Reason: "ALLOWED", Disclosure: got, PartnerSubjectId: s.Pseudonym(pid, mid)}, nil
+	}
+	partner, err := s.partner(ctx, pid)
+	if errs.ReasonOf(err) == "PARTNER_NOT_FOUND" {
+		return s.deny(ctx, pid, req.GetPurpose(), "PARTNER_UNKNOWN")
+	} else if err != nil {
+		return nil, err
+	}
+	var blocked int
+	if err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM blocks WHERE member_hash = $1`, s.blockHash(mid)).Scan(&blocked); err != nil {
+		return nil, err
+	}
+	if blocked > 0 {
+		return s.deny(ctx, pid, req.GetPurpose(), "SHARING_BLOCKED")
+	}
+	if !slices.Contains(partner.p.GetPurposes(), req.GetPurpose()) {
+		return s.deny(ctx, pid, req.GetPurpose(), "PURPOSE_NOT_DECLARED")
+	}
+	purpose, err := s.purpose(ctx, pid, req.GetPurpose())
+	if err != nil {
+		return nil, err
+	}
+	allowedCats := partner.p.GetDataCategories()
+	basis := "contract"
+	if purpose != nil {
+		allowedCats, basis = purpose.cats, purpose.legalBasis
+	}
+	for _, c := range req.GetDataCategories() {
+		if !slices.Contains(allowedCats, c) {
+			return s.deny(ctx, pid, req.GetPurpose(), "CATEGORY_NOT_DECLARED")
+		}
+	}
+	var objections int
+	if err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM objections WHERE member_id = $1 AND withdrawn_at IS NULL
+		AND (partner_id = $2 OR partner_id = '') AND (purpose_id = $3 OR purpose_id = '')`, mid, pid, req.GetPurpose()).Scan(&objections); err != nil {
+		return nil, err
+	}
+	if objections > 0 {
+		return s.deny(ctx, pid, req.GetPurpose(), "OBJECTED")
+	}
+	if needsNotice(partner.p.GetKind()) {
+		if purpose == nil {
+			return s.deny(ctx, pid, req.GetPurpose(), "NO_NOTICE")
+		}
+		var state int
+		err := s.DB.QueryRowContext(ctx, `SELECT state FROM notices WHERE member_id = $1 AND partner_id = $2 AND purpose_id = $3`, mid, pid, req.GetPurpose()).Scan(&state)
+		switch {
+		case errors.Is(err, sql.ErrNoRows) || state == 0:
+			return s.deny(ctx, pid, req.GetPurpose(), "NO_NOTICE")
+		case err != nil:
+			return nil, err
+		case state == 1:
+			return s.deny(ctx, pid, req.GetPurpose(), "NOTICE_PENDING")
+		case state == 3:
+			return s.deny(ctx, pid, req.GetPurpose(), "NOTICE_BLOCKED")
+		}
+	}
+	d, err := s.appendDisclosure(ctx, mid, pid, req.GetPurpose(), req.GetDataCategories(), basis, req.GetRequestId())
+	if err != nil {
+		return nil, err
+	}
+	return &sharingv1.AuthorizeDisclosureResponse{Allowed: true, Reason: "ALLOWED", Disclosure: d, PartnerSubjectId: s.Pseudonym(pid, mid)}, nil
+}
+
+func (s *Server) appendDisclosure(ctx context.Context, mid, pid, purpose string, cats []string, basis, requestID string) (*sharingv1.Disclosure, error) {
+	sorted := slices.Clone(cats)
+	slices.Sort(sorted)
+	catsJSON, _ := json.Marshal(sorted)
+	var out *sharingv1.Disclosure
+	err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		var seq int64
+		prev := ""
+		err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM disclosures WHERE subject = $1 ORDER BY seq DESC LIMIT 1`, mid).Scan(&seq, &prev)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		seq++
+		at := s.now().UnixMicro()
+		hash := entryHash(seq, pid, purpose, string(catsJSON), basis, at, prev)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO disclosures (subject, seq, partner_id, purpose_id, data_categories, legal_basis, disclosed_at, prev_hash, hash, request_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, mid, seq, pid, purpose, string(catsJSON), basis, at, prev, hash, requestID); err != nil {
+			return err
+		}
+		out = &sharingv1.Disclosure{Name: "members/" + mid + "/disclosures/" + strconv.FormatInt(seq, 10), Partner: "partners/" + pid, Purpose: purpose,
+			DataCategories: sorted, LegalBasis: basis, DiscloseTime: timestamppb.New(time.UnixMicro(at)), PreviousHash: prev, Hash: hash}
+		return nil
+	})
+	if storage.IsUniqueViolation(err) { // a concurrent retry of the same request won
+		return s.disclosureByRequest(ctx, requestID)
+	}
+	return out, err
+}
+
+const disclosureCols = `subject, seq, partner_id, purpose_id, data_categories, legal_basis, disclosed_at, prev_hash, hash`
+
+func scanDisclosure(row interface{ Scan(...any) error }) (*sharingv1.Disclosure, error) {
+	var subject, pid, cats string
+	var seq, at int64
+	d := &sharingv1.Disclosure{}
+	if err := row.Scan(&subject, &seq, &pid, &d.Purpose, &cats, &d.LegalBasis, &at, &d.PreviousHash, &d.Hash); err != nil {
+		return nil, err
+	}
+	_ = json.Unmarshal([]byte(cats), &d.DataCategories)
+	d.Name, d.Partner, d.DiscloseTime = "members/"+subject+"/disclosures/"+strconv.FormatInt(seq, 10), "partners/"+pid, timestamppb.New(time.UnixMicro(at))
+	return d, nil
+}
+
+func (s *Server) disclosureByRequest(ctx context.Context, requestID string) (*sharingv1.Disclosure, error) {
+	d, err := scanDisclosure(s.DB.QueryRowContext(ctx, `SELECT `+disclosureCols+` FROM disclosures WHERE request_id = $1`, requestID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return d, err
+}
+
+// ListDisclosures implements SharingService: the member's recipients, in log order.
+func (s *Server) ListDisclosures(ctx context.Context, req *sharingv1.ListDisclosuresRequest) (*sharingv1.ListDisclosuresResponse, error) {
+	mid, err := memberOf(req.GetParent(), "parent")
+	if err != nil {
+		return nil, err
+	}
+	n := int(req.GetPageSize())
+	if n == 0 {
+		n = 50
+	}
+	if n < 0 || n > 500 {
+		return nil, errs.Invalid(errs.FieldViolation{Field: "page_size", Description: "must be between 0 and 500"})
+	}
+	after := int64(0)
+	if t := req.GetPageToken(); t != "" {
+		if after, err = strconv.ParseInt(t, 10, 64); err != nil {
+			return nil, errs.Invalid(errs.FieldViolation{Field: "page_token", Description: "is not a token this API issued"})
+		}
+	}
+	rows, err := s.DB.QueryContext(ctx, `SELECT `+disclosureCols+` FROM disclosures WHERE subject = $1 AND seq > $2 ORDER BY seq LIMIT $3`, mid, after, n+1)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := &sharingv1.ListDisclosuresResponse{}
+	for rows.Next() {
+		d, err := scanDisclosure(rows)
+		if err != nil {
+			return nil, err
+		}
+		if len(out.Disclosures) == n {
+			last := out.Disclosures[n-1].GetName()
+			out.NextPageToken = last[strings.LastIndex(last, "/")+1:]
+			break
+		}
+		out.Disclosures = append(out.Disclosures, d)
+	}
+	return out, rows.Err()
+}
+
+// verifyChain recomputes the hash chain of one subject's log.
+func (s *Server) verifyChain(ctx context.Context, subject string) (*sharingv1.VerifyDisclosureLogResponse, error) {
+	rows, err := s.DB.QueryContext(ctx, `SELECT seq, partner_id, purpose_id, data_categories, legal_basis, disclosed_at, prev_hash, hash FROM disclosures WHERE subject = $1 ORDER BY seq`, subject)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := &sharingv1.VerifyDisclosureLogResponse{Valid: true}
+	prev := ""
+	want := int64(1)
+	for rows.Next() {
+		var seq, at int64
+		var pid, purpose, cats, basis, prevHash, hash string
+		if err := rows.Scan(&seq, &pid, &purpose, &cats, &basis, &at, &prevHash, &hash); err != nil {
+			return nil, err
+		}
+		out.EntriesChecked++
+		if seq != want || prevHash != prev || entryHash(seq, pid, purpose, cats, basis, at, prevHash) != hash {
+			out.Valid, out.FirstInvalid = false, "members/"+subject+"/disclosures/"+strconv.FormatInt(seq, 10)
+			return out, nil
+		}
+		prev, want = hash, want+1
+	}
+	return out, rows.Err()
+}
+
+// VerifyDisclosureLog implements SharingService.
+func (s *Server) VerifyDisclosureLog(ctx context.Context, req *sharingv1.VerifyDisclosureLogRequest) (*sharingv1.VerifyDisclosureLogResponse, error) {
+	mid, err := memberOf(req.GetParent(), "parent")
+	if err != nil {
+		return nil, err
+	}
+	return s.verifyChain(ctx, mid)
+}
+
+// BlockSharing implements SharingService; idempotent.
+func (s *Server) BlockSharing(ctx context.Context, req *sharingv1.BlockSharingRequest) (*sharingv1.BlockSharingResponse, error) {
+	mid, err := memberOf(req.GetMember(), "member")
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UnixMicro()
+	if _, err := s.DB.ExecContext(ctx, `INSERT INTO blocks (member_hash, blocked_at) VALUES ($1, $2) ON CONFLICT (member_hash) DO NOTHING`, s.blockHash(mid), now); err != nil {
+		return nil, err
+	}
+	var at int64
+	if err := s.DB.QueryRowContext(ctx, `SELECT blocked_at FROM blocks WHERE member_hash = $1`, s.blockHash(mid)).Scan(&at); err != nil {
+		return nil, err
+	}
+	return &sharingv1.BlockSharingResponse{BlockTime: timestamppb.New(time.UnixMicro(at))}, nil
+}

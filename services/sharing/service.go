@@ -1,0 +1,183 @@
+// Package sharing wires the third-party sharing service: partners, objections, advance
+// notices (Temporal workflows), the disclosure log and onward erasure. Behaviour lives in
+// internal/sharing and internal/notice.
+package sharing
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/tink-crypto/tink-go/v2/prf"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
+	subjectv1 "lethe.dev/gen/lethe/subject/v1"
+	"lethe.dev/platform/app"
+	"lethe.dev/platform/config"
+	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/keyfile"
+	"lethe.dev/platform/storage"
+	"lethe.dev/services/sharing/internal/notice"
+	impl "lethe.dev/services/sharing/internal/sharing"
+	"lethe.dev/services/sharing/internal/store"
+)
+
+// Config is the sharing service's configuration.
+type Config struct {
+	ListenAddr        string
+	DatabaseURL       string
+	DataDir           string
+	TemporalAddress   string
+	TemporalNamespace string
+	Temporal          bool
+	AllowLoopbackHTTP bool
+	PublicURL         string
+	WebhookTimeout    time.Duration
+}
+
+// RegisterFlags registers flags whose defaults come from the environment.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	data := config.Env("LETHE_DATA_DIR", "data")
+	fs.StringVar(&c.ListenAddr, "listen", config.Env("SHARING_LISTEN", "127.0.0.1:7103"), "gRPC listen address (SHARING_LISTEN)")
+	fs.StringVar(&c.DatabaseURL, "database-url", config.Env("SHARING_DATABASE_URL", "sqlite:"+filepath.Join(data, "sharing.db")), "sqlite:PATH or postgres:// URL (SHARING_DATABASE_URL)")
+	fs.StringVar(&c.DataDir, "data-dir", filepath.Join(data, "sharing"), "directory for keys (LETHE_DATA_DIR/sharing)")
+	fs.StringVar(&c.TemporalAddress, "temporal-address", config.Env("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend (TEMPORAL_ADDRESS)")
+	fs.StringVar(&c.TemporalNamespace, "temporal-namespace", config.Env("TEMPORAL_NAMESPACE", "lethe"), "Temporal namespace (TEMPORAL_NAMESPACE)")
+	fs.BoolVar(&c.Temporal, "temporal", config.EnvBool("SHARING_TEMPORAL", true), "run the notice worker; without it NotifyMembers fails (SHARING_TEMPORAL)")
+	fs.BoolVar(&c.AllowLoopbackHTTP, "allow-loopback-http", config.EnvBool("SHARING_ALLOW_LOOPBACK_HTTP", true), "accept http:// webhooks on loopback hosts; turn off in production (SHARING_ALLOW_LOOPBACK_HTTP)")
+	fs.StringVar(&c.PublicURL, "public-url", config.Env("SHARING_PUBLIC_URL", "http://127.0.0.1:8080"), "public gateway URL partners call back (SHARING_PUBLIC_URL)")
+	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", config.EnvDuration("SHARING_WEBHOOK_TIMEOUT", 10*time.Second), "timeout of one webhook call (SHARING_WEBHOOK_TIMEOUT)")
+}
+
+// Validate reports what to set.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.Require(c.ListenAddr, "listen", "SHARING_LISTEN")
+	p.Require(c.DatabaseURL, "database-url", "SHARING_DATABASE_URL")
+	if c.Temporal {
+		p.Require(c.TemporalAddress, "temporal-address", "TEMPORAL_ADDRESS")
+	}
+	p.Check(c.WebhookTimeout > 0, "-webhook-timeout must be positive")
+	return p.Err()
+}
+
+// Listen is the gRPC listen address.
+func (c Config) Listen() string { return c.ListenAddr }
+
+// Service is a built sharing service.
+type Service struct {
+	Server   *impl.Server
+	db       *storage.DB
+	temporal client.Client
+	logger   *slog.Logger
+}
+
+// New opens the database, the keys and (when enabled) the Temporal client.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	db, err := storage.Open(ctx, cfg.DatabaseURL, store.Migrations)
+	if err != nil {
+		return nil, err
+	}
+	secrets, err := keyfile.AEAD(filepath.Join(cfg.DataDir, "secrets.keyset.json"))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	kh, err := keyfile.LoadOrCreate(filepath.Join(cfg.DataDir, "pseudonyms.keyset.json"), prf.HMACSHA256PRFKeyTemplate())
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	keys, err := prf.NewPRFSet(kh)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Service{db: db, logger: logger}
+	s.Server = &impl.Server{
+		DB: db, Secrets: secrets, Keys: keys, Logger: logger, Now: time.Now,
+		AllowLoopbackHTTP: cfg.AllowLoopbackHTTP, PublicURL: cfg.PublicURL,
+		HTTP: &http.Client{Timeout: cfg.WebhookTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+	}
+	if cfg.Temporal {
+		c, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(logger)})
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		s.temporal = c
+		s.Server.Notifier = temporalNotifier{c}
+	}
+	return s, nil
+}
+
+// Build is New as an app.Service, for app.Main.
+func Build(ctx context.Context, cfg *Config, logger *slog.Logger) (app.Service, error) {
+	return New(ctx, *cfg, logger)
+}
+
+// Register registers SharingService and the data-subject contract.
+func (s *Service) Register(srv *grpcserver.Server) {
+	sharingv1.RegisterSharingServiceServer(srv, s.Server)
+	subjectv1.RegisterDataSubjectServiceServer(srv, s.Server)
+}
+
+// Run runs the notice worker until ctx is done (or waits, without Temporal).
+func (s *Service) Run(ctx context.Context) error {
+	if s.temporal == nil {
+		<-ctx.Done()
+		return nil
+	}
+	w := notice.NewWorker(s.temporal, &notice.Activities{DB: s.db, Now: time.Now})
+	if err := w.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	w.Stop()
+	return nil
+}
+
+// Close closes the Temporal client and the database.
+func (s *Service) Close() error {
+	if s.temporal != nil {
+		s.temporal.Close()
+	}
+	return s.db.Close()
+}
+
+// temporalNotifier starts notice workflows. Starting uses the existing run when one is
+// already there, so a retried NotifyMembers cannot start a notice twice.
+type temporalNotifier struct{ c client.Client }
+
+func (n temporalNotifier) StartNotice(ctx context.Context, noticeID string, period time.Duration) error {
+	_, err := n.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: notice.WorkflowID(noticeID), TaskQueue: notice.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+	}, notice.Notice, notice.Input{NoticeID: noticeID, NoticePeriod: period})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return nil // it ran already
+	}
+	return err
+}
+
+func (n temporalNotifier) SignalObjection(ctx context.Context, noticeID string) error {
+	err := n.c.SignalWorkflow(ctx, notice.WorkflowID(noticeID), "", notice.ObjectionSignal, nil)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return nil // already ended
+	}
+	return err
+}
