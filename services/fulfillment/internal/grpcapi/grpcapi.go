@@ -1,0 +1,579 @@
+// Package grpcapi serves lethe.fulfillment.v1.FulfillmentService: intake of privacy
+// requests (which starts their workflows), the signals members and operators send them,
+// and the read model, archives and receipts they produce.
+package grpcapi
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
+	identityv1 "lethe.dev/gen/lethe/identity/v1"
+	"lethe.dev/platform/errs"
+	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/storage"
+	"lethe.dev/services/fulfillment/internal/request"
+)
+
+// Server implements FulfillmentService.
+type Server struct {
+	fulfillmentv1.UnimplementedFulfillmentServiceServer
+	DB                 *storage.DB
+	Temporal           client.Client
+	Identity           identityv1.IdentityServiceClient
+	CoolingOff         time.Duration
+	VerificationWindow time.Duration
+	ArchiveTTL         time.Duration
+	DownloadKey        []byte
+	ReceiptKey         ed25519.PublicKey
+	KeyID              string
+	Now                func() time.Time
+}
+
+func (s *Server) now() time.Time { return s.Now().UTC() }
+
+var kindNames = map[fulfillmentv1.RequestKind]string{
+	fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS:        request.KindAccess,
+	fulfillmentv1.RequestKind_REQUEST_KIND_ERASURE:       request.KindErasure,
+	fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE: request.KindChildErasure,
+}
+
+func validMemberID(s string) bool {
+	if len(s) < 8 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func parseName(name string) (member, id string, err error) {
+	rest, ok := strings.CutPrefix(name, "members/")
+	m, r, ok2 := strings.Cut(rest, "/privacyRequests/")
+	if !ok || !ok2 || !validMemberID(m) || !validMemberID(r) {
+		return "", "", errs.Invalid(errs.FieldViolation{Field: "name", Description: "must be members/{member}/privacyRequests/{request}"})
+	}
+	return m, r, nil
+}
+
+// recentSignIn reports whether the gateway vouched that the caller signed in recently.
+func recentSignIn(ctx context.Context) bool {
+	md, _ := metadata.FromIncomingContext(ctx)
+	v := md.Get("x-lethe-recent-signin")
+	return len(v) == 1 && v[0] == "true"
+}
+
+const reqCols = `id, member_id, kind, jurisdiction, origin, state, created_at, due_at, completed_at, extended, extension_reason, hold_reason, cooling_off_end, progress, challenge_id, archive_path, breached`
+
+type row struct {
+	pr        *fulfillmentv1.PrivacyRequest
+	member    string
+	id        string
+	challenge string
+	archive   string
+	due       time.Time
+	created   time.Time
+}
+
+func scanRow(r interface{ Scan(...any) error }) (*row, error) {
+	var x row
+	var kind, jur, origin, state int32
+	var created, due int64
+	var completed, cooling sql.NullInt64
+	var extended, breached bool
+	var extReason, hold, progress string
+	if err := r.Scan(&x.id, &x.member, &kind, &jur, &origin, &state, &created, &due, &completed, &extended, &extReason, &hold, &cooling, &progress, &x.challenge, &x.archive, &breached); err != nil {
+		return nil, err
+	}
+	x.due, x.created = time.UnixMicro(due).UTC(), time.UnixMicro(created).UTC()
+	pr := &fulfillmentv1.PrivacyRequest{
+		Name: "members/" + x.member + "/privacyRequests/" + x.id, Kind: fulfillmentv1.RequestKind(kind), Jurisdiction: fulfillmentv1.Jurisdiction(jur),
+		Origin: fulfillmentv1.RequestOrigin(origin), State: fulfillmentv1.RequestState(state), CreateTime: timestamppb.New(x.created), DueTime: timestamppb.New(x.due),
+		Extended: extended, ExtensionReason: extReason, HoldReason: hold,
+	}
+	if completed.Valid {
+		pr.CompleteTime = timestamppb.New(time.UnixMicro(completed.Int64))
+	}
+	if cooling.Valid {
+		pr.CoolingOffEndTime = timestamppb.New(time.UnixMicro(cooling.Int64))
+	}
+	var steps []request.Step
+	_ = json.Unmarshal([]byte(progress), &steps)
+	for _, st := range steps {
+		pr.Progress = append(pr.Progress, &fulfillmentv1.StepProgress{Step: st.Step, State: st.State, Count: st.Count, UpdateTime: timestamppb.New(st.Time)})
+	}
+	x.pr = pr
+	return &x, nil
+}
+
+func (s *Server) load(ctx context.Context, where string, args ...any) (*row, error) {
+	r, err := scanRow(s.DB.QueryRowContext(ctx, `SELECT `+reqCols+` FROM requests WHERE `+where, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errs.NotFoundf("REQUEST_NOT_FOUND", "privacy request")
+	}
+	return r, err
+}
+
+func (s *Server) loadByName(ctx context.Context, name string) (*row, error) {
+	m, id, err := parseName(name)
+	if err != nil {
+		return nil, err
+	}
+	return s.load(ctx, `id = $1 AND member_id = $2`, id, m)
+}
+
+// CreatePrivacyRequest implements FulfillmentService.
+func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.CreatePrivacyRequestRequest) (*fulfillmentv1.PrivacyRequest, error) {
+	member, ok := strings.CutPrefix(req.GetParent(), "members/")
+	in := req.GetPrivacyRequest()
+	var v errs.Violations
+	if !ok || !validMemberID(member) {
+		v.Add("parent", "must be members/{member}")
+	}
+	kind, known := kindNames[in.GetKind()]
+	if !known {
+		v.Add("privacy_request.kind", "must be ACCESS, ERASURE or CHILD_ERASURE")
+	}
+	if in.GetJurisdiction() < 0 || in.GetJurisdiction() > 3 {
+		v.Add("privacy_request.jurisdiction", "unknown jurisdiction")
+	}
+	if n := len(req.GetRequestId()); n == 0 || n > 100 {
+		v.Add("request_id", "is required (the client's idempotency key), at most 100 characters")
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	if r, err := s.load(ctx, `member_id = $1 AND client_request_id = $2`, member, req.GetRequestId()); err == nil {
+		return r.pr, nil
+	}
+	kinds := []int32{int32(in.GetKind())}
+	if in.GetKind() != fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS {
+		kinds = []int32{int32(fulfillmentv1.RequestKind_REQUEST_KIND_ERASURE), int32(fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE)}
+	}
+	if r, err := s.load(ctx, `member_id = $1 AND is_open AND (kind = $2 OR kind = $3)`, member, kinds[0], kinds[len(kinds)-1]); err == nil {
+		return r.pr, nil // one open request per kind: the first answers
+	}
+	if _, err := s.Identity.GetMember(ctx, &identityv1.GetMemberRequest{Name: "members/" + member}); err != nil {
+		if grpcserver.ReasonOf(err) == "MEMBER_ERASED" {
+			if r, err2 := s.load(ctx, `member_id = $1 AND kind IN (2, 3) AND state = 5 ORDER BY completed_at DESC LIMIT 1`, member); err2 == nil && in.GetKind() != fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS {
+				return r.pr, nil // answered from the tombstone: the erasure that already happened
+			}
+			return nil, errs.New(errs.NotFound, "MEMBER_ERASED", "the member was erased; nothing is held")
+		}
+		return nil, err
+	}
+	now := s.now()
+	rule := request.RuleFor(in.GetJurisdiction())
+	due := rule.Due(now)
+	origin := in.GetOrigin()
+	if origin == fulfillmentv1.RequestOrigin_REQUEST_ORIGIN_UNSPECIFIED {
+		origin = fulfillmentv1.RequestOrigin_REQUEST_ORIGIN_MEMBER
+	}
+	cooling := s.CoolingOff
+	verified := origin == fulfillmentv1.RequestOrigin_REQUEST_ORIGIN_MEMBER && recentSignIn(ctx)
+	if in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE {
+		cooling, verified = 0, true // children's data goes as soon as it is discovered
+	}
+	if in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS {
+		cooling = 0
+	}
+	id := request.NewID()
+	var coolingEnd any
+	if cooling > 0 {
+		coolingEnd = now.Add(cooling).UnixMicro()
+	}
+	_, err := s.DB.ExecContext(ctx, `INSERT INTO requests (id, member_id, kind, jurisdiction, origin, state, is_open, client_request_id, created_at, due_at, extended, extension_reason,
+		hold_reason, cooling_off_end, progress, challenge_id, tombstone_id, archive_path, archive_size, archive_sha256, breached, receipt_token_hash)
+		VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8, $9, FALSE, '', '', $10, '[]', '', $11, '', 0, '', FALSE, $12)`,
+		id, member, int32(in.GetKind()), int32(in.GetJurisdiction()), int32(origin), int32(fulfillmentv1.RequestState_REQUEST_STATE_IN_PROGRESS), req.GetRequestId(),
+		now.UnixMicro(), due.UnixMicro(), coolingEnd, request.NewID(), nil)
+	if storage.IsUniqueViolation(err) {
+		if r, err := s.load(ctx, `member_id = $1 AND (client_request_id = $2 OR (is_open AND kind = $3))`, member, req.GetRequestId(), int32(in.GetKind())); err == nil {
+			return r.pr, nil
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	var token string
+	if in.GetKind() != fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS {
+		token = request.NewID() + request.NewID()
+		h := sha256.Sum256([]byte(token))
+		if _, err := s.DB.ExecContext(ctx, `UPDATE requests SET receipt_token_hash = $1 WHERE id = $2`, h[:], id); err != nil {
+			return nil, err
+		}
+	}
+	_, err = s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: request.WorkflowID(kind, member), TaskQueue: request.TaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			temporal.NewSearchAttributeKeyKeyword(request.SAKind).ValueSet(kind),
+			temporal.NewSearchAttributeKeyKeyword(request.SAStatus).ValueSet("received"),
+			temporal.NewSearchAttributeKeyTime(request.SADueTime).ValueSet(due),
+			temporal.NewSearchAttributeKeyKeyword(request.SAJurisdiction).ValueSet(strings.ToLower(strings.TrimPrefix(in.GetJurisdiction().String(), "JURISDICTION_"))),
+		),
+	}, request.PrivacyRequest, request.Input{
+		RequestID: id, MemberID: member, Kind: kind, Jurisdiction: in.GetJurisdiction().String(), Verified: verified, DueTime: due,
+		CoolingOff: cooling, VerificationWindow: s.VerificationWindow, ArchiveTTL: s.ArchiveTTL,
+	})
+	if err != nil {
+		_, _ = s.DB.ExecContext(ctx, `DELETE FROM requests WHERE id = $1`, id)
+		return nil, errs.Wrap(err, errs.FailedPrecondition, "REQUEST_IN_PROGRESS", "another request of this kind is running for the member")
+	}
+	r, err := s.load(ctx, `id = $1`, id)
+	if err != nil {
+		return nil, err
+	}
+	r.pr.ReceiptToken = token
+	return r.pr, nil
+}
+
+// GetPrivacyRequest implements FulfillmentService.
+func (s *Server) GetPrivacyRequest(ctx context.Context, req *fulfillmentv1.GetPrivacyRequestRequest) (*fulfillmentv1.PrivacyRequest, error) {
+	r, err := s.loadByName(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return r.pr, nil
+}
+
+// ListPrivacyRequests implements FulfillmentService, ordered by due date.
+func (s *Server) ListPrivacyRequests(ctx context.Context, req *fulfillmentv1.ListPrivacyRequestsRequest) (*fulfillmentv1.ListPrivacyRequestsResponse, error) {
+	member, ok := strings.CutPrefix(req.GetParent(), "members/")
+	if !ok || (member != "-" && !validMemberID(member)) {
+		return nil, errs.Invalid(errs.FieldViolation{Field: "parent", Description: "must be members/{member} or members/-"})
+	}
+	n := int(req.GetPageSize())
+	if n == 0 {
+		n = 50
+	}
+	if n < 0 || n > 500 {
+		return nil, errs.Invalid(errs.FieldViolation{Field: "page_size", Description: "must be between 0 and 500"})
+	}
+	offset := 0
+	if t := req.GetPageToken(); t != "" {
+		var err error
+		if offset, err = strconv.Atoi(t); err != nil || offset < 0 {
+			return nil, errs.Invalid(errs.FieldViolation{Field: "page_token", Description: "is not a token this API issued"})
+		}
+	}
+	now := s.now().UnixMicro()
+	where, args := []string{"1 = 1"}, []any{}
+	arg := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
+	if member != "-" {
+		where = append(where, "member_id = "+arg(member))
+	}
+	switch f := req.GetFilter(); f {
+	case "":
+	case "open":
+		where = append(where, "is_open")
+	case "at_risk":
+		where = append(where, "is_open", "due_at >= "+arg(now), "due_at < "+arg(now+int64(3*24*time.Hour/time.Microsecond)))
+	case "overdue":
+		where = append(where, "is_open", "due_at < "+arg(now))
+	default:
+		code, ok := fulfillmentv1.RequestState_value[strings.ToUpper(f)]
+		if !ok {
+			code, ok = fulfillmentv1.RequestState_value["REQUEST_STATE_"+strings.ToUpper(f)]
+		}
+		if !ok {
+			return nil, errs.Invalid(errs.FieldViolation{Field: "filter", Description: "must be open, at_risk, overdue or a state name"})
+		}
+		where = append(where, "state = "+arg(code))
+	}
+	q := `SELECT ` + reqCols + ` FROM requests WHERE ` + strings.Join(where, " AND ") + ` ORDER BY due_at, id LIMIT ` + arg(n+1) + ` OFFSET ` + arg(offset)
+	rows, err := s.DB.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := &fulfillmentv1.ListPrivacyRequestsResponse{}
+	for rows.Next() {
+		r, err := scanRow(rows)
+		if err != nil {
+			return nil, err
+		}
+		if len(out.PrivacyRequests) == n {
+			out.NextPageToken = strconv.Itoa(offset + n)
+			break
+		}
+		out.PrivacyRequests = append(out.PrivacyRequests, r.pr)
+	}
+	return out, rows.Err()
+}
+
+func (s *Server) signal(ctx context.Context, r *row, name string) error {
+	kind := kindNames[r.pr.GetKind()]
+	return s.Temporal.SignalWorkflow(ctx, request.WorkflowID(kind, r.member), "", name, nil)
+}
+
+// VerifyPrivacyRequest implements FulfillmentService.
+func (s *Server) VerifyPrivacyRequest(ctx context.Context, req *fulfillmentv1.VerifyPrivacyRequestRequest) (*fulfillmentv1.PrivacyRequest, error) {
+	r, err := s.loadByName(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if len(req.GetCode()) != 6 {
+		return nil, errs.Invalid(errs.FieldViolation{Field: "code", Description: "must be the 6-digit code from the email"})
+	}
+	if r.pr.GetState() != fulfillmentv1.RequestState_REQUEST_STATE_AWAITING_VERIFICATION || r.challenge == "" {
+		return nil, errs.New(errs.FailedPrecondition, "NOT_AWAITING_VERIFICATION", "the request is not waiting for a code")
+	}
+	res, err := s.Identity.CheckVerificationCode(ctx, &identityv1.CheckVerificationCodeRequest{Name: "members/" + r.member, ChallengeId: r.challenge, Code: req.GetCode()})
+	if err != nil {
+		return nil, err
+	}
+	if !res.GetVerified() || res.GetReference() != r.id {
+		return nil, &errs.Error{Code: errs.InvalidArgument, Reason: "CODE_INCORRECT", Message: "the code is not correct",
+			Violations: []errs.FieldViolation{{Field: "code", Description: "is not correct"}}}
+	}
+	if err := s.signal(ctx, r, request.VerifySignal); err != nil {
+		return nil, err
+	}
+	return r.pr, nil
+}
+
+// CancelPrivacyRequest implements FulfillmentService: only before verification or
+// during an erasure's cooling-off period.
+func (s *Server) CancelPrivacyRequest(ctx context.Context, req *fulfillmentv1.CancelPrivacyRequestRequest) (*fulfillmentv1.PrivacyRequest, error) {
+	r, err := s.loadByName(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	switch r.pr.GetState() {
+	case fulfillmentv1.RequestState_REQUEST_STATE_COOLING_OFF, fulfillmentv1.RequestState_REQUEST_STATE_AWAITING_VERIFICATION:
+	default:
+		return nil, errs.New(errs.FailedPrecondition, "CANNOT_CANCEL", "the request can be cancelled only before verification or during the cooling-off period")
+	}
+	if err := s.signal(ctx, r, request.CancelSignal); err != nil {
+		return nil, err
+	}
+	return r.pr, nil
+}
+
+// ExtendPrivacyRequest implements FulfillmentService (operators): once, as the
+// jurisdiction allows, with a reason the member is told.
+func (s *Server) ExtendPrivacyRequest(ctx context.Context, req *fulfillmentv1.ExtendPrivacyRequestRequest) (*fulfillmentv1.PrivacyRequest, error) {
+	r, err := s.loadByName(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if n := len(req.GetReason()); n < 10 || n > 500 {
+		return nil, errs.Invalid(errs.FieldViolation{Field: "reason", Description: "must explain the extension in 10 to 500 characters (no personal data)"})
+	}
+	rule := request.RuleFor(r.pr.GetJurisdiction())
+	switch {
+	case request.IsFinal(r.pr.GetState()):
+		return nil, errs.New(errs.FailedPrecondition, "REQUEST_CLOSED", "the request is closed")
+	case rule.Extend == nil:
+		return nil, errs.New(errs.FailedPrecondition, "EXTENSION_NOT_ALLOWED", "this jurisdiction allows no extension")
+	case r.pr.GetExtended():
+		return nil, errs.New(errs.FailedPrecondition, "ALREADY_EXTENDED", "the request was already extended once")
+	case s.now().After(rule.ExtendBy(r.created, r.due)):
+		return nil, errs.New(errs.FailedPrecondition, "EXTENSION_TOO_LATE", "the member must be told of an extension within the first period")
+	}
+	due := rule.Extend(r.created, r.due)
+	res, err := s.DB.ExecContext(ctx, `UPDATE requests SET due_at = $1, extended = TRUE, extension_reason = $2 WHERE id = $3 AND NOT extended`, due.UnixMicro(), req.GetReason(), r.id)
+	if err != nil {
+		return nil, err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil, errs.New(errs.FailedPrecondition, "ALREADY_EXTENDED", "the request was already extended once")
+	}
+	if err := request.Notify(ctx, s.DB, r.id, "extension", req.GetReason(), s.now()); err != nil {
+		return nil, err
+	}
+	_ = s.signal(ctx, r, request.ExtendSignal)
+	return s.GetPrivacyRequest(ctx, &fulfillmentv1.GetPrivacyRequestRequest{Name: req.GetName()})
+}
+
+func (s *Server) setHold(ctx context.Context, name, reason, signal string) (*fulfillmentv1.PrivacyRequest, error) {
+	r, err := s.loadByName(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if request.IsFinal(r.pr.GetState()) {
+		return nil, errs.New(errs.FailedPrecondition, "REQUEST_CLOSED", "the request is closed")
+	}
+	if _, err := s.DB.ExecContext(ctx, `UPDATE requests SET hold_reason = $1 WHERE id = $2`, reason, r.id); err != nil {
+		return nil, err
+	}
+	if err := s.signal(ctx, r, signal); err != nil {
+		return nil, err
+	}
+	return s.GetPrivacyRequest(ctx, &fulfillmentv1.GetPrivacyRequestRequest{Name: name})
+}
+
+// SetLegalHold implements FulfillmentService (operators).
+func (s *Server) SetLegalHold(ctx context.Context, req *fulfillmentv1.SetLegalHoldRequest) (*fulfillmentv1.PrivacyRequest, error) {
+	if n := len(req.GetReason()); n < 3 || n > 500 {
+		return nil, errs.Invalid(errs.FieldViolation{Field: "reason", Description: "is required: a case reference, 3 to 500 characters"})
+	}
+	return s.setHold(ctx, req.GetName(), req.GetReason(), request.HoldSignal)
+}
+
+// ReleaseLegalHold implements FulfillmentService (operators).
+func (s *Server) ReleaseLegalHold(ctx context.Context, req *fulfillmentv1.ReleaseLegalHoldRequest) (*fulfillmentv1.PrivacyRequest, error) {
+	return s.setHold(ctx, req.GetName(), "", request.ReleaseSignal)
+}
+
+// DownloadSignature signs a download link for request id until exp (Unix seconds).
+func DownloadSignature(key []byte, requestID string, exp int64) string {
+	m := hmac.New(sha256.New, key)
+	fmt.Fprintf(m, "%s.%d", requestID, exp)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// GetExportDownload implements FulfillmentService.
+func (s *Server) GetExportDownload(ctx context.Context, req *fulfillmentv1.GetExportDownloadRequest) (*fulfillmentv1.ExportDownload, error) {
+	r, err := s.loadByName(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	var size int64
+	var sum string
+	var exp sql.NullInt64
+	if err := s.DB.QueryRowContext(ctx, `SELECT archive_size, archive_sha256, archive_expires_at FROM requests WHERE id = $1`, r.id).Scan(&size, &sum, &exp); err != nil {
+		return nil, err
+	}
+	if r.pr.GetKind() != fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS || r.archive == "" || !exp.Valid || time.UnixMicro(exp.Int64).Before(s.now()) {
+		return nil, errs.New(errs.FailedPrecondition, "NO_ARCHIVE", "no export archive is ready for this request")
+	}
+	e := time.UnixMicro(exp.Int64).Unix()
+	return &fulfillmentv1.ExportDownload{
+		DownloadUri: fmt.Sprintf("/v1/downloads/%s?exp=%d&sig=%s", r.id, e, DownloadSignature(s.DownloadKey, r.id, e)),
+		ExpireTime:  timestamppb.New(time.Unix(e, 0)), SizeBytes: size, Sha256: sum,
+	}, nil
+}
+
+// DownloadHandler serves /v1/downloads/{request}?exp=&sig=: it checks the signature
+// and expiry, records the download and streams the archive with range support.
+func (s *Server) DownloadHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		id := strings.TrimPrefix(req.URL.Path, "/v1/downloads/")
+		exp, err := strconv.ParseInt(req.URL.Query().Get("exp"), 10, 64)
+		want := DownloadSignature(s.DownloadKey, id, exp)
+		if err != nil || !validMemberID(id) || subtle.ConstantTimeCompare([]byte(want), []byte(req.URL.Query().Get("sig"))) != 1 {
+			writeJSONError(w, http.StatusForbidden, 7, "BAD_SIGNATURE", "the download link is not valid")
+			return
+		}
+		if time.Unix(exp, 0).Before(s.now()) {
+			writeJSONError(w, http.StatusGone, 9, "LINK_EXPIRED", "the download link expired")
+			return
+		}
+		var path string
+		if err := s.DB.QueryRowContext(req.Context(), `SELECT archive_path FROM requests WHERE id = $1`, id).Scan(&path); err != nil || path == "" {
+			writeJSONError(w, http.StatusNotFound, 5, "NO_ARCHIVE", "the archive no longer exists")
+			return
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			writeJSONError(w, http.StatusNotFound, 5, "NO_ARCHIVE", "the archive no longer exists")
+			return
+		}
+		defer f.Close()
+		info, _ := f.Stat()
+		_, _ = s.DB.ExecContext(req.Context(), `INSERT INTO downloads (id, request_id, downloaded_at) VALUES ($1, $2, $3)`, request.NewID(), id, s.now().UnixMicro())
+		w.Header().Set("Content-Type", "application/zip")
+		w.Header().Set("Content-Disposition", `attachment; filename="lethe-export.zip"`)
+		w.Header().Set("Cache-Control", "no-store")
+		http.ServeContent(w, req, "lethe-export.zip", info.ModTime(), f)
+	})
+}
+
+func writeJSONError(w http.ResponseWriter, status, code int, reason, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"code": code, "message": msg, "details": []any{map[string]any{
+		"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": grpcserver.ErrorDomain}}})
+}
+
+// GetErasureReceipt implements FulfillmentService. A wrong token answers like an unknown
+// request, so receipts cannot be probed.
+func (s *Server) GetErasureReceipt(ctx context.Context, req *fulfillmentv1.GetErasureReceiptRequest) (*fulfillmentv1.ErasureReceipt, error) {
+	var payload, sig, hash []byte
+	err := s.DB.QueryRowContext(ctx, `SELECT receipt_payload, receipt_signature, receipt_token_hash FROM requests WHERE id = $1`, req.GetRequestId()).Scan(&payload, &sig, &hash)
+	h := sha256.Sum256([]byte(req.GetReceiptToken()))
+	if err != nil || len(hash) == 0 || subtle.ConstantTimeCompare(h[:], hash) != 1 {
+		return nil, errs.NotFoundf("RECEIPT_NOT_FOUND", "receipt")
+	}
+	if len(payload) == 0 {
+		return nil, errs.New(errs.FailedPrecondition, "RECEIPT_NOT_READY", "the erasure has not finished")
+	}
+	return &fulfillmentv1.ErasureReceipt{Payload: payload, Signature: sig, KeyId: s.KeyID}, nil
+}
+
+// GetReceiptKeys implements FulfillmentService.
+func (s *Server) GetReceiptKeys(context.Context, *fulfillmentv1.GetReceiptKeysRequest) (*fulfillmentv1.ReceiptKeys, error) {
+	return &fulfillmentv1.ReceiptKeys{Keys: []*fulfillmentv1.ReceiptKey{{KeyId: s.KeyID, Algorithm: "Ed25519", PublicKey: s.ReceiptKey}}}, nil
+}
+
+// GetRequestStatistics implements FulfillmentService: received, completed and denied
+// per kind in a calendar year, and the median days to respond.
+func (s *Server) GetRequestStatistics(ctx context.Context, req *fulfillmentv1.GetRequestStatisticsRequest) (*fulfillmentv1.RequestStatistics, error) {
+	y := int(req.GetYear())
+	if y < 2000 || y > 2100 {
+		return nil, errs.Invalid(errs.FieldViolation{Field: "year", Description: "must be a year between 2000 and 2100"})
+	}
+	from := time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+	to := time.Date(y+1, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+	out := &fulfillmentv1.RequestStatistics{Year: req.GetYear()}
+	for _, kind := range []fulfillmentv1.RequestKind{fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS, fulfillmentv1.RequestKind_REQUEST_KIND_ERASURE, fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE} {
+		k := &fulfillmentv1.KindStatistics{Kind: kind}
+		if err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM requests WHERE kind = $1 AND created_at >= $2 AND created_at < $3`, int32(kind), from, to).Scan(&k.Received); err != nil {
+			return nil, err
+		}
+		if err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM requests WHERE kind = $1 AND state = $2 AND completed_at >= $3 AND completed_at < $4`, int32(kind), int32(fulfillmentv1.RequestState_REQUEST_STATE_DENIED), from, to).Scan(&k.Denied); err != nil {
+			return nil, err
+		}
+		rows, err := s.DB.QueryContext(ctx, `SELECT completed_at - created_at FROM requests WHERE kind = $1 AND state = $2 AND completed_at >= $3 AND completed_at < $4`, int32(kind), int32(fulfillmentv1.RequestState_REQUEST_STATE_COMPLETED), from, to)
+		if err != nil {
+			return nil, err
+		}
+		var days []float64
+		for rows.Next() {
+			var us int64
+			if err := rows.Scan(&us); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			days = append(days, float64(us)/float64(24*time.Hour/time.Microsecond))
+		}
+		rows.Close()
+		k.Completed = int64(len(days))
+		if len(days) > 0 {
+			slices.Sort(days)
+			if m := len(days) / 2; len(days)%2 == 1 {
+				k.MedianDaysToRespond = days[m]
+			} else {
+				k.MedianDaysToRespond = (days[m-1] + days[m]) / 2
+			}
+		}
+		out.Kinds = append(out.Kinds, k)
+	}
+	return out, nil
+}

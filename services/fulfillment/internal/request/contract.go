@@ -1,0 +1,105 @@
+// Package request runs members' privacy requests as Temporal workflows: verification,
+// legal deadlines with escalations, cooling-off and legal holds, export fan-out to every
+// data-holding service into one archive, and erasure across services with onward erasure
+// to processors, a verification sweep and a signed receipt.
+package request
+
+import (
+	"time"
+
+	enums "go.temporal.io/api/enums/v1"
+)
+
+// TaskQueue is where fulfillment's workers poll.
+const TaskQueue = "lethe-fulfillment"
+
+// Signal and query names. Signals carry no payload: the RPC that sends them has already
+// validated and recorded what changed.
+const (
+	VerifySignal    = "verify"
+	CancelSignal    = "cancel"
+	HoldSignal      = "legal-hold"
+	ReleaseSignal   = "release-hold"
+	ExtendSignal    = "extend"
+	OnwardAckSignal = "onward-ack"
+	ProgressQuery   = "progress"
+)
+
+// Search attributes the workflows set, registered in the namespace by the dev server and
+// by deploy/temporal/setup.sh.
+const (
+	SAKind         = "LetheRequestKind"
+	SAStatus       = "LetheRequestStatus"
+	SADueTime      = "LetheDueTime"
+	SAJurisdiction = "LetheJurisdiction"
+)
+
+// SearchAttributes lists the custom search attributes with their types.
+var SearchAttributes = map[string]enums.IndexedValueType{
+	SAKind:         enums.INDEXED_VALUE_TYPE_KEYWORD,
+	SAStatus:       enums.INDEXED_VALUE_TYPE_KEYWORD,
+	SADueTime:      enums.INDEXED_VALUE_TYPE_DATETIME,
+	SAJurisdiction: enums.INDEXED_VALUE_TYPE_KEYWORD,
+}
+
+// Kinds as workflow-facing names.
+const (
+	KindAccess       = "access"
+	KindErasure      = "erasure"
+	KindChildErasure = "child_erasure"
+)
+
+// WorkflowID is the id of a member's open request of a kind. Erasure and child erasure
+// share one id so two erasures of one member can never run at once.
+func WorkflowID(kind, memberID string) string {
+	if kind == KindChildErasure {
+		kind = KindErasure
+	}
+	return "privacy-request/" + kind + "/" + memberID
+}
+
+// OnwardWorkflowID is the id of the child workflow erasing at one processor.
+func OnwardWorkflowID(requestID, partner string) string {
+	return "onward-erasure/" + requestID + "/" + partner
+}
+
+// Input starts a request workflow. Only opaque ids and timings cross into Temporal.
+type Input struct {
+	RequestID          string
+	MemberID           string
+	Kind               string
+	Jurisdiction       string
+	Verified           bool
+	DueTime            time.Time
+	CoolingOff         time.Duration
+	VerificationWindow time.Duration
+	ArchiveTTL         time.Duration
+}
+
+// Result is how a request ended.
+type Result struct {
+	State string // completed, cancelled, expired, failed
+}
+
+// Step is one line of a request's progress.
+type Step struct {
+	Step  string    `json:"step"`
+	State string    `json:"state"`
+	Count int64     `json:"count"`
+	Time  time.Time `json:"time"`
+}
+
+// OnwardInput starts the erasure at one processor.
+type OnwardInput struct {
+	RequestID string
+	MemberID  string
+	Partner   string
+	Deadline  time.Time
+}
+
+// OnwardResult is how one processor's erasure ended.
+type OnwardResult struct {
+	Partner      string
+	Acknowledged bool
+	Attempts     int
+}

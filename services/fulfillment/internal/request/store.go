@@ -1,0 +1,62 @@
+package request
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"strings"
+	"time"
+
+	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
+	"lethe.dev/platform/storage"
+)
+
+// States as stored (values of lethe.fulfillment.v1.RequestState), by workflow name.
+var stateCodes = map[string]fulfillmentv1.RequestState{
+	"received":              fulfillmentv1.RequestState_REQUEST_STATE_IN_PROGRESS,
+	"awaiting_verification": fulfillmentv1.RequestState_REQUEST_STATE_AWAITING_VERIFICATION,
+	"cooling_off":           fulfillmentv1.RequestState_REQUEST_STATE_COOLING_OFF,
+	"on_hold":               fulfillmentv1.RequestState_REQUEST_STATE_ON_HOLD,
+	"in_progress":           fulfillmentv1.RequestState_REQUEST_STATE_IN_PROGRESS,
+	"completed":             fulfillmentv1.RequestState_REQUEST_STATE_COMPLETED,
+	"cancelled":             fulfillmentv1.RequestState_REQUEST_STATE_CANCELLED,
+	"expired":               fulfillmentv1.RequestState_REQUEST_STATE_EXPIRED,
+	"denied":                fulfillmentv1.RequestState_REQUEST_STATE_DENIED,
+	"failed":                fulfillmentv1.RequestState_REQUEST_STATE_FAILED,
+}
+
+// IsFinal reports whether a state ends a request.
+func IsFinal(s fulfillmentv1.RequestState) bool {
+	switch s {
+	case fulfillmentv1.RequestState_REQUEST_STATE_COMPLETED, fulfillmentv1.RequestState_REQUEST_STATE_CANCELLED,
+		fulfillmentv1.RequestState_REQUEST_STATE_EXPIRED, fulfillmentv1.RequestState_REQUEST_STATE_DENIED, fulfillmentv1.RequestState_REQUEST_STATE_FAILED:
+		return true
+	}
+	return false
+}
+
+// SetState records a request's state; final states close it and stamp completion.
+func SetState(ctx context.Context, db *storage.DB, requestID, state string, now time.Time) error {
+	code := stateCodes[state]
+	final := IsFinal(code)
+	var completed any
+	if final {
+		completed = now.UnixMicro()
+	}
+	_, err := db.ExecContext(ctx, `UPDATE requests SET state = $1, is_open = $2, completed_at = COALESCE(completed_at, $3) WHERE id = $4`, int32(code), !final, completed, requestID)
+	return err
+}
+
+// Notify queues a message to the member about a request, once per kind.
+func Notify(ctx context.Context, db *storage.DB, requestID, kind, detail string, now time.Time) error {
+	_, err := db.ExecContext(ctx, `INSERT INTO notifications (id, request_id, kind, detail, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_id, kind) DO NOTHING`,
+		NewID(), requestID, kind, detail, now.UnixMicro())
+	return err
+}
+
+// NewID returns a random opaque id (26 lower-case base32 characters).
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}

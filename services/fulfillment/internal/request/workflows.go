@@ -1,0 +1,368 @@
+package request
+
+import (
+	"errors"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Services that hold member data, in the order erasure must treat them: identity last,
+// because it crypto-shreds the member.
+var (
+	ExportServices = []string{"identity", "preferences", "sharing"}
+	EraseFirst     = []string{"preferences", "sharing"}
+)
+
+// PrivacyRequest runs one request from verification to its end.
+func PrivacyRequest(ctx workflow.Context, in Input) (Result, error) {
+	r := &run{in: in, status: "received"}
+	return r.run(ctx)
+}
+
+type run struct {
+	in       Input
+	status   string
+	held     bool
+	canceled bool
+	verified bool
+	steps    []Step
+}
+
+func (r *run) setStatus(ctx workflow.Context, status string) error {
+	r.status = status
+	_ = workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyKeyword(SAStatus).ValueSet(status))
+	var a *Activities
+	return workflow.ExecuteActivity(r.shortCtx(ctx), a.SetState, SetStateInput{RequestID: r.in.RequestID, State: status}).Get(ctx, nil)
+}
+
+// shortCtx is for bookkeeping activities: quick, retried with backoff, and never past
+// the due date.
+func (r *run) shortCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: r.untilDue(ctx, 24*time.Hour),
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrPermanent}},
+	})
+}
+
+// longCtx is for data movement: heartbeating, retried for hours while a service is
+// down, bounded by the due date.
+func (r *run) longCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    2 * time.Hour,
+		HeartbeatTimeout:       time.Minute,
+		ScheduleToCloseTimeout: r.untilDue(ctx, 30*24*time.Hour),
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrPermanent}},
+	})
+}
+
+// untilDue bounds an activity by the request's due date (at least a minute, so an
+// overdue request still finishes its bookkeeping), capped at max.
+func (r *run) untilDue(ctx workflow.Context, max time.Duration) time.Duration {
+	d := r.in.DueTime.Sub(workflow.Now(ctx))
+	if d < time.Minute {
+		d = time.Minute
+	}
+	if d > max {
+		d = max
+	}
+	return d
+}
+
+func (r *run) step(ctx workflow.Context, name, state string, count int64) {
+	for i := range r.steps {
+		if r.steps[i].Step == name {
+			r.steps[i] = Step{name, state, count, workflow.Now(ctx)}
+			r.saveProgress(ctx)
+			return
+		}
+	}
+	r.steps = append(r.steps, Step{name, state, count, workflow.Now(ctx)})
+	r.saveProgress(ctx)
+}
+
+func (r *run) saveProgress(ctx workflow.Context) {
+	var a *Activities
+	_ = workflow.ExecuteActivity(r.shortCtx(ctx), a.SaveProgress, ProgressInput{RequestID: r.in.RequestID, Steps: r.steps}).Get(ctx, nil)
+}
+
+func (r *run) run(ctx workflow.Context) (Result, error) {
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (map[string]any, error) {
+		return map[string]any{"status": r.status, "held": r.held, "steps": r.steps}, nil
+	}); err != nil {
+		return Result{}, err
+	}
+	r.listen(ctx)
+	r.escalate(ctx)
+	r.verified = r.in.Verified
+
+	if !r.verified {
+		if err := r.setStatus(ctx, "awaiting_verification"); err != nil {
+			return Result{}, err
+		}
+		var a *Activities
+		if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.SendVerification, RequestRef{RequestID: r.in.RequestID, MemberID: r.in.MemberID}).Get(ctx, nil); err != nil {
+			return r.fail(ctx, err)
+		}
+		ok, _ := workflow.AwaitWithTimeout(ctx, r.in.VerificationWindow, func() bool { return r.verified || r.canceled })
+		if !ok || !r.verified {
+			state := "expired"
+			if r.canceled {
+				state = "cancelled"
+			}
+			return r.end(ctx, state)
+		}
+	}
+
+	if r.in.Kind != KindAccess && r.in.CoolingOff > 0 {
+		if err := r.setStatus(ctx, "cooling_off"); err != nil {
+			return Result{}, err
+		}
+		workflow.AwaitWithTimeout(ctx, r.in.CoolingOff, func() bool { return r.canceled })
+		if r.canceled {
+			return r.end(ctx, "cancelled")
+		}
+	}
+	r.canceled = false // cancelling is only possible until here
+	if err := r.waitWhileHeld(ctx); err != nil {
+		return Result{}, err
+	}
+	if err := r.setStatus(ctx, "in_progress"); err != nil {
+		return Result{}, err
+	}
+	var err error
+	if r.in.Kind == KindAccess {
+		err = r.export(ctx)
+	} else {
+		err = r.erase(ctx)
+	}
+	if err != nil {
+		return r.fail(ctx, err)
+	}
+	res, err := r.end(ctx, "completed")
+	if err == nil && r.in.Kind == KindAccess {
+		// The archive lives until its link expires, then a timer deletes it.
+		_ = workflow.Sleep(ctx, r.in.ArchiveTTL)
+		var a *Activities
+		_ = workflow.ExecuteActivity(r.shortCtx(ctx), a.DeleteArchive, RequestRef{RequestID: r.in.RequestID}).Get(ctx, nil)
+		r.step(ctx, "archive.deleted", "done", 0)
+	}
+	return res, err
+}
+
+// listen handles signals for the whole run.
+func (r *run) listen(ctx workflow.Context) {
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		verify := workflow.GetSignalChannel(ctx, VerifySignal)
+		cancel := workflow.GetSignalChannel(ctx, CancelSignal)
+		hold := workflow.GetSignalChannel(ctx, HoldSignal)
+		release := workflow.GetSignalChannel(ctx, ReleaseSignal)
+		for {
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(verify, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.verified = true })
+			sel.AddReceive(cancel, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.canceled = true })
+			sel.AddReceive(hold, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.held = true })
+			sel.AddReceive(release, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.held = false })
+			sel.Select(ctx)
+		}
+	})
+}
+
+// waitWhileHeld pauses while a legal hold is set, recording the state.
+func (r *run) waitWhileHeld(ctx workflow.Context) error {
+	if !r.held {
+		return nil
+	}
+	prev := r.status
+	if err := r.setStatus(ctx, "on_hold"); err != nil {
+		return err
+	}
+	if err := workflow.Await(ctx, func() bool { return !r.held }); err != nil {
+		return err
+	}
+	return r.setStatus(ctx, prev)
+}
+
+// escalate records escalations at 50% and 80% of the time to the due date, and a
+// breach at the due date, unless the request finished first.
+func (r *run) escalate(ctx workflow.Context) {
+	start := workflow.Now(ctx)
+	total := r.in.DueTime.Sub(start)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		var a *Activities
+		for _, lv := range []struct {
+			name string
+			at   time.Duration
+		}{{"50%", total / 2}, {"80%", total * 8 / 10}, {"breach", total}} {
+			if d := start.Add(lv.at).Sub(workflow.Now(ctx)); d > 0 {
+				if err := workflow.Sleep(ctx, d); err != nil {
+					return
+				}
+			}
+			if r.status == "completed" || r.status == "cancelled" || r.status == "expired" {
+				return
+			}
+			_ = workflow.ExecuteActivity(r.shortCtx(ctx), a.RecordEscalation, EscalationInput{RequestID: r.in.RequestID, Level: lv.name}).Get(ctx, nil)
+		}
+	})
+}
+
+// end records the final state. It runs in a disconnected context so a cancelled
+// workflow still records how it ended.
+func (r *run) end(ctx workflow.Context, state string) (Result, error) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if err := r.setStatus(dctx, state); err != nil {
+		return Result{}, err
+	}
+	return Result{State: state}, nil
+}
+
+func (r *run) fail(ctx workflow.Context, cause error) (Result, error) {
+	if _, err := r.end(ctx, "failed"); err != nil {
+		return Result{}, errors.Join(cause, err)
+	}
+	return Result{State: "failed"}, cause
+}
+
+// export fans out to every data-holding service in parallel, then builds the archive.
+func (r *run) export(ctx workflow.Context) error {
+	var a *Activities
+	futures := map[string]workflow.Future{}
+	for _, svc := range ExportServices {
+		r.step(ctx, "export."+svc, "running", 0)
+		futures[svc] = workflow.ExecuteActivity(r.longCtx(ctx), a.ExportService, ExportInput{RequestID: r.in.RequestID, MemberID: r.in.MemberID, Service: svc})
+	}
+	var errs []error
+	for _, svc := range ExportServices {
+		var res ExportResult
+		if err := futures[svc].Get(ctx, &res); err != nil {
+			r.step(ctx, "export."+svc, "failed", 0)
+			errs = append(errs, err)
+			continue
+		}
+		r.step(ctx, "export."+svc, "done", res.Records)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	var archive ArchiveResult
+	if err := workflow.ExecuteActivity(r.longCtx(ctx), a.BuildArchive, ArchiveInput{RequestID: r.in.RequestID, Services: ExportServices, ExpiresAt: workflow.Now(ctx).Add(r.in.ArchiveTTL)}).Get(ctx, &archive); err != nil {
+		return err
+	}
+	r.step(ctx, "archive", "done", archive.Records)
+	return nil
+}
+
+// erase runs the erasure: stop everything at once, erase in preferences and sharing,
+// onward erasure to processors, queue the confirmation, erase identity last, verify,
+// sign the receipt.
+func (r *run) erase(ctx workflow.Context) error {
+	var a *Activities
+	ref := RequestRef{RequestID: r.in.RequestID, MemberID: r.in.MemberID}
+	stops := []workflow.Future{
+		workflow.ExecuteActivity(r.shortCtx(ctx), a.RevokeSessions, ref),
+		workflow.ExecuteActivity(r.shortCtx(ctx), a.StopMarketing, ref),
+		workflow.ExecuteActivity(r.shortCtx(ctx), a.BlockSharing, ref),
+	}
+	for _, f := range stops {
+		if err := f.Get(ctx, nil); err != nil {
+			return err
+		}
+	}
+	r.step(ctx, "stop.sessions_marketing_sharing", "done", 0)
+	if err := r.waitWhileHeld(ctx); err != nil {
+		return err
+	}
+	var results []ServiceErasure
+	for _, svc := range EraseFirst {
+		var res ServiceErasure
+		if err := workflow.ExecuteActivity(r.longCtx(ctx), a.EraseService, EraseInput{RequestRef: ref, Service: svc}).Get(ctx, &res); err != nil {
+			return err
+		}
+		results = append(results, res)
+		r.step(ctx, "erase."+svc, "done", res.Total())
+	}
+	var recipients []string
+	if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.ErasureRecipients, ref).Get(ctx, &recipients); err != nil {
+		return err
+	}
+	var acks []OnwardResult
+	var children []workflow.ChildWorkflowFuture
+	for _, p := range recipients {
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: OnwardWorkflowID(r.in.RequestID, p)})
+		children = append(children, workflow.ExecuteChildWorkflow(cctx, OnwardErasure, OnwardInput{RequestID: r.in.RequestID, MemberID: r.in.MemberID, Partner: p, Deadline: r.in.DueTime}))
+	}
+	for i, c := range children {
+		var res OnwardResult
+		if err := c.Get(ctx, &res); err != nil {
+			return err
+		}
+		acks = append(acks, res)
+		state := "acknowledged"
+		if !res.Acknowledged {
+			state = "unacknowledged"
+		}
+		r.step(ctx, "onward."+recipients[i], state, int64(res.Attempts))
+	}
+	if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.QueueConfirmation, ref).Get(ctx, nil); err != nil {
+		return err
+	}
+	var idRes ServiceErasure
+	if err := workflow.ExecuteActivity(r.longCtx(ctx), a.EraseService, EraseInput{RequestRef: ref, Service: "identity"}).Get(ctx, &idRes); err != nil {
+		return err
+	}
+	results = append(results, idRes)
+	r.step(ctx, "erase.identity", "done", idRes.Total())
+	if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.VerifyErased, ref).Get(ctx, nil); err != nil {
+		r.step(ctx, "verify", "failed", 0)
+		return err
+	}
+	r.step(ctx, "verify", "done", 0)
+	if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.SignReceipt, ReceiptInput{RequestRef: ref, Services: results, Onward: acks}).Get(ctx, nil); err != nil {
+		return err
+	}
+	r.step(ctx, "receipt", "done", 0)
+	return nil
+}
+
+// OnwardPollInterval is how often an unacknowledged processor is checked (and a failed
+// delivery resent) when no callback signal arrives.
+const OnwardPollInterval = time.Hour
+
+// OnwardErasure sends the erasure to one processor and waits for its acknowledgement
+// until the deadline, resending failed deliveries. A deadline passed without
+// acknowledgement is recorded as a breach, never silent.
+func OnwardErasure(ctx workflow.Context, in OnwardInput) (OnwardResult, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute, MaximumAttempts: 5, NonRetryableErrorTypes: []string{ErrPermanent}},
+	})
+	var a *Activities
+	res := OnwardResult{Partner: in.Partner}
+	acked := workflow.GetSignalChannel(ctx, OnwardAckSignal)
+	for {
+		var st OnwardState
+		err := workflow.ExecuteActivity(ctx, a.SendOnward, in).Get(ctx, &st)
+		res.Attempts++
+		if err == nil && st.Acknowledged {
+			res.Acknowledged = true
+			return res, nil
+		}
+		wait := in.Deadline.Sub(workflow.Now(ctx))
+		if wait <= 0 {
+			_ = workflow.ExecuteActivity(ctx, a.RecordEscalation, EscalationInput{RequestID: in.RequestID, Level: "onward-breach:" + in.Partner}).Get(ctx, nil)
+			return res, nil
+		}
+		if wait > OnwardPollInterval {
+			wait = OnwardPollInterval
+		}
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(acked, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
+		sel.AddFuture(workflow.NewTimer(ctx, wait), func(workflow.Future) {})
+		sel.Select(ctx)
+	}
+}

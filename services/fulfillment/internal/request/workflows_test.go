@@ -1,0 +1,255 @@
+package request_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/testsuite"
+
+	"lethe.dev/services/fulfillment/internal/request"
+)
+
+// rec records which activities ran, in order, with their notable arguments.
+type rec struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *rec) add(s string) {
+	r.mu.Lock()
+	r.calls = append(r.calls, s)
+	r.mu.Unlock()
+}
+
+func (r *rec) has(s string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Contains(r.calls, s)
+}
+
+func (r *rec) index(s string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Index(r.calls, s)
+}
+
+// env returns a test environment whose activities record their calls; onward tells
+// whether processors acknowledge.
+func env(t *testing.T, recipients []string, onwardAcks bool) (*testsuite.TestWorkflowEnvironment, *rec) {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	e := s.NewTestWorkflowEnvironment()
+	e.RegisterWorkflow(request.OnwardErasure)
+	a := &request.Activities{}
+	e.RegisterActivity(a)
+	r := &rec{}
+	e.OnActivity(a.SetState, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.SetStateInput) error { r.add("state:" + in.State); return nil })
+	e.OnActivity(a.SaveProgress, mock.Anything, mock.Anything).Return(nil)
+	e.OnActivity(a.RecordEscalation, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.EscalationInput) error { r.add("escalation:" + in.Level); return nil })
+	e.OnActivity(a.SendVerification, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) error { r.add("send-code"); return nil })
+	e.OnActivity(a.ExportService, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.ExportInput) (request.ExportResult, error) {
+		r.add("export:" + in.Service)
+		return request.ExportResult{Service: in.Service, Records: 10}, nil
+	})
+	e.OnActivity(a.BuildArchive, mock.Anything, mock.Anything).Return(func(context.Context, request.ArchiveInput) (request.ArchiveResult, error) {
+		r.add("archive")
+		return request.ArchiveResult{Records: 30}, nil
+	})
+	e.OnActivity(a.DeleteArchive, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) error { r.add("delete-archive"); return nil })
+	for _, name := range []string{"RevokeSessions", "StopMarketing", "BlockSharing", "QueueConfirmation", "VerifyErased"} {
+		n := name
+		e.OnActivity(n, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) error { r.add(n); return nil })
+	}
+	e.OnActivity(a.EraseService, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.EraseInput) (request.ServiceErasure, error) {
+		r.add("erase:" + in.Service)
+		return request.ServiceErasure{Service: in.Service}, nil
+	})
+	e.OnActivity(a.ErasureRecipients, mock.Anything, mock.Anything).Return(recipients, nil)
+	e.OnActivity(a.SendOnward, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.OnwardInput) (request.OnwardState, error) {
+		r.add("onward:" + in.Partner)
+		return request.OnwardState{Acknowledged: onwardAcks}, nil
+	})
+	e.OnActivity(a.SignReceipt, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.ReceiptInput) error {
+		r.add("receipt")
+		return nil
+	})
+	return e, r
+}
+
+func input(kind string, verified bool) request.Input {
+	return request.Input{
+		RequestID: "req00000001", MemberID: "member000001", Kind: kind, Verified: verified,
+		DueTime: time.Now().Add(30 * 24 * time.Hour), CoolingOff: 7 * 24 * time.Hour,
+		VerificationWindow: 48 * time.Hour, ArchiveTTL: 7 * 24 * time.Hour,
+	}
+}
+
+func result(t *testing.T, e *testsuite.TestWorkflowEnvironment) request.Result {
+	t.Helper()
+	if !e.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	var res request.Result
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatalf("workflow failed: %v", err)
+	}
+	return res
+}
+
+func TestExportFansOutBuildsTheArchiveAndDeletesItAtExpiry(t *testing.T) {
+	e, r := env(t, nil, true)
+	start := e.Now()
+	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindAccess, true))
+	if res := result(t, e); res.State != "completed" {
+		t.Fatalf("state %s", res.State)
+	}
+	for _, want := range []string{"export:identity", "export:preferences", "export:sharing", "archive", "state:completed", "delete-archive"} {
+		if !r.has(want) {
+			t.Errorf("missing %s in %v", want, r.calls)
+		}
+	}
+	if r.index("state:completed") > r.index("delete-archive") {
+		t.Error("the archive must outlive the request's completion")
+	}
+	if got := e.Now().Sub(start); got < 7*24*time.Hour {
+		t.Errorf("archive deleted after %v, want its 7-day lifetime", got)
+	}
+	if r.has("state:cooling_off") {
+		t.Error("exports have no cooling-off")
+	}
+}
+
+func TestErasureRunsEveryStepInOrder(t *testing.T) {
+	e, r := env(t, []string{"partners/acme-pay"}, true)
+	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindErasure, true))
+	if res := result(t, e); res.State != "completed" {
+		t.Fatalf("state %s", res.State)
+	}
+	order := []string{"state:cooling_off", "RevokeSessions", "erase:preferences", "erase:sharing", "onward:partners/acme-pay", "QueueConfirmation", "erase:identity", "VerifyErased", "receipt", "state:completed"}
+	last := -1
+	for _, step := range order {
+		i := r.index(step)
+		if i < 0 || i < last {
+			t.Fatalf("step %s out of order in %v", step, r.calls)
+		}
+		last = i
+	}
+}
+
+func TestCancelDuringCoolingOffErasesNothing(t *testing.T) {
+	e, r := env(t, nil, true)
+	e.RegisterDelayedCallback(func() { e.SignalWorkflow(request.CancelSignal, nil) }, 2*24*time.Hour)
+	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindErasure, true))
+	if res := result(t, e); res.State != "cancelled" {
+		t.Fatalf("state %s", res.State)
+	}
+	if r.has("RevokeSessions") || r.has("erase:identity") {
+		t.Fatalf("a cancelled erasure erased: %v", r.calls)
+	}
+	if !r.has("state:cancelled") {
+		t.Fatal("the cancellation was not recorded")
+	}
+}
+
+func TestChildErasureSkipsCoolingOff(t *testing.T) {
+	e, r := env(t, nil, true)
+	in := input(request.KindChildErasure, true)
+	in.CoolingOff = 0
+	start := e.Now()
+	e.ExecuteWorkflow(request.PrivacyRequest, in)
+	if res := result(t, e); res.State != "completed" || r.has("state:cooling_off") {
+		t.Fatalf("state %s, calls %v", res.State, r.calls)
+	}
+	if e.Now().Sub(start) > time.Hour {
+		t.Fatalf("child erasure took %v of workflow time", e.Now().Sub(start))
+	}
+}
+
+func TestLegalHoldPausesUntilReleased(t *testing.T) {
+	e, r := env(t, nil, true)
+	start := e.Now()
+	e.RegisterDelayedCallback(func() { e.SignalWorkflow(request.HoldSignal, nil) }, 24*time.Hour)
+	var erasedBeforeRelease bool
+	e.RegisterDelayedCallback(func() {
+		erasedBeforeRelease = r.has("erase:preferences")
+		e.SignalWorkflow(request.ReleaseSignal, nil)
+	}, 20*24*time.Hour)
+	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindErasure, true))
+	if res := result(t, e); res.State != "completed" {
+		t.Fatalf("state %s", res.State)
+	}
+	if erasedBeforeRelease || !r.has("state:on_hold") {
+		t.Fatalf("hold not honoured: %v", r.calls)
+	}
+	if e.Now().Sub(start) < 20*24*time.Hour {
+		t.Fatal("finished before the hold was released")
+	}
+}
+
+func TestUnverifiedRequestExpires(t *testing.T) {
+	e, r := env(t, nil, true)
+	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindAccess, false))
+	if res := result(t, e); res.State != "expired" {
+		t.Fatalf("state %s", res.State)
+	}
+	if !r.has("send-code") || r.has("export:identity") {
+		t.Fatalf("calls %v", r.calls)
+	}
+}
+
+func TestVerificationSignalContinues(t *testing.T) {
+	e, r := env(t, nil, true)
+	e.RegisterDelayedCallback(func() { e.SignalWorkflow(request.VerifySignal, nil) }, 3*time.Hour)
+	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindAccess, false))
+	if res := result(t, e); res.State != "completed" || !r.has("archive") {
+		t.Fatalf("state %s calls %v", res.State, r.calls)
+	}
+}
+
+func TestProcessorThatNeverAcknowledgesEscalatesAndIsRecorded(t *testing.T) {
+	e, r := env(t, []string{"partners/silent-co"}, false)
+	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindErasure, true))
+	if res := result(t, e); res.State != "completed" {
+		t.Fatalf("state %s", res.State)
+	}
+	for _, want := range []string{"escalation:50%", "escalation:80%", "escalation:onward-breach:partners/silent-co"} {
+		if !r.has(want) {
+			t.Errorf("missing %s in %v", want, r.calls)
+		}
+	}
+	if !r.has("erase:identity") || !r.has("receipt") {
+		t.Fatalf("the erasure must still finish: %v", r.calls)
+	}
+}
+
+func TestServiceDownForHoursIsRetried(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	e := s.NewTestWorkflowEnvironment()
+	a := &request.Activities{}
+	e.RegisterActivity(a)
+	e.RegisterWorkflow(request.OnwardErasure)
+	attempts := 0
+	e.OnActivity(a.SetState, mock.Anything, mock.Anything).Return(nil)
+	e.OnActivity(a.SaveProgress, mock.Anything, mock.Anything).Return(nil)
+	e.OnActivity(a.RecordEscalation, mock.Anything, mock.Anything).Return(nil)
+	e.OnActivity(a.ExportService, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.ExportInput) (request.ExportResult, error) {
+		if in.Service == "preferences" {
+			attempts++
+			if attempts < 8 { // down for the first ~hours of backoff
+				return request.ExportResult{}, errors.New("unavailable: connection refused")
+			}
+		}
+		return request.ExportResult{Service: in.Service, Records: 1}, nil
+	})
+	e.OnActivity(a.BuildArchive, mock.Anything, mock.Anything).Return(request.ArchiveResult{}, nil)
+	e.OnActivity(a.DeleteArchive, mock.Anything, mock.Anything).Return(nil)
+	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindAccess, true))
+	if res := result(t, e); res.State != "completed" || attempts != 8 {
+		t.Fatalf("state %s after %d attempts", res.State, attempts)
+	}
+}

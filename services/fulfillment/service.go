@@ -1,0 +1,253 @@
+// Package fulfillment wires the request fulfillment service: privacy requests (access,
+// erasure, child erasure) run as Temporal workflows across identity, preferences and
+// sharing, with deadlines, export archives and signed erasure receipts. Behaviour lives in
+// internal/request (workflows and activities) and internal/grpcapi (the API).
+package fulfillment
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
+	identityv1 "lethe.dev/gen/lethe/identity/v1"
+	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
+	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
+	subjectv1 "lethe.dev/gen/lethe/subject/v1"
+	"lethe.dev/platform/app"
+	"lethe.dev/platform/config"
+	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/keyfile"
+	"lethe.dev/platform/storage"
+	"lethe.dev/services/fulfillment/internal/grpcapi"
+	"lethe.dev/services/fulfillment/internal/request"
+	"lethe.dev/services/fulfillment/internal/store"
+)
+
+// SearchAttributes are the custom search attributes the workflows use; the dev server
+// registers them in the namespace.
+var SearchAttributes = request.SearchAttributes
+
+// Config is the fulfillment service's configuration.
+type Config struct {
+	ListenAddr         string
+	HTTPListenAddr     string
+	DatabaseURL        string
+	DataDir            string
+	TemporalAddress    string
+	TemporalNamespace  string
+	IdentityAddress    string
+	PreferencesAddress string
+	SharingAddress     string
+	CoolingOff         time.Duration
+	VerificationWindow time.Duration
+	ArchiveTTL         time.Duration
+}
+
+// RegisterFlags registers flags whose defaults come from the environment.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	data := config.Env("LETHE_DATA_DIR", "data")
+	fs.StringVar(&c.ListenAddr, "listen", config.Env("FULFILLMENT_LISTEN", "127.0.0.1:7104"), "gRPC listen address (FULFILLMENT_LISTEN)")
+	fs.StringVar(&c.HTTPListenAddr, "http-listen", config.Env("FULFILLMENT_HTTP_LISTEN", "127.0.0.1:7114"), "HTTP listen address for signed archive downloads (FULFILLMENT_HTTP_LISTEN)")
+	fs.StringVar(&c.DatabaseURL, "database-url", config.Env("FULFILLMENT_DATABASE_URL", "sqlite:"+filepath.Join(data, "fulfillment.db")), "sqlite:PATH or postgres:// URL (FULFILLMENT_DATABASE_URL)")
+	fs.StringVar(&c.DataDir, "data-dir", config.Env("FULFILLMENT_DATA_DIR", filepath.Join(data, "fulfillment")), "directory for archives and keys (FULFILLMENT_DATA_DIR)")
+	fs.StringVar(&c.TemporalAddress, "temporal-address", config.Env("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend (TEMPORAL_ADDRESS)")
+	fs.StringVar(&c.TemporalNamespace, "temporal-namespace", config.Env("TEMPORAL_NAMESPACE", "lethe"), "Temporal namespace (TEMPORAL_NAMESPACE)")
+	fs.StringVar(&c.IdentityAddress, "identity-address", config.Env("IDENTITY_ADDRESS", "127.0.0.1:7101"), "identity gRPC address (IDENTITY_ADDRESS)")
+	fs.StringVar(&c.PreferencesAddress, "preferences-address", config.Env("PREFERENCES_ADDRESS", "127.0.0.1:7102"), "preferences gRPC address (PREFERENCES_ADDRESS)")
+	fs.StringVar(&c.SharingAddress, "sharing-address", config.Env("SHARING_ADDRESS", "127.0.0.1:7103"), "sharing gRPC address (SHARING_ADDRESS)")
+	fs.DurationVar(&c.CoolingOff, "cooling-off", config.EnvDuration("FULFILLMENT_COOLING_OFF", 7*24*time.Hour), "erasure cooling-off period (FULFILLMENT_COOLING_OFF)")
+	fs.DurationVar(&c.VerificationWindow, "verification-window", config.EnvDuration("FULFILLMENT_VERIFICATION_WINDOW", 48*time.Hour), "time to confirm a request with the emailed code (FULFILLMENT_VERIFICATION_WINDOW)")
+	fs.DurationVar(&c.ArchiveTTL, "archive-ttl", config.EnvDuration("FULFILLMENT_ARCHIVE_TTL", 7*24*time.Hour), "how long export archives and their links live (FULFILLMENT_ARCHIVE_TTL)")
+}
+
+// Validate reports what to set.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.Require(c.ListenAddr, "listen", "FULFILLMENT_LISTEN")
+	p.Require(c.DatabaseURL, "database-url", "FULFILLMENT_DATABASE_URL")
+	p.Require(c.TemporalAddress, "temporal-address", "TEMPORAL_ADDRESS")
+	p.Require(c.IdentityAddress, "identity-address", "IDENTITY_ADDRESS")
+	p.Require(c.PreferencesAddress, "preferences-address", "PREFERENCES_ADDRESS")
+	p.Require(c.SharingAddress, "sharing-address", "SHARING_ADDRESS")
+	p.Check(c.CoolingOff >= 0 && c.VerificationWindow > 0 && c.ArchiveTTL > 0, "durations must be positive")
+	return p.Err()
+}
+
+// Listen is the gRPC listen address.
+func (c Config) Listen() string { return c.ListenAddr }
+
+// Service is a built fulfillment service.
+type Service struct {
+	API        *grpcapi.Server
+	Activities *request.Activities
+	db         *storage.DB
+	temporal   client.Client
+	conns      []*grpc.ClientConn
+	httpAddr   string
+	httpLis    net.Listener
+}
+
+// New opens the database, keys, service clients and the Temporal client.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	db, err := storage.Open(ctx, cfg.DatabaseURL, store.Migrations)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{db: db, httpAddr: cfg.HTTPListenAddr}
+	fail := func(err error) (*Service, error) { s.Close(); return nil, err }
+	signing, err := loadSigningKey(filepath.Join(cfg.DataDir, "receipt-signing.key"))
+	if err != nil {
+		return fail(err)
+	}
+	dlKey, err := loadSecret(filepath.Join(cfg.DataDir, "download-link.key"))
+	if err != nil {
+		return fail(err)
+	}
+	dial := func(addr string) (*grpc.ClientConn, error) {
+		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err == nil {
+			s.conns = append(s.conns, c)
+		}
+		return c, err
+	}
+	idc, err := dial(cfg.IdentityAddress)
+	if err != nil {
+		return fail(err)
+	}
+	prc, err := dial(cfg.PreferencesAddress)
+	if err != nil {
+		return fail(err)
+	}
+	shc, err := dial(cfg.SharingAddress)
+	if err != nil {
+		return fail(err)
+	}
+	tc, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(logger)})
+	if err != nil {
+		return fail(fmt.Errorf("fulfillment: connect to Temporal at %s: %w", cfg.TemporalAddress, err))
+	}
+	s.temporal = tc
+	pub := signing.Public().(ed25519.PublicKey)
+	kid := hex.EncodeToString(sha256sum(pub)[:8])
+	s.Activities = &request.Activities{
+		DB: db, Identity: identityv1.NewIdentityServiceClient(idc), Preferences: preferencesv1.NewPreferencesServiceClient(prc), Sharing: sharingv1.NewSharingServiceClient(shc),
+		Subjects: map[string]subjectv1.DataSubjectServiceClient{
+			"identity": subjectv1.NewDataSubjectServiceClient(idc), "preferences": subjectv1.NewDataSubjectServiceClient(prc), "sharing": subjectv1.NewDataSubjectServiceClient(shc),
+		},
+		ArchiveDir: filepath.Join(cfg.DataDir, "archives"), SigningKey: signing, KeyID: kid, Now: time.Now,
+	}
+	s.API = &grpcapi.Server{
+		DB: db, Temporal: tc, Identity: s.Activities.Identity, CoolingOff: cfg.CoolingOff, VerificationWindow: cfg.VerificationWindow,
+		ArchiveTTL: cfg.ArchiveTTL, DownloadKey: dlKey, ReceiptKey: pub, KeyID: kid, Now: time.Now,
+	}
+	return s, nil
+}
+
+func sha256sum(b []byte) []byte { h := sha256.Sum256(b); return h[:] }
+
+// loadSigningKey reads the Ed25519 receipt-signing seed, creating it on first start.
+func loadSigningKey(path string) (ed25519.PrivateKey, error) {
+	seed, err := loadSecret(path)
+	if err != nil {
+		return nil, err
+	}
+	return ed25519.NewKeyFromSeed(seed[:ed25519.SeedSize]), nil
+}
+
+// loadSecret reads 32 random bytes from path, creating the file (0600) when missing.
+func loadSecret(path string) ([]byte, error) {
+	if raw, err := os.ReadFile(path); err == nil {
+		b, err := hex.DecodeString(string(raw))
+		if err != nil || len(b) != 32 {
+			return nil, fmt.Errorf("fulfillment: %s is not a 32-byte hex key", path)
+		}
+		return b, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	return b, keyfile.WriteAtomic(path, []byte(hex.EncodeToString(b)))
+}
+
+// Build is New as an app.Service, for app.Main.
+func Build(ctx context.Context, cfg *Config, logger *slog.Logger) (app.Service, error) {
+	return New(ctx, *cfg, logger)
+}
+
+// Register registers FulfillmentService.
+func (s *Service) Register(srv *grpcserver.Server) {
+	fulfillmentv1.RegisterFulfillmentServiceServer(srv, s.API)
+}
+
+// ServeHTTP serves signed archive downloads on lis until ctx is done.
+func (s *Service) ServeHTTP(ctx context.Context, lis net.Listener) error {
+	srv := &http.Server{Handler: s.API.DownloadHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Run runs the workflow worker and the download server until ctx is done. The download
+// listener is taken from HTTPListenAddr unless SetHTTPListener gave one.
+func (s *Service) Run(ctx context.Context) error {
+	lis := s.httpLis
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", s.httpAddr); err != nil {
+			return fmt.Errorf("fulfillment: download listener: %w", err)
+		}
+	}
+	w := request.NewWorker(s.temporal, s.Activities)
+	if err := w.Start(); err != nil {
+		return err
+	}
+	defer w.Stop()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.ServeHTTP(ctx, lis) })
+	return g.Wait()
+}
+
+// SetHTTPListener makes Run serve downloads on lis (the dev stack binds ports first).
+func (s *Service) SetHTTPListener(lis net.Listener) { s.httpLis = lis }
+
+// Close closes clients and the database.
+func (s *Service) Close() error {
+	if s.temporal != nil {
+		s.temporal.Close()
+	}
+	for _, c := range s.conns {
+		c.Close()
+	}
+	return s.db.Close()
+}
