@@ -1,0 +1,145 @@
+// Package gateway wires the JSON/REST gateway: the one door from the web into Lethe.
+// Behaviour lives in internal/gw.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"lethe.dev/platform/config"
+	"lethe.dev/services/gateway/internal/gw"
+)
+
+// Config is the gateway's configuration.
+type Config struct {
+	ListenAddr          string
+	IdentityAddress     string
+	PreferencesAddress  string
+	SharingAddress      string
+	FulfillmentAddress  string
+	FulfillmentHTTPAddr string
+	CORSOrigins         string
+	ServiceToken        string
+	MaxBodyBytes        int64
+	Timeout             time.Duration
+	SensitivePerMinute  int
+	JWKSRefetch         time.Duration
+}
+
+// RegisterFlags registers flags whose defaults come from the environment.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.ListenAddr, "listen", config.Env("GATEWAY_LISTEN", "127.0.0.1:8080"), "HTTP listen address (GATEWAY_LISTEN)")
+	fs.StringVar(&c.IdentityAddress, "identity-address", config.Env("IDENTITY_ADDRESS", "127.0.0.1:7101"), "identity gRPC address (IDENTITY_ADDRESS)")
+	fs.StringVar(&c.PreferencesAddress, "preferences-address", config.Env("PREFERENCES_ADDRESS", "127.0.0.1:7102"), "preferences gRPC address (PREFERENCES_ADDRESS)")
+	fs.StringVar(&c.SharingAddress, "sharing-address", config.Env("SHARING_ADDRESS", "127.0.0.1:7103"), "sharing gRPC address (SHARING_ADDRESS)")
+	fs.StringVar(&c.FulfillmentAddress, "fulfillment-address", config.Env("FULFILLMENT_ADDRESS", "127.0.0.1:7104"), "fulfillment gRPC address (FULFILLMENT_ADDRESS)")
+	fs.StringVar(&c.FulfillmentHTTPAddr, "fulfillment-http-address", config.Env("FULFILLMENT_HTTP_ADDRESS", "http://127.0.0.1:7114"), "fulfillment's archive download endpoint (FULFILLMENT_HTTP_ADDRESS)")
+	fs.StringVar(&c.CORSOrigins, "cors-origins", config.Env("GATEWAY_CORS_ORIGINS", "http://localhost:3000"), "web origins allowed by CORS, comma-separated (GATEWAY_CORS_ORIGINS)")
+	fs.StringVar(&c.ServiceToken, "service-token", config.Env("GATEWAY_SERVICE_TOKEN", ""), "credential sent to backends as x-lethe-service-token (GATEWAY_SERVICE_TOKEN)")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(config.EnvInt("GATEWAY_MAX_BODY_BYTES", 1<<20)), "largest request body (GATEWAY_MAX_BODY_BYTES)")
+	fs.DurationVar(&c.Timeout, "timeout", config.EnvDuration("GATEWAY_TIMEOUT", 30*time.Second), "per-request timeout (GATEWAY_TIMEOUT)")
+	fs.DurationVar(&c.JWKSRefetch, "jwks-refetch", config.EnvDuration("GATEWAY_JWKS_REFETCH", 10*time.Second), "least time between JWKS refetches for unknown keys (GATEWAY_JWKS_REFETCH)")
+	fs.IntVar(&c.SensitivePerMinute, "sensitive-per-minute", config.EnvInt("GATEWAY_SENSITIVE_PER_MINUTE", 10), "sign-in, verification and request creation per IP and per member per minute (GATEWAY_SENSITIVE_PER_MINUTE)")
+}
+
+// Validate reports what to set.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.Require(c.ListenAddr, "listen", "GATEWAY_LISTEN")
+	for _, a := range [][3]string{{c.IdentityAddress, "identity-address", "IDENTITY_ADDRESS"}, {c.PreferencesAddress, "preferences-address", "PREFERENCES_ADDRESS"},
+		{c.SharingAddress, "sharing-address", "SHARING_ADDRESS"}, {c.FulfillmentAddress, "fulfillment-address", "FULFILLMENT_ADDRESS"}} {
+		p.Require(a[0], a[1], a[2])
+	}
+	_, err := url.Parse(c.FulfillmentHTTPAddr)
+	p.Check(err == nil && c.FulfillmentHTTPAddr != "", "-fulfillment-http-address must be a URL")
+	p.Check(c.MaxBodyBytes > 0 && c.Timeout > 0 && c.SensitivePerMinute > 0, "limits must be positive")
+	return p.Err()
+}
+
+// Listen is the HTTP listen address.
+func (c Config) Listen() string { return c.ListenAddr }
+
+// Gateway is a built gateway.
+type Gateway struct {
+	handler http.Handler
+	conns   []*grpc.ClientConn
+	logger  *slog.Logger
+}
+
+// New connects to the backends and builds the handler.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	g := &Gateway{logger: logger}
+	dial := func(addr string) *grpc.ClientConn {
+		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil
+		}
+		g.conns = append(g.conns, c)
+		return c
+	}
+	b := gw.Backends{Identity: dial(cfg.IdentityAddress), Preferences: dial(cfg.PreferencesAddress), Sharing: dial(cfg.SharingAddress), Fulfillment: dial(cfg.FulfillmentAddress)}
+	if b.Identity == nil || b.Preferences == nil || b.Sharing == nil || b.Fulfillment == nil {
+		g.Close()
+		return nil, errors.New("gateway: a backend address is not valid")
+	}
+	var err error
+	if b.Downloads, err = url.Parse(cfg.FulfillmentHTTPAddr); err != nil {
+		g.Close()
+		return nil, err
+	}
+	var origins []string
+	for _, o := range strings.Split(cfg.CORSOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+	g.handler, err = gw.New(ctx, b, gw.Options{
+		Logger: logger, CORSOrigins: origins, MaxBodyBytes: cfg.MaxBodyBytes, Timeout: cfg.Timeout, ServiceToken: cfg.ServiceToken,
+		RecentSignIn: 10 * time.Minute, SensitiveRate: float64(cfg.SensitivePerMinute) / 60, SensitiveBurst: cfg.SensitivePerMinute, JWKSRefetch: cfg.JWKSRefetch,
+	})
+	if err != nil {
+		g.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// Handler is the gateway's HTTP handler.
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// Serve serves HTTP on lis until ctx is done, then shuts down gracefully.
+func (g *Gateway) Serve(ctx context.Context, lis net.Listener) error {
+	srv := &http.Server{Handler: g.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	return nil
+}
+
+// Close closes the backend connections.
+func (g *Gateway) Close() error {
+	for _, c := range g.conns {
+		c.Close()
+	}
+	return nil
+}

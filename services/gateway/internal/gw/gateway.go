@@ -1,0 +1,294 @@
+package gw
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/rs/cors"
+	"golang.org/x/time/rate"
+	_ "google.golang.org/genproto/googleapis/rpc/errdetails" // error details render as JSON
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
+	identityv1 "lethe.dev/gen/lethe/identity/v1"
+	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
+	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
+	"lethe.dev/gen/openapiv2"
+	"lethe.dev/platform/grpcserver"
+)
+
+// Backends are the gRPC connections the gateway fronts.
+type Backends struct {
+	Identity, Preferences, Sharing, Fulfillment *grpc.ClientConn
+	// Downloads is the fulfillment service's HTTP download endpoint.
+	Downloads *url.URL
+}
+
+// Options tune the gateway.
+type Options struct {
+	Logger         *slog.Logger
+	CORSOrigins    []string
+	MaxBodyBytes   int64
+	Timeout        time.Duration
+	ServiceToken   string        // sent to backends as x-lethe-service-token
+	RecentSignIn   time.Duration // tokens issued this recently count as a fresh sign-in
+	SensitiveRate  float64       // per-second refill of sign-in/verification/request buckets
+	SensitiveBurst int
+	// JWKSRefetch is the least time between JWKS fetches triggered by unknown keys.
+	JWKSRefetch time.Duration
+}
+
+// principalKey carries the verified caller in a request context.
+type principalKey struct{}
+
+// New returns the gateway's handler.
+func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	routes, err := Routes(openapiv2.Spec)
+	if err != nil {
+		return nil, err
+	}
+	mux := runtime.NewServeMux(
+		runtime.WithMetadata(func(ctx context.Context, r *http.Request) metadata.MD {
+			md := metadata.MD{}
+			if o.ServiceToken != "" {
+				md.Set("x-lethe-service-token", o.ServiceToken)
+			}
+			if p, ok := r.Context().Value(principalKey{}).(*Principal); ok {
+				md.Set("x-lethe-member", p.Member)
+				md.Set("x-lethe-role", p.Role)
+				md.Set("x-lethe-session", p.Session)
+				if time.Since(p.IssuedAt) <= o.RecentSignIn {
+					md.Set("x-lethe-recent-signin", "true")
+				}
+			}
+			return md
+		}),
+		// Only these headers reach the backends: nothing else a browser sends.
+		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		runtime.WithRoutingErrorHandler(func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, code int) {
+			c := codes.NotFound
+			if code == http.StatusMethodNotAllowed {
+				c = codes.Unimplemented
+			}
+			writeStatus(w, code, c, "ROUTE_NOT_FOUND", "no such route")
+		}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: false}, UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false}}),
+	)
+	for _, reg := range []func() error{
+		func() error {
+			return identityv1.RegisterIdentityServiceHandlerClient(ctx, mux, identityv1.NewIdentityServiceClient(b.Identity))
+		},
+		func() error {
+			return preferencesv1.RegisterPreferencesServiceHandlerClient(ctx, mux, preferencesv1.NewPreferencesServiceClient(b.Preferences))
+		},
+		func() error {
+			return sharingv1.RegisterSharingServiceHandlerClient(ctx, mux, sharingv1.NewSharingServiceClient(b.Sharing))
+		},
+		func() error {
+			return fulfillmentv1.RegisterFulfillmentServiceHandlerClient(ctx, mux, fulfillmentv1.NewFulfillmentServiceClient(b.Fulfillment))
+		},
+	} {
+		if err := reg(); err != nil {
+			return nil, err
+		}
+	}
+	g := &gateway{
+		routes: routes, mux: mux, opts: o, backends: b,
+		verifier:  &Verifier{Identity: identityv1.NewIdentityServiceClient(b.Identity), RefetchEvery: o.JWKSRefetch},
+		prefs:     preferencesv1.NewPreferencesServiceClient(b.Preferences),
+		perIP:     &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst},
+		perMember: &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst},
+	}
+	top := http.NewServeMux()
+	top.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openapiv2.Spec)
+	})
+	top.HandleFunc("GET /healthz", g.health)
+	if b.Downloads != nil {
+		top.Handle("GET /v1/downloads/", httputil.NewSingleHostReverseProxy(b.Downloads))
+	}
+	top.Handle("/", g)
+	var h http.Handler = top
+	h = cors.New(cors.Options{AllowedOrigins: o.CORSOrigins, AllowedMethods: []string{"GET", "POST", "PATCH", "PUT", "DELETE"},
+		AllowedHeaders: []string{"Authorization", "Content-Type", "Sec-GPC"}, MaxAge: 600}).Handler(h)
+	return g.logged(h), nil
+}
+
+type gateway struct {
+	routes    []Route
+	mux       *runtime.ServeMux
+	opts      Options
+	backends  Backends
+	verifier  *Verifier
+	prefs     preferencesv1.PreferencesServiceClient
+	perIP     *Limiter
+	perMember *Limiter
+}
+
+// writeStatus writes an error in the same JSON shape the backends' errors have
+// (google.rpc.Status with one ErrorInfo).
+func writeStatus(w http.ResponseWriter, httpStatus int, code codes.Code, reason, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	_ = json.NewEncoder(w).Encode(map[string]any{"code": int(code), "message": msg, "details": []any{map[string]any{
+		"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": grpcserver.ErrorDomain}}})
+}
+
+// sensitive routes are rate-limited per IP and per member.
+func sensitive(r *Route) bool {
+	t := r.Template
+	return t == "/v1/auth:signIn" || t == "/v1/auth:refresh" || strings.HasSuffix(t, ":sendVerificationCode") || strings.HasSuffix(t, ":checkVerificationCode") ||
+		strings.HasSuffix(t, ":verify") || (r.Method == "POST" && t == "/v1/members/{member}/privacyRequests")
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	route, member := Match(g.routes, r.Method, r.URL.Path)
+	if route == nil {
+		writeStatus(w, http.StatusNotFound, codes.NotFound, "ROUTE_NOT_FOUND", "no such route")
+		return
+	}
+	if r.ContentLength > g.opts.MaxBodyBytes {
+		writeStatus(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument, "BODY_TOO_LARGE", "the request body is too large")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, g.opts.MaxBodyBytes)
+	var p *Principal
+	if auth := r.Header.Get("Authorization"); auth != "" || route.Access != Public {
+		tok, ok := strings.CutPrefix(auth, "Bearer ")
+		var err error
+		if p, err = g.verifier.Verify(r.Context(), tok); err != nil || !ok {
+			if route.Access != Public {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="lethe"`)
+				writeStatus(w, http.StatusUnauthorized, codes.Unauthenticated, "UNAUTHENTICATED", "a valid access token is required")
+				return
+			}
+			p = nil
+		}
+	}
+	switch route.Access {
+	case Operator:
+		if p.Role != "operator" {
+			writeStatus(w, http.StatusForbidden, codes.PermissionDenied, "OPERATOR_ONLY", "this route is for operators")
+			return
+		}
+	case Self:
+		if p.Role != "operator" && member != p.Member {
+			// The same answer an unknown member gets: nothing about member B leaks.
+			writeStatus(w, http.StatusNotFound, codes.NotFound, "MEMBER_NOT_FOUND", "member not found")
+			return
+		}
+	}
+	if sensitive(route) {
+		if !g.perIP.Allow(clientIP(r)) || (p != nil && !g.perMember.Allow(p.Member)) {
+			w.Header().Set("Retry-After", "60")
+			writeStatus(w, http.StatusTooManyRequests, codes.ResourceExhausted, "RATE_LIMITED", "too many requests; slow down")
+			return
+		}
+	}
+	if p != nil && p.Role == "member" && r.Header.Get("Sec-GPC") == "1" {
+		g.recordGPC(p.Member)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), g.opts.Timeout)
+	defer cancel()
+	if p != nil {
+		ctx = context.WithValue(ctx, principalKey{}, p)
+	}
+	g.mux.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// recordGPC records a Global Privacy Control signal without delaying the request; a
+// failure is logged without personal data and retried on the member's next request.
+func (g *gateway) recordGPC(member string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := g.prefs.RecordGlobalPrivacyControl(ctx, &preferencesv1.RecordGlobalPrivacyControlRequest{Name: "members/" + member + "/adPreferences"}); err != nil {
+			g.opts.Logger.Warn("recording a GPC signal failed", "code", status.Code(err).String())
+		}
+	}()
+}
+
+// health answers 200 when every backend reports SERVING.
+func (g *gateway) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	out := map[string]string{}
+	ok := true
+	for name, c := range map[string]*grpc.ClientConn{"identity": g.backends.Identity, "preferences": g.backends.Preferences, "sharing": g.backends.Sharing, "fulfillment": g.backends.Fulfillment} {
+		res, err := healthpb.NewHealthClient(c).Check(ctx, &healthpb.HealthCheckRequest{})
+		st := res.GetStatus().String()
+		if err != nil {
+			st = status.Code(err).String()
+		}
+		out[name] = st
+		ok = ok && st == "SERVING"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(c int) { s.code = c; s.ResponseWriter.WriteHeader(c) }
+
+// Flush lets streamed downloads through.
+func (s *statusWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// logged writes one access-log line per request: method, route template, status and
+// duration. Never bodies, tokens, query strings or raw paths.
+func (g *gateway) logged(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: 200}
+		defer func() {
+			if rec := recover(); rec != nil {
+				g.opts.Logger.Error("panic in gateway handler")
+				writeStatus(sw, http.StatusInternalServerError, codes.Internal, "INTERNAL", "internal error")
+			}
+			tmpl := "unmatched"
+			if route, _ := Match(g.routes, r.Method, r.URL.Path); route != nil {
+				tmpl = route.Template
+			}
+			g.opts.Logger.Debug("http request", "method", r.Method, "route", tmpl, "status", strconv.Itoa(sw.code), "duration", time.Since(start))
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+func limitOf(perSecond float64) rate.Limit { return rate.Limit(perSecond) }
