@@ -223,4 +223,9 @@ require (
 replace (
 	lethe.dev/gen => ../gen
 	lethe.dev/platform => ../platform
+	lethe.dev/services/fulfillment => ../services/fulfillment
+	lethe.dev/services/gateway => ../services/gateway
+	lethe.dev/services/identity => ../services/identity
+	lethe.dev/services/preferences => ../services/preferences
+	lethe.dev/services/sharing => ../services/sharing
 )
