@@ -349,7 +349,7 @@ func TestErasureIsIdempotentAndLeavesOnlyATombstone(t *testing.T) {
 			t.Fatalf("second erase: replayed=%v %v", again.GetReplayed(), err)
 		}
 		_, err = h.client.GetMember(ctx, &identityv1.GetMemberRequest{Name: m.GetName()})
-		if code, reason, _ := reasonAndFields(err); code != codes.NotFound || reason != "MEMBER_ERASED" {
+		if code, reason, _ := reasonAndFields(err); code != codes.NotFound || reason != "MEMBER_NOT_FOUND" {
 			t.Fatalf("get after erasure: %v %v", code, reason)
 		}
 		if _, err := h.client.RefreshSession(ctx, &identityv1.RefreshSessionRequest{RefreshToken: signIn.GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {

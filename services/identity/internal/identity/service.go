@@ -52,7 +52,6 @@ type Service struct {
 // Errors callers branch on.
 var (
 	ErrNotFound = errs.NotFoundf("MEMBER_NOT_FOUND", "member")
-	ErrErased   = errs.New(errs.NotFound, "MEMBER_ERASED", "member was erased")
 	ErrBadLogin = errs.New(errs.Unauthenticated, "INVALID_CREDENTIALS", "email or password is wrong")
 )
 
@@ -122,10 +121,8 @@ func (s *Service) loadRow(ctx context.Context, q querier, id string) (*memberRow
 	if err != nil || r != nil {
 		return r, err
 	}
-	var x int
-	if err := q.QueryRowContext(ctx, `SELECT 1 FROM tombstones WHERE member_id = $1`, id).Scan(&x); err == nil {
-		return nil, ErrErased
-	}
+	// An erased member answers exactly like one that never existed: the tombstone is for
+	// idempotent erasure and ReportSubjectData, not for telling anyone the account was here.
 	return nil, ErrNotFound
 }
 

@@ -1,0 +1,237 @@
+package devstack_test
+
+import (
+	"archive/zip"
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"lethe.dev/devstack"
+)
+
+// client talks JSON to the dev stack's gateway like the web tier does.
+type client struct {
+	t    *testing.T
+	base string
+}
+
+func (c client) do(method, path, token string, body any) (int, map[string]any) {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		raw, _ := json.Marshal(body)
+		rd = bytes.NewReader(raw)
+	}
+	req, _ := http.NewRequest(method, c.base+path, rd)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	return resp.StatusCode, out
+}
+
+func (c client) must(method, path, token string, body any) map[string]any {
+	c.t.Helper()
+	code, m := c.do(method, path, token, body)
+	if code != 200 {
+		c.t.Fatalf("%s %s: %d %v", method, path, code, m)
+	}
+	return m
+}
+
+// awaitState polls a privacy request until it reaches state.
+func (c client) awaitState(name, token, state string) map[string]any {
+	c.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		_, m := c.do("GET", "/v1/"+name, token, nil)
+		if m["state"] == state {
+			return m
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s stuck in %v (want %s): %v", name, m["state"], state, m)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// lastCode reads the newest verification code from the dev mailbox.
+func lastCode(t *testing.T, dataDir string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if f, err := os.Open(filepath.Join(dataDir, "identity", "mailbox.jsonl")); err == nil {
+			var code string
+			sc := bufio.NewScanner(f)
+			for sc.Scan() {
+				if c := regexp.MustCompile(`\b[0-9]{6}\b`).FindString(sc.Text()); c != "" {
+					code = c
+				}
+			}
+			f.Close()
+			if code != "" {
+				return code
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no verification code was mailed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestNewMemberJourney walks what a new member does, over real HTTP against the dev
+// stack: sign up, sign in, set preferences, watch and rate, export and download
+// everything, erase the account, and find no trace afterwards.
+func TestNewMemberJourney(t *testing.T) {
+	dir := t.TempDir()
+	s, err := devstack.Start(t.Context(), devstack.Options{DataDir: dir, UIPort: -1, Env: map[string]string{"FULFILLMENT_COOLING_OFF": "0s"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop() })
+	c := client{t, "http://" + s.Addresses["gateway"]}
+
+	entered := map[string]string{"fullName": "Grace Brewster Hopper", "email": "grace.hopper@example.com", "phoneNumber": "+12025550147", "birthDate": "1986-12-09", "paymentMethodRef": "pm_card_amex_1906"}
+	member := map[string]any{"postalAddress": map[string]any{"regionCode": "US", "postalCode": "20500", "locality": "Arlington", "addressLines": []string{"1701 Compiler Way"}}}
+	for k, v := range entered {
+		member[k] = v
+	}
+	m := c.must("POST", "/v1/members", "", map[string]any{"member": member, "password": "cobol is a fine language", "requestId": "signup-1"})
+	name := m["name"].(string)
+	tok := c.must("POST", "/v1/auth:signIn", "", map[string]any{"email": "Grace.Hopper@example.com", "password": "cobol is a fine language", "deviceName": "Laptop", "rememberMe": true})["accessToken"].(string)
+
+	c.must("PATCH", "/v1/"+name+"/communicationPreferences", tok, map[string]any{"changes": []any{map[string]any{"channel": "CHANNEL_EMAIL", "topic": "TOPIC_NEWSLETTER", "subscribed": true}}, "policyVersion": "2011-07-01"})
+	c.must("PATCH", "/v1/"+name+"/profileVisibility?updateMask=ratings", tok, map[string]any{"ratings": "VISIBILITY_MEMBERS"})
+	titles := []string{"the-first-bug", "nanoseconds", "flow-matic"}
+	for i, title := range titles {
+		c.must("POST", "/v1/"+name+"/viewingEvents?requestId=view-"+title, tok, map[string]any{"titleId": title, "durationSeconds": 600 + i})
+	}
+	c.must("PUT", "/v1/"+name+"/ratings/nanoseconds", tok, map[string]any{"stars": 5})
+
+	// Export: a fresh sign-in verifies the request at once.
+	req := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=export-1", tok, map[string]any{"kind": "REQUEST_KIND_ACCESS"})
+	done := c.awaitState(req["name"].(string), tok, "REQUEST_STATE_COMPLETED")
+	if len(done["progress"].([]any)) < 4 {
+		t.Fatalf("progress = %v", done["progress"])
+	}
+	dl := c.must("GET", "/v1/"+req["name"].(string)+"/exportDownload", tok, nil)
+	resp, err := http.Get(c.base + dl["downloadUri"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("download: %d %s", resp.StatusCode, archive)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(archive), int64(len(archive)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all strings.Builder
+	files := map[string]bool{}
+	for _, f := range zr.File {
+		rc, _ := f.Open()
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		files[f.Name] = true
+		all.Write(b)
+	}
+	for _, want := range []string{"manifest.json", "README.txt", "identity/account.json", "preferences/viewing_history.json", "preferences/ratings.json", "sharing/disclosures.json"} {
+		if !files[want] {
+			t.Errorf("archive lacks %s (has %v)", want, files)
+		}
+	}
+	for _, v := range append([]string{"Arlington", "1701 Compiler Way", "20500", "Laptop", "newsletter", "VISIBILITY_MEMBERS"}, titles...) {
+		entered[v] = v
+	}
+	for _, v := range entered {
+		if !strings.Contains(strings.ToLower(all.String()), strings.ToLower(v)) {
+			t.Errorf("the export lacks %q", v)
+		}
+	}
+	// A range request works (resumable downloads).
+	rq, _ := http.NewRequest("GET", c.base+dl["downloadUri"].(string), nil)
+	rq.Header.Set("Range", "bytes=0-99")
+	if resp, err := http.DefaultClient.Do(rq); err != nil || resp.StatusCode != http.StatusPartialContent {
+		t.Fatalf("range download: %v %v", resp.StatusCode, err)
+	}
+	if resp, _ := http.Get(c.base + strings.Replace(dl["downloadUri"].(string), "sig=", "sig=0", 1)); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("tampered link: %d", resp.StatusCode)
+	}
+
+	// Erasure filed by an operator on the member's behalf: it must be verified with the
+	// emailed code.
+	op := c.must("POST", "/v1/members", "", map[string]any{"member": map[string]any{"fullName": "Op Erator", "email": "ops@example.com", "birthDate": "1980-01-01"}, "password": "operators only please"})
+	s.Identity.Domain.Operators[strings.TrimPrefix(op["name"].(string), "members/")] = true
+	opTok := c.must("POST", "/v1/auth:signIn", "", map[string]any{"email": "ops@example.com", "password": "operators only please"})["accessToken"].(string)
+	er := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=erase-1", opTok, map[string]any{"kind": "REQUEST_KIND_ERASURE", "origin": "REQUEST_ORIGIN_OPERATOR"})
+	receiptToken, _ := er["receiptToken"].(string)
+	if receiptToken == "" {
+		t.Fatal("no receipt token")
+	}
+	c.awaitState(er["name"].(string), tok, "REQUEST_STATE_AWAITING_VERIFICATION")
+	if code, _ := c.do("POST", "/v1/"+er["name"].(string)+":verify", tok, map[string]any{"code": "000000"}); code != http.StatusBadRequest {
+		t.Fatalf("wrong code: %d", code)
+	}
+	c.must("POST", "/v1/"+er["name"].(string)+":verify", tok, map[string]any{"code": lastCode(t, dir)})
+	c.awaitState(er["name"].(string), opTok, "REQUEST_STATE_COMPLETED")
+
+	// No trace: sign-in fails, and every route answers as for a member who never existed.
+	if code, _ := c.do("POST", "/v1/auth:signIn", "", map[string]any{"email": "grace.hopper@example.com", "password": "cobol is a fine language"}); code != http.StatusUnauthorized {
+		t.Fatalf("sign-in after erasure: %d", code)
+	}
+	ghost := "members/neverexisted0000000000000"
+	for _, route := range []string{"", "/sessions", "/viewingEvents", "/ratings", "/consentRecords", "/communicationPreferences", "/adPreferences", "/profileVisibility", "/socialConnections", "/objections", "/disclosures", "/notices"} {
+		codeErased, bodyErased := c.do("GET", "/v1/"+name+route, opTok, nil)
+		codeGhost, bodyGhost := c.do("GET", "/v1/"+ghost+route, opTok, nil)
+		e, _ := json.Marshal(bodyErased)
+		g, _ := json.Marshal(bodyGhost)
+		if codeErased != codeGhost || strings.ReplaceAll(string(e), name, "X") != strings.ReplaceAll(string(g), ghost, "X") {
+			t.Errorf("GET %s differs from an unknown member: %d %s vs %d %s", route, codeErased, e, codeGhost, g)
+		}
+	}
+
+	// The receipt verifies offline with the published key.
+	reqID := er["name"].(string)[strings.LastIndex(er["name"].(string), "/")+1:]
+	rc := c.must("GET", "/v1/receipts/"+reqID+"?receiptToken="+receiptToken, "", nil)
+	keys := c.must("GET", "/v1/receipts:keys", "", nil)
+	key := keys["keys"].([]any)[0].(map[string]any)
+	pub, _ := base64.StdEncoding.DecodeString(key["publicKey"].(string))
+	payload, _ := base64.StdEncoding.DecodeString(rc["payload"].(string))
+	sig, _ := base64.StdEncoding.DecodeString(rc["signature"].(string))
+	if !ed25519.Verify(pub, payload, sig) {
+		t.Fatal("the receipt signature does not verify with the published key")
+	}
+	for _, v := range []string{"grace", "Hopper", "example.com", "+1202"} {
+		if bytes.Contains(payload, []byte(v)) {
+			t.Errorf("the receipt contains personal data %q", v)
+		}
+	}
+	var receipt struct{ Systems []struct{ Service string } }
+	_ = json.Unmarshal(payload, &receipt)
+	if len(receipt.Systems) != 3 {
+		t.Fatalf("receipt systems = %s", payload)
+	}
+	if code, _ := c.do("GET", "/v1/receipts/"+reqID+"?receiptToken=wrong", "", nil); code != http.StatusNotFound {
+		t.Fatalf("receipt with a wrong token: %d", code)
+	}
+}
