@@ -16,6 +16,11 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	tclient "go.temporal.io/sdk/client"
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"lethe.dev/devstack"
 )
 
@@ -233,5 +238,45 @@ func TestNewMemberJourney(t *testing.T) {
 	}
 	if code, _ := c.do("GET", "/v1/receipts/"+reqID+"?receiptToken=wrong", "", nil); code != http.StatusNotFound {
 		t.Fatalf("receipt with a wrong token: %d", code)
+	}
+	id := strings.TrimPrefix(name, "members/")
+	// The export is still open (its archive timer runs 7 days); replaying the history
+	// up to that timer checks every command it issued before.
+	recordHistories(t, s, map[string]string{"erasure-operator-verified.json": "privacy-request/erasure/" + id, "export-until-archive-timer.json": "privacy-request/access/" + id})
+}
+
+// recordHistories writes the histories of a member's finished workflows to the
+// fulfillment replay test's testdata when LETHE_RECORD_HISTORIES=1, so a change to the
+// workflow code that breaks determinism fails the replay test.
+func recordHistories(t *testing.T, s *devstack.Stack, workflowIDs map[string]string) {
+	t.Helper()
+	if os.Getenv("LETHE_RECORD_HISTORIES") != "1" {
+		return
+	}
+	c, err := tclient.Dial(tclient.Options{HostPort: s.TemporalAddress, Namespace: "lethe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dir := filepath.Join("..", "services", "fulfillment", "internal", "request", "testdata")
+	os.MkdirAll(dir, 0o755)
+	for file, id := range workflowIDs {
+		iter := c.GetWorkflowHistory(t.Context(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		h := &historypb.History{}
+		for iter.HasNext() {
+			ev, err := iter.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.Events = append(h.Events, ev)
+		}
+		raw, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, file), raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("recorded %s (%d events)", file, len(h.Events))
 	}
 }

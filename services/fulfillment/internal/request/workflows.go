@@ -53,7 +53,7 @@ func (r *run) shortCtx(ctx workflow.Context) workflow.Context {
 func (r *run) longCtx(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    2 * time.Hour,
-		HeartbeatTimeout:       time.Minute,
+		HeartbeatTimeout:       20 * time.Second,
 		ScheduleToCloseTimeout: r.untilDue(ctx, 30*24*time.Hour),
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Minute,
 			NonRetryableErrorTypes: []string{ErrPermanent}},
