@@ -126,3 +126,6 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Close closes the database.
 func (s *Service) Close() error { return s.db.Close() }
+
+// PII is a member's personal data, for in-process callers such as the dev stack's tests.
+type PII = domain.PII
