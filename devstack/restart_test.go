@@ -30,7 +30,7 @@ func seedHistory(t testing.TB, s *devstack.Stack, member string, n int) {
 	}
 	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
 	for i := range n {
-		if _, err := stmt.Exec(fmt.Sprintf("ev%07d", i), member, fmt.Sprintf("title-%d", i%500), base+int64(i)*1e6, 60); err != nil {
+		if _, err := stmt.Exec(fmt.Sprintf("%s-%07d", member, i), member, fmt.Sprintf("title-%d", i%500), base+int64(i)*1e6, 60); err != nil {
 			t.Fatal(err)
 		}
 	}
