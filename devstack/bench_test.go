@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	"lethe.dev/devstack"
+	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 )
 
 func benchStack(b *testing.B) *devstack.Stack {

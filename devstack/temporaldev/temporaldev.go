@@ -226,7 +226,7 @@ func serverConfig(cfg Config, sqlConf *config.SQL) (*config.Config, error) {
 			RPCAddress:             net.JoinHostPort(cfg.IP, strconv.Itoa(cfg.FrontendPort)),
 			HTTPAddress:            net.JoinHostPort(cfg.IP, strconv.Itoa(httpPort)),
 			// A fixed id (it must be a UUID) so restarts on the same database agree.
-			ClusterID:              "7e3b5a4c-1f0d-4c2e-9a8b-6d5f4e3c2b1a",
+			ClusterID: "7e3b5a4c-1f0d-4c2e-9a8b-6d5f4e3c2b1a",
 		}},
 	}
 	conf.DCRedirectionPolicy.Policy = "noop"
