@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
+	"lethe.dev/platform/grpcserver/grpctest"
 )
 
 // latencies collects per-call durations across goroutines and reports p50/p99.
@@ -62,7 +63,7 @@ func BenchmarkGetMember(b *testing.B) {
 		l.report(b)
 	})
 	b.Run("grpc-direct", func(b *testing.B) {
-		addr := serve(b, s.identity.Register)
+		addr := grpctest.Serve(b, s.identity.Register)
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			b.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"lethe.dev/gen/openapiv2"
 	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/grpcserver/grpctest"
 	"lethe.dev/platform/storage/storagetest"
 	"lethe.dev/services/gateway"
 	"lethe.dev/services/gateway/internal/gw"
@@ -29,22 +29,6 @@ type stack struct {
 	identity *identity.Service
 	prefs    *preferences.Service
 	dataDir  string
-}
-
-// serve runs a registered gRPC server on loopback and returns its address.
-func serve(t testing.TB, register func(*grpcserver.Server)) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpcserver.New(grpcserver.Options{})
-	register(srv)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.Serve(ctx, lis); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return lis.Addr().String()
 }
 
 // start runs real identity, preferences and sharing services (SQLite) behind the
@@ -67,8 +51,8 @@ func start(t testing.TB, perMinute int) *stack {
 	}
 	t.Cleanup(func() { id.Close(); pr.Close(); sh.Close() })
 	cfg := gateway.Config{
-		IdentityAddress: serve(t, id.Register), PreferencesAddress: serve(t, pr.Register), SharingAddress: serve(t, sh.Register),
-		FulfillmentAddress: serve(t, func(*grpcserver.Server) {}), FulfillmentHTTPAddr: "http://127.0.0.1:9",
+		IdentityAddress: grpctest.Serve(t, id.Register), PreferencesAddress: grpctest.Serve(t, pr.Register), SharingAddress: grpctest.Serve(t, sh.Register),
+		FulfillmentAddress: grpctest.Serve(t, func(*grpcserver.Server) {}), FulfillmentHTTPAddr: "http://127.0.0.1:9",
 		CORSOrigins: "https://app.example.com", MaxBodyBytes: 1 << 20, Timeout: 10 * time.Second, SensitivePerMinute: perMinute, JWKSRefetch: 100 * time.Millisecond,
 	}
 	g, err := gateway.New(ctx, cfg, nil)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,9 +15,7 @@ import (
 
 	"github.com/tink-crypto/tink-go/v2/jwt"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -26,7 +23,7 @@ import (
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/app"
-	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/grpcserver/grpctest"
 	"lethe.dev/platform/storage/storagetest"
 	"lethe.dev/services/identity"
 )
@@ -51,20 +48,8 @@ func start(t testing.TB, dbURL string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpcserver.New(grpcserver.Options{})
-	svc.Register(srv)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.Serve(ctx, lis); close(done) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(); cancel(); <-done; svc.Close() })
+	t.Cleanup(func() { svc.Close() })
+	conn := grpctest.Dial(t, svc.Register)
 	return &harness{svc: svc, client: identityv1.NewIdentityServiceClient(conn), subject: subjectv1.NewDataSubjectServiceClient(conn), dir: dir, dbURL: dbURL}
 }
 

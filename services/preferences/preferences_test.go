@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,14 +13,13 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
-	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/grpcserver/grpctest"
 	"lethe.dev/platform/storage/storagetest"
 	"lethe.dev/services/preferences"
 )
@@ -39,20 +37,8 @@ func start(t testing.TB, dbURL string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpcserver.New(grpcserver.Options{})
-	svc.Register(srv)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.Serve(ctx, lis); close(done) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(); cancel(); <-done; svc.Close() })
+	t.Cleanup(func() { svc.Close() })
+	conn := grpctest.Dial(t, svc.Register, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	return &harness{svc: svc, client: preferencesv1.NewPreferencesServiceClient(conn), subject: subjectv1.NewDataSubjectServiceClient(conn)}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -13,15 +12,13 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
-	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/grpcserver/grpctest"
 	"lethe.dev/platform/storage/storagetest"
 	"lethe.dev/services/sharing"
 	"lethe.dev/services/sharing/internal/notice"
@@ -67,20 +64,8 @@ func start(t *testing.T, dbURL string) *harness {
 	}
 	n := &recordingNotifier{activity: &notice.Activities{DB: svc.Server.DB, Now: time.Now}}
 	svc.Server.Notifier = n
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpcserver.New(grpcserver.Options{})
-	svc.Register(srv)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.Serve(ctx, lis); close(done) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(); cancel(); <-done; svc.Close() })
+	t.Cleanup(func() { svc.Close() })
+	conn := grpctest.Dial(t, svc.Register)
 	return &harness{svc: svc, client: sharingv1.NewSharingServiceClient(conn), subject: subjectv1.NewDataSubjectServiceClient(conn), notifier: n}
 }
 

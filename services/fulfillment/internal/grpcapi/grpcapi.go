@@ -31,6 +31,7 @@ import (
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
 	"lethe.dev/platform/errs"
 	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/ids"
 	"lethe.dev/platform/storage"
 	"lethe.dev/services/fulfillment/internal/request"
 )
@@ -58,22 +59,10 @@ var kindNames = map[fulfillmentv1.RequestKind]string{
 	fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE: request.KindChildErasure,
 }
 
-func validMemberID(s string) bool {
-	if len(s) < 8 || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
 func parseName(name string) (member, id string, err error) {
 	rest, ok := strings.CutPrefix(name, "members/")
 	m, r, ok2 := strings.Cut(rest, "/privacyRequests/")
-	if !ok || !ok2 || !validMemberID(m) || !validMemberID(r) {
+	if !ok || !ok2 || !ids.Valid(m) || !ids.Valid(r) {
 		return "", "", errs.Invalid(errs.FieldViolation{Field: "name", Description: "must be members/{member}/privacyRequests/{request}"})
 	}
 	return m, r, nil
@@ -150,7 +139,7 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 	member, ok := strings.CutPrefix(req.GetParent(), "members/")
 	in := req.GetPrivacyRequest()
 	var v errs.Violations
-	if !ok || !validMemberID(member) {
+	if !ok || !ids.Valid(member) {
 		v.Add("parent", "must be members/{member}")
 	}
 	kind, known := kindNames[in.GetKind()]
@@ -201,7 +190,7 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 	if in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS {
 		cooling = 0
 	}
-	id := request.NewID()
+	id := ids.New()
 	var coolingEnd any
 	if cooling > 0 {
 		coolingEnd = now.Add(cooling).UnixMicro()
@@ -210,7 +199,7 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 		hold_reason, cooling_off_end, progress, challenge_id, tombstone_id, archive_path, archive_size, archive_sha256, breached, receipt_token_hash)
 		VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8, $9, FALSE, '', '', $10, '[]', '', $11, '', 0, '', FALSE, $12)`,
 		id, member, int32(in.GetKind()), int32(in.GetJurisdiction()), int32(origin), int32(fulfillmentv1.RequestState_REQUEST_STATE_IN_PROGRESS), req.GetRequestId(),
-		now.UnixMicro(), due.UnixMicro(), coolingEnd, request.NewID(), nil)
+		now.UnixMicro(), due.UnixMicro(), coolingEnd, ids.New(), nil)
 	if storage.IsUniqueViolation(err) {
 		if r, err := s.load(ctx, `member_id = $1 AND (client_request_id = $2 OR (is_open AND kind = $3))`, member, req.GetRequestId(), int32(in.GetKind())); err == nil {
 			return r.pr, nil
@@ -221,7 +210,7 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 	}
 	var token string
 	if in.GetKind() != fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS {
-		token = request.NewID() + request.NewID()
+		token = ids.New() + ids.New()
 		h := sha256.Sum256([]byte(token))
 		if _, err := s.DB.ExecContext(ctx, `UPDATE requests SET receipt_token_hash = $1 WHERE id = $2`, h[:], id); err != nil {
 			return nil, err
@@ -265,7 +254,7 @@ func (s *Server) GetPrivacyRequest(ctx context.Context, req *fulfillmentv1.GetPr
 // ListPrivacyRequests implements FulfillmentService, ordered by due date.
 func (s *Server) ListPrivacyRequests(ctx context.Context, req *fulfillmentv1.ListPrivacyRequestsRequest) (*fulfillmentv1.ListPrivacyRequestsResponse, error) {
 	member, ok := strings.CutPrefix(req.GetParent(), "members/")
-	if !ok || (member != "-" && !validMemberID(member)) {
+	if !ok || (member != "-" && !ids.Valid(member)) {
 		return nil, errs.Invalid(errs.FieldViolation{Field: "parent", Description: "must be members/{member} or members/-"})
 	}
 	n := int(req.GetPageSize())
@@ -478,7 +467,7 @@ func (s *Server) DownloadHandler() http.Handler {
 		id := strings.TrimPrefix(req.URL.Path, "/v1/downloads/")
 		exp, err := strconv.ParseInt(req.URL.Query().Get("exp"), 10, 64)
 		want := DownloadSignature(s.DownloadKey, id, exp)
-		if err != nil || !validMemberID(id) || subtle.ConstantTimeCompare([]byte(want), []byte(req.URL.Query().Get("sig"))) != 1 {
+		if err != nil || !ids.Valid(id) || subtle.ConstantTimeCompare([]byte(want), []byte(req.URL.Query().Get("sig"))) != 1 {
 			writeJSONError(w, http.StatusForbidden, 7, "BAD_SIGNATURE", "the download link is not valid")
 			return
 		}
@@ -498,7 +487,7 @@ func (s *Server) DownloadHandler() http.Handler {
 		}
 		defer f.Close()
 		info, _ := f.Stat()
-		_, _ = s.DB.ExecContext(req.Context(), `INSERT INTO downloads (id, request_id, downloaded_at) VALUES ($1, $2, $3)`, request.NewID(), id, s.now().UnixMicro())
+		_, _ = s.DB.ExecContext(req.Context(), `INSERT INTO downloads (id, request_id, downloaded_at) VALUES ($1, $2, $3)`, ids.New(), id, s.now().UnixMicro())
 		w.Header().Set("Content-Type", "application/zip")
 		w.Header().Set("Content-Disposition", `attachment; filename="lethe-export.zip"`)
 		w.Header().Set("Cache-Control", "no-store")

@@ -2,12 +2,10 @@ package request
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
-	"strings"
 	"time"
 
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
+	"lethe.dev/platform/ids"
 	"lethe.dev/platform/storage"
 )
 
@@ -50,13 +48,6 @@ func SetState(ctx context.Context, db *storage.DB, requestID, state string, now 
 // Notify queues a message to the member about a request, once per kind.
 func Notify(ctx context.Context, db *storage.DB, requestID, kind, detail string, now time.Time) error {
 	_, err := db.ExecContext(ctx, `INSERT INTO notifications (id, request_id, kind, detail, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_id, kind) DO NOTHING`,
-		NewID(), requestID, kind, detail, now.UnixMicro())
+		ids.New(), requestID, kind, detail, now.UnixMicro())
 	return err
-}
-
-// NewID returns a random opaque id (26 lower-case base32 characters).
-func NewID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }

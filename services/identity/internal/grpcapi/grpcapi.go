@@ -16,6 +16,7 @@ import (
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/errs"
+	"lethe.dev/platform/ids"
 	"lethe.dev/services/identity/internal/identity"
 )
 
@@ -29,7 +30,7 @@ type Server struct {
 // memberID parses "members/{member}" (field is the request field for violations).
 func memberID(name, field string) (string, error) {
 	id, ok := strings.CutPrefix(name, "members/")
-	if !ok || !identity.ValidID(id) {
+	if !ok || !ids.Valid(id) {
 		return "", errs.Invalid(errs.FieldViolation{Field: field, Description: "must be members/{member}"})
 	}
 	return id, nil
@@ -202,7 +203,7 @@ func (s *Server) ListSessions(ctx context.Context, req *identityv1.ListSessionsR
 func (s *Server) RevokeSession(ctx context.Context, req *identityv1.RevokeSessionRequest) (*emptypb.Empty, error) {
 	rest, ok := strings.CutPrefix(req.GetName(), "members/")
 	mid, sid, ok2 := strings.Cut(rest, "/sessions/")
-	if !ok || !ok2 || !identity.ValidID(mid) || !identity.ValidID(sid) {
+	if !ok || !ok2 || !ids.Valid(mid) || !ids.Valid(sid) {
 		return nil, errs.Invalid(errs.FieldViolation{Field: "name", Description: "must be members/{member}/sessions/{session}"})
 	}
 	return &emptypb.Empty{}, s.Svc.RevokeSession(ctx, mid, sid)

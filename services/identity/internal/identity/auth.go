@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/argon2"
 
 	"lethe.dev/platform/errs"
+	"lethe.dev/platform/ids"
 )
 
 // Argon2id parameters: OWASP's minimum recommendation (19 MiB, 2 passes, 1 lane).
@@ -148,7 +149,7 @@ func (s *Service) SignIn(ctx context.Context, email, password, device string, re
 	if device == "" {
 		device = "unnamed device"
 	}
-	sess := Session{ID: NewID(), MemberID: r.id, Device: device, RememberMe: remember, Created: now, LastUsed: now, Expires: now.Add(ttl)}
+	sess := Session{ID: ids.New(), MemberID: r.id, Device: device, RememberMe: remember, Created: now, LastUsed: now, Expires: now.Add(ttl)}
 	encDevice, err := a.Encrypt([]byte(device), []byte("device:"+sess.ID))
 	if err != nil {
 		return nil, err
@@ -331,7 +332,7 @@ func (s *Service) SendCode(ctx context.Context, memberID string, purpose int, re
 		if err != nil {
 			return err
 		}
-		challenge = NewID()
+		challenge = ids.New()
 		code := randomDigits(6)
 		if _, err := tx.ExecContext(ctx, `INSERT INTO verification_codes (id, member_id, code_hash, purpose, reference, attempts, created_at, expires_at)
 			VALUES ($1, $2, $3, $4, $5, 0, $6, $7)`, challenge, memberID, s.Keys.BlindIndex("code:"+challenge, code), purpose, reference, micros(now), micros(exp)); err != nil {
@@ -339,7 +340,7 @@ func (s *Service) SendCode(ctx context.Context, memberID string, purpose int, re
 		}
 		msg, _ := json.Marshal(Message{Kind: "verification_code", To: m.PII.Email, Subject: "Your verification code",
 			Body: "Your code to confirm your privacy request is " + code + ". It expires in 15 minutes."})
-		outID := NewID()
+		outID := ids.New()
 		payload, err := a.Encrypt(msg, []byte("outbox:"+outID))
 		if err != nil {
 			return err

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"database/sql"
-	"encoding/base32"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,7 @@ import (
 
 	privacyv1 "lethe.dev/gen/lethe/privacy/v1"
 	"lethe.dev/platform/errs"
+	"lethe.dev/platform/ids"
 	"lethe.dev/platform/storage"
 	"lethe.dev/services/identity/internal/keys"
 )
@@ -61,13 +61,6 @@ func micros(t time.Time) int64 { return t.UnixMicro() }
 
 func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
-// NewID returns a random opaque id: 26 lower-case base32 characters (130 bits).
-func NewID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-}
-
 func randomToken() string {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
@@ -77,19 +70,6 @@ func randomToken() string {
 func hashToken(tok string) []byte {
 	h := sha256.Sum256([]byte(tok))
 	return h[:]
-}
-
-// ValidID reports whether s is a well-formed member id.
-func ValidID(s string) bool {
-	if len(s) < 8 || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 type memberRow struct {
@@ -160,7 +140,7 @@ func (s *Service) Create(ctx context.Context, p PII, password, requestID string)
 			return s.Get(ctx, id)
 		}
 	}
-	id := NewID()
+	id := ids.New()
 	wrapped, a, err := s.Keys.NewMemberKey(id)
 	if err != nil {
 		return nil, err
@@ -365,7 +345,7 @@ func decodeCursor(tok string) (int64, string, bool) {
 	}
 	a, b, ok := strings.Cut(string(raw), "/")
 	ts, err := strconv.ParseInt(a, 10, 64)
-	return ts, b, ok && err == nil && ValidID(b)
+	return ts, b, ok && err == nil && ids.Valid(b)
 }
 
 // setState moves an active member to state and revokes every session at once.
@@ -389,7 +369,7 @@ func (s *Service) setState(ctx context.Context, id string, state State, event st
 			return err
 		}
 		if event != "" {
-			_, err = tx.ExecContext(ctx, `INSERT INTO events (id, member_id, kind, created_at) VALUES ($1, $2, $3, $4)`, NewID(), id, event, now)
+			_, err = tx.ExecContext(ctx, `INSERT INTO events (id, member_id, kind, created_at) VALUES ($1, $2, $3, $4)`, ids.New(), id, event, now)
 		}
 		return err
 	})

@@ -11,6 +11,7 @@ import (
 
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	"lethe.dev/platform/errs"
+	"lethe.dev/platform/ids"
 )
 
 const commSuffix = "/communicationPreferences"
@@ -504,7 +505,7 @@ func (s *Server) CreateSocialConnection(ctx context.Context, req *preferencesv1.
 			return got, nil
 		}
 	}
-	cid, now := newID(), s.now()
+	cid, now := ids.New(), s.now()
 	var reqID any
 	if req.GetRequestId() != "" {
 		reqID = req.GetRequestId()

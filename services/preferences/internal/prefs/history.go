@@ -15,6 +15,7 @@ import (
 
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	"lethe.dev/platform/errs"
+	"lethe.dev/platform/ids"
 )
 
 // cursor is a keyset position (time, id) for newest-first listings: O(page) per read
@@ -100,7 +101,7 @@ func (s *Server) CreateViewingEvent(ctx context.Context, req *preferencesv1.Crea
 			return got, nil
 		}
 	}
-	eid := newID()
+	eid := ids.New()
 	var reqID any
 	if req.GetRequestId() != "" {
 		reqID = req.GetRequestId()
@@ -354,7 +355,7 @@ func (s *Server) Unsubscribe(ctx context.Context, req *preferencesv1.Unsubscribe
 	}
 	raw, err := s.Tokens.Decrypt(ct, tokenAD)
 	var p unsubscribePayload
-	if err != nil || json.Unmarshal(raw, &p) != nil || !validMemberID(p.Member) {
+	if err != nil || json.Unmarshal(raw, &p) != nil || !ids.Valid(p.Member) {
 		return nil, &errs.Error{Code: errs.InvalidArgument, Reason: "TOKEN_INVALID", Message: "the unsubscribe token is not valid",
 			Violations: []errs.FieldViolation{{Field: "token", Description: "is not an unsubscribe token this service issued"}}}
 	}

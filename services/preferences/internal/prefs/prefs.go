@@ -6,9 +6,7 @@ package prefs
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/base32"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +19,7 @@ import (
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/errs"
+	"lethe.dev/platform/ids"
 	"lethe.dev/platform/storage"
 )
 
@@ -58,29 +57,11 @@ func micros(t time.Time) int64 { return t.UnixMicro() }
 
 func ts(us int64) *timestamppb.Timestamp { return timestamppb.New(time.UnixMicro(us)) }
 
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-}
-
-func validMemberID(s string) bool {
-	if len(s) < 8 || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
 // member parses "members/{member}" followed by suffix (e.g. "/adPreferences").
 func member(name, suffix, field string) (string, error) {
 	rest, ok := strings.CutPrefix(name, "members/")
 	id, ok2 := strings.CutSuffix(rest, suffix)
-	if !ok || !ok2 || !validMemberID(id) {
+	if !ok || !ok2 || !ids.Valid(id) {
 		return "", errs.Invalid(errs.FieldViolation{Field: field, Description: "must be members/{member}" + suffix})
 	}
 	return id, nil
@@ -90,7 +71,7 @@ func member(name, suffix, field string) (string, error) {
 func child(name, collection, field string) (string, string, error) {
 	rest, ok := strings.CutPrefix(name, "members/")
 	m, id, ok2 := strings.Cut(rest, "/"+collection+"/")
-	if !ok || !ok2 || !validMemberID(m) || id == "" || len(id) > 128 || strings.Contains(id, "/") {
+	if !ok || !ok2 || !ids.Valid(m) || id == "" || len(id) > 128 || strings.Contains(id, "/") {
 		return "", "", errs.Invalid(errs.FieldViolation{Field: field, Description: "must be members/{member}/" + collection + "/{id}"})
 	}
 	return m, id, nil
@@ -131,7 +112,7 @@ func settingName(c preferencesv1.Channel, t preferencesv1.Topic) string {
 // consent appends a consent record in tx.
 func (s *Server) consent(ctx context.Context, tx *sql.Tx, memberID, setting, value, policy string, source preferencesv1.ConsentSource, now time.Time) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO consent_records (id, member_id, setting, value, policy_version, source, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		newID(), memberID, setting, value, policy, int32(source), micros(now))
+		ids.New(), memberID, setting, value, policy, int32(source), micros(now))
 	return err
 }
 

@@ -16,6 +16,7 @@ import (
 	privacyv1 "lethe.dev/gen/lethe/privacy/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/errs"
+	"lethe.dev/platform/ids"
 )
 
 // exportChunk is how many records one export message carries.
@@ -226,7 +227,7 @@ func (s *Server) EraseSubjectData(ctx context.Context, req *subjectv1.EraseSubje
 			n, _ := res.RowsAffected()
 			results = append(results, &subjectv1.CategoryResult{Dataset: d.dataset, Category: d.category, Action: del, Count: n})
 		}
-		pseudonym := "anon_" + newID() // never a valid member id, stored nowhere else
+		pseudonym := "anon_" + ids.New() // never a valid member id, stored nowhere else
 		for _, d := range []struct{ dataset, table string }{{"viewing_history", "viewing_events"}, {"ratings", "ratings"}} {
 			res, err := tx.ExecContext(ctx, `UPDATE `+d.table+` SET owner = $1 WHERE owner = $2`, pseudonym, id)
 			if err != nil {

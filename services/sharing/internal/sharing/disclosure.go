@@ -16,6 +16,7 @@ import (
 
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	"lethe.dev/platform/errs"
+	"lethe.dev/platform/ids"
 	"lethe.dev/platform/storage"
 )
 
@@ -49,7 +50,7 @@ func entryHash(seq int64, partner, purpose, categories, basis string, at int64, 
 }
 
 func (s *Server) deny(ctx context.Context, partnerID, purposeID, reason string) (*sharingv1.AuthorizeDisclosureResponse, error) {
-	_, err := s.DB.ExecContext(ctx, `INSERT INTO denials (id, partner_id, purpose_id, reason, denied_at) VALUES ($1, $2, $3, $4, $5)`, newID(), partnerID, purposeID, reason, s.now().UnixMicro())
+	_, err := s.DB.ExecContext(ctx, `INSERT INTO denials (id, partner_id, purpose_id, reason, denied_at) VALUES ($1, $2, $3, $4, $5)`, ids.New(), partnerID, purposeID, reason, s.now().UnixMicro())
 	if s.Logger != nil {
 		s.Logger.Info("disclosure denied", "partner", partnerID, "purpose", purposeID, "reason", reason)
 	}

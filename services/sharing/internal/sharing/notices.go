@@ -11,6 +11,7 @@ import (
 
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	"lethe.dev/platform/errs"
+	"lethe.dev/platform/ids"
 )
 
 // NotifyMembers implements SharingService: one notice (and one workflow) per member not
@@ -26,14 +27,14 @@ func (s *Server) NotifyMembers(ctx context.Context, req *sharingv1.NotifyMembers
 	if n := len(req.GetMembers()); n == 0 || n > 1000 {
 		v.Add("members", "must list 1 to 1000 members")
 	}
-	ids := make([]string, 0, len(req.GetMembers()))
+	members := make([]string, 0, len(req.GetMembers()))
 	for _, m := range req.GetMembers() {
 		id, err := memberOf(m, "members")
 		if err != nil {
 			v.Add("members", "each must be members/{member}")
 			break
 		}
-		ids = append(ids, id)
+		members = append(members, id)
 	}
 	if err := v.Err(); err != nil {
 		return nil, err
@@ -49,8 +50,8 @@ func (s *Server) NotifyMembers(ctx context.Context, req *sharingv1.NotifyMembers
 		return nil, errs.New(errs.FailedPrecondition, "TEMPORAL_DISABLED", "notices need the Temporal worker; this instance runs without it")
 	}
 	out := &sharingv1.NotifyMembersResponse{}
-	for _, id := range ids {
-		noticeID := newID()
+	for _, id := range members {
+		noticeID := ids.New()
 		res, err := s.DB.ExecContext(ctx, `INSERT INTO notices (id, member_id, partner_id, purpose_id, state, created_at) VALUES ($1, $2, $3, $4, 0, $5)
 			ON CONFLICT (member_id, partner_id, purpose_id) DO NOTHING`, noticeID, id, pid, purposeID, s.now().UnixMicro())
 		if err != nil {
@@ -141,7 +142,7 @@ func (s *Server) CreateObjection(ctx context.Context, req *sharingv1.CreateObjec
 			return got, nil
 		}
 	}
-	oid, now := newID(), s.now()
+	oid, now := ids.New(), s.now()
 	var reqID any
 	if req.GetRequestId() != "" {
 		reqID = req.GetRequestId()
@@ -209,18 +210,18 @@ func (s *Server) objections(ctx context.Context, memberID string) ([]*sharingv1.
 	if err != nil {
 		return nil, err
 	}
-	var ids []string
+	var objectionIDs []string
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		ids = append(ids, id)
+		objectionIDs = append(objectionIDs, id)
 	}
 	rows.Close()
 	var out []*sharingv1.Objection
-	for _, id := range ids {
+	for _, id := range objectionIDs {
 		o, err := s.objection(ctx, `id = $1`, id)
 		if err != nil {
 			return nil, err
@@ -234,7 +235,7 @@ func (s *Server) objections(ctx context.Context, memberID string) ([]*sharingv1.
 func (s *Server) WithdrawObjection(ctx context.Context, req *sharingv1.WithdrawObjectionRequest) (*sharingv1.Objection, error) {
 	rest, ok := strings.CutPrefix(req.GetName(), "members/")
 	mid, oid, ok2 := strings.Cut(rest, "/objections/")
-	if !ok || !ok2 || !validMemberID(mid) {
+	if !ok || !ok2 || !ids.Valid(mid) {
 		return nil, errs.Invalid(errs.FieldViolation{Field: "name", Description: "must be members/{member}/objections/{objection}"})
 	}
 	if _, err := s.DB.ExecContext(ctx, `UPDATE objections SET withdrawn_at = $1 WHERE id = $2 AND member_id = $3 AND withdrawn_at IS NULL`, s.now().UnixMicro(), oid, mid); err != nil {

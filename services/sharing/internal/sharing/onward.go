@@ -20,6 +20,7 @@ import (
 
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	"lethe.dev/platform/errs"
+	"lethe.dev/platform/ids"
 )
 
 // Callback freshness: partners sign a timestamp; older or future ones are refused.
@@ -112,7 +113,7 @@ func (s *Server) SendOnwardErasure(ctx context.Context, req *sharingv1.SendOnwar
 		return nil, errs.New(errs.FailedPrecondition, "NO_ERASURE_WEBHOOK", "the partner has no erasure webhook")
 	}
 	_, err = s.DB.ExecContext(ctx, `INSERT INTO onward_erasures (id, partner_id, request_id, pseudonym, state, attempts, last_error) VALUES ($1, $2, $3, $4, $5, 0, '')
-		ON CONFLICT (request_id, partner_id) DO NOTHING`, newID(), pid, req.GetRequestId(), s.Pseudonym(pid, mid), int32(sharingv1.OnwardErasureState_ONWARD_ERASURE_STATE_SENT))
+		ON CONFLICT (request_id, partner_id) DO NOTHING`, ids.New(), pid, req.GetRequestId(), s.Pseudonym(pid, mid), int32(sharingv1.OnwardErasureState_ONWARD_ERASURE_STATE_SENT))
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +203,7 @@ func onwardName(name string) (string, string, error) {
 }
 
 func (s *Server) rejectCallback(ctx context.Context, pid, reason, msg string) error {
-	_, _ = s.DB.ExecContext(ctx, `INSERT INTO rejected_callbacks (id, partner_id, reason, received_at) VALUES ($1, $2, $3, $4)`, newID(), pid, reason, s.now().UnixMicro())
+	_, _ = s.DB.ExecContext(ctx, `INSERT INTO rejected_callbacks (id, partner_id, reason, received_at) VALUES ($1, $2, $3, $4)`, ids.New(), pid, reason, s.now().UnixMicro())
 	if s.Logger != nil {
 		s.Logger.Warn("erasure callback rejected", "partner", pid, "reason", reason)
 	}

@@ -6,9 +6,7 @@ package sharing
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -30,6 +28,7 @@ import (
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/classify"
 	"lethe.dev/platform/errs"
+	"lethe.dev/platform/ids"
 	"lethe.dev/platform/storage"
 )
 
@@ -62,27 +61,9 @@ var slugRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{2,62}$`)
 
 func (s *Server) now() time.Time { return s.Now().UTC() }
 
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-}
-
-func validMemberID(s string) bool {
-	if len(s) < 8 || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
 func memberOf(name, field string) (string, error) {
 	id, ok := strings.CutPrefix(name, "members/")
-	if !ok || !validMemberID(id) {
+	if !ok || !ids.Valid(id) {
 		return "", errs.Invalid(errs.FieldViolation{Field: field, Description: "must be members/{member}"})
 	}
 	return id, nil

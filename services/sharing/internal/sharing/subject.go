@@ -13,6 +13,7 @@ import (
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/errs"
+	"lethe.dev/platform/ids"
 )
 
 // LegalBasisDisclosures justifies keeping the disclosure log after an erasure.
@@ -86,7 +87,7 @@ func (s *Server) EraseSubjectData(ctx context.Context, req *subjectv1.EraseSubje
 	if req.GetRequestId() == "" {
 		v.Add("request_id", "is required")
 	}
-	if !validMemberID(req.GetTombstoneId()) {
+	if !ids.Valid(req.GetTombstoneId()) {
 		v.Add("tombstone_id", "is required: an opaque id of 8 to 64 lower-case letters and digits")
 	}
 	if err := v.Err(); err != nil {
