@@ -20,6 +20,7 @@ import (
 	"lethe.dev/devstack/temporaldev"
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	"lethe.dev/platform/app"
+	"lethe.dev/platform/ids"
 	"lethe.dev/services/fulfillment"
 	"lethe.dev/services/gateway"
 	"lethe.dev/services/identity"
@@ -149,6 +150,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		"IDENTITY_ADDRESS": s.Addresses["identity"], "PREFERENCES_ADDRESS": s.Addresses["preferences"],
 		"SHARING_ADDRESS": s.Addresses["sharing"], "FULFILLMENT_ADDRESS": s.Addresses["fulfillment"],
 		"FULFILLMENT_HTTP_ADDRESS": "http://" + s.Addresses["fulfillment-http"], "SHARING_PUBLIC_URL": "http://" + s.Addresses["gateway"],
+	}
+	if os.Getenv("LETHE_SERVICE_TOKEN") == "" {
+		// Every internal call in the stack must carry this, as in production.
+		env["LETHE_SERVICE_TOKEN"] = ids.New() + ids.New()
 	}
 	for k, v := range o.Env {
 		env[k] = v

@@ -13,9 +13,11 @@ import (
 	"os"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/run"
+	"lethe.dev/platform/transport"
 )
 
 // Config is what a service's configuration offers the main loop.
@@ -58,9 +60,15 @@ func Main[C Config](name string, cfg C, build func(context.Context, C, *slog.Log
 }
 
 // Serve serves svc on lis and runs its background work until ctx is done or either
-// fails.
+// fails. Transport security (service token, TLS) comes from the environment
+// (platform/transport).
 func Serve(ctx context.Context, lis net.Listener, svc Service, logger *slog.Logger) error {
-	srv := grpcserver.New(grpcserver.Options{Logger: logger})
+	sec := transport.FromEnv()
+	so, err := sec.ServerOptions()
+	if err != nil {
+		return err
+	}
+	srv := grpcserver.New(grpcserver.Options{Logger: logger, Unary: []grpc.UnaryServerInterceptor{sec.Unary()}, Stream: []grpc.StreamServerInterceptor{sec.Stream()}, ServerOptions: so})
 	svc.Register(srv)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(ctx, lis) })

@@ -24,7 +24,6 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
@@ -36,6 +35,7 @@ import (
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/keyfile"
 	"lethe.dev/platform/storage"
+	"lethe.dev/platform/transport"
 	"lethe.dev/services/fulfillment/internal/grpcapi"
 	"lethe.dev/services/fulfillment/internal/request"
 	"lethe.dev/services/fulfillment/internal/store"
@@ -124,8 +124,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if err != nil {
 		return fail(err)
 	}
+	sec := transport.FromEnv()
 	dial := func(addr string) (*grpc.ClientConn, error) {
-		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		c, err := sec.Dial(addr)
 		if err == nil {
 			s.conns = append(s.conns, c)
 		}

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"lethe.dev/platform/config"
+	"lethe.dev/platform/transport"
 	"lethe.dev/services/gateway/internal/gw"
 )
 
@@ -30,7 +30,6 @@ type Config struct {
 	FulfillmentAddress  string
 	FulfillmentHTTPAddr string
 	CORSOrigins         string
-	ServiceToken        string
 	MaxBodyBytes        int64
 	Timeout             time.Duration
 	SensitivePerMinute  int
@@ -46,7 +45,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.FulfillmentAddress, "fulfillment-address", config.Env("FULFILLMENT_ADDRESS", "127.0.0.1:7104"), "fulfillment gRPC address (FULFILLMENT_ADDRESS)")
 	fs.StringVar(&c.FulfillmentHTTPAddr, "fulfillment-http-address", config.Env("FULFILLMENT_HTTP_ADDRESS", "http://127.0.0.1:7114"), "fulfillment's archive download endpoint (FULFILLMENT_HTTP_ADDRESS)")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", config.Env("GATEWAY_CORS_ORIGINS", "http://localhost:3000"), "web origins allowed by CORS, comma-separated (GATEWAY_CORS_ORIGINS)")
-	fs.StringVar(&c.ServiceToken, "service-token", config.Env("GATEWAY_SERVICE_TOKEN", ""), "credential sent to backends as x-lethe-service-token (GATEWAY_SERVICE_TOKEN)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(config.EnvInt("GATEWAY_MAX_BODY_BYTES", 1<<20)), "largest request body (GATEWAY_MAX_BODY_BYTES)")
 	fs.DurationVar(&c.Timeout, "timeout", config.EnvDuration("GATEWAY_TIMEOUT", 30*time.Second), "per-request timeout (GATEWAY_TIMEOUT)")
 	fs.DurationVar(&c.JWKSRefetch, "jwks-refetch", config.EnvDuration("GATEWAY_JWKS_REFETCH", 10*time.Second), "least time between JWKS refetches for unknown keys (GATEWAY_JWKS_REFETCH)")
@@ -83,8 +81,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		logger = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{logger: logger}
+	sec := transport.FromEnv()
 	dial := func(addr string) *grpc.ClientConn {
-		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		c, err := sec.Dial(addr)
 		if err != nil {
 			return nil
 		}
@@ -108,7 +107,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		}
 	}
 	g.handler, err = gw.New(ctx, b, gw.Options{
-		Logger: logger, CORSOrigins: origins, MaxBodyBytes: cfg.MaxBodyBytes, Timeout: cfg.Timeout, ServiceToken: cfg.ServiceToken,
+		Logger: logger, CORSOrigins: origins, MaxBodyBytes: cfg.MaxBodyBytes, Timeout: cfg.Timeout,
 		RecentSignIn: 10 * time.Minute, SensitiveRate: float64(cfg.SensitivePerMinute) / 60, SensitiveBurst: cfg.SensitivePerMinute, JWKSRefetch: cfg.JWKSRefetch,
 	})
 	if err != nil {

@@ -42,7 +42,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ListenAddr, "listen", config.Env("IDENTITY_LISTEN", "127.0.0.1:7101"), "gRPC listen address (IDENTITY_LISTEN)")
 	fs.StringVar(&c.DatabaseURL, "database-url", config.Env("IDENTITY_DATABASE_URL", "sqlite:"+filepath.Join(data, "identity.db")), "sqlite:PATH or postgres:// URL (IDENTITY_DATABASE_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", filepath.Join(data, "identity"), "directory for keys and the dev mailbox (LETHE_DATA_DIR/identity)")
-	fs.StringVar(&c.KEKURI, "kek-uri", config.Env("IDENTITY_KEK_URI", "file:"+filepath.Join(data, "identity", "kek.json")), "key-encryption key: file:PATH (IDENTITY_KEK_URI)")
+	fs.StringVar(&c.KEKURI, "kek-uri", config.Env("IDENTITY_KEK_URI", "file:"+filepath.Join(data, "identity", "kek.json")), "key-encryption key: file:PATH (dev) or a KMS key URI with a registered Tink KMS client (IDENTITY_KEK_URI)")
 	fs.StringVar(&c.Operators, "operators", config.Env("IDENTITY_OPERATORS", ""), "member ids with the operator role, comma-separated (IDENTITY_OPERATORS)")
 	fs.DurationVar(&c.KeyRotation, "key-rotation", config.EnvDuration("IDENTITY_KEY_ROTATION", 30*24*time.Hour), "token signing key rotation period (IDENTITY_KEY_ROTATION)")
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", config.Env("IDENTITY_SMTP_ADDR", ""), "SMTP relay host:port; empty writes mail to DATA_DIR/identity/mailbox.jsonl (IDENTITY_SMTP_ADDR)")
@@ -55,7 +55,7 @@ func (c Config) Validate() error {
 	p.Require(c.ListenAddr, "listen", "IDENTITY_LISTEN")
 	p.Require(c.DatabaseURL, "database-url", "IDENTITY_DATABASE_URL")
 	p.Require(c.KEKURI, "kek-uri", "IDENTITY_KEK_URI")
-	p.Check(strings.HasPrefix(c.KEKURI, "file:"), "-kek-uri: only file:PATH is supported")
+	p.Check(strings.Contains(c.KEKURI, ":"), "-kek-uri must be file:PATH or a KMS key URI such as gcp-kms://…")
 	return p.Err()
 }
 

@@ -66,10 +66,7 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 	}
 	mux := runtime.NewServeMux(
 		runtime.WithMetadata(func(ctx context.Context, r *http.Request) metadata.MD {
-			md := metadata.MD{}
-			if o.ServiceToken != "" {
-				md.Set("x-lethe-service-token", o.ServiceToken)
-			}
+			md := metadata.MD{} // the service token travels as per-RPC credentials (platform/transport)
 			if p, ok := r.Context().Value(principalKey{}).(*Principal); ok {
 				md.Set("x-lethe-member", p.Member)
 				md.Set("x-lethe-role", p.Role)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tink-crypto/tink-go/v2/aead"
+	"github.com/tink-crypto/tink-go/v2/core/registry"
 	"github.com/tink-crypto/tink-go/v2/jwt"
 	"github.com/tink-crypto/tink-go/v2/keyset"
 	"github.com/tink-crypto/tink-go/v2/prf"
@@ -41,18 +42,10 @@ type Ring struct {
 // every rotateEvery; the previous public key stays in the JWKS so tokens it signed
 // still verify.
 func Open(kekURI, dir string, rotateEvery time.Duration, now time.Time) (*Ring, error) {
-	path, ok := strings.CutPrefix(kekURI, "file:")
-	if !ok {
-		return nil, fmt.Errorf("keys: unsupported KEK URI %q: use file:PATH (KMS URIs need a Tink KMS client)", schemeOf(kekURI))
-	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	kekHandle, err := keyfile.LoadOrCreate(path, aead.AES256GCMKeyTemplate())
-	if err != nil {
-		return nil, fmt.Errorf("keys: KEK: %w", err)
-	}
-	kek, err := aead.New(kekHandle)
+	kek, err := openKEK(kekURI)
 	if err != nil {
 		return nil, err
 	}
@@ -68,6 +61,25 @@ func Open(kekURI, dir string, rotateEvery time.Duration, now time.Time) (*Ring, 
 		return nil, err
 	}
 	return r, nil
+}
+
+// openKEK returns the key-encryption key. "file:PATH" is a Tink keyset file (dev; created
+// 0600 when missing). Any other URI (gcp-kms://, aws-kms://, hcvault://…) goes to the
+// Tink KMS client registered for it, so the KEK never leaves the KMS; cmd/identity
+// registers the clients a deployment needs.
+func openKEK(uri string) (tink.AEAD, error) {
+	if path, ok := strings.CutPrefix(uri, "file:"); ok {
+		h, err := keyfile.LoadOrCreate(path, aead.AES256GCMKeyTemplate())
+		if err != nil {
+			return nil, fmt.Errorf("keys: KEK: %w", err)
+		}
+		return aead.New(h)
+	}
+	client, err := registry.GetKMSClient(uri)
+	if err != nil {
+		return nil, fmt.Errorf("keys: no Tink KMS client is registered for %s (use file:PATH, or register a KMS client such as tink-go-gcpkms in cmd/identity)", schemeOf(uri))
+	}
+	return client.GetAEAD(uri)
 }
 
 func schemeOf(uri string) string {

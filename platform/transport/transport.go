@@ -1,0 +1,161 @@
+// Package transport is how Lethe processes trust each other: a shared service token
+// every internal gRPC call must carry (checked by every server), and optional mutual
+// TLS. Both come from the environment, so every binary and the dev stack agree:
+//
+//	LETHE_SERVICE_TOKEN  shared secret; when set, servers refuse calls without it
+//	LETHE_TLS_CERT, LETHE_TLS_KEY  this process's certificate (server and client)
+//	LETHE_TLS_CA         CA that signs peers' certificates; with it servers require
+//	                     client certificates (mTLS)
+package transport
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"lethe.dev/platform/errs"
+)
+
+// TokenHeader carries the service token.
+const TokenHeader = "x-lethe-service-token"
+
+// Security is a process's transport security settings.
+type Security struct {
+	ServiceToken              string
+	CertFile, KeyFile, CAFile string
+}
+
+// FromEnv reads the settings from the environment.
+func FromEnv() Security {
+	return Security{ServiceToken: os.Getenv("LETHE_SERVICE_TOKEN"), CertFile: os.Getenv("LETHE_TLS_CERT"), KeyFile: os.Getenv("LETHE_TLS_KEY"), CAFile: os.Getenv("LETHE_TLS_CA")}
+}
+
+func (s Security) tlsConfig(server bool) (*tls.Config, error) {
+	if s.CertFile == "" && s.CAFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13}
+	if s.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("transport: LETHE_TLS_CERT/LETHE_TLS_KEY: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if s.CAFile != "" {
+		pem, err := os.ReadFile(s.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("transport: LETHE_TLS_CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("transport: LETHE_TLS_CA holds no PEM certificate")
+		}
+		if server {
+			cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		} else {
+			cfg.RootCAs = pool
+		}
+	}
+	if server && len(cfg.Certificates) == 0 {
+		return nil, errors.New("transport: a TLS server needs LETHE_TLS_CERT and LETHE_TLS_KEY")
+	}
+	return cfg, nil
+}
+
+// ServerOptions returns TLS credentials when configured.
+func (s Security) ServerOptions() ([]grpc.ServerOption, error) {
+	cfg, err := s.tlsConfig(true)
+	if err != nil || cfg == nil {
+		return nil, err
+	}
+	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(cfg))}, nil
+}
+
+// exempt methods answer without a token: health checks and reflection, which carry no
+// data and which orchestrators call.
+func exempt(method string) bool {
+	return strings.HasPrefix(method, "/grpc.health.v1.") || strings.HasPrefix(method, "/grpc.reflection.")
+}
+
+func (s Security) check(ctx context.Context, method string) error {
+	if s.ServiceToken == "" || exempt(method) {
+		return nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	got := md.Get(TokenHeader)
+	if len(got) != 1 || subtle.ConstantTimeCompare([]byte(got[0]), []byte(s.ServiceToken)) != 1 {
+		return errs.New(errs.Unauthenticated, "SERVICE_TOKEN_REQUIRED", "internal calls need the service credential")
+	}
+	return nil
+}
+
+// Unary returns the server interceptor that checks the service token.
+func (s Security) Unary() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if err := s.check(ctx, info.FullMethod); err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+}
+
+// Stream returns the stream interceptor that checks the service token.
+func (s Security) Stream() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if err := s.check(ss.Context(), info.FullMethod); err != nil {
+			return err
+		}
+		return handler(srv, ss)
+	}
+}
+
+// tokenCreds attaches the service token to every call.
+type tokenCreds struct {
+	token  string
+	secure bool
+}
+
+func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{TokenHeader: t.token}, nil
+}
+
+func (t tokenCreds) RequireTransportSecurity() bool { return t.secure }
+
+// DialOptions returns what a client needs to reach a Lethe server: TLS (with its client
+// certificate for mTLS) or plaintext on loopback, and the service token.
+func (s Security) DialOptions() ([]grpc.DialOption, error) {
+	cfg, err := s.tlsConfig(false)
+	if err != nil {
+		return nil, err
+	}
+	var opts []grpc.DialOption
+	if cfg != nil {
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	} else {
+		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	if s.ServiceToken != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{token: s.ServiceToken, secure: cfg != nil}))
+	}
+	return opts, nil
+}
+
+// Dial connects to addr with s's security.
+func (s Security) Dial(addr string) (*grpc.ClientConn, error) {
+	opts, err := s.DialOptions()
+	if err != nil {
+		return nil, err
+	}
+	return grpc.NewClient(addr, opts...)
+}
