@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -150,6 +151,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		"IDENTITY_ADDRESS": s.Addresses["identity"], "PREFERENCES_ADDRESS": s.Addresses["preferences"],
 		"SHARING_ADDRESS": s.Addresses["sharing"], "FULFILLMENT_ADDRESS": s.Addresses["fulfillment"],
 		"FULFILLMENT_HTTP_ADDRESS": "http://" + s.Addresses["fulfillment-http"], "SHARING_PUBLIC_URL": "http://" + s.Addresses["gateway"],
+	}
+	// Every setting is set explicitly (SQLite under DataDir unless o.Env says otherwise),
+	// so nothing leaks in from an earlier stack in the same process.
+	for _, svc := range []string{"identity", "preferences", "sharing", "fulfillment"} {
+		env[strings.ToUpper(svc)+"_DATABASE_URL"] = "sqlite:" + filepath.Join(o.DataDir, svc+".db")
 	}
 	if os.Getenv("LETHE_SERVICE_TOKEN") == "" {
 		// Every internal call in the stack must carry this, as in production.

@@ -424,13 +424,27 @@ func (a *Activities) EraseService(ctx context.Context, in EraseInput) (ServiceEr
 	return out, nil
 }
 
+// Recipient is a processor to erase at, with its contractual acknowledgement deadline.
+type Recipient struct {
+	Partner     string
+	AckDeadline time.Duration
+}
+
 // ErasureRecipients lists the processors that received the member's data.
-func (a *Activities) ErasureRecipients(ctx context.Context, in RequestRef) ([]string, error) {
+func (a *Activities) ErasureRecipients(ctx context.Context, in RequestRef) ([]Recipient, error) {
 	res, err := a.Sharing.ListErasureRecipients(ctx, &sharingv1.ListErasureRecipientsRequest{Member: in.member()})
 	if err != nil {
 		return nil, permanent(err)
 	}
-	return res.GetPartners(), nil
+	out := make([]Recipient, 0, len(res.GetPartners()))
+	for _, p := range res.GetPartners() {
+		partner, err := a.Sharing.GetPartner(ctx, &sharingv1.GetPartnerRequest{Name: p})
+		if err != nil {
+			return nil, permanent(err)
+		}
+		out = append(out, Recipient{Partner: p, AckDeadline: partner.GetAckDeadline().AsDuration()})
+	}
+	return out, nil
 }
 
 // OnwardState is one processor's state.

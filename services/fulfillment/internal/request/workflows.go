@@ -286,15 +286,21 @@ func (r *run) erase(ctx workflow.Context) error {
 		results = append(results, res)
 		r.step(ctx, "erase."+svc, "done", res.Total())
 	}
-	var recipients []string
+	var recipients []Recipient
 	if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.ErasureRecipients, ref).Get(ctx, &recipients); err != nil {
 		return err
 	}
 	var acks []OnwardResult
 	var children []workflow.ChildWorkflowFuture
 	for _, p := range recipients {
-		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: OnwardWorkflowID(r.in.RequestID, p)})
-		children = append(children, workflow.ExecuteChildWorkflow(cctx, OnwardErasure, OnwardInput{RequestID: r.in.RequestID, MemberID: r.in.MemberID, Partner: p, Deadline: r.in.DueTime}))
+		// Each processor has its contractual acknowledgement deadline, never past the
+		// request's own due date.
+		deadline := r.in.DueTime
+		if p.AckDeadline > 0 && workflow.Now(ctx).Add(p.AckDeadline).Before(deadline) {
+			deadline = workflow.Now(ctx).Add(p.AckDeadline)
+		}
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: OnwardWorkflowID(r.in.RequestID, p.Partner)})
+		children = append(children, workflow.ExecuteChildWorkflow(cctx, OnwardErasure, OnwardInput{RequestID: r.in.RequestID, MemberID: r.in.MemberID, Partner: p.Partner, Deadline: deadline}))
 	}
 	for i, c := range children {
 		var res OnwardResult
@@ -306,7 +312,7 @@ func (r *run) erase(ctx workflow.Context) error {
 		if !res.Acknowledged {
 			state = "unacknowledged"
 		}
-		r.step(ctx, "onward."+recipients[i], state, int64(res.Attempts))
+		r.step(ctx, "onward."+recipients[i].Partner, state, int64(res.Attempts))
 	}
 	if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.QueueConfirmation, ref).Get(ctx, nil); err != nil {
 		return err

@@ -18,11 +18,17 @@ import (
 type rec struct {
 	mu    sync.Mutex
 	calls []string
+	at    map[string]time.Time // workflow time of each call
+	now   func() time.Time
 }
 
 func (r *rec) add(s string) {
 	r.mu.Lock()
 	r.calls = append(r.calls, s)
+	if r.at == nil {
+		r.at = map[string]time.Time{}
+	}
+	r.at[s] = r.now()
 	r.mu.Unlock()
 }
 
@@ -40,14 +46,14 @@ func (r *rec) index(s string) int {
 
 // env returns a test environment whose activities record their calls; onward tells
 // whether processors acknowledge.
-func env(t *testing.T, recipients []string, onwardAcks bool) (*testsuite.TestWorkflowEnvironment, *rec) {
+func env(t *testing.T, recipients []request.Recipient, onwardAcks bool) (*testsuite.TestWorkflowEnvironment, *rec) {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	e := s.NewTestWorkflowEnvironment()
 	e.RegisterWorkflow(request.OnwardErasure)
 	a := &request.Activities{}
 	e.RegisterActivity(a)
-	r := &rec{}
+	r := &rec{now: e.Now}
 	e.OnActivity(a.SetState, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.SetStateInput) error { r.add("state:" + in.State); return nil })
 	e.OnActivity(a.SaveProgress, mock.Anything, mock.Anything).Return(nil)
 	e.OnActivity(a.RecordEscalation, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.EscalationInput) error { r.add("escalation:" + in.Level); return nil })
@@ -125,7 +131,7 @@ func TestExportFansOutBuildsTheArchiveAndDeletesItAtExpiry(t *testing.T) {
 }
 
 func TestErasureRunsEveryStepInOrder(t *testing.T) {
-	e, r := env(t, []string{"partners/acme-pay"}, true)
+	e, r := env(t, []request.Recipient{{Partner: "partners/acme-pay", AckDeadline: 72 * time.Hour}}, true)
 	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindErasure, true))
 	if res := result(t, e); res.State != "completed" {
 		t.Fatalf("state %s", res.State)
@@ -212,18 +218,23 @@ func TestVerificationSignalContinues(t *testing.T) {
 }
 
 func TestProcessorThatNeverAcknowledgesEscalatesAndIsRecorded(t *testing.T) {
-	e, r := env(t, []string{"partners/silent-co"}, false)
+	e, r := env(t, []request.Recipient{{Partner: "partners/silent-co", AckDeadline: 72 * time.Hour}}, false)
+	start := e.Now()
 	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindErasure, true))
 	if res := result(t, e); res.State != "completed" {
 		t.Fatalf("state %s", res.State)
 	}
-	for _, want := range []string{"escalation:50%", "escalation:80%", "escalation:onward-breach:partners/silent-co"} {
-		if !r.has(want) {
-			t.Errorf("missing %s in %v", want, r.calls)
-		}
+	if !r.has("escalation:onward-breach:partners/silent-co") || r.has("escalation:50%") {
+		t.Errorf("escalations: %v", r.calls)
 	}
 	if !r.has("erase:identity") || !r.has("receipt") {
 		t.Fatalf("the erasure must still finish: %v", r.calls)
+	}
+	// The processor's 72-hour contractual deadline (after the 7-day cooling-off), not
+	// the request's 30 days, decides when its silence is a breach.
+	breachAt := r.at["escalation:onward-breach:partners/silent-co"].Sub(start)
+	if want := 7*24*time.Hour + 72*time.Hour; breachAt < want || breachAt > want+2*time.Hour {
+		t.Fatalf("onward breach recorded after %v, want about %v", breachAt, want)
 	}
 }
 
@@ -251,5 +262,22 @@ func TestServiceDownForHoursIsRetried(t *testing.T) {
 	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindAccess, true))
 	if res := result(t, e); res.State != "completed" || attempts != 8 {
 		t.Fatalf("state %s after %d attempts", res.State, attempts)
+	}
+}
+
+func TestEscalationsAtHalfAndEightyPercentOfTheDueDate(t *testing.T) {
+	// A processor without a contractual deadline is waited for until the request's due
+	// date: the request escalates at 50% and 80%, and the processor's silence is a breach.
+	e, r := env(t, []request.Recipient{{Partner: "partners/slow-co"}}, false)
+	start := e.Now()
+	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindErasure, true))
+	if res := result(t, e); res.State != "completed" {
+		t.Fatalf("state %s", res.State)
+	}
+	for level, want := range map[string]time.Duration{"escalation:50%": 15 * 24 * time.Hour, "escalation:80%": 24 * 24 * time.Hour, "escalation:onward-breach:partners/slow-co": 30 * 24 * time.Hour} {
+		got := r.at[level].Sub(start)
+		if !r.has(level) || got < want-2*time.Hour || got > want+2*time.Hour {
+			t.Errorf("%s at %v, want about %v", level, got, want)
+		}
 	}
 }
