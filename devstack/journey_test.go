@@ -78,6 +78,39 @@ func (c client) awaitState(name, token, state string) map[string]any {
 	}
 }
 
+// mailed waits until the dev mailbox holds every want (delivery runs every 250 ms) and
+// fails the test if it does not within 10 seconds.
+func mailed(t *testing.T, dataDir string, wants ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		raw, _ := os.ReadFile(filepath.Join(dataDir, "identity", "mailbox.jsonl"))
+		missing := ""
+		for _, w := range wants {
+			if !strings.Contains(string(raw), w) {
+				missing = w
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the member was never sent %q; mailbox:\n%s", missing, raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func reasonOf(m map[string]any) string {
+	ds, _ := m["details"].([]any)
+	for _, d := range ds {
+		if dm, ok := d.(map[string]any); ok && dm["reason"] != nil {
+			return dm["reason"].(string)
+		}
+	}
+	return ""
+}
+
 // lastCode reads the newest verification code from the dev mailbox.
 func lastCode(t *testing.T, dataDir string) string {
 	t.Helper()
@@ -205,17 +238,30 @@ func journey(t *testing.T, env map[string]string) {
 	op := c.must("POST", "/v1/members", "", map[string]any{"member": map[string]any{"fullName": "Op Erator", "email": "ops@example.com", "birthDate": "1980-01-01"}, "password": "operators only please"})
 	s.Identity.Domain.Operators[strings.TrimPrefix(op["name"].(string), "members/")] = true
 	opTok := c.must("POST", "/v1/auth:signIn", "", map[string]any{"email": "ops@example.com", "password": "operators only please"})["accessToken"].(string)
-	er := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=erase-1", opTok, map[string]any{"kind": "REQUEST_KIND_ERASURE", "origin": "REQUEST_ORIGIN_OPERATOR"})
+	er := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=erase-1", opTok, map[string]any{"kind": "REQUEST_KIND_ERASURE", "origin": "REQUEST_ORIGIN_OPERATOR", "jurisdiction": "JURISDICTION_GDPR"})
 	receiptToken, _ := er["receiptToken"].(string)
 	if receiptToken == "" {
 		t.Fatal("no receipt token")
 	}
 	c.awaitState(er["name"].(string), tok, "REQUEST_STATE_AWAITING_VERIFICATION")
+	// GDPR allows one extension, with the member told why.
+	if code, m := c.do("POST", "/v1/"+er["name"].(string)+":extend", tok, map[string]any{"reason": "complex request"}); code != http.StatusForbidden {
+		t.Fatalf("a member extended their own request: %d %v", code, m)
+	}
+	ext := c.must("POST", "/v1/"+er["name"].(string)+":extend", opTok, map[string]any{"reason": "records spread over several archives"})
+	if ext["extended"] != true {
+		t.Fatalf("extension: %v", ext)
+	}
+	if code, m := c.do("POST", "/v1/"+er["name"].(string)+":extend", opTok, map[string]any{"reason": "records spread over several archives"}); code != http.StatusBadRequest || reasonOf(m) != "ALREADY_EXTENDED" {
+		t.Fatalf("second extension: %d %v", code, m)
+	}
+	mailed(t, dir, "records spread over several archives", "Your data export is ready")
 	if code, _ := c.do("POST", "/v1/"+er["name"].(string)+":verify", tok, map[string]any{"code": "000000"}); code != http.StatusBadRequest {
 		t.Fatalf("wrong code: %d", code)
 	}
 	c.must("POST", "/v1/"+er["name"].(string)+":verify", tok, map[string]any{"code": lastCode(t, dir)})
 	c.awaitState(er["name"].(string), opTok, "REQUEST_STATE_COMPLETED")
+	mailed(t, dir, "Your account is being erased")
 
 	// No trace: sign-in fails, and every route answers as for a member who never existed.
 	if code, _ := c.do("POST", "/v1/auth:signIn", "", map[string]any{"email": "grace.hopper@example.com", "password": "cobol is a fine language"}); code != http.StatusUnauthorized {
@@ -259,7 +305,23 @@ func journey(t *testing.T, env map[string]string) {
 	id := strings.TrimPrefix(name, "members/")
 	// The export is still open (its archive timer runs 7 days); replaying the history
 	// up to that timer checks every command it issued before.
-	recordHistories(t, s, map[string]string{"erasure-operator-verified.json": "privacy-request/erasure/" + id, "export-until-archive-timer.json": "privacy-request/access/" + id})
+	// A parent reports a child's account: it is erased without cooling-off or code.
+	kid := c.must("POST", "/v1/members", "", map[string]any{"member": map[string]any{"fullName": "Not Really Eighteen", "email": "kid@example.com", "birthDate": "1999-01-01"}, "password": "another long password"})
+	c.must("POST", "/v1/"+kid["name"].(string)+":reportChild", opTok, map[string]any{"reporter": "CHILD_REPORTER_PARENT"})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, _ := c.do("GET", "/v1/"+kid["name"].(string), opTok, nil)
+		_, list := c.do("GET", "/v1/"+kid["name"].(string)+"/privacyRequests", opTok, nil)
+		reqs, _ := list["privacyRequests"].([]any)
+		if code == http.StatusNotFound && len(reqs) == 1 && reqs[0].(map[string]any)["state"] == "REQUEST_STATE_COMPLETED" && reqs[0].(map[string]any)["kind"] == "REQUEST_KIND_CHILD_ERASURE" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the child's account was not erased: %d %v", code, list)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	recordHistories(t, s, map[string]string{"erasure-gdpr-extended-verified.json": "privacy-request/erasure/" + id, "export-until-archive-timer.json": "privacy-request/access/" + id})
 }
 
 // recordHistories writes the histories of a member's finished workflows to the

@@ -16,10 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"lethe.dev/devstack/temporaldev"
-	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	"lethe.dev/platform/app"
 	"lethe.dev/platform/ids"
 	"lethe.dev/services/fulfillment"
@@ -202,7 +200,6 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	s.closers = append(s.closers, s.Gateway.Close)
 	s.goRun("gateway", func() error { return s.Gateway.Serve(ctx, listeners["gateway"]) })
-	s.goRun("child-reports", func() error { return s.bridgeChildReports(ctx, logger) })
 	return s, nil
 }
 
@@ -211,36 +208,6 @@ func parse(cfg interface{ RegisterFlags(*flag.FlagSet) }) {
 	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	_ = fs.Parse(nil)
-}
-
-// bridgeChildReports turns identity's child_reported events into expedited erasure
-// requests. In production an event bus carries them; in the dev stack both sides are in
-// one process.
-func (s *Stack) bridgeChildReports(ctx context.Context, logger *slog.Logger) error {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		events, err := s.Identity.Domain.PendingEvents(ctx, "child_reported", 50)
-		if err != nil {
-			continue
-		}
-		for _, e := range events {
-			_, err := s.Fulfillment.API.CreatePrivacyRequest(ctx, &fulfillmentv1.CreatePrivacyRequestRequest{
-				Parent: "members/" + e.MemberID, RequestId: "child-report-" + e.ID,
-				PrivacyRequest: &fulfillmentv1.PrivacyRequest{Kind: fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE, Origin: fulfillmentv1.RequestOrigin_REQUEST_ORIGIN_OPERATOR},
-			})
-			if err != nil {
-				logger.Warn("child erasure not started; will retry", "event", e.ID)
-				continue
-			}
-			_ = s.Identity.Domain.ConsumeEvent(ctx, e.ID)
-		}
-	}
 }
 
 // Wait blocks until the stack stops and returns the first component failure.

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -103,6 +104,7 @@ type Service struct {
 	conns      []*grpc.ClientConn
 	httpAddr   string
 	httpLis    net.Listener
+	logger     *slog.Logger
 }
 
 // New opens the database, keys, service clients and the Temporal client.
@@ -114,7 +116,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{db: db, httpAddr: cfg.HTTPListenAddr}
+	s := &Service{db: db, httpAddr: cfg.HTTPListenAddr, logger: logger}
 	fail := func(err error) (*Service, error) { s.Close(); return nil, err }
 	signing, err := loadSigningKey(filepath.Join(cfg.DataDir, "receipt-signing.key"))
 	if err != nil {
@@ -236,7 +238,38 @@ func (s *Service) Run(ctx context.Context) error {
 	defer w.Stop()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.ServeHTTP(ctx, lis) })
+	g.Go(func() error { s.consumeChildReports(ctx); return nil })
 	return g.Wait()
+}
+
+// consumeChildReports turns identity's child_reported events into expedited erasure
+// requests (verified by the report, no cooling-off). Each event is acknowledged only
+// after its request exists; request ids derived from the event make retries harmless.
+func (s *Service) consumeChildReports(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		res, err := s.Activities.Identity.ListMemberEvents(ctx, &identityv1.ListMemberEventsRequest{Kind: "child_reported", PageSize: 100})
+		if err != nil {
+			continue // identity unavailable: try again next tick
+		}
+		for _, e := range res.GetEvents() {
+			_, err := s.API.CreatePrivacyRequest(ctx, &fulfillmentv1.CreatePrivacyRequestRequest{
+				Parent: e.GetMember(), RequestId: "child-report-" + strings.TrimPrefix(e.GetName(), "memberEvents/"),
+				PrivacyRequest: &fulfillmentv1.PrivacyRequest{Kind: fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE, Origin: fulfillmentv1.RequestOrigin_REQUEST_ORIGIN_OPERATOR},
+			})
+			if err != nil {
+				s.logger.Warn("child erasure not started; will retry", "event", e.GetName())
+				continue
+			}
+			_, _ = s.Activities.Identity.AcknowledgeMemberEvent(ctx, &identityv1.AcknowledgeMemberEventRequest{Name: e.GetName()})
+		}
+	}
 }
 
 // SetHTTPListener makes Run serve downloads on lis (the dev stack binds ports first).

@@ -567,3 +567,34 @@ func TestChildReportLocksTheAccountAndRecordsAnEvent(t *testing.T) {
 		}
 	})
 }
+
+func TestNotificationsAreIdempotentAndSentBeforeErasure(t *testing.T) {
+	engines(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		m := create(t, h, ada(), "")
+		req := &identityv1.NotifyMemberRequest{Name: m.GetName(), Template: identityv1.MessageTemplate_MESSAGE_TEMPLATE_ERASURE_CONFIRMED, Reference: "members/x/privacyRequests/r1", RequestId: "confirm-r1"}
+		first, err := h.client.NotifyMember(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := h.client.NotifyMember(ctx, req)
+		if err != nil || again.GetMessageId() != first.GetMessageId() {
+			t.Fatalf("retry queued a second message: %v %v", again, err)
+		}
+		if _, err := h.client.NotifyMember(ctx, &identityv1.NotifyMemberRequest{Name: m.GetName(), RequestId: "x"}); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("no template: %v", err)
+		}
+		// Erasing delivers the pending confirmation first, then destroys the address.
+		if _, err := h.subject.EraseSubjectData(ctx, &subjectv1.EraseSubjectDataRequest{Subject: m.GetName(), RequestId: "erase-1", TombstoneId: "tomb-1"}); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := os.ReadFile(filepath.Join(h.dir, "mailbox.jsonl"))
+		if err != nil || bytes.Count(raw, []byte("Your account is being erased")) != 1 {
+			t.Fatalf("mailbox after erasure: %s %v", raw, err)
+		}
+		ev, err := h.client.ListMemberEvents(ctx, &identityv1.ListMemberEventsRequest{Kind: "child_reported"})
+		if err != nil || len(ev.GetEvents()) != 0 {
+			t.Fatalf("events: %v %v", ev, err)
+		}
+	})
+}

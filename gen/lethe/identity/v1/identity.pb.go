@@ -190,6 +190,63 @@ func (VerificationPurpose) EnumDescriptor() ([]byte, []int) {
 	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{2}
 }
 
+// MessageTemplate names a message identity can send a member.
+type MessageTemplate int32
+
+const (
+	// MESSAGE_TEMPLATE_UNSPECIFIED is invalid.
+	MessageTemplate_MESSAGE_TEMPLATE_UNSPECIFIED MessageTemplate = 0
+	// MESSAGE_TEMPLATE_REQUEST_EXTENDED tells the member their request's deadline moved, and why.
+	MessageTemplate_MESSAGE_TEMPLATE_REQUEST_EXTENDED MessageTemplate = 1
+	// MESSAGE_TEMPLATE_EXPORT_READY tells the member their data export can be downloaded.
+	MessageTemplate_MESSAGE_TEMPLATE_EXPORT_READY MessageTemplate = 2
+	// MESSAGE_TEMPLATE_ERASURE_CONFIRMED confirms the account is being erased.
+	MessageTemplate_MESSAGE_TEMPLATE_ERASURE_CONFIRMED MessageTemplate = 3
+)
+
+// Enum value maps for MessageTemplate.
+var (
+	MessageTemplate_name = map[int32]string{
+		0: "MESSAGE_TEMPLATE_UNSPECIFIED",
+		1: "MESSAGE_TEMPLATE_REQUEST_EXTENDED",
+		2: "MESSAGE_TEMPLATE_EXPORT_READY",
+		3: "MESSAGE_TEMPLATE_ERASURE_CONFIRMED",
+	}
+	MessageTemplate_value = map[string]int32{
+		"MESSAGE_TEMPLATE_UNSPECIFIED":       0,
+		"MESSAGE_TEMPLATE_REQUEST_EXTENDED":  1,
+		"MESSAGE_TEMPLATE_EXPORT_READY":      2,
+		"MESSAGE_TEMPLATE_ERASURE_CONFIRMED": 3,
+	}
+)
+
+func (x MessageTemplate) Enum() *MessageTemplate {
+	p := new(MessageTemplate)
+	*p = x
+	return p
+}
+
+func (x MessageTemplate) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MessageTemplate) Descriptor() protoreflect.EnumDescriptor {
+	return file_lethe_identity_v1_identity_proto_enumTypes[3].Descriptor()
+}
+
+func (MessageTemplate) Type() protoreflect.EnumType {
+	return &file_lethe_identity_v1_identity_proto_enumTypes[3]
+}
+
+func (x MessageTemplate) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MessageTemplate.Descriptor instead.
+func (MessageTemplate) EnumDescriptor() ([]byte, []int) {
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{3}
+}
+
 // PostalAddress is a member's postal address.
 type PostalAddress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1856,6 +1913,354 @@ func (x *CheckVerificationCodeResponse) GetReference() string {
 	return ""
 }
 
+// NotifyMemberRequest asks identity to email a member.
+type NotifyMemberRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// template of the message.
+	Template MessageTemplate `protobuf:"varint,2,opt,name=template,proto3,enum=lethe.identity.v1.MessageTemplate" json:"template,omitempty"`
+	// reference is the privacy request the message is about.
+	Reference string `protobuf:"bytes,3,opt,name=reference,proto3" json:"reference,omitempty"`
+	// detail is template text without personal data, e.g. an extension's reason and new due date.
+	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	// request_id makes the call idempotent.
+	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifyMemberRequest) Reset() {
+	*x = NotifyMemberRequest{}
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifyMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifyMemberRequest) ProtoMessage() {}
+
+func (x *NotifyMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifyMemberRequest.ProtoReflect.Descriptor instead.
+func (*NotifyMemberRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *NotifyMemberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NotifyMemberRequest) GetTemplate() MessageTemplate {
+	if x != nil {
+		return x.Template
+	}
+	return MessageTemplate_MESSAGE_TEMPLATE_UNSPECIFIED
+}
+
+func (x *NotifyMemberRequest) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *NotifyMemberRequest) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *NotifyMemberRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// NotifyMemberResponse identifies the queued message.
+type NotifyMemberResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// message_id identifies the queued message.
+	MessageId     string `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifyMemberResponse) Reset() {
+	*x = NotifyMemberResponse{}
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifyMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifyMemberResponse) ProtoMessage() {}
+
+func (x *NotifyMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifyMemberResponse.ProtoReflect.Descriptor instead.
+func (*NotifyMemberResponse) Descriptor() ([]byte, []int) {
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *NotifyMemberResponse) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+// MemberEvent is an account event for other services.
+type MemberEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "memberEvents/{event}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// member is "members/{member}".
+	Member string `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	// kind is e.g. "child_reported".
+	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// create_time is when it happened.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberEvent) Reset() {
+	*x = MemberEvent{}
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberEvent) ProtoMessage() {}
+
+func (x *MemberEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberEvent.ProtoReflect.Descriptor instead.
+func (*MemberEvent) Descriptor() ([]byte, []int) {
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *MemberEvent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MemberEvent) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *MemberEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *MemberEvent) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// ListMemberEventsRequest asks for pending events.
+type ListMemberEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind filters events, e.g. "child_reported".
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// page_size defaults to 50; at most 500.
+	PageSize      int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMemberEventsRequest) Reset() {
+	*x = ListMemberEventsRequest{}
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMemberEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMemberEventsRequest) ProtoMessage() {}
+
+func (x *ListMemberEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMemberEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListMemberEventsRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListMemberEventsRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ListMemberEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+// ListMemberEventsResponse lists pending events.
+type ListMemberEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// events, oldest first.
+	Events        []*MemberEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMemberEventsResponse) Reset() {
+	*x = ListMemberEventsResponse{}
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMemberEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMemberEventsResponse) ProtoMessage() {}
+
+func (x *ListMemberEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMemberEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListMemberEventsResponse) Descriptor() ([]byte, []int) {
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListMemberEventsResponse) GetEvents() []*MemberEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// AcknowledgeMemberEventRequest marks an event handled.
+type AcknowledgeMemberEventRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "memberEvents/{event}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeMemberEventRequest) Reset() {
+	*x = AcknowledgeMemberEventRequest{}
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeMemberEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeMemberEventRequest) ProtoMessage() {}
+
+func (x *AcknowledgeMemberEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeMemberEventRequest.ProtoReflect.Descriptor instead.
+func (*AcknowledgeMemberEventRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *AcknowledgeMemberEventRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 var File_lethe_identity_v1_identity_proto protoreflect.FileDescriptor
 
 const file_lethe_identity_v1_identity_proto_rawDesc = "" +
@@ -2048,7 +2453,43 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\bverified\x18\x01 \x01(\bB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\bverified\x127\n" +
 	"\treference\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\treference*\x99\x01\n" +
+	"\x11system.operations\x10\x04R\treference\"\xc2\x02\n" +
+	"\x13NotifyMemberRequest\x12*\n" +
+	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x04name\x12Y\n" +
+	"\btemplate\x18\x02 \x01(\x0e2\".lethe.identity.v1.MessageTemplateB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\btemplate\x127\n" +
+	"\treference\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\treference\x121\n" +
+	"\x06detail\x18\x04 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06detail\x128\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\trequestId\"P\n" +
+	"\x14NotifyMemberResponse\x128\n" +
+	"\n" +
+	"message_id\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\tmessageId\"\xf3\x01\n" +
+	"\vMemberEvent\x12-\n" +
+	"\x04name\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04name\x12.\n" +
+	"\x06member\x18\x02 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x06member\x12-\n" +
+	"\x04kind\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04kind\x12V\n" +
+	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\n" +
+	"createTime\"\x80\x01\n" +
+	"\x17ListMemberEventsRequest\x12-\n" +
+	"\x04kind\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04kind\x126\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\bpageSize\"R\n" +
+	"\x18ListMemberEventsResponse\x126\n" +
+	"\x06events\x18\x01 \x03(\v2\x1e.lethe.identity.v1.MemberEventR\x06events\"N\n" +
+	"\x1dAcknowledgeMemberEventRequest\x12-\n" +
+	"\x04name\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04name*\x99\x01\n" +
 	"\vMemberState\x12\x1c\n" +
 	"\x18MEMBER_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13MEMBER_STATE_ACTIVE\x10\x01\x12\x19\n" +
@@ -2061,7 +2502,12 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\x15CHILD_REPORTER_PARENT\x10\x02*e\n" +
 	"\x13VerificationPurpose\x12$\n" +
 	" VERIFICATION_PURPOSE_UNSPECIFIED\x10\x00\x12(\n" +
-	"$VERIFICATION_PURPOSE_PRIVACY_REQUEST\x10\x012\xfa\x0f\n" +
+	"$VERIFICATION_PURPOSE_PRIVACY_REQUEST\x10\x01*\xa5\x01\n" +
+	"\x0fMessageTemplate\x12 \n" +
+	"\x1cMESSAGE_TEMPLATE_UNSPECIFIED\x10\x00\x12%\n" +
+	"!MESSAGE_TEMPLATE_REQUEST_EXTENDED\x10\x01\x12!\n" +
+	"\x1dMESSAGE_TEMPLATE_EXPORT_READY\x10\x02\x12&\n" +
+	"\"MESSAGE_TEMPLATE_ERASURE_CONFIRMED\x10\x032\xac\x12\n" +
 	"\x0fIdentityService\x12i\n" +
 	"\fCreateMember\x12&.lethe.identity.v1.CreateMemberRequest\x1a\x19.lethe.identity.v1.Member\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/members\x12i\n" +
 	"\tGetMember\x12#.lethe.identity.v1.GetMemberRequest\x1a\x19.lethe.identity.v1.Member\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=members/*}\x12~\n" +
@@ -2077,7 +2523,10 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\rRevokeSession\x12'.lethe.identity.v1.RevokeSessionRequest\x1a\x16.google.protobuf.Empty\"'\x82\xd3\xe4\x93\x02!*\x1f/v1/{name=members/*/sessions/*}\x12\xa4\x01\n" +
 	"\x11RevokeAllSessions\x12+.lethe.identity.v1.RevokeAllSessionsRequest\x1a,.lethe.identity.v1.RevokeAllSessionsResponse\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{parent=members/*}/sessions:revokeAll\x12\\\n" +
 	"\aGetJwks\x12!.lethe.identity.v1.GetJwksRequest\x1a\x17.lethe.identity.v1.Jwks\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/auth/jwks\x12\xa6\x01\n" +
-	"\x14SendVerificationCode\x12..lethe.identity.v1.SendVerificationCodeRequest\x1a(.lethe.identity.v1.VerificationChallenge\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{name=members/*}:sendVerificationCode\x12\xb1\x01\n" +
+	"\x14SendVerificationCode\x12..lethe.identity.v1.SendVerificationCodeRequest\x1a(.lethe.identity.v1.VerificationChallenge\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{name=members/*}:sendVerificationCode\x12_\n" +
+	"\fNotifyMember\x12&.lethe.identity.v1.NotifyMemberRequest\x1a'.lethe.identity.v1.NotifyMemberResponse\x12k\n" +
+	"\x10ListMemberEvents\x12*.lethe.identity.v1.ListMemberEventsRequest\x1a+.lethe.identity.v1.ListMemberEventsResponse\x12b\n" +
+	"\x16AcknowledgeMemberEvent\x120.lethe.identity.v1.AcknowledgeMemberEventRequest\x1a\x16.google.protobuf.Empty\x12\xb1\x01\n" +
 	"\x15CheckVerificationCode\x12/.lethe.identity.v1.CheckVerificationCodeRequest\x1a0.lethe.identity.v1.CheckVerificationCodeResponse\"5\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/{name=members/*}:checkVerificationCodeB,Z*lethe.dev/gen/lethe/identity/v1;identityv1b\x06proto3"
 
 var (
@@ -2092,99 +2541,115 @@ func file_lethe_identity_v1_identity_proto_rawDescGZIP() []byte {
 	return file_lethe_identity_v1_identity_proto_rawDescData
 }
 
-var file_lethe_identity_v1_identity_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_lethe_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_lethe_identity_v1_identity_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_lethe_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_lethe_identity_v1_identity_proto_goTypes = []any{
 	(MemberState)(0),                      // 0: lethe.identity.v1.MemberState
 	(ChildReporter)(0),                    // 1: lethe.identity.v1.ChildReporter
 	(VerificationPurpose)(0),              // 2: lethe.identity.v1.VerificationPurpose
-	(*PostalAddress)(nil),                 // 3: lethe.identity.v1.PostalAddress
-	(*Member)(nil),                        // 4: lethe.identity.v1.Member
-	(*CreateMemberRequest)(nil),           // 5: lethe.identity.v1.CreateMemberRequest
-	(*GetMemberRequest)(nil),              // 6: lethe.identity.v1.GetMemberRequest
-	(*UpdateMemberRequest)(nil),           // 7: lethe.identity.v1.UpdateMemberRequest
-	(*ListMembersRequest)(nil),            // 8: lethe.identity.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),           // 9: lethe.identity.v1.ListMembersResponse
-	(*LookupMemberRequest)(nil),           // 10: lethe.identity.v1.LookupMemberRequest
-	(*DisableMemberRequest)(nil),          // 11: lethe.identity.v1.DisableMemberRequest
-	(*ReportChildRequest)(nil),            // 12: lethe.identity.v1.ReportChildRequest
-	(*SignInRequest)(nil),                 // 13: lethe.identity.v1.SignInRequest
-	(*SignInResponse)(nil),                // 14: lethe.identity.v1.SignInResponse
-	(*RefreshSessionRequest)(nil),         // 15: lethe.identity.v1.RefreshSessionRequest
-	(*SignOutRequest)(nil),                // 16: lethe.identity.v1.SignOutRequest
-	(*Session)(nil),                       // 17: lethe.identity.v1.Session
-	(*ListSessionsRequest)(nil),           // 18: lethe.identity.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),          // 19: lethe.identity.v1.ListSessionsResponse
-	(*RevokeSessionRequest)(nil),          // 20: lethe.identity.v1.RevokeSessionRequest
-	(*RevokeAllSessionsRequest)(nil),      // 21: lethe.identity.v1.RevokeAllSessionsRequest
-	(*RevokeAllSessionsResponse)(nil),     // 22: lethe.identity.v1.RevokeAllSessionsResponse
-	(*GetJwksRequest)(nil),                // 23: lethe.identity.v1.GetJwksRequest
-	(*Jwk)(nil),                           // 24: lethe.identity.v1.Jwk
-	(*Jwks)(nil),                          // 25: lethe.identity.v1.Jwks
-	(*SendVerificationCodeRequest)(nil),   // 26: lethe.identity.v1.SendVerificationCodeRequest
-	(*VerificationChallenge)(nil),         // 27: lethe.identity.v1.VerificationChallenge
-	(*CheckVerificationCodeRequest)(nil),  // 28: lethe.identity.v1.CheckVerificationCodeRequest
-	(*CheckVerificationCodeResponse)(nil), // 29: lethe.identity.v1.CheckVerificationCodeResponse
-	(*timestamppb.Timestamp)(nil),         // 30: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),         // 31: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                 // 32: google.protobuf.Empty
+	(MessageTemplate)(0),                  // 3: lethe.identity.v1.MessageTemplate
+	(*PostalAddress)(nil),                 // 4: lethe.identity.v1.PostalAddress
+	(*Member)(nil),                        // 5: lethe.identity.v1.Member
+	(*CreateMemberRequest)(nil),           // 6: lethe.identity.v1.CreateMemberRequest
+	(*GetMemberRequest)(nil),              // 7: lethe.identity.v1.GetMemberRequest
+	(*UpdateMemberRequest)(nil),           // 8: lethe.identity.v1.UpdateMemberRequest
+	(*ListMembersRequest)(nil),            // 9: lethe.identity.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),           // 10: lethe.identity.v1.ListMembersResponse
+	(*LookupMemberRequest)(nil),           // 11: lethe.identity.v1.LookupMemberRequest
+	(*DisableMemberRequest)(nil),          // 12: lethe.identity.v1.DisableMemberRequest
+	(*ReportChildRequest)(nil),            // 13: lethe.identity.v1.ReportChildRequest
+	(*SignInRequest)(nil),                 // 14: lethe.identity.v1.SignInRequest
+	(*SignInResponse)(nil),                // 15: lethe.identity.v1.SignInResponse
+	(*RefreshSessionRequest)(nil),         // 16: lethe.identity.v1.RefreshSessionRequest
+	(*SignOutRequest)(nil),                // 17: lethe.identity.v1.SignOutRequest
+	(*Session)(nil),                       // 18: lethe.identity.v1.Session
+	(*ListSessionsRequest)(nil),           // 19: lethe.identity.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),          // 20: lethe.identity.v1.ListSessionsResponse
+	(*RevokeSessionRequest)(nil),          // 21: lethe.identity.v1.RevokeSessionRequest
+	(*RevokeAllSessionsRequest)(nil),      // 22: lethe.identity.v1.RevokeAllSessionsRequest
+	(*RevokeAllSessionsResponse)(nil),     // 23: lethe.identity.v1.RevokeAllSessionsResponse
+	(*GetJwksRequest)(nil),                // 24: lethe.identity.v1.GetJwksRequest
+	(*Jwk)(nil),                           // 25: lethe.identity.v1.Jwk
+	(*Jwks)(nil),                          // 26: lethe.identity.v1.Jwks
+	(*SendVerificationCodeRequest)(nil),   // 27: lethe.identity.v1.SendVerificationCodeRequest
+	(*VerificationChallenge)(nil),         // 28: lethe.identity.v1.VerificationChallenge
+	(*CheckVerificationCodeRequest)(nil),  // 29: lethe.identity.v1.CheckVerificationCodeRequest
+	(*CheckVerificationCodeResponse)(nil), // 30: lethe.identity.v1.CheckVerificationCodeResponse
+	(*NotifyMemberRequest)(nil),           // 31: lethe.identity.v1.NotifyMemberRequest
+	(*NotifyMemberResponse)(nil),          // 32: lethe.identity.v1.NotifyMemberResponse
+	(*MemberEvent)(nil),                   // 33: lethe.identity.v1.MemberEvent
+	(*ListMemberEventsRequest)(nil),       // 34: lethe.identity.v1.ListMemberEventsRequest
+	(*ListMemberEventsResponse)(nil),      // 35: lethe.identity.v1.ListMemberEventsResponse
+	(*AcknowledgeMemberEventRequest)(nil), // 36: lethe.identity.v1.AcknowledgeMemberEventRequest
+	(*timestamppb.Timestamp)(nil),         // 37: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),         // 38: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                 // 39: google.protobuf.Empty
 }
 var file_lethe_identity_v1_identity_proto_depIdxs = []int32{
-	3,  // 0: lethe.identity.v1.Member.postal_address:type_name -> lethe.identity.v1.PostalAddress
+	4,  // 0: lethe.identity.v1.Member.postal_address:type_name -> lethe.identity.v1.PostalAddress
 	0,  // 1: lethe.identity.v1.Member.state:type_name -> lethe.identity.v1.MemberState
-	30, // 2: lethe.identity.v1.Member.create_time:type_name -> google.protobuf.Timestamp
-	30, // 3: lethe.identity.v1.Member.update_time:type_name -> google.protobuf.Timestamp
-	4,  // 4: lethe.identity.v1.CreateMemberRequest.member:type_name -> lethe.identity.v1.Member
-	4,  // 5: lethe.identity.v1.UpdateMemberRequest.member:type_name -> lethe.identity.v1.Member
-	31, // 6: lethe.identity.v1.UpdateMemberRequest.update_mask:type_name -> google.protobuf.FieldMask
-	4,  // 7: lethe.identity.v1.ListMembersResponse.members:type_name -> lethe.identity.v1.Member
+	37, // 2: lethe.identity.v1.Member.create_time:type_name -> google.protobuf.Timestamp
+	37, // 3: lethe.identity.v1.Member.update_time:type_name -> google.protobuf.Timestamp
+	5,  // 4: lethe.identity.v1.CreateMemberRequest.member:type_name -> lethe.identity.v1.Member
+	5,  // 5: lethe.identity.v1.UpdateMemberRequest.member:type_name -> lethe.identity.v1.Member
+	38, // 6: lethe.identity.v1.UpdateMemberRequest.update_mask:type_name -> google.protobuf.FieldMask
+	5,  // 7: lethe.identity.v1.ListMembersResponse.members:type_name -> lethe.identity.v1.Member
 	1,  // 8: lethe.identity.v1.ReportChildRequest.reporter:type_name -> lethe.identity.v1.ChildReporter
-	30, // 9: lethe.identity.v1.SignInResponse.access_token_expire_time:type_name -> google.protobuf.Timestamp
-	17, // 10: lethe.identity.v1.SignInResponse.session:type_name -> lethe.identity.v1.Session
-	30, // 11: lethe.identity.v1.Session.create_time:type_name -> google.protobuf.Timestamp
-	30, // 12: lethe.identity.v1.Session.last_use_time:type_name -> google.protobuf.Timestamp
-	30, // 13: lethe.identity.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
-	17, // 14: lethe.identity.v1.ListSessionsResponse.sessions:type_name -> lethe.identity.v1.Session
-	24, // 15: lethe.identity.v1.Jwks.keys:type_name -> lethe.identity.v1.Jwk
+	37, // 9: lethe.identity.v1.SignInResponse.access_token_expire_time:type_name -> google.protobuf.Timestamp
+	18, // 10: lethe.identity.v1.SignInResponse.session:type_name -> lethe.identity.v1.Session
+	37, // 11: lethe.identity.v1.Session.create_time:type_name -> google.protobuf.Timestamp
+	37, // 12: lethe.identity.v1.Session.last_use_time:type_name -> google.protobuf.Timestamp
+	37, // 13: lethe.identity.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
+	18, // 14: lethe.identity.v1.ListSessionsResponse.sessions:type_name -> lethe.identity.v1.Session
+	25, // 15: lethe.identity.v1.Jwks.keys:type_name -> lethe.identity.v1.Jwk
 	2,  // 16: lethe.identity.v1.SendVerificationCodeRequest.purpose:type_name -> lethe.identity.v1.VerificationPurpose
-	30, // 17: lethe.identity.v1.VerificationChallenge.expire_time:type_name -> google.protobuf.Timestamp
-	5,  // 18: lethe.identity.v1.IdentityService.CreateMember:input_type -> lethe.identity.v1.CreateMemberRequest
-	6,  // 19: lethe.identity.v1.IdentityService.GetMember:input_type -> lethe.identity.v1.GetMemberRequest
-	7,  // 20: lethe.identity.v1.IdentityService.UpdateMember:input_type -> lethe.identity.v1.UpdateMemberRequest
-	8,  // 21: lethe.identity.v1.IdentityService.ListMembers:input_type -> lethe.identity.v1.ListMembersRequest
-	10, // 22: lethe.identity.v1.IdentityService.LookupMember:input_type -> lethe.identity.v1.LookupMemberRequest
-	11, // 23: lethe.identity.v1.IdentityService.DisableMember:input_type -> lethe.identity.v1.DisableMemberRequest
-	12, // 24: lethe.identity.v1.IdentityService.ReportChild:input_type -> lethe.identity.v1.ReportChildRequest
-	13, // 25: lethe.identity.v1.IdentityService.SignIn:input_type -> lethe.identity.v1.SignInRequest
-	15, // 26: lethe.identity.v1.IdentityService.RefreshSession:input_type -> lethe.identity.v1.RefreshSessionRequest
-	16, // 27: lethe.identity.v1.IdentityService.SignOut:input_type -> lethe.identity.v1.SignOutRequest
-	18, // 28: lethe.identity.v1.IdentityService.ListSessions:input_type -> lethe.identity.v1.ListSessionsRequest
-	20, // 29: lethe.identity.v1.IdentityService.RevokeSession:input_type -> lethe.identity.v1.RevokeSessionRequest
-	21, // 30: lethe.identity.v1.IdentityService.RevokeAllSessions:input_type -> lethe.identity.v1.RevokeAllSessionsRequest
-	23, // 31: lethe.identity.v1.IdentityService.GetJwks:input_type -> lethe.identity.v1.GetJwksRequest
-	26, // 32: lethe.identity.v1.IdentityService.SendVerificationCode:input_type -> lethe.identity.v1.SendVerificationCodeRequest
-	28, // 33: lethe.identity.v1.IdentityService.CheckVerificationCode:input_type -> lethe.identity.v1.CheckVerificationCodeRequest
-	4,  // 34: lethe.identity.v1.IdentityService.CreateMember:output_type -> lethe.identity.v1.Member
-	4,  // 35: lethe.identity.v1.IdentityService.GetMember:output_type -> lethe.identity.v1.Member
-	4,  // 36: lethe.identity.v1.IdentityService.UpdateMember:output_type -> lethe.identity.v1.Member
-	9,  // 37: lethe.identity.v1.IdentityService.ListMembers:output_type -> lethe.identity.v1.ListMembersResponse
-	4,  // 38: lethe.identity.v1.IdentityService.LookupMember:output_type -> lethe.identity.v1.Member
-	4,  // 39: lethe.identity.v1.IdentityService.DisableMember:output_type -> lethe.identity.v1.Member
-	4,  // 40: lethe.identity.v1.IdentityService.ReportChild:output_type -> lethe.identity.v1.Member
-	14, // 41: lethe.identity.v1.IdentityService.SignIn:output_type -> lethe.identity.v1.SignInResponse
-	14, // 42: lethe.identity.v1.IdentityService.RefreshSession:output_type -> lethe.identity.v1.SignInResponse
-	32, // 43: lethe.identity.v1.IdentityService.SignOut:output_type -> google.protobuf.Empty
-	19, // 44: lethe.identity.v1.IdentityService.ListSessions:output_type -> lethe.identity.v1.ListSessionsResponse
-	32, // 45: lethe.identity.v1.IdentityService.RevokeSession:output_type -> google.protobuf.Empty
-	22, // 46: lethe.identity.v1.IdentityService.RevokeAllSessions:output_type -> lethe.identity.v1.RevokeAllSessionsResponse
-	25, // 47: lethe.identity.v1.IdentityService.GetJwks:output_type -> lethe.identity.v1.Jwks
-	27, // 48: lethe.identity.v1.IdentityService.SendVerificationCode:output_type -> lethe.identity.v1.VerificationChallenge
-	29, // 49: lethe.identity.v1.IdentityService.CheckVerificationCode:output_type -> lethe.identity.v1.CheckVerificationCodeResponse
-	34, // [34:50] is the sub-list for method output_type
-	18, // [18:34] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	37, // 17: lethe.identity.v1.VerificationChallenge.expire_time:type_name -> google.protobuf.Timestamp
+	3,  // 18: lethe.identity.v1.NotifyMemberRequest.template:type_name -> lethe.identity.v1.MessageTemplate
+	37, // 19: lethe.identity.v1.MemberEvent.create_time:type_name -> google.protobuf.Timestamp
+	33, // 20: lethe.identity.v1.ListMemberEventsResponse.events:type_name -> lethe.identity.v1.MemberEvent
+	6,  // 21: lethe.identity.v1.IdentityService.CreateMember:input_type -> lethe.identity.v1.CreateMemberRequest
+	7,  // 22: lethe.identity.v1.IdentityService.GetMember:input_type -> lethe.identity.v1.GetMemberRequest
+	8,  // 23: lethe.identity.v1.IdentityService.UpdateMember:input_type -> lethe.identity.v1.UpdateMemberRequest
+	9,  // 24: lethe.identity.v1.IdentityService.ListMembers:input_type -> lethe.identity.v1.ListMembersRequest
+	11, // 25: lethe.identity.v1.IdentityService.LookupMember:input_type -> lethe.identity.v1.LookupMemberRequest
+	12, // 26: lethe.identity.v1.IdentityService.DisableMember:input_type -> lethe.identity.v1.DisableMemberRequest
+	13, // 27: lethe.identity.v1.IdentityService.ReportChild:input_type -> lethe.identity.v1.ReportChildRequest
+	14, // 28: lethe.identity.v1.IdentityService.SignIn:input_type -> lethe.identity.v1.SignInRequest
+	16, // 29: lethe.identity.v1.IdentityService.RefreshSession:input_type -> lethe.identity.v1.RefreshSessionRequest
+	17, // 30: lethe.identity.v1.IdentityService.SignOut:input_type -> lethe.identity.v1.SignOutRequest
+	19, // 31: lethe.identity.v1.IdentityService.ListSessions:input_type -> lethe.identity.v1.ListSessionsRequest
+	21, // 32: lethe.identity.v1.IdentityService.RevokeSession:input_type -> lethe.identity.v1.RevokeSessionRequest
+	22, // 33: lethe.identity.v1.IdentityService.RevokeAllSessions:input_type -> lethe.identity.v1.RevokeAllSessionsRequest
+	24, // 34: lethe.identity.v1.IdentityService.GetJwks:input_type -> lethe.identity.v1.GetJwksRequest
+	27, // 35: lethe.identity.v1.IdentityService.SendVerificationCode:input_type -> lethe.identity.v1.SendVerificationCodeRequest
+	31, // 36: lethe.identity.v1.IdentityService.NotifyMember:input_type -> lethe.identity.v1.NotifyMemberRequest
+	34, // 37: lethe.identity.v1.IdentityService.ListMemberEvents:input_type -> lethe.identity.v1.ListMemberEventsRequest
+	36, // 38: lethe.identity.v1.IdentityService.AcknowledgeMemberEvent:input_type -> lethe.identity.v1.AcknowledgeMemberEventRequest
+	29, // 39: lethe.identity.v1.IdentityService.CheckVerificationCode:input_type -> lethe.identity.v1.CheckVerificationCodeRequest
+	5,  // 40: lethe.identity.v1.IdentityService.CreateMember:output_type -> lethe.identity.v1.Member
+	5,  // 41: lethe.identity.v1.IdentityService.GetMember:output_type -> lethe.identity.v1.Member
+	5,  // 42: lethe.identity.v1.IdentityService.UpdateMember:output_type -> lethe.identity.v1.Member
+	10, // 43: lethe.identity.v1.IdentityService.ListMembers:output_type -> lethe.identity.v1.ListMembersResponse
+	5,  // 44: lethe.identity.v1.IdentityService.LookupMember:output_type -> lethe.identity.v1.Member
+	5,  // 45: lethe.identity.v1.IdentityService.DisableMember:output_type -> lethe.identity.v1.Member
+	5,  // 46: lethe.identity.v1.IdentityService.ReportChild:output_type -> lethe.identity.v1.Member
+	15, // 47: lethe.identity.v1.IdentityService.SignIn:output_type -> lethe.identity.v1.SignInResponse
+	15, // 48: lethe.identity.v1.IdentityService.RefreshSession:output_type -> lethe.identity.v1.SignInResponse
+	39, // 49: lethe.identity.v1.IdentityService.SignOut:output_type -> google.protobuf.Empty
+	20, // 50: lethe.identity.v1.IdentityService.ListSessions:output_type -> lethe.identity.v1.ListSessionsResponse
+	39, // 51: lethe.identity.v1.IdentityService.RevokeSession:output_type -> google.protobuf.Empty
+	23, // 52: lethe.identity.v1.IdentityService.RevokeAllSessions:output_type -> lethe.identity.v1.RevokeAllSessionsResponse
+	26, // 53: lethe.identity.v1.IdentityService.GetJwks:output_type -> lethe.identity.v1.Jwks
+	28, // 54: lethe.identity.v1.IdentityService.SendVerificationCode:output_type -> lethe.identity.v1.VerificationChallenge
+	32, // 55: lethe.identity.v1.IdentityService.NotifyMember:output_type -> lethe.identity.v1.NotifyMemberResponse
+	35, // 56: lethe.identity.v1.IdentityService.ListMemberEvents:output_type -> lethe.identity.v1.ListMemberEventsResponse
+	39, // 57: lethe.identity.v1.IdentityService.AcknowledgeMemberEvent:output_type -> google.protobuf.Empty
+	30, // 58: lethe.identity.v1.IdentityService.CheckVerificationCode:output_type -> lethe.identity.v1.CheckVerificationCodeResponse
+	40, // [40:59] is the sub-list for method output_type
+	21, // [21:40] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_lethe_identity_v1_identity_proto_init() }
@@ -2197,8 +2662,8 @@ func file_lethe_identity_v1_identity_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_identity_v1_identity_proto_rawDesc), len(file_lethe_identity_v1_identity_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   27,
+			NumEnums:      4,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

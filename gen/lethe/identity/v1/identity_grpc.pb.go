@@ -20,22 +20,25 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	IdentityService_CreateMember_FullMethodName          = "/lethe.identity.v1.IdentityService/CreateMember"
-	IdentityService_GetMember_FullMethodName             = "/lethe.identity.v1.IdentityService/GetMember"
-	IdentityService_UpdateMember_FullMethodName          = "/lethe.identity.v1.IdentityService/UpdateMember"
-	IdentityService_ListMembers_FullMethodName           = "/lethe.identity.v1.IdentityService/ListMembers"
-	IdentityService_LookupMember_FullMethodName          = "/lethe.identity.v1.IdentityService/LookupMember"
-	IdentityService_DisableMember_FullMethodName         = "/lethe.identity.v1.IdentityService/DisableMember"
-	IdentityService_ReportChild_FullMethodName           = "/lethe.identity.v1.IdentityService/ReportChild"
-	IdentityService_SignIn_FullMethodName                = "/lethe.identity.v1.IdentityService/SignIn"
-	IdentityService_RefreshSession_FullMethodName        = "/lethe.identity.v1.IdentityService/RefreshSession"
-	IdentityService_SignOut_FullMethodName               = "/lethe.identity.v1.IdentityService/SignOut"
-	IdentityService_ListSessions_FullMethodName          = "/lethe.identity.v1.IdentityService/ListSessions"
-	IdentityService_RevokeSession_FullMethodName         = "/lethe.identity.v1.IdentityService/RevokeSession"
-	IdentityService_RevokeAllSessions_FullMethodName     = "/lethe.identity.v1.IdentityService/RevokeAllSessions"
-	IdentityService_GetJwks_FullMethodName               = "/lethe.identity.v1.IdentityService/GetJwks"
-	IdentityService_SendVerificationCode_FullMethodName  = "/lethe.identity.v1.IdentityService/SendVerificationCode"
-	IdentityService_CheckVerificationCode_FullMethodName = "/lethe.identity.v1.IdentityService/CheckVerificationCode"
+	IdentityService_CreateMember_FullMethodName           = "/lethe.identity.v1.IdentityService/CreateMember"
+	IdentityService_GetMember_FullMethodName              = "/lethe.identity.v1.IdentityService/GetMember"
+	IdentityService_UpdateMember_FullMethodName           = "/lethe.identity.v1.IdentityService/UpdateMember"
+	IdentityService_ListMembers_FullMethodName            = "/lethe.identity.v1.IdentityService/ListMembers"
+	IdentityService_LookupMember_FullMethodName           = "/lethe.identity.v1.IdentityService/LookupMember"
+	IdentityService_DisableMember_FullMethodName          = "/lethe.identity.v1.IdentityService/DisableMember"
+	IdentityService_ReportChild_FullMethodName            = "/lethe.identity.v1.IdentityService/ReportChild"
+	IdentityService_SignIn_FullMethodName                 = "/lethe.identity.v1.IdentityService/SignIn"
+	IdentityService_RefreshSession_FullMethodName         = "/lethe.identity.v1.IdentityService/RefreshSession"
+	IdentityService_SignOut_FullMethodName                = "/lethe.identity.v1.IdentityService/SignOut"
+	IdentityService_ListSessions_FullMethodName           = "/lethe.identity.v1.IdentityService/ListSessions"
+	IdentityService_RevokeSession_FullMethodName          = "/lethe.identity.v1.IdentityService/RevokeSession"
+	IdentityService_RevokeAllSessions_FullMethodName      = "/lethe.identity.v1.IdentityService/RevokeAllSessions"
+	IdentityService_GetJwks_FullMethodName                = "/lethe.identity.v1.IdentityService/GetJwks"
+	IdentityService_SendVerificationCode_FullMethodName   = "/lethe.identity.v1.IdentityService/SendVerificationCode"
+	IdentityService_NotifyMember_FullMethodName           = "/lethe.identity.v1.IdentityService/NotifyMember"
+	IdentityService_ListMemberEvents_FullMethodName       = "/lethe.identity.v1.IdentityService/ListMemberEvents"
+	IdentityService_AcknowledgeMemberEvent_FullMethodName = "/lethe.identity.v1.IdentityService/AcknowledgeMemberEvent"
+	IdentityService_CheckVerificationCode_FullMethodName  = "/lethe.identity.v1.IdentityService/CheckVerificationCode"
 )
 
 // IdentityServiceClient is the client API for IdentityService service.
@@ -76,6 +79,15 @@ type IdentityServiceClient interface {
 	GetJwks(ctx context.Context, in *GetJwksRequest, opts ...grpc.CallOption) (*Jwks, error)
 	// SendVerificationCode emails the member a one-time code for a privacy request.
 	SendVerificationCode(ctx context.Context, in *SendVerificationCodeRequest, opts ...grpc.CallOption) (*VerificationChallenge, error)
+	// NotifyMember emails a member about their privacy request (extension notice, export
+	// ready, erasure confirmation). Internal: the address never leaves identity.
+	// Idempotent per request_id.
+	NotifyMember(ctx context.Context, in *NotifyMemberRequest, opts ...grpc.CallOption) (*NotifyMemberResponse, error)
+	// ListMemberEvents returns account events not yet acknowledged (e.g. child reports),
+	// oldest first. Internal: fulfillment consumes them.
+	ListMemberEvents(ctx context.Context, in *ListMemberEventsRequest, opts ...grpc.CallOption) (*ListMemberEventsResponse, error)
+	// AcknowledgeMemberEvent marks an event handled.
+	AcknowledgeMemberEvent(ctx context.Context, in *AcknowledgeMemberEventRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// CheckVerificationCode checks a one-time code; each code is usable once.
 	CheckVerificationCode(ctx context.Context, in *CheckVerificationCodeRequest, opts ...grpc.CallOption) (*CheckVerificationCodeResponse, error)
 }
@@ -238,6 +250,36 @@ func (c *identityServiceClient) SendVerificationCode(ctx context.Context, in *Se
 	return out, nil
 }
 
+func (c *identityServiceClient) NotifyMember(ctx context.Context, in *NotifyMemberRequest, opts ...grpc.CallOption) (*NotifyMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NotifyMemberResponse)
+	err := c.cc.Invoke(ctx, IdentityService_NotifyMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *identityServiceClient) ListMemberEvents(ctx context.Context, in *ListMemberEventsRequest, opts ...grpc.CallOption) (*ListMemberEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMemberEventsResponse)
+	err := c.cc.Invoke(ctx, IdentityService_ListMemberEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *identityServiceClient) AcknowledgeMemberEvent(ctx context.Context, in *AcknowledgeMemberEventRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(emptypb.Empty)
+	err := c.cc.Invoke(ctx, IdentityService_AcknowledgeMemberEvent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *identityServiceClient) CheckVerificationCode(ctx context.Context, in *CheckVerificationCodeRequest, opts ...grpc.CallOption) (*CheckVerificationCodeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CheckVerificationCodeResponse)
@@ -286,6 +328,15 @@ type IdentityServiceServer interface {
 	GetJwks(context.Context, *GetJwksRequest) (*Jwks, error)
 	// SendVerificationCode emails the member a one-time code for a privacy request.
 	SendVerificationCode(context.Context, *SendVerificationCodeRequest) (*VerificationChallenge, error)
+	// NotifyMember emails a member about their privacy request (extension notice, export
+	// ready, erasure confirmation). Internal: the address never leaves identity.
+	// Idempotent per request_id.
+	NotifyMember(context.Context, *NotifyMemberRequest) (*NotifyMemberResponse, error)
+	// ListMemberEvents returns account events not yet acknowledged (e.g. child reports),
+	// oldest first. Internal: fulfillment consumes them.
+	ListMemberEvents(context.Context, *ListMemberEventsRequest) (*ListMemberEventsResponse, error)
+	// AcknowledgeMemberEvent marks an event handled.
+	AcknowledgeMemberEvent(context.Context, *AcknowledgeMemberEventRequest) (*emptypb.Empty, error)
 	// CheckVerificationCode checks a one-time code; each code is usable once.
 	CheckVerificationCode(context.Context, *CheckVerificationCodeRequest) (*CheckVerificationCodeResponse, error)
 	mustEmbedUnimplementedIdentityServiceServer()
@@ -342,6 +393,15 @@ func (UnimplementedIdentityServiceServer) GetJwks(context.Context, *GetJwksReque
 }
 func (UnimplementedIdentityServiceServer) SendVerificationCode(context.Context, *SendVerificationCodeRequest) (*VerificationChallenge, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SendVerificationCode not implemented")
+}
+func (UnimplementedIdentityServiceServer) NotifyMember(context.Context, *NotifyMemberRequest) (*NotifyMemberResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method NotifyMember not implemented")
+}
+func (UnimplementedIdentityServiceServer) ListMemberEvents(context.Context, *ListMemberEventsRequest) (*ListMemberEventsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListMemberEvents not implemented")
+}
+func (UnimplementedIdentityServiceServer) AcknowledgeMemberEvent(context.Context, *AcknowledgeMemberEventRequest) (*emptypb.Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AcknowledgeMemberEvent not implemented")
 }
 func (UnimplementedIdentityServiceServer) CheckVerificationCode(context.Context, *CheckVerificationCodeRequest) (*CheckVerificationCodeResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CheckVerificationCode not implemented")
@@ -637,6 +697,60 @@ func _IdentityService_SendVerificationCode_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IdentityService_NotifyMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NotifyMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityServiceServer).NotifyMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityService_NotifyMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityServiceServer).NotifyMember(ctx, req.(*NotifyMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IdentityService_ListMemberEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMemberEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityServiceServer).ListMemberEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityService_ListMemberEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityServiceServer).ListMemberEvents(ctx, req.(*ListMemberEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IdentityService_AcknowledgeMemberEvent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcknowledgeMemberEventRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityServiceServer).AcknowledgeMemberEvent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityService_AcknowledgeMemberEvent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityServiceServer).AcknowledgeMemberEvent(ctx, req.(*AcknowledgeMemberEventRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _IdentityService_CheckVerificationCode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CheckVerificationCodeRequest)
 	if err := dec(in); err != nil {
@@ -721,6 +835,18 @@ var IdentityService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SendVerificationCode",
 			Handler:    _IdentityService_SendVerificationCode_Handler,
+		},
+		{
+			MethodName: "NotifyMember",
+			Handler:    _IdentityService_NotifyMember_Handler,
+		},
+		{
+			MethodName: "ListMemberEvents",
+			Handler:    _IdentityService_ListMemberEvents_Handler,
+		},
+		{
+			MethodName: "AcknowledgeMemberEvent",
+			Handler:    _IdentityService_AcknowledgeMemberEvent_Handler,
 		},
 		{
 			MethodName: "CheckVerificationCode",

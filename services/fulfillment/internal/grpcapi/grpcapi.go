@@ -387,6 +387,10 @@ func (s *Server) ExtendPrivacyRequest(ctx context.Context, req *fulfillmentv1.Ex
 		return nil, errs.New(errs.FailedPrecondition, "EXTENSION_TOO_LATE", "the member must be told of an extension within the first period")
 	}
 	due := rule.Extend(r.created, r.due)
+	if _, err := s.Identity.NotifyMember(ctx, &identityv1.NotifyMemberRequest{Name: "members/" + r.member, Template: identityv1.MessageTemplate_MESSAGE_TEMPLATE_REQUEST_EXTENDED,
+		Reference: req.GetName(), Detail: "Reason: " + req.GetReason() + "\nNew due date: " + due.Format("2 January 2006") + ".", RequestId: "extend-" + r.id}); err != nil {
+		return nil, err // the member is told first; the message is idempotent, so a retry is safe
+	}
 	res, err := s.DB.ExecContext(ctx, `UPDATE requests SET due_at = $1, extended = TRUE, extension_reason = $2 WHERE id = $3 AND NOT extended`, due.UnixMicro(), req.GetReason(), r.id)
 	if err != nil {
 		return nil, err

@@ -463,9 +463,22 @@ func (a *Activities) SendOnward(ctx context.Context, in OnwardInput) (OnwardStat
 }
 
 // QueueConfirmation queues the final confirmation message before identity is erased
-// (after that, nobody could be told).
+// (after that, nobody could be told); identity delivers it before it shreds the member.
 func (a *Activities) QueueConfirmation(ctx context.Context, in RequestRef) error {
+	if _, err := a.Identity.NotifyMember(ctx, &identityv1.NotifyMemberRequest{Name: in.member(), Template: identityv1.MessageTemplate_MESSAGE_TEMPLATE_ERASURE_CONFIRMED,
+		Reference: in.member() + "/privacyRequests/" + in.RequestID, RequestId: "confirm-" + in.RequestID}); err != nil {
+		return permanent(err)
+	}
 	return Notify(ctx, a.DB, in.RequestID, "erasure_confirmation", "", a.Now())
+}
+
+// NotifyExportReady tells the member their archive can be downloaded.
+func (a *Activities) NotifyExportReady(ctx context.Context, in RequestRef) error {
+	if _, err := a.Identity.NotifyMember(ctx, &identityv1.NotifyMemberRequest{Name: in.member(), Template: identityv1.MessageTemplate_MESSAGE_TEMPLATE_EXPORT_READY,
+		Reference: in.member() + "/privacyRequests/" + in.RequestID, RequestId: "ready-" + in.RequestID}); err != nil {
+		return permanent(err)
+	}
+	return Notify(ctx, a.DB, in.RequestID, "export_ready", "", a.Now())
 }
 
 // VerifyErased asks every service what it still holds; anything without a legal basis

@@ -33,7 +33,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 // TestReplayCatchesANonDeterministicChange shows the replay test can fail: a history
 // whose first activity was something else no longer matches the workflow.
 func TestReplayCatchesANonDeterministicChange(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("testdata", "erasure-operator-verified.json"))
+	raw, err := os.ReadFile(filepath.Join("testdata", "erasure-before-notify-member.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

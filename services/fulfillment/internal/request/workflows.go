@@ -254,6 +254,13 @@ func (r *run) export(ctx workflow.Context) error {
 		return err
 	}
 	r.step(ctx, "archive", "done", archive.Records)
+	// Telling the member was added after the first release: histories recorded before it
+	// replay on the default version.
+	if v := workflow.GetVersion(ctx, "notify-export-ready", workflow.DefaultVersion, 1); v == 1 {
+		if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.NotifyExportReady, RequestRef{RequestID: r.in.RequestID, MemberID: r.in.MemberID}).Get(ctx, nil); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

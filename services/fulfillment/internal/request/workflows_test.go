@@ -67,7 +67,7 @@ func env(t *testing.T, recipients []request.Recipient, onwardAcks bool) (*testsu
 		return request.ArchiveResult{Records: 30}, nil
 	})
 	e.OnActivity(a.DeleteArchive, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) error { r.add("delete-archive"); return nil })
-	for _, name := range []string{"RevokeSessions", "StopMarketing", "BlockSharing", "QueueConfirmation", "VerifyErased"} {
+	for _, name := range []string{"RevokeSessions", "StopMarketing", "BlockSharing", "QueueConfirmation", "VerifyErased", "NotifyExportReady"} {
 		n := name
 		e.OnActivity(n, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) error { r.add(n); return nil })
 	}
@@ -114,7 +114,7 @@ func TestExportFansOutBuildsTheArchiveAndDeletesItAtExpiry(t *testing.T) {
 	if res := result(t, e); res.State != "completed" {
 		t.Fatalf("state %s", res.State)
 	}
-	for _, want := range []string{"export:identity", "export:preferences", "export:sharing", "archive", "state:completed", "delete-archive"} {
+	for _, want := range []string{"export:identity", "export:preferences", "export:sharing", "archive", "NotifyExportReady", "state:completed", "delete-archive"} {
 		if !r.has(want) {
 			t.Errorf("missing %s in %v", want, r.calls)
 		}
@@ -259,6 +259,7 @@ func TestServiceDownForHoursIsRetried(t *testing.T) {
 	})
 	e.OnActivity(a.BuildArchive, mock.Anything, mock.Anything).Return(request.ArchiveResult{}, nil)
 	e.OnActivity(a.DeleteArchive, mock.Anything, mock.Anything).Return(nil)
+	e.OnActivity(a.NotifyExportReady, mock.Anything, mock.Anything).Return(nil)
 	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindAccess, true))
 	if res := result(t, e); res.State != "completed" || attempts != 8 {
 		t.Fatalf("state %s after %d attempts", res.State, attempts)

@@ -344,3 +344,45 @@ func (s *Server) ReportSubjectData(ctx context.Context, req *subjectv1.ReportSub
 	}
 	return out, nil
 }
+
+// NotifyMember implements IdentityService.
+func (s *Server) NotifyMember(ctx context.Context, req *identityv1.NotifyMemberRequest) (*identityv1.NotifyMemberResponse, error) {
+	id, err := memberID(req.GetName(), "name")
+	if err != nil {
+		return nil, err
+	}
+	msg, err := s.Svc.Notify(ctx, id, int(req.GetTemplate()), req.GetReference(), req.GetDetail(), req.GetRequestId())
+	if err != nil {
+		return nil, err
+	}
+	return &identityv1.NotifyMemberResponse{MessageId: msg}, nil
+}
+
+// ListMemberEvents implements IdentityService.
+func (s *Server) ListMemberEvents(ctx context.Context, req *identityv1.ListMemberEventsRequest) (*identityv1.ListMemberEventsResponse, error) {
+	n := int(req.GetPageSize())
+	if n == 0 {
+		n = 50
+	}
+	if n < 0 || n > 500 || req.GetKind() == "" {
+		return nil, errs.Invalid(errs.FieldViolation{Field: "page_size", Description: "kind is required and page_size at most 500"})
+	}
+	events, err := s.Svc.PendingEvents(ctx, req.GetKind(), n)
+	if err != nil {
+		return nil, err
+	}
+	out := &identityv1.ListMemberEventsResponse{}
+	for _, e := range events {
+		out.Events = append(out.Events, &identityv1.MemberEvent{Name: identity.MemberEventName(e.ID), Member: "members/" + e.MemberID, Kind: e.Kind, CreateTime: timestamppb.New(e.Time)})
+	}
+	return out, nil
+}
+
+// AcknowledgeMemberEvent implements IdentityService.
+func (s *Server) AcknowledgeMemberEvent(ctx context.Context, req *identityv1.AcknowledgeMemberEventRequest) (*emptypb.Empty, error) {
+	id, ok := strings.CutPrefix(req.GetName(), "memberEvents/")
+	if !ok || !ids.Valid(id) {
+		return nil, errs.Invalid(errs.FieldViolation{Field: "name", Description: "must be memberEvents/{event}"})
+	}
+	return &emptypb.Empty{}, s.Svc.ConsumeEvent(ctx, id)
+}

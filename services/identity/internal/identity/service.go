@@ -448,6 +448,9 @@ type Erasure struct {
 // every copy of their ciphertext (backups, replicas) becomes unreadable. A tombstone
 // without personal data answers retries. Idempotent per member.
 func (s *Service) Erase(ctx context.Context, id, requestID, tombstoneID string) (*Erasure, error) {
+	if err := s.deliverFor(ctx, id); err != nil {
+		return nil, err
+	}
 	var out *Erasure
 	err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
 		var stored []byte
