@@ -23,6 +23,9 @@ import (
 
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
+	"gocloud.dev/blob"
+	_ "gocloud.dev/blob/fileblob" // file:// archive storage (dev, single host)
+	_ "gocloud.dev/blob/memblob"  // mem:// archive storage (tests)
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -60,6 +63,7 @@ type Config struct {
 	CoolingOff         time.Duration
 	VerificationWindow time.Duration
 	ArchiveTTL         time.Duration
+	ArchiveBucket      string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -76,6 +80,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.SharingAddress, "sharing-address", config.Env("SHARING_ADDRESS", "127.0.0.1:7103"), "sharing gRPC address (SHARING_ADDRESS)")
 	fs.DurationVar(&c.CoolingOff, "cooling-off", config.EnvDuration("FULFILLMENT_COOLING_OFF", 7*24*time.Hour), "erasure cooling-off period (FULFILLMENT_COOLING_OFF)")
 	fs.DurationVar(&c.VerificationWindow, "verification-window", config.EnvDuration("FULFILLMENT_VERIFICATION_WINDOW", 48*time.Hour), "time to confirm a request with the emailed code (FULFILLMENT_VERIFICATION_WINDOW)")
+	fs.StringVar(&c.ArchiveBucket, "archive-bucket", config.Env("FULFILLMENT_ARCHIVE_BUCKET", ""), "archive storage as a Go CDK blob URL, e.g. s3://bucket or gs://bucket (with its driver linked); empty: a directory under -data-dir (FULFILLMENT_ARCHIVE_BUCKET)")
 	fs.DurationVar(&c.ArchiveTTL, "archive-ttl", config.EnvDuration("FULFILLMENT_ARCHIVE_TTL", 7*24*time.Hour), "how long export archives and their links live (FULFILLMENT_ARCHIVE_TTL)")
 }
 
@@ -105,6 +110,7 @@ type Service struct {
 	httpAddr   string
 	httpLis    net.Listener
 	logger     *slog.Logger
+	archives   *blob.Bucket
 }
 
 // New opens the database, keys, service clients and the Temporal client.
@@ -151,6 +157,17 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		return fail(fmt.Errorf("fulfillment: connect to Temporal at %s: %w", cfg.TemporalAddress, err))
 	}
 	s.temporal = tc
+	bucketURL := cfg.ArchiveBucket
+	if bucketURL == "" {
+		dir, err := filepath.Abs(filepath.Join(cfg.DataDir, "archives"))
+		if err != nil {
+			return fail(err)
+		}
+		bucketURL = "file://" + filepath.ToSlash(dir) + "?create_dir=1"
+	}
+	if s.archives, err = blob.OpenBucket(ctx, bucketURL); err != nil {
+		return fail(fmt.Errorf("fulfillment: archive storage: %w", err))
+	}
 	pub := signing.Public().(ed25519.PublicKey)
 	kid := hex.EncodeToString(sha256sum(pub)[:8])
 	s.Activities = &request.Activities{
@@ -158,11 +175,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		Subjects: map[string]subjectv1.DataSubjectServiceClient{
 			"identity": subjectv1.NewDataSubjectServiceClient(idc), "preferences": subjectv1.NewDataSubjectServiceClient(prc), "sharing": subjectv1.NewDataSubjectServiceClient(shc),
 		},
-		ArchiveDir: filepath.Join(cfg.DataDir, "archives"), SigningKey: signing, KeyID: kid, Now: time.Now,
+		Archives: s.archives, SigningKey: signing, KeyID: kid, Now: time.Now,
 	}
 	s.API = &grpcapi.Server{
 		DB: db, Temporal: tc, Identity: s.Activities.Identity, CoolingOff: cfg.CoolingOff, VerificationWindow: cfg.VerificationWindow,
-		ArchiveTTL: cfg.ArchiveTTL, DownloadKey: dlKey, ReceiptKey: pub, KeyID: kid, Now: time.Now,
+		ArchiveTTL: cfg.ArchiveTTL, DownloadKey: dlKey, ReceiptKey: pub, KeyID: kid, Now: time.Now, Archives: s.archives,
 	}
 	return s, nil
 }
@@ -282,6 +299,9 @@ func (s *Service) Close() error {
 	}
 	for _, c := range s.conns {
 		c.Close()
+	}
+	if s.archives != nil {
+		s.archives.Close()
 	}
 	return s.db.Close()
 }

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"gocloud.dev/blob"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -49,6 +49,7 @@ type Server struct {
 	ReceiptKey         ed25519.PublicKey
 	KeyID              string
 	Now                func() time.Time
+	Archives           *blob.Bucket
 }
 
 func (s *Server) now() time.Time { return s.Now().UTC() }
@@ -484,18 +485,17 @@ func (s *Server) DownloadHandler() http.Handler {
 			writeJSONError(w, http.StatusNotFound, 5, "NO_ARCHIVE", "the archive no longer exists")
 			return
 		}
-		f, err := os.Open(path)
+		f, err := s.Archives.NewReader(req.Context(), path, nil)
 		if err != nil {
 			writeJSONError(w, http.StatusNotFound, 5, "NO_ARCHIVE", "the archive no longer exists")
 			return
 		}
 		defer f.Close()
-		info, _ := f.Stat()
 		_, _ = s.DB.ExecContext(req.Context(), `INSERT INTO downloads (id, request_id, downloaded_at) VALUES ($1, $2, $3)`, ids.New(), id, s.now().UnixMicro())
 		w.Header().Set("Content-Type", "application/zip")
 		w.Header().Set("Content-Disposition", `attachment; filename="lethe-export.zip"`)
 		w.Header().Set("Cache-Control", "no-store")
-		http.ServeContent(w, req, "lethe-export.zip", info.ModTime(), f)
+		http.ServeContent(w, req, "lethe-export.zip", f.ModTime(), f) // blob readers seek: ranges work
 	})
 }
 

@@ -11,13 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+	"gocloud.dev/blob"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -47,7 +47,7 @@ type Activities struct {
 	Preferences preferencesv1.PreferencesServiceClient
 	Sharing     sharingv1.SharingServiceClient
 	Subjects    map[string]subjectv1.DataSubjectServiceClient // by service name
-	ArchiveDir  string
+	Archives    *blob.Bucket                                  // archive storage: a directory in dev, an object store in production
 	SigningKey  ed25519.PrivateKey
 	KeyID       string
 	Now         func() time.Time
@@ -132,45 +132,37 @@ type ExportResult struct {
 	Records int64
 }
 
-// exportProgress is the heartbeat: the cursor to resume from and how long each file was
-// when that cursor was reached, so a resumed attempt truncates partial writes.
+// exportProgress is the heartbeat: the cursor to resume from and the sequence number
+// of the next part, so a resumed attempt overwrites whatever a crashed one wrote after
+// its last heartbeat.
 type exportProgress struct {
 	Cursor  string
-	Sizes   map[string]int64
+	NextSeq int
 	Records int64
 }
 
-func (a *Activities) requestDir(requestID string) string {
-	return filepath.Join(a.ArchiveDir, requestID)
+func partsPrefix(requestID, service string) string {
+	return requestID + "/parts/" + service + "/"
 }
 
-// ExportService streams one service's data for the member into JSON-lines files (one
-// per dataset) under the archive directory, heartbeating after every chunk. After a
-// crash the next attempt resumes from the last heartbeat.
+// ExportService streams one service's data for the member into archive storage, one
+// object per chunk ({request}/parts/{service}/{seq}.{dataset}.jsonl, JSON lines), so any
+// worker can build the archive later. It heartbeats after every chunk; after a crash the
+// next attempt resumes from the last heartbeat.
 func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportResult, error) {
 	client, ok := a.Subjects[in.Service]
 	if !ok {
 		return ExportResult{}, temporal.NewNonRetryableApplicationError("unknown service", ErrPermanent, nil)
 	}
-	dir := filepath.Join(a.requestDir(in.RequestID), in.Service)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return ExportResult{}, err
-	}
-	prog := exportProgress{Sizes: map[string]int64{}}
+	var prog exportProgress
 	if activity.HasHeartbeatDetails(ctx) {
 		if err := activity.GetHeartbeatDetails(ctx, &prog); err != nil {
 			return ExportResult{}, err
 		}
 	}
-	// Drop partial writes beyond the last acknowledged chunk; forget files not yet begun.
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		size, known := prog.Sizes[e.Name()]
-		if !known {
-			_ = os.Remove(filepath.Join(dir, e.Name()))
-		} else if err := os.Truncate(filepath.Join(dir, e.Name()), size); err != nil {
-			return ExportResult{}, err
-		}
+	prefix := partsPrefix(in.RequestID, in.Service)
+	if err := a.deleteFrom(ctx, prefix, prog.NextSeq); err != nil {
+		return ExportResult{}, err
 	}
 	stream, err := client.ExportSubjectData(ctx, &subjectv1.ExportSubjectDataRequest{Subject: "members/" + in.MemberID, RequestId: in.RequestID, Cursor: prog.Cursor})
 	if err != nil {
@@ -184,32 +176,45 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 		if err != nil {
 			return ExportResult{}, permanent(err)
 		}
-		name := chunk.GetDataset() + ".jsonl"
-		f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		key := fmt.Sprintf("%s%06d.%s.jsonl", prefix, prog.NextSeq, chunk.GetDataset())
+		w, err := a.Archives.NewWriter(ctx, key, &blob.WriterOptions{ContentType: "application/x-ndjson"})
 		if err != nil {
 			return ExportResult{}, err
 		}
-		w := bufio.NewWriter(f)
+		bw := bufio.NewWriter(w)
 		for _, rec := range chunk.GetRecords() {
-			w.Write(rec)
-			w.WriteByte('\n')
+			bw.Write(rec)
+			bw.WriteByte('\n')
 		}
-		if err := w.Flush(); err != nil {
-			f.Close()
+		if err := errors.Join(bw.Flush(), w.Close()); err != nil {
 			return ExportResult{}, err
 		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return ExportResult{}, err
-		}
-		info, _ := f.Stat()
-		f.Close()
-		prog.Sizes[name] = info.Size()
+		prog.NextSeq++
 		prog.Cursor = chunk.GetCursor()
 		prog.Records += int64(len(chunk.GetRecords()))
 		activity.RecordHeartbeat(ctx, prog)
 	}
 	return ExportResult{Service: in.Service, Records: prog.Records}, nil
+}
+
+// deleteFrom removes parts under prefix whose sequence number is fromSeq or later.
+func (a *Activities) deleteFrom(ctx context.Context, prefix string, fromSeq int) error {
+	it := a.Archives.List(&blob.ListOptions{Prefix: prefix})
+	for {
+		obj, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var seq int
+		if _, err := fmt.Sscanf(strings.TrimPrefix(obj.Key, prefix), "%06d.", &seq); err == nil && seq >= fromSeq {
+			if err := a.Archives.Delete(ctx, obj.Key); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // ArchiveInput builds the archive.
@@ -249,32 +254,44 @@ records. manifest.json lists every file with its record count and SHA-256 checks
 This archive contains personal data: store it safely.
 `
 
-// BuildArchive turns the exported JSON-lines files into one ZIP: a JSON array per
-// service and dataset, manifest.json and README.txt. Files are streamed, so memory stays
-// flat whatever the size.
+// ArchiveKey is where a request's archive is stored.
+func ArchiveKey(requestID string) string { return requestID + "/export.zip" }
+
+// countingWriter counts bytes written.
+type countingWriter struct{ n int64 }
+
+func (c *countingWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// BuildArchive streams the exported parts into one ZIP in archive storage — a JSON array
+// per service and dataset, manifest.json and README.txt — so memory stays flat whatever
+// the size.
 func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (ArchiveResult, error) {
-	root := a.requestDir(in.RequestID)
-	path := filepath.Join(root, "export.zip")
-	tmp := path + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	key := ArchiveKey(in.RequestID)
+	w, err := a.Archives.NewWriter(ctx, key, &blob.WriterOptions{ContentType: "application/zip"})
 	if err != nil {
 		return ArchiveResult{}, err
 	}
-	defer os.Remove(tmp)
-	zw := zip.NewWriter(out)
+	sum, size := sha256.New(), &countingWriter{}
+	zw := zip.NewWriter(io.MultiWriter(w, sum, size))
 	man := Manifest{RequestID: in.RequestID, Created: a.Now().UTC()}
 	var total int64
+	fail := func(err error) (ArchiveResult, error) {
+		_ = w.Close()
+		_ = a.Archives.Delete(context.WithoutCancel(ctx), key)
+		return ArchiveResult{}, err
+	}
 	for _, svc := range in.Services {
-		files, _ := filepath.Glob(filepath.Join(root, svc, "*.jsonl"))
-		sort.Strings(files)
-		for _, src := range files {
-			name := svc + "/" + filepath.Base(src[:len(src)-len(".jsonl")]) + ".json"
-			n, sum, err := writeJSONArray(zw, name, src)
+		files, err := a.datasets(ctx, partsPrefix(in.RequestID, svc))
+		if err != nil {
+			return fail(err)
+		}
+		for _, f := range files {
+			name := svc + "/" + f.dataset + ".json"
+			n, digest, err := a.writeJSONArray(ctx, zw, name, f.keys)
 			if err != nil {
-				out.Close()
-				return ArchiveResult{}, err
+				return fail(err)
 			}
-			man.Files = append(man.Files, ManifestFile{Path: name, Records: n, SHA256: sum, SchemaVersion: 1})
+			man.Files = append(man.Files, ManifestFile{Path: name, Records: n, SHA256: digest, SchemaVersion: 1})
 			total += n
 			activity.RecordHeartbeat(ctx, name)
 		}
@@ -283,72 +300,106 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 	enc := json.NewEncoder(mw)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(man); err != nil {
-		out.Close()
-		return ArchiveResult{}, err
+		return fail(err)
 	}
 	rw, _ := zw.Create("README.txt")
 	io.WriteString(rw, archiveReadme)
 	if err := zw.Close(); err != nil {
-		out.Close()
-		return ArchiveResult{}, err
+		return fail(err)
 	}
-	if err := out.Close(); err != nil {
-		return ArchiveResult{}, err
+	if err := w.Close(); err != nil {
+		return fail(err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return ArchiveResult{}, err
-	}
-	size, sum, err := fileDigest(path)
-	if err != nil {
-		return ArchiveResult{}, err
-	}
+	digest := hex.EncodeToString(sum.Sum(nil))
 	_, err = a.DB.ExecContext(ctx, `UPDATE requests SET archive_path = $1, archive_size = $2, archive_sha256 = $3, archive_expires_at = $4 WHERE id = $5`,
-		path, size, sum, in.ExpiresAt.UnixMicro(), in.RequestID)
-	return ArchiveResult{Path: path, Size: size, SHA256: sum, Records: total}, err
+		key, size.n, digest, in.ExpiresAt.UnixMicro(), in.RequestID)
+	return ArchiveResult{Path: key, Size: size.n, SHA256: digest, Records: total}, err
 }
 
-func writeJSONArray(zw *zip.Writer, name, src string) (int64, string, error) {
-	f, err := os.Open(src)
-	if err != nil {
-		return 0, "", err
+type datasetParts struct {
+	dataset string
+	keys    []string
+}
+
+// datasets groups a service's parts by dataset, in the order they were written.
+func (a *Activities) datasets(ctx context.Context, prefix string) ([]datasetParts, error) {
+	var keys []string
+	it := a.Archives.List(&blob.ListOptions{Prefix: prefix})
+	for {
+		obj, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, obj.Key)
 	}
-	defer f.Close()
+	sort.Strings(keys) // zero-padded sequence numbers: write order
+	var out []datasetParts
+	index := map[string]int{}
+	for _, k := range keys {
+		parts := strings.SplitN(strings.TrimPrefix(k, prefix), ".", 3) // seq, dataset, "jsonl"
+		if len(parts) != 3 {
+			continue
+		}
+		i, ok := index[parts[1]]
+		if !ok {
+			i = len(out)
+			index[parts[1]] = i
+			out = append(out, datasetParts{dataset: parts[1]})
+		}
+		out[i].keys = append(out[i].keys, k)
+	}
+	return out, nil
+}
+
+func (a *Activities) writeJSONArray(ctx context.Context, zw *zip.Writer, name string, keys []string) (int64, string, error) {
 	w, err := zw.Create(name)
 	if err != nil {
 		return 0, "", err
 	}
 	h := sha256.New()
 	mw := io.MultiWriter(w, h)
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	var n int64
 	io.WriteString(mw, "[")
-	for sc.Scan() {
-		if n > 0 {
-			io.WriteString(mw, ",\n")
+	for _, k := range keys {
+		r, err := a.Archives.NewReader(ctx, k, nil)
+		if err != nil {
+			return 0, "", err
 		}
-		mw.Write(sc.Bytes())
-		n++
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
+		for sc.Scan() {
+			if n > 0 {
+				io.WriteString(mw, ",\n")
+			}
+			mw.Write(sc.Bytes())
+			n++
+		}
+		r.Close()
+		if err := sc.Err(); err != nil {
+			return 0, "", err
+		}
 	}
 	io.WriteString(mw, "]\n")
-	return n, hex.EncodeToString(h.Sum(nil)), sc.Err()
+	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func fileDigest(path string) (int64, string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	return n, hex.EncodeToString(h.Sum(nil)), err
-}
-
-// DeleteArchive removes an expired archive and its working files.
+// DeleteArchive removes an expired archive and every part of the export.
 func (a *Activities) DeleteArchive(ctx context.Context, in RequestRef) error {
-	if err := os.RemoveAll(a.requestDir(in.RequestID)); err != nil {
-		return err
+	it := a.Archives.List(&blob.ListOptions{Prefix: in.RequestID + "/"})
+	for {
+		obj, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := a.Archives.Delete(ctx, obj.Key); err != nil {
+			return err
+		}
 	}
 	_, err := a.DB.ExecContext(ctx, `UPDATE requests SET archive_path = '' WHERE id = $1`, in.RequestID)
 	return err
