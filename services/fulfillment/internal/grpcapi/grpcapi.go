@@ -402,7 +402,10 @@ func (s *Server) ExtendPrivacyRequest(ctx context.Context, req *fulfillmentv1.Ex
 	if err := request.Notify(ctx, s.DB, r.id, "extension", req.GetReason(), s.now()); err != nil {
 		return nil, err
 	}
-	_ = s.signal(ctx, r, request.ExtendSignal)
+	// The workflow re-plans its escalations and activity bounds against the new date.
+	if err := s.Temporal.SignalWorkflow(ctx, request.WorkflowID(kindNames[r.pr.GetKind()], r.member), "", request.ExtendSignal, due); err != nil {
+		return nil, err
+	}
 	return s.GetPrivacyRequest(ctx, &fulfillmentv1.GetPrivacyRequestRequest{Name: req.GetName()})
 }
 

@@ -13,8 +13,8 @@ import (
 // TaskQueue is where fulfillment's workers poll.
 const TaskQueue = "lethe-fulfillment"
 
-// Signal and query names. Signals carry no payload: the RPC that sends them has already
-// validated and recorded what changed.
+// Signal and query names. Signals carry no payload — the RPC that sends them has already
+// validated and recorded what changed — except extend, which carries the new due time.
 const (
 	VerifySignal    = "verify"
 	CancelSignal    = "cancel"

@@ -28,6 +28,10 @@ type run struct {
 	canceled bool
 	verified bool
 	steps    []Step
+	// replanOnExtend is set on runs new enough to move escalations when an extension
+	// arrives; dueChanged tells the escalation loop to re-plan.
+	replanOnExtend bool
+	dueChanged     bool
 }
 
 func (r *run) setStatus(ctx workflow.Context, status string) error {
@@ -96,6 +100,7 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 	}); err != nil {
 		return Result{}, err
 	}
+	r.replanOnExtend = workflow.GetVersion(ctx, "replan-on-extend", workflow.DefaultVersion, 1) == 1
 	r.listen(ctx)
 	r.escalate(ctx)
 	r.verified = r.in.Verified
@@ -161,8 +166,20 @@ func (r *run) listen(ctx workflow.Context) {
 		cancel := workflow.GetSignalChannel(ctx, CancelSignal)
 		hold := workflow.GetSignalChannel(ctx, HoldSignal)
 		release := workflow.GetSignalChannel(ctx, ReleaseSignal)
+		extend := workflow.GetSignalChannel(ctx, ExtendSignal)
 		for {
 			sel := workflow.NewSelector(ctx)
+			if r.replanOnExtend {
+				sel.AddReceive(extend, func(c workflow.ReceiveChannel, _ bool) {
+					var due time.Time
+					c.Receive(ctx, &due)
+					if due.After(r.in.DueTime) {
+						r.in.DueTime = due // activity bounds and escalations follow the new date
+						r.dueChanged = true
+						_ = workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyTime(SADueTime).ValueSet(due))
+					}
+				})
+			}
 			sel.AddReceive(verify, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.verified = true })
 			sel.AddReceive(cancel, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.canceled = true })
 			sel.AddReceive(hold, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.held = true })
@@ -187,20 +204,37 @@ func (r *run) waitWhileHeld(ctx workflow.Context) error {
 	return r.setStatus(ctx, prev)
 }
 
-// escalate records escalations at 50% and 80% of the time to the due date, and a
-// breach at the due date, unless the request finished first.
+// escalate records escalations at 50% and 80% of the time from receipt to the due date,
+// and a breach at the due date, unless the request finished first. An extension moves
+// the due date; the levels not yet reached are re-planned against it.
 func (r *run) escalate(ctx workflow.Context) {
 	start := workflow.Now(ctx)
-	total := r.in.DueTime.Sub(start)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		var a *Activities
-		for _, lv := range []struct {
-			name string
-			at   time.Duration
-		}{{"50%", total / 2}, {"80%", total * 8 / 10}, {"breach", total}} {
-			if d := start.Add(lv.at).Sub(workflow.Now(ctx)); d > 0 {
-				if err := workflow.Sleep(ctx, d); err != nil {
+		levels := []struct {
+			name     string
+			fraction float64
+		}{{"50%", 0.5}, {"80%", 0.8}, {"breach", 1}}
+		for _, lv := range levels {
+			for {
+				at := start.Add(time.Duration(float64(r.in.DueTime.Sub(start)) * lv.fraction))
+				d := at.Sub(workflow.Now(ctx))
+				if d <= 0 {
+					break
+				}
+				if !r.replanOnExtend {
+					if err := workflow.Sleep(ctx, d); err != nil {
+						return
+					}
+					break
+				}
+				r.dueChanged = false
+				ok, err := workflow.AwaitWithTimeout(ctx, d, func() bool { return r.dueChanged })
+				if err != nil {
 					return
+				}
+				if !ok { // reached the level without an extension
+					break
 				}
 			}
 			if r.status == "completed" || r.status == "cancelled" || r.status == "expired" {

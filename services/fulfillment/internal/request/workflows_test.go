@@ -282,3 +282,21 @@ func TestEscalationsAtHalfAndEightyPercentOfTheDueDate(t *testing.T) {
 		}
 	}
 }
+
+func TestExtensionMovesTheEscalations(t *testing.T) {
+	e, r := env(t, []request.Recipient{{Partner: "partners/slow-co"}}, false)
+	start := e.Now()
+	in := input(request.KindErasure, true)
+	extended := in.DueTime.Add(60 * 24 * time.Hour) // GDPR: one month becomes three
+	e.RegisterDelayedCallback(func() { e.SignalWorkflow(request.ExtendSignal, extended) }, 2*24*time.Hour)
+	e.ExecuteWorkflow(request.PrivacyRequest, in)
+	if res := result(t, e); res.State != "completed" {
+		t.Fatalf("state %s", res.State)
+	}
+	for level, want := range map[string]time.Duration{"escalation:50%": 45 * 24 * time.Hour, "escalation:80%": 72 * 24 * time.Hour, "escalation:onward-breach:partners/slow-co": 90 * 24 * time.Hour} {
+		got := r.at[level].Sub(start)
+		if !r.has(level) || got < want-2*time.Hour || got > want+2*time.Hour {
+			t.Errorf("%s at %v, want about %v after the extension", level, got, want)
+		}
+	}
+}
