@@ -16,9 +16,15 @@ import (
 )
 
 // BenchmarkListViewingEventsPage reads one 50-item page from the middle of a 100,000-item
-// history over loopback gRPC (SQLite).
+// history over loopback gRPC, on SQLite and (when configured) PostgreSQL.
 func BenchmarkListViewingEventsPage(b *testing.B) {
-	h := start(b, storagetest.SQLiteURL(b))
+	for engine, url := range storagetest.URLs(b) {
+		b.Run(engine, func(b *testing.B) { benchListPage(b, url) })
+	}
+}
+
+func benchListPage(b *testing.B, url string) {
+	h := start(b, url)
 	seedHistory(b, h, alice, 100_000)
 	ctx := context.Background()
 	first, err := h.client.ListViewingEvents(ctx, &preferencesv1.ListViewingEventsRequest{Parent: alice, PageSize: 1000})
@@ -56,40 +62,49 @@ func peakHeap(stop <-chan struct{}) *atomic.Uint64 {
 
 // BenchmarkExport streams a member's whole export (the client discards chunks as a
 // real exporter would after writing them) and reports the peak in-use heap of the
-// process, server and client together: it should stay flat from 10,000 to 100,000 items.
+// process, server and client together: it should stay flat from 10,000 to 100,000 items
+// (BenchmarkExport/<engine>/items=100000 is the 100k export).
 func BenchmarkExport(b *testing.B) {
-	for _, n := range []int{10_000, 100_000} {
-		b.Run(fmt.Sprintf("items=%d", n), func(b *testing.B) {
-			h := start(b, storagetest.SQLiteURL(b))
-			seedHistory(b, h, alice, n)
-			runtime.GC()
-			stop := make(chan struct{})
-			var once sync.Once
-			peak := peakHeap(stop)
-			records := 0
-			for b.Loop() {
-				stream, err := h.subject.ExportSubjectData(context.Background(), &subjectv1.ExportSubjectDataRequest{Subject: alice})
-				if err != nil {
-					b.Fatal(err)
-				}
-				records = 0
-				for {
-					c, err := stream.Recv()
-					if err == io.EOF {
-						break
-					}
-					if err != nil {
-						b.Fatal(err)
-					}
-					records += len(c.GetRecords())
-				}
-			}
-			once.Do(func() { close(stop) })
-			if records < n {
-				b.Fatalf("exported %d records, want at least %d", records, n)
-			}
-			b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
-			b.ReportMetric(float64(n)/(float64(b.Elapsed().Seconds())/float64(b.N)), "records/s")
-		})
+	for engine, url := range storagetest.URLs(b) {
+		for _, n := range []int{10_000, 100_000} {
+			b.Run(fmt.Sprintf("%s/items=%d", engine, n), func(b *testing.B) { benchExport(b, url, n) })
+		}
 	}
+}
+
+func benchExport(b *testing.B, url string, n int) {
+	h := start(b, url)
+	seedHistory(b, h, alice, n)
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	stop := make(chan struct{})
+	var once sync.Once
+	peak := peakHeap(stop)
+	records := 0
+	for b.Loop() {
+		stream, err := h.subject.ExportSubjectData(context.Background(), &subjectv1.ExportSubjectDataRequest{Subject: alice})
+		if err != nil {
+			b.Fatal(err)
+		}
+		records = 0
+		for {
+			c, err := stream.Recv()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			records += len(c.GetRecords())
+		}
+	}
+	once.Do(func() { close(stop) })
+	runtime.ReadMemStats(&after)
+	if records < n {
+		b.Fatalf("exported %d records, want at least %d", records, n)
+	}
+	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
+	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(b.N)/(1<<20), "alloc-MiB/op")
+	b.ReportMetric(float64(n)/(float64(b.Elapsed().Seconds())/float64(b.N)), "records/s")
 }

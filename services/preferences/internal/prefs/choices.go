@@ -201,7 +201,7 @@ func (s *Server) ListConsentRecords(ctx context.Context, req *preferencesv1.List
 		return nil, err
 	}
 	rows, err := s.DB.QueryContext(ctx, `SELECT id, setting, value, policy_version, source, created_at FROM consent_records
-		WHERE member_id = $1 AND (created_at < $2 OR (created_at = $2 AND id < $3)) ORDER BY created_at DESC, id DESC LIMIT $4`, id, c.ts, c.id, n+1)
+		WHERE member_id = $1 AND created_at <= $2 AND (created_at < $2 OR id < $3) ORDER BY created_at DESC, id DESC LIMIT $4`, id, c.ts, c.id, n+1)
 	if err != nil {
 		return nil, err
 	}

@@ -143,7 +143,7 @@ func (s *Server) ListViewingEvents(ctx context.Context, req *preferencesv1.ListV
 // at the end).
 func (s *Server) eventPage(ctx context.Context, memberID string, c cursor, n int, fn func(*preferencesv1.ViewingEvent) error) (*cursor, error) {
 	rows, err := s.DB.QueryContext(ctx, `SELECT `+eventCols+` FROM viewing_events
-		WHERE owner = $1 AND (view_time < $2 OR (view_time = $2 AND id < $3)) ORDER BY view_time DESC, id DESC LIMIT $4`, memberID, c.ts, c.id, n+1)
+		WHERE owner = $1 AND view_time <= $2 AND (view_time < $2 OR id < $3) ORDER BY view_time DESC, id DESC LIMIT $4`, memberID, c.ts, c.id, n+1)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +248,7 @@ func (s *Server) ListRatings(ctx context.Context, req *preferencesv1.ListRatings
 
 func (s *Server) ratingPage(ctx context.Context, memberID string, c cursor, n int, fn func(*preferencesv1.Rating) error) (*cursor, error) {
 	rows, err := s.DB.QueryContext(ctx, `SELECT title_id, stars, updated_at FROM ratings
-		WHERE owner = $1 AND (updated_at < $2 OR (updated_at = $2 AND title_id < $3)) ORDER BY updated_at DESC, title_id DESC LIMIT $4`, memberID, c.ts, c.id, n+1)
+		WHERE owner = $1 AND updated_at <= $2 AND (updated_at < $2 OR title_id < $3) ORDER BY updated_at DESC, title_id DESC LIMIT $4`, memberID, c.ts, c.id, n+1)
 	if err != nil {
 		return nil, err
 	}
