@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
@@ -55,7 +57,7 @@ type harness struct {
 	notifier *recordingNotifier
 }
 
-func start(t *testing.T, dbURL string) *harness {
+func start(t testing.TB, dbURL string) *harness {
 	t.Helper()
 	cfg := sharing.Config{ListenAddr: "127.0.0.1:0", DatabaseURL: dbURL, DataDir: t.TempDir(), AllowLoopbackHTTP: true, PublicURL: "http://127.0.0.1:8080", WebhookTimeout: 300 * time.Millisecond}
 	svc, err := sharing.New(context.Background(), cfg, nil)
@@ -96,7 +98,7 @@ func processor(url string) *sharingv1.Partner {
 		AckDeadline: durationpb.New(72 * time.Hour)}
 }
 
-func setup(t *testing.T, h *harness, webhook string) {
+func setup(t testing.TB, h *harness, webhook string) {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := h.client.CreatePartner(ctx, &sharingv1.CreatePartnerRequest{PartnerId: "acme-pay", Partner: processor(webhook)}); err != nil {
@@ -276,7 +278,10 @@ func TestOnwardErasureAgainstARealPartner(t *testing.T) {
 		ctx := context.Background()
 		partner := newPartner(t)
 		setup(t, h, partner.URL+"/erase")
-		authorize(h, "partners/acme-pay", "payment_processing", "d1", "user.financial")
+		disclosed, err := authorize(h, "partners/acme-pay", "payment_processing", "d1", "user.financial")
+		if err != nil || !disclosed.GetAllowed() {
+			t.Fatalf("disclosure: %v %v", disclosed, err)
+		}
 		rec, err := h.client.ListErasureRecipients(ctx, &sharingv1.ListErasureRecipientsRequest{Member: member})
 		if err != nil || len(rec.GetPartners()) != 1 || rec.GetPartners()[0] != "partners/acme-pay" {
 			t.Fatalf("recipients = %v %v", rec, err)
@@ -310,8 +315,8 @@ func TestOnwardErasureAgainstARealPartner(t *testing.T) {
 			t.Fatalf("%d requests had a bad signature", bad)
 		}
 		pseudonym, _ := last["partner_subject_id"].(string)
-		if len(pseudonym) != 32 || pseudonym == "member000001" {
-			t.Fatalf("partner must get its pseudonym, got %q", pseudonym)
+		if len(pseudonym) != 64 || pseudonym != disclosed.GetPartnerSubjectId() {
+			t.Fatalf("partner must get the pseudonym it got with the data (%q), got %q", disclosed.GetPartnerSubjectId(), pseudonym)
 		}
 		for k := range last {
 			if k != "erasure_id" && k != "partner_subject_id" && k != "request_time" && k != "callback_url" {
@@ -395,6 +400,94 @@ func TestErasureKeepsTheLogUnderTheTombstone(t *testing.T) {
 		again, err := h.subject.EraseSubjectData(ctx, &subjectv1.EraseSubjectDataRequest{Subject: member, RequestId: "erase-1", TombstoneId: "tomb0000001"})
 		if err != nil || !again.GetReplayed() {
 			t.Fatalf("replay: %v %v", again, err)
+		}
+	})
+}
+
+// BenchmarkAuthorizeDisclosure measures the sharing check over loopback gRPC: an allowed
+// disclosure (appended to the hash-chained log) and a refusal (recorded as a denial).
+func BenchmarkAuthorizeDisclosure(b *testing.B) {
+	for name, url := range storagetest.URLs(b) {
+		b.Run(name, func(b *testing.B) {
+			h := start(b, url)
+			setup(b, h, "https://acme.example.com/erase")
+			ctx := context.Background()
+			b.Run("allowed", func(b *testing.B) {
+				i := 0
+				for b.Loop() {
+					i++
+					res, err := h.client.AuthorizeDisclosure(ctx, &sharingv1.AuthorizeDisclosureRequest{Member: member, Partner: "partners/acme-pay",
+						Purpose: "payment_processing", DataCategories: []string{"user.financial"}, RequestId: name + "-bench-" + strconv.Itoa(i)})
+					if err != nil || !res.GetAllowed() {
+						b.Fatalf("%v %v", res, err)
+					}
+				}
+			})
+			b.Run("denied", func(b *testing.B) {
+				for b.Loop() {
+					res, err := h.client.AuthorizeDisclosure(ctx, &sharingv1.AuthorizeDisclosureRequest{Member: member, Partner: "partners/promo-co",
+						Purpose: "joint_promotion", DataCategories: []string{"user.contact.email"}, RequestId: "bench-denied"})
+					if err != nil || res.GetReason() != "NO_NOTICE" {
+						b.Fatalf("%v %v", res, err)
+					}
+				}
+			})
+		})
+	}
+}
+
+func TestPartnerUpdateAndList(t *testing.T) {
+	engines(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		setup(t, h, "https://acme.example.com/erase")
+		if _, err := h.client.CreatePartner(ctx, &sharingv1.CreatePartnerRequest{PartnerId: "zeta-ads", Partner: &sharingv1.Partner{DisplayName: "Zeta Ads",
+			Kind: sharingv1.PartnerKind_PARTNER_KIND_ADVERTISER, Purposes: []string{"ads"}, DataCategories: []string{"user.contact.email"}, AgreementRef: "ADV-1"}}); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		token := ""
+		for pages := 0; ; pages++ {
+			page, err := h.client.ListPartners(ctx, &sharingv1.ListPartnersRequest{PageSize: 2, PageToken: token})
+			if err != nil || pages > 3 {
+				t.Fatalf("list: %v (pages %d)", err, pages)
+			}
+			for _, p := range page.GetPartners() {
+				names = append(names, p.GetName())
+				if p.GetWebhookSecret() != "" {
+					t.Errorf("%s: webhook secret returned", p.GetName())
+				}
+			}
+			if token = page.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+		if want := []string{"partners/acme-pay", "partners/promo-co", "partners/zeta-ads"}; !slices.Equal(names, want) {
+			t.Fatalf("listed %v, want %v", names, want)
+		}
+
+		cur, err := h.client.GetPartner(ctx, &sharingv1.GetPartnerRequest{Name: "partners/acme-pay"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		update := func(p *sharingv1.Partner, paths ...string) (*sharingv1.Partner, error) {
+			return h.client.UpdatePartner(ctx, &sharingv1.UpdatePartnerRequest{Partner: p, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}})
+		}
+		if _, err := update(&sharingv1.Partner{Name: cur.GetName(), Etag: cur.GetEtag(), DataCategories: []string{"user.nonsense"}}, "data_categories"); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("unknown category: %v", err)
+		}
+		if _, err := update(&sharingv1.Partner{Name: cur.GetName(), Etag: cur.GetEtag(), ErasureWebhookUrl: "http://acme.example.com/erase"}, "erasure_webhook_url"); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("plain http webhook off loopback: %v", err)
+		}
+		got, err := update(&sharingv1.Partner{Name: cur.GetName(), Etag: cur.GetEtag(), DisplayName: "Acme Payments plc"}, "display_name")
+		if err != nil || got.GetDisplayName() != "Acme Payments plc" || got.GetEtag() == cur.GetEtag() || got.GetErasureWebhookUrl() != cur.GetErasureWebhookUrl() {
+			t.Fatalf("update: %v %v", got, err)
+		}
+		if _, err := update(&sharingv1.Partner{Name: cur.GetName(), Etag: cur.GetEtag(), DisplayName: "Stale"}, "display_name"); status.Code(err) != codes.Aborted {
+			t.Fatalf("stale etag: %v", err)
+		}
+		final, _ := h.client.GetPartner(ctx, &sharingv1.GetPartnerRequest{Name: "partners/acme-pay"})
+		if final.GetDisplayName() != "Acme Payments plc" || !slices.Equal(final.GetDataCategories(), cur.GetDataCategories()) {
+			t.Fatalf("rejected updates changed the partner: %v", final)
 		}
 	})
 }

@@ -253,7 +253,7 @@ func (s *Server) EraseSubjectData(ctx context.Context, req *subjectv1.EraseSubje
 			Time    time.Time
 		}{raws, now})
 		// The log row keeps only the request id: its member_id is the tombstone id.
-		if err := logRequest(ctx, tx, req.GetRequestId(), req.GetTombstoneId()+"", "erase", stored, now); err != nil {
+		if err := logRequest(ctx, tx, req.GetRequestId(), req.GetTombstoneId(), "erase", stored, now); err != nil {
 			return err
 		}
 		out = &subjectv1.EraseSubjectDataResponse{Results: results, CompleteTime: timestamppb.New(now)}

@@ -2,6 +2,7 @@ package sharing
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
@@ -20,14 +21,18 @@ import (
 	"lethe.dev/platform/storage"
 )
 
-// Pseudonym is how a partner knows a member: HMAC-SHA256 (Tink PRF) of the member id
-// under a key derived for that partner, so two partners cannot join their data on it.
+// Pseudonym is how a partner knows a member: HMAC-SHA256(partner key, member id), the
+// partner key being derived per partner from the master PRF key in the data dir, so two
+// partners cannot join their data on it and one partner's key can be rotated or handed
+// over without exposing the others.
 func (s *Server) Pseudonym(partnerID, memberID string) string {
-	out, err := s.Keys.ComputePrimaryPRF([]byte("pseudonym\x00"+partnerID+"\x00"+memberID), 16)
+	key, err := s.Keys.ComputePrimaryPRF([]byte("partner-key\x00"+partnerID), 32)
 	if err != nil {
 		panic("sharing: pseudonym key: " + err.Error())
 	}
-	return hex.EncodeToString(out)
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(memberID))
+	return hex.EncodeToString(mac.Sum(nil))
 }
 
 func (s *Server) blockHash(memberID string) string {
