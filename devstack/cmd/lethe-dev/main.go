@@ -2,7 +2,7 @@
 // server and Web UI, every service on SQLite, the workers and the gateway, with all
 // state under one data directory. Ctrl-C shuts it down cleanly.
 //
-//	go run ./devstack/cmd/lethe-dev [-data data] [-temporal host:port]
+//	go run ./devstack/cmd/lethe-dev [-data data] [-temporal host:port] [-gateway-port 8080 ...]
 package main
 
 import (
@@ -22,8 +22,16 @@ func main() {
 	run.Main("lethe-dev", func(ctx context.Context, logger *slog.Logger) error {
 		data := flag.String("data", config.Env("LETHE_DATA_DIR", "data"), "directory for all state (LETHE_DATA_DIR)")
 		external := flag.String("temporal", config.Env("LETHE_EXTERNAL_TEMPORAL", ""), "use this Temporal frontend instead of the embedded one (LETHE_EXTERNAL_TEMPORAL)")
+		o := devstack.DefaultOptions("")
+		for _, p := range []struct {
+			name string
+			port *int
+		}{{"temporal", &o.TemporalPort}, {"ui", &o.UIPort}, {"identity", &o.IdentityPort}, {"preferences", &o.PreferencesPort},
+			{"sharing", &o.SharingPort}, {"fulfillment", &o.FulfillmentPort}, {"fulfillment-http", &o.FulfillmentHTTP}, {"gateway", &o.GatewayPort}} {
+			flag.IntVar(p.port, p.name+"-port", *p.port, p.name+" port (0 picks a free one; -1 disables the Web UI)")
+		}
 		flag.Parse()
-		o := devstack.DefaultOptions(*data)
+		o.DataDir = *data
 		o.ExternalTemporal, o.Logger = *external, logger
 		s, err := devstack.Start(ctx, o)
 		if err != nil {
