@@ -83,7 +83,9 @@ func open(url string) (*DB, error) {
 		// WAL lets readers run beside the writer; immediate transactions take the write
 		// lock up front so concurrent writers queue on busy_timeout instead of failing
 		// with SQLITE_BUSY when a read transaction tries to upgrade.
-		dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+		// secure_delete zeroes deleted content, so an erased row does not linger in free
+		// pages (see Scrub for the WAL).
+		dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=secure_delete(1)&_txlock=immediate"
 		db, err := sql.Open("sqlite", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("storage: open sqlite: %w", err)
@@ -139,6 +141,18 @@ func (db *DB) Version(ctx context.Context, fsys fs.FS) (int64, error) {
 		return 0, err
 	}
 	return p.GetDBVersion(ctx)
+}
+
+// Scrub makes deleted rows unrecoverable from the engine's files after an erasure. On
+// SQLite (which runs with secure_delete) it checkpoints the WAL into the database and
+// truncates it, since the WAL still holds the pages as they were before the delete. On
+// PostgreSQL it does nothing: dead tuples are reclaimed by VACUUM (see shred.Vacuumer).
+func (db *DB) Scrub(ctx context.Context) error {
+	if db.Dialect != SQLite {
+		return nil
+	}
+	var busy, logged, checkpointed int
+	return db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logged, &checkpointed)
 }
 
 // InTx runs fn in a transaction, committing when it returns nil.
