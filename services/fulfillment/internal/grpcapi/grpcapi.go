@@ -44,6 +44,7 @@ type Server struct {
 	CoolingOff         time.Duration
 	VerificationWindow time.Duration
 	ArchiveTTL         time.Duration
+	OnwardPollInterval time.Duration
 	DownloadKey        []byte
 	ReceiptKey         ed25519.PublicKey
 	KeyID              string

@@ -306,7 +306,7 @@ func (s *Server) workflowInput(r *row, kind string) request.Input {
 	}
 	return request.Input{
 		RequestID: r.id, MemberID: r.member, Kind: kind, Jurisdiction: r.pr.GetJurisdiction().String(), Verified: r.verified, DueTime: r.due,
-		CoolingOff: cooling, VerificationWindow: s.VerificationWindow, ArchiveTTL: s.ArchiveTTL,
+		CoolingOff: cooling, VerificationWindow: s.VerificationWindow, ArchiveTTL: s.ArchiveTTL, OnwardPollInterval: s.OnwardPollInterval,
 	}
 }
 
