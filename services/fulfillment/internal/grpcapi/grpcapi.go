@@ -45,6 +45,7 @@ type Server struct {
 	CoolingOff         time.Duration
 	VerificationWindow time.Duration
 	ArchiveTTL         time.Duration
+	OnwardPollInterval time.Duration
 	DownloadKey        []byte
 	ReceiptKey         ed25519.PublicKey
 	KeyID              string
@@ -230,6 +231,7 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 	}, request.PrivacyRequest, request.Input{
 		RequestID: id, MemberID: member, Kind: kind, Jurisdiction: in.GetJurisdiction().String(), Verified: verified, DueTime: due,
 		CoolingOff: cooling, VerificationWindow: s.VerificationWindow, ArchiveTTL: s.ArchiveTTL,
+		OnwardPollInterval: s.OnwardPollInterval,
 	})
 	if err != nil {
 		_, _ = s.DB.ExecContext(ctx, `DELETE FROM requests WHERE id = $1`, id)
