@@ -134,6 +134,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if err != nil {
 		return fail(err)
 	}
+	tokenKey, err := loadSecret(filepath.Join(cfg.DataDir, "receipt-token.key"))
+	if err != nil {
+		return fail(err)
+	}
 	sec := transport.FromEnv()
 	dial := func(addr string) (*grpc.ClientConn, error) {
 		c, err := sec.Dial(addr)
@@ -182,6 +186,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	s.API = &grpcapi.Server{
 		DB: db, Temporal: tc, Identity: s.Activities.Identity, CoolingOff: cfg.CoolingOff, VerificationWindow: cfg.VerificationWindow,
 		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadKey: dlKey, ReceiptKey: pub, KeyID: kid, Now: time.Now, Archives: s.archives,
+		TokenKey: tokenKey, Logger: logger,
 	}
 	return s, nil
 }
@@ -258,6 +263,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.ServeHTTP(ctx, lis) })
 	g.Go(func() error { s.consumeChildReports(ctx); return nil })
+	g.Go(func() error { s.reconcile(ctx); return nil })
 	return g.Wait()
 }
 
@@ -287,6 +293,32 @@ func (s *Service) consumeChildReports(ctx context.Context) {
 				continue
 			}
 			_, _ = s.Activities.Identity.AcknowledgeMemberEvent(ctx, &identityv1.AcknowledgeMemberEventRequest{Name: e.GetName()})
+		}
+	}
+}
+
+// Reconciler timing: a filing is given ReconcileGrace to start its own workflow before
+// the reconciler starts it; the reconciler looks every ReconcileInterval.
+const (
+	ReconcileGrace    = 10 * time.Second
+	ReconcileInterval = 5 * time.Second
+)
+
+// reconcile starts the workflows of filings that crashed before starting them and that
+// no client retried (see grpcapi.Server.Reconcile).
+func (s *Service) reconcile(ctx context.Context) {
+	t := time.NewTicker(ReconcileInterval)
+	defer t.Stop()
+	for {
+		if n, err := s.API.Reconcile(ctx, ReconcileGrace); err != nil && ctx.Err() == nil {
+			s.logger.Warn("reconciler failed; will retry", "error", err)
+		} else if n > 0 {
+			s.logger.Info("reconciler started workflows of interrupted filings", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }
