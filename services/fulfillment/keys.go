@@ -5,6 +5,7 @@ import (
 
 	"github.com/tink-crypto/tink-go/v2/keyset"
 	"github.com/tink-crypto/tink-go/v2/mac"
+	"github.com/tink-crypto/tink-go/v2/prf"
 	"github.com/tink-crypto/tink-go/v2/signature"
 	tinked25519 "github.com/tink-crypto/tink-go/v2/signature/ed25519"
 	"github.com/tink-crypto/tink-go/v2/tink"
@@ -65,4 +66,19 @@ func openLinkMAC(url string) (tink.MAC, error) {
 		return nil, fmt.Errorf("fulfillment: download link keyset: %w", err)
 	}
 	return mac.New(h)
+}
+
+// openTokenKey returns the 32-byte key receipt tokens are derived with, itself derived
+// from the primary key of a shared PRF keyset so every replica answers a retried filing
+// with the same token.
+func openTokenKey(url string) ([]byte, error) {
+	h, err := keyfile.LoadOrCreate(url, prf.HMACSHA256PRFKeyTemplate())
+	if err != nil {
+		return nil, fmt.Errorf("fulfillment: receipt token keyset: %w", err)
+	}
+	set, err := prf.NewPRFSet(h)
+	if err != nil {
+		return nil, err
+	}
+	return set.ComputePrimaryPRF([]byte("lethe receipt tokens v1"), 32)
 }

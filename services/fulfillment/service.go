@@ -64,6 +64,7 @@ type Config struct {
 	OnwardPollInterval time.Duration
 	ReceiptKeyset      string
 	DownloadKeyset     string
+	TokenKeyset        string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -84,6 +85,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.OnwardPollInterval, "onward-poll-interval", config.EnvDuration("FULFILLMENT_ONWARD_POLL_INTERVAL", request.OnwardPollInterval), "how often a processor that has not acknowledged an erasure is checked and re-sent (FULFILLMENT_ONWARD_POLL_INTERVAL)")
 	fs.StringVar(&c.ReceiptKeyset, "receipt-keyset", config.Env("FULFILLMENT_RECEIPT_KEYSET", ""), "Tink Ed25519 keyset that signs erasure receipts, shared by every replica: PATH, file:PATH or file:PATH?kek=KMS-URI; created when missing; empty: -data-dir/receipt-signing.keyset.json (FULFILLMENT_RECEIPT_KEYSET)")
 	fs.StringVar(&c.DownloadKeyset, "download-keyset", config.Env("FULFILLMENT_DOWNLOAD_KEYSET", ""), "Tink HMAC keyset that signs download links, shared by every replica (same forms); empty: -data-dir/download-link.keyset.json (FULFILLMENT_DOWNLOAD_KEYSET)")
+	fs.StringVar(&c.TokenKeyset, "token-keyset", config.Env("FULFILLMENT_TOKEN_KEYSET", ""), "Tink PRF keyset from which receipt tokens are derived, shared by every replica (same forms); empty: -data-dir/receipt-token.keyset.json (FULFILLMENT_TOKEN_KEYSET)")
 	fs.DurationVar(&c.ArchiveTTL, "archive-ttl", config.EnvDuration("FULFILLMENT_ARCHIVE_TTL", 7*24*time.Hour), "how long export archives and their links live (FULFILLMENT_ARCHIVE_TTL)")
 }
 
@@ -142,6 +144,14 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if err != nil {
 		return fail(err)
 	}
+	tokenURL := cfg.TokenKeyset
+	if tokenURL == "" {
+		tokenURL = filepath.Join(cfg.DataDir, "receipt-token.keyset.json")
+	}
+	tokenKey, err := openTokenKey(tokenURL)
+	if err != nil {
+		return fail(err)
+	}
 	sec := transport.FromEnv()
 	dial := func(addr string) (*grpc.ClientConn, error) {
 		c, err := sec.Dial(addr)
@@ -188,6 +198,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	s.API = &grpcapi.Server{
 		DB: db, Temporal: tc, Identity: s.Activities.Identity, CoolingOff: cfg.CoolingOff, VerificationWindow: cfg.VerificationWindow,
 		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadMAC: links, ReceiptKeys: receipts.published, Now: time.Now, Archives: s.archives,
+		TokenKey: tokenKey, Logger: logger,
 	}
 	return s, nil
 }
@@ -235,6 +246,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.ServeHTTP(ctx, lis) })
 	g.Go(func() error { s.consumeChildReports(ctx); return nil })
+	g.Go(func() error { s.reconcile(ctx); return nil })
 	return g.Wait()
 }
 
@@ -264,6 +276,32 @@ func (s *Service) consumeChildReports(ctx context.Context) {
 				continue
 			}
 			_, _ = s.Activities.Identity.AcknowledgeMemberEvent(ctx, &identityv1.AcknowledgeMemberEventRequest{Name: e.GetName()})
+		}
+	}
+}
+
+// Reconciler timing: a filing is given ReconcileGrace to start its own workflow before
+// the reconciler starts it; the reconciler looks every ReconcileInterval.
+const (
+	ReconcileGrace    = 10 * time.Second
+	ReconcileInterval = 5 * time.Second
+)
+
+// reconcile starts the workflows of filings that crashed before starting them and that
+// no client retried (see grpcapi.Server.Reconcile).
+func (s *Service) reconcile(ctx context.Context) {
+	t := time.NewTicker(ReconcileInterval)
+	defer t.Stop()
+	for {
+		if n, err := s.API.Reconcile(ctx, ReconcileGrace); err != nil && ctx.Err() == nil {
+			s.logger.Warn("reconciler failed; will retry", "error", err)
+		} else if n > 0 {
+			s.logger.Info("reconciler started workflows of interrupted filings", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }
