@@ -279,14 +279,7 @@ func journey(t *testing.T, env map[string]string) {
 	// The receipt verifies offline with the published key.
 	reqID := er["name"].(string)[strings.LastIndex(er["name"].(string), "/")+1:]
 	rc := c.must("GET", "/v1/receipts/"+reqID+"?receiptToken="+receiptToken, "", nil)
-	keys := c.must("GET", "/v1/receipts:keys", "", nil)
-	key := keys["keys"].([]any)[0].(map[string]any)
-	pub, _ := base64.StdEncoding.DecodeString(key["publicKey"].(string))
-	payload, _ := base64.StdEncoding.DecodeString(rc["payload"].(string))
-	sig, _ := base64.StdEncoding.DecodeString(rc["signature"].(string))
-	if !ed25519.Verify(pub, payload, sig) {
-		t.Fatal("the receipt signature does not verify with the published key")
-	}
+	payload := verifyReceipt(t, c, rc)
 	for _, v := range []string{"grace", "Hopper", "example.com", "+1202"} {
 		if bytes.Contains(payload, []byte(v)) {
 			t.Errorf("the receipt contains personal data %q", v)
@@ -356,4 +349,33 @@ func recordHistories(t *testing.T, s *devstack.Stack, workflowIDs map[string]str
 		}
 		t.Logf("recorded %s (%d events)", file, len(h.Events))
 	}
+}
+
+// verifyReceipt checks a receipt offline against the key it names among the published
+// ones (GET /v1/receipts:keys), and returns its payload.
+func verifyReceipt(t *testing.T, c client, rc map[string]any) []byte {
+	t.Helper()
+	keys := c.must("GET", "/v1/receipts:keys", "", nil)
+	payload, _ := base64.StdEncoding.DecodeString(rc["payload"].(string))
+	sig, _ := base64.StdEncoding.DecodeString(rc["signature"].(string))
+	var named struct {
+		KeyID string `json:"key_id"`
+	}
+	_ = json.Unmarshal(payload, &named)
+	if named.KeyID == "" || rc["keyId"] != named.KeyID {
+		t.Fatalf("the receipt names key %v, its payload %q", rc["keyId"], named.KeyID)
+	}
+	for _, k := range keys["keys"].([]any) {
+		key := k.(map[string]any)
+		if key["keyId"] != named.KeyID {
+			continue
+		}
+		pub, _ := base64.StdEncoding.DecodeString(key["publicKey"].(string))
+		if !ed25519.Verify(pub, payload, sig) {
+			t.Fatalf("the receipt does not verify with published key %s", named.KeyID)
+		}
+		return payload
+	}
+	t.Fatalf("key %s that signed the receipt is not published (%v)", named.KeyID, keys)
+	return nil
 }
