@@ -196,9 +196,7 @@ func TestDataRightsProtocol(t *testing.T) {
 	}
 
 	// Operators register agents over the API; members cannot.
-	op := c.must("POST", "/v1/members", "", map[string]any{"member": map[string]any{"fullName": "Op Erator", "email": "ops@example.com", "birthDate": "1980-01-01"}, "password": "operators only please"})
-	s.Identity.Domain.Operators[strings.TrimPrefix(op["name"].(string), "members/")] = true
-	opTok := c.must("POST", "/v1/auth:signIn", "", map[string]any{"email": "ops@example.com", "password": "operators only please"})["accessToken"].(string)
+	opTok := c.must("POST", "/v1/operators:signIn", "", map[string]any{"email": s.Operator.Email, "password": s.Operator.Password, "totpCode": s.Operator.TOTPCode(time.Now())})["accessToken"].(string)
 	agent := newAgent(t, apiBase, "PERMISSION_SLIP")
 	other := newAgent(t, apiBase, "OTHER_AGENT")
 	for _, a := range []*drpAgent{agent, other} {

@@ -6,17 +6,12 @@ package fulfillment
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -24,8 +19,11 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 	"gocloud.dev/blob"
-	_ "gocloud.dev/blob/fileblob" // file:// archive storage (dev, single host)
-	_ "gocloud.dev/blob/memblob"  // mem:// archive storage (tests)
+	_ "gocloud.dev/blob/azureblob" // azblob:// archive storage shared by every replica
+	_ "gocloud.dev/blob/fileblob"  // file:// archive storage (dev; replicas on a shared volume)
+	_ "gocloud.dev/blob/gcsblob"   // gs:// archive storage shared by every replica
+	_ "gocloud.dev/blob/memblob"   // mem:// archive storage (tests, one process)
+	_ "gocloud.dev/blob/s3blob"    // s3:// archive storage shared by every replica
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -37,7 +35,6 @@ import (
 	"lethe.dev/platform/app"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
-	"lethe.dev/platform/keyfile"
 	"lethe.dev/platform/storage"
 	"lethe.dev/platform/transport"
 	"lethe.dev/services/fulfillment/internal/drp"
@@ -71,6 +68,9 @@ type Config struct {
 	DRPBusinessID   string
 	DRPAPIBase      string
 	DRPCallbackPoll time.Duration
+	ReceiptKeyset   string
+	DownloadKeyset  string
+	TokenKeyset     string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -92,6 +92,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DRPBusinessID, "drp-business-id", config.Env("DRP_BUSINESS_ID", "LETHE"), "this business's Data Rights Protocol business-id (DRP_BUSINESS_ID)")
 	fs.StringVar(&c.DRPAPIBase, "drp-api-base", config.Env("DRP_API_BASE", "http://127.0.0.1:8080/drp"), "the gateway's public /drp URL, the DRP api_base (DRP_API_BASE)")
 	fs.DurationVar(&c.DRPCallbackPoll, "drp-callback-poll", config.EnvDuration("DRP_CALLBACK_POLL", drp.DefaultPollInterval), "how often DRP status callbacks look for missed changes (DRP_CALLBACK_POLL)")
+	fs.StringVar(&c.ReceiptKeyset, "receipt-keyset", config.Env("FULFILLMENT_RECEIPT_KEYSET", ""), "Tink Ed25519 keyset that signs erasure receipts, shared by every replica: PATH, file:PATH or file:PATH?kek=KMS-URI; created when missing; empty: -data-dir/receipt-signing.keyset.json (FULFILLMENT_RECEIPT_KEYSET)")
+	fs.StringVar(&c.DownloadKeyset, "download-keyset", config.Env("FULFILLMENT_DOWNLOAD_KEYSET", ""), "Tink HMAC keyset that signs download links, shared by every replica (same forms); empty: -data-dir/download-link.keyset.json (FULFILLMENT_DOWNLOAD_KEYSET)")
+	fs.StringVar(&c.TokenKeyset, "token-keyset", config.Env("FULFILLMENT_TOKEN_KEYSET", ""), "Tink PRF keyset from which receipt tokens are derived, shared by every replica (same forms); empty: -data-dir/receipt-token.keyset.json (FULFILLMENT_TOKEN_KEYSET)")
 	fs.DurationVar(&c.ArchiveTTL, "archive-ttl", config.EnvDuration("FULFILLMENT_ARCHIVE_TTL", 7*24*time.Hour), "how long export archives and their links live (FULFILLMENT_ARCHIVE_TTL)")
 }
 
@@ -138,15 +141,26 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	}
 	s := &Service{db: db, httpAddr: cfg.HTTPListenAddr, logger: logger}
 	fail := func(err error) (*Service, error) { s.Close(); return nil, err }
-	signing, err := loadSigningKey(filepath.Join(cfg.DataDir, "receipt-signing.key"))
+	receiptURL, linkURL := cfg.ReceiptKeyset, cfg.DownloadKeyset
+	if receiptURL == "" {
+		receiptURL = filepath.Join(cfg.DataDir, "receipt-signing.keyset.json")
+	}
+	if linkURL == "" {
+		linkURL = filepath.Join(cfg.DataDir, "download-link.keyset.json")
+	}
+	receipts, err := openReceiptKeys(receiptURL)
 	if err != nil {
 		return fail(err)
 	}
-	dlKey, err := loadSecret(filepath.Join(cfg.DataDir, "download-link.key"))
+	links, err := openLinkMAC(linkURL)
 	if err != nil {
 		return fail(err)
 	}
-	tokenKey, err := loadSecret(filepath.Join(cfg.DataDir, "receipt-token.key"))
+	tokenURL := cfg.TokenKeyset
+	if tokenURL == "" {
+		tokenURL = filepath.Join(cfg.DataDir, "receipt-token.keyset.json")
+	}
+	tokenKey, err := openTokenKey(tokenURL)
 	if err != nil {
 		return fail(err)
 	}
@@ -186,18 +200,16 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if s.archives, err = blob.OpenBucket(ctx, bucketURL); err != nil {
 		return fail(fmt.Errorf("fulfillment: archive storage: %w", err))
 	}
-	pub := signing.Public().(ed25519.PublicKey)
-	kid := hex.EncodeToString(sha256sum(pub)[:8])
 	s.Activities = &request.Activities{
 		DB: db, Identity: identityv1.NewIdentityServiceClient(idc), Preferences: preferencesv1.NewPreferencesServiceClient(prc), Sharing: sharingv1.NewSharingServiceClient(shc),
 		Subjects: map[string]subjectv1.DataSubjectServiceClient{
 			"identity": subjectv1.NewDataSubjectServiceClient(idc), "preferences": subjectv1.NewDataSubjectServiceClient(prc), "sharing": subjectv1.NewDataSubjectServiceClient(shc),
 		},
-		Archives: s.archives, SigningKey: signing, KeyID: kid, Now: time.Now,
+		Archives: s.archives, Signer: receipts.signer, KeyID: receipts.keyID, Now: time.Now,
 	}
 	s.API = &grpcapi.Server{
 		DB: db, Temporal: tc, Identity: s.Activities.Identity, CoolingOff: cfg.CoolingOff, VerificationWindow: cfg.VerificationWindow,
-		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadKey: dlKey, ReceiptKey: pub, KeyID: kid, Now: time.Now, Archives: s.archives,
+		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadMAC: links, ReceiptKeys: receipts.published, Now: time.Now, Archives: s.archives,
 		TokenKey: tokenKey, Logger: logger,
 	}
 	poll := cfg.DRPCallbackPoll
@@ -208,35 +220,6 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		BusinessID: cfg.DRPBusinessID, APIBase: strings.TrimSuffix(cfg.DRPAPIBase, "/"), CallbackPoll: poll}
 	s.Activities.StateChanged = s.DataRights.PrivacyRequestChanged
 	return s, nil
-}
-
-func sha256sum(b []byte) []byte { h := sha256.Sum256(b); return h[:] }
-
-// loadSigningKey reads the Ed25519 receipt-signing seed, creating it on first start.
-func loadSigningKey(path string) (ed25519.PrivateKey, error) {
-	seed, err := loadSecret(path)
-	if err != nil {
-		return nil, err
-	}
-	return ed25519.NewKeyFromSeed(seed[:ed25519.SeedSize]), nil
-}
-
-// loadSecret reads 32 random bytes from path, creating the file (0600) when missing.
-func loadSecret(path string) ([]byte, error) {
-	if raw, err := os.ReadFile(path); err == nil {
-		b, err := hex.DecodeString(string(raw))
-		if err != nil || len(b) != 32 {
-			return nil, fmt.Errorf("fulfillment: %s is not a 32-byte hex key", path)
-		}
-		return b, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return nil, err
-	}
-	return b, keyfile.WriteAtomic(path, []byte(hex.EncodeToString(b)))
 }
 
 // Build is New as an app.Service, for app.Main.

@@ -5,8 +5,6 @@ package grpcapi
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"database/sql"
@@ -21,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tink-crypto/tink-go/v2/tink"
 	"go.temporal.io/sdk/client"
 	"gocloud.dev/blob"
 	"google.golang.org/grpc/metadata"
@@ -45,9 +44,8 @@ type Server struct {
 	VerificationWindow time.Duration
 	ArchiveTTL         time.Duration
 	OnwardPollInterval time.Duration
-	DownloadKey        []byte
-	ReceiptKey         ed25519.PublicKey
-	KeyID              string
+	DownloadMAC        tink.MAC                    // signs download links (shared keyset)
+	ReceiptKeys        []*fulfillmentv1.ReceiptKey // every enabled receipt-verifying key
 	Now                func() time.Time
 	Archives           *blob.Bucket
 	// TokenKey derives receipt tokens from request ids (HMAC-SHA256), so a retried
@@ -339,11 +337,20 @@ func (s *Server) ReleaseLegalHold(ctx context.Context, req *fulfillmentv1.Releas
 	return s.setHold(ctx, req.GetName(), "", request.ReleaseSignal)
 }
 
-// DownloadSignature signs a download link for request id until exp (Unix seconds).
-func DownloadSignature(key []byte, requestID string, exp int64) string {
-	m := hmac.New(sha256.New, key)
-	fmt.Fprintf(m, "%s.%d", requestID, exp)
-	return hex.EncodeToString(m.Sum(nil))
+// downloadSignature signs a download link for request id until exp (Unix seconds).
+func (s *Server) downloadSignature(requestID string, exp int64) string {
+	tag, err := s.DownloadMAC.ComputeMAC([]byte(fmt.Sprintf("%s.%d", requestID, exp)))
+	if err != nil {
+		return "" // a MAC over bytes does not fail with a valid keyset; an empty sig never verifies
+	}
+	return hex.EncodeToString(tag)
+}
+
+// validDownloadSignature checks sig against every key in the download keyset (the MAC
+// compares in constant time).
+func (s *Server) validDownloadSignature(requestID string, exp int64, sig string) bool {
+	tag, err := hex.DecodeString(sig)
+	return err == nil && len(tag) > 0 && s.DownloadMAC.VerifyMAC(tag, []byte(fmt.Sprintf("%s.%d", requestID, exp))) == nil
 }
 
 // GetExportDownload implements FulfillmentService.
@@ -363,7 +370,7 @@ func (s *Server) GetExportDownload(ctx context.Context, req *fulfillmentv1.GetEx
 	}
 	e := time.UnixMicro(exp.Int64).Unix()
 	return &fulfillmentv1.ExportDownload{
-		DownloadUri: fmt.Sprintf("/v1/downloads/%s?exp=%d&sig=%s", r.id, e, DownloadSignature(s.DownloadKey, r.id, e)),
+		DownloadUri: fmt.Sprintf("/v1/downloads/%s?exp=%d&sig=%s", r.id, e, s.downloadSignature(r.id, e)),
 		ExpireTime:  timestamppb.New(time.Unix(e, 0)), SizeBytes: size, Sha256: sum,
 	}, nil
 }
@@ -374,8 +381,7 @@ func (s *Server) DownloadHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		id := strings.TrimPrefix(req.URL.Path, "/v1/downloads/")
 		exp, err := strconv.ParseInt(req.URL.Query().Get("exp"), 10, 64)
-		want := DownloadSignature(s.DownloadKey, id, exp)
-		if err != nil || !ids.Valid(id) || subtle.ConstantTimeCompare([]byte(want), []byte(req.URL.Query().Get("sig"))) != 1 {
+		if err != nil || !ids.Valid(id) || !s.validDownloadSignature(id, exp, req.URL.Query().Get("sig")) {
 			writeJSONError(w, http.StatusForbidden, 7, "BAD_SIGNATURE", "the download link is not valid")
 			return
 		}
@@ -421,12 +427,17 @@ func (s *Server) GetErasureReceipt(ctx context.Context, req *fulfillmentv1.GetEr
 	if len(payload) == 0 {
 		return nil, errs.New(errs.FailedPrecondition, "RECEIPT_NOT_READY", "the erasure has not finished")
 	}
-	return &fulfillmentv1.ErasureReceipt{Payload: payload, Signature: sig, KeyId: s.KeyID}, nil
+	// The receipt names the key that signed it (any replica's, or one since rotated).
+	var signed struct {
+		KeyID string `json:"key_id"`
+	}
+	_ = json.Unmarshal(payload, &signed)
+	return &fulfillmentv1.ErasureReceipt{Payload: payload, Signature: sig, KeyId: signed.KeyID}, nil
 }
 
 // GetReceiptKeys implements FulfillmentService.
 func (s *Server) GetReceiptKeys(context.Context, *fulfillmentv1.GetReceiptKeysRequest) (*fulfillmentv1.ReceiptKeys, error) {
-	return &fulfillmentv1.ReceiptKeys{Keys: []*fulfillmentv1.ReceiptKey{{KeyId: s.KeyID, Algorithm: "Ed25519", PublicKey: s.ReceiptKey}}}, nil
+	return &fulfillmentv1.ReceiptKeys{Keys: s.ReceiptKeys}, nil
 }
 
 // GetRequestStatistics implements FulfillmentService: received, completed and denied

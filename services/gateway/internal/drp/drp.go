@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
@@ -30,8 +29,9 @@ import (
 // Handler serves /drp.
 type Handler struct {
 	DataRights fulfillmentv1.DataRightsServiceClient
-	// Downloads is fulfillment's download endpoint; results_url links are served from it.
-	Downloads *url.URL
+	// Downloads serves /v1/downloads/{id} (the gateway's proxy to fulfillment's download
+	// servers); results_url links are served through it.
+	Downloads http.Handler
 	Logger    *slog.Logger
 	Timeout   time.Duration
 	MaxBody   int64
@@ -212,13 +212,10 @@ func (h *Handler) results(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no results here", false)
 		return
 	}
-	p := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
-		pr.SetURL(h.Downloads)
-		pr.Out.URL.Path = "/v1/downloads/" + r.PathValue("id")
-		pr.Out.URL.RawPath = ""
-		pr.Out.Header.Del("Authorization")
-	}}
-	p.ServeHTTP(w, r)
+	out := r.Clone(r.Context())
+	out.URL.Path, out.URL.RawPath = "/v1/downloads/"+r.PathValue("id"), ""
+	out.Header.Del("Authorization")
+	h.Downloads.ServeHTTP(w, out)
 }
 
 var verifyPage = template.Must(template.New("verify").Parse(`<!doctype html>

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
@@ -38,8 +37,8 @@ import (
 // Backends are the gRPC connections the gateway fronts.
 type Backends struct {
 	Identity, Preferences, Sharing, Fulfillment *grpc.ClientConn
-	// Downloads is the fulfillment service's HTTP download endpoint.
-	Downloads *url.URL
+	// Downloads are the fulfillment replicas' HTTP download endpoints.
+	Downloads []*url.URL
 }
 
 // Options tune the gateway.
@@ -133,13 +132,15 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 		w.Write(openapiv2.Spec)
 	})
 	top.HandleFunc("GET /healthz", g.health)
-	if b.Downloads != nil {
-		top.Handle("GET /v1/downloads/", httputil.NewSingleHostReverseProxy(b.Downloads))
+	var downloads http.Handler
+	if len(b.Downloads) > 0 {
+		downloads = downloadProxy(b.Downloads)
+		top.Handle("GET /v1/downloads/", downloads)
 	}
 	// The Data Rights Protocol has its own HTTP shape (signed text/plain bodies, agents'
 	// bearer tokens, DRP error bodies): its own handler, outside the JSON API's policy.
 	verifyLimit := &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst}
-	(&drp.Handler{DataRights: fulfillmentv1.NewDataRightsServiceClient(b.Fulfillment), Downloads: b.Downloads, Logger: o.Logger,
+	(&drp.Handler{DataRights: fulfillmentv1.NewDataRightsServiceClient(b.Fulfillment), Downloads: downloads, Logger: o.Logger,
 		Timeout: o.Timeout, MaxBody: o.MaxBodyBytes, Allow: func(r *http.Request) bool { return verifyLimit.Allow(clientIP(r)) }}).Register(top)
 	top.Handle("/", g)
 	var h http.Handler = top
