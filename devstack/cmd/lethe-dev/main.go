@@ -55,6 +55,9 @@ func main() {
 		for _, e := range s.Endpoints() {
 			fmt.Fprintf(w, "  %s\t%s\n", e[0], e[1])
 		}
+		fmt.Fprintf(w, "\nBootstrap operator (privacy staff; saved in %s):\n", s.OperatorFile)
+		fmt.Fprintf(w, "  email\t%s\n  password\t%s\n  TOTP secret\t%s\n", s.Operator.Email, s.Operator.Password, s.Operator.TOTPSecret)
+		fmt.Fprintf(w, "  sign in\tPOST /v1/operators:signIn {email, password, totpCode}; a code now: go run ./cmd/lethectl operators code -secret %s\n", s.Operator.TOTPSecret)
 		w.Flush()
 		<-ctx.Done()
 		logger.Info("shutting down")
