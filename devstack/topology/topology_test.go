@@ -275,7 +275,10 @@ func TestProductionTopology(t *testing.T) {
 	temporal := start(t, filepath.Join(bin, "lethe-temporal"), "temporal", map[string]string{
 		"TEMPORAL_POSTGRES_URL": temporaldevtest.DatabaseURL(t, base), "TEMPORAL_PORT": tport, "TEMPORAL_UI_PORT": "-1", "LETHE_LOG_LEVEL": "warn",
 	})
-	temporal.waitFor("ready", 120*time.Second, func() bool { raw, _ := os.ReadFile(temporal.log); return bytes.Contains(raw, []byte("Temporal is ready")) })
+	temporal.waitFor("ready", 120*time.Second, func() bool {
+		raw, _ := os.ReadFile(temporal.log)
+		return bytes.Contains(raw, []byte("Temporal is ready"))
+	})
 	mark("Temporal on PostgreSQL: fresh schema to namespace ready", began)
 
 	shared := t.TempDir() // what every replica shares: keysets and the archive bucket
