@@ -392,4 +392,3 @@ func (s *Service) CheckCode(ctx context.Context, memberID, challengeID, code str
 	}
 	return ok, reference, nil
 }
-

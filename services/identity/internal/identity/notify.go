@@ -81,6 +81,5 @@ func (s *Service) Notify(ctx context.Context, memberID string, template int, ref
 	return msgID, err
 }
 
-
 // MemberEventName is the resource name of an event.
 func MemberEventName(id string) string { return "memberEvents/" + id }
