@@ -17,7 +17,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
@@ -27,6 +26,7 @@ import (
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/keyfile"
 	"lethe.dev/platform/storage"
+	"lethe.dev/platform/temporalclient"
 	"lethe.dev/services/sharing/internal/notice"
 	impl "lethe.dev/services/sharing/internal/sharing"
 	"lethe.dev/services/sharing/internal/store"
@@ -135,7 +135,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		HTTP: &http.Client{Timeout: cfg.WebhookTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 	}
 	if cfg.Temporal {
-		c, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(logger)})
+		c, err := temporalclient.Dial(cfg.TemporalAddress, cfg.TemporalNamespace, logger)
 		if err != nil {
 			db.Close()
 			return nil, err
