@@ -38,6 +38,7 @@ import (
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/keyfile"
+	"lethe.dev/platform/shred"
 	"lethe.dev/platform/storage"
 	"lethe.dev/platform/transport"
 	"lethe.dev/services/fulfillment/internal/grpcapi"
@@ -48,6 +49,10 @@ import (
 // SearchAttributes are the custom search attributes the workflows use; the dev server
 // registers them in the namespace.
 var SearchAttributes = request.SearchAttributes
+
+// VacuumInterval is how often, at most, the key table is vacuumed on PostgreSQL after
+// keys were destroyed (one VACUUM per batch of erasures and expiries).
+const VacuumInterval = 10 * time.Second
 
 // Config is the fulfillment service's configuration.
 type Config struct {
@@ -65,6 +70,7 @@ type Config struct {
 	ArchiveTTL         time.Duration
 	ArchiveBucket      string
 	OnwardPollInterval time.Duration
+	KEKURI             string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -83,6 +89,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.VerificationWindow, "verification-window", config.EnvDuration("FULFILLMENT_VERIFICATION_WINDOW", 48*time.Hour), "time to confirm a request with the emailed code (FULFILLMENT_VERIFICATION_WINDOW)")
 	fs.StringVar(&c.ArchiveBucket, "archive-bucket", config.Env("FULFILLMENT_ARCHIVE_BUCKET", ""), "archive storage as a Go CDK blob URL, e.g. s3://bucket or gs://bucket (with its driver linked); empty: a directory under -data-dir (FULFILLMENT_ARCHIVE_BUCKET)")
 	fs.DurationVar(&c.OnwardPollInterval, "onward-poll-interval", config.EnvDuration("FULFILLMENT_ONWARD_POLL_INTERVAL", request.OnwardPollInterval), "how often a processor that has not acknowledged an erasure is checked and re-sent (FULFILLMENT_ONWARD_POLL_INTERVAL)")
+	fs.StringVar(&c.KEKURI, "kek-uri", config.Env("FULFILLMENT_KEK_URI", "file:"+filepath.Join(data, "fulfillment", "kek.json")), "key-encryption key wrapping the per-export keys: file:PATH (dev) or a Tink KMS URI (FULFILLMENT_KEK_URI)")
 	fs.DurationVar(&c.ArchiveTTL, "archive-ttl", config.EnvDuration("FULFILLMENT_ARCHIVE_TTL", 7*24*time.Hour), "how long export archives and their links live (FULFILLMENT_ARCHIVE_TTL)")
 }
 
@@ -112,7 +119,8 @@ type Service struct {
 	httpAddr   string
 	httpLis    net.Listener
 	logger     *slog.Logger
-	archives   *blob.Bucket
+	bucket     *blob.Bucket
+	keys       *shred.Keys
 }
 
 // New opens the database, keys, service clients and the Temporal client.
@@ -165,11 +173,21 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		if err != nil {
 			return fail(err)
 		}
-		bucketURL = "file://" + filepath.ToSlash(dir) + "?create_dir=1"
+		// Folders 0700; temporary files next to their object (not in /tmp); no sidecar
+		// files; every object is made 0600 as it is written (request.Archives).
+		bucketURL = "file://" + filepath.ToSlash(dir) + "?create_dir=1&dir_file_mode=0700&no_tmp_dir=1&metadata=skip"
 	}
-	if s.archives, err = blob.OpenBucket(ctx, bucketURL); err != nil {
+	if s.bucket, err = blob.OpenBucket(ctx, bucketURL); err != nil {
 		return fail(fmt.Errorf("fulfillment: archive storage: %w", err))
 	}
+	kek, err := shred.OpenKEK(cfg.KEKURI)
+	if err != nil {
+		return fail(err)
+	}
+	if s.keys, err = shred.Open(ctx, db, kek); err != nil {
+		return fail(err)
+	}
+	archives := &request.Archives{Bucket: s.bucket, Keys: s.keys}
 	pub := signing.Public().(ed25519.PublicKey)
 	kid := hex.EncodeToString(sha256sum(pub)[:8])
 	s.Activities = &request.Activities{
@@ -177,11 +195,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		Subjects: map[string]subjectv1.DataSubjectServiceClient{
 			"identity": subjectv1.NewDataSubjectServiceClient(idc), "preferences": subjectv1.NewDataSubjectServiceClient(prc), "sharing": subjectv1.NewDataSubjectServiceClient(shc),
 		},
-		Archives: s.archives, SigningKey: signing, KeyID: kid, Now: time.Now,
+		Archives: archives, Temporal: tc, SigningKey: signing, KeyID: kid, Now: time.Now,
 	}
 	s.API = &grpcapi.Server{
 		DB: db, Temporal: tc, Identity: s.Activities.Identity, CoolingOff: cfg.CoolingOff, VerificationWindow: cfg.VerificationWindow,
-		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadKey: dlKey, ReceiptKey: pub, KeyID: kid, Now: time.Now, Archives: s.archives,
+		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadKey: dlKey, ReceiptKey: pub, KeyID: kid, Now: time.Now, Archives: archives,
 	}
 	return s, nil
 }
@@ -258,6 +276,9 @@ func (s *Service) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.ServeHTTP(ctx, lis) })
 	g.Go(func() error { s.consumeChildReports(ctx); return nil })
+	if v := s.keys.Vacuumer(); v != nil {
+		g.Go(func() error { v.Run(ctx, VacuumInterval); return nil })
+	}
 	return g.Wait()
 }
 
@@ -291,6 +312,20 @@ func (s *Service) consumeChildReports(ctx context.Context) {
 	}
 }
 
+// VerifyErased runs an erasure's verification sweep again (operators, tests): every
+// service's report plus fulfillment's own archives, keys and links. It fails naming
+// each place that still holds the member's data without a legal basis.
+func (s *Service) VerifyErased(ctx context.Context, requestID, memberID string) error {
+	leftovers, err := request.Sweep(ctx, s.Activities, request.RequestRef{RequestID: requestID, MemberID: memberID})
+	if err != nil {
+		return err
+	}
+	if len(leftovers) > 0 {
+		return fmt.Errorf("fulfillment: data still held after erasure: %v", leftovers)
+	}
+	return nil
+}
+
 // SetHTTPListener makes Run serve downloads on lis (the dev stack binds ports first).
 func (s *Service) SetHTTPListener(lis net.Listener) { s.httpLis = lis }
 
@@ -302,8 +337,8 @@ func (s *Service) Close() error {
 	for _, c := range s.conns {
 		c.Close()
 	}
-	if s.archives != nil {
-		s.archives.Close()
+	if s.bucket != nil {
+		s.bucket.Close()
 	}
 	return s.db.Close()
 }

@@ -21,9 +21,9 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
-	"gocloud.dev/blob"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -50,7 +50,7 @@ type Server struct {
 	ReceiptKey         ed25519.PublicKey
 	KeyID              string
 	Now                func() time.Time
-	Archives           *blob.Bucket
+	Archives           *request.Archives
 }
 
 func (s *Server) now() time.Time { return s.Now().UTC() }
@@ -218,21 +218,34 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 			return nil, err
 		}
 	}
-	_, err = s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	opts := client.StartWorkflowOptions{
 		ID: request.WorkflowID(kind, member), TaskQueue: request.TaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		// Never attach to the previous request's run: that would leave this one open forever.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			temporal.NewSearchAttributeKeyKeyword(request.SAKind).ValueSet(kind),
 			temporal.NewSearchAttributeKeyKeyword(request.SAStatus).ValueSet("received"),
 			temporal.NewSearchAttributeKeyTime(request.SADueTime).ValueSet(due),
 			temporal.NewSearchAttributeKeyKeyword(request.SAJurisdiction).ValueSet(strings.ToLower(strings.TrimPrefix(in.GetJurisdiction().String(), "JURISDICTION_"))),
 		),
-	}, request.PrivacyRequest, request.Input{
+	}
+	wfIn := request.Input{
 		RequestID: id, MemberID: member, Kind: kind, Jurisdiction: in.GetJurisdiction().String(), Verified: verified, DueTime: due,
 		CoolingOff: cooling, VerificationWindow: s.VerificationWindow, ArchiveTTL: s.ArchiveTTL,
 		OnwardPollInterval: s.OnwardPollInterval,
-	})
+	}
+	// The previous request of this kind is closed (the open-request index let this one
+	// in), but its workflow may still be finishing its last step: give it a moment.
+	for attempt := 0; ; attempt++ {
+		_, err = s.Temporal.ExecuteWorkflow(ctx, opts, request.PrivacyRequest, wfIn)
+		var started *serviceerror.WorkflowExecutionAlreadyStarted
+		if err == nil || !errors.As(err, &started) || attempt == 20 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		_, _ = s.DB.ExecContext(ctx, `DELETE FROM requests WHERE id = $1`, id)
 		return nil, errs.Wrap(err, errs.FailedPrecondition, "REQUEST_IN_PROGRESS", "another request of this kind is running for the member")
@@ -486,11 +499,12 @@ func (s *Server) DownloadHandler() http.Handler {
 			return
 		}
 		var path string
-		if err := s.DB.QueryRowContext(req.Context(), `SELECT archive_path FROM requests WHERE id = $1`, id).Scan(&path); err != nil || path == "" {
+		var size int64
+		if err := s.DB.QueryRowContext(req.Context(), `SELECT archive_path, archive_size FROM requests WHERE id = $1`, id).Scan(&path, &size); err != nil || path == "" {
 			writeJSONError(w, http.StatusNotFound, 5, "NO_ARCHIVE", "the archive no longer exists")
 			return
 		}
-		f, err := s.Archives.NewReader(req.Context(), path, nil)
+		f, err := s.Archives.OpenSeeker(req.Context(), id, path, size)
 		if err != nil {
 			writeJSONError(w, http.StatusNotFound, 5, "NO_ARCHIVE", "the archive no longer exists")
 			return
@@ -500,7 +514,7 @@ func (s *Server) DownloadHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/zip")
 		w.Header().Set("Content-Disposition", `attachment; filename="lethe-export.zip"`)
 		w.Header().Set("Cache-Control", "no-store")
-		http.ServeContent(w, req, "lethe-export.zip", f.ModTime(), f) // blob readers seek: ranges work
+		http.ServeContent(w, req, "lethe-export.zip", f.ModTime, f) // the decrypting reader seeks: ranges work
 	})
 }
 

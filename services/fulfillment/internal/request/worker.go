@@ -10,6 +10,7 @@ func NewWorker(c client.Client, a *Activities) worker.Worker {
 	w := worker.New(c, TaskQueue, worker.Options{})
 	w.RegisterWorkflow(PrivacyRequest)
 	w.RegisterWorkflow(OnwardErasure)
+	w.RegisterWorkflow(ArchiveExpiry)
 	w.RegisterActivity(a)
 	return w
 }
