@@ -17,6 +17,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the scan's CHECKPOINT
 
 	"lethe.dev/devstack"
+	"lethe.dev/platform/shred"
+	"lethe.dev/platform/storage"
 	"lethe.dev/platform/storage/storagetest"
 )
 
@@ -95,6 +97,32 @@ func footprint(t *testing.T, env map[string]string, postgresURL string) {
 			t.Fatalf("the export lacks the %s the member entered, so the scan would prove nothing", k)
 		}
 	}
+	// The member's keys as stored (wrapped by each service's KEK): after the erasure no
+	// copy may remain, or the ciphertext left in pages and WAL could be opened again.
+	id := strings.TrimPrefix(name, "members/")
+	exportID := ex["name"].(string)[strings.LastIndex(ex["name"].(string), "/")+1:]
+	wrappedKeys, rawKeys := map[string][]byte{}, map[string][]byte{}
+	for k, q := range map[string]struct {
+		db       *storage.DB
+		sql, arg string
+		kek      string
+		ad       []byte
+	}{
+		"identity member key":     {s.Identity.Domain.DB, `SELECT wrapped_key FROM members WHERE id = $1`, id, "identity", []byte("member:" + id)},
+		"preferences member key":  {s.Preferences.Server.DB, `SELECT keyset FROM subject_keys WHERE subject = $1`, id, "preferences", shred.Associated(id, false)},
+		"fulfillment archive key": {s.Fulfillment.Activities.DB, `SELECT keyset FROM subject_keys WHERE subject = $1`, "archive/" + exportID, "fulfillment", shred.Associated("archive/"+exportID, true)},
+	} {
+		var blob []byte
+		if err := q.db.QueryRowContext(t.Context(), q.sql, q.arg).Scan(&blob); err != nil || len(blob) < 64 {
+			t.Fatalf("%s: %v (%d bytes)", k, err, len(blob))
+		}
+		wrappedKeys[k+" (wrapped)"] = blob[len(blob)/2-16 : len(blob)/2+16]
+		raw, err := shred.RawKeyMaterial("file:"+filepath.Join(dir, q.kek, "kek.json"), blob, q.ad)
+		if err != nil {
+			t.Fatalf("%s: unwrap: %v", k, err)
+		}
+		rawKeys[k+" (raw)"] = raw
+	}
 	er := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=erase-fp", tok, map[string]any{"kind": "REQUEST_KIND_ERASURE"})
 	c.awaitState(er["name"].(string), tok, "REQUEST_STATE_COMPLETED")
 
@@ -102,7 +130,7 @@ func footprint(t *testing.T, env map[string]string, postgresURL string) {
 	// then flush everything to the data directory.
 	if postgresURL != "" {
 		deadline := time.Now().Add(30 * time.Second)
-		for _, v := range []interface{ Pending() bool }{s.Preferences.Server.Keys.Vacuumer(), s.Fulfillment.Activities.Archives.Keys.Vacuumer()} {
+		for _, v := range []interface{ Pending() bool }{s.Identity.Domain.Vacuum, s.Preferences.Server.Keys.Vacuumer(), s.Fulfillment.Activities.Archives.Keys.Vacuumer()} {
 			for v.Pending() && time.Now().Before(deadline) {
 				time.Sleep(100 * time.Millisecond)
 			}
@@ -111,11 +139,6 @@ func footprint(t *testing.T, env map[string]string, postgresURL string) {
 			}
 		}
 	}
-	if err := s.Stop(); err != nil {
-		t.Logf("stop: %v", err)
-	}
-	stopped = true
-
 	roots := []string{dir}
 	if postgresURL != "" {
 		db, err := sql.Open("pgx", postgresURL)
@@ -140,7 +163,17 @@ func footprint(t *testing.T, env map[string]string, postgresURL string) {
 		needles[k] = []byte(val)
 		needles[k+" (lower case)"] = []byte(strings.ToLower(val))
 	}
+	for k, n := range wrappedKeys {
+		needles[k] = n
+	}
+	for k, n := range rawKeys {
+		needles[k] = n
+	}
 	mailbox := filepath.Join(dir, "identity", "mailbox.jsonl")
+	// The control: the scan finds a value where it is meant to be (the mailbox).
+	if raw, _ := os.ReadFile(mailbox); !bytes.Contains(raw, []byte(v["email"])) {
+		t.Fatal("the scan cannot find the member's email even in the dev mailbox")
+	}
 	var scanned int64
 	var files int
 	hits := map[string][]string{}
@@ -163,10 +196,32 @@ func footprint(t *testing.T, env map[string]string, postgresURL string) {
 			return nil
 		})
 	}
-	t.Logf("footprint scan: %d files, %d bytes under %v; %d values with hits", files, scanned, roots, len(hits))
+	t.Logf("footprint scan: %d files, %d bytes under %v; %d of %d needles (values and keys) with hits", files, scanned, roots, len(hits), len(needles))
 	for k, where := range hits {
+		// PostgreSQL's WAL keeps every row ever written until its segment is recycled and
+		// overwritten (retention follows max_wal_size, a server setting): the key rows
+		// written there are the wrapped keys, ciphertext under the KEK. Raw keys and
+		// personal values must not be anywhere, pg_wal included.
+		if strings.HasSuffix(k, "(wrapped)") {
+			var outside []string
+			for _, p := range where {
+				if !strings.Contains(p, string(filepath.Separator)+"pg_wal"+string(filepath.Separator)) {
+					outside = append(outside, p)
+				}
+			}
+			if len(outside) == 0 {
+				t.Logf("%s only in PostgreSQL's WAL %v (recycled by the server; ciphertext under the KEK)", k, where)
+				continue
+			}
+			where = outside
+		}
 		t.Errorf("the member's %s is still on disk after the erasure in %v", k, where)
 	}
+	if err := s.Stop(); err != nil {
+		t.Logf("stop: %v", err)
+	}
+	stopped = true
+
 }
 
 func zipContains(t *testing.T, archive []byte, val string) bool {
@@ -188,4 +243,6 @@ func zipContains(t *testing.T, archive []byte, val string) bool {
 	return false
 }
 
-func zipReader(b []byte) (*zip.Reader, error) { return zip.NewReader(bytes.NewReader(b), int64(len(b))) }
+func zipReader(b []byte) (*zip.Reader, error) {
+	return zip.NewReader(bytes.NewReader(b), int64(len(b)))
+}

@@ -17,6 +17,7 @@ import (
 	"lethe.dev/platform/app"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/shred"
 	"lethe.dev/platform/storage"
 	"lethe.dev/services/identity/internal/grpcapi"
 	domain "lethe.dev/services/identity/internal/identity"
@@ -91,7 +92,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		sender = domain.SMTPSender{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom}
 	}
 	return &Service{
-		Domain: &domain.Service{DB: db, Keys: ring, Sender: sender, Logger: logger, Operators: ops, Now: time.Now},
+		Domain: &domain.Service{DB: db, Keys: ring, Sender: sender, Logger: logger, Operators: ops, Now: time.Now,
+			Vacuum: shred.NewVacuumer(db, "members", "sessions", "outbox")},
 		db:     db, logger: logger,
 	}, nil
 }
@@ -110,6 +112,9 @@ func (s *Service) Register(srv *grpcserver.Server) {
 
 // Run delivers queued mail (verification codes) until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
+	if v := s.Domain.Vacuum; v != nil {
+		go v.Run(ctx, VacuumInterval)
+	}
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -123,6 +128,10 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// VacuumInterval is how often, at most, erased members' rows are vacuumed on PostgreSQL
+// (one VACUUM per batch of erasures).
+const VacuumInterval = 10 * time.Second
 
 // Close closes the database.
 func (s *Service) Close() error { return s.db.Close() }
