@@ -41,6 +41,9 @@ type Options struct {
 	FulfillmentHTTP  int
 	GatewayPort      int
 	ExternalTemporal string // host:port of an existing Temporal; empty embeds one
+	// TemporalPostgres puts the embedded Temporal on PostgreSQL (a postgres:// URL naming
+	// its database) instead of SQLite under DataDir.
+	TemporalPostgres string
 	Logger           *slog.Logger
 	// Env is applied to the process environment before configuration is read, so a
 	// caller can tune services (e.g. FULFILLMENT_COOLING_OFF=0s).
@@ -64,6 +67,10 @@ type Stack struct {
 	Sharing         *sharing.Service
 	Fulfillment     *fulfillment.Service
 	Gateway         *gateway.Gateway
+	// Operator is the bootstrap operator (privacy staff) and OperatorFile where its
+	// credentials are kept.
+	Operator     OperatorCredentials
+	OperatorFile string
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -134,7 +141,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		s.TemporalAddress = o.ExternalTemporal
 	} else {
 		ts, err := temporaldev.Start(ctx, temporaldev.Config{
-			DataDir: filepath.Join(o.DataDir, "temporal"), IP: o.Host, FrontendPort: o.TemporalPort, UIPort: o.UIPort,
+			DataDir: filepath.Join(o.DataDir, "temporal"), PostgresURL: o.TemporalPostgres, IP: o.Host, FrontendPort: o.TemporalPort, UIPort: o.UIPort,
 			Namespace: "lethe", SearchAttributes: fulfillment.SearchAttributes, Logger: logger.With("component", "temporal"),
 		})
 		if err != nil {
@@ -149,6 +156,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		"IDENTITY_ADDRESS": s.Addresses["identity"], "PREFERENCES_ADDRESS": s.Addresses["preferences"],
 		"SHARING_ADDRESS": s.Addresses["sharing"], "FULFILLMENT_ADDRESS": s.Addresses["fulfillment"],
 		"FULFILLMENT_HTTP_ADDRESS": "http://" + s.Addresses["fulfillment-http"], "SHARING_PUBLIC_URL": "http://" + s.Addresses["gateway"],
+		"DRP_API_BASE": "http://" + s.Addresses["gateway"] + "/drp",
 	}
 	// Every setting is set explicitly (SQLite under DataDir unless o.Env says otherwise),
 	// so nothing leaks in from an earlier stack in the same process.
@@ -171,6 +179,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	parse(&idCfg)
 	if s.Identity, err = identity.New(ctx, idCfg, logger.With("service", "identity")); err != nil {
 		return fail(err)
+	}
+	if s.Operator, s.OperatorFile, err = bootstrapOperator(ctx, s.Identity, o.DataDir); err != nil {
+		return fail(fmt.Errorf("devstack: bootstrap operator: %w", err))
 	}
 	var prCfg preferences.Config
 	parse(&prCfg)
@@ -201,6 +212,19 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.closers = append(s.closers, s.Gateway.Close)
 	s.goRun("gateway", func() error { return s.Gateway.Serve(ctx, listeners["gateway"]) })
 	return s, nil
+}
+
+// DatabaseURLsFromEnv returns the *_DATABASE_URL variables set in the environment, for
+// Options.Env: lethe-dev puts a service on the database its variable names (PostgreSQL
+// included) and the rest on SQLite under the data directory.
+func DatabaseURLsFromEnv() map[string]string {
+	out := map[string]string{}
+	for _, svc := range []string{"IDENTITY", "PREFERENCES", "SHARING", "FULFILLMENT"} {
+		if v := os.Getenv(svc + "_DATABASE_URL"); v != "" {
+			out[svc+"_DATABASE_URL"] = v
+		}
+	}
+	return out
 }
 
 // parse fills a service configuration from the environment, as its binary would.

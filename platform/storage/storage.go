@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -95,13 +97,30 @@ func open(url string) (*DB, error) {
 	}
 }
 
-// Migrate applies every pending migration in fsys.
+// Migrate applies every pending migration in fsys. On PostgreSQL it holds a session
+// advisory lock while it does, so replicas starting together on a fresh database migrate
+// one after another instead of racing on the same CREATE statements. The lock id is
+// derived from the database and schema, so services sharing a server do not wait for
+// each other.
 func (db *DB) Migrate(ctx context.Context, fsys fs.FS) error {
 	dialect := goose.DialectSQLite3
+	var opts []goose.ProviderOption
 	if db.Dialect == Postgres {
 		dialect = goose.DialectPostgres
+		var where string
+		if err := db.QueryRowContext(ctx, `SELECT current_database() || '.' || COALESCE(current_schema(), '')`).Scan(&where); err != nil {
+			return fmt.Errorf("storage: migrations: %w", err)
+		}
+		h := fnv.New64a()
+		h.Write([]byte("lethe-migrations:" + where))
+		// Wait up to 5 minutes (300 × 1 s) for another replica's migration.
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(int64(h.Sum64()>>1)), lock.WithLockTimeout(1, 300))
+		if err != nil {
+			return fmt.Errorf("storage: migrations: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	p, err := goose.NewProvider(dialect, db.DB, fsys)
+	p, err := goose.NewProvider(dialect, db.DB, fsys, opts...)
 	if err != nil {
 		return fmt.Errorf("storage: migrations: %w", err)
 	}

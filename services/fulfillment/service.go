@@ -6,17 +6,12 @@ package fulfillment
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -24,8 +19,11 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 	"gocloud.dev/blob"
-	_ "gocloud.dev/blob/fileblob" // file:// archive storage (dev, single host)
-	_ "gocloud.dev/blob/memblob"  // mem:// archive storage (tests)
+	_ "gocloud.dev/blob/azureblob" // azblob:// archive storage shared by every replica
+	_ "gocloud.dev/blob/fileblob"  // file:// archive storage (dev; replicas on a shared volume)
+	_ "gocloud.dev/blob/gcsblob"   // gs:// archive storage shared by every replica
+	_ "gocloud.dev/blob/memblob"   // mem:// archive storage (tests, one process)
+	_ "gocloud.dev/blob/s3blob"    // s3:// archive storage shared by every replica
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -37,10 +35,10 @@ import (
 	"lethe.dev/platform/app"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
-	"lethe.dev/platform/keyfile"
 	"lethe.dev/platform/shred"
 	"lethe.dev/platform/storage"
 	"lethe.dev/platform/transport"
+	"lethe.dev/services/fulfillment/internal/drp"
 	"lethe.dev/services/fulfillment/internal/grpcapi"
 	"lethe.dev/services/fulfillment/internal/request"
 	"lethe.dev/services/fulfillment/internal/store"
@@ -49,10 +47,6 @@ import (
 // SearchAttributes are the custom search attributes the workflows use; the dev server
 // registers them in the namespace.
 var SearchAttributes = request.SearchAttributes
-
-// VacuumInterval is how often, at most, the key table is vacuumed on PostgreSQL after
-// keys were destroyed (one VACUUM per batch of erasures and expiries).
-const VacuumInterval = 10 * time.Second
 
 // Config is the fulfillment service's configuration.
 type Config struct {
@@ -71,6 +65,14 @@ type Config struct {
 	ArchiveBucket      string
 	OnwardPollInterval time.Duration
 	KEKURI             string
+	// DRPBusinessID is this business's Data Rights Protocol business-id; DRPAPIBase is
+	// where the gateway serves /drp (user_verification_url and results_url start with it).
+	DRPBusinessID   string
+	DRPAPIBase      string
+	DRPCallbackPoll time.Duration
+	ReceiptKeyset   string
+	DownloadKeyset  string
+	TokenKeyset     string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -89,6 +91,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.VerificationWindow, "verification-window", config.EnvDuration("FULFILLMENT_VERIFICATION_WINDOW", 48*time.Hour), "time to confirm a request with the emailed code (FULFILLMENT_VERIFICATION_WINDOW)")
 	fs.StringVar(&c.ArchiveBucket, "archive-bucket", config.Env("FULFILLMENT_ARCHIVE_BUCKET", ""), "archive storage as a Go CDK blob URL, e.g. s3://bucket or gs://bucket (with its driver linked); empty: a directory under -data-dir (FULFILLMENT_ARCHIVE_BUCKET)")
 	fs.DurationVar(&c.OnwardPollInterval, "onward-poll-interval", config.EnvDuration("FULFILLMENT_ONWARD_POLL_INTERVAL", request.OnwardPollInterval), "how often a processor that has not acknowledged an erasure is checked and re-sent (FULFILLMENT_ONWARD_POLL_INTERVAL)")
+	fs.StringVar(&c.DRPBusinessID, "drp-business-id", config.Env("DRP_BUSINESS_ID", "LETHE"), "this business's Data Rights Protocol business-id (DRP_BUSINESS_ID)")
+	fs.StringVar(&c.DRPAPIBase, "drp-api-base", config.Env("DRP_API_BASE", "http://127.0.0.1:8080/drp"), "the gateway's public /drp URL, the DRP api_base (DRP_API_BASE)")
+	fs.DurationVar(&c.DRPCallbackPoll, "drp-callback-poll", config.EnvDuration("DRP_CALLBACK_POLL", drp.DefaultPollInterval), "how often DRP status callbacks look for missed changes (DRP_CALLBACK_POLL)")
+	fs.StringVar(&c.ReceiptKeyset, "receipt-keyset", config.Env("FULFILLMENT_RECEIPT_KEYSET", ""), "Tink Ed25519 keyset that signs erasure receipts, shared by every replica: PATH, file:PATH or file:PATH?kek=KMS-URI; created when missing; empty: -data-dir/receipt-signing.keyset.json (FULFILLMENT_RECEIPT_KEYSET)")
+	fs.StringVar(&c.DownloadKeyset, "download-keyset", config.Env("FULFILLMENT_DOWNLOAD_KEYSET", ""), "Tink HMAC keyset that signs download links, shared by every replica (same forms); empty: -data-dir/download-link.keyset.json (FULFILLMENT_DOWNLOAD_KEYSET)")
+	fs.StringVar(&c.TokenKeyset, "token-keyset", config.Env("FULFILLMENT_TOKEN_KEYSET", ""), "Tink PRF keyset from which receipt tokens are derived, shared by every replica (same forms); empty: -data-dir/receipt-token.keyset.json (FULFILLMENT_TOKEN_KEYSET)")
 	fs.StringVar(&c.KEKURI, "kek-uri", config.Env("FULFILLMENT_KEK_URI", "file:"+filepath.Join(data, "fulfillment", "kek.json")), "key-encryption key wrapping the per-export keys: file:PATH (dev) or a Tink KMS URI (FULFILLMENT_KEK_URI)")
 	fs.DurationVar(&c.ArchiveTTL, "archive-ttl", config.EnvDuration("FULFILLMENT_ARCHIVE_TTL", 7*24*time.Hour), "how long export archives and their links live (FULFILLMENT_ARCHIVE_TTL)")
 }
@@ -102,6 +110,8 @@ func (c Config) Validate() error {
 	p.Require(c.IdentityAddress, "identity-address", "IDENTITY_ADDRESS")
 	p.Require(c.PreferencesAddress, "preferences-address", "PREFERENCES_ADDRESS")
 	p.Require(c.SharingAddress, "sharing-address", "SHARING_ADDRESS")
+	p.Require(c.DRPBusinessID, "drp-business-id", "DRP_BUSINESS_ID")
+	p.Require(c.DRPAPIBase, "drp-api-base", "DRP_API_BASE")
 	p.Check(c.CoolingOff >= 0 && c.VerificationWindow > 0 && c.ArchiveTTL > 0 && c.OnwardPollInterval > 0, "durations must be positive")
 	return p.Err()
 }
@@ -112,6 +122,7 @@ func (c Config) Listen() string { return c.ListenAddr }
 // Service is a built fulfillment service.
 type Service struct {
 	API        *grpcapi.Server
+	DataRights *grpcapi.DataRights
 	Activities *request.Activities
 	db         *storage.DB
 	temporal   client.Client
@@ -134,11 +145,26 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	}
 	s := &Service{db: db, httpAddr: cfg.HTTPListenAddr, logger: logger}
 	fail := func(err error) (*Service, error) { s.Close(); return nil, err }
-	signing, err := loadSigningKey(filepath.Join(cfg.DataDir, "receipt-signing.key"))
+	receiptURL, linkURL := cfg.ReceiptKeyset, cfg.DownloadKeyset
+	if receiptURL == "" {
+		receiptURL = filepath.Join(cfg.DataDir, "receipt-signing.keyset.json")
+	}
+	if linkURL == "" {
+		linkURL = filepath.Join(cfg.DataDir, "download-link.keyset.json")
+	}
+	receipts, err := openReceiptKeys(receiptURL)
 	if err != nil {
 		return fail(err)
 	}
-	dlKey, err := loadSecret(filepath.Join(cfg.DataDir, "download-link.key"))
+	links, err := openLinkMAC(linkURL)
+	if err != nil {
+		return fail(err)
+	}
+	tokenURL := cfg.TokenKeyset
+	if tokenURL == "" {
+		tokenURL = filepath.Join(cfg.DataDir, "receipt-token.keyset.json")
+	}
+	tokenKey, err := openTokenKey(tokenURL)
 	if err != nil {
 		return fail(err)
 	}
@@ -188,49 +214,26 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		return fail(err)
 	}
 	archives := &request.Archives{Bucket: s.bucket, Keys: s.keys}
-	pub := signing.Public().(ed25519.PublicKey)
-	kid := hex.EncodeToString(sha256sum(pub)[:8])
 	s.Activities = &request.Activities{
 		DB: db, Identity: identityv1.NewIdentityServiceClient(idc), Preferences: preferencesv1.NewPreferencesServiceClient(prc), Sharing: sharingv1.NewSharingServiceClient(shc),
 		Subjects: map[string]subjectv1.DataSubjectServiceClient{
 			"identity": subjectv1.NewDataSubjectServiceClient(idc), "preferences": subjectv1.NewDataSubjectServiceClient(prc), "sharing": subjectv1.NewDataSubjectServiceClient(shc),
 		},
-		Archives: archives, Temporal: tc, SigningKey: signing, KeyID: kid, Now: time.Now,
+		Archives: archives, Temporal: tc, Signer: receipts.signer, KeyID: receipts.keyID, Now: time.Now,
 	}
 	s.API = &grpcapi.Server{
 		DB: db, Temporal: tc, Identity: s.Activities.Identity, CoolingOff: cfg.CoolingOff, VerificationWindow: cfg.VerificationWindow,
-		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadKey: dlKey, ReceiptKey: pub, KeyID: kid, Now: time.Now, Archives: archives,
+		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadMAC: links, ReceiptKeys: receipts.published, Now: time.Now, Archives: archives,
+		TokenKey: tokenKey, Logger: logger,
 	}
+	poll := cfg.DRPCallbackPoll
+	if poll <= 0 {
+		poll = drp.DefaultPollInterval
+	}
+	s.DataRights = &grpcapi.DataRights{API: s.API, Store: &drp.Store{DB: db}, Preferences: s.Activities.Preferences,
+		BusinessID: cfg.DRPBusinessID, APIBase: strings.TrimSuffix(cfg.DRPAPIBase, "/"), CallbackPoll: poll}
+	s.Activities.StateChanged = s.DataRights.PrivacyRequestChanged
 	return s, nil
-}
-
-func sha256sum(b []byte) []byte { h := sha256.Sum256(b); return h[:] }
-
-// loadSigningKey reads the Ed25519 receipt-signing seed, creating it on first start.
-func loadSigningKey(path string) (ed25519.PrivateKey, error) {
-	seed, err := loadSecret(path)
-	if err != nil {
-		return nil, err
-	}
-	return ed25519.NewKeyFromSeed(seed[:ed25519.SeedSize]), nil
-}
-
-// loadSecret reads 32 random bytes from path, creating the file (0600) when missing.
-func loadSecret(path string) ([]byte, error) {
-	if raw, err := os.ReadFile(path); err == nil {
-		b, err := hex.DecodeString(string(raw))
-		if err != nil || len(b) != 32 {
-			return nil, fmt.Errorf("fulfillment: %s is not a 32-byte hex key", path)
-		}
-		return b, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return nil, err
-	}
-	return b, keyfile.WriteAtomic(path, []byte(hex.EncodeToString(b)))
 }
 
 // Build is New as an app.Service, for app.Main.
@@ -241,6 +244,7 @@ func Build(ctx context.Context, cfg *Config, logger *slog.Logger) (app.Service, 
 // Register registers FulfillmentService.
 func (s *Service) Register(srv *grpcserver.Server) {
 	fulfillmentv1.RegisterFulfillmentServiceServer(srv, s.API)
+	fulfillmentv1.RegisterDataRightsServiceServer(srv, s.DataRights)
 }
 
 // ServeHTTP serves signed archive downloads on lis until ctx is done.
@@ -269,6 +273,8 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 	w := request.NewWorker(s.temporal, s.Activities)
+	w.RegisterWorkflow(drp.StatusCallbacks)
+	w.RegisterActivity(s.DataRights.CallbackActivities())
 	if err := w.Start(); err != nil {
 		return err
 	}
@@ -276,6 +282,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.ServeHTTP(ctx, lis) })
 	g.Go(func() error { s.consumeChildReports(ctx); return nil })
+	g.Go(func() error { s.reconcile(ctx); return nil })
 	if v := s.keys.Vacuumer(); v != nil {
 		g.Go(func() error { v.Run(ctx, VacuumInterval); return nil })
 	}
@@ -312,6 +319,32 @@ func (s *Service) consumeChildReports(ctx context.Context) {
 	}
 }
 
+// Reconciler timing: a filing is given ReconcileGrace to start its own workflow before
+// the reconciler starts it; the reconciler looks every ReconcileInterval.
+const (
+	ReconcileGrace    = 10 * time.Second
+	ReconcileInterval = 5 * time.Second
+)
+
+// reconcile starts the workflows of filings that crashed before starting them and that
+// no client retried (see grpcapi.Server.Reconcile).
+func (s *Service) reconcile(ctx context.Context) {
+	t := time.NewTicker(ReconcileInterval)
+	defer t.Stop()
+	for {
+		if n, err := s.API.Reconcile(ctx, ReconcileGrace); err != nil && ctx.Err() == nil {
+			s.logger.Warn("reconciler failed; will retry", "error", err)
+		} else if n > 0 {
+			s.logger.Info("reconciler started workflows of interrupted filings", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // VerifyErased runs an erasure's verification sweep again (operators, tests): every
 // service's report plus fulfillment's own archives, keys and links. It fails naming
 // each place that still holds the member's data without a legal basis.
@@ -325,6 +358,10 @@ func (s *Service) VerifyErased(ctx context.Context, requestID, memberID string) 
 	}
 	return nil
 }
+
+// VacuumInterval is how often, at most, the key table is vacuumed on PostgreSQL after
+// keys were destroyed (one VACUUM per batch of erasures and expiries).
+const VacuumInterval = 10 * time.Second
 
 // SetHTTPListener makes Run serve downloads on lis (the dev stack binds ports first).
 func (s *Service) SetHTTPListener(lis net.Listener) { s.httpLis = lis }

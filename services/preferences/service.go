@@ -8,6 +8,7 @@ import (
 	"flag"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
@@ -38,7 +39,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	data := config.Env("LETHE_DATA_DIR", "data")
 	fs.StringVar(&c.ListenAddr, "listen", config.Env("PREFERENCES_LISTEN", "127.0.0.1:7102"), "gRPC listen address (PREFERENCES_LISTEN)")
 	fs.StringVar(&c.DatabaseURL, "database-url", config.Env("PREFERENCES_DATABASE_URL", "sqlite:"+filepath.Join(data, "preferences.db")), "sqlite:PATH or postgres:// URL (PREFERENCES_DATABASE_URL)")
-	fs.StringVar(&c.TokenKeyPath, "token-key", config.Env("PREFERENCES_TOKEN_KEY", filepath.Join(data, "preferences", "unsubscribe.keyset.json")), "Tink keyset sealing unsubscribe tokens; created when missing (PREFERENCES_TOKEN_KEY)")
+	fs.StringVar(&c.TokenKeyPath, "token-key", config.Env("PREFERENCES_TOKEN_KEY", filepath.Join(data, "preferences", "unsubscribe.keyset.json")), "Tink AEAD keyset sealing unsubscribe tokens, shared by every replica: PATH, file:PATH or file:PATH?kek=KMS-URI; created when missing (PREFERENCES_TOKEN_KEY)")
 	fs.StringVar(&c.KEKURI, "kek-uri", config.Env("PREFERENCES_KEK_URI", "file:"+filepath.Join(data, "preferences", "kek.json")), "key-encryption key wrapping members' data keys: file:PATH (dev) or a Tink KMS URI (PREFERENCES_KEK_URI)")
 	fs.DurationVar(&c.UnsubscribeTTL, "unsubscribe-ttl", config.EnvDuration("PREFERENCES_UNSUBSCRIBE_TTL", 60*24*time.Hour), "how long unsubscribe links work (PREFERENCES_UNSUBSCRIBE_TTL)")
 }
@@ -75,7 +76,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	}
 	kekURI := cfg.KEKURI
 	if kekURI == "" {
-		kekURI = "file:" + filepath.Join(filepath.Dir(cfg.TokenKeyPath), "kek.json")
+		tokenPath, _, _ := strings.Cut(strings.TrimPrefix(cfg.TokenKeyPath, "file:"), "?")
+		kekURI = "file:" + filepath.Join(filepath.Dir(tokenPath), "kek.json")
 	}
 	kek, err := shred.OpenKEK(kekURI)
 	if err != nil {

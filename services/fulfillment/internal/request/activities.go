@@ -4,7 +4,6 @@ import (
 	"archive/zip"
 	"bufio"
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tink-crypto/tink-go/v2/tink"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -52,9 +52,12 @@ type Activities struct {
 	Subjects    map[string]subjectv1.DataSubjectServiceClient // by service name
 	Archives    *Archives                                     // encrypted archive storage: a directory in dev, an object store in production
 	Temporal    client.Client                                 // stops a member's running export when they are erased
-	SigningKey  ed25519.PrivateKey
-	KeyID       string
+	Signer      tink.Signer                                   // the receipt keyset's primary key (raw Ed25519)
+	KeyID       string                                        // that key's id, named in every receipt it signs
 	Now         func() time.Time
+	// StateChanged, when set, is told after every state change (the Data Rights
+	// Protocol logs the statuses of agents' requests from it).
+	StateChanged func(ctx context.Context, requestID string) error
 }
 
 // RequestRef names a request and its member.
@@ -73,7 +76,13 @@ type SetStateInput struct {
 
 // SetState records a request's state in the read model.
 func (a *Activities) SetState(ctx context.Context, in SetStateInput) error {
-	return SetState(ctx, a.DB, in.RequestID, in.State, a.Now())
+	if err := SetState(ctx, a.DB, in.RequestID, in.State, a.Now()); err != nil {
+		return err
+	}
+	if a.StateChanged != nil {
+		return a.StateChanged(ctx, in.RequestID)
+	}
+	return nil
 }
 
 // ProgressInput records progress.
@@ -729,7 +738,10 @@ func (a *Activities) SignReceipt(ctx context.Context, in ReceiptInput) error {
 		return err
 	}
 	payload, _ := json.Marshal(Receipt{RequestID: in.RequestID, TombstoneID: t, Completed: a.Now().UTC(), Systems: in.Services, Processors: in.Onward, KeyID: a.KeyID})
-	sig := ed25519.Sign(a.SigningKey, payload)
+	sig, err := a.Signer.Sign(payload)
+	if err != nil {
+		return err
+	}
 	// Signed once: a retried activity keeps the first receipt.
 	_, err = a.DB.ExecContext(ctx, `UPDATE requests SET receipt_payload = $1, receipt_signature = $2 WHERE id = $3 AND receipt_payload IS NULL`, payload, sig, in.RequestID)
 	return err

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
@@ -23,19 +22,23 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	authv1 "lethe.dev/gen/lethe/auth/v1"
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	"lethe.dev/gen/openapiv2"
+	"lethe.dev/platform/authz"
+	"lethe.dev/platform/errs"
 	"lethe.dev/platform/grpcserver"
+	"lethe.dev/services/gateway/internal/drp"
 )
 
 // Backends are the gRPC connections the gateway fronts.
 type Backends struct {
 	Identity, Preferences, Sharing, Fulfillment *grpc.ClientConn
-	// Downloads is the fulfillment service's HTTP download endpoint.
-	Downloads *url.URL
+	// Downloads are the fulfillment replicas' HTTP download endpoints.
+	Downloads []*url.URL
 }
 
 // Options tune the gateway.
@@ -60,20 +63,27 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	routes, err := Routes(openapiv2.Spec)
-	if err != nil {
-		return nil, err
-	}
+	routes := Routes()
 	mux := runtime.NewServeMux(
 		runtime.WithMetadata(func(ctx context.Context, r *http.Request) metadata.MD {
-			md := metadata.MD{} // the service token travels as per-RPC credentials (platform/transport)
+			// The caller the gateway verified, for the backends' own authorization
+			// (platform/authz). The service token travels as per-RPC credentials
+			// (platform/transport).
+			md := metadata.MD{}
+			md.Set(authz.HeaderRole, authz.RoleAnonymous)
 			if p, ok := r.Context().Value(principalKey{}).(*Principal); ok {
-				md.Set("x-lethe-member", p.Member)
-				md.Set("x-lethe-role", p.Role)
-				md.Set("x-lethe-session", p.Session)
-				if time.Since(p.IssuedAt) <= o.RecentSignIn {
-					md.Set("x-lethe-recent-signin", "true")
+				switch p.Role {
+				case authz.RoleOperator:
+					md.Set(authz.HeaderRole, authz.RoleOperator)
+					md.Set(authz.HeaderOperator, p.Operator)
+				case authz.RoleMember:
+					md.Set(authz.HeaderRole, authz.RoleMember)
+					md.Set(authz.HeaderMember, p.Member)
+					if time.Since(p.IssuedAt) <= o.RecentSignIn {
+						md.Set("x-lethe-recent-signin", "true")
+					}
 				}
+				md.Set(authz.HeaderSession, p.Session)
 			}
 			return md
 		}),
@@ -101,6 +111,9 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 		func() error {
 			return fulfillmentv1.RegisterFulfillmentServiceHandlerClient(ctx, mux, fulfillmentv1.NewFulfillmentServiceClient(b.Fulfillment))
 		},
+		func() error {
+			return fulfillmentv1.RegisterDataRightsServiceHandlerClient(ctx, mux, fulfillmentv1.NewDataRightsServiceClient(b.Fulfillment))
+		},
 	} {
 		if err := reg(); err != nil {
 			return nil, err
@@ -119,9 +132,16 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 		w.Write(openapiv2.Spec)
 	})
 	top.HandleFunc("GET /healthz", g.health)
-	if b.Downloads != nil {
-		top.Handle("GET /v1/downloads/", httputil.NewSingleHostReverseProxy(b.Downloads))
+	var downloads http.Handler
+	if len(b.Downloads) > 0 {
+		downloads = downloadProxy(b.Downloads)
+		top.Handle("GET /v1/downloads/", downloads)
 	}
+	// The Data Rights Protocol has its own HTTP shape (signed text/plain bodies, agents'
+	// bearer tokens, DRP error bodies): its own handler, outside the JSON API's policy.
+	verifyLimit := &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst}
+	(&drp.Handler{DataRights: fulfillmentv1.NewDataRightsServiceClient(b.Fulfillment), Downloads: downloads, Logger: o.Logger,
+		Timeout: o.Timeout, MaxBody: o.MaxBodyBytes, Allow: func(r *http.Request) bool { return verifyLimit.Allow(clientIP(r)) }}).Register(top)
 	top.Handle("/", g)
 	var h http.Handler = top
 	h = cors.New(cors.Options{AllowedOrigins: o.CORSOrigins, AllowedMethods: []string{"GET", "POST", "PATCH", "PUT", "DELETE"},
@@ -130,7 +150,7 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 }
 
 type gateway struct {
-	routes    []Route
+	routes    []authz.Route
 	mux       *runtime.ServeMux
 	opts      Options
 	backends  Backends
@@ -149,11 +169,10 @@ func writeStatus(w http.ResponseWriter, httpStatus int, code codes.Code, reason,
 		"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": grpcserver.ErrorDomain}}})
 }
 
-// sensitive routes are rate-limited per IP and per member.
-func sensitive(r *Route) bool {
-	t := r.Template
-	return t == "/v1/auth:signIn" || t == "/v1/auth:refresh" || strings.HasSuffix(t, ":sendVerificationCode") || strings.HasSuffix(t, ":checkVerificationCode") ||
-		strings.HasSuffix(t, ":verify") || (r.Method == "POST" && t == "/v1/members/{member}/privacyRequests")
+// sensitive RPCs are rate-limited per IP and per caller: credentials and codes.
+var sensitive = map[string]bool{
+	"SignIn": true, "RefreshSession": true, "SignInOperator": true, "SendVerificationCode": true,
+	"CheckVerificationCode": true, "VerifyPrivacyRequest": true, "CreatePrivacyRequest": true,
 }
 
 func clientIP(r *http.Request) string {
@@ -165,7 +184,7 @@ func clientIP(r *http.Request) string {
 }
 
 func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	route, member := Match(g.routes, r.Method, r.URL.Path)
+	route, member := authz.Match(g.routes, r.Method, r.URL.Path)
 	if route == nil {
 		writeStatus(w, http.StatusNotFound, codes.NotFound, "ROUTE_NOT_FOUND", "no such route")
 		return
@@ -176,11 +195,12 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, g.opts.MaxBodyBytes)
 	var p *Principal
-	if auth := r.Header.Get("Authorization"); auth != "" || route.Access != Public {
+	public := route.Access == authv1.Access_ACCESS_PUBLIC
+	if auth := r.Header.Get("Authorization"); auth != "" || !public {
 		tok, ok := strings.CutPrefix(auth, "Bearer ")
 		var err error
 		if p, err = g.verifier.Verify(r.Context(), tok); err != nil || !ok {
-			if route.Access != Public {
+			if !public {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="lethe"`)
 				writeStatus(w, http.StatusUnauthorized, codes.Unauthenticated, "UNAUTHENTICATED", "a valid access token is required")
 				return
@@ -188,27 +208,30 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p = nil
 		}
 	}
-	switch route.Access {
-	case Operator:
-		if p.Role != "operator" {
-			writeStatus(w, http.StatusForbidden, codes.PermissionDenied, "OPERATOR_ONLY", "this route is for operators")
-			return
+	// The RPC's declared access, the same decision every backend makes again.
+	if err := authz.Allow(route.Access, p.authz(), member); err != nil {
+		e, _ := err.(*errs.Error)
+		switch e.Reason {
+		case "MEMBER_NOT_FOUND": // the same answer an unknown member gets: nothing about member B leaks
+			writeStatus(w, http.StatusNotFound, codes.NotFound, e.Reason, "member not found")
+		case "UNAUTHENTICATED":
+			w.Header().Set("WWW-Authenticate", `Bearer realm="lethe"`)
+			writeStatus(w, http.StatusUnauthorized, codes.Unauthenticated, e.Reason, "a valid access token is required")
+		case "OPERATOR_ONLY":
+			writeStatus(w, http.StatusForbidden, codes.PermissionDenied, e.Reason, "this route is for operators")
+		default:
+			writeStatus(w, http.StatusNotFound, codes.NotFound, "ROUTE_NOT_FOUND", "no such route")
 		}
-	case Self:
-		if p.Role != "operator" && member != p.Member {
-			// The same answer an unknown member gets: nothing about member B leaks.
-			writeStatus(w, http.StatusNotFound, codes.NotFound, "MEMBER_NOT_FOUND", "member not found")
-			return
-		}
+		return
 	}
-	if sensitive(route) {
-		if !g.perIP.Allow(clientIP(r)) || (p != nil && !g.perMember.Allow(p.Member)) {
+	if sensitive[string(route.RPC.Name())] {
+		if !g.perIP.Allow(clientIP(r)) || (p != nil && !g.perMember.Allow(p.Role+"/"+p.Subject())) {
 			w.Header().Set("Retry-After", "60")
 			writeStatus(w, http.StatusTooManyRequests, codes.ResourceExhausted, "RATE_LIMITED", "too many requests; slow down")
 			return
 		}
 	}
-	if p != nil && p.Role == "member" && r.Header.Get("Sec-GPC") == "1" {
+	if p != nil && p.Role == authz.RoleMember && r.Header.Get("Sec-GPC") == "1" {
 		g.recordGPC(p.Member)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.opts.Timeout)
@@ -279,7 +302,7 @@ func (g *gateway) logged(next http.Handler) http.Handler {
 				writeStatus(sw, http.StatusInternalServerError, codes.Internal, "INTERNAL", "internal error")
 			}
 			tmpl := "unmatched"
-			if route, _ := Match(g.routes, r.Method, r.URL.Path); route != nil {
+			if route, _ := authz.Match(g.routes, r.Method, r.URL.Path); route != nil {
 				tmpl = route.Template
 			}
 			g.opts.Logger.Debug("http request", "method", r.Method, "route", tmpl, "status", strconv.Itoa(sw.code), "duration", time.Since(start))

@@ -46,7 +46,6 @@ type Service struct {
 	Keys      *keys.Ring
 	Sender    Sender
 	Logger    *slog.Logger
-	Operators map[string]bool // member ids with the operator role
 	// Vacuum reclaims erased members' rows (with their wrapped keys) on PostgreSQL;
 	// nil on SQLite.
 	Vacuum *shred.Vacuumer
@@ -548,19 +547,23 @@ func (s *Service) Report(ctx context.Context, id string) ([]Held, error) {
 	return out, nil
 }
 
-func (s *Service) role(id string) string {
-	if s.Operators[id] {
-		return "operator"
-	}
-	return "member"
-}
+// The roles an access token carries. Operators are a separate principal: their own
+// accounts (operators.go), never members with a flag.
+const (
+	RoleMember   = "member"
+	RoleOperator = "operator"
+)
 
 func (s *Service) accessToken(memberID, sessionID string, now time.Time) (string, time.Time, error) {
+	return s.signToken(memberID, sessionID, RoleMember, now)
+}
+
+func (s *Service) signToken(subject, sessionID, role string, now time.Time) (string, time.Time, error) {
 	exp := now.Add(AccessTokenTTL)
-	iss, sub := Issuer, memberID
+	iss, sub := Issuer, subject
 	tok, err := s.Keys.Sign(&jwt.RawJWTOptions{
 		Subject: &sub, Issuer: &iss, IssuedAt: &now, ExpiresAt: &exp,
-		CustomClaims: map[string]any{"sid": sessionID, "role": s.role(memberID)},
+		CustomClaims: map[string]any{"sid": sessionID, "role": role},
 	})
 	return tok, exp, err
 }
