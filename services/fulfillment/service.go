@@ -16,8 +16,10 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/azureblob" // azblob:// archive storage shared by every replica
 	_ "gocloud.dev/blob/fileblob"  // file:// archive storage (dev; replicas on a shared volume)
@@ -283,6 +285,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return s.ServeHTTP(ctx, lis) })
 	g.Go(func() error { s.consumeChildReports(ctx); return nil })
 	g.Go(func() error { s.reconcile(ctx); return nil })
+	g.Go(func() error { s.ensureRetentionSchedule(ctx); return nil })
 	if v := s.keys.Vacuumer(); v != nil {
 		g.Go(func() error { v.Run(ctx, VacuumInterval); return nil })
 	}
@@ -341,6 +344,30 @@ func (s *Service) reconcile(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// ensureRetentionSchedule creates the Temporal schedule that runs request.Retention
+// every hour, unless it exists (every replica tries; the first wins). Temporal is
+// retried until it answers.
+func (s *Service) ensureRetentionSchedule(ctx context.Context) {
+	for {
+		_, err := s.temporal.ScheduleClient().Create(ctx, client.ScheduleOptions{
+			ID:   request.RetentionScheduleID,
+			Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: request.RetentionInterval}}},
+			Action: &client.ScheduleWorkflowAction{ID: request.RetentionScheduleID, Workflow: request.Retention, TaskQueue: request.TaskQueue,
+				WorkflowExecutionTimeout: time.Hour},
+			Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
+		})
+		if err == nil || errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+			return
+		}
+		s.logger.Warn("retention schedule not created yet; will retry", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
 		}
 	}
 }

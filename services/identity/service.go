@@ -92,7 +92,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	return &Service{
 		Domain: &domain.Service{DB: db, Keys: ring, Sender: sender, Logger: logger, Now: time.Now,
 			Vacuum: shred.NewVacuumer(db, "members", "sessions", "outbox")},
-		db:     db, logger: logger,
+		db: db, logger: logger,
 	}, nil
 }
 
@@ -115,10 +115,16 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	purge := time.NewTicker(PurgeInterval)
+	defer purge.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-purge.C:
+			if _, err := s.Domain.Purge(ctx); err != nil && ctx.Err() == nil {
+				s.logger.Warn("retention purge failed; will retry", "err", err)
+			}
 		case <-t.C:
 			if _, err := s.Domain.DeliverPending(ctx, 100); err != nil && ctx.Err() == nil {
 				s.logger.Warn("mail delivery failed; will retry", "err", err)
@@ -126,6 +132,10 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// PurgeInterval is how often records past their retention periods are deleted
+// (identity.Purge; the periods are in the README).
+const PurgeInterval = time.Hour
 
 // VacuumInterval is how often, at most, erased members' rows are vacuumed on PostgreSQL
 // (one VACUUM per batch of erasures).

@@ -11,6 +11,7 @@ func NewWorker(c client.Client, a *Activities) worker.Worker {
 	w.RegisterWorkflow(PrivacyRequest)
 	w.RegisterWorkflow(OnwardErasure)
 	w.RegisterWorkflow(ArchiveExpiry)
+	w.RegisterWorkflow(Retention)
 	w.RegisterActivity(a)
 	return w
 }

@@ -390,3 +390,16 @@ func TestExtensionMovesTheEscalations(t *testing.T) {
 		}
 	}
 }
+
+func TestRetentionRunsThePurge(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	e := s.NewTestWorkflowEnvironment()
+	a := &request.Activities{}
+	e.RegisterActivity(a)
+	e.OnActivity(a.PurgeExpired, mock.Anything).Return(request.PurgeResult{Downloads: 3, FailedExports: 1}, nil)
+	e.ExecuteWorkflow(request.Retention)
+	var res request.PurgeResult
+	if !e.IsWorkflowCompleted() || e.GetWorkflowResult(&res) != nil || res.Downloads != 3 || res.FailedExports != 1 {
+		t.Fatalf("retention: %+v %v", res, e.GetWorkflowError())
+	}
+}

@@ -42,14 +42,14 @@ const (
 
 // Service is the identity domain service.
 type Service struct {
-	DB        *storage.DB
-	Keys      *keys.Ring
-	Sender    Sender
-	Logger    *slog.Logger
+	DB     *storage.DB
+	Keys   *keys.Ring
+	Sender Sender
+	Logger *slog.Logger
 	// Vacuum reclaims erased members' rows (with their wrapped keys) on PostgreSQL;
 	// nil on SQLite.
 	Vacuum *shred.Vacuumer
-	Now       func() time.Time
+	Now    func() time.Time
 }
 
 // Errors callers branch on.
