@@ -59,8 +59,10 @@ func (c Config) Validate() error {
 		{c.SharingAddress, "sharing-address", "SHARING_ADDRESS"}, {c.FulfillmentAddress, "fulfillment-address", "FULFILLMENT_ADDRESS"}} {
 		p.Require(a[0], a[1], a[2])
 	}
-	_, err := url.Parse(c.FulfillmentHTTPAddr)
-	p.Check(err == nil && c.FulfillmentHTTPAddr != "", "-fulfillment-http-address must be a URL")
+	for _, a := range strings.Split(c.FulfillmentHTTPAddr, ",") {
+		u, err := url.Parse(strings.TrimSpace(a))
+		p.Check(err == nil && u.Host != "", "-fulfillment-http-address must be an http:// URL or a comma-separated list of them")
+	}
 	p.Check(c.MaxBodyBytes > 0 && c.Timeout > 0 && c.SensitivePerMinute > 0, "limits must be positive")
 	return p.Err()
 }
