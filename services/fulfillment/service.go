@@ -16,7 +16,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"go.temporal.io/sdk/client"
+	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
+	"go.temporal.io/sdk/interceptor"
 	tlog "go.temporal.io/sdk/log"
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/azureblob" // azblob:// archive storage shared by every replica
@@ -35,6 +38,7 @@ import (
 	"lethe.dev/platform/app"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/observe"
 	"lethe.dev/platform/storage"
 	"lethe.dev/platform/transport"
 	"lethe.dev/services/fulfillment/internal/drp"
@@ -122,6 +126,7 @@ type Service struct {
 	DataRights *grpcapi.DataRights
 	Activities *request.Activities
 	db         *storage.DB
+	metrics    metric.Registration
 	temporal   client.Client
 	conns      []*grpc.ClientConn
 	httpAddr   string
@@ -141,6 +146,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	}
 	s := &Service{db: db, httpAddr: cfg.HTTPListenAddr, logger: logger}
 	fail := func(err error) (*Service, error) { s.Close(); return nil, err }
+	if s.metrics, err = request.RegisterMetrics(db, time.Now); err != nil {
+		return fail(err)
+	}
 	receiptURL, linkURL := cfg.ReceiptKeyset, cfg.DownloadKeyset
 	if receiptURL == "" {
 		receiptURL = filepath.Join(cfg.DataDir, "receipt-signing.keyset.json")
@@ -184,7 +192,13 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if err != nil {
 		return fail(err)
 	}
-	tc, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(logger)})
+	tracing, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{})
+	if err != nil {
+		return fail(err)
+	}
+	tc, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(logger),
+		// SDK metrics into the Prometheus registry; traces continue through workflows and activities.
+		MetricsHandler: temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{}), Interceptors: []interceptor.ClientInterceptor{tracing}})
 	if err != nil {
 		return fail(fmt.Errorf("fulfillment: connect to Temporal at %s: %w", cfg.TemporalAddress, err))
 	}
@@ -333,6 +347,9 @@ func (s *Service) SetHTTPListener(lis net.Listener) { s.httpLis = lis }
 
 // Close closes clients and the database.
 func (s *Service) Close() error {
+	if s.metrics != nil {
+		s.metrics.Unregister()
+	}
 	if s.temporal != nil {
 		s.temporal.Close()
 	}
@@ -343,4 +360,12 @@ func (s *Service) Close() error {
 		s.archives.Close()
 	}
 	return s.db.Close()
+}
+
+// ReadyChecks is what /readyz checks: the database and Temporal answer.
+func (s *Service) ReadyChecks() []observe.Check {
+	return []observe.Check{observe.DatabaseCheck(s.db), {Name: "temporal", Fn: func(ctx context.Context) error {
+		_, err := s.temporal.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err
+	}}}
 }

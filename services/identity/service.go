@@ -17,6 +17,7 @@ import (
 	"lethe.dev/platform/app"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/observe"
 	"lethe.dev/platform/storage"
 	"lethe.dev/services/identity/internal/grpcapi"
 	domain "lethe.dev/services/identity/internal/identity"
@@ -127,3 +128,6 @@ func (s *Service) Close() error { return s.db.Close() }
 
 // PII is a member's personal data, for in-process callers such as the dev stack's tests.
 type PII = domain.PII
+
+// ReadyChecks is what /readyz checks: the database answers.
+func (s *Service) ReadyChecks() []observe.Check { return []observe.Check{observe.DatabaseCheck(s.db)} }

@@ -16,6 +16,7 @@ import (
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/keyfile"
+	"lethe.dev/platform/observe"
 	"lethe.dev/platform/storage"
 	"lethe.dev/services/preferences/internal/prefs"
 	"lethe.dev/services/preferences/internal/store"
@@ -90,3 +91,6 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Close closes the database.
 func (s *Service) Close() error { return s.db.Close() }
+
+// ReadyChecks is what /readyz checks: the database answers.
+func (s *Service) ReadyChecks() []observe.Check { return []observe.Check{observe.DatabaseCheck(s.db)} }

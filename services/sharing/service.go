@@ -16,6 +16,8 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
+	"go.temporal.io/sdk/interceptor"
 	tlog "go.temporal.io/sdk/log"
 
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
@@ -24,6 +26,7 @@ import (
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/keyfile"
+	"lethe.dev/platform/observe"
 	"lethe.dev/platform/storage"
 	"lethe.dev/services/sharing/internal/notice"
 	impl "lethe.dev/services/sharing/internal/sharing"
@@ -122,7 +125,14 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		HTTP: &http.Client{Timeout: cfg.WebhookTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 	}
 	if cfg.Temporal {
-		c, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(logger)})
+		tracing, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{})
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		c, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(logger),
+			// SDK metrics into the Prometheus registry; traces continue through workflows and activities.
+			MetricsHandler: temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{}), Interceptors: []interceptor.ClientInterceptor{tracing}})
 		if err != nil {
 			db.Close()
 			return nil, err
@@ -191,4 +201,20 @@ func (n temporalNotifier) SignalObjection(ctx context.Context, noticeID string) 
 		return nil // already ended
 	}
 	return err
+}
+
+// ReadyChecks is what /readyz checks: the database and, when used, Temporal answer.
+func (s *Service) ReadyChecks() []observe.Check {
+	checks := []observe.Check{observe.DatabaseCheck(s.db)}
+	if s.temporal != nil {
+		checks = append(checks, temporalCheck(s.temporal))
+	}
+	return checks
+}
+
+func temporalCheck(c client.Client) observe.Check {
+	return observe.Check{Name: "temporal", Fn: func(ctx context.Context) error {
+		_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err
+	}}
 }
