@@ -113,7 +113,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		}
 	}
 	g.handler, err = gw.New(ctx, b, gw.Options{
-		Logger: logger, CORSOrigins: origins, MaxBodyBytes: cfg.MaxBodyBytes, Timeout: cfg.Timeout,
+		Logger: logger, CORSOrigins: origins, MaxBodyBytes: cfg.MaxBodyBytes, Timeout: cfg.Timeout, ServiceToken: sec.ServiceToken,
 		RecentSignIn: 10 * time.Minute, SensitiveRate: float64(cfg.SensitivePerMinute) / 60, SensitiveBurst: cfg.SensitivePerMinute, JWKSRefetch: cfg.JWKSRefetch,
 	})
 	if err != nil {

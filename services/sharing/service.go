@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -19,15 +20,19 @@ import (
 	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
 	"go.temporal.io/sdk/interceptor"
 	tlog "go.temporal.io/sdk/log"
+	"google.golang.org/grpc"
 
+	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/app"
+	"lethe.dev/platform/authz"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/keyfile"
 	"lethe.dev/platform/observe"
 	"lethe.dev/platform/storage"
+	"lethe.dev/platform/transport"
 	"lethe.dev/services/sharing/internal/notice"
 	impl "lethe.dev/services/sharing/internal/sharing"
 	"lethe.dev/services/sharing/internal/store"
@@ -35,23 +40,27 @@ import (
 
 // Config is the sharing service's configuration.
 type Config struct {
-	ListenAddr        string
-	DatabaseURL       string
-	DataDir           string
-	TemporalAddress   string
-	TemporalNamespace string
-	Temporal          bool
-	AllowLoopbackHTTP bool
-	PublicURL         string
-	WebhookTimeout    time.Duration
-	SecretsKeyset     string
-	PseudonymKeyset   string
+	FulfillmentAddress string // where operator actions are audited; empty records none
+	ListenAddr         string
+	DatabaseURL        string
+	DataDir            string
+	TemporalAddress    string
+	TemporalNamespace  string
+	Temporal           bool
+	AllowLoopbackHTTP  bool
+	PublicURL          string
+	WebhookTimeout     time.Duration
+	SecretsKeyset      string
+	PseudonymKeyset    string
+	// PreferencesAddress is where members' ad choices are read (GPC, sale/sharing opt-out).
+	PreferencesAddress string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	data := config.Env("LETHE_DATA_DIR", "data")
 	fs.StringVar(&c.ListenAddr, "listen", config.Env("SHARING_LISTEN", "127.0.0.1:7103"), "gRPC listen address (SHARING_LISTEN)")
+	fs.StringVar(&c.FulfillmentAddress, "fulfillment-address", config.Env("FULFILLMENT_ADDRESS", "127.0.0.1:7104"), "fulfillment gRPC address, for the audit log of operator actions (FULFILLMENT_ADDRESS)")
 	fs.StringVar(&c.DatabaseURL, "database-url", config.Env("SHARING_DATABASE_URL", "sqlite:"+filepath.Join(data, "sharing.db")), "sqlite:PATH or postgres:// URL (SHARING_DATABASE_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", filepath.Join(data, "sharing"), "directory for keys (LETHE_DATA_DIR/sharing)")
 	fs.StringVar(&c.TemporalAddress, "temporal-address", config.Env("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend (TEMPORAL_ADDRESS)")
@@ -61,6 +70,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PublicURL, "public-url", config.Env("SHARING_PUBLIC_URL", "http://127.0.0.1:8080"), "public gateway URL partners call back (SHARING_PUBLIC_URL)")
 	fs.StringVar(&c.SecretsKeyset, "secrets-keyset", config.Env("SHARING_SECRETS_KEYSET", ""), "Tink AEAD keyset sealing partner webhook secrets, shared by every replica: PATH, file:PATH or file:PATH?kek=KMS-URI; created when missing; empty: -data-dir/secrets.keyset.json (SHARING_SECRETS_KEYSET)")
 	fs.StringVar(&c.PseudonymKeyset, "pseudonym-keyset", config.Env("SHARING_PSEUDONYM_KEYSET", ""), "Tink PRF keyset deriving partner pseudonyms, shared by every replica (same forms); empty: -data-dir/pseudonyms.keyset.json (SHARING_PSEUDONYM_KEYSET)")
+	fs.StringVar(&c.PreferencesAddress, "preferences-address", config.Env("PREFERENCES_ADDRESS", "127.0.0.1:7102"), "preferences gRPC address, read for members' ad choices before any sale or sharing (PREFERENCES_ADDRESS)")
 	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", config.EnvDuration("SHARING_WEBHOOK_TIMEOUT", 10*time.Second), "timeout of one webhook call (SHARING_WEBHOOK_TIMEOUT)")
 }
 
@@ -69,6 +79,7 @@ func (c Config) Validate() error {
 	var p config.Problems
 	p.Require(c.ListenAddr, "listen", "SHARING_LISTEN")
 	p.Require(c.DatabaseURL, "database-url", "SHARING_DATABASE_URL")
+	p.Require(c.PreferencesAddress, "preferences-address", "PREFERENCES_ADDRESS")
 	if c.Temporal {
 		p.Require(c.TemporalAddress, "temporal-address", "TEMPORAL_ADDRESS")
 	}
@@ -79,10 +90,15 @@ func (c Config) Validate() error {
 // Listen is the gRPC listen address.
 func (c Config) Listen() string { return c.ListenAddr }
 
+// Database names the database and its migrations, for the binary's -migrate.
+func (c Config) Database() (string, fs.FS) { return c.DatabaseURL, store.Migrations }
+
 // Service is a built sharing service.
 type Service struct {
+	authz.AuditLink
 	Server   *impl.Server
 	db       *storage.DB
+	prefs    *grpc.ClientConn
 	temporal client.Client
 	logger   *slog.Logger
 }
@@ -118,11 +134,25 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		db.Close()
 		return nil, err
 	}
-	s := &Service{db: db, logger: logger}
+	link, err := authz.DialAudit(cfg.FulfillmentAddress)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Service{AuditLink: link, db: db, logger: logger}
 	s.Server = &impl.Server{
 		DB: db, Secrets: secrets, Keys: keys, Logger: logger, Now: time.Now,
 		AllowLoopbackHTTP: cfg.AllowLoopbackHTTP, PublicURL: cfg.PublicURL,
 		HTTP: &http.Client{Timeout: cfg.WebhookTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+	}
+	if cfg.PreferencesAddress != "" {
+		conn, err := transport.FromEnv().Dial(cfg.PreferencesAddress)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		s.prefs = conn
+		s.Server.AdChoices = adChoices{preferencesv1.NewPreferencesServiceClient(conn)}
 	}
 	if cfg.Temporal {
 		tracing, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{})
@@ -139,6 +169,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		}
 		s.temporal = c
 		s.Server.Notifier = temporalNotifier{c}
+		s.Server.Acks = temporalNotifier{c}
 	}
 	return s, nil
 }
@@ -171,8 +202,12 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Close closes the Temporal client and the database.
 func (s *Service) Close() error {
+	_ = s.CloseAudit()
 	if s.temporal != nil {
 		s.temporal.Close()
+	}
+	if s.prefs != nil {
+		s.prefs.Close()
 	}
 	return s.db.Close()
 }
@@ -190,6 +225,24 @@ func (n temporalNotifier) StartNotice(ctx context.Context, noticeID string, peri
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return nil // it ran already
+	}
+	return err
+}
+
+// Onward-erasure workflows belong to fulfillment; their id and signal name are its
+// contract (lethe.dev/services/fulfillment/internal/request: OnwardWorkflowID,
+// OnwardAckSignal), repeated here because services never import each other.
+const (
+	onwardWorkflowPrefix = "onward-erasure/"
+	onwardAckSignal      = "onward-ack"
+)
+
+// OnwardAcknowledged signals the request's onward-erasure workflow for the partner.
+func (n temporalNotifier) OnwardAcknowledged(ctx context.Context, requestID, partner string) error {
+	err := n.c.SignalWorkflow(ctx, onwardWorkflowPrefix+requestID+"/"+partner, "", onwardAckSignal, nil)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return nil // already ended
 	}
 	return err
 }
@@ -217,4 +270,19 @@ func temporalCheck(c client.Client) observe.Check {
 		_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
 		return err
 	}}
+}
+
+// adChoices reads a member's ad choices from preferences over gRPC, as an internal caller.
+type adChoices struct {
+	c preferencesv1.PreferencesServiceClient
+}
+
+func (a adChoices) AdChoice(ctx context.Context, memberID string) (impl.AdChoice, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	p, err := a.c.GetAdPreferences(ctx, &preferencesv1.GetAdPreferencesRequest{Name: "members/" + memberID + "/adPreferences"})
+	if err != nil {
+		return impl.AdChoice{}, err
+	}
+	return impl.AdChoice{PersonalizedAds: p.GetPersonalizedAds(), SaleSharingOptOut: p.GetSaleSharingOptOut(), GPC: p.GetGpcSignalTime() != nil}, nil
 }

@@ -21,8 +21,8 @@ import (
 	"lethe.dev/devstack"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/observe"
-	"lethe.dev/platform/transport"
 	"lethe.dev/platform/run"
+	"lethe.dev/platform/transport"
 )
 
 func main() {
