@@ -19,9 +19,6 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 	"go.temporal.io/sdk/client"
-	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
-	"go.temporal.io/sdk/interceptor"
-	tlog "go.temporal.io/sdk/log"
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/azureblob" // azblob:// archive storage shared by every replica
 	_ "gocloud.dev/blob/fileblob"  // file:// archive storage (dev; replicas on a shared volume)
@@ -42,6 +39,7 @@ import (
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/observe"
 	"lethe.dev/platform/storage"
+	"lethe.dev/platform/temporalclient"
 	"lethe.dev/platform/transport"
 	"lethe.dev/services/fulfillment/internal/audit"
 	"lethe.dev/services/fulfillment/internal/drp"
@@ -198,15 +196,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if err != nil {
 		return fail(err)
 	}
-	tracing, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{})
+	tc, err := temporalclient.Dial(cfg.TemporalAddress, cfg.TemporalNamespace, logger)
 	if err != nil {
-		return fail(err)
-	}
-	tc, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(logger),
-		// SDK metrics into the Prometheus registry; traces continue through workflows and activities.
-		MetricsHandler: temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{}), Interceptors: []interceptor.ClientInterceptor{tracing}})
-	if err != nil {
-		return fail(fmt.Errorf("fulfillment: connect to Temporal at %s: %w", cfg.TemporalAddress, err))
+		return fail(fmt.Errorf("fulfillment: %w", err))
 	}
 	s.temporal = tc
 	bucketURL := cfg.ArchiveBucket

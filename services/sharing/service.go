@@ -17,9 +17,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
-	"go.temporal.io/sdk/interceptor"
-	tlog "go.temporal.io/sdk/log"
 	"google.golang.org/grpc"
 
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
@@ -33,6 +30,7 @@ import (
 	"lethe.dev/platform/keyfile"
 	"lethe.dev/platform/observe"
 	"lethe.dev/platform/storage"
+	"lethe.dev/platform/temporalclient"
 	"lethe.dev/platform/transport"
 	"lethe.dev/services/sharing/internal/notice"
 	impl "lethe.dev/services/sharing/internal/sharing"
@@ -169,14 +167,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		s.identity = conn
 	}
 	if cfg.Temporal {
-		tracing, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{})
-		if err != nil {
-			db.Close()
-			return nil, err
-		}
-		c, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(logger),
-			// SDK metrics into the Prometheus registry; traces continue through workflows and activities.
-			MetricsHandler: temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{}), Interceptors: []interceptor.ClientInterceptor{tracing}})
+		c, err := temporalclient.Dial(cfg.TemporalAddress, cfg.TemporalNamespace, logger)
 		if err != nil {
 			db.Close()
 			return nil, err
