@@ -310,7 +310,7 @@ func TestIntakeConvergesFromEveryCrashPoint(t *testing.T) {
 			if code, m, err := a.call("POST", path, tok, body); err == nil {
 				t.Fatalf("the filing was answered (%d %v) although intake crashed", code, m)
 			}
-			p.awaitExit(10 * time.Second)
+			p.awaitExit(30 * time.Second)
 
 			p.start()
 			first := a.must(t, "POST", path, tok, body)
@@ -320,14 +320,14 @@ func TestIntakeConvergesFromEveryCrashPoint(t *testing.T) {
 				t.Fatalf("retries disagree: %v vs %v", first, again)
 			}
 			name := first["name"].(string)
-			deadline := time.Now().Add(60 * time.Second)
+			deadline := time.Now().Add(120 * time.Second)
 			for {
 				err := a.verifyReceipt(t, name, token)
 				if err == nil {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("no receipt 60 s after the retry: %v", err)
+					t.Fatalf("no receipt 120 s after the retry: %v", err)
 				}
 				time.Sleep(200 * time.Millisecond)
 			}
