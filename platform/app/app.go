@@ -45,6 +45,9 @@ func Main[C Config](name string, cfg C, build func(context.Context, C, *slog.Log
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
+		if err := transport.FromEnv().Require(); err != nil {
+			return err // before opening databases or keys
+		}
 		svc, err := build(ctx, cfg, logger)
 		if err != nil {
 			return err
@@ -64,6 +67,9 @@ func Main[C Config](name string, cfg C, build func(context.Context, C, *slog.Log
 // (platform/transport).
 func Serve(ctx context.Context, lis net.Listener, svc Service, logger *slog.Logger) error {
 	sec := transport.FromEnv()
+	if err := sec.Require(); err != nil {
+		return err
+	}
 	so, err := sec.ServerOptions()
 	if err != nil {
 		return err

@@ -1744,7 +1744,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\rRequestOrigin\x12\x1e\n" +
 	"\x1aREQUEST_ORIGIN_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REQUEST_ORIGIN_MEMBER\x10\x01\x12\x1b\n" +
-	"\x17REQUEST_ORIGIN_OPERATOR\x10\x022\xb6\x0f\n" +
+	"\x17REQUEST_ORIGIN_OPERATOR\x10\x022\xbf\x0f\n" +
 	"\x12FulfillmentService\x12\xb0\x01\n" +
 	"\x14CreatePrivacyRequest\x121.lethe.fulfillment.v1.CreatePrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"?\x82\xd3\xe4\x93\x029:\x0fprivacy_request\"&/v1/{parent=members/*}/privacyRequests\x12\x99\x01\n" +
 	"\x11GetPrivacyRequest\x12..lethe.fulfillment.v1.GetPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\".\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/privacyRequests/*}\x12\xaa\x01\n" +
@@ -1754,8 +1754,8 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x14ExtendPrivacyRequest\x121.lethe.fulfillment.v1.ExtendPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"8\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:extend\x12\x9f\x01\n" +
 	"\fSetLegalHold\x12).lethe.fulfillment.v1.SetLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\">\x82\xd3\xe4\x93\x028:\x01*\"3/v1/{name=members/*/privacyRequests/*}:setLegalHold\x12\xab\x01\n" +
 	"\x10ReleaseLegalHold\x12-.lethe.fulfillment.v1.ReleaseLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"B\x82\xd3\xe4\x93\x02<:\x01*\"7/v1/{name=members/*/privacyRequests/*}:releaseLegalHold\x12\xa8\x01\n" +
-	"\x11GetExportDownload\x12..lethe.fulfillment.v1.GetExportDownloadRequest\x1a$.lethe.fulfillment.v1.ExportDownload\"=\x82\xd3\xe4\x93\x027\x125/v1/{name=members/*/privacyRequests/*}/exportDownload\x12\x8c\x01\n" +
-	"\x11GetErasureReceipt\x12..lethe.fulfillment.v1.GetErasureReceiptRequest\x1a$.lethe.fulfillment.v1.ErasureReceipt\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/receipts/{request_id}\x12{\n" +
+	"\x11GetExportDownload\x12..lethe.fulfillment.v1.GetExportDownloadRequest\x1a$.lethe.fulfillment.v1.ExportDownload\"=\x82\xd3\xe4\x93\x027\x125/v1/{name=members/*/privacyRequests/*}/exportDownload\x12\x95\x01\n" +
+	"\x11GetErasureReceipt\x12..lethe.fulfillment.v1.GetErasureReceiptRequest\x1a$.lethe.fulfillment.v1.ErasureReceipt\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/receipts/{request_id}:fetch\x12{\n" +
 	"\x0eGetReceiptKeys\x12+.lethe.fulfillment.v1.GetReceiptKeysRequest\x1a!.lethe.fulfillment.v1.ReceiptKeys\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/receipts:keys\x12\x98\x01\n" +
 	"\x14GetRequestStatistics\x121.lethe.fulfillment.v1.GetRequestStatisticsRequest\x1a'.lethe.fulfillment.v1.RequestStatistics\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/requestStatistics/{year}B2Z0lethe.dev/gen/lethe/fulfillment/v1;fulfillmentv1b\x06proto3"
 

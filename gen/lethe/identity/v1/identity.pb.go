@@ -149,6 +149,9 @@ const (
 	VerificationPurpose_VERIFICATION_PURPOSE_UNSPECIFIED VerificationPurpose = 0
 	// VERIFICATION_PURPOSE_PRIVACY_REQUEST verifies an export or erasure request.
 	VerificationPurpose_VERIFICATION_PURPOSE_PRIVACY_REQUEST VerificationPurpose = 1
+	// VERIFICATION_PURPOSE_EMAIL_CHANGE proves control of a new email address (sent by
+	// ChangeEmail only).
+	VerificationPurpose_VERIFICATION_PURPOSE_EMAIL_CHANGE VerificationPurpose = 2
 )
 
 // Enum value maps for VerificationPurpose.
@@ -156,10 +159,12 @@ var (
 	VerificationPurpose_name = map[int32]string{
 		0: "VERIFICATION_PURPOSE_UNSPECIFIED",
 		1: "VERIFICATION_PURPOSE_PRIVACY_REQUEST",
+		2: "VERIFICATION_PURPOSE_EMAIL_CHANGE",
 	}
 	VerificationPurpose_value = map[string]int32{
 		"VERIFICATION_PURPOSE_UNSPECIFIED":     0,
 		"VERIFICATION_PURPOSE_PRIVACY_REQUEST": 1,
+		"VERIFICATION_PURPOSE_EMAIL_CHANGE":    2,
 	}
 )
 
@@ -1675,6 +1680,134 @@ func (x *Jwks) GetKeys() []*Jwk {
 	return nil
 }
 
+// ChangeEmailRequest starts an email change.
+type ChangeEmailRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// new_email is the address to change to; the code is sent there.
+	NewEmail string `protobuf:"bytes,2,opt,name=new_email,json=newEmail,proto3" json:"new_email,omitempty"`
+	// current_password re-authenticates the member.
+	CurrentPassword string `protobuf:"bytes,3,opt,name=current_password,json=currentPassword,proto3" json:"current_password,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ChangeEmailRequest) Reset() {
+	*x = ChangeEmailRequest{}
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeEmailRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeEmailRequest) ProtoMessage() {}
+
+func (x *ChangeEmailRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeEmailRequest.ProtoReflect.Descriptor instead.
+func (*ChangeEmailRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ChangeEmailRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ChangeEmailRequest) GetNewEmail() string {
+	if x != nil {
+		return x.NewEmail
+	}
+	return ""
+}
+
+func (x *ChangeEmailRequest) GetCurrentPassword() string {
+	if x != nil {
+		return x.CurrentPassword
+	}
+	return ""
+}
+
+// ConfirmEmailChangeRequest completes an email change.
+type ConfirmEmailChangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// challenge_id is ChangeEmail's answer.
+	ChallengeId string `protobuf:"bytes,2,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
+	// code is the six digits mailed to the new address.
+	Code          string `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmEmailChangeRequest) Reset() {
+	*x = ConfirmEmailChangeRequest{}
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmEmailChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmEmailChangeRequest) ProtoMessage() {}
+
+func (x *ConfirmEmailChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmEmailChangeRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmEmailChangeRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ConfirmEmailChangeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConfirmEmailChangeRequest) GetChallengeId() string {
+	if x != nil {
+		return x.ChallengeId
+	}
+	return ""
+}
+
+func (x *ConfirmEmailChangeRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
 // SendVerificationCodeRequest asks for a code.
 type SendVerificationCodeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1690,7 +1823,7 @@ type SendVerificationCodeRequest struct {
 
 func (x *SendVerificationCodeRequest) Reset() {
 	*x = SendVerificationCodeRequest{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[23]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1835,7 @@ func (x *SendVerificationCodeRequest) String() string {
 func (*SendVerificationCodeRequest) ProtoMessage() {}
 
 func (x *SendVerificationCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[23]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1848,7 @@ func (x *SendVerificationCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendVerificationCodeRequest.ProtoReflect.Descriptor instead.
 func (*SendVerificationCodeRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{23}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SendVerificationCodeRequest) GetName() string {
@@ -1752,7 +1885,7 @@ type VerificationChallenge struct {
 
 func (x *VerificationChallenge) Reset() {
 	*x = VerificationChallenge{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[24]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1897,7 @@ func (x *VerificationChallenge) String() string {
 func (*VerificationChallenge) ProtoMessage() {}
 
 func (x *VerificationChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[24]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1910,7 @@ func (x *VerificationChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationChallenge.ProtoReflect.Descriptor instead.
 func (*VerificationChallenge) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{24}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *VerificationChallenge) GetChallengeId() string {
@@ -1809,7 +1942,7 @@ type CheckVerificationCodeRequest struct {
 
 func (x *CheckVerificationCodeRequest) Reset() {
 	*x = CheckVerificationCodeRequest{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[25]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +1954,7 @@ func (x *CheckVerificationCodeRequest) String() string {
 func (*CheckVerificationCodeRequest) ProtoMessage() {}
 
 func (x *CheckVerificationCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[25]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +1967,7 @@ func (x *CheckVerificationCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckVerificationCodeRequest.ProtoReflect.Descriptor instead.
 func (*CheckVerificationCodeRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{25}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CheckVerificationCodeRequest) GetName() string {
@@ -1871,7 +2004,7 @@ type CheckVerificationCodeResponse struct {
 
 func (x *CheckVerificationCodeResponse) Reset() {
 	*x = CheckVerificationCodeResponse{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[26]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +2016,7 @@ func (x *CheckVerificationCodeResponse) String() string {
 func (*CheckVerificationCodeResponse) ProtoMessage() {}
 
 func (x *CheckVerificationCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[26]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +2029,7 @@ func (x *CheckVerificationCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckVerificationCodeResponse.ProtoReflect.Descriptor instead.
 func (*CheckVerificationCodeResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{26}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CheckVerificationCodeResponse) GetVerified() bool {
@@ -1932,7 +2065,7 @@ type NotifyMemberRequest struct {
 
 func (x *NotifyMemberRequest) Reset() {
 	*x = NotifyMemberRequest{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[27]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +2077,7 @@ func (x *NotifyMemberRequest) String() string {
 func (*NotifyMemberRequest) ProtoMessage() {}
 
 func (x *NotifyMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[27]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +2090,7 @@ func (x *NotifyMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyMemberRequest.ProtoReflect.Descriptor instead.
 func (*NotifyMemberRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{27}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NotifyMemberRequest) GetName() string {
@@ -2006,7 +2139,7 @@ type NotifyMemberResponse struct {
 
 func (x *NotifyMemberResponse) Reset() {
 	*x = NotifyMemberResponse{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[28]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2151,7 @@ func (x *NotifyMemberResponse) String() string {
 func (*NotifyMemberResponse) ProtoMessage() {}
 
 func (x *NotifyMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[28]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2164,7 @@ func (x *NotifyMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyMemberResponse.ProtoReflect.Descriptor instead.
 func (*NotifyMemberResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{28}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *NotifyMemberResponse) GetMessageId() string {
@@ -2058,7 +2191,7 @@ type MemberEvent struct {
 
 func (x *MemberEvent) Reset() {
 	*x = MemberEvent{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[29]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2070,7 +2203,7 @@ func (x *MemberEvent) String() string {
 func (*MemberEvent) ProtoMessage() {}
 
 func (x *MemberEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[29]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2083,7 +2216,7 @@ func (x *MemberEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberEvent.ProtoReflect.Descriptor instead.
 func (*MemberEvent) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{29}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MemberEvent) GetName() string {
@@ -2127,7 +2260,7 @@ type ListMemberEventsRequest struct {
 
 func (x *ListMemberEventsRequest) Reset() {
 	*x = ListMemberEventsRequest{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[30]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2272,7 @@ func (x *ListMemberEventsRequest) String() string {
 func (*ListMemberEventsRequest) ProtoMessage() {}
 
 func (x *ListMemberEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[30]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2285,7 @@ func (x *ListMemberEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMemberEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListMemberEventsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{30}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListMemberEventsRequest) GetKind() string {
@@ -2180,7 +2313,7 @@ type ListMemberEventsResponse struct {
 
 func (x *ListMemberEventsResponse) Reset() {
 	*x = ListMemberEventsResponse{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[31]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2192,7 +2325,7 @@ func (x *ListMemberEventsResponse) String() string {
 func (*ListMemberEventsResponse) ProtoMessage() {}
 
 func (x *ListMemberEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[31]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2205,7 +2338,7 @@ func (x *ListMemberEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMemberEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListMemberEventsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{31}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListMemberEventsResponse) GetEvents() []*MemberEvent {
@@ -2226,7 +2359,7 @@ type AcknowledgeMemberEventRequest struct {
 
 func (x *AcknowledgeMemberEventRequest) Reset() {
 	*x = AcknowledgeMemberEventRequest{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[32]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2238,7 +2371,7 @@ func (x *AcknowledgeMemberEventRequest) String() string {
 func (*AcknowledgeMemberEventRequest) ProtoMessage() {}
 
 func (x *AcknowledgeMemberEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[32]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2251,7 +2384,7 @@ func (x *AcknowledgeMemberEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeMemberEventRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeMemberEventRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{32}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AcknowledgeMemberEventRequest) GetName() string {
@@ -2428,7 +2561,21 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\x03use\x18\a \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x03use\"2\n" +
 	"\x04Jwks\x12*\n" +
-	"\x04keys\x18\x01 \x03(\v2\x16.lethe.identity.v1.JwkR\x04keys\"\xdf\x01\n" +
+	"\x04keys\x18\x01 \x03(\v2\x16.lethe.identity.v1.JwkR\x04keys\"\xcc\x01\n" +
+	"\x12ChangeEmailRequest\x12*\n" +
+	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x04name\x127\n" +
+	"\tnew_email\x18\x02 \x01(\tB\x1a\xea\xe0\x18\x16\n" +
+	"\x12user.contact.email\x10\x01R\bnewEmail\x12Q\n" +
+	"\x10current_password\x18\x03 \x01(\tB&\xea\xe0\x18\"\n" +
+	"\x1euser.authorization.credentials\x10\x01R\x0fcurrentPassword\"\xb8\x01\n" +
+	"\x19ConfirmEmailChangeRequest\x12*\n" +
+	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x04name\x12<\n" +
+	"\fchallenge_id\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\vchallengeId\x121\n" +
+	"\x04code\x18\x03 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
+	"\x15system.authentication\x10\x04R\x04code\"\xdf\x01\n" +
 	"\x1bSendVerificationCodeRequest\x12*\n" +
 	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
 	"\x0euser.unique_id\x10\x01R\x04name\x12[\n" +
@@ -2499,15 +2646,16 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\rChildReporter\x12\x1e\n" +
 	"\x1aCHILD_REPORTER_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17CHILD_REPORTER_OPERATOR\x10\x01\x12\x19\n" +
-	"\x15CHILD_REPORTER_PARENT\x10\x02*e\n" +
+	"\x15CHILD_REPORTER_PARENT\x10\x02*\x8c\x01\n" +
 	"\x13VerificationPurpose\x12$\n" +
 	" VERIFICATION_PURPOSE_UNSPECIFIED\x10\x00\x12(\n" +
-	"$VERIFICATION_PURPOSE_PRIVACY_REQUEST\x10\x01*\xa5\x01\n" +
+	"$VERIFICATION_PURPOSE_PRIVACY_REQUEST\x10\x01\x12%\n" +
+	"!VERIFICATION_PURPOSE_EMAIL_CHANGE\x10\x02*\xa5\x01\n" +
 	"\x0fMessageTemplate\x12 \n" +
 	"\x1cMESSAGE_TEMPLATE_UNSPECIFIED\x10\x00\x12%\n" +
 	"!MESSAGE_TEMPLATE_REQUEST_EXTENDED\x10\x01\x12!\n" +
 	"\x1dMESSAGE_TEMPLATE_EXPORT_READY\x10\x02\x12&\n" +
-	"\"MESSAGE_TEMPLATE_ERASURE_CONFIRMED\x10\x032\xac\x12\n" +
+	"\"MESSAGE_TEMPLATE_ERASURE_CONFIRMED\x10\x032\xce\x14\n" +
 	"\x0fIdentityService\x12i\n" +
 	"\fCreateMember\x12&.lethe.identity.v1.CreateMemberRequest\x1a\x19.lethe.identity.v1.Member\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/members\x12i\n" +
 	"\tGetMember\x12#.lethe.identity.v1.GetMemberRequest\x1a\x19.lethe.identity.v1.Member\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=members/*}\x12~\n" +
@@ -2526,7 +2674,9 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\x14SendVerificationCode\x12..lethe.identity.v1.SendVerificationCodeRequest\x1a(.lethe.identity.v1.VerificationChallenge\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{name=members/*}:sendVerificationCode\x12_\n" +
 	"\fNotifyMember\x12&.lethe.identity.v1.NotifyMemberRequest\x1a'.lethe.identity.v1.NotifyMemberResponse\x12k\n" +
 	"\x10ListMemberEvents\x12*.lethe.identity.v1.ListMemberEventsRequest\x1a+.lethe.identity.v1.ListMemberEventsResponse\x12b\n" +
-	"\x16AcknowledgeMemberEvent\x120.lethe.identity.v1.AcknowledgeMemberEventRequest\x1a\x16.google.protobuf.Empty\x12\xb1\x01\n" +
+	"\x16AcknowledgeMemberEvent\x120.lethe.identity.v1.AcknowledgeMemberEventRequest\x1a\x16.google.protobuf.Empty\x12\x8b\x01\n" +
+	"\vChangeEmail\x12%.lethe.identity.v1.ChangeEmailRequest\x1a(.lethe.identity.v1.VerificationChallenge\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/{name=members/*}:changeEmail\x12\x91\x01\n" +
+	"\x12ConfirmEmailChange\x12,.lethe.identity.v1.ConfirmEmailChangeRequest\x1a\x19.lethe.identity.v1.Member\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/{name=members/*}:confirmEmailChange\x12\xb1\x01\n" +
 	"\x15CheckVerificationCode\x12/.lethe.identity.v1.CheckVerificationCodeRequest\x1a0.lethe.identity.v1.CheckVerificationCodeResponse\"5\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/{name=members/*}:checkVerificationCodeB,Z*lethe.dev/gen/lethe/identity/v1;identityv1b\x06proto3"
 
 var (
@@ -2542,7 +2692,7 @@ func file_lethe_identity_v1_identity_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_identity_v1_identity_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lethe_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_lethe_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_lethe_identity_v1_identity_proto_goTypes = []any{
 	(MemberState)(0),                      // 0: lethe.identity.v1.MemberState
 	(ChildReporter)(0),                    // 1: lethe.identity.v1.ChildReporter
@@ -2571,42 +2721,44 @@ var file_lethe_identity_v1_identity_proto_goTypes = []any{
 	(*GetJwksRequest)(nil),                // 24: lethe.identity.v1.GetJwksRequest
 	(*Jwk)(nil),                           // 25: lethe.identity.v1.Jwk
 	(*Jwks)(nil),                          // 26: lethe.identity.v1.Jwks
-	(*SendVerificationCodeRequest)(nil),   // 27: lethe.identity.v1.SendVerificationCodeRequest
-	(*VerificationChallenge)(nil),         // 28: lethe.identity.v1.VerificationChallenge
-	(*CheckVerificationCodeRequest)(nil),  // 29: lethe.identity.v1.CheckVerificationCodeRequest
-	(*CheckVerificationCodeResponse)(nil), // 30: lethe.identity.v1.CheckVerificationCodeResponse
-	(*NotifyMemberRequest)(nil),           // 31: lethe.identity.v1.NotifyMemberRequest
-	(*NotifyMemberResponse)(nil),          // 32: lethe.identity.v1.NotifyMemberResponse
-	(*MemberEvent)(nil),                   // 33: lethe.identity.v1.MemberEvent
-	(*ListMemberEventsRequest)(nil),       // 34: lethe.identity.v1.ListMemberEventsRequest
-	(*ListMemberEventsResponse)(nil),      // 35: lethe.identity.v1.ListMemberEventsResponse
-	(*AcknowledgeMemberEventRequest)(nil), // 36: lethe.identity.v1.AcknowledgeMemberEventRequest
-	(*timestamppb.Timestamp)(nil),         // 37: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),         // 38: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                 // 39: google.protobuf.Empty
+	(*ChangeEmailRequest)(nil),            // 27: lethe.identity.v1.ChangeEmailRequest
+	(*ConfirmEmailChangeRequest)(nil),     // 28: lethe.identity.v1.ConfirmEmailChangeRequest
+	(*SendVerificationCodeRequest)(nil),   // 29: lethe.identity.v1.SendVerificationCodeRequest
+	(*VerificationChallenge)(nil),         // 30: lethe.identity.v1.VerificationChallenge
+	(*CheckVerificationCodeRequest)(nil),  // 31: lethe.identity.v1.CheckVerificationCodeRequest
+	(*CheckVerificationCodeResponse)(nil), // 32: lethe.identity.v1.CheckVerificationCodeResponse
+	(*NotifyMemberRequest)(nil),           // 33: lethe.identity.v1.NotifyMemberRequest
+	(*NotifyMemberResponse)(nil),          // 34: lethe.identity.v1.NotifyMemberResponse
+	(*MemberEvent)(nil),                   // 35: lethe.identity.v1.MemberEvent
+	(*ListMemberEventsRequest)(nil),       // 36: lethe.identity.v1.ListMemberEventsRequest
+	(*ListMemberEventsResponse)(nil),      // 37: lethe.identity.v1.ListMemberEventsResponse
+	(*AcknowledgeMemberEventRequest)(nil), // 38: lethe.identity.v1.AcknowledgeMemberEventRequest
+	(*timestamppb.Timestamp)(nil),         // 39: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),         // 40: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                 // 41: google.protobuf.Empty
 }
 var file_lethe_identity_v1_identity_proto_depIdxs = []int32{
 	4,  // 0: lethe.identity.v1.Member.postal_address:type_name -> lethe.identity.v1.PostalAddress
 	0,  // 1: lethe.identity.v1.Member.state:type_name -> lethe.identity.v1.MemberState
-	37, // 2: lethe.identity.v1.Member.create_time:type_name -> google.protobuf.Timestamp
-	37, // 3: lethe.identity.v1.Member.update_time:type_name -> google.protobuf.Timestamp
+	39, // 2: lethe.identity.v1.Member.create_time:type_name -> google.protobuf.Timestamp
+	39, // 3: lethe.identity.v1.Member.update_time:type_name -> google.protobuf.Timestamp
 	5,  // 4: lethe.identity.v1.CreateMemberRequest.member:type_name -> lethe.identity.v1.Member
 	5,  // 5: lethe.identity.v1.UpdateMemberRequest.member:type_name -> lethe.identity.v1.Member
-	38, // 6: lethe.identity.v1.UpdateMemberRequest.update_mask:type_name -> google.protobuf.FieldMask
+	40, // 6: lethe.identity.v1.UpdateMemberRequest.update_mask:type_name -> google.protobuf.FieldMask
 	5,  // 7: lethe.identity.v1.ListMembersResponse.members:type_name -> lethe.identity.v1.Member
 	1,  // 8: lethe.identity.v1.ReportChildRequest.reporter:type_name -> lethe.identity.v1.ChildReporter
-	37, // 9: lethe.identity.v1.SignInResponse.access_token_expire_time:type_name -> google.protobuf.Timestamp
+	39, // 9: lethe.identity.v1.SignInResponse.access_token_expire_time:type_name -> google.protobuf.Timestamp
 	18, // 10: lethe.identity.v1.SignInResponse.session:type_name -> lethe.identity.v1.Session
-	37, // 11: lethe.identity.v1.Session.create_time:type_name -> google.protobuf.Timestamp
-	37, // 12: lethe.identity.v1.Session.last_use_time:type_name -> google.protobuf.Timestamp
-	37, // 13: lethe.identity.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
+	39, // 11: lethe.identity.v1.Session.create_time:type_name -> google.protobuf.Timestamp
+	39, // 12: lethe.identity.v1.Session.last_use_time:type_name -> google.protobuf.Timestamp
+	39, // 13: lethe.identity.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
 	18, // 14: lethe.identity.v1.ListSessionsResponse.sessions:type_name -> lethe.identity.v1.Session
 	25, // 15: lethe.identity.v1.Jwks.keys:type_name -> lethe.identity.v1.Jwk
 	2,  // 16: lethe.identity.v1.SendVerificationCodeRequest.purpose:type_name -> lethe.identity.v1.VerificationPurpose
-	37, // 17: lethe.identity.v1.VerificationChallenge.expire_time:type_name -> google.protobuf.Timestamp
+	39, // 17: lethe.identity.v1.VerificationChallenge.expire_time:type_name -> google.protobuf.Timestamp
 	3,  // 18: lethe.identity.v1.NotifyMemberRequest.template:type_name -> lethe.identity.v1.MessageTemplate
-	37, // 19: lethe.identity.v1.MemberEvent.create_time:type_name -> google.protobuf.Timestamp
-	33, // 20: lethe.identity.v1.ListMemberEventsResponse.events:type_name -> lethe.identity.v1.MemberEvent
+	39, // 19: lethe.identity.v1.MemberEvent.create_time:type_name -> google.protobuf.Timestamp
+	35, // 20: lethe.identity.v1.ListMemberEventsResponse.events:type_name -> lethe.identity.v1.MemberEvent
 	6,  // 21: lethe.identity.v1.IdentityService.CreateMember:input_type -> lethe.identity.v1.CreateMemberRequest
 	7,  // 22: lethe.identity.v1.IdentityService.GetMember:input_type -> lethe.identity.v1.GetMemberRequest
 	8,  // 23: lethe.identity.v1.IdentityService.UpdateMember:input_type -> lethe.identity.v1.UpdateMemberRequest
@@ -2621,32 +2773,36 @@ var file_lethe_identity_v1_identity_proto_depIdxs = []int32{
 	21, // 32: lethe.identity.v1.IdentityService.RevokeSession:input_type -> lethe.identity.v1.RevokeSessionRequest
 	22, // 33: lethe.identity.v1.IdentityService.RevokeAllSessions:input_type -> lethe.identity.v1.RevokeAllSessionsRequest
 	24, // 34: lethe.identity.v1.IdentityService.GetJwks:input_type -> lethe.identity.v1.GetJwksRequest
-	27, // 35: lethe.identity.v1.IdentityService.SendVerificationCode:input_type -> lethe.identity.v1.SendVerificationCodeRequest
-	31, // 36: lethe.identity.v1.IdentityService.NotifyMember:input_type -> lethe.identity.v1.NotifyMemberRequest
-	34, // 37: lethe.identity.v1.IdentityService.ListMemberEvents:input_type -> lethe.identity.v1.ListMemberEventsRequest
-	36, // 38: lethe.identity.v1.IdentityService.AcknowledgeMemberEvent:input_type -> lethe.identity.v1.AcknowledgeMemberEventRequest
-	29, // 39: lethe.identity.v1.IdentityService.CheckVerificationCode:input_type -> lethe.identity.v1.CheckVerificationCodeRequest
-	5,  // 40: lethe.identity.v1.IdentityService.CreateMember:output_type -> lethe.identity.v1.Member
-	5,  // 41: lethe.identity.v1.IdentityService.GetMember:output_type -> lethe.identity.v1.Member
-	5,  // 42: lethe.identity.v1.IdentityService.UpdateMember:output_type -> lethe.identity.v1.Member
-	10, // 43: lethe.identity.v1.IdentityService.ListMembers:output_type -> lethe.identity.v1.ListMembersResponse
-	5,  // 44: lethe.identity.v1.IdentityService.LookupMember:output_type -> lethe.identity.v1.Member
-	5,  // 45: lethe.identity.v1.IdentityService.DisableMember:output_type -> lethe.identity.v1.Member
-	5,  // 46: lethe.identity.v1.IdentityService.ReportChild:output_type -> lethe.identity.v1.Member
-	15, // 47: lethe.identity.v1.IdentityService.SignIn:output_type -> lethe.identity.v1.SignInResponse
-	15, // 48: lethe.identity.v1.IdentityService.RefreshSession:output_type -> lethe.identity.v1.SignInResponse
-	39, // 49: lethe.identity.v1.IdentityService.SignOut:output_type -> google.protobuf.Empty
-	20, // 50: lethe.identity.v1.IdentityService.ListSessions:output_type -> lethe.identity.v1.ListSessionsResponse
-	39, // 51: lethe.identity.v1.IdentityService.RevokeSession:output_type -> google.protobuf.Empty
-	23, // 52: lethe.identity.v1.IdentityService.RevokeAllSessions:output_type -> lethe.identity.v1.RevokeAllSessionsResponse
-	26, // 53: lethe.identity.v1.IdentityService.GetJwks:output_type -> lethe.identity.v1.Jwks
-	28, // 54: lethe.identity.v1.IdentityService.SendVerificationCode:output_type -> lethe.identity.v1.VerificationChallenge
-	32, // 55: lethe.identity.v1.IdentityService.NotifyMember:output_type -> lethe.identity.v1.NotifyMemberResponse
-	35, // 56: lethe.identity.v1.IdentityService.ListMemberEvents:output_type -> lethe.identity.v1.ListMemberEventsResponse
-	39, // 57: lethe.identity.v1.IdentityService.AcknowledgeMemberEvent:output_type -> google.protobuf.Empty
-	30, // 58: lethe.identity.v1.IdentityService.CheckVerificationCode:output_type -> lethe.identity.v1.CheckVerificationCodeResponse
-	40, // [40:59] is the sub-list for method output_type
-	21, // [21:40] is the sub-list for method input_type
+	29, // 35: lethe.identity.v1.IdentityService.SendVerificationCode:input_type -> lethe.identity.v1.SendVerificationCodeRequest
+	33, // 36: lethe.identity.v1.IdentityService.NotifyMember:input_type -> lethe.identity.v1.NotifyMemberRequest
+	36, // 37: lethe.identity.v1.IdentityService.ListMemberEvents:input_type -> lethe.identity.v1.ListMemberEventsRequest
+	38, // 38: lethe.identity.v1.IdentityService.AcknowledgeMemberEvent:input_type -> lethe.identity.v1.AcknowledgeMemberEventRequest
+	27, // 39: lethe.identity.v1.IdentityService.ChangeEmail:input_type -> lethe.identity.v1.ChangeEmailRequest
+	28, // 40: lethe.identity.v1.IdentityService.ConfirmEmailChange:input_type -> lethe.identity.v1.ConfirmEmailChangeRequest
+	31, // 41: lethe.identity.v1.IdentityService.CheckVerificationCode:input_type -> lethe.identity.v1.CheckVerificationCodeRequest
+	5,  // 42: lethe.identity.v1.IdentityService.CreateMember:output_type -> lethe.identity.v1.Member
+	5,  // 43: lethe.identity.v1.IdentityService.GetMember:output_type -> lethe.identity.v1.Member
+	5,  // 44: lethe.identity.v1.IdentityService.UpdateMember:output_type -> lethe.identity.v1.Member
+	10, // 45: lethe.identity.v1.IdentityService.ListMembers:output_type -> lethe.identity.v1.ListMembersResponse
+	5,  // 46: lethe.identity.v1.IdentityService.LookupMember:output_type -> lethe.identity.v1.Member
+	5,  // 47: lethe.identity.v1.IdentityService.DisableMember:output_type -> lethe.identity.v1.Member
+	5,  // 48: lethe.identity.v1.IdentityService.ReportChild:output_type -> lethe.identity.v1.Member
+	15, // 49: lethe.identity.v1.IdentityService.SignIn:output_type -> lethe.identity.v1.SignInResponse
+	15, // 50: lethe.identity.v1.IdentityService.RefreshSession:output_type -> lethe.identity.v1.SignInResponse
+	41, // 51: lethe.identity.v1.IdentityService.SignOut:output_type -> google.protobuf.Empty
+	20, // 52: lethe.identity.v1.IdentityService.ListSessions:output_type -> lethe.identity.v1.ListSessionsResponse
+	41, // 53: lethe.identity.v1.IdentityService.RevokeSession:output_type -> google.protobuf.Empty
+	23, // 54: lethe.identity.v1.IdentityService.RevokeAllSessions:output_type -> lethe.identity.v1.RevokeAllSessionsResponse
+	26, // 55: lethe.identity.v1.IdentityService.GetJwks:output_type -> lethe.identity.v1.Jwks
+	30, // 56: lethe.identity.v1.IdentityService.SendVerificationCode:output_type -> lethe.identity.v1.VerificationChallenge
+	34, // 57: lethe.identity.v1.IdentityService.NotifyMember:output_type -> lethe.identity.v1.NotifyMemberResponse
+	37, // 58: lethe.identity.v1.IdentityService.ListMemberEvents:output_type -> lethe.identity.v1.ListMemberEventsResponse
+	41, // 59: lethe.identity.v1.IdentityService.AcknowledgeMemberEvent:output_type -> google.protobuf.Empty
+	30, // 60: lethe.identity.v1.IdentityService.ChangeEmail:output_type -> lethe.identity.v1.VerificationChallenge
+	5,  // 61: lethe.identity.v1.IdentityService.ConfirmEmailChange:output_type -> lethe.identity.v1.Member
+	32, // 62: lethe.identity.v1.IdentityService.CheckVerificationCode:output_type -> lethe.identity.v1.CheckVerificationCodeResponse
+	42, // [42:63] is the sub-list for method output_type
+	21, // [21:42] is the sub-list for method input_type
 	21, // [21:21] is the sub-list for extension type_name
 	21, // [21:21] is the sub-list for extension extendee
 	0,  // [0:21] is the sub-list for field type_name
@@ -2663,7 +2819,7 @@ func file_lethe_identity_v1_identity_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_identity_v1_identity_proto_rawDesc), len(file_lethe_identity_v1_identity_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -76,6 +76,19 @@ func recentSignIn(ctx context.Context) bool {
 	return len(v) == 1 && v[0] == "true"
 }
 
+// childErasureAllowed reports whether the caller may file a child erasure (verified at
+// once, no cooling-off): an operator through the gateway, or an internal caller with no
+// end-user identity at all (the child-report consumer). A member — even on their own
+// account — may not: that would be an erasure without verification.
+func childErasureAllowed(ctx context.Context) bool {
+	md, _ := metadata.FromIncomingContext(ctx)
+	roles := md.Get("x-lethe-role")
+	if len(roles) == 0 && len(md.Get("x-lethe-member")) == 0 {
+		return true
+	}
+	return len(roles) == 1 && roles[0] == "operator"
+}
+
 const reqCols = `id, member_id, kind, jurisdiction, origin, state, created_at, due_at, completed_at, extended, extension_reason, hold_reason, cooling_off_end, progress, challenge_id, archive_path, breached`
 
 type row struct {
@@ -155,6 +168,9 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 	}
 	if err := v.Err(); err != nil {
 		return nil, err
+	}
+	if in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE && !childErasureAllowed(ctx) {
+		return nil, errs.New(errs.PermissionDenied, "CHILD_ERASURE_OPERATOR_ONLY", "child erasure is filed by operators or by a child report")
 	}
 	if r, err := s.load(ctx, `member_id = $1 AND client_request_id = $2`, member, req.GetRequestId()); err == nil {
 		return r.pr, nil

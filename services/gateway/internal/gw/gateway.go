@@ -3,8 +3,8 @@ package gw
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -50,10 +50,18 @@ type Options struct {
 	SensitiveBurst int
 	// JWKSRefetch is the least time between JWKS fetches triggered by unknown keys.
 	JWKSRefetch time.Duration
+	// SessionCheckTTL is how long identity's answer about a session is cached: a
+	// revoked session is refused at most this long after its revocation.
+	SessionCheckTTL time.Duration
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client.
+	TrustedProxies Proxies
 }
 
 // principalKey carries the verified caller in a request context.
 type principalKey struct{}
+
+// routeKey carries the route the policy authorized in a request context.
+type routeKey struct{}
 
 // New returns the gateway's handler.
 func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
@@ -71,10 +79,12 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 				md.Set("x-lethe-member", p.Member)
 				md.Set("x-lethe-role", p.Role)
 				md.Set("x-lethe-session", p.Session)
-				if time.Since(p.IssuedAt) <= o.RecentSignIn {
+				// Only a password sign-in counts, never a refresh (auth_time, not iat).
+				if !p.AuthTime.IsZero() && time.Since(p.AuthTime) <= o.RecentSignIn {
 					md.Set("x-lethe-recent-signin", "true")
 				}
 			}
+			md.Set("x-lethe-client-ip", o.TrustedProxies.ClientIP(r))
 			return md
 		}),
 		// Only these headers reach the backends: nothing else a browser sends.
@@ -85,6 +95,20 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 				c = codes.Unimplemented
 			}
 			writeStatus(w, code, c, "ROUTE_NOT_FOUND", "no such route")
+		}),
+		// What the policy authorized is what runs: no X-HTTP-Method-Override, no
+		// form-POST-as-GET fallback, and a last check on the dispatched method and route.
+		runtime.WithDisableHTTPMethodOverride(),
+		runtime.WithDisablePathLengthFallback(),
+		runtime.WithMiddlewares(func(next runtime.HandlerFunc) runtime.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+				want, _ := r.Context().Value(routeKey{}).(*Route)
+				if got, _ := Match(routes, r.Method, r.URL.Path); want == nil || got != want {
+					writeStatus(w, http.StatusMethodNotAllowed, codes.Unimplemented, "ROUTE_NOT_FOUND", "no such route")
+					return
+				}
+				next(w, r, params)
+			}
 		}),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: false}, UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false}}),
 	)
@@ -109,9 +133,11 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 	g := &gateway{
 		routes: routes, mux: mux, opts: o, backends: b,
 		verifier:  &Verifier{Identity: identityv1.NewIdentityServiceClient(b.Identity), RefetchEvery: o.JWKSRefetch},
+		sessions:  &Sessions{Identity: identityv1.NewIdentityServiceClient(b.Identity), TTL: o.SessionCheckTTL},
 		prefs:     preferencesv1.NewPreferencesServiceClient(b.Preferences),
 		perIP:     &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst},
 		perMember: &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst},
+		signUps:   &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst},
 	}
 	top := http.NewServeMux()
 	top.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
@@ -135,9 +161,11 @@ type gateway struct {
 	opts      Options
 	backends  Backends
 	verifier  *Verifier
+	sessions  *Sessions
 	prefs     preferencesv1.PreferencesServiceClient
 	perIP     *Limiter
 	perMember *Limiter
+	signUps   *Limiter
 }
 
 // writeStatus writes an error in the same JSON shape the backends' errors have
@@ -153,18 +181,16 @@ func writeStatus(w http.ResponseWriter, httpStatus int, code codes.Code, reason,
 func sensitive(r *Route) bool {
 	t := r.Template
 	return t == "/v1/auth:signIn" || t == "/v1/auth:refresh" || strings.HasSuffix(t, ":sendVerificationCode") || strings.HasSuffix(t, ":checkVerificationCode") ||
+		strings.HasSuffix(t, ":changeEmail") || strings.HasSuffix(t, ":confirmEmailChange") ||
 		strings.HasSuffix(t, ":verify") || (r.Method == "POST" && t == "/v1/members/{member}/privacyRequests")
 }
 
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("X-HTTP-Method-Override") != "" || r.Header.Get("X-HTTP-Method") != "" || r.Header.Get("X-Method-Override") != "" {
+		// The method the policy checks is the method that runs; no tunnelling.
+		writeStatus(w, http.StatusMethodNotAllowed, codes.Unimplemented, "METHOD_OVERRIDE_REFUSED", "method override headers are not accepted")
+		return
+	}
 	route, member := Match(g.routes, r.Method, r.URL.Path)
 	if route == nil {
 		writeStatus(w, http.StatusNotFound, codes.NotFound, "ROUTE_NOT_FOUND", "no such route")
@@ -188,6 +214,20 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p = nil
 		}
 	}
+	if p != nil {
+		switch err := g.sessions.Check(r.Context(), p); {
+		case errors.Is(err, errSessionUnknown):
+			if route.Access != Public {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="lethe", error="invalid_token"`)
+				writeStatus(w, http.StatusUnauthorized, codes.Unauthenticated, "SESSION_REVOKED", "the session has ended; sign in again")
+				return
+			}
+			p = nil
+		case err != nil:
+			writeStatus(w, http.StatusServiceUnavailable, codes.Unavailable, "SESSION_CHECK_UNAVAILABLE", "the session could not be checked; try again")
+			return
+		}
+	}
 	switch route.Access {
 	case Operator:
 		if p.Role != "operator" {
@@ -201,8 +241,15 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// Sign-up has its own per-address bucket: each call costs an argon2id hash, and
+	// signing up should not eat into the same address's sign-in attempts.
+	if route.Method == "POST" && route.Template == "/v1/members" && !g.signUps.Allow(g.opts.TrustedProxies.ClientIP(r)) {
+		w.Header().Set("Retry-After", "60")
+		writeStatus(w, http.StatusTooManyRequests, codes.ResourceExhausted, "RATE_LIMITED", "too many requests; slow down")
+		return
+	}
 	if sensitive(route) {
-		if !g.perIP.Allow(clientIP(r)) || (p != nil && !g.perMember.Allow(p.Member)) {
+		if !g.perIP.Allow(g.opts.TrustedProxies.ClientIP(r)) || (p != nil && !g.perMember.Allow(p.Member)) {
 			w.Header().Set("Retry-After", "60")
 			writeStatus(w, http.StatusTooManyRequests, codes.ResourceExhausted, "RATE_LIMITED", "too many requests; slow down")
 			return
@@ -216,6 +263,7 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p != nil {
 		ctx = context.WithValue(ctx, principalKey{}, p)
 	}
+	ctx = context.WithValue(ctx, routeKey{}, route)
 	g.mux.ServeHTTP(w, r.WithContext(ctx))
 }
 
