@@ -41,6 +41,9 @@ type Options struct {
 	FulfillmentHTTP  int
 	GatewayPort      int
 	ExternalTemporal string // host:port of an existing Temporal; empty embeds one
+	// TemporalPostgres puts the embedded Temporal on PostgreSQL (a postgres:// URL naming
+	// its database) instead of SQLite under DataDir.
+	TemporalPostgres string
 	Logger           *slog.Logger
 	// Env is applied to the process environment before configuration is read, so a
 	// caller can tune services (e.g. FULFILLMENT_COOLING_OFF=0s).
@@ -134,7 +137,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		s.TemporalAddress = o.ExternalTemporal
 	} else {
 		ts, err := temporaldev.Start(ctx, temporaldev.Config{
-			DataDir: filepath.Join(o.DataDir, "temporal"), IP: o.Host, FrontendPort: o.TemporalPort, UIPort: o.UIPort,
+			DataDir: filepath.Join(o.DataDir, "temporal"), PostgresURL: o.TemporalPostgres, IP: o.Host, FrontendPort: o.TemporalPort, UIPort: o.UIPort,
 			Namespace: "lethe", SearchAttributes: fulfillment.SearchAttributes, Logger: logger.With("component", "temporal"),
 		})
 		if err != nil {
@@ -201,6 +204,19 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.closers = append(s.closers, s.Gateway.Close)
 	s.goRun("gateway", func() error { return s.Gateway.Serve(ctx, listeners["gateway"]) })
 	return s, nil
+}
+
+// DatabaseURLsFromEnv returns the *_DATABASE_URL variables set in the environment, for
+// Options.Env: lethe-dev puts a service on the database its variable names (PostgreSQL
+// included) and the rest on SQLite under the data directory.
+func DatabaseURLsFromEnv() map[string]string {
+	out := map[string]string{}
+	for _, svc := range []string{"IDENTITY", "PREFERENCES", "SHARING", "FULFILLMENT"} {
+		if v := os.Getenv(svc + "_DATABASE_URL"); v != "" {
+			out[svc+"_DATABASE_URL"] = v
+		}
+	}
+	return out
 }
 
 // parse fills a service configuration from the environment, as its binary would.

@@ -1,7 +1,9 @@
-// Package temporaldev embeds a single-host Temporal server with SQLite persistence and
-// the Temporal Web UI, for the dev stack and for integration tests. It follows the shape
-// of the Temporal CLI's dev server: a static config, namespaces and search attributes
-// created with the schema, and the UI pointed at the frontend.
+// Package temporaldev embeds a single-host Temporal server with the Temporal Web UI, on
+// SQLite (the dev stack, integration tests) or on PostgreSQL (cmd/lethe-temporal, the
+// multi-process test, compose). It follows the shape of the Temporal CLI's dev server: a
+// static config, the schema set up by the server module's own schema tools, the
+// namespace and search attributes registered before Start returns, and the UI pointed
+// at the frontend.
 package temporaldev
 
 import (
@@ -21,6 +23,8 @@ import (
 	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uiserveroptions "github.com/temporalio/ui-server/v2/server/server_options"
 	enums "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/server/common/cluster"
 	"go.temporal.io/server/common/config"
 	"go.temporal.io/server/common/dynamicconfig"
@@ -35,8 +39,13 @@ import (
 // Config configures an embedded server.
 type Config struct {
 	// DataDir holds the SQLite file (temporal.db), so workflows survive a restart.
-	// Empty keeps everything in memory (tests).
+	// Empty keeps everything in memory (tests). Ignored with PostgresURL.
 	DataDir string
+	// PostgresURL, when set, persists to PostgreSQL instead of SQLite:
+	// postgres://user:password@host:5432/temporal?sslmode=disable uses the databases
+	// "temporal" and "temporal_visibility" (created when missing; their schema is set up
+	// or upgraded on every start).
+	PostgresURL string
 	// IP to bind; default 127.0.0.1.
 	IP string
 	// FrontendPort is the gRPC frontend; 0 picks a free port.
@@ -99,11 +108,25 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 
-	sqlConf, err := sqlConfig(cfg)
-	if err != nil {
-		return nil, err
+	var mainStore, visStore *config.SQL
+	if cfg.PostgresURL != "" {
+		if mainStore, visStore, err = postgresConfigs(cfg.PostgresURL); err != nil {
+			return nil, err
+		}
+		tl := newLogger(logger, cfg.Level)
+		if err := setUpPostgres(mainStore, pgSchema, tl); err != nil {
+			return nil, err
+		}
+		if err := setUpPostgres(visStore, pgVisibilitySchema, tl); err != nil {
+			return nil, err
+		}
+	} else {
+		if mainStore, err = sqlConfig(cfg); err != nil {
+			return nil, err
+		}
+		visStore = mainStore
 	}
-	conf, err := serverConfig(cfg, sqlConf)
+	conf, err := serverConfig(cfg, mainStore, visStore)
 	if err != nil {
 		return nil, err
 	}
@@ -116,6 +139,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		dynamicconfig.EnableServerVersionCheck.Key():                     false,
 		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8192,
 		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+		// A namespace registered at start is usable within a second, not ten.
+		dynamicconfig.NamespaceCacheRefreshInterval.Key(): time.Second,
 	}
 	srv, err := temporal.NewServer(
 		temporal.WithConfig(conf),
@@ -149,7 +174,25 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		_ = s.Stop()
 		return nil, err
 	}
+	if cfg.PostgresURL != "" {
+		// SQLite gets its namespace with the schema; on PostgreSQL it goes through the API.
+		if err := s.register(ctx, cfg); err != nil {
+			_ = s.Stop()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+func (s *Server) register(ctx context.Context, cfg Config) error {
+	c, err := client.Dial(client.Options{HostPort: s.frontend, Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	if err != nil {
+		return fmt.Errorf("temporaldev: connect to own frontend: %w", err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return Register(ctx, c, cfg.Namespace, cfg.Retention, cfg.SearchAttributes)
 }
 
 // FrontendAddress is the gRPC frontend's host:port.
@@ -204,14 +247,22 @@ func sqlConfig(cfg Config) (*config.SQL, error) {
 	return conf, nil
 }
 
-func serverConfig(cfg Config, sqlConf *config.SQL) (*config.Config, error) {
+func serverConfig(cfg Config, mainStore, visStore *config.SQL) (*config.Config, error) {
 	var conf config.Config
 	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
 	conf.Global.Membership.BroadcastAddress = cfg.IP
-	conf.Persistence.DefaultStore = "sqlite-default"
-	conf.Persistence.VisibilityStore = "sqlite-default"
+	conf.Persistence.DefaultStore = "default"
+	conf.Persistence.VisibilityStore = "visibility"
 	conf.Persistence.NumHistoryShards = 1
-	conf.Persistence.DataStores = map[string]config.DataStore{"sqlite-default": {SQL: sqlConf}}
+	if cfg.PostgresURL != "" {
+		conf.Persistence.NumHistoryShards = 4
+	}
+	conf.Persistence.DataStores = map[string]config.DataStore{"default": {SQL: mainStore}, "visibility": {SQL: visStore}}
+	if visStore == mainStore {
+		// SQLite keeps both in one file, reached through one store.
+		conf.Persistence.VisibilityStore = "default"
+		delete(conf.Persistence.DataStores, "visibility")
+	}
 	httpPort, err := freePort(cfg.IP)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"lethe.dev/platform/authz"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/run"
 	"lethe.dev/platform/transport"
@@ -35,6 +36,12 @@ type Service interface {
 	// Run does background work until ctx is done; it returns nil on shutdown.
 	Run(ctx context.Context) error
 	Close() error
+}
+
+// Audited is implemented by a service that hands operator actions to the audit log
+// (platform/authz); Serve installs its recorder in the authorization interceptor.
+type Audited interface {
+	AuditRecorder() authz.Recorder
 }
 
 // Main is a service binary's whole main function.
@@ -74,7 +81,13 @@ func Serve(ctx context.Context, lis net.Listener, svc Service, logger *slog.Logg
 	if err != nil {
 		return err
 	}
-	srv := grpcserver.New(grpcserver.Options{Logger: logger, Unary: []grpc.UnaryServerInterceptor{sec.Unary()}, Stream: []grpc.StreamServerInterceptor{sec.Stream()}, ServerOptions: so})
+	// The service credential first, then the access each RPC declares.
+	az := authz.Interceptor{Logger: logger}
+	if a, ok := svc.(Audited); ok {
+		az.Recorder = a.AuditRecorder()
+	}
+	srv := grpcserver.New(grpcserver.Options{Logger: logger, Unary: []grpc.UnaryServerInterceptor{sec.Unary(), az.Unary()},
+		Stream: []grpc.StreamServerInterceptor{sec.Stream(), az.Stream()}, ServerOptions: so})
 	svc.Register(srv)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(ctx, lis) })

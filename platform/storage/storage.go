@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -81,7 +83,9 @@ func open(url string) (*DB, error) {
 		// WAL lets readers run beside the writer; immediate transactions take the write
 		// lock up front so concurrent writers queue on busy_timeout instead of failing
 		// with SQLITE_BUSY when a read transaction tries to upgrade.
-		dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+		// secure_delete zeroes deleted content, so an erased row does not linger in free
+		// pages (see Scrub for the WAL).
+		dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=secure_delete(1)&_txlock=immediate"
 		db, err := sql.Open("sqlite", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("storage: open sqlite: %w", err)
@@ -93,13 +97,30 @@ func open(url string) (*DB, error) {
 	}
 }
 
-// Migrate applies every pending migration in fsys.
+// Migrate applies every pending migration in fsys. On PostgreSQL it holds a session
+// advisory lock while it does, so replicas starting together on a fresh database migrate
+// one after another instead of racing on the same CREATE statements. The lock id is
+// derived from the database and schema, so services sharing a server do not wait for
+// each other.
 func (db *DB) Migrate(ctx context.Context, fsys fs.FS) error {
 	dialect := goose.DialectSQLite3
+	var opts []goose.ProviderOption
 	if db.Dialect == Postgres {
 		dialect = goose.DialectPostgres
+		var where string
+		if err := db.QueryRowContext(ctx, `SELECT current_database() || '.' || COALESCE(current_schema(), '')`).Scan(&where); err != nil {
+			return fmt.Errorf("storage: migrations: %w", err)
+		}
+		h := fnv.New64a()
+		h.Write([]byte("lethe-migrations:" + where))
+		// Wait up to 5 minutes (300 × 1 s) for another replica's migration.
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(int64(h.Sum64()>>1)), lock.WithLockTimeout(1, 300))
+		if err != nil {
+			return fmt.Errorf("storage: migrations: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	p, err := goose.NewProvider(dialect, db.DB, fsys)
+	p, err := goose.NewProvider(dialect, db.DB, fsys, opts...)
 	if err != nil {
 		return fmt.Errorf("storage: migrations: %w", err)
 	}
@@ -120,6 +141,18 @@ func (db *DB) Version(ctx context.Context, fsys fs.FS) (int64, error) {
 		return 0, err
 	}
 	return p.GetDBVersion(ctx)
+}
+
+// Scrub makes deleted rows unrecoverable from the engine's files after an erasure. On
+// SQLite (which runs with secure_delete) it checkpoints the WAL into the database and
+// truncates it, since the WAL still holds the pages as they were before the delete. On
+// PostgreSQL it does nothing: dead tuples are reclaimed by VACUUM (see shred.Vacuumer).
+func (db *DB) Scrub(ctx context.Context) error {
+	if db.Dialect != SQLite {
+		return nil
+	}
+	var busy, logged, checkpointed int
+	return db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logged, &checkpointed)
 }
 
 // InTx runs fn in a transaction, committing when it returns nil.

@@ -66,3 +66,32 @@ func TestOpenRejectsUnknownURL(t *testing.T) {
 		t.Fatal("want an error for an unsupported URL")
 	}
 }
+
+// TestConcurrentOpensMigrateOnce starts several replicas on one fresh PostgreSQL schema at
+// once, as a rolling deployment does: each must come up on the migrated schema, none may
+// fail on a half-created table.
+func TestConcurrentOpensMigrateOnce(t *testing.T) {
+	base := os.Getenv(storagetest.PostgresURLEnv)
+	if base == "" {
+		t.Skipf("PostgreSQL tests skipped: set %s", storagetest.PostgresURLEnv)
+	}
+	for round := 0; round < 3; round++ {
+		url := storagetest.PostgresSchemaURL(t, base)
+		const replicas = 6
+		errc := make(chan error, replicas)
+		for i := 0; i < replicas; i++ {
+			go func() {
+				db, err := storage.Open(context.Background(), url, migrations)
+				if err == nil {
+					db.Close()
+				}
+				errc <- err
+			}()
+		}
+		for i := 0; i < replicas; i++ {
+			if err := <-errc; err != nil {
+				t.Fatalf("round %d: a replica failed to start: %v", round, err)
+			}
+		}
+	}
+}

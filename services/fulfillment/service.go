@@ -64,6 +64,7 @@ type Config struct {
 	VerificationWindow time.Duration
 	ArchiveTTL         time.Duration
 	ArchiveBucket      string
+	OnwardPollInterval time.Duration
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -81,6 +82,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.CoolingOff, "cooling-off", config.EnvDuration("FULFILLMENT_COOLING_OFF", 7*24*time.Hour), "erasure cooling-off period (FULFILLMENT_COOLING_OFF)")
 	fs.DurationVar(&c.VerificationWindow, "verification-window", config.EnvDuration("FULFILLMENT_VERIFICATION_WINDOW", 48*time.Hour), "time to confirm a request with the emailed code (FULFILLMENT_VERIFICATION_WINDOW)")
 	fs.StringVar(&c.ArchiveBucket, "archive-bucket", config.Env("FULFILLMENT_ARCHIVE_BUCKET", ""), "archive storage as a Go CDK blob URL, e.g. s3://bucket or gs://bucket (with its driver linked); empty: a directory under -data-dir (FULFILLMENT_ARCHIVE_BUCKET)")
+	fs.DurationVar(&c.OnwardPollInterval, "onward-poll-interval", config.EnvDuration("FULFILLMENT_ONWARD_POLL_INTERVAL", request.OnwardPollInterval), "how often a processor that has not acknowledged an erasure is checked and re-sent (FULFILLMENT_ONWARD_POLL_INTERVAL)")
 	fs.DurationVar(&c.ArchiveTTL, "archive-ttl", config.EnvDuration("FULFILLMENT_ARCHIVE_TTL", 7*24*time.Hour), "how long export archives and their links live (FULFILLMENT_ARCHIVE_TTL)")
 }
 
@@ -93,7 +95,7 @@ func (c Config) Validate() error {
 	p.Require(c.IdentityAddress, "identity-address", "IDENTITY_ADDRESS")
 	p.Require(c.PreferencesAddress, "preferences-address", "PREFERENCES_ADDRESS")
 	p.Require(c.SharingAddress, "sharing-address", "SHARING_ADDRESS")
-	p.Check(c.CoolingOff >= 0 && c.VerificationWindow > 0 && c.ArchiveTTL > 0, "durations must be positive")
+	p.Check(c.CoolingOff >= 0 && c.VerificationWindow > 0 && c.ArchiveTTL > 0 && c.OnwardPollInterval > 0, "durations must be positive")
 	return p.Err()
 }
 
@@ -179,7 +181,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	}
 	s.API = &grpcapi.Server{
 		DB: db, Temporal: tc, Identity: s.Activities.Identity, CoolingOff: cfg.CoolingOff, VerificationWindow: cfg.VerificationWindow,
-		ArchiveTTL: cfg.ArchiveTTL, DownloadKey: dlKey, ReceiptKey: pub, KeyID: kid, Now: time.Now, Archives: s.archives,
+		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadKey: dlKey, ReceiptKey: pub, KeyID: kid, Now: time.Now, Archives: s.archives,
 	}
 	return s, nil
 }

@@ -13,7 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	authv1 "lethe.dev/gen/lethe/auth/v1"
+	identityv1 "lethe.dev/gen/lethe/identity/v1"
 	"lethe.dev/gen/openapiv2"
+	"lethe.dev/platform/authz"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/grpcserver/grpctest"
 	"lethe.dev/platform/storage/storagetest"
@@ -29,6 +36,8 @@ type stack struct {
 	identity *identity.Service
 	prefs    *preferences.Service
 	dataDir  string
+
+	identityAddr string
 }
 
 // start runs real identity, preferences and sharing services (SQLite) behind the
@@ -61,7 +70,7 @@ func start(t testing.TB, perMinute int) *stack {
 	}
 	srv := httptest.NewServer(g.Handler())
 	t.Cleanup(func() { srv.Close(); g.Close() })
-	return &stack{url: srv.URL, identity: id, prefs: pr, dataDir: dir}
+	return &stack{url: srv.URL, identity: id, prefs: pr, dataDir: dir, identityAddr: cfg.IdentityAddress}
 }
 
 func (s *stack) do(t testing.TB, method, path, token string, body any, headers ...string) (int, map[string]any) {
@@ -137,22 +146,31 @@ func concrete(tmpl, member string) string {
 	})
 }
 
-func TestSpecRoutesAllHaveAPolicyAndExplicitOnesExist(t *testing.T) {
-	routes, err := gw.Routes(openapiv2.Spec)
-	if err != nil {
+// TestTheSpecAndTheRoutePolicyAgree: every operation the OpenAPI document publishes is
+// a route the gateway derives from the descriptors (with its RPC's declared access), and
+// no route is missing from the document.
+func TestTheSpecAndTheRoutePolicyAgree(t *testing.T) {
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(openapiv2.Spec, &doc); err != nil {
 		t.Fatal(err)
 	}
-	if len(routes) < 60 {
-		t.Fatalf("only %d routes in the spec", len(routes))
-	}
-	keys := map[string]bool{}
-	for _, r := range routes {
-		keys[r.Key()] = true
-	}
-	for k := range gw.Explicit() {
-		if !keys[k] {
-			t.Errorf("policy names %q, which the spec does not serve", k)
+	routes := gw.Routes()
+	n := 0
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			n++
+			m := strings.ToUpper(method)
+			if r, _ := authz.Match(routes, m, concrete(path, "abcdefgh12345678")); r == nil {
+				t.Errorf("the spec serves %s %s, which no RPC's HTTP binding matches", m, path)
+			} else if r.Access == authv1.Access_ACCESS_UNSPECIFIED || r.Access == authv1.Access_ACCESS_SERVICE {
+				t.Errorf("%s has access %v but an HTTP route", r.Key(), r.Access)
+			}
 		}
+	}
+	if n != len(routes) || n < 60 {
+		t.Fatalf("%d operations in the spec, %d routes", n, len(routes))
 	}
 }
 
@@ -161,13 +179,12 @@ func TestEverySpecRouteReachesItsBackend(t *testing.T) {
 	op, _ := s.signUp(t, "operator@example.com")
 	s.identity.Domain.Operators[op] = true
 	token := s.signIn(t, "operator@example.com")
-	routes, _ := gw.Routes(openapiv2.Spec)
-	for _, r := range routes {
+	for _, r := range gw.Routes() {
 		var body any
 		if r.Method != "GET" && r.Method != "DELETE" {
 			body = map[string]any{}
 		}
-		code, m := s.do(t, r.Method, concrete(r.Template, op), token, body)
+		code, m := s.do(t, r.Method, r.Example(op, "abcdefgh12345678"), token, body)
 		if reasonOf(m) == "ROUTE_NOT_FOUND" || code == http.StatusMethodNotAllowed {
 			t.Errorf("%s: the gateway did not route it (%d %v)", r.Key(), code, m)
 		}
@@ -177,41 +194,112 @@ func TestEverySpecRouteReachesItsBackend(t *testing.T) {
 	}
 }
 
+// TestAuthorizationMatrix drives every route from its RPC's declared access
+// (lethe.auth.v1.access): anonymous callers, member A on member B, a member on operator
+// routes, and an operator.
 func TestAuthorizationMatrix(t *testing.T) {
 	s := start(t, 1000)
 	a, tokA := s.signUp(t, "a@example.com")
 	b, _ := s.signUp(t, "b@example.com")
-	routes, _ := gw.Routes(openapiv2.Spec)
-	for _, r := range routes {
+	op, _ := s.signUp(t, "operator@example.com")
+	s.identity.Domain.Operators[op] = true
+	tokOp := s.signIn(t, "operator@example.com")
+	counts := map[authv1.Access]int{}
+	for _, r := range gw.Routes() {
+		counts[r.Access]++
 		var body any
 		if r.Method != "GET" && r.Method != "DELETE" {
 			body = map[string]any{}
 		}
-		path := concrete(r.Template, b)
+		path := r.Example(b, "abcdefgh12345678")
+		denied := func(code int, m map[string]any) bool {
+			switch reasonOf(m) {
+			case "UNAUTHENTICATED", "OPERATOR_ONLY", "MEMBER_NOT_FOUND", "INTERNAL_ONLY", "ACCESS_UNDECLARED":
+				return true
+			}
+			return code == http.StatusUnauthorized || code == http.StatusForbidden
+		}
 		// Anonymous.
-		if r.Access != gw.Public {
-			code, m := s.do(t, r.Method, path, "", body)
+		if code, m := s.do(t, r.Method, path, "", body); r.Access != authv1.Access_ACCESS_PUBLIC {
 			if code != http.StatusUnauthorized || reasonOf(m) != "UNAUTHENTICATED" {
 				t.Errorf("anonymous %s: %d %v", r.Key(), code, m)
 			}
+		} else if denied(code, m) {
+			t.Errorf("anonymous refused on public %s: %d %v", r.Key(), code, m)
 		}
 		switch r.Access {
-		case gw.Self: // member A acting on member B
+		case authv1.Access_ACCESS_SELF: // member A acting on member B
 			code, m := s.do(t, r.Method, path, tokA, body)
 			raw, _ := json.Marshal(m)
 			if code != http.StatusNotFound || reasonOf(m) != "MEMBER_NOT_FOUND" || strings.Contains(string(raw), b) {
 				t.Errorf("A on B %s: %d %s", r.Key(), code, raw)
 			}
-		case gw.Operator: // a member on an operator route
-			code, m := s.do(t, r.Method, concrete(r.Template, a), tokA, body)
+		case authv1.Access_ACCESS_OPERATOR: // a member on an operator route
+			code, m := s.do(t, r.Method, r.Example(a, "abcdefgh12345678"), tokA, body)
 			if code != http.StatusForbidden || reasonOf(m) != "OPERATOR_ONLY" {
 				t.Errorf("member on operator route %s: %d %v", r.Key(), code, m)
 			}
+		case authv1.Access_ACCESS_SIGNED_IN:
+			if code, m := s.do(t, r.Method, path, tokA, body); denied(code, m) {
+				t.Errorf("member refused on signed-in route %s: %d %v", r.Key(), code, m)
+			}
+		}
+		// An operator passes every route's authorization, at the gateway and in the backend.
+		if code, m := s.do(t, r.Method, path, tokOp, body); denied(code, m) {
+			t.Errorf("operator refused on %s: %d %v", r.Key(), code, m)
+		}
+	}
+	for _, acc := range []authv1.Access{authv1.Access_ACCESS_PUBLIC, authv1.Access_ACCESS_SIGNED_IN, authv1.Access_ACCESS_SELF, authv1.Access_ACCESS_OPERATOR} {
+		if counts[acc] == 0 {
+			t.Errorf("no route declares %v", acc)
 		}
 	}
 	// A on their own data works.
 	if code, m := s.do(t, "GET", "/v1/members/"+a, tokA, nil); code != 200 || m["email"] != "a@example.com" {
 		t.Fatalf("own profile: %d %v", code, m)
+	}
+}
+
+// TestBackendsEnforceTheDeclaredAccessToo calls identity directly with the caller
+// metadata the gateway would send: a policy slip in the gateway (or a forged route)
+// still meets the same decision in the backend.
+func TestBackendsEnforceTheDeclaredAccessToo(t *testing.T) {
+	s := start(t, 1000)
+	a, _ := s.signUp(t, "a@example.com")
+	b, _ := s.signUp(t, "b@example.com")
+	conn, err := grpc.NewClient(s.identityAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := identityv1.NewIdentityServiceClient(conn)
+	as := func(kv ...string) context.Context {
+		return metadata.NewOutgoingContext(context.Background(), metadata.Pairs(kv...))
+	}
+	memberA := as(authz.HeaderRole, authz.RoleMember, authz.HeaderMember, a)
+	anon := as(authz.HeaderRole, authz.RoleAnonymous)
+	for _, tc := range []struct {
+		name   string
+		call   func() error
+		reason string
+	}{
+		{"anonymous lists members", func() error { _, err := c.ListMembers(anon, &identityv1.ListMembersRequest{}); return err }, "UNAUTHENTICATED"},
+		{"member lists members", func() error { _, err := c.ListMembers(memberA, &identityv1.ListMembersRequest{}); return err }, "OPERATOR_ONLY"},
+		{"A reads B", func() error {
+			_, err := c.GetMember(memberA, &identityv1.GetMemberRequest{Name: "members/" + b})
+			return err
+		}, "MEMBER_NOT_FOUND"},
+		{"member notifies", func() error {
+			_, err := c.NotifyMember(memberA, &identityv1.NotifyMemberRequest{Name: "members/" + a})
+			return err
+		}, "INTERNAL_ONLY"},
+	} {
+		if err := tc.call(); grpcserver.ReasonOf(err) != tc.reason {
+			t.Errorf("%s: %v, want %s", tc.name, err, tc.reason)
+		}
+	}
+	if m, err := c.GetMember(memberA, &identityv1.GetMemberRequest{Name: "members/" + a}); err != nil || m.GetEmail() != "a@example.com" {
+		t.Fatalf("A reads A: %v", err)
 	}
 }
 

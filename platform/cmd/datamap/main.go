@@ -1,6 +1,7 @@
 // Command datamap checks that every field of Lethe's service APIs carries a privacy
-// classification and prints the data inventory. It exits 1 when a field is unclassified,
-// so CI fails on a new field that nobody classified.
+// classification and every RPC declares who may call it (lethe.auth.v1.access), and
+// prints the data inventory. It exits 1 when a field is unclassified or an RPC declares
+// no access, so CI fails on either.
 //
 //	go run lethe.dev/platform/cmd/datamap            # check, print a summary
 //	go run lethe.dev/platform/cmd/datamap -markdown  # print the inventory as a table
@@ -18,6 +19,7 @@ import (
 	_ "lethe.dev/gen/lethe/preferences/v1"
 	_ "lethe.dev/gen/lethe/sharing/v1"
 	_ "lethe.dev/gen/lethe/subject/v1"
+	"lethe.dev/platform/authz"
 	"lethe.dev/platform/classify"
 )
 
@@ -29,6 +31,13 @@ func main() {
 			fmt.Fprintln(os.Stderr, "unclassified:", x)
 		}
 		fmt.Fprintf(os.Stderr, "datamap: %d field(s) fail the classification check\n", len(v))
+		os.Exit(1)
+	}
+	if v := authz.Check(protoregistry.GlobalFiles); len(v) > 0 {
+		for _, x := range v {
+			fmt.Fprintln(os.Stderr, "undeclared:", x)
+		}
+		fmt.Fprintf(os.Stderr, "datamap: %d RPC(s) declare no access\n", len(v))
 		os.Exit(1)
 	}
 	inv := classify.Inventory(protoregistry.GlobalFiles)

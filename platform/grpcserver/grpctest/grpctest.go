@@ -9,18 +9,22 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"lethe.dev/platform/authz"
 	"lethe.dev/platform/grpcserver"
 )
 
 // Serve registers services on a Lethe gRPC server listening on 127.0.0.1:0 and returns
-// its address; the server stops when the test ends.
+// its address; the server stops when the test ends. The server enforces every RPC's
+// declared access (platform/authz) as production servers do; calls without caller
+// metadata are internal and pass.
 func Serve(tb testing.TB, register func(*grpcserver.Server)) string {
 	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := grpcserver.New(grpcserver.Options{})
+	az := authz.Interceptor{}
+	srv := grpcserver.New(grpcserver.Options{Unary: []grpc.UnaryServerInterceptor{az.Unary()}, Stream: []grpc.StreamServerInterceptor{az.Stream()}})
 	register(srv)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

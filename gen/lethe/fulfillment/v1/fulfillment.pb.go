@@ -11,6 +11,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
+	_ "lethe.dev/gen/lethe/auth/v1"
 	_ "lethe.dev/gen/lethe/privacy/v1"
 	reflect "reflect"
 	sync "sync"
@@ -961,7 +962,10 @@ func (x *SetLegalHoldRequest) GetReason() string {
 type ReleaseLegalHoldRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name is "members/{member}/privacyRequests/{request}".
-	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// reason says why the hold ends (a case reference, no personal data); it goes to the
+	// audit log.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -999,6 +1003,13 @@ func (*ReleaseLegalHoldRequest) Descriptor() ([]byte, []int) {
 func (x *ReleaseLegalHoldRequest) GetName() string {
 	if x != nil {
 		return x.Name
+	}
+	return ""
+}
+
+func (x *ReleaseLegalHoldRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -1523,9 +1534,11 @@ type RequestStatistics struct {
 	// year of the figures.
 	Year int32 `protobuf:"varint,1,opt,name=year,proto3" json:"year,omitempty"`
 	// kinds lists each request kind.
-	Kinds         []*KindStatistics `protobuf:"bytes,2,rep,name=kinds,proto3" json:"kinds,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Kinds []*KindStatistics `protobuf:"bytes,2,rep,name=kinds,proto3" json:"kinds,omitempty"`
+	// operator_actions counts the audit log's operator actions in the year, per action.
+	OperatorActions []*ActionCount `protobuf:"bytes,3,rep,name=operator_actions,json=operatorActions,proto3" json:"operator_actions,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RequestStatistics) Reset() {
@@ -1572,11 +1585,339 @@ func (x *RequestStatistics) GetKinds() []*KindStatistics {
 	return nil
 }
 
+func (x *RequestStatistics) GetOperatorActions() []*ActionCount {
+	if x != nil {
+		return x.OperatorActions
+	}
+	return nil
+}
+
+// ActionCount is how often operators took one action.
+type ActionCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// action is the RPC, e.g. "lethe.fulfillment.v1.FulfillmentService/ExtendPrivacyRequest".
+	Action string `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	// count of actions in the year.
+	Count         int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActionCount) Reset() {
+	*x = ActionCount{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActionCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActionCount) ProtoMessage() {}
+
+func (x *ActionCount) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActionCount.ProtoReflect.Descriptor instead.
+func (*ActionCount) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ActionCount) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ActionCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// AuditEvent is one operator action: who did what to which resource, why and when.
+type AuditEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "auditLog/{event}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// actor is the operator, "operators/{operator}".
+	Actor string `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
+	// action is the RPC called (e.g. "lethe.fulfillment.v1.FulfillmentService/SetLegalHold")
+	// or "download" for an archive download.
+	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// target is the resource acted on, e.g. "members/{member}/privacyRequests/{request}".
+	Target string `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
+	// reason is the operator's stated reason, when the action takes one.
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// time is when the action succeeded.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AuditEvent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// RecordAuditEventRequest appends an event.
+type RecordAuditEventRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// audit_event is the event; name and time are assigned.
+	AuditEvent *AuditEvent `protobuf:"bytes,1,opt,name=audit_event,json=auditEvent,proto3" json:"audit_event,omitempty"`
+	// request_id makes the append idempotent.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordAuditEventRequest) Reset() {
+	*x = RecordAuditEventRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordAuditEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordAuditEventRequest) ProtoMessage() {}
+
+func (x *RecordAuditEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordAuditEventRequest.ProtoReflect.Descriptor instead.
+func (*RecordAuditEventRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RecordAuditEventRequest) GetAuditEvent() *AuditEvent {
+	if x != nil {
+		return x.AuditEvent
+	}
+	return nil
+}
+
+func (x *RecordAuditEventRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// ListAuditEventsRequest pages through the audit log.
+type ListAuditEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size defaults to 50; at most 500.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a previous listing.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// target, when set, keeps only events on this resource or under it (e.g. a member).
+	Target        string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsRequest) Reset() {
+	*x = ListAuditEventsRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsRequest) ProtoMessage() {}
+
+func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListAuditEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAuditEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+// ListAuditEventsResponse is one page of the audit log.
+type ListAuditEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// audit_events, newest first.
+	AuditEvents []*AuditEvent `protobuf:"bytes,1,rep,name=audit_events,json=auditEvents,proto3" json:"audit_events,omitempty"`
+	// next_page_token is empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsResponse) Reset() {
+	*x = ListAuditEventsResponse{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsResponse) ProtoMessage() {}
+
+func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListAuditEventsResponse) GetAuditEvents() []*AuditEvent {
+	if x != nil {
+		return x.AuditEvents
+	}
+	return nil
+}
+
+func (x *ListAuditEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_lethe_fulfillment_v1_fulfillment_proto protoreflect.FileDescriptor
 
 const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\n" +
-	"&lethe/fulfillment/v1/fulfillment.proto\x12\x14lethe.fulfillment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1elethe/privacy/v1/privacy.proto\"\xf7\x01\n" +
+	"&lethe/fulfillment/v1/fulfillment.proto\x12\x14lethe.fulfillment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18lethe/auth/v1/auth.proto\x1a\x1elethe/privacy/v1/privacy.proto\"\xf7\x01\n" +
 	"\fStepProgress\x12-\n" +
 	"\x04step\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x04step\x12/\n" +
@@ -1659,10 +2000,12 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
 	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x121\n" +
 	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x06reason\"a\n" +
+	"\x11system.operations\x10\x04R\x06reason\"\x94\x01\n" +
 	"\x17ReleaseLegalHoldRequest\x12F\n" +
 	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
-	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\"b\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x121\n" +
+	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"b\n" +
 	"\x18GetExportDownloadRequest\x12F\n" +
 	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
 	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\"\x97\x02\n" +
@@ -1715,11 +2058,49 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x06denied\x18\x04 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x06denied\x12N\n" +
 	"\x16median_days_to_respond\x18\x05 \x01(\x01B\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x13medianDaysToRespond\"~\n" +
+	"\x11system.operations\x10\x04R\x13medianDaysToRespond\"\xcc\x01\n" +
 	"\x11RequestStatistics\x12-\n" +
 	"\x04year\x18\x01 \x01(\x05B\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x04year\x12:\n" +
-	"\x05kinds\x18\x02 \x03(\v2$.lethe.fulfillment.v1.KindStatisticsR\x05kinds*~\n" +
+	"\x05kinds\x18\x02 \x03(\v2$.lethe.fulfillment.v1.KindStatisticsR\x05kinds\x12L\n" +
+	"\x10operator_actions\x18\x03 \x03(\v2!.lethe.fulfillment.v1.ActionCountR\x0foperatorActions\"q\n" +
+	"\vActionCount\x121\n" +
+	"\x06action\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06action\x12/\n" +
+	"\x05count\x18\x02 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05count\"\x87\x03\n" +
+	"\n" +
+	"AuditEvent\x12-\n" +
+	"\x04name\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04name\x12/\n" +
+	"\x05actor\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05actor\x121\n" +
+	"\x06action\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06action\x12h\n" +
+	"\x06target\x18\x04 \x01(\tBP\xea\xe0\x18L\n" +
+	"\x0euser.unique_id\x10\x03\x1a8accountability: record of operator access to member dataR\x06target\x121\n" +
+	"\x06reason\x18\x05 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\x12I\n" +
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04time\"\x96\x01\n" +
+	"\x17RecordAuditEventRequest\x12A\n" +
+	"\vaudit_event\x18\x01 \x01(\v2 .lethe.fulfillment.v1.AuditEventR\n" +
+	"auditEvent\x128\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\trequestId\"\xf4\x01\n" +
+	"\x16ListAuditEventsRequest\x126\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\bpageSize\x128\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\tpageToken\x12h\n" +
+	"\x06target\x18\x03 \x01(\tBP\xea\xe0\x18L\n" +
+	"\x0euser.unique_id\x10\x03\x1a8accountability: record of operator access to member dataR\x06target\"\xa1\x01\n" +
+	"\x17ListAuditEventsResponse\x12C\n" +
+	"\faudit_events\x18\x01 \x03(\v2 .lethe.fulfillment.v1.AuditEventR\vauditEvents\x12A\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\rnextPageToken*~\n" +
 	"\vRequestKind\x12\x1c\n" +
 	"\x18REQUEST_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REQUEST_KIND_ACCESS\x10\x01\x12\x18\n" +
@@ -1744,20 +2125,22 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\rRequestOrigin\x12\x1e\n" +
 	"\x1aREQUEST_ORIGIN_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REQUEST_ORIGIN_MEMBER\x10\x01\x12\x1b\n" +
-	"\x17REQUEST_ORIGIN_OPERATOR\x10\x022\xbf\x0f\n" +
-	"\x12FulfillmentService\x12\xb0\x01\n" +
-	"\x14CreatePrivacyRequest\x121.lethe.fulfillment.v1.CreatePrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"?\x82\xd3\xe4\x93\x029:\x0fprivacy_request\"&/v1/{parent=members/*}/privacyRequests\x12\x99\x01\n" +
-	"\x11GetPrivacyRequest\x12..lethe.fulfillment.v1.GetPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\".\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/privacyRequests/*}\x12\xaa\x01\n" +
-	"\x13ListPrivacyRequests\x120.lethe.fulfillment.v1.ListPrivacyRequestsRequest\x1a1.lethe.fulfillment.v1.ListPrivacyRequestsResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/{parent=members/*}/privacyRequests\x12\xa9\x01\n" +
-	"\x14VerifyPrivacyRequest\x121.lethe.fulfillment.v1.VerifyPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"8\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:verify\x12\xa9\x01\n" +
-	"\x14CancelPrivacyRequest\x121.lethe.fulfillment.v1.CancelPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"8\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:cancel\x12\xa9\x01\n" +
-	"\x14ExtendPrivacyRequest\x121.lethe.fulfillment.v1.ExtendPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"8\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:extend\x12\x9f\x01\n" +
-	"\fSetLegalHold\x12).lethe.fulfillment.v1.SetLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\">\x82\xd3\xe4\x93\x028:\x01*\"3/v1/{name=members/*/privacyRequests/*}:setLegalHold\x12\xab\x01\n" +
-	"\x10ReleaseLegalHold\x12-.lethe.fulfillment.v1.ReleaseLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"B\x82\xd3\xe4\x93\x02<:\x01*\"7/v1/{name=members/*/privacyRequests/*}:releaseLegalHold\x12\xa8\x01\n" +
-	"\x11GetExportDownload\x12..lethe.fulfillment.v1.GetExportDownloadRequest\x1a$.lethe.fulfillment.v1.ExportDownload\"=\x82\xd3\xe4\x93\x027\x125/v1/{name=members/*/privacyRequests/*}/exportDownload\x12\x95\x01\n" +
-	"\x11GetErasureReceipt\x12..lethe.fulfillment.v1.GetErasureReceiptRequest\x1a$.lethe.fulfillment.v1.ErasureReceipt\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/receipts/{request_id}:fetch\x12{\n" +
-	"\x0eGetReceiptKeys\x12+.lethe.fulfillment.v1.GetReceiptKeysRequest\x1a!.lethe.fulfillment.v1.ReceiptKeys\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/receipts:keys\x12\x98\x01\n" +
-	"\x14GetRequestStatistics\x121.lethe.fulfillment.v1.GetRequestStatisticsRequest\x1a'.lethe.fulfillment.v1.RequestStatistics\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/requestStatistics/{year}B2Z0lethe.dev/gen/lethe/fulfillment/v1;fulfillmentv1b\x06proto3"
+	"\x17REQUEST_ORIGIN_OPERATOR\x10\x022\xe5\x11\n" +
+	"\x12FulfillmentService\x12\xb4\x01\n" +
+	"\x14CreatePrivacyRequest\x121.lethe.fulfillment.v1.CreatePrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"C\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x029:\x0fprivacy_request\"&/v1/{parent=members/*}/privacyRequests\x12\x9d\x01\n" +
+	"\x11GetPrivacyRequest\x12..lethe.fulfillment.v1.GetPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/privacyRequests/*}\x12\xae\x01\n" +
+	"\x13ListPrivacyRequests\x120.lethe.fulfillment.v1.ListPrivacyRequestsRequest\x1a1.lethe.fulfillment.v1.ListPrivacyRequestsResponse\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{parent=members/*}/privacyRequests\x12\xad\x01\n" +
+	"\x14VerifyPrivacyRequest\x121.lethe.fulfillment.v1.VerifyPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"<\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:verify\x12\xad\x01\n" +
+	"\x14CancelPrivacyRequest\x121.lethe.fulfillment.v1.CancelPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"<\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:cancel\x12\xad\x01\n" +
+	"\x14ExtendPrivacyRequest\x121.lethe.fulfillment.v1.ExtendPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"<\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:extend\x12\xa3\x01\n" +
+	"\fSetLegalHold\x12).lethe.fulfillment.v1.SetLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"B\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x028:\x01*\"3/v1/{name=members/*/privacyRequests/*}:setLegalHold\x12\xaf\x01\n" +
+	"\x10ReleaseLegalHold\x12-.lethe.fulfillment.v1.ReleaseLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"F\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02<:\x01*\"7/v1/{name=members/*/privacyRequests/*}:releaseLegalHold\x12\xac\x01\n" +
+	"\x11GetExportDownload\x12..lethe.fulfillment.v1.GetExportDownloadRequest\x1a$.lethe.fulfillment.v1.ExportDownload\"A\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x027\x125/v1/{name=members/*/privacyRequests/*}/exportDownload\x12\x99\x01\n" +
+	"\x11GetErasureReceipt\x12..lethe.fulfillment.v1.GetErasureReceiptRequest\x1a$.lethe.fulfillment.v1.ErasureReceipt\".\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/receipts/{request_id}:fetch\x12\x7f\n" +
+	"\x0eGetReceiptKeys\x12+.lethe.fulfillment.v1.GetReceiptKeysRequest\x1a!.lethe.fulfillment.v1.ReceiptKeys\"\x1d\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/receipts:keys\x12\x9c\x01\n" +
+	"\x14GetRequestStatistics\x121.lethe.fulfillment.v1.GetRequestStatisticsRequest\x1a'.lethe.fulfillment.v1.RequestStatistics\"(\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/requestStatistics/{year}\x12\x88\x01\n" +
+	"\x0fListAuditEvents\x12,.lethe.fulfillment.v1.ListAuditEventsRequest\x1a-.lethe.fulfillment.v1.ListAuditEventsResponse\"\x18\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/auditLog\x12i\n" +
+	"\x10RecordAuditEvent\x12-.lethe.fulfillment.v1.RecordAuditEventRequest\x1a .lethe.fulfillment.v1.AuditEvent\"\x04\xf0\xe0\x18\x05B2Z0lethe.dev/gen/lethe/fulfillment/v1;fulfillmentv1b\x06proto3"
 
 var (
 	file_lethe_fulfillment_v1_fulfillment_proto_rawDescOnce sync.Once
@@ -1772,7 +2155,7 @@ func file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_fulfillment_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_lethe_fulfillment_v1_fulfillment_proto_goTypes = []any{
 	(RequestKind)(0),                    // 0: lethe.fulfillment.v1.RequestKind
 	(Jurisdiction)(0),                   // 1: lethe.fulfillment.v1.Jurisdiction
@@ -1799,54 +2182,67 @@ var file_lethe_fulfillment_v1_fulfillment_proto_goTypes = []any{
 	(*GetRequestStatisticsRequest)(nil), // 22: lethe.fulfillment.v1.GetRequestStatisticsRequest
 	(*KindStatistics)(nil),              // 23: lethe.fulfillment.v1.KindStatistics
 	(*RequestStatistics)(nil),           // 24: lethe.fulfillment.v1.RequestStatistics
-	(*timestamppb.Timestamp)(nil),       // 25: google.protobuf.Timestamp
+	(*ActionCount)(nil),                 // 25: lethe.fulfillment.v1.ActionCount
+	(*AuditEvent)(nil),                  // 26: lethe.fulfillment.v1.AuditEvent
+	(*RecordAuditEventRequest)(nil),     // 27: lethe.fulfillment.v1.RecordAuditEventRequest
+	(*ListAuditEventsRequest)(nil),      // 28: lethe.fulfillment.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),     // 29: lethe.fulfillment.v1.ListAuditEventsResponse
+	(*timestamppb.Timestamp)(nil),       // 30: google.protobuf.Timestamp
 }
 var file_lethe_fulfillment_v1_fulfillment_proto_depIdxs = []int32{
-	25, // 0: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
+	30, // 0: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 1: lethe.fulfillment.v1.PrivacyRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
 	1,  // 2: lethe.fulfillment.v1.PrivacyRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
 	3,  // 3: lethe.fulfillment.v1.PrivacyRequest.origin:type_name -> lethe.fulfillment.v1.RequestOrigin
 	2,  // 4: lethe.fulfillment.v1.PrivacyRequest.state:type_name -> lethe.fulfillment.v1.RequestState
-	25, // 5: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
-	25, // 6: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
-	25, // 7: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
+	30, // 5: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
+	30, // 6: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
+	30, // 7: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
 	4,  // 8: lethe.fulfillment.v1.PrivacyRequest.progress:type_name -> lethe.fulfillment.v1.StepProgress
-	25, // 9: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
+	30, // 9: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
 	5,  // 10: lethe.fulfillment.v1.CreatePrivacyRequestRequest.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
 	5,  // 11: lethe.fulfillment.v1.ListPrivacyRequestsResponse.privacy_requests:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	25, // 12: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
+	30, // 12: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
 	20, // 13: lethe.fulfillment.v1.ReceiptKeys.keys:type_name -> lethe.fulfillment.v1.ReceiptKey
 	0,  // 14: lethe.fulfillment.v1.KindStatistics.kind:type_name -> lethe.fulfillment.v1.RequestKind
 	23, // 15: lethe.fulfillment.v1.RequestStatistics.kinds:type_name -> lethe.fulfillment.v1.KindStatistics
-	6,  // 16: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	7,  // 17: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
-	8,  // 18: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	10, // 19: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	11, // 20: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	12, // 21: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	13, // 22: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
-	14, // 23: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	15, // 24: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
-	17, // 25: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
-	19, // 26: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
-	22, // 27: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
-	5,  // 28: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	5,  // 29: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	9,  // 30: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	5,  // 31: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	5,  // 32: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	5,  // 33: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	5,  // 34: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	5,  // 35: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	16, // 36: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
-	18, // 37: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
-	21, // 38: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
-	24, // 39: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
-	28, // [28:40] is the sub-list for method output_type
-	16, // [16:28] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	25, // 16: lethe.fulfillment.v1.RequestStatistics.operator_actions:type_name -> lethe.fulfillment.v1.ActionCount
+	30, // 17: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	26, // 18: lethe.fulfillment.v1.RecordAuditEventRequest.audit_event:type_name -> lethe.fulfillment.v1.AuditEvent
+	26, // 19: lethe.fulfillment.v1.ListAuditEventsResponse.audit_events:type_name -> lethe.fulfillment.v1.AuditEvent
+	6,  // 20: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	7,  // 21: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
+	8,  // 22: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	10, // 23: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	11, // 24: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	12, // 25: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	13, // 26: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
+	14, // 27: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	15, // 28: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
+	17, // 29: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
+	19, // 30: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
+	22, // 31: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
+	28, // 32: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
+	27, // 33: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
+	5,  // 34: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	5,  // 35: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	9,  // 36: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	5,  // 37: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	5,  // 38: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	5,  // 39: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	5,  // 40: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	5,  // 41: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	16, // 42: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
+	18, // 43: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
+	21, // 44: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
+	24, // 45: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
+	29, // 46: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
+	26, // 47: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
+	34, // [34:48] is the sub-list for method output_type
+	20, // [20:34] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_lethe_fulfillment_v1_fulfillment_proto_init() }
@@ -1860,7 +2256,7 @@ func file_lethe_fulfillment_v1_fulfillment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc), len(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   21,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,8 @@ const (
 	FulfillmentService_GetErasureReceipt_FullMethodName    = "/lethe.fulfillment.v1.FulfillmentService/GetErasureReceipt"
 	FulfillmentService_GetReceiptKeys_FullMethodName       = "/lethe.fulfillment.v1.FulfillmentService/GetReceiptKeys"
 	FulfillmentService_GetRequestStatistics_FullMethodName = "/lethe.fulfillment.v1.FulfillmentService/GetRequestStatistics"
+	FulfillmentService_ListAuditEvents_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/ListAuditEvents"
+	FulfillmentService_RecordAuditEvent_FullMethodName     = "/lethe.fulfillment.v1.FulfillmentService/RecordAuditEvent"
 )
 
 // FulfillmentServiceClient is the client API for FulfillmentService service.
@@ -70,6 +72,12 @@ type FulfillmentServiceClient interface {
 	GetReceiptKeys(ctx context.Context, in *GetReceiptKeysRequest, opts ...grpc.CallOption) (*ReceiptKeys, error)
 	// GetRequestStatistics returns the yearly figures a regulator asks for (operators).
 	GetRequestStatistics(ctx context.Context, in *GetRequestStatisticsRequest, opts ...grpc.CallOption) (*RequestStatistics, error)
+	// ListAuditEvents pages through the audit log of operator actions, newest first.
+	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
+	// RecordAuditEvent appends one operator action to the audit log. Internal: every
+	// backend's authorization interceptor calls it after an operator's call succeeds.
+	// Idempotent per request_id.
+	RecordAuditEvent(ctx context.Context, in *RecordAuditEventRequest, opts ...grpc.CallOption) (*AuditEvent, error)
 }
 
 type fulfillmentServiceClient struct {
@@ -200,6 +208,26 @@ func (c *fulfillmentServiceClient) GetRequestStatistics(ctx context.Context, in 
 	return out, nil
 }
 
+func (c *fulfillmentServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditEventsResponse)
+	err := c.cc.Invoke(ctx, FulfillmentService_ListAuditEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fulfillmentServiceClient) RecordAuditEvent(ctx context.Context, in *RecordAuditEventRequest, opts ...grpc.CallOption) (*AuditEvent, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditEvent)
+	err := c.cc.Invoke(ctx, FulfillmentService_RecordAuditEvent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FulfillmentServiceServer is the server API for FulfillmentService service.
 // All implementations must embed UnimplementedFulfillmentServiceServer
 // for forward compatibility.
@@ -237,6 +265,12 @@ type FulfillmentServiceServer interface {
 	GetReceiptKeys(context.Context, *GetReceiptKeysRequest) (*ReceiptKeys, error)
 	// GetRequestStatistics returns the yearly figures a regulator asks for (operators).
 	GetRequestStatistics(context.Context, *GetRequestStatisticsRequest) (*RequestStatistics, error)
+	// ListAuditEvents pages through the audit log of operator actions, newest first.
+	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
+	// RecordAuditEvent appends one operator action to the audit log. Internal: every
+	// backend's authorization interceptor calls it after an operator's call succeeds.
+	// Idempotent per request_id.
+	RecordAuditEvent(context.Context, *RecordAuditEventRequest) (*AuditEvent, error)
 	mustEmbedUnimplementedFulfillmentServiceServer()
 }
 
@@ -282,6 +316,12 @@ func (UnimplementedFulfillmentServiceServer) GetReceiptKeys(context.Context, *Ge
 }
 func (UnimplementedFulfillmentServiceServer) GetRequestStatistics(context.Context, *GetRequestStatisticsRequest) (*RequestStatistics, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetRequestStatistics not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListAuditEvents not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) RecordAuditEvent(context.Context, *RecordAuditEventRequest) (*AuditEvent, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RecordAuditEvent not implemented")
 }
 func (UnimplementedFulfillmentServiceServer) mustEmbedUnimplementedFulfillmentServiceServer() {}
 func (UnimplementedFulfillmentServiceServer) testEmbeddedByValue()                            {}
@@ -520,6 +560,42 @@ func _FulfillmentService_GetRequestStatistics_Handler(srv interface{}, ctx conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FulfillmentService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).ListAuditEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_ListAuditEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).ListAuditEvents(ctx, req.(*ListAuditEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FulfillmentService_RecordAuditEvent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordAuditEventRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).RecordAuditEvent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_RecordAuditEvent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).RecordAuditEvent(ctx, req.(*RecordAuditEventRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FulfillmentService_ServiceDesc is the grpc.ServiceDesc for FulfillmentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -574,6 +650,14 @@ var FulfillmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetRequestStatistics",
 			Handler:    _FulfillmentService_GetRequestStatistics_Handler,
+		},
+		{
+			MethodName: "ListAuditEvents",
+			Handler:    _FulfillmentService_ListAuditEvents_Handler,
+		},
+		{
+			MethodName: "RecordAuditEvent",
+			Handler:    _FulfillmentService_RecordAuditEvent_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

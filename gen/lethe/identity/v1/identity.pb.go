@@ -13,6 +13,7 @@ import (
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
+	_ "lethe.dev/gen/lethe/auth/v1"
 	_ "lethe.dev/gen/lethe/privacy/v1"
 	reflect "reflect"
 	sync "sync"
@@ -2394,11 +2395,259 @@ func (x *AcknowledgeMemberEventRequest) GetName() string {
 	return ""
 }
 
+// Operator is a privacy-staff account. Operators are not members: their data is staff
+// credentials, never part of a member's export or erasure.
+type Operator struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "operators/{operator}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// email is the operator's sign-in address (staff, not member data).
+	Email string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	// create_time is when the account was created.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Operator) Reset() {
+	*x = Operator{}
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Operator) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Operator) ProtoMessage() {}
+
+func (x *Operator) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Operator.ProtoReflect.Descriptor instead.
+func (*Operator) Descriptor() ([]byte, []int) {
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *Operator) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Operator) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *Operator) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// CreateOperatorRequest creates an operator.
+type CreateOperatorRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// email is the operator's sign-in address.
+	Email string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
+	// password must have at least 16 characters.
+	Password      string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateOperatorRequest) Reset() {
+	*x = CreateOperatorRequest{}
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateOperatorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateOperatorRequest) ProtoMessage() {}
+
+func (x *CreateOperatorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateOperatorRequest.ProtoReflect.Descriptor instead.
+func (*CreateOperatorRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CreateOperatorRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *CreateOperatorRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+// CreateOperatorResponse carries the new operator and its TOTP enrolment, shown once.
+type CreateOperatorResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// operator is the new account.
+	Operator *Operator `protobuf:"bytes,1,opt,name=operator,proto3" json:"operator,omitempty"`
+	// totp_secret is the base32 TOTP secret (RFC 6238, SHA-1, 6 digits, 30 s).
+	TotpSecret string `protobuf:"bytes,2,opt,name=totp_secret,json=totpSecret,proto3" json:"totp_secret,omitempty"`
+	// totp_uri is the otpauth:// URI for authenticator apps.
+	TotpUri       string `protobuf:"bytes,3,opt,name=totp_uri,json=totpUri,proto3" json:"totp_uri,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateOperatorResponse) Reset() {
+	*x = CreateOperatorResponse{}
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateOperatorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateOperatorResponse) ProtoMessage() {}
+
+func (x *CreateOperatorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateOperatorResponse.ProtoReflect.Descriptor instead.
+func (*CreateOperatorResponse) Descriptor() ([]byte, []int) {
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CreateOperatorResponse) GetOperator() *Operator {
+	if x != nil {
+		return x.Operator
+	}
+	return nil
+}
+
+func (x *CreateOperatorResponse) GetTotpSecret() string {
+	if x != nil {
+		return x.TotpSecret
+	}
+	return ""
+}
+
+func (x *CreateOperatorResponse) GetTotpUri() string {
+	if x != nil {
+		return x.TotpUri
+	}
+	return ""
+}
+
+// SignInOperatorRequest carries an operator's credentials.
+type SignInOperatorRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// email is the operator's sign-in address.
+	Email string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
+	// password is the operator's password.
+	Password string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	// totp_code is the current 6-digit code from the operator's authenticator.
+	TotpCode      string `protobuf:"bytes,3,opt,name=totp_code,json=totpCode,proto3" json:"totp_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignInOperatorRequest) Reset() {
+	*x = SignInOperatorRequest{}
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignInOperatorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignInOperatorRequest) ProtoMessage() {}
+
+func (x *SignInOperatorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignInOperatorRequest.ProtoReflect.Descriptor instead.
+func (*SignInOperatorRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *SignInOperatorRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *SignInOperatorRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *SignInOperatorRequest) GetTotpCode() string {
+	if x != nil {
+		return x.TotpCode
+	}
+	return ""
+}
+
 var File_lethe_identity_v1_identity_proto protoreflect.FileDescriptor
 
 const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\n" +
-	" lethe/identity/v1/identity.proto\x12\x11lethe.identity.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1elethe/privacy/v1/privacy.proto\"\xaa\x02\n" +
+	" lethe/identity/v1/identity.proto\x12\x11lethe.identity.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18lethe/auth/v1/auth.proto\x1a\x1elethe/privacy/v1/privacy.proto\"\xaa\x02\n" +
 	"\rPostalAddress\x12E\n" +
 	"\vregion_code\x18\x01 \x01(\tB$\xea\xe0\x18 \n" +
 	"\x1cuser.contact.address.country\x10\x01R\n" +
@@ -2636,7 +2885,34 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\x06events\x18\x01 \x03(\v2\x1e.lethe.identity.v1.MemberEventR\x06events\"N\n" +
 	"\x1dAcknowledgeMemberEventRequest\x12-\n" +
 	"\x04name\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x04name*\x99\x01\n" +
+	"\x11system.operations\x10\x04R\x04name\"\xca\x01\n" +
+	"\bOperator\x121\n" +
+	"\x04name\x18\x01 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
+	"\x15system.authentication\x10\x04R\x04name\x123\n" +
+	"\x05email\x18\x02 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
+	"\x15system.authentication\x10\x04R\x05email\x12V\n" +
+	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\n" +
+	"createTime\"\x87\x01\n" +
+	"\x15CreateOperatorRequest\x123\n" +
+	"\x05email\x18\x01 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
+	"\x15system.authentication\x10\x04R\x05email\x129\n" +
+	"\bpassword\x18\x02 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
+	"\x15system.authentication\x10\x04R\bpassword\"\xcb\x01\n" +
+	"\x16CreateOperatorResponse\x127\n" +
+	"\boperator\x18\x01 \x01(\v2\x1b.lethe.identity.v1.OperatorR\boperator\x12>\n" +
+	"\vtotp_secret\x18\x02 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
+	"\x15system.authentication\x10\x04R\n" +
+	"totpSecret\x128\n" +
+	"\btotp_uri\x18\x03 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
+	"\x15system.authentication\x10\x04R\atotpUri\"\xc3\x01\n" +
+	"\x15SignInOperatorRequest\x123\n" +
+	"\x05email\x18\x01 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
+	"\x15system.authentication\x10\x04R\x05email\x129\n" +
+	"\bpassword\x18\x02 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
+	"\x15system.authentication\x10\x04R\bpassword\x12:\n" +
+	"\ttotp_code\x18\x03 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
+	"\x15system.authentication\x10\x04R\btotpCode*\x99\x01\n" +
 	"\vMemberState\x12\x1c\n" +
 	"\x18MEMBER_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13MEMBER_STATE_ACTIVE\x10\x01\x12\x19\n" +
@@ -2655,29 +2931,31 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\x1cMESSAGE_TEMPLATE_UNSPECIFIED\x10\x00\x12%\n" +
 	"!MESSAGE_TEMPLATE_REQUEST_EXTENDED\x10\x01\x12!\n" +
 	"\x1dMESSAGE_TEMPLATE_EXPORT_READY\x10\x02\x12&\n" +
-	"\"MESSAGE_TEMPLATE_ERASURE_CONFIRMED\x10\x032\xce\x14\n" +
-	"\x0fIdentityService\x12i\n" +
-	"\fCreateMember\x12&.lethe.identity.v1.CreateMemberRequest\x1a\x19.lethe.identity.v1.Member\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/members\x12i\n" +
-	"\tGetMember\x12#.lethe.identity.v1.GetMemberRequest\x1a\x19.lethe.identity.v1.Member\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=members/*}\x12~\n" +
-	"\fUpdateMember\x12&.lethe.identity.v1.UpdateMemberRequest\x1a\x19.lethe.identity.v1.Member\"+\x82\xd3\xe4\x93\x02%:\x06member2\x1b/v1/{member.name=members/*}\x12q\n" +
-	"\vListMembers\x12%.lethe.identity.v1.ListMembersRequest\x1a&.lethe.identity.v1.ListMembersResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/members\x12p\n" +
-	"\fLookupMember\x12&.lethe.identity.v1.LookupMemberRequest\x1a\x19.lethe.identity.v1.Member\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/members:lookup\x12|\n" +
-	"\rDisableMember\x12'.lethe.identity.v1.DisableMemberRequest\x1a\x19.lethe.identity.v1.Member\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/{name=members/*}:disable\x12|\n" +
-	"\vReportChild\x12%.lethe.identity.v1.ReportChildRequest\x1a\x19.lethe.identity.v1.Member\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/{name=members/*}:reportChild\x12i\n" +
-	"\x06SignIn\x12 .lethe.identity.v1.SignInRequest\x1a!.lethe.identity.v1.SignInResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth:signIn\x12z\n" +
-	"\x0eRefreshSession\x12(.lethe.identity.v1.RefreshSessionRequest\x1a!.lethe.identity.v1.SignInResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/auth:refresh\x12a\n" +
-	"\aSignOut\x12!.lethe.identity.v1.SignOutRequest\x1a\x16.google.protobuf.Empty\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/auth:signOut\x12\x88\x01\n" +
-	"\fListSessions\x12&.lethe.identity.v1.ListSessionsRequest\x1a'.lethe.identity.v1.ListSessionsResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/{parent=members/*}/sessions\x12y\n" +
-	"\rRevokeSession\x12'.lethe.identity.v1.RevokeSessionRequest\x1a\x16.google.protobuf.Empty\"'\x82\xd3\xe4\x93\x02!*\x1f/v1/{name=members/*/sessions/*}\x12\xa4\x01\n" +
-	"\x11RevokeAllSessions\x12+.lethe.identity.v1.RevokeAllSessionsRequest\x1a,.lethe.identity.v1.RevokeAllSessionsResponse\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{parent=members/*}/sessions:revokeAll\x12\\\n" +
-	"\aGetJwks\x12!.lethe.identity.v1.GetJwksRequest\x1a\x17.lethe.identity.v1.Jwks\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/auth/jwks\x12\xa6\x01\n" +
-	"\x14SendVerificationCode\x12..lethe.identity.v1.SendVerificationCodeRequest\x1a(.lethe.identity.v1.VerificationChallenge\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{name=members/*}:sendVerificationCode\x12_\n" +
-	"\fNotifyMember\x12&.lethe.identity.v1.NotifyMemberRequest\x1a'.lethe.identity.v1.NotifyMemberResponse\x12k\n" +
-	"\x10ListMemberEvents\x12*.lethe.identity.v1.ListMemberEventsRequest\x1a+.lethe.identity.v1.ListMemberEventsResponse\x12b\n" +
-	"\x16AcknowledgeMemberEvent\x120.lethe.identity.v1.AcknowledgeMemberEventRequest\x1a\x16.google.protobuf.Empty\x12\x8b\x01\n" +
-	"\vChangeEmail\x12%.lethe.identity.v1.ChangeEmailRequest\x1a(.lethe.identity.v1.VerificationChallenge\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/{name=members/*}:changeEmail\x12\x91\x01\n" +
-	"\x12ConfirmEmailChange\x12,.lethe.identity.v1.ConfirmEmailChangeRequest\x1a\x19.lethe.identity.v1.Member\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/{name=members/*}:confirmEmailChange\x12\xb1\x01\n" +
-	"\x15CheckVerificationCode\x12/.lethe.identity.v1.CheckVerificationCodeRequest\x1a0.lethe.identity.v1.CheckVerificationCodeResponse\"5\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/{name=members/*}:checkVerificationCodeB,Z*lethe.dev/gen/lethe/identity/v1;identityv1b\x06proto3"
+	"\"MESSAGE_TEMPLATE_ERASURE_CONFIRMED\x10\x032\x9d\x17\n" +
+	"\x0fIdentityService\x12m\n" +
+	"\fCreateMember\x12&.lethe.identity.v1.CreateMemberRequest\x1a\x19.lethe.identity.v1.Member\"\x1a\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/members\x12m\n" +
+	"\tGetMember\x12#.lethe.identity.v1.GetMemberRequest\x1a\x19.lethe.identity.v1.Member\" \xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=members/*}\x12\x82\x01\n" +
+	"\fUpdateMember\x12&.lethe.identity.v1.UpdateMemberRequest\x1a\x19.lethe.identity.v1.Member\"/\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02%:\x06member2\x1b/v1/{member.name=members/*}\x12u\n" +
+	"\vListMembers\x12%.lethe.identity.v1.ListMembersRequest\x1a&.lethe.identity.v1.ListMembersResponse\"\x17\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\r\x12\v/v1/members\x12t\n" +
+	"\fLookupMember\x12&.lethe.identity.v1.LookupMemberRequest\x1a\x19.lethe.identity.v1.Member\"!\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/members:lookup\x12\x80\x01\n" +
+	"\rDisableMember\x12'.lethe.identity.v1.DisableMemberRequest\x1a\x19.lethe.identity.v1.Member\"+\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/{name=members/*}:disable\x12\x80\x01\n" +
+	"\vReportChild\x12%.lethe.identity.v1.ReportChildRequest\x1a\x19.lethe.identity.v1.Member\"/\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02%:\x01*\" /v1/{name=members/*}:reportChild\x12m\n" +
+	"\x06SignIn\x12 .lethe.identity.v1.SignInRequest\x1a!.lethe.identity.v1.SignInResponse\"\x1e\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth:signIn\x12~\n" +
+	"\x0eRefreshSession\x12(.lethe.identity.v1.RefreshSessionRequest\x1a!.lethe.identity.v1.SignInResponse\"\x1f\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/auth:refresh\x12e\n" +
+	"\aSignOut\x12!.lethe.identity.v1.SignOutRequest\x1a\x16.google.protobuf.Empty\"\x1f\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/auth:signOut\x12\x8c\x01\n" +
+	"\fListSessions\x12&.lethe.identity.v1.ListSessionsRequest\x1a'.lethe.identity.v1.ListSessionsResponse\"+\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02!\x12\x1f/v1/{parent=members/*}/sessions\x12}\n" +
+	"\rRevokeSession\x12'.lethe.identity.v1.RevokeSessionRequest\x1a\x16.google.protobuf.Empty\"+\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02!*\x1f/v1/{name=members/*/sessions/*}\x12\xa8\x01\n" +
+	"\x11RevokeAllSessions\x12+.lethe.identity.v1.RevokeAllSessionsRequest\x1a,.lethe.identity.v1.RevokeAllSessionsResponse\"8\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{parent=members/*}/sessions:revokeAll\x12`\n" +
+	"\aGetJwks\x12!.lethe.identity.v1.GetJwksRequest\x1a\x17.lethe.identity.v1.Jwks\"\x19\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/auth/jwks\x12\xaa\x01\n" +
+	"\x14SendVerificationCode\x12..lethe.identity.v1.SendVerificationCodeRequest\x1a(.lethe.identity.v1.VerificationChallenge\"8\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{name=members/*}:sendVerificationCode\x12e\n" +
+	"\fNotifyMember\x12&.lethe.identity.v1.NotifyMemberRequest\x1a'.lethe.identity.v1.NotifyMemberResponse\"\x04\xf0\xe0\x18\x05\x12q\n" +
+	"\x10ListMemberEvents\x12*.lethe.identity.v1.ListMemberEventsRequest\x1a+.lethe.identity.v1.ListMemberEventsResponse\"\x04\xf0\xe0\x18\x05\x12h\n" +
+	"\x16AcknowledgeMemberEvent\x120.lethe.identity.v1.AcknowledgeMemberEventRequest\x1a\x16.google.protobuf.Empty\"\x04\xf0\xe0\x18\x05\x12\x8f\x01\n" +
+	"\vChangeEmail\x12%.lethe.identity.v1.ChangeEmailRequest\x1a(.lethe.identity.v1.VerificationChallenge\"/\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02%:\x01*\" /v1/{name=members/*}:changeEmail\x12\x95\x01\n" +
+	"\x12ConfirmEmailChange\x12,.lethe.identity.v1.ConfirmEmailChangeRequest\x1a\x19.lethe.identity.v1.Member\"6\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/{name=members/*}:confirmEmailChange\x12\xb5\x01\n" +
+	"\x15CheckVerificationCode\x12/.lethe.identity.v1.CheckVerificationCodeRequest\x1a0.lethe.identity.v1.CheckVerificationCodeResponse\"9\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/{name=members/*}:checkVerificationCode\x12\x82\x01\n" +
+	"\x0eSignInOperator\x12(.lethe.identity.v1.SignInOperatorRequest\x1a!.lethe.identity.v1.SignInResponse\"#\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/operators:signIn\x12k\n" +
+	"\x0eCreateOperator\x12(.lethe.identity.v1.CreateOperatorRequest\x1a).lethe.identity.v1.CreateOperatorResponse\"\x04\xf0\xe0\x18\x05B,Z*lethe.dev/gen/lethe/identity/v1;identityv1b\x06proto3"
 
 var (
 	file_lethe_identity_v1_identity_proto_rawDescOnce sync.Once
@@ -2692,7 +2970,7 @@ func file_lethe_identity_v1_identity_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_identity_v1_identity_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lethe_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_lethe_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_lethe_identity_v1_identity_proto_goTypes = []any{
 	(MemberState)(0),                      // 0: lethe.identity.v1.MemberState
 	(ChildReporter)(0),                    // 1: lethe.identity.v1.ChildReporter
@@ -2733,79 +3011,89 @@ var file_lethe_identity_v1_identity_proto_goTypes = []any{
 	(*ListMemberEventsRequest)(nil),       // 36: lethe.identity.v1.ListMemberEventsRequest
 	(*ListMemberEventsResponse)(nil),      // 37: lethe.identity.v1.ListMemberEventsResponse
 	(*AcknowledgeMemberEventRequest)(nil), // 38: lethe.identity.v1.AcknowledgeMemberEventRequest
-	(*timestamppb.Timestamp)(nil),         // 39: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),         // 40: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                 // 41: google.protobuf.Empty
+	(*Operator)(nil),                      // 39: lethe.identity.v1.Operator
+	(*CreateOperatorRequest)(nil),         // 40: lethe.identity.v1.CreateOperatorRequest
+	(*CreateOperatorResponse)(nil),        // 41: lethe.identity.v1.CreateOperatorResponse
+	(*SignInOperatorRequest)(nil),         // 42: lethe.identity.v1.SignInOperatorRequest
+	(*timestamppb.Timestamp)(nil),         // 43: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),         // 44: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                 // 45: google.protobuf.Empty
 }
 var file_lethe_identity_v1_identity_proto_depIdxs = []int32{
 	4,  // 0: lethe.identity.v1.Member.postal_address:type_name -> lethe.identity.v1.PostalAddress
 	0,  // 1: lethe.identity.v1.Member.state:type_name -> lethe.identity.v1.MemberState
-	39, // 2: lethe.identity.v1.Member.create_time:type_name -> google.protobuf.Timestamp
-	39, // 3: lethe.identity.v1.Member.update_time:type_name -> google.protobuf.Timestamp
+	43, // 2: lethe.identity.v1.Member.create_time:type_name -> google.protobuf.Timestamp
+	43, // 3: lethe.identity.v1.Member.update_time:type_name -> google.protobuf.Timestamp
 	5,  // 4: lethe.identity.v1.CreateMemberRequest.member:type_name -> lethe.identity.v1.Member
 	5,  // 5: lethe.identity.v1.UpdateMemberRequest.member:type_name -> lethe.identity.v1.Member
-	40, // 6: lethe.identity.v1.UpdateMemberRequest.update_mask:type_name -> google.protobuf.FieldMask
+	44, // 6: lethe.identity.v1.UpdateMemberRequest.update_mask:type_name -> google.protobuf.FieldMask
 	5,  // 7: lethe.identity.v1.ListMembersResponse.members:type_name -> lethe.identity.v1.Member
 	1,  // 8: lethe.identity.v1.ReportChildRequest.reporter:type_name -> lethe.identity.v1.ChildReporter
-	39, // 9: lethe.identity.v1.SignInResponse.access_token_expire_time:type_name -> google.protobuf.Timestamp
+	43, // 9: lethe.identity.v1.SignInResponse.access_token_expire_time:type_name -> google.protobuf.Timestamp
 	18, // 10: lethe.identity.v1.SignInResponse.session:type_name -> lethe.identity.v1.Session
-	39, // 11: lethe.identity.v1.Session.create_time:type_name -> google.protobuf.Timestamp
-	39, // 12: lethe.identity.v1.Session.last_use_time:type_name -> google.protobuf.Timestamp
-	39, // 13: lethe.identity.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
+	43, // 11: lethe.identity.v1.Session.create_time:type_name -> google.protobuf.Timestamp
+	43, // 12: lethe.identity.v1.Session.last_use_time:type_name -> google.protobuf.Timestamp
+	43, // 13: lethe.identity.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
 	18, // 14: lethe.identity.v1.ListSessionsResponse.sessions:type_name -> lethe.identity.v1.Session
 	25, // 15: lethe.identity.v1.Jwks.keys:type_name -> lethe.identity.v1.Jwk
 	2,  // 16: lethe.identity.v1.SendVerificationCodeRequest.purpose:type_name -> lethe.identity.v1.VerificationPurpose
-	39, // 17: lethe.identity.v1.VerificationChallenge.expire_time:type_name -> google.protobuf.Timestamp
+	43, // 17: lethe.identity.v1.VerificationChallenge.expire_time:type_name -> google.protobuf.Timestamp
 	3,  // 18: lethe.identity.v1.NotifyMemberRequest.template:type_name -> lethe.identity.v1.MessageTemplate
-	39, // 19: lethe.identity.v1.MemberEvent.create_time:type_name -> google.protobuf.Timestamp
+	43, // 19: lethe.identity.v1.MemberEvent.create_time:type_name -> google.protobuf.Timestamp
 	35, // 20: lethe.identity.v1.ListMemberEventsResponse.events:type_name -> lethe.identity.v1.MemberEvent
-	6,  // 21: lethe.identity.v1.IdentityService.CreateMember:input_type -> lethe.identity.v1.CreateMemberRequest
-	7,  // 22: lethe.identity.v1.IdentityService.GetMember:input_type -> lethe.identity.v1.GetMemberRequest
-	8,  // 23: lethe.identity.v1.IdentityService.UpdateMember:input_type -> lethe.identity.v1.UpdateMemberRequest
-	9,  // 24: lethe.identity.v1.IdentityService.ListMembers:input_type -> lethe.identity.v1.ListMembersRequest
-	11, // 25: lethe.identity.v1.IdentityService.LookupMember:input_type -> lethe.identity.v1.LookupMemberRequest
-	12, // 26: lethe.identity.v1.IdentityService.DisableMember:input_type -> lethe.identity.v1.DisableMemberRequest
-	13, // 27: lethe.identity.v1.IdentityService.ReportChild:input_type -> lethe.identity.v1.ReportChildRequest
-	14, // 28: lethe.identity.v1.IdentityService.SignIn:input_type -> lethe.identity.v1.SignInRequest
-	16, // 29: lethe.identity.v1.IdentityService.RefreshSession:input_type -> lethe.identity.v1.RefreshSessionRequest
-	17, // 30: lethe.identity.v1.IdentityService.SignOut:input_type -> lethe.identity.v1.SignOutRequest
-	19, // 31: lethe.identity.v1.IdentityService.ListSessions:input_type -> lethe.identity.v1.ListSessionsRequest
-	21, // 32: lethe.identity.v1.IdentityService.RevokeSession:input_type -> lethe.identity.v1.RevokeSessionRequest
-	22, // 33: lethe.identity.v1.IdentityService.RevokeAllSessions:input_type -> lethe.identity.v1.RevokeAllSessionsRequest
-	24, // 34: lethe.identity.v1.IdentityService.GetJwks:input_type -> lethe.identity.v1.GetJwksRequest
-	29, // 35: lethe.identity.v1.IdentityService.SendVerificationCode:input_type -> lethe.identity.v1.SendVerificationCodeRequest
-	33, // 36: lethe.identity.v1.IdentityService.NotifyMember:input_type -> lethe.identity.v1.NotifyMemberRequest
-	36, // 37: lethe.identity.v1.IdentityService.ListMemberEvents:input_type -> lethe.identity.v1.ListMemberEventsRequest
-	38, // 38: lethe.identity.v1.IdentityService.AcknowledgeMemberEvent:input_type -> lethe.identity.v1.AcknowledgeMemberEventRequest
-	27, // 39: lethe.identity.v1.IdentityService.ChangeEmail:input_type -> lethe.identity.v1.ChangeEmailRequest
-	28, // 40: lethe.identity.v1.IdentityService.ConfirmEmailChange:input_type -> lethe.identity.v1.ConfirmEmailChangeRequest
-	31, // 41: lethe.identity.v1.IdentityService.CheckVerificationCode:input_type -> lethe.identity.v1.CheckVerificationCodeRequest
-	5,  // 42: lethe.identity.v1.IdentityService.CreateMember:output_type -> lethe.identity.v1.Member
-	5,  // 43: lethe.identity.v1.IdentityService.GetMember:output_type -> lethe.identity.v1.Member
-	5,  // 44: lethe.identity.v1.IdentityService.UpdateMember:output_type -> lethe.identity.v1.Member
-	10, // 45: lethe.identity.v1.IdentityService.ListMembers:output_type -> lethe.identity.v1.ListMembersResponse
-	5,  // 46: lethe.identity.v1.IdentityService.LookupMember:output_type -> lethe.identity.v1.Member
-	5,  // 47: lethe.identity.v1.IdentityService.DisableMember:output_type -> lethe.identity.v1.Member
-	5,  // 48: lethe.identity.v1.IdentityService.ReportChild:output_type -> lethe.identity.v1.Member
-	15, // 49: lethe.identity.v1.IdentityService.SignIn:output_type -> lethe.identity.v1.SignInResponse
-	15, // 50: lethe.identity.v1.IdentityService.RefreshSession:output_type -> lethe.identity.v1.SignInResponse
-	41, // 51: lethe.identity.v1.IdentityService.SignOut:output_type -> google.protobuf.Empty
-	20, // 52: lethe.identity.v1.IdentityService.ListSessions:output_type -> lethe.identity.v1.ListSessionsResponse
-	41, // 53: lethe.identity.v1.IdentityService.RevokeSession:output_type -> google.protobuf.Empty
-	23, // 54: lethe.identity.v1.IdentityService.RevokeAllSessions:output_type -> lethe.identity.v1.RevokeAllSessionsResponse
-	26, // 55: lethe.identity.v1.IdentityService.GetJwks:output_type -> lethe.identity.v1.Jwks
-	30, // 56: lethe.identity.v1.IdentityService.SendVerificationCode:output_type -> lethe.identity.v1.VerificationChallenge
-	34, // 57: lethe.identity.v1.IdentityService.NotifyMember:output_type -> lethe.identity.v1.NotifyMemberResponse
-	37, // 58: lethe.identity.v1.IdentityService.ListMemberEvents:output_type -> lethe.identity.v1.ListMemberEventsResponse
-	41, // 59: lethe.identity.v1.IdentityService.AcknowledgeMemberEvent:output_type -> google.protobuf.Empty
-	30, // 60: lethe.identity.v1.IdentityService.ChangeEmail:output_type -> lethe.identity.v1.VerificationChallenge
-	5,  // 61: lethe.identity.v1.IdentityService.ConfirmEmailChange:output_type -> lethe.identity.v1.Member
-	32, // 62: lethe.identity.v1.IdentityService.CheckVerificationCode:output_type -> lethe.identity.v1.CheckVerificationCodeResponse
-	42, // [42:63] is the sub-list for method output_type
-	21, // [21:42] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	43, // 21: lethe.identity.v1.Operator.create_time:type_name -> google.protobuf.Timestamp
+	39, // 22: lethe.identity.v1.CreateOperatorResponse.operator:type_name -> lethe.identity.v1.Operator
+	6,  // 23: lethe.identity.v1.IdentityService.CreateMember:input_type -> lethe.identity.v1.CreateMemberRequest
+	7,  // 24: lethe.identity.v1.IdentityService.GetMember:input_type -> lethe.identity.v1.GetMemberRequest
+	8,  // 25: lethe.identity.v1.IdentityService.UpdateMember:input_type -> lethe.identity.v1.UpdateMemberRequest
+	9,  // 26: lethe.identity.v1.IdentityService.ListMembers:input_type -> lethe.identity.v1.ListMembersRequest
+	11, // 27: lethe.identity.v1.IdentityService.LookupMember:input_type -> lethe.identity.v1.LookupMemberRequest
+	12, // 28: lethe.identity.v1.IdentityService.DisableMember:input_type -> lethe.identity.v1.DisableMemberRequest
+	13, // 29: lethe.identity.v1.IdentityService.ReportChild:input_type -> lethe.identity.v1.ReportChildRequest
+	14, // 30: lethe.identity.v1.IdentityService.SignIn:input_type -> lethe.identity.v1.SignInRequest
+	16, // 31: lethe.identity.v1.IdentityService.RefreshSession:input_type -> lethe.identity.v1.RefreshSessionRequest
+	17, // 32: lethe.identity.v1.IdentityService.SignOut:input_type -> lethe.identity.v1.SignOutRequest
+	19, // 33: lethe.identity.v1.IdentityService.ListSessions:input_type -> lethe.identity.v1.ListSessionsRequest
+	21, // 34: lethe.identity.v1.IdentityService.RevokeSession:input_type -> lethe.identity.v1.RevokeSessionRequest
+	22, // 35: lethe.identity.v1.IdentityService.RevokeAllSessions:input_type -> lethe.identity.v1.RevokeAllSessionsRequest
+	24, // 36: lethe.identity.v1.IdentityService.GetJwks:input_type -> lethe.identity.v1.GetJwksRequest
+	29, // 37: lethe.identity.v1.IdentityService.SendVerificationCode:input_type -> lethe.identity.v1.SendVerificationCodeRequest
+	33, // 38: lethe.identity.v1.IdentityService.NotifyMember:input_type -> lethe.identity.v1.NotifyMemberRequest
+	36, // 39: lethe.identity.v1.IdentityService.ListMemberEvents:input_type -> lethe.identity.v1.ListMemberEventsRequest
+	38, // 40: lethe.identity.v1.IdentityService.AcknowledgeMemberEvent:input_type -> lethe.identity.v1.AcknowledgeMemberEventRequest
+	27, // 41: lethe.identity.v1.IdentityService.ChangeEmail:input_type -> lethe.identity.v1.ChangeEmailRequest
+	28, // 42: lethe.identity.v1.IdentityService.ConfirmEmailChange:input_type -> lethe.identity.v1.ConfirmEmailChangeRequest
+	31, // 43: lethe.identity.v1.IdentityService.CheckVerificationCode:input_type -> lethe.identity.v1.CheckVerificationCodeRequest
+	42, // 44: lethe.identity.v1.IdentityService.SignInOperator:input_type -> lethe.identity.v1.SignInOperatorRequest
+	40, // 45: lethe.identity.v1.IdentityService.CreateOperator:input_type -> lethe.identity.v1.CreateOperatorRequest
+	5,  // 46: lethe.identity.v1.IdentityService.CreateMember:output_type -> lethe.identity.v1.Member
+	5,  // 47: lethe.identity.v1.IdentityService.GetMember:output_type -> lethe.identity.v1.Member
+	5,  // 48: lethe.identity.v1.IdentityService.UpdateMember:output_type -> lethe.identity.v1.Member
+	10, // 49: lethe.identity.v1.IdentityService.ListMembers:output_type -> lethe.identity.v1.ListMembersResponse
+	5,  // 50: lethe.identity.v1.IdentityService.LookupMember:output_type -> lethe.identity.v1.Member
+	5,  // 51: lethe.identity.v1.IdentityService.DisableMember:output_type -> lethe.identity.v1.Member
+	5,  // 52: lethe.identity.v1.IdentityService.ReportChild:output_type -> lethe.identity.v1.Member
+	15, // 53: lethe.identity.v1.IdentityService.SignIn:output_type -> lethe.identity.v1.SignInResponse
+	15, // 54: lethe.identity.v1.IdentityService.RefreshSession:output_type -> lethe.identity.v1.SignInResponse
+	45, // 55: lethe.identity.v1.IdentityService.SignOut:output_type -> google.protobuf.Empty
+	20, // 56: lethe.identity.v1.IdentityService.ListSessions:output_type -> lethe.identity.v1.ListSessionsResponse
+	45, // 57: lethe.identity.v1.IdentityService.RevokeSession:output_type -> google.protobuf.Empty
+	23, // 58: lethe.identity.v1.IdentityService.RevokeAllSessions:output_type -> lethe.identity.v1.RevokeAllSessionsResponse
+	26, // 59: lethe.identity.v1.IdentityService.GetJwks:output_type -> lethe.identity.v1.Jwks
+	30, // 60: lethe.identity.v1.IdentityService.SendVerificationCode:output_type -> lethe.identity.v1.VerificationChallenge
+	34, // 61: lethe.identity.v1.IdentityService.NotifyMember:output_type -> lethe.identity.v1.NotifyMemberResponse
+	37, // 62: lethe.identity.v1.IdentityService.ListMemberEvents:output_type -> lethe.identity.v1.ListMemberEventsResponse
+	45, // 63: lethe.identity.v1.IdentityService.AcknowledgeMemberEvent:output_type -> google.protobuf.Empty
+	30, // 64: lethe.identity.v1.IdentityService.ChangeEmail:output_type -> lethe.identity.v1.VerificationChallenge
+	5,  // 65: lethe.identity.v1.IdentityService.ConfirmEmailChange:output_type -> lethe.identity.v1.Member
+	32, // 66: lethe.identity.v1.IdentityService.CheckVerificationCode:output_type -> lethe.identity.v1.CheckVerificationCodeResponse
+	15, // 67: lethe.identity.v1.IdentityService.SignInOperator:output_type -> lethe.identity.v1.SignInResponse
+	41, // 68: lethe.identity.v1.IdentityService.CreateOperator:output_type -> lethe.identity.v1.CreateOperatorResponse
+	46, // [46:69] is the sub-list for method output_type
+	23, // [23:46] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_lethe_identity_v1_identity_proto_init() }
@@ -2819,7 +3107,7 @@ func file_lethe_identity_v1_identity_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_identity_v1_identity_proto_rawDesc), len(file_lethe_identity_v1_identity_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   35,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

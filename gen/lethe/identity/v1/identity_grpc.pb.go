@@ -41,6 +41,8 @@ const (
 	IdentityService_ChangeEmail_FullMethodName            = "/lethe.identity.v1.IdentityService/ChangeEmail"
 	IdentityService_ConfirmEmailChange_FullMethodName     = "/lethe.identity.v1.IdentityService/ConfirmEmailChange"
 	IdentityService_CheckVerificationCode_FullMethodName  = "/lethe.identity.v1.IdentityService/CheckVerificationCode"
+	IdentityService_SignInOperator_FullMethodName         = "/lethe.identity.v1.IdentityService/SignInOperator"
+	IdentityService_CreateOperator_FullMethodName         = "/lethe.identity.v1.IdentityService/CreateOperator"
 )
 
 // IdentityServiceClient is the client API for IdentityService service.
@@ -99,6 +101,14 @@ type IdentityServiceClient interface {
 	ConfirmEmailChange(ctx context.Context, in *ConfirmEmailChangeRequest, opts ...grpc.CallOption) (*Member, error)
 	// CheckVerificationCode checks a one-time code; each code is usable once.
 	CheckVerificationCode(ctx context.Context, in *CheckVerificationCodeRequest, opts ...grpc.CallOption) (*CheckVerificationCodeResponse, error)
+	// SignInOperator signs privacy staff in with a password and a TOTP code. Operators are
+	// not members: the access token's subject is the operator id and its role "operator".
+	// There is no refresh: an operator signs in again when the token expires.
+	SignInOperator(ctx context.Context, in *SignInOperatorRequest, opts ...grpc.CallOption) (*SignInResponse, error)
+	// CreateOperator creates an operator account (`lethectl operators create`). Internal:
+	// it answers only callers holding the service credential. The TOTP secret is returned
+	// once, here.
+	CreateOperator(ctx context.Context, in *CreateOperatorRequest, opts ...grpc.CallOption) (*CreateOperatorResponse, error)
 }
 
 type identityServiceClient struct {
@@ -319,6 +329,26 @@ func (c *identityServiceClient) CheckVerificationCode(ctx context.Context, in *C
 	return out, nil
 }
 
+func (c *identityServiceClient) SignInOperator(ctx context.Context, in *SignInOperatorRequest, opts ...grpc.CallOption) (*SignInResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignInResponse)
+	err := c.cc.Invoke(ctx, IdentityService_SignInOperator_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *identityServiceClient) CreateOperator(ctx context.Context, in *CreateOperatorRequest, opts ...grpc.CallOption) (*CreateOperatorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateOperatorResponse)
+	err := c.cc.Invoke(ctx, IdentityService_CreateOperator_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IdentityServiceServer is the server API for IdentityService service.
 // All implementations must embed UnimplementedIdentityServiceServer
 // for forward compatibility.
@@ -375,6 +405,14 @@ type IdentityServiceServer interface {
 	ConfirmEmailChange(context.Context, *ConfirmEmailChangeRequest) (*Member, error)
 	// CheckVerificationCode checks a one-time code; each code is usable once.
 	CheckVerificationCode(context.Context, *CheckVerificationCodeRequest) (*CheckVerificationCodeResponse, error)
+	// SignInOperator signs privacy staff in with a password and a TOTP code. Operators are
+	// not members: the access token's subject is the operator id and its role "operator".
+	// There is no refresh: an operator signs in again when the token expires.
+	SignInOperator(context.Context, *SignInOperatorRequest) (*SignInResponse, error)
+	// CreateOperator creates an operator account (`lethectl operators create`). Internal:
+	// it answers only callers holding the service credential. The TOTP secret is returned
+	// once, here.
+	CreateOperator(context.Context, *CreateOperatorRequest) (*CreateOperatorResponse, error)
 	mustEmbedUnimplementedIdentityServiceServer()
 }
 
@@ -447,6 +485,12 @@ func (UnimplementedIdentityServiceServer) ConfirmEmailChange(context.Context, *C
 }
 func (UnimplementedIdentityServiceServer) CheckVerificationCode(context.Context, *CheckVerificationCodeRequest) (*CheckVerificationCodeResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CheckVerificationCode not implemented")
+}
+func (UnimplementedIdentityServiceServer) SignInOperator(context.Context, *SignInOperatorRequest) (*SignInResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SignInOperator not implemented")
+}
+func (UnimplementedIdentityServiceServer) CreateOperator(context.Context, *CreateOperatorRequest) (*CreateOperatorResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateOperator not implemented")
 }
 func (UnimplementedIdentityServiceServer) mustEmbedUnimplementedIdentityServiceServer() {}
 func (UnimplementedIdentityServiceServer) testEmbeddedByValue()                         {}
@@ -847,6 +891,42 @@ func _IdentityService_CheckVerificationCode_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IdentityService_SignInOperator_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignInOperatorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityServiceServer).SignInOperator(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityService_SignInOperator_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityServiceServer).SignInOperator(ctx, req.(*SignInOperatorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IdentityService_CreateOperator_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateOperatorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityServiceServer).CreateOperator(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityService_CreateOperator_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityServiceServer).CreateOperator(ctx, req.(*CreateOperatorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // IdentityService_ServiceDesc is the grpc.ServiceDesc for IdentityService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -937,6 +1017,14 @@ var IdentityService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckVerificationCode",
 			Handler:    _IdentityService_CheckVerificationCode_Handler,
+		},
+		{
+			MethodName: "SignInOperator",
+			Handler:    _IdentityService_SignInOperator_Handler,
+		},
+		{
+			MethodName: "CreateOperator",
+			Handler:    _IdentityService_CreateOperator_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -13,6 +13,7 @@ import (
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
+	_ "lethe.dev/gen/lethe/auth/v1"
 	_ "lethe.dev/gen/lethe/privacy/v1"
 	reflect "reflect"
 	sync "sync"
@@ -2680,7 +2681,7 @@ var File_lethe_preferences_v1_preferences_proto protoreflect.FileDescriptor
 
 const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\n" +
-	"&lethe/preferences/v1/preferences.proto\x12\x14lethe.preferences.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1elethe/privacy/v1/privacy.proto\"\x92\x03\n" +
+	"&lethe/preferences/v1/preferences.proto\x12\x14lethe.preferences.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18lethe/auth/v1/auth.proto\x1a\x1elethe/privacy/v1/privacy.proto\"\x92\x03\n" +
 	"\fSubscription\x12Y\n" +
 	"\achannel\x18\x01 \x01(\x0e2\x1d.lethe.preferences.v1.ChannelB \xea\xe0\x18\x1c\n" +
 	"\x18user.privacy_preferences\x10\x01R\achannel\x12S\n" +
@@ -2961,31 +2962,31 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x16VISIBILITY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VISIBILITY_PUBLIC\x10\x01\x12\x16\n" +
 	"\x12VISIBILITY_MEMBERS\x10\x02\x12\x16\n" +
-	"\x12VISIBILITY_PRIVATE\x10\x032\xa0\x1e\n" +
-	"\x12PreferencesService\x12\xbe\x01\n" +
-	"\x1bGetCommunicationPreferences\x128.lethe.preferences.v1.GetCommunicationPreferencesRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"5\x82\xd3\xe4\x93\x02/\x12-/v1/{name=members/*/communicationPreferences}\x12\xc7\x01\n" +
-	"\x1eUpdateCommunicationPreferences\x12;.lethe.preferences.v1.UpdateCommunicationPreferencesRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"8\x82\xd3\xe4\x93\x022:\x01*2-/v1/{name=members/*/communicationPreferences}\x12\xbc\x01\n" +
-	"\x10StopAllMarketing\x12-.lethe.preferences.v1.StopAllMarketingRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"I\x82\xd3\xe4\x93\x02C:\x01*\">/v1/{name=members/*/communicationPreferences}:stopAllMarketing\x12\xa6\x01\n" +
-	"\x12ListConsentRecords\x12/.lethe.preferences.v1.ListConsentRecordsRequest\x1a0.lethe.preferences.v1.ListConsentRecordsResponse\"-\x82\xd3\xe4\x93\x02'\x12%/v1/{parent=members/*}/consentRecords\x12\x92\x01\n" +
-	"\x10GetAdPreferences\x12-.lethe.preferences.v1.GetAdPreferencesRequest\x1a#.lethe.preferences.v1.AdPreferences\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{name=members/*/adPreferences}\x12\xb7\x01\n" +
-	"\x13UpdateAdPreferences\x120.lethe.preferences.v1.UpdateAdPreferencesRequest\x1a#.lethe.preferences.v1.AdPreferences\"I\x82\xd3\xe4\x93\x02C:\x0ead_preferences21/v1/{ad_preferences.name=members/*/adPreferences}\x12\xc4\x01\n" +
-	"\x1aRecordGlobalPrivacyControl\x127.lethe.preferences.v1.RecordGlobalPrivacyControlRequest\x1a#.lethe.preferences.v1.AdPreferences\"H\x82\xd3\xe4\x93\x02B:\x01*\"=/v1/{name=members/*/adPreferences}:recordGlobalPrivacyControl\x12\xa2\x01\n" +
-	"\x14GetProfileVisibility\x121.lethe.preferences.v1.GetProfileVisibilityRequest\x1a'.lethe.preferences.v1.ProfileVisibility\".\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/profileVisibility}\x12\xcf\x01\n" +
-	"\x17UpdateProfileVisibility\x124.lethe.preferences.v1.UpdateProfileVisibilityRequest\x1a'.lethe.preferences.v1.ProfileVisibility\"U\x82\xd3\xe4\x93\x02O:\x12profile_visibility29/v1/{profile_visibility.name=members/*/profileVisibility}\x12\xb2\x01\n" +
-	"\x15ListSocialConnections\x122.lethe.preferences.v1.ListSocialConnectionsRequest\x1a3.lethe.preferences.v1.ListSocialConnectionsResponse\"0\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=members/*}/socialConnections\x12\xba\x01\n" +
-	"\x16CreateSocialConnection\x123.lethe.preferences.v1.CreateSocialConnectionRequest\x1a&.lethe.preferences.v1.SocialConnection\"C\x82\xd3\xe4\x93\x02=:\x11social_connection\"(/v1/{parent=members/*}/socialConnections\x12\xcc\x01\n" +
-	"\x16UpdateSocialConnection\x123.lethe.preferences.v1.UpdateSocialConnectionRequest\x1a&.lethe.preferences.v1.SocialConnection\"U\x82\xd3\xe4\x93\x02O:\x11social_connection2:/v1/{social_connection.name=members/*/socialConnections/*}\x12\x97\x01\n" +
-	"\x16DeleteSocialConnection\x123.lethe.preferences.v1.DeleteSocialConnectionRequest\x1a\x16.google.protobuf.Empty\"0\x82\xd3\xe4\x93\x02**(/v1/{name=members/*/socialConnections/*}\x12\xa6\x01\n" +
-	"\x12CreateViewingEvent\x12/.lethe.preferences.v1.CreateViewingEventRequest\x1a\".lethe.preferences.v1.ViewingEvent\";\x82\xd3\xe4\x93\x025:\rviewing_event\"$/v1/{parent=members/*}/viewingEvents\x12\xa2\x01\n" +
-	"\x11ListViewingEvents\x12..lethe.preferences.v1.ListViewingEventsRequest\x1a/.lethe.preferences.v1.ListViewingEventsResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/{parent=members/*}/viewingEvents\x12\x8b\x01\n" +
-	"\x12DeleteViewingEvent\x12/.lethe.preferences.v1.DeleteViewingEventRequest\x1a\x16.google.protobuf.Empty\",\x82\xd3\xe4\x93\x02&*$/v1/{name=members/*/viewingEvents/*}\x12\xb1\x01\n" +
-	"\x13ClearViewingHistory\x120.lethe.preferences.v1.ClearViewingHistoryRequest\x1a1.lethe.preferences.v1.ClearViewingHistoryResponse\"5\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/{parent=members/*}/viewingEvents:clear\x12\x88\x01\n" +
-	"\tSetRating\x12&.lethe.preferences.v1.SetRatingRequest\x1a\x1c.lethe.preferences.v1.Rating\"5\x82\xd3\xe4\x93\x02/:\x06rating\x1a%/v1/{rating.name=members/*/ratings/*}\x12\x8a\x01\n" +
-	"\vListRatings\x12(.lethe.preferences.v1.ListRatingsRequest\x1a).lethe.preferences.v1.ListRatingsResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=members/*}/ratings\x12y\n" +
-	"\fDeleteRating\x12).lethe.preferences.v1.DeleteRatingRequest\x1a\x16.google.protobuf.Empty\"&\x82\xd3\xe4\x93\x02 *\x1e/v1/{name=members/*/ratings/*}\x12\x94\x01\n" +
-	"\x12GetTitleStatistics\x12/.lethe.preferences.v1.GetTitleStatisticsRequest\x1a%.lethe.preferences.v1.TitleStatistics\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=titles/*/statistics}\x12u\n" +
-	"\x16CreateUnsubscribeToken\x123.lethe.preferences.v1.CreateUnsubscribeTokenRequest\x1a&.lethe.preferences.v1.UnsubscribeToken\x12~\n" +
-	"\vUnsubscribe\x12(.lethe.preferences.v1.UnsubscribeRequest\x1a).lethe.preferences.v1.UnsubscribeResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/unsubscribeB2Z0lethe.dev/gen/lethe/preferences/v1;preferencesv1b\x06proto3"
+	"\x12VISIBILITY_PRIVATE\x10\x032\xff\x1e\n" +
+	"\x12PreferencesService\x12\xc2\x01\n" +
+	"\x1bGetCommunicationPreferences\x128.lethe.preferences.v1.GetCommunicationPreferencesRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"9\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02/\x12-/v1/{name=members/*/communicationPreferences}\x12\xcb\x01\n" +
+	"\x1eUpdateCommunicationPreferences\x12;.lethe.preferences.v1.UpdateCommunicationPreferencesRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"<\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x022:\x01*2-/v1/{name=members/*/communicationPreferences}\x12\xc0\x01\n" +
+	"\x10StopAllMarketing\x12-.lethe.preferences.v1.StopAllMarketingRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"M\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02C:\x01*\">/v1/{name=members/*/communicationPreferences}:stopAllMarketing\x12\xaa\x01\n" +
+	"\x12ListConsentRecords\x12/.lethe.preferences.v1.ListConsentRecordsRequest\x1a0.lethe.preferences.v1.ListConsentRecordsResponse\"1\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02'\x12%/v1/{parent=members/*}/consentRecords\x12\x96\x01\n" +
+	"\x10GetAdPreferences\x12-.lethe.preferences.v1.GetAdPreferencesRequest\x1a#.lethe.preferences.v1.AdPreferences\".\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02$\x12\"/v1/{name=members/*/adPreferences}\x12\xbb\x01\n" +
+	"\x13UpdateAdPreferences\x120.lethe.preferences.v1.UpdateAdPreferencesRequest\x1a#.lethe.preferences.v1.AdPreferences\"M\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02C:\x0ead_preferences21/v1/{ad_preferences.name=members/*/adPreferences}\x12\xc8\x01\n" +
+	"\x1aRecordGlobalPrivacyControl\x127.lethe.preferences.v1.RecordGlobalPrivacyControlRequest\x1a#.lethe.preferences.v1.AdPreferences\"L\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02B:\x01*\"=/v1/{name=members/*/adPreferences}:recordGlobalPrivacyControl\x12\xa6\x01\n" +
+	"\x14GetProfileVisibility\x121.lethe.preferences.v1.GetProfileVisibilityRequest\x1a'.lethe.preferences.v1.ProfileVisibility\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/profileVisibility}\x12\xd3\x01\n" +
+	"\x17UpdateProfileVisibility\x124.lethe.preferences.v1.UpdateProfileVisibilityRequest\x1a'.lethe.preferences.v1.ProfileVisibility\"Y\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02O:\x12profile_visibility29/v1/{profile_visibility.name=members/*/profileVisibility}\x12\xb6\x01\n" +
+	"\x15ListSocialConnections\x122.lethe.preferences.v1.ListSocialConnectionsRequest\x1a3.lethe.preferences.v1.ListSocialConnectionsResponse\"4\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=members/*}/socialConnections\x12\xbe\x01\n" +
+	"\x16CreateSocialConnection\x123.lethe.preferences.v1.CreateSocialConnectionRequest\x1a&.lethe.preferences.v1.SocialConnection\"G\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02=:\x11social_connection\"(/v1/{parent=members/*}/socialConnections\x12\xd0\x01\n" +
+	"\x16UpdateSocialConnection\x123.lethe.preferences.v1.UpdateSocialConnectionRequest\x1a&.lethe.preferences.v1.SocialConnection\"Y\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02O:\x11social_connection2:/v1/{social_connection.name=members/*/socialConnections/*}\x12\x9b\x01\n" +
+	"\x16DeleteSocialConnection\x123.lethe.preferences.v1.DeleteSocialConnectionRequest\x1a\x16.google.protobuf.Empty\"4\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02**(/v1/{name=members/*/socialConnections/*}\x12\xaa\x01\n" +
+	"\x12CreateViewingEvent\x12/.lethe.preferences.v1.CreateViewingEventRequest\x1a\".lethe.preferences.v1.ViewingEvent\"?\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x025:\rviewing_event\"$/v1/{parent=members/*}/viewingEvents\x12\xa6\x01\n" +
+	"\x11ListViewingEvents\x12..lethe.preferences.v1.ListViewingEventsRequest\x1a/.lethe.preferences.v1.ListViewingEventsResponse\"0\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02&\x12$/v1/{parent=members/*}/viewingEvents\x12\x8f\x01\n" +
+	"\x12DeleteViewingEvent\x12/.lethe.preferences.v1.DeleteViewingEventRequest\x1a\x16.google.protobuf.Empty\"0\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02&*$/v1/{name=members/*/viewingEvents/*}\x12\xb5\x01\n" +
+	"\x13ClearViewingHistory\x120.lethe.preferences.v1.ClearViewingHistoryRequest\x1a1.lethe.preferences.v1.ClearViewingHistoryResponse\"9\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/{parent=members/*}/viewingEvents:clear\x12\x8c\x01\n" +
+	"\tSetRating\x12&.lethe.preferences.v1.SetRatingRequest\x1a\x1c.lethe.preferences.v1.Rating\"9\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02/:\x06rating\x1a%/v1/{rating.name=members/*/ratings/*}\x12\x8e\x01\n" +
+	"\vListRatings\x12(.lethe.preferences.v1.ListRatingsRequest\x1a).lethe.preferences.v1.ListRatingsResponse\"*\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=members/*}/ratings\x12}\n" +
+	"\fDeleteRating\x12).lethe.preferences.v1.DeleteRatingRequest\x1a\x16.google.protobuf.Empty\"*\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02 *\x1e/v1/{name=members/*/ratings/*}\x12\x98\x01\n" +
+	"\x12GetTitleStatistics\x12/.lethe.preferences.v1.GetTitleStatisticsRequest\x1a%.lethe.preferences.v1.TitleStatistics\"*\xf0\xe0\x18\x02\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=titles/*/statistics}\x12{\n" +
+	"\x16CreateUnsubscribeToken\x123.lethe.preferences.v1.CreateUnsubscribeTokenRequest\x1a&.lethe.preferences.v1.UnsubscribeToken\"\x04\xf0\xe0\x18\x05\x12\x82\x01\n" +
+	"\vUnsubscribe\x12(.lethe.preferences.v1.UnsubscribeRequest\x1a).lethe.preferences.v1.UnsubscribeResponse\"\x1e\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/unsubscribeB2Z0lethe.dev/gen/lethe/preferences/v1;preferencesv1b\x06proto3"
 
 var (
 	file_lethe_preferences_v1_preferences_proto_rawDescOnce sync.Once

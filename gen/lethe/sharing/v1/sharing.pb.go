@@ -14,6 +14,7 @@ import (
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
+	_ "lethe.dev/gen/lethe/auth/v1"
 	_ "lethe.dev/gen/lethe/privacy/v1"
 	reflect "reflect"
 	sync "sync"
@@ -2429,7 +2430,7 @@ var File_lethe_sharing_v1_sharing_proto protoreflect.FileDescriptor
 
 const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	"\n" +
-	"\x1elethe/sharing/v1/sharing.proto\x12\x10lethe.sharing.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1elethe/privacy/v1/privacy.proto\"\xf0\x05\n" +
+	"\x1elethe/sharing/v1/sharing.proto\x12\x10lethe.sharing.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18lethe/auth/v1/auth.proto\x1a\x1elethe/privacy/v1/privacy.proto\"\xf0\x05\n" +
 	"\aPartner\x12-\n" +
 	"\x04name\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x04name\x12<\n" +
@@ -2701,28 +2702,28 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	" ONWARD_ERASURE_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19ONWARD_ERASURE_STATE_SENT\x10\x01\x12%\n" +
 	"!ONWARD_ERASURE_STATE_ACKNOWLEDGED\x10\x02\x12\x1f\n" +
-	"\x1bONWARD_ERASURE_STATE_FAILED\x10\x032\xc4\x13\n" +
-	"\x0eSharingService\x12q\n" +
-	"\rCreatePartner\x12&.lethe.sharing.v1.CreatePartnerRequest\x1a\x19.lethe.sharing.v1.Partner\"\x1d\x82\xd3\xe4\x93\x02\x17:\apartner\"\f/v1/partners\x12k\n" +
+	"\x1bONWARD_ERASURE_STATE_FAILED\x10\x032\x9a\x14\n" +
+	"\x0eSharingService\x12u\n" +
+	"\rCreatePartner\x12&.lethe.sharing.v1.CreatePartnerRequest\x1a\x19.lethe.sharing.v1.Partner\"!\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x17:\apartner\"\f/v1/partners\x12o\n" +
 	"\n" +
-	"GetPartner\x12#.lethe.sharing.v1.GetPartnerRequest\x1a\x19.lethe.sharing.v1.Partner\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/{name=partners/*}\x12s\n" +
-	"\fListPartners\x12%.lethe.sharing.v1.ListPartnersRequest\x1a&.lethe.sharing.v1.ListPartnersResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/partners\x12\x82\x01\n" +
-	"\rUpdatePartner\x12&.lethe.sharing.v1.UpdatePartnerRequest\x1a\x19.lethe.sharing.v1.Partner\".\x82\xd3\xe4\x93\x02(:\apartner2\x1d/v1/{partner.name=partners/*}\x12\x85\x01\n" +
-	"\rCreatePurpose\x12&.lethe.sharing.v1.CreatePurposeRequest\x1a\x19.lethe.sharing.v1.Purpose\"1\x82\xd3\xe4\x93\x02+:\apurpose\" /v1/{parent=partners/*}/purposes\x12\x87\x01\n" +
-	"\fListPurposes\x12%.lethe.sharing.v1.ListPurposesRequest\x1a&.lethe.sharing.v1.ListPurposesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{parent=partners/*}/purposes\x12\x9e\x01\n" +
-	"\rNotifyMembers\x12&.lethe.sharing.v1.NotifyMembersRequest\x1a'.lethe.sharing.v1.NotifyMembersResponse\"<\x82\xd3\xe4\x93\x026:\x01*\"1/v1/{purpose=partners/*/purposes/*}:notifyMembers\x12\x82\x01\n" +
-	"\vListNotices\x12$.lethe.sharing.v1.ListNoticesRequest\x1a%.lethe.sharing.v1.ListNoticesResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=members/*}/notices\x12\x8e\x01\n" +
-	"\x0fCreateObjection\x12(.lethe.sharing.v1.CreateObjectionRequest\x1a\x1b.lethe.sharing.v1.Objection\"4\x82\xd3\xe4\x93\x02.:\tobjection\"!/v1/{parent=members/*}/objections\x12\x8e\x01\n" +
-	"\x0eListObjections\x12'.lethe.sharing.v1.ListObjectionsRequest\x1a(.lethe.sharing.v1.ListObjectionsResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/{parent=members/*}/objections\x12\x93\x01\n" +
-	"\x11WithdrawObjection\x12*.lethe.sharing.v1.WithdrawObjectionRequest\x1a\x1b.lethe.sharing.v1.Objection\"5\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/{name=members/*/objections/*}:withdraw\x12r\n" +
-	"\x13AuthorizeDisclosure\x12,.lethe.sharing.v1.AuthorizeDisclosureRequest\x1a-.lethe.sharing.v1.AuthorizeDisclosureResponse\x12\x92\x01\n" +
-	"\x0fListDisclosures\x12(.lethe.sharing.v1.ListDisclosuresRequest\x1a).lethe.sharing.v1.ListDisclosuresResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{parent=members/*}/disclosures\x12\xa8\x01\n" +
-	"\x13VerifyDisclosureLog\x12,.lethe.sharing.v1.VerifyDisclosureLogRequest\x1a-.lethe.sharing.v1.VerifyDisclosureLogResponse\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{parent=members/*}/disclosures:verify\x12]\n" +
-	"\fBlockSharing\x12%.lethe.sharing.v1.BlockSharingRequest\x1a&.lethe.sharing.v1.BlockSharingResponse\x12x\n" +
-	"\x15ListErasureRecipients\x12..lethe.sharing.v1.ListErasureRecipientsRequest\x1a/.lethe.sharing.v1.ListErasureRecipientsResponse\x12`\n" +
-	"\x11SendOnwardErasure\x12*.lethe.sharing.v1.SendOnwardErasureRequest\x1a\x1f.lethe.sharing.v1.OnwardErasure\x12^\n" +
-	"\x10GetOnwardErasure\x12).lethe.sharing.v1.GetOnwardErasureRequest\x1a\x1f.lethe.sharing.v1.OnwardErasure\x12\x98\x01\n" +
-	"\x12AcknowledgeErasure\x12+.lethe.sharing.v1.AcknowledgeErasureRequest\x1a\x16.google.protobuf.Empty\"=\x82\xd3\xe4\x93\x027:\x01*\"2/v1/{name=partners/*/onwardErasures/*}:acknowledgeB*Z(lethe.dev/gen/lethe/sharing/v1;sharingv1b\x06proto3"
+	"GetPartner\x12#.lethe.sharing.v1.GetPartnerRequest\x1a\x19.lethe.sharing.v1.Partner\"!\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/{name=partners/*}\x12w\n" +
+	"\fListPartners\x12%.lethe.sharing.v1.ListPartnersRequest\x1a&.lethe.sharing.v1.ListPartnersResponse\"\x18\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/partners\x12\x86\x01\n" +
+	"\rUpdatePartner\x12&.lethe.sharing.v1.UpdatePartnerRequest\x1a\x19.lethe.sharing.v1.Partner\"2\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02(:\apartner2\x1d/v1/{partner.name=partners/*}\x12\x89\x01\n" +
+	"\rCreatePurpose\x12&.lethe.sharing.v1.CreatePurposeRequest\x1a\x19.lethe.sharing.v1.Purpose\"5\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02+:\apurpose\" /v1/{parent=partners/*}/purposes\x12\x8b\x01\n" +
+	"\fListPurposes\x12%.lethe.sharing.v1.ListPurposesRequest\x1a&.lethe.sharing.v1.ListPurposesResponse\",\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\"\x12 /v1/{parent=partners/*}/purposes\x12\xa2\x01\n" +
+	"\rNotifyMembers\x12&.lethe.sharing.v1.NotifyMembersRequest\x1a'.lethe.sharing.v1.NotifyMembersResponse\"@\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x026:\x01*\"1/v1/{purpose=partners/*/purposes/*}:notifyMembers\x12\x86\x01\n" +
+	"\vListNotices\x12$.lethe.sharing.v1.ListNoticesRequest\x1a%.lethe.sharing.v1.ListNoticesResponse\"*\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=members/*}/notices\x12\x92\x01\n" +
+	"\x0fCreateObjection\x12(.lethe.sharing.v1.CreateObjectionRequest\x1a\x1b.lethe.sharing.v1.Objection\"8\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02.:\tobjection\"!/v1/{parent=members/*}/objections\x12\x92\x01\n" +
+	"\x0eListObjections\x12'.lethe.sharing.v1.ListObjectionsRequest\x1a(.lethe.sharing.v1.ListObjectionsResponse\"-\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02#\x12!/v1/{parent=members/*}/objections\x12\x97\x01\n" +
+	"\x11WithdrawObjection\x12*.lethe.sharing.v1.WithdrawObjectionRequest\x1a\x1b.lethe.sharing.v1.Objection\"9\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/{name=members/*/objections/*}:withdraw\x12x\n" +
+	"\x13AuthorizeDisclosure\x12,.lethe.sharing.v1.AuthorizeDisclosureRequest\x1a-.lethe.sharing.v1.AuthorizeDisclosureResponse\"\x04\xf0\xe0\x18\x05\x12\x96\x01\n" +
+	"\x0fListDisclosures\x12(.lethe.sharing.v1.ListDisclosuresRequest\x1a).lethe.sharing.v1.ListDisclosuresResponse\".\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02$\x12\"/v1/{parent=members/*}/disclosures\x12\xac\x01\n" +
+	"\x13VerifyDisclosureLog\x12,.lethe.sharing.v1.VerifyDisclosureLogRequest\x1a-.lethe.sharing.v1.VerifyDisclosureLogResponse\"8\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{parent=members/*}/disclosures:verify\x12c\n" +
+	"\fBlockSharing\x12%.lethe.sharing.v1.BlockSharingRequest\x1a&.lethe.sharing.v1.BlockSharingResponse\"\x04\xf0\xe0\x18\x05\x12~\n" +
+	"\x15ListErasureRecipients\x12..lethe.sharing.v1.ListErasureRecipientsRequest\x1a/.lethe.sharing.v1.ListErasureRecipientsResponse\"\x04\xf0\xe0\x18\x05\x12f\n" +
+	"\x11SendOnwardErasure\x12*.lethe.sharing.v1.SendOnwardErasureRequest\x1a\x1f.lethe.sharing.v1.OnwardErasure\"\x04\xf0\xe0\x18\x05\x12d\n" +
+	"\x10GetOnwardErasure\x12).lethe.sharing.v1.GetOnwardErasureRequest\x1a\x1f.lethe.sharing.v1.OnwardErasure\"\x04\xf0\xe0\x18\x05\x12\x9c\x01\n" +
+	"\x12AcknowledgeErasure\x12+.lethe.sharing.v1.AcknowledgeErasureRequest\x1a\x16.google.protobuf.Empty\"A\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x027:\x01*\"2/v1/{name=partners/*/onwardErasures/*}:acknowledgeB*Z(lethe.dev/gen/lethe/sharing/v1;sharingv1b\x06proto3"
 
 var (
 	file_lethe_sharing_v1_sharing_proto_rawDescOnce sync.Once

@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
+	_ "lethe.dev/gen/lethe/auth/v1"
 	v1 "lethe.dev/gen/lethe/privacy/v1"
 	reflect "reflect"
 	sync "sync"
@@ -558,7 +559,7 @@ var File_lethe_subject_v1_subject_proto protoreflect.FileDescriptor
 
 const file_lethe_subject_v1_subject_proto_rawDesc = "" +
 	"\n" +
-	"\x1elethe/subject/v1/subject.proto\x12\x10lethe.subject.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1elethe/privacy/v1/privacy.proto\"\xb9\x01\n" +
+	"\x1elethe/subject/v1/subject.proto\x12\x10lethe.subject.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18lethe/auth/v1/auth.proto\x1a\x1elethe/privacy/v1/privacy.proto\"\xb9\x01\n" +
 	"\x18ExportSubjectDataRequest\x120\n" +
 	"\asubject\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
 	"\x0euser.unique_id\x10\x01R\asubject\x128\n" +
@@ -620,11 +621,11 @@ const file_lethe_subject_v1_subject_proto_rawDesc = "" +
 	"\x11system.operations\x10\x04R\n" +
 	"legalBasis\"K\n" +
 	"\x19ReportSubjectDataResponse\x12.\n" +
-	"\x04held\x18\x01 \x03(\v2\x1a.lethe.subject.v1.HeldDataR\x04held2\xdd\x02\n" +
-	"\x12DataSubjectService\x12n\n" +
-	"\x11ExportSubjectData\x12*.lethe.subject.v1.ExportSubjectDataRequest\x1a+.lethe.subject.v1.ExportSubjectDataResponse0\x01\x12i\n" +
-	"\x10EraseSubjectData\x12).lethe.subject.v1.EraseSubjectDataRequest\x1a*.lethe.subject.v1.EraseSubjectDataResponse\x12l\n" +
-	"\x11ReportSubjectData\x12*.lethe.subject.v1.ReportSubjectDataRequest\x1a+.lethe.subject.v1.ReportSubjectDataResponseB*Z(lethe.dev/gen/lethe/subject/v1;subjectv1b\x06proto3"
+	"\x04held\x18\x01 \x03(\v2\x1a.lethe.subject.v1.HeldDataR\x04held2\xef\x02\n" +
+	"\x12DataSubjectService\x12t\n" +
+	"\x11ExportSubjectData\x12*.lethe.subject.v1.ExportSubjectDataRequest\x1a+.lethe.subject.v1.ExportSubjectDataResponse\"\x04\xf0\xe0\x18\x050\x01\x12o\n" +
+	"\x10EraseSubjectData\x12).lethe.subject.v1.EraseSubjectDataRequest\x1a*.lethe.subject.v1.EraseSubjectDataResponse\"\x04\xf0\xe0\x18\x05\x12r\n" +
+	"\x11ReportSubjectData\x12*.lethe.subject.v1.ReportSubjectDataRequest\x1a+.lethe.subject.v1.ReportSubjectDataResponse\"\x04\xf0\xe0\x18\x05B*Z(lethe.dev/gen/lethe/subject/v1;subjectv1b\x06proto3"
 
 var (
 	file_lethe_subject_v1_subject_proto_rawDescOnce sync.Once

@@ -29,6 +29,7 @@ import (
 
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
+	"lethe.dev/platform/authz"
 	"lethe.dev/platform/errs"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/ids"
@@ -45,6 +46,7 @@ type Server struct {
 	CoolingOff         time.Duration
 	VerificationWindow time.Duration
 	ArchiveTTL         time.Duration
+	OnwardPollInterval time.Duration
 	DownloadKey        []byte
 	ReceiptKey         ed25519.PublicKey
 	KeyID              string
@@ -81,12 +83,11 @@ func recentSignIn(ctx context.Context) bool {
 // end-user identity at all (the child-report consumer). A member — even on their own
 // account — may not: that would be an erasure without verification.
 func childErasureAllowed(ctx context.Context) bool {
-	md, _ := metadata.FromIncomingContext(ctx)
-	roles := md.Get("x-lethe-role")
-	if len(roles) == 0 && len(md.Get("x-lethe-member")) == 0 {
+	switch authz.FromContext(ctx).Role {
+	case authz.RoleOperator, authz.RoleService:
 		return true
 	}
-	return len(roles) == 1 && roles[0] == "operator"
+	return false
 }
 
 const reqCols = `id, member_id, kind, jurisdiction, origin, state, created_at, due_at, completed_at, extended, extension_reason, hold_reason, cooling_off_end, progress, challenge_id, archive_path, breached`
@@ -246,6 +247,7 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 	}, request.PrivacyRequest, request.Input{
 		RequestID: id, MemberID: member, Kind: kind, Jurisdiction: in.GetJurisdiction().String(), Verified: verified, DueTime: due,
 		CoolingOff: cooling, VerificationWindow: s.VerificationWindow, ArchiveTTL: s.ArchiveTTL,
+		OnwardPollInterval: s.OnwardPollInterval,
 	})
 	if err != nil {
 		_, _ = s.DB.ExecContext(ctx, `DELETE FROM requests WHERE id = $1`, id)

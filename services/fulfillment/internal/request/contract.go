@@ -74,6 +74,9 @@ type Input struct {
 	CoolingOff         time.Duration
 	VerificationWindow time.Duration
 	ArchiveTTL         time.Duration
+	// OnwardPollInterval is how often processors that have not acknowledged are checked
+	// again; zero means OnwardPollInterval.
+	OnwardPollInterval time.Duration
 }
 
 // Result is how a request ended.
@@ -95,6 +98,8 @@ type OnwardInput struct {
 	MemberID  string
 	Partner   string
 	Deadline  time.Time
+	// PollInterval is how often the processor's state is checked (zero: OnwardPollInterval).
+	PollInterval time.Duration
 }
 
 // OnwardResult is how one processor's erasure ended.

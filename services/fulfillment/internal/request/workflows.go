@@ -318,6 +318,17 @@ func (r *run) erase(ctx workflow.Context) error {
 	if err := r.waitWhileHeld(ctx); err != nil {
 		return err
 	}
+	// Recipients come from sharing's disclosure log, which erasing sharing re-keys to the
+	// tombstone: runs since this version take them first and keep them in the workflow.
+	// Histories recorded before it replay the old order (which found no recipients).
+	var recipients []Recipient
+	early := workflow.GetVersion(ctx, "recipients-before-erasure", workflow.DefaultVersion, 1) == 1
+	if early {
+		if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.ErasureRecipients, ref).Get(ctx, &recipients); err != nil {
+			return err
+		}
+		r.step(ctx, "onward.recipients", "done", int64(len(recipients)))
+	}
 	var results []ServiceErasure
 	for _, svc := range EraseFirst {
 		var res ServiceErasure
@@ -327,9 +338,10 @@ func (r *run) erase(ctx workflow.Context) error {
 		results = append(results, res)
 		r.step(ctx, "erase."+svc, "done", res.Total())
 	}
-	var recipients []Recipient
-	if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.ErasureRecipients, ref).Get(ctx, &recipients); err != nil {
-		return err
+	if !early {
+		if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.ErasureRecipients, ref).Get(ctx, &recipients); err != nil {
+			return err
+		}
 	}
 	var acks []OnwardResult
 	var children []workflow.ChildWorkflowFuture
@@ -341,7 +353,7 @@ func (r *run) erase(ctx workflow.Context) error {
 			deadline = workflow.Now(ctx).Add(p.AckDeadline)
 		}
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: OnwardWorkflowID(r.in.RequestID, p.Partner)})
-		children = append(children, workflow.ExecuteChildWorkflow(cctx, OnwardErasure, OnwardInput{RequestID: r.in.RequestID, MemberID: r.in.MemberID, Partner: p.Partner, Deadline: deadline}))
+		children = append(children, workflow.ExecuteChildWorkflow(cctx, OnwardErasure, OnwardInput{RequestID: r.in.RequestID, MemberID: r.in.MemberID, Partner: p.Partner, Deadline: deadline, PollInterval: r.in.OnwardPollInterval}))
 	}
 	for i, c := range children {
 		var res OnwardResult
@@ -377,7 +389,7 @@ func (r *run) erase(ctx workflow.Context) error {
 }
 
 // OnwardPollInterval is how often an unacknowledged processor is checked (and a failed
-// delivery resent) when no callback signal arrives.
+// delivery resent) when no callback signal arrives, unless the request sets its own.
 const OnwardPollInterval = time.Hour
 
 // OnwardErasure sends the erasure to one processor and waits for its acknowledgement
@@ -404,8 +416,12 @@ func OnwardErasure(ctx workflow.Context, in OnwardInput) (OnwardResult, error) {
 			_ = workflow.ExecuteActivity(ctx, a.RecordEscalation, EscalationInput{RequestID: in.RequestID, Level: "onward-breach:" + in.Partner}).Get(ctx, nil)
 			return res, nil
 		}
-		if wait > OnwardPollInterval {
-			wait = OnwardPollInterval
+		poll := OnwardPollInterval
+		if in.PollInterval > 0 {
+			poll = in.PollInterval
+		}
+		if wait > poll {
+			wait = poll
 		}
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(acked, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })

@@ -75,7 +75,10 @@ func env(t *testing.T, recipients []request.Recipient, onwardAcks bool) (*testsu
 		r.add("erase:" + in.Service)
 		return request.ServiceErasure{Service: in.Service}, nil
 	})
-	e.OnActivity(a.ErasureRecipients, mock.Anything, mock.Anything).Return(recipients, nil)
+	e.OnActivity(a.ErasureRecipients, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) ([]request.Recipient, error) {
+		r.add("recipients")
+		return recipients, nil
+	})
 	e.OnActivity(a.SendOnward, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.OnwardInput) (request.OnwardState, error) {
 		r.add("onward:" + in.Partner)
 		return request.OnwardState{Acknowledged: onwardAcks}, nil
@@ -145,6 +148,32 @@ func TestErasureRunsEveryStepInOrder(t *testing.T) {
 		}
 		last = i
 	}
+}
+
+// TestRecipientsAreTakenBeforeSharingIsErased: erasing sharing re-keys its disclosure
+// log to the tombstone, so the processors to tell must be known before that.
+func TestRecipientsAreTakenBeforeSharingIsErased(t *testing.T) {
+	e, r := env(t, []request.Recipient{{Partner: "partners/acme-pay", AckDeadline: 72 * time.Hour}}, true)
+	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindErasure, true))
+	if res := result(t, e); res.State != "completed" {
+		t.Fatalf("state %s", res.State)
+	}
+	if i, j := r.index("recipients"), r.index("erase:sharing"); i < 0 || i > j {
+		t.Fatalf("recipients listed after sharing was erased: %v", r.calls)
+	}
+	if countOf(r.calls, "recipients") != 1 {
+		t.Fatalf("recipients listed %d times: %v", countOf(r.calls, "recipients"), r.calls)
+	}
+}
+
+func countOf(calls []string, s string) int {
+	n := 0
+	for _, c := range calls {
+		if c == s {
+			n++
+		}
+	}
+	return n
 }
 
 func TestCancelDuringCoolingOffErasesNothing(t *testing.T) {

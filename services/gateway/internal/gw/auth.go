@@ -11,17 +11,36 @@ import (
 	"github.com/tink-crypto/tink-go/v2/jwt"
 
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
+	"lethe.dev/platform/authz"
 )
 
-// Principal is the verified caller.
+// Principal is the verified caller: a member or an operator (operators are not
+// members; their tokens carry role "operator" and the operator id as subject).
 type Principal struct {
-	Member   string
+	Member   string // for role member
+	Operator string // for role operator
 	Session  string
-	Role     string
+	Role     string // authz.RoleMember or authz.RoleOperator
 	IssuedAt time.Time
 	// AuthTime is when the member last entered their password (the auth_time claim);
 	// refreshed tokens keep the original sign-in's time. Zero when the token has none.
 	AuthTime time.Time
+}
+
+// Subject is the member or operator id.
+func (p *Principal) Subject() string {
+	if p.Role == authz.RoleOperator {
+		return p.Operator
+	}
+	return p.Member
+}
+
+// authz is the caller as platform/authz sees it (anonymous when nil).
+func (p *Principal) authz() authz.Principal {
+	if p == nil {
+		return authz.Principal{Role: authz.RoleAnonymous}
+	}
+	return authz.Principal{Role: p.Role, ID: p.Subject()}
 }
 
 // Verifier checks access tokens locally against identity's JWKS. Unknown keys trigger
@@ -133,14 +152,22 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error)
 		return nil, ErrBadToken
 	}
 	p := &Principal{}
-	p.Member, _ = vt.Subject()
+	sub, _ := vt.Subject()
 	p.Session, _ = vt.StringClaim("sid")
 	p.Role, _ = vt.StringClaim("role")
 	p.IssuedAt, _ = vt.IssuedAt()
 	if at, err := vt.NumberClaim("auth_time"); err == nil && at > 0 {
 		p.AuthTime = time.Unix(int64(at), 0)
 	}
-	if p.Member == "" {
+	switch p.Role {
+	case authz.RoleMember:
+		p.Member = sub
+	case authz.RoleOperator:
+		p.Operator = sub
+	default:
+		return nil, ErrBadToken
+	}
+	if sub == "" {
 		return nil, ErrBadToken
 	}
 	return p, nil

@@ -23,11 +23,14 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	authv1 "lethe.dev/gen/lethe/auth/v1"
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	"lethe.dev/gen/openapiv2"
+	"lethe.dev/platform/authz"
+	"lethe.dev/platform/errs"
 	"lethe.dev/platform/grpcserver"
 )
 
@@ -68,21 +71,28 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	routes, err := Routes(openapiv2.Spec)
-	if err != nil {
-		return nil, err
-	}
+	routes := Routes()
 	mux := runtime.NewServeMux(
 		runtime.WithMetadata(func(ctx context.Context, r *http.Request) metadata.MD {
-			md := metadata.MD{} // the service token travels as per-RPC credentials (platform/transport)
+			// The caller the gateway verified, for the backends' own authorization
+			// (platform/authz). The service token travels as per-RPC credentials
+			// (platform/transport).
+			md := metadata.MD{}
+			md.Set(authz.HeaderRole, authz.RoleAnonymous)
 			if p, ok := r.Context().Value(principalKey{}).(*Principal); ok {
-				md.Set("x-lethe-member", p.Member)
-				md.Set("x-lethe-role", p.Role)
-				md.Set("x-lethe-session", p.Session)
-				// Only a password sign-in counts, never a refresh (auth_time, not iat).
-				if !p.AuthTime.IsZero() && time.Since(p.AuthTime) <= o.RecentSignIn {
-					md.Set("x-lethe-recent-signin", "true")
+				switch p.Role {
+				case authz.RoleOperator:
+					md.Set(authz.HeaderRole, authz.RoleOperator)
+					md.Set(authz.HeaderOperator, p.Operator)
+				case authz.RoleMember:
+					md.Set(authz.HeaderRole, authz.RoleMember)
+					md.Set(authz.HeaderMember, p.Member)
+					// Only a password sign-in counts, never a refresh (auth_time, not iat).
+					if !p.AuthTime.IsZero() && time.Since(p.AuthTime) <= o.RecentSignIn {
+						md.Set("x-lethe-recent-signin", "true")
+					}
 				}
+				md.Set(authz.HeaderSession, p.Session)
 			}
 			md.Set("x-lethe-client-ip", o.TrustedProxies.ClientIP(r))
 			return md
@@ -102,8 +112,8 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 		runtime.WithDisablePathLengthFallback(),
 		runtime.WithMiddlewares(func(next runtime.HandlerFunc) runtime.HandlerFunc {
 			return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
-				want, _ := r.Context().Value(routeKey{}).(*Route)
-				if got, _ := Match(routes, r.Method, r.URL.Path); want == nil || got != want {
+				want, _ := r.Context().Value(routeKey{}).(*authz.Route)
+				if got, _ := authz.Match(routes, r.Method, r.URL.Path); want == nil || got != want {
 					writeStatus(w, http.StatusMethodNotAllowed, codes.Unimplemented, "ROUTE_NOT_FOUND", "no such route")
 					return
 				}
@@ -156,7 +166,7 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 }
 
 type gateway struct {
-	routes    []Route
+	routes    []authz.Route
 	mux       *runtime.ServeMux
 	opts      Options
 	backends  Backends
@@ -177,12 +187,11 @@ func writeStatus(w http.ResponseWriter, httpStatus int, code codes.Code, reason,
 		"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": grpcserver.ErrorDomain}}})
 }
 
-// sensitive routes are rate-limited per IP and per member.
-func sensitive(r *Route) bool {
-	t := r.Template
-	return t == "/v1/auth:signIn" || t == "/v1/auth:refresh" || strings.HasSuffix(t, ":sendVerificationCode") || strings.HasSuffix(t, ":checkVerificationCode") ||
-		strings.HasSuffix(t, ":changeEmail") || strings.HasSuffix(t, ":confirmEmailChange") ||
-		strings.HasSuffix(t, ":verify") || (r.Method == "POST" && t == "/v1/members/{member}/privacyRequests")
+// sensitive RPCs are rate-limited per IP and per caller: credentials and codes.
+var sensitive = map[string]bool{
+	"SignIn": true, "RefreshSession": true, "SignInOperator": true, "SendVerificationCode": true,
+	"CheckVerificationCode": true, "VerifyPrivacyRequest": true, "CreatePrivacyRequest": true,
+	"ChangeEmail": true, "ConfirmEmailChange": true,
 }
 
 func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -191,7 +200,7 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusMethodNotAllowed, codes.Unimplemented, "METHOD_OVERRIDE_REFUSED", "method override headers are not accepted")
 		return
 	}
-	route, member := Match(g.routes, r.Method, r.URL.Path)
+	route, member := authz.Match(g.routes, r.Method, r.URL.Path)
 	if route == nil {
 		writeStatus(w, http.StatusNotFound, codes.NotFound, "ROUTE_NOT_FOUND", "no such route")
 		return
@@ -202,11 +211,12 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, g.opts.MaxBodyBytes)
 	var p *Principal
-	if auth := r.Header.Get("Authorization"); auth != "" || route.Access != Public {
+	public := route.Access == authv1.Access_ACCESS_PUBLIC
+	if auth := r.Header.Get("Authorization"); auth != "" || !public {
 		tok, ok := strings.CutPrefix(auth, "Bearer ")
 		var err error
 		if p, err = g.verifier.Verify(r.Context(), tok); err != nil || !ok {
-			if route.Access != Public {
+			if !public {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="lethe"`)
 				writeStatus(w, http.StatusUnauthorized, codes.Unauthenticated, "UNAUTHENTICATED", "a valid access token is required")
 				return
@@ -217,7 +227,7 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p != nil {
 		switch err := g.sessions.Check(r.Context(), p); {
 		case errors.Is(err, errSessionUnknown):
-			if route.Access != Public {
+			if !public {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="lethe", error="invalid_token"`)
 				writeStatus(w, http.StatusUnauthorized, codes.Unauthenticated, "SESSION_REVOKED", "the session has ended; sign in again")
 				return
@@ -228,34 +238,37 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	switch route.Access {
-	case Operator:
-		if p.Role != "operator" {
-			writeStatus(w, http.StatusForbidden, codes.PermissionDenied, "OPERATOR_ONLY", "this route is for operators")
-			return
+	// The RPC's declared access, the same decision every backend makes again.
+	if err := authz.Allow(route.Access, p.authz(), member); err != nil {
+		e, _ := err.(*errs.Error)
+		switch e.Reason {
+		case "MEMBER_NOT_FOUND": // the same answer an unknown member gets: nothing about member B leaks
+			writeStatus(w, http.StatusNotFound, codes.NotFound, e.Reason, "member not found")
+		case "UNAUTHENTICATED":
+			w.Header().Set("WWW-Authenticate", `Bearer realm="lethe"`)
+			writeStatus(w, http.StatusUnauthorized, codes.Unauthenticated, e.Reason, "a valid access token is required")
+		case "OPERATOR_ONLY":
+			writeStatus(w, http.StatusForbidden, codes.PermissionDenied, e.Reason, "this route is for operators")
+		default:
+			writeStatus(w, http.StatusNotFound, codes.NotFound, "ROUTE_NOT_FOUND", "no such route")
 		}
-	case Self:
-		if p.Role != "operator" && member != p.Member {
-			// The same answer an unknown member gets: nothing about member B leaks.
-			writeStatus(w, http.StatusNotFound, codes.NotFound, "MEMBER_NOT_FOUND", "member not found")
-			return
-		}
+		return
 	}
 	// Sign-up has its own per-address bucket: each call costs an argon2id hash, and
 	// signing up should not eat into the same address's sign-in attempts.
-	if route.Method == "POST" && route.Template == "/v1/members" && !g.signUps.Allow(g.opts.TrustedProxies.ClientIP(r)) {
+	if string(route.RPC.Name()) == "CreateMember" && !g.signUps.Allow(g.opts.TrustedProxies.ClientIP(r)) {
 		w.Header().Set("Retry-After", "60")
 		writeStatus(w, http.StatusTooManyRequests, codes.ResourceExhausted, "RATE_LIMITED", "too many requests; slow down")
 		return
 	}
-	if sensitive(route) {
-		if !g.perIP.Allow(g.opts.TrustedProxies.ClientIP(r)) || (p != nil && !g.perMember.Allow(p.Member)) {
+	if sensitive[string(route.RPC.Name())] {
+		if !g.perIP.Allow(g.opts.TrustedProxies.ClientIP(r)) || (p != nil && !g.perMember.Allow(p.Role+"/"+p.Subject())) {
 			w.Header().Set("Retry-After", "60")
 			writeStatus(w, http.StatusTooManyRequests, codes.ResourceExhausted, "RATE_LIMITED", "too many requests; slow down")
 			return
 		}
 	}
-	if p != nil && p.Role == "member" && r.Header.Get("Sec-GPC") == "1" {
+	if p != nil && p.Role == authz.RoleMember && r.Header.Get("Sec-GPC") == "1" {
 		g.recordGPC(p.Member)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.opts.Timeout)
@@ -327,7 +340,7 @@ func (g *gateway) logged(next http.Handler) http.Handler {
 				writeStatus(sw, http.StatusInternalServerError, codes.Internal, "INTERNAL", "internal error")
 			}
 			tmpl := "unmatched"
-			if route, _ := Match(g.routes, r.Method, r.URL.Path); route != nil {
+			if route, _ := authz.Match(g.routes, r.Method, r.URL.Path); route != nil {
 				tmpl = route.Template
 			}
 			g.opts.Logger.Debug("http request", "method", r.Method, "route", tmpl, "status", strconv.Itoa(sw.code), "duration", time.Since(start))
