@@ -154,9 +154,7 @@ func TestOnwardErasureReachesProcessors(t *testing.T) {
 	er := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=erase-kj", tok, map[string]any{"kind": "REQUEST_KIND_ERASURE"})
 	// The erasure ends the member's sessions (the gateway refuses their token within
 	// seconds): an operator watches it finish.
-	op := c.must("POST", "/v1/members", "", map[string]any{"member": map[string]any{"fullName": "Op Erator", "email": "ops@example.com", "birthDate": "1980-01-01"}, "password": "operators only please"})
-	s.Identity.Domain.Operators[strings.TrimPrefix(op["name"].(string), "members/")] = true
-	opTok := c.must("POST", "/v1/auth:signIn", "", map[string]any{"email": "ops@example.com", "password": "operators only please"})["accessToken"].(string)
+	opTok := c.must("POST", "/v1/operators:signIn", "", map[string]any{"email": s.Operator.Email, "password": s.Operator.Password, "totpCode": s.Operator.TOTPCode(time.Now())})["accessToken"].(string)
 	done := c.awaitState(er["name"].(string), opTok, "REQUEST_STATE_COMPLETED")
 	reqID := er["name"].(string)[strings.LastIndex(er["name"].(string), "/")+1:]
 

@@ -67,6 +67,10 @@ type Stack struct {
 	Sharing         *sharing.Service
 	Fulfillment     *fulfillment.Service
 	Gateway         *gateway.Gateway
+	// Operator is the bootstrap operator (privacy staff) and OperatorFile where its
+	// credentials are kept.
+	Operator     OperatorCredentials
+	OperatorFile string
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -174,6 +178,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	parse(&idCfg)
 	if s.Identity, err = identity.New(ctx, idCfg, logger.With("service", "identity")); err != nil {
 		return fail(err)
+	}
+	if s.Operator, s.OperatorFile, err = bootstrapOperator(ctx, s.Identity, o.DataDir); err != nil {
+		return fail(fmt.Errorf("devstack: bootstrap operator: %w", err))
 	}
 	var prCfg preferences.Config
 	parse(&prCfg)

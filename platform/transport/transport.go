@@ -25,6 +25,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 
 	"lethe.dev/platform/errs"
 )
@@ -170,11 +172,39 @@ func (s Security) DialOptions() ([]grpc.DialOption, error) {
 	return opts, nil
 }
 
-// Dial connects to addr with s's security.
+// serviceConfig balances calls over every address of a backend (round_robin skips
+// replicas that are down) and retries a call that failed with UNAVAILABLE on another
+// replica: every Lethe RPC is idempotent (reads, or writes keyed by request id), so a
+// replica killed mid-call costs the caller a retry, not an error.
+const serviceConfig = `{
+  "loadBalancingConfig": [{"round_robin": {}}],
+  "methodConfig": [{
+    "name": [{}],
+    "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}
+  }]
+}`
+
+// Dial connects to a backend with s's security, balancing over its replicas. addr is
+// host:port (a DNS name resolving to every replica, e.g. a Kubernetes headless Service,
+// or dns:///name:port), or a comma-separated list of host:port, one per replica.
 func (s Security) Dial(addr string) (*grpc.ClientConn, error) {
 	opts, err := s.DialOptions()
 	if err != nil {
 		return nil, err
 	}
-	return grpc.NewClient(addr, opts...)
+	opts = append(opts, grpc.WithDefaultServiceConfig(serviceConfig))
+	target := addr
+	if strings.Contains(addr, ",") {
+		var state resolver.State
+		for _, a := range strings.Split(addr, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				state.Addresses = append(state.Addresses, resolver.Address{Addr: a})
+			}
+		}
+		r := manual.NewBuilderWithScheme("lethe-list")
+		r.InitialState(state)
+		opts = append(opts, grpc.WithResolvers(r))
+		target = r.Scheme() + ":///" + strings.ReplaceAll(addr, ",", "_")
+	}
+	return grpc.NewClient(target, opts...)
 }

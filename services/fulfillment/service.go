@@ -6,17 +6,12 @@ package fulfillment
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -24,8 +19,11 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 	"gocloud.dev/blob"
-	_ "gocloud.dev/blob/fileblob" // file:// archive storage (dev, single host)
-	_ "gocloud.dev/blob/memblob"  // mem:// archive storage (tests)
+	_ "gocloud.dev/blob/azureblob" // azblob:// archive storage shared by every replica
+	_ "gocloud.dev/blob/fileblob"  // file:// archive storage (dev; replicas on a shared volume)
+	_ "gocloud.dev/blob/gcsblob"   // gs:// archive storage shared by every replica
+	_ "gocloud.dev/blob/memblob"   // mem:// archive storage (tests, one process)
+	_ "gocloud.dev/blob/s3blob"    // s3:// archive storage shared by every replica
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -37,7 +35,6 @@ import (
 	"lethe.dev/platform/app"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
-	"lethe.dev/platform/keyfile"
 	"lethe.dev/platform/storage"
 	"lethe.dev/platform/transport"
 	"lethe.dev/services/fulfillment/internal/grpcapi"
@@ -65,6 +62,9 @@ type Config struct {
 	ArchiveTTL         time.Duration
 	ArchiveBucket      string
 	OnwardPollInterval time.Duration
+	ReceiptKeyset      string
+	DownloadKeyset     string
+	TokenKeyset        string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -83,6 +83,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.VerificationWindow, "verification-window", config.EnvDuration("FULFILLMENT_VERIFICATION_WINDOW", 48*time.Hour), "time to confirm a request with the emailed code (FULFILLMENT_VERIFICATION_WINDOW)")
 	fs.StringVar(&c.ArchiveBucket, "archive-bucket", config.Env("FULFILLMENT_ARCHIVE_BUCKET", ""), "archive storage as a Go CDK blob URL, e.g. s3://bucket or gs://bucket (with its driver linked); empty: a directory under -data-dir (FULFILLMENT_ARCHIVE_BUCKET)")
 	fs.DurationVar(&c.OnwardPollInterval, "onward-poll-interval", config.EnvDuration("FULFILLMENT_ONWARD_POLL_INTERVAL", request.OnwardPollInterval), "how often a processor that has not acknowledged an erasure is checked and re-sent (FULFILLMENT_ONWARD_POLL_INTERVAL)")
+	fs.StringVar(&c.ReceiptKeyset, "receipt-keyset", config.Env("FULFILLMENT_RECEIPT_KEYSET", ""), "Tink Ed25519 keyset that signs erasure receipts, shared by every replica: PATH, file:PATH or file:PATH?kek=KMS-URI; created when missing; empty: -data-dir/receipt-signing.keyset.json (FULFILLMENT_RECEIPT_KEYSET)")
+	fs.StringVar(&c.DownloadKeyset, "download-keyset", config.Env("FULFILLMENT_DOWNLOAD_KEYSET", ""), "Tink HMAC keyset that signs download links, shared by every replica (same forms); empty: -data-dir/download-link.keyset.json (FULFILLMENT_DOWNLOAD_KEYSET)")
+	fs.StringVar(&c.TokenKeyset, "token-keyset", config.Env("FULFILLMENT_TOKEN_KEYSET", ""), "Tink PRF keyset from which receipt tokens are derived, shared by every replica (same forms); empty: -data-dir/receipt-token.keyset.json (FULFILLMENT_TOKEN_KEYSET)")
 	fs.DurationVar(&c.ArchiveTTL, "archive-ttl", config.EnvDuration("FULFILLMENT_ARCHIVE_TTL", 7*24*time.Hour), "how long export archives and their links live (FULFILLMENT_ARCHIVE_TTL)")
 }
 
@@ -126,11 +129,26 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	}
 	s := &Service{db: db, httpAddr: cfg.HTTPListenAddr, logger: logger}
 	fail := func(err error) (*Service, error) { s.Close(); return nil, err }
-	signing, err := loadSigningKey(filepath.Join(cfg.DataDir, "receipt-signing.key"))
+	receiptURL, linkURL := cfg.ReceiptKeyset, cfg.DownloadKeyset
+	if receiptURL == "" {
+		receiptURL = filepath.Join(cfg.DataDir, "receipt-signing.keyset.json")
+	}
+	if linkURL == "" {
+		linkURL = filepath.Join(cfg.DataDir, "download-link.keyset.json")
+	}
+	receipts, err := openReceiptKeys(receiptURL)
 	if err != nil {
 		return fail(err)
 	}
-	dlKey, err := loadSecret(filepath.Join(cfg.DataDir, "download-link.key"))
+	links, err := openLinkMAC(linkURL)
+	if err != nil {
+		return fail(err)
+	}
+	tokenURL := cfg.TokenKeyset
+	if tokenURL == "" {
+		tokenURL = filepath.Join(cfg.DataDir, "receipt-token.keyset.json")
+	}
+	tokenKey, err := openTokenKey(tokenURL)
 	if err != nil {
 		return fail(err)
 	}
@@ -170,49 +188,19 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if s.archives, err = blob.OpenBucket(ctx, bucketURL); err != nil {
 		return fail(fmt.Errorf("fulfillment: archive storage: %w", err))
 	}
-	pub := signing.Public().(ed25519.PublicKey)
-	kid := hex.EncodeToString(sha256sum(pub)[:8])
 	s.Activities = &request.Activities{
 		DB: db, Identity: identityv1.NewIdentityServiceClient(idc), Preferences: preferencesv1.NewPreferencesServiceClient(prc), Sharing: sharingv1.NewSharingServiceClient(shc),
 		Subjects: map[string]subjectv1.DataSubjectServiceClient{
 			"identity": subjectv1.NewDataSubjectServiceClient(idc), "preferences": subjectv1.NewDataSubjectServiceClient(prc), "sharing": subjectv1.NewDataSubjectServiceClient(shc),
 		},
-		Archives: s.archives, SigningKey: signing, KeyID: kid, Now: time.Now,
+		Archives: s.archives, Signer: receipts.signer, KeyID: receipts.keyID, Now: time.Now,
 	}
 	s.API = &grpcapi.Server{
 		DB: db, Temporal: tc, Identity: s.Activities.Identity, CoolingOff: cfg.CoolingOff, VerificationWindow: cfg.VerificationWindow,
-		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadKey: dlKey, ReceiptKey: pub, KeyID: kid, Now: time.Now, Archives: s.archives,
+		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadMAC: links, ReceiptKeys: receipts.published, Now: time.Now, Archives: s.archives,
+		TokenKey: tokenKey, Logger: logger,
 	}
 	return s, nil
-}
-
-func sha256sum(b []byte) []byte { h := sha256.Sum256(b); return h[:] }
-
-// loadSigningKey reads the Ed25519 receipt-signing seed, creating it on first start.
-func loadSigningKey(path string) (ed25519.PrivateKey, error) {
-	seed, err := loadSecret(path)
-	if err != nil {
-		return nil, err
-	}
-	return ed25519.NewKeyFromSeed(seed[:ed25519.SeedSize]), nil
-}
-
-// loadSecret reads 32 random bytes from path, creating the file (0600) when missing.
-func loadSecret(path string) ([]byte, error) {
-	if raw, err := os.ReadFile(path); err == nil {
-		b, err := hex.DecodeString(string(raw))
-		if err != nil || len(b) != 32 {
-			return nil, fmt.Errorf("fulfillment: %s is not a 32-byte hex key", path)
-		}
-		return b, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return nil, err
-	}
-	return b, keyfile.WriteAtomic(path, []byte(hex.EncodeToString(b)))
 }
 
 // Build is New as an app.Service, for app.Main.
@@ -258,6 +246,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.ServeHTTP(ctx, lis) })
 	g.Go(func() error { s.consumeChildReports(ctx); return nil })
+	g.Go(func() error { s.reconcile(ctx); return nil })
 	return g.Wait()
 }
 
@@ -287,6 +276,32 @@ func (s *Service) consumeChildReports(ctx context.Context) {
 				continue
 			}
 			_, _ = s.Activities.Identity.AcknowledgeMemberEvent(ctx, &identityv1.AcknowledgeMemberEventRequest{Name: e.GetName()})
+		}
+	}
+}
+
+// Reconciler timing: a filing is given ReconcileGrace to start its own workflow before
+// the reconciler starts it; the reconciler looks every ReconcileInterval.
+const (
+	ReconcileGrace    = 10 * time.Second
+	ReconcileInterval = 5 * time.Second
+)
+
+// reconcile starts the workflows of filings that crashed before starting them and that
+// no client retried (see grpcapi.Server.Reconcile).
+func (s *Service) reconcile(ctx context.Context) {
+	t := time.NewTicker(ReconcileInterval)
+	defer t.Stop()
+	for {
+		if n, err := s.API.Reconcile(ctx, ReconcileGrace); err != nil && ctx.Err() == nil {
+			s.logger.Warn("reconciler failed; will retry", "error", err)
+		} else if n > 0 {
+			s.logger.Info("reconciler started workflows of interrupted filings", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

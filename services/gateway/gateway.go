@@ -43,11 +43,11 @@ type Config struct {
 // RegisterFlags registers flags whose defaults come from the environment.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ListenAddr, "listen", config.Env("GATEWAY_LISTEN", "127.0.0.1:8080"), "HTTP listen address (GATEWAY_LISTEN)")
-	fs.StringVar(&c.IdentityAddress, "identity-address", config.Env("IDENTITY_ADDRESS", "127.0.0.1:7101"), "identity gRPC address (IDENTITY_ADDRESS)")
-	fs.StringVar(&c.PreferencesAddress, "preferences-address", config.Env("PREFERENCES_ADDRESS", "127.0.0.1:7102"), "preferences gRPC address (PREFERENCES_ADDRESS)")
-	fs.StringVar(&c.SharingAddress, "sharing-address", config.Env("SHARING_ADDRESS", "127.0.0.1:7103"), "sharing gRPC address (SHARING_ADDRESS)")
-	fs.StringVar(&c.FulfillmentAddress, "fulfillment-address", config.Env("FULFILLMENT_ADDRESS", "127.0.0.1:7104"), "fulfillment gRPC address (FULFILLMENT_ADDRESS)")
-	fs.StringVar(&c.FulfillmentHTTPAddr, "fulfillment-http-address", config.Env("FULFILLMENT_HTTP_ADDRESS", "http://127.0.0.1:7114"), "fulfillment's archive download endpoint (FULFILLMENT_HTTP_ADDRESS)")
+	fs.StringVar(&c.IdentityAddress, "identity-address", config.Env("IDENTITY_ADDRESS", "127.0.0.1:7101"), "identity gRPC address: host:port (a DNS name of every replica) or a comma-separated list (IDENTITY_ADDRESS)")
+	fs.StringVar(&c.PreferencesAddress, "preferences-address", config.Env("PREFERENCES_ADDRESS", "127.0.0.1:7102"), "preferences gRPC address: host:port or a comma-separated list (PREFERENCES_ADDRESS)")
+	fs.StringVar(&c.SharingAddress, "sharing-address", config.Env("SHARING_ADDRESS", "127.0.0.1:7103"), "sharing gRPC address: host:port or a comma-separated list (SHARING_ADDRESS)")
+	fs.StringVar(&c.FulfillmentAddress, "fulfillment-address", config.Env("FULFILLMENT_ADDRESS", "127.0.0.1:7104"), "fulfillment gRPC address: host:port or a comma-separated list (FULFILLMENT_ADDRESS)")
+	fs.StringVar(&c.FulfillmentHTTPAddr, "fulfillment-http-address", config.Env("FULFILLMENT_HTTP_ADDRESS", "http://127.0.0.1:7114"), "fulfillment's archive download endpoint; comma-separated URLs for several replicas (FULFILLMENT_HTTP_ADDRESS)")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", config.Env("GATEWAY_CORS_ORIGINS", "http://localhost:3000"), "web origins allowed by CORS, comma-separated (GATEWAY_CORS_ORIGINS)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(config.EnvInt("GATEWAY_MAX_BODY_BYTES", 1<<20)), "largest request body (GATEWAY_MAX_BODY_BYTES)")
 	fs.DurationVar(&c.Timeout, "timeout", config.EnvDuration("GATEWAY_TIMEOUT", 30*time.Second), "per-request timeout (GATEWAY_TIMEOUT)")
@@ -122,9 +122,13 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		g.Close()
 		return nil, errors.New("gateway: a backend address is not valid")
 	}
-	if b.Downloads, err = url.Parse(cfg.FulfillmentHTTPAddr); err != nil {
-		g.Close()
-		return nil, err
+	for _, a := range strings.Split(cfg.FulfillmentHTTPAddr, ",") {
+		u, err := url.Parse(strings.TrimSpace(a))
+		if err != nil || u.Host == "" {
+			g.Close()
+			return nil, fmt.Errorf("gateway: FULFILLMENT_HTTP_ADDRESS: %q is not an http:// URL", a)
+		}
+		b.Downloads = append(b.Downloads, u)
 	}
 	var origins []string
 	for _, o := range strings.Split(cfg.CORSOrigins, ",") {

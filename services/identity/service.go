@@ -29,8 +29,8 @@ type Config struct {
 	ListenAddr  string
 	DatabaseURL string
 	DataDir     string
+	KeyDir      string
 	KEKURI      string
-	Operators   string // comma-separated member ids with the operator role
 	KeyRotation time.Duration
 	SMTPAddr    string // empty: messages go to the file mailbox under DataDir
 	SMTPFrom    string
@@ -41,9 +41,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	data := config.Env("LETHE_DATA_DIR", "data")
 	fs.StringVar(&c.ListenAddr, "listen", config.Env("IDENTITY_LISTEN", "127.0.0.1:7101"), "gRPC listen address (IDENTITY_LISTEN)")
 	fs.StringVar(&c.DatabaseURL, "database-url", config.Env("IDENTITY_DATABASE_URL", "sqlite:"+filepath.Join(data, "identity.db")), "sqlite:PATH or postgres:// URL (IDENTITY_DATABASE_URL)")
-	fs.StringVar(&c.DataDir, "data-dir", filepath.Join(data, "identity"), "directory for keys and the dev mailbox (LETHE_DATA_DIR/identity)")
+	fs.StringVar(&c.DataDir, "data-dir", filepath.Join(data, "identity"), "directory for the dev mailbox, and for keys unless -key-dir (LETHE_DATA_DIR/identity)")
+	fs.StringVar(&c.KeyDir, "key-dir", config.Env("IDENTITY_KEY_DIR", ""), "directory of the blind-index and token-signing keysets (encrypted under the KEK), shared by every replica; empty: -data-dir (IDENTITY_KEY_DIR)")
 	fs.StringVar(&c.KEKURI, "kek-uri", config.Env("IDENTITY_KEK_URI", "file:"+filepath.Join(data, "identity", "kek.json")), "key-encryption key: file:PATH (dev) or a KMS key URI with a registered Tink KMS client (IDENTITY_KEK_URI)")
-	fs.StringVar(&c.Operators, "operators", config.Env("IDENTITY_OPERATORS", ""), "member ids with the operator role, comma-separated (IDENTITY_OPERATORS)")
 	fs.DurationVar(&c.KeyRotation, "key-rotation", config.EnvDuration("IDENTITY_KEY_ROTATION", 30*24*time.Hour), "token signing key rotation period (IDENTITY_KEY_ROTATION)")
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", config.Env("IDENTITY_SMTP_ADDR", ""), "SMTP relay host:port; empty writes mail to DATA_DIR/identity/mailbox.jsonl (IDENTITY_SMTP_ADDR)")
 	fs.StringVar(&c.SMTPFrom, "smtp-from", config.Env("IDENTITY_SMTP_FROM", "privacy@lethe.invalid"), "sender address (IDENTITY_SMTP_FROM)")
@@ -75,23 +75,21 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if err != nil {
 		return nil, err
 	}
-	ring, err := keys.Open(cfg.KEKURI, cfg.DataDir, cfg.KeyRotation, time.Now())
+	keyDir := cfg.KeyDir
+	if keyDir == "" {
+		keyDir = cfg.DataDir
+	}
+	ring, err := keys.Open(cfg.KEKURI, keyDir, cfg.KeyRotation, time.Now())
 	if err != nil {
 		db.Close()
 		return nil, err
-	}
-	ops := map[string]bool{}
-	for _, id := range strings.Split(cfg.Operators, ",") {
-		if id = strings.TrimSpace(id); id != "" {
-			ops[id] = true
-		}
 	}
 	var sender domain.Sender = &domain.FileSender{Path: filepath.Join(cfg.DataDir, "mailbox.jsonl")}
 	if cfg.SMTPAddr != "" {
 		sender = domain.SMTPSender{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom}
 	}
 	return &Service{
-		Domain: &domain.Service{DB: db, Keys: ring, Sender: sender, Logger: logger, Operators: ops, Now: time.Now},
+		Domain: &domain.Service{DB: db, Keys: ring, Sender: sender, Logger: logger, Now: time.Now},
 		db:     db, logger: logger,
 	}, nil
 }

@@ -34,7 +34,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	data := config.Env("LETHE_DATA_DIR", "data")
 	fs.StringVar(&c.ListenAddr, "listen", config.Env("PREFERENCES_LISTEN", "127.0.0.1:7102"), "gRPC listen address (PREFERENCES_LISTEN)")
 	fs.StringVar(&c.DatabaseURL, "database-url", config.Env("PREFERENCES_DATABASE_URL", "sqlite:"+filepath.Join(data, "preferences.db")), "sqlite:PATH or postgres:// URL (PREFERENCES_DATABASE_URL)")
-	fs.StringVar(&c.TokenKeyPath, "token-key", config.Env("PREFERENCES_TOKEN_KEY", filepath.Join(data, "preferences", "unsubscribe.keyset.json")), "Tink keyset sealing unsubscribe tokens; created when missing (PREFERENCES_TOKEN_KEY)")
+	fs.StringVar(&c.TokenKeyPath, "token-key", config.Env("PREFERENCES_TOKEN_KEY", filepath.Join(data, "preferences", "unsubscribe.keyset.json")), "Tink AEAD keyset sealing unsubscribe tokens, shared by every replica: PATH, file:PATH or file:PATH?kek=KMS-URI; created when missing (PREFERENCES_TOKEN_KEY)")
 	fs.DurationVar(&c.UnsubscribeTTL, "unsubscribe-ttl", config.EnvDuration("PREFERENCES_UNSUBSCRIBE_TTL", 60*24*time.Hour), "how long unsubscribe links work (PREFERENCES_UNSUBSCRIBE_TTL)")
 }
 

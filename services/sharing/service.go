@@ -41,6 +41,8 @@ type Config struct {
 	AllowLoopbackHTTP bool
 	PublicURL         string
 	WebhookTimeout    time.Duration
+	SecretsKeyset     string
+	PseudonymKeyset   string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -54,6 +56,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Temporal, "temporal", config.EnvBool("SHARING_TEMPORAL", true), "run the notice worker; without it NotifyMembers fails (SHARING_TEMPORAL)")
 	fs.BoolVar(&c.AllowLoopbackHTTP, "allow-loopback-http", config.EnvBool("SHARING_ALLOW_LOOPBACK_HTTP", true), "accept http:// webhooks on loopback hosts; turn off in production (SHARING_ALLOW_LOOPBACK_HTTP)")
 	fs.StringVar(&c.PublicURL, "public-url", config.Env("SHARING_PUBLIC_URL", "http://127.0.0.1:8080"), "public gateway URL partners call back (SHARING_PUBLIC_URL)")
+	fs.StringVar(&c.SecretsKeyset, "secrets-keyset", config.Env("SHARING_SECRETS_KEYSET", ""), "Tink AEAD keyset sealing partner webhook secrets, shared by every replica: PATH, file:PATH or file:PATH?kek=KMS-URI; created when missing; empty: -data-dir/secrets.keyset.json (SHARING_SECRETS_KEYSET)")
+	fs.StringVar(&c.PseudonymKeyset, "pseudonym-keyset", config.Env("SHARING_PSEUDONYM_KEYSET", ""), "Tink PRF keyset deriving partner pseudonyms, shared by every replica (same forms); empty: -data-dir/pseudonyms.keyset.json (SHARING_PSEUDONYM_KEYSET)")
 	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", config.EnvDuration("SHARING_WEBHOOK_TIMEOUT", 10*time.Second), "timeout of one webhook call (SHARING_WEBHOOK_TIMEOUT)")
 }
 
@@ -89,12 +93,19 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if err != nil {
 		return nil, err
 	}
-	secrets, err := keyfile.AEAD(filepath.Join(cfg.DataDir, "secrets.keyset.json"))
+	secretsURL, pseudonymURL := cfg.SecretsKeyset, cfg.PseudonymKeyset
+	if secretsURL == "" {
+		secretsURL = filepath.Join(cfg.DataDir, "secrets.keyset.json")
+	}
+	if pseudonymURL == "" {
+		pseudonymURL = filepath.Join(cfg.DataDir, "pseudonyms.keyset.json")
+	}
+	secrets, err := keyfile.AEAD(secretsURL)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	kh, err := keyfile.LoadOrCreate(filepath.Join(cfg.DataDir, "pseudonyms.keyset.json"), prf.HMACSHA256PRFKeyTemplate())
+	kh, err := keyfile.LoadOrCreate(pseudonymURL, prf.HMACSHA256PRFKeyTemplate())
 	if err != nil {
 		db.Close()
 		return nil, err

@@ -2,7 +2,7 @@
 // server and Web UI, every service on SQLite, the workers and the gateway, with all
 // state under one data directory. Ctrl-C shuts it down cleanly.
 //
-//	go run ./devstack/cmd/lethe-dev [-data data] [-temporal host:port | -temporal-postgres URL]
+//	go run ./devstack/cmd/lethe-dev [-data data] [-temporal host:port | -temporal-postgres URL] [-gateway-port 8080 ...]
 //
 // A service whose *_DATABASE_URL is set (IDENTITY_DATABASE_URL=postgres://…) runs on
 // that database; the others use SQLite under the data directory.
@@ -28,11 +28,19 @@ func main() {
 		data := flag.String("data", config.Env("LETHE_DATA_DIR", "data"), "directory for all state (LETHE_DATA_DIR)")
 		external := flag.String("temporal", config.Env("LETHE_EXTERNAL_TEMPORAL", ""), "use this Temporal frontend instead of the embedded one (LETHE_EXTERNAL_TEMPORAL)")
 		temporalPG := flag.String("temporal-postgres", config.Env("TEMPORAL_POSTGRES_URL", ""), "run the embedded Temporal on this PostgreSQL database instead of SQLite (TEMPORAL_POSTGRES_URL)")
+		o := devstack.DefaultOptions("")
+		for _, p := range []struct {
+			name string
+			port *int
+		}{{"temporal", &o.TemporalPort}, {"ui", &o.UIPort}, {"identity", &o.IdentityPort}, {"preferences", &o.PreferencesPort},
+			{"sharing", &o.SharingPort}, {"fulfillment", &o.FulfillmentPort}, {"fulfillment-http", &o.FulfillmentHTTP}, {"gateway", &o.GatewayPort}} {
+			flag.IntVar(p.port, p.name+"-port", *p.port, p.name+" port (0 picks a free one; -1 disables the Web UI)")
+		}
 		flag.Parse()
 		if *external != "" && *temporalPG != "" {
 			return errors.New("lethe-dev: -temporal and -temporal-postgres exclude each other")
 		}
-		o := devstack.DefaultOptions(*data)
+		o.DataDir = *data
 		o.ExternalTemporal, o.TemporalPostgres, o.Logger = *external, *temporalPG, logger
 		o.Env = devstack.DatabaseURLsFromEnv()
 		for k, v := range o.Env {
@@ -47,6 +55,9 @@ func main() {
 		for _, e := range s.Endpoints() {
 			fmt.Fprintf(w, "  %s\t%s\n", e[0], e[1])
 		}
+		fmt.Fprintf(w, "\nBootstrap operator (privacy staff; saved in %s):\n", s.OperatorFile)
+		fmt.Fprintf(w, "  email\t%s\n  password\t%s\n  TOTP secret\t%s\n", s.Operator.Email, s.Operator.Password, s.Operator.TOTPSecret)
+		fmt.Fprintf(w, "  sign in\tPOST /v1/operators:signIn {email, password, totpCode}; a code now: go run ./cmd/lethectl operators code -secret %s\n", s.Operator.TOTPSecret)
 		w.Flush()
 		<-ctx.Done()
 		logger.Info("shutting down")

@@ -5,8 +5,6 @@ package grpcapi
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"database/sql"
@@ -14,22 +12,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
+	"github.com/tink-crypto/tink-go/v2/tink"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 	"gocloud.dev/blob"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
-	"lethe.dev/platform/authz"
 	"lethe.dev/platform/errs"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/ids"
@@ -47,11 +44,14 @@ type Server struct {
 	VerificationWindow time.Duration
 	ArchiveTTL         time.Duration
 	OnwardPollInterval time.Duration
-	DownloadKey        []byte
-	ReceiptKey         ed25519.PublicKey
-	KeyID              string
+	DownloadMAC        tink.MAC                    // signs download links (shared keyset)
+	ReceiptKeys        []*fulfillmentv1.ReceiptKey // every enabled receipt-verifying key
 	Now                func() time.Time
 	Archives           *blob.Bucket
+	// TokenKey derives receipt tokens from request ids (HMAC-SHA256), so a retried
+	// filing answers with the same token without the token being stored.
+	TokenKey []byte
+	Logger   *slog.Logger
 }
 
 func (s *Server) now() time.Time { return s.Now().UTC() }
@@ -78,19 +78,7 @@ func recentSignIn(ctx context.Context) bool {
 	return len(v) == 1 && v[0] == "true"
 }
 
-// childErasureAllowed reports whether the caller may file a child erasure (verified at
-// once, no cooling-off): an operator through the gateway, or an internal caller with no
-// end-user identity at all (the child-report consumer). A member — even on their own
-// account — may not: that would be an erasure without verification.
-func childErasureAllowed(ctx context.Context) bool {
-	switch authz.FromContext(ctx).Role {
-	case authz.RoleOperator, authz.RoleService:
-		return true
-	}
-	return false
-}
-
-const reqCols = `id, member_id, kind, jurisdiction, origin, state, created_at, due_at, completed_at, extended, extension_reason, hold_reason, cooling_off_end, progress, challenge_id, archive_path, breached`
+const reqCols = `id, member_id, kind, jurisdiction, origin, state, created_at, due_at, completed_at, extended, extension_reason, hold_reason, cooling_off_end, progress, challenge_id, archive_path, breached, is_open, verified, workflow_started, receipt_token_hash`
 
 type row struct {
 	pr        *fulfillmentv1.PrivacyRequest
@@ -100,6 +88,10 @@ type row struct {
 	archive   string
 	due       time.Time
 	created   time.Time
+	open      bool
+	verified  bool
+	started   bool   // the workflow's start was confirmed
+	tokenHash []byte // SHA-256 of the receipt token (erasures)
 }
 
 func scanRow(r interface{ Scan(...any) error }) (*row, error) {
@@ -109,7 +101,7 @@ func scanRow(r interface{ Scan(...any) error }) (*row, error) {
 	var completed, cooling sql.NullInt64
 	var extended, breached bool
 	var extReason, hold, progress string
-	if err := r.Scan(&x.id, &x.member, &kind, &jur, &origin, &state, &created, &due, &completed, &extended, &extReason, &hold, &cooling, &progress, &x.challenge, &x.archive, &breached); err != nil {
+	if err := r.Scan(&x.id, &x.member, &kind, &jur, &origin, &state, &created, &due, &completed, &extended, &extReason, &hold, &cooling, &progress, &x.challenge, &x.archive, &breached, &x.open, &x.verified, &x.started, &x.tokenHash); err != nil {
 		return nil, err
 	}
 	x.due, x.created = time.UnixMicro(due).UTC(), time.UnixMicro(created).UTC()
@@ -147,118 +139,6 @@ func (s *Server) loadByName(ctx context.Context, name string) (*row, error) {
 		return nil, err
 	}
 	return s.load(ctx, `id = $1 AND member_id = $2`, id, m)
-}
-
-// CreatePrivacyRequest implements FulfillmentService.
-func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.CreatePrivacyRequestRequest) (*fulfillmentv1.PrivacyRequest, error) {
-	member, ok := strings.CutPrefix(req.GetParent(), "members/")
-	in := req.GetPrivacyRequest()
-	var v errs.Violations
-	if !ok || !ids.Valid(member) {
-		v.Add("parent", "must be members/{member}")
-	}
-	kind, known := kindNames[in.GetKind()]
-	if !known {
-		v.Add("privacy_request.kind", "must be ACCESS, ERASURE or CHILD_ERASURE")
-	}
-	if in.GetJurisdiction() < 0 || in.GetJurisdiction() > 3 {
-		v.Add("privacy_request.jurisdiction", "unknown jurisdiction")
-	}
-	if n := len(req.GetRequestId()); n == 0 || n > 100 {
-		v.Add("request_id", "is required (the client's idempotency key), at most 100 characters")
-	}
-	if err := v.Err(); err != nil {
-		return nil, err
-	}
-	if in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE && !childErasureAllowed(ctx) {
-		return nil, errs.New(errs.PermissionDenied, "CHILD_ERASURE_OPERATOR_ONLY", "child erasure is filed by operators or by a child report")
-	}
-	if r, err := s.load(ctx, `member_id = $1 AND client_request_id = $2`, member, req.GetRequestId()); err == nil {
-		return r.pr, nil
-	}
-	kinds := []int32{int32(in.GetKind())}
-	if in.GetKind() != fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS {
-		kinds = []int32{int32(fulfillmentv1.RequestKind_REQUEST_KIND_ERASURE), int32(fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE)}
-	}
-	if r, err := s.load(ctx, `member_id = $1 AND is_open AND (kind = $2 OR kind = $3)`, member, kinds[0], kinds[len(kinds)-1]); err == nil {
-		return r.pr, nil // one open request per kind: the first answers
-	}
-	if _, err := s.Identity.GetMember(ctx, &identityv1.GetMemberRequest{Name: "members/" + member}); err != nil {
-		if grpcserver.ReasonOf(err) == "MEMBER_NOT_FOUND" {
-			// A late or repeated erasure of an erased member is answered from our record of
-			// the erasure that already happened.
-			if r, err2 := s.load(ctx, `member_id = $1 AND kind IN (2, 3) AND state = 5 ORDER BY completed_at DESC LIMIT 1`, member); err2 == nil && in.GetKind() != fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS {
-				return r.pr, nil
-			}
-		}
-		return nil, err
-	}
-	now := s.now()
-	rule := request.RuleFor(in.GetJurisdiction())
-	due := rule.Due(now)
-	origin := in.GetOrigin()
-	if origin == fulfillmentv1.RequestOrigin_REQUEST_ORIGIN_UNSPECIFIED {
-		origin = fulfillmentv1.RequestOrigin_REQUEST_ORIGIN_MEMBER
-	}
-	cooling := s.CoolingOff
-	verified := origin == fulfillmentv1.RequestOrigin_REQUEST_ORIGIN_MEMBER && recentSignIn(ctx)
-	if in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE {
-		cooling, verified = 0, true // children's data goes as soon as it is discovered
-	}
-	if in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS {
-		cooling = 0
-	}
-	id := ids.New()
-	var coolingEnd any
-	if cooling > 0 {
-		coolingEnd = now.Add(cooling).UnixMicro()
-	}
-	_, err := s.DB.ExecContext(ctx, `INSERT INTO requests (id, member_id, kind, jurisdiction, origin, state, is_open, client_request_id, created_at, due_at, extended, extension_reason,
-		hold_reason, cooling_off_end, progress, challenge_id, tombstone_id, archive_path, archive_size, archive_sha256, breached, receipt_token_hash)
-		VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8, $9, FALSE, '', '', $10, '[]', '', $11, '', 0, '', FALSE, $12)`,
-		id, member, int32(in.GetKind()), int32(in.GetJurisdiction()), int32(origin), int32(fulfillmentv1.RequestState_REQUEST_STATE_IN_PROGRESS), req.GetRequestId(),
-		now.UnixMicro(), due.UnixMicro(), coolingEnd, ids.New(), nil)
-	if storage.IsUniqueViolation(err) {
-		if r, err := s.load(ctx, `member_id = $1 AND (client_request_id = $2 OR (is_open AND kind = $3))`, member, req.GetRequestId(), int32(in.GetKind())); err == nil {
-			return r.pr, nil
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	var token string
-	if in.GetKind() != fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS {
-		token = ids.New() + ids.New()
-		h := sha256.Sum256([]byte(token))
-		if _, err := s.DB.ExecContext(ctx, `UPDATE requests SET receipt_token_hash = $1 WHERE id = $2`, h[:], id); err != nil {
-			return nil, err
-		}
-	}
-	_, err = s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: request.WorkflowID(kind, member), TaskQueue: request.TaskQueue,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			temporal.NewSearchAttributeKeyKeyword(request.SAKind).ValueSet(kind),
-			temporal.NewSearchAttributeKeyKeyword(request.SAStatus).ValueSet("received"),
-			temporal.NewSearchAttributeKeyTime(request.SADueTime).ValueSet(due),
-			temporal.NewSearchAttributeKeyKeyword(request.SAJurisdiction).ValueSet(strings.ToLower(strings.TrimPrefix(in.GetJurisdiction().String(), "JURISDICTION_"))),
-		),
-	}, request.PrivacyRequest, request.Input{
-		RequestID: id, MemberID: member, Kind: kind, Jurisdiction: in.GetJurisdiction().String(), Verified: verified, DueTime: due,
-		CoolingOff: cooling, VerificationWindow: s.VerificationWindow, ArchiveTTL: s.ArchiveTTL,
-		OnwardPollInterval: s.OnwardPollInterval,
-	})
-	if err != nil {
-		_, _ = s.DB.ExecContext(ctx, `DELETE FROM requests WHERE id = $1`, id)
-		return nil, errs.Wrap(err, errs.FailedPrecondition, "REQUEST_IN_PROGRESS", "another request of this kind is running for the member")
-	}
-	r, err := s.load(ctx, `id = $1`, id)
-	if err != nil {
-		return nil, err
-	}
-	r.pr.ReceiptToken = token
-	return r.pr, nil
 }
 
 // GetPrivacyRequest implements FulfillmentService.
@@ -457,11 +337,20 @@ func (s *Server) ReleaseLegalHold(ctx context.Context, req *fulfillmentv1.Releas
 	return s.setHold(ctx, req.GetName(), "", request.ReleaseSignal)
 }
 
-// DownloadSignature signs a download link for request id until exp (Unix seconds).
-func DownloadSignature(key []byte, requestID string, exp int64) string {
-	m := hmac.New(sha256.New, key)
-	fmt.Fprintf(m, "%s.%d", requestID, exp)
-	return hex.EncodeToString(m.Sum(nil))
+// downloadSignature signs a download link for request id until exp (Unix seconds).
+func (s *Server) downloadSignature(requestID string, exp int64) string {
+	tag, err := s.DownloadMAC.ComputeMAC([]byte(fmt.Sprintf("%s.%d", requestID, exp)))
+	if err != nil {
+		return "" // a MAC over bytes does not fail with a valid keyset; an empty sig never verifies
+	}
+	return hex.EncodeToString(tag)
+}
+
+// validDownloadSignature checks sig against every key in the download keyset (the MAC
+// compares in constant time).
+func (s *Server) validDownloadSignature(requestID string, exp int64, sig string) bool {
+	tag, err := hex.DecodeString(sig)
+	return err == nil && len(tag) > 0 && s.DownloadMAC.VerifyMAC(tag, []byte(fmt.Sprintf("%s.%d", requestID, exp))) == nil
 }
 
 // GetExportDownload implements FulfillmentService.
@@ -481,7 +370,7 @@ func (s *Server) GetExportDownload(ctx context.Context, req *fulfillmentv1.GetEx
 	}
 	e := time.UnixMicro(exp.Int64).Unix()
 	return &fulfillmentv1.ExportDownload{
-		DownloadUri: fmt.Sprintf("/v1/downloads/%s?exp=%d&sig=%s", r.id, e, DownloadSignature(s.DownloadKey, r.id, e)),
+		DownloadUri: fmt.Sprintf("/v1/downloads/%s?exp=%d&sig=%s", r.id, e, s.downloadSignature(r.id, e)),
 		ExpireTime:  timestamppb.New(time.Unix(e, 0)), SizeBytes: size, Sha256: sum,
 	}, nil
 }
@@ -492,8 +381,7 @@ func (s *Server) DownloadHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		id := strings.TrimPrefix(req.URL.Path, "/v1/downloads/")
 		exp, err := strconv.ParseInt(req.URL.Query().Get("exp"), 10, 64)
-		want := DownloadSignature(s.DownloadKey, id, exp)
-		if err != nil || !ids.Valid(id) || subtle.ConstantTimeCompare([]byte(want), []byte(req.URL.Query().Get("sig"))) != 1 {
+		if err != nil || !ids.Valid(id) || !s.validDownloadSignature(id, exp, req.URL.Query().Get("sig")) {
 			writeJSONError(w, http.StatusForbidden, 7, "BAD_SIGNATURE", "the download link is not valid")
 			return
 		}
@@ -539,12 +427,17 @@ func (s *Server) GetErasureReceipt(ctx context.Context, req *fulfillmentv1.GetEr
 	if len(payload) == 0 {
 		return nil, errs.New(errs.FailedPrecondition, "RECEIPT_NOT_READY", "the erasure has not finished")
 	}
-	return &fulfillmentv1.ErasureReceipt{Payload: payload, Signature: sig, KeyId: s.KeyID}, nil
+	// The receipt names the key that signed it (any replica's, or one since rotated).
+	var signed struct {
+		KeyID string `json:"key_id"`
+	}
+	_ = json.Unmarshal(payload, &signed)
+	return &fulfillmentv1.ErasureReceipt{Payload: payload, Signature: sig, KeyId: signed.KeyID}, nil
 }
 
 // GetReceiptKeys implements FulfillmentService.
 func (s *Server) GetReceiptKeys(context.Context, *fulfillmentv1.GetReceiptKeysRequest) (*fulfillmentv1.ReceiptKeys, error) {
-	return &fulfillmentv1.ReceiptKeys{Keys: []*fulfillmentv1.ReceiptKey{{KeyId: s.KeyID, Algorithm: "Ed25519", PublicKey: s.ReceiptKey}}}, nil
+	return &fulfillmentv1.ReceiptKeys{Keys: s.ReceiptKeys}, nil
 }
 
 // GetRequestStatistics implements FulfillmentService: received, completed and denied

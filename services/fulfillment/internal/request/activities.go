@@ -4,7 +4,6 @@ import (
 	"archive/zip"
 	"bufio"
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tink-crypto/tink-go/v2/tink"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"gocloud.dev/blob"
@@ -48,8 +48,8 @@ type Activities struct {
 	Sharing     sharingv1.SharingServiceClient
 	Subjects    map[string]subjectv1.DataSubjectServiceClient // by service name
 	Archives    *blob.Bucket                                  // archive storage: a directory in dev, an object store in production
-	SigningKey  ed25519.PrivateKey
-	KeyID       string
+	Signer      tink.Signer                                   // the receipt keyset's primary key (raw Ed25519)
+	KeyID       string                                        // that key's id, named in every receipt it signs
 	Now         func() time.Time
 }
 
@@ -584,7 +584,10 @@ func (a *Activities) SignReceipt(ctx context.Context, in ReceiptInput) error {
 		return err
 	}
 	payload, _ := json.Marshal(Receipt{RequestID: in.RequestID, TombstoneID: t, Completed: a.Now().UTC(), Systems: in.Services, Processors: in.Onward, KeyID: a.KeyID})
-	sig := ed25519.Sign(a.SigningKey, payload)
+	sig, err := a.Signer.Sign(payload)
+	if err != nil {
+		return err
+	}
 	// Signed once: a retried activity keeps the first receipt.
 	_, err = a.DB.ExecContext(ctx, `UPDATE requests SET receipt_payload = $1, receipt_signature = $2 WHERE id = $3 AND receipt_payload IS NULL`, payload, sig, in.RequestID)
 	return err

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
@@ -37,8 +36,8 @@ import (
 // Backends are the gRPC connections the gateway fronts.
 type Backends struct {
 	Identity, Preferences, Sharing, Fulfillment *grpc.ClientConn
-	// Downloads is the fulfillment service's HTTP download endpoint.
-	Downloads *url.URL
+	// Downloads are the fulfillment replicas' HTTP download endpoints.
+	Downloads []*url.URL
 }
 
 // Options tune the gateway.
@@ -155,8 +154,8 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 		w.Write(openapiv2.Spec)
 	})
 	top.HandleFunc("GET /healthz", g.health)
-	if b.Downloads != nil {
-		top.Handle("GET /v1/downloads/", httputil.NewSingleHostReverseProxy(b.Downloads))
+	if len(b.Downloads) > 0 {
+		top.Handle("GET /v1/downloads/", downloadProxy(b.Downloads))
 	}
 	top.Handle("/", g)
 	var h http.Handler = top

@@ -47,7 +47,6 @@ type Service struct {
 	Keys      *keys.Ring
 	Sender    Sender
 	Logger    *slog.Logger
-	Operators map[string]bool // member ids with the operator role
 	Now       func() time.Time
 }
 
@@ -540,21 +539,25 @@ func (s *Service) Report(ctx context.Context, id string) ([]Held, error) {
 	return out, nil
 }
 
-func (s *Service) role(id string) string {
-	if s.Operators[id] {
-		return "operator"
-	}
-	return "member"
+// The roles an access token carries. Operators are a separate principal: their own
+// accounts (operators.go), never members with a flag.
+const (
+	RoleMember   = "member"
+	RoleOperator = "operator"
+)
+
+// accessToken signs a member's access token. authTime is when the member last entered
+// their password (the OIDC auth_time claim, seconds); it is what "recent sign-in" means.
+func (s *Service) accessToken(memberID, sessionID string, authTime, now time.Time) (string, time.Time, error) {
+	return s.signToken(memberID, sessionID, RoleMember, authTime, now)
 }
 
-// accessToken signs an access token. authTime is when the member last entered their
-// password (the OIDC auth_time claim, seconds); it is what "recent sign-in" means.
-func (s *Service) accessToken(memberID, sessionID string, authTime, now time.Time) (string, time.Time, error) {
+func (s *Service) signToken(subject, sessionID, role string, authTime, now time.Time) (string, time.Time, error) {
 	exp := now.Add(AccessTokenTTL)
-	iss, sub := Issuer, memberID
+	iss, sub := Issuer, subject
 	tok, err := s.Keys.Sign(&jwt.RawJWTOptions{
 		Subject: &sub, Issuer: &iss, IssuedAt: &now, ExpiresAt: &exp,
-		CustomClaims: map[string]any{"sid": sessionID, "role": s.role(memberID), "auth_time": authTime.Unix()},
+		CustomClaims: map[string]any{"sid": sessionID, "role": role, "auth_time": authTime.Unix()},
 	})
 	return tok, exp, err
 }

@@ -99,15 +99,15 @@ func (r *Ring) loadOrCreateWrapped(path, purpose string) (*keyset.Handle, error)
 	if err != nil {
 		return nil, err
 	}
-	return h, r.writeWrapped(path, h, purpose)
-}
-
-func (r *Ring) writeWrapped(path string, h *keyset.Handle, purpose string) error {
 	var buf bytes.Buffer
 	if err := h.WriteWithAssociatedData(keyset.NewBinaryWriter(&buf), r.kek, []byte(purpose)); err != nil {
-		return err
+		return nil, err
 	}
-	return keyfile.WriteAtomic(path, buf.Bytes())
+	// Replicas starting together on a shared directory: one creates, all use that one.
+	if created, err := keyfile.CreateExclusive(path, buf.Bytes()); err != nil || created {
+		return h, err
+	}
+	return r.loadOrCreateWrapped(path, purpose)
 }
 
 // signingState is the stored signing keyset plus when its primary key was made.
@@ -141,7 +141,16 @@ func (r *Ring) loadSigner(path string, rotateEvery time.Duration, now time.Time)
 			return err
 		}
 		out, _ := json.Marshal(signingState{Keyset: buf.Bytes(), Rotated: now})
-		if err := keyfile.WriteAtomic(path, out); err != nil {
+		if st.Rotated.IsZero() {
+			// First start: exactly one replica creates the keyset; the others adopt it.
+			created, err := keyfile.CreateExclusive(path, out)
+			if err != nil {
+				return err
+			}
+			if !created {
+				return r.loadSigner(path, rotateEvery, now)
+			}
+		} else if err := keyfile.WriteAtomic(path, out); err != nil {
 			return err
 		}
 	}

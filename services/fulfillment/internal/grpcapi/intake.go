@@ -1,0 +1,363 @@
+package grpcapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
+	identityv1 "lethe.dev/gen/lethe/identity/v1"
+	"lethe.dev/platform/authz"
+	"lethe.dev/platform/errs"
+	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/ids"
+	"lethe.dev/platform/storage"
+	"lethe.dev/services/fulfillment/internal/request"
+)
+
+// Intake is row first, then workflow, and converges from any crash in between:
+//
+//  1. the request id and the receipt token are derived (from the member and the client's
+//     request id, and from the request id under TokenKey), so every retry of a filing
+//     computes the same row, the same workflow input and the same token;
+//  2. the row is inserted with everything the workflow input needs (workflow_started
+//     false);
+//  3. ensureWorkflow starts the workflow unless the latest run under the member's
+//     workflow id already belongs to this request (memo "request", or the start event's
+//     input for runs older than the memo), then marks the row started.
+//
+// A retry with the same request id, a new filing by the same member (which meets the open
+// request) and the reconciler (Reconcile, for filings nobody retries) all go through
+// step 3, so an open request always gets its workflow and never blocks its member.
+
+// Intake steps a fault-injection build can crash after (fault_inject.go).
+const (
+	stepMemberChecked   = "member-checked"
+	stepRowInserted     = "row-inserted"
+	stepWorkflowStarted = "workflow-started"
+)
+
+// memoRequest is the workflow memo key naming the request a run belongs to.
+const memoRequest = "request"
+
+// errHeldByAnother: the member's workflow id is running for another request.
+var errHeldByAnother = errors.New("the workflow id is held by another request")
+
+// RequestID derives a request's id from its member and the client's idempotency key.
+func RequestID(member, clientRequestID string) string {
+	h := sha256.Sum256([]byte("lethe-privacy-request\x00" + member + "\x00" + clientRequestID))
+	return hex.EncodeToString(h[:16])
+}
+
+// receiptToken derives an erasure's receipt token from its request id.
+func (s *Server) receiptToken(requestID string) string {
+	m := hmac.New(sha256.New, s.TokenKey)
+	_, _ = io.WriteString(m, "receipt-token\x00"+requestID)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func (s *Server) logger() interface{ Warn(string, ...any) } {
+	if s.Logger == nil {
+		return discard{}
+	}
+	return s.Logger
+}
+
+type discard struct{}
+
+func (discard) Warn(string, ...any) {}
+
+// childErasureAllowed reports whether the caller may file a child erasure (verified at
+// once, no cooling-off): an operator, or an internal caller with no end-user identity
+// (the child-report consumer). A member — even on their own account — may not: that
+// would be an erasure without verification.
+func childErasureAllowed(ctx context.Context) bool {
+	switch authz.FromContext(ctx).Role {
+	case authz.RoleOperator, authz.RoleService:
+		return true
+	}
+	return false
+}
+
+// CreatePrivacyRequest implements FulfillmentService. It is idempotent by the client's
+// request id: a retry answers with the same request and the same receipt token.
+func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.CreatePrivacyRequestRequest) (*fulfillmentv1.PrivacyRequest, error) {
+	member, ok := strings.CutPrefix(req.GetParent(), "members/")
+	in := req.GetPrivacyRequest()
+	var v errs.Violations
+	if !ok || !ids.Valid(member) {
+		v.Add("parent", "must be members/{member}")
+	}
+	_, known := kindNames[in.GetKind()]
+	if !known {
+		v.Add("privacy_request.kind", "must be ACCESS, ERASURE or CHILD_ERASURE")
+	}
+	if in.GetJurisdiction() < 0 || in.GetJurisdiction() > 3 {
+		v.Add("privacy_request.jurisdiction", "unknown jurisdiction")
+	}
+	if n := len(req.GetRequestId()); n == 0 || n > 100 {
+		v.Add("request_id", "is required (the client's idempotency key), at most 100 characters")
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	if in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE && !childErasureAllowed(ctx) {
+		return nil, errs.New(errs.PermissionDenied, "CHILD_ERASURE_OPERATOR_ONLY", "child erasure is filed by operators or by a child report")
+	}
+	erasure := in.GetKind() != fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS
+	// Two rounds at most: a concurrent filing can win the insert, then we answer with its row.
+	for round := 0; ; round++ {
+		if r, err := s.load(ctx, `member_id = $1 AND client_request_id = $2`, member, req.GetRequestId()); err == nil {
+			return s.answer(ctx, r, true)
+		} else if !isNotFound(err) {
+			return nil, err
+		}
+		kinds := []int32{int32(in.GetKind())}
+		if erasure {
+			kinds = []int32{int32(fulfillmentv1.RequestKind_REQUEST_KIND_ERASURE), int32(fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE)}
+		}
+		if r, err := s.load(ctx, `member_id = $1 AND is_open AND (kind = $2 OR kind = $3)`, member, kinds[0], kinds[len(kinds)-1]); err == nil {
+			return s.answer(ctx, r, false) // one open request per kind: the first answers
+		} else if !isNotFound(err) {
+			return nil, err
+		}
+		if round > 0 {
+			return nil, errs.New(errs.Aborted, "CONCURRENT_FILING", "another filing for this member changed the request; retry")
+		}
+		if _, err := s.Identity.GetMember(ctx, &identityv1.GetMemberRequest{Name: "members/" + member}); err != nil {
+			if grpcserver.ReasonOf(err) == "MEMBER_NOT_FOUND" && erasure {
+				// A late or repeated erasure of an erased member is answered from our record of
+				// the erasure that already happened.
+				if r, err2 := s.load(ctx, `member_id = $1 AND kind IN (2, 3) AND state = 5 ORDER BY completed_at DESC LIMIT 1`, member); err2 == nil {
+					return r.pr, nil
+				}
+			}
+			return nil, err
+		}
+		fault(stepMemberChecked)
+		now := s.now()
+		due := request.RuleFor(in.GetJurisdiction()).Due(now)
+		origin := in.GetOrigin()
+		if origin == fulfillmentv1.RequestOrigin_REQUEST_ORIGIN_UNSPECIFIED {
+			origin = fulfillmentv1.RequestOrigin_REQUEST_ORIGIN_MEMBER
+		}
+		cooling := s.CoolingOff
+		verified := origin == fulfillmentv1.RequestOrigin_REQUEST_ORIGIN_MEMBER && recentSignIn(ctx)
+		if in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE {
+			cooling, verified = 0, true // children's data goes as soon as it is discovered
+		}
+		if !erasure {
+			cooling = 0
+		}
+		var coolingEnd any
+		if cooling > 0 {
+			coolingEnd = now.Add(cooling).UnixMicro()
+		}
+		id := RequestID(member, req.GetRequestId())
+		var tokenHash any
+		if erasure {
+			h := sha256.Sum256([]byte(s.receiptToken(id)))
+			tokenHash = h[:]
+		}
+		_, err := s.DB.ExecContext(ctx, `INSERT INTO requests (id, member_id, kind, jurisdiction, origin, state, is_open, client_request_id, created_at, due_at, extended, extension_reason,
+			hold_reason, cooling_off_end, progress, challenge_id, tombstone_id, archive_path, archive_size, archive_sha256, breached, receipt_token_hash, verified, workflow_started)
+			VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8, $9, FALSE, '', '', $10, '[]', '', $11, '', 0, '', FALSE, $12, $13, FALSE)`,
+			id, member, int32(in.GetKind()), int32(in.GetJurisdiction()), int32(origin), int32(fulfillmentv1.RequestState_REQUEST_STATE_IN_PROGRESS), req.GetRequestId(),
+			now.UnixMicro(), due.UnixMicro(), coolingEnd, ids.New(), tokenHash, verified)
+		if storage.IsUniqueViolation(err) {
+			continue // a concurrent filing (or an earlier attempt) got there first
+		}
+		if err != nil {
+			return nil, err
+		}
+		fault(stepRowInserted)
+		r, err := s.load(ctx, `id = $1`, id)
+		if err != nil {
+			return nil, err
+		}
+		return s.answer(ctx, r, true)
+	}
+}
+
+func isNotFound(err error) bool {
+	var e *errs.Error
+	return errors.As(err, &e) && e.Code == errs.NotFound
+}
+
+// answer makes sure the request's workflow runs and returns the request; own is true
+// when the caller filed it (same request id), who then gets the receipt token again.
+func (s *Server) answer(ctx context.Context, r *row, own bool) (*fulfillmentv1.PrivacyRequest, error) {
+	if err := s.ensureWorkflow(ctx, r); err != nil {
+		if errors.Is(err, errHeldByAnother) {
+			if own {
+				// Nothing ever ran for this row: remove it, so the member can file again
+				// once the running request ends.
+				_, _ = s.DB.ExecContext(ctx, `DELETE FROM requests WHERE id = $1 AND NOT workflow_started`, r.id)
+			}
+			return nil, errs.New(errs.FailedPrecondition, "REQUEST_IN_PROGRESS", "another request of this kind is running for the member")
+		}
+		return nil, err
+	}
+	if r.started && r.open {
+		// Re-read: the workflow may already have moved the request on.
+		if fresh, err := s.load(ctx, `id = $1`, r.id); err == nil {
+			fresh.tokenHash = r.tokenHash
+			r = fresh
+		}
+	}
+	if own && r.pr.GetKind() != fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS && len(r.tokenHash) > 0 {
+		tok := s.receiptToken(r.id)
+		if h := sha256.Sum256([]byte(tok)); bytes.Equal(h[:], r.tokenHash) { // rows filed before derived tokens keep theirs unknown
+			r.pr.ReceiptToken = tok
+		}
+	}
+	return r.pr, nil
+}
+
+// ensureWorkflow starts an open request's workflow unless it already runs (or ran), and
+// records that it did. Safe to call concurrently and again after a crash.
+func (s *Server) ensureWorkflow(ctx context.Context, r *row) error {
+	if r.started || !r.open {
+		return nil
+	}
+	kind := kindNames[r.pr.GetKind()]
+	wid := request.WorkflowID(kind, r.member)
+	for range 3 {
+		owner, running, err := s.workflowOwner(ctx, wid)
+		if err != nil {
+			return err
+		}
+		if owner != r.id {
+			if running {
+				return errHeldByAnother
+			}
+			_, err := s.Temporal.ExecuteWorkflow(ctx, s.startOptions(wid, kind, r), request.PrivacyRequest, s.workflowInput(r, kind))
+			var already *serviceerror.WorkflowExecutionAlreadyStarted
+			if errors.As(err, &already) {
+				continue // a concurrent start: look again whose it is
+			}
+			if err != nil {
+				return err
+			}
+			fault(stepWorkflowStarted)
+		}
+		if _, err := s.DB.ExecContext(ctx, `UPDATE requests SET workflow_started = TRUE WHERE id = $1`, r.id); err != nil {
+			return err
+		}
+		r.started = true
+		return nil
+	}
+	return errHeldByAnother
+}
+
+// workflowOwner returns the request id of the latest run under wid and whether it runs.
+func (s *Server) workflowOwner(ctx context.Context, wid string) (owner string, running bool, err error) {
+	d, err := s.Temporal.DescribeWorkflowExecution(ctx, wid, "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	info := d.GetWorkflowExecutionInfo()
+	running = info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+	dc := converter.GetDefaultDataConverter()
+	if p, ok := info.GetMemo().GetFields()[memoRequest]; ok {
+		if err := dc.FromPayload(p, &owner); err == nil {
+			return owner, running, nil
+		}
+	}
+	// Runs started before the memo existed: the request id is in the start event's input.
+	it := s.Temporal.GetWorkflowHistory(ctx, wid, info.GetExecution().GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	if !it.HasNext() {
+		return "", running, nil
+	}
+	ev, err := it.Next()
+	if err != nil {
+		return "", running, err
+	}
+	var in request.Input
+	if p := ev.GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads(); len(p) > 0 && dc.FromPayload(p[0], &in) == nil {
+		return in.RequestID, running, nil
+	}
+	return "", running, nil
+}
+
+func (s *Server) startOptions(wid, kind string, r *row) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID: wid, TaskQueue: request.TaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		Memo:                     map[string]any{memoRequest: r.id},
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			temporal.NewSearchAttributeKeyKeyword(request.SAKind).ValueSet(kind),
+			temporal.NewSearchAttributeKeyKeyword(request.SAStatus).ValueSet("received"),
+			temporal.NewSearchAttributeKeyTime(request.SADueTime).ValueSet(r.due),
+			temporal.NewSearchAttributeKeyKeyword(request.SAJurisdiction).ValueSet(strings.ToLower(strings.TrimPrefix(r.pr.GetJurisdiction().String(), "JURISDICTION_"))),
+		),
+	}
+}
+
+// workflowInput rebuilds the workflow input from the row alone. A workflow started late
+// (after a crash) keeps the cooling-off end the member was told, not a fresh period.
+func (s *Server) workflowInput(r *row, kind string) request.Input {
+	var cooling time.Duration
+	if end := r.pr.GetCoolingOffEndTime(); end != nil {
+		if cooling = end.AsTime().Sub(s.now()); cooling < time.Second {
+			cooling = time.Second // the period was promised: still enter (and at once leave) it
+		}
+	}
+	return request.Input{
+		RequestID: r.id, MemberID: r.member, Kind: kind, Jurisdiction: r.pr.GetJurisdiction().String(), Verified: r.verified, DueTime: r.due,
+		CoolingOff: cooling, VerificationWindow: s.VerificationWindow, ArchiveTTL: s.ArchiveTTL, OnwardPollInterval: s.OnwardPollInterval,
+	}
+}
+
+// Reconcile starts the workflows of open requests older than grace whose start was never
+// confirmed — filings that crashed between the row and the workflow and that nobody
+// retried. It returns how many it started or confirmed.
+func (s *Server) Reconcile(ctx context.Context, grace time.Duration) (int, error) {
+	rows, err := s.DB.QueryContext(ctx, `SELECT `+reqCols+` FROM requests WHERE workflow_started = FALSE AND is_open AND created_at < $1 ORDER BY created_at LIMIT 100`,
+		s.now().Add(-grace).UnixMicro())
+	if err != nil {
+		return 0, err
+	}
+	var todo []*row
+	for rows.Next() {
+		r, err := scanRow(rows)
+		if err != nil {
+			rows.Close()
+			return 0, err
+		}
+		todo = append(todo, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range todo {
+		switch err := s.ensureWorkflow(ctx, r); {
+		case err == nil:
+			n++
+		case errors.Is(err, errHeldByAnother):
+			// Starts once the running request of the member ends.
+		default:
+			s.logger().Warn("reconciler could not start a request's workflow", "request", r.id, "error", err)
+		}
+	}
+	return n, nil
+}
