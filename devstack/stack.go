@@ -156,6 +156,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		"IDENTITY_ADDRESS": s.Addresses["identity"], "PREFERENCES_ADDRESS": s.Addresses["preferences"],
 		"SHARING_ADDRESS": s.Addresses["sharing"], "FULFILLMENT_ADDRESS": s.Addresses["fulfillment"],
 		"FULFILLMENT_HTTP_ADDRESS": "http://" + s.Addresses["fulfillment-http"], "SHARING_PUBLIC_URL": "http://" + s.Addresses["gateway"],
+		"DRP_API_BASE": "http://" + s.Addresses["gateway"] + "/drp",
 	}
 	// Every setting is set explicitly (SQLite under DataDir unless o.Env says otherwise),
 	// so nothing leaks in from an earlier stack in the same process.

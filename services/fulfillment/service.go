@@ -37,6 +37,7 @@ import (
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/storage"
 	"lethe.dev/platform/transport"
+	"lethe.dev/services/fulfillment/internal/drp"
 	"lethe.dev/services/fulfillment/internal/grpcapi"
 	"lethe.dev/services/fulfillment/internal/request"
 	"lethe.dev/services/fulfillment/internal/store"
@@ -62,9 +63,14 @@ type Config struct {
 	ArchiveTTL         time.Duration
 	ArchiveBucket      string
 	OnwardPollInterval time.Duration
-	ReceiptKeyset      string
-	DownloadKeyset     string
-	TokenKeyset        string
+	// DRPBusinessID is this business's Data Rights Protocol business-id; DRPAPIBase is
+	// where the gateway serves /drp (user_verification_url and results_url start with it).
+	DRPBusinessID   string
+	DRPAPIBase      string
+	DRPCallbackPoll time.Duration
+	ReceiptKeyset   string
+	DownloadKeyset  string
+	TokenKeyset     string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -83,6 +89,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.VerificationWindow, "verification-window", config.EnvDuration("FULFILLMENT_VERIFICATION_WINDOW", 48*time.Hour), "time to confirm a request with the emailed code (FULFILLMENT_VERIFICATION_WINDOW)")
 	fs.StringVar(&c.ArchiveBucket, "archive-bucket", config.Env("FULFILLMENT_ARCHIVE_BUCKET", ""), "archive storage as a Go CDK blob URL, e.g. s3://bucket or gs://bucket (with its driver linked); empty: a directory under -data-dir (FULFILLMENT_ARCHIVE_BUCKET)")
 	fs.DurationVar(&c.OnwardPollInterval, "onward-poll-interval", config.EnvDuration("FULFILLMENT_ONWARD_POLL_INTERVAL", request.OnwardPollInterval), "how often a processor that has not acknowledged an erasure is checked and re-sent (FULFILLMENT_ONWARD_POLL_INTERVAL)")
+	fs.StringVar(&c.DRPBusinessID, "drp-business-id", config.Env("DRP_BUSINESS_ID", "LETHE"), "this business's Data Rights Protocol business-id (DRP_BUSINESS_ID)")
+	fs.StringVar(&c.DRPAPIBase, "drp-api-base", config.Env("DRP_API_BASE", "http://127.0.0.1:8080/drp"), "the gateway's public /drp URL, the DRP api_base (DRP_API_BASE)")
+	fs.DurationVar(&c.DRPCallbackPoll, "drp-callback-poll", config.EnvDuration("DRP_CALLBACK_POLL", drp.DefaultPollInterval), "how often DRP status callbacks look for missed changes (DRP_CALLBACK_POLL)")
 	fs.StringVar(&c.ReceiptKeyset, "receipt-keyset", config.Env("FULFILLMENT_RECEIPT_KEYSET", ""), "Tink Ed25519 keyset that signs erasure receipts, shared by every replica: PATH, file:PATH or file:PATH?kek=KMS-URI; created when missing; empty: -data-dir/receipt-signing.keyset.json (FULFILLMENT_RECEIPT_KEYSET)")
 	fs.StringVar(&c.DownloadKeyset, "download-keyset", config.Env("FULFILLMENT_DOWNLOAD_KEYSET", ""), "Tink HMAC keyset that signs download links, shared by every replica (same forms); empty: -data-dir/download-link.keyset.json (FULFILLMENT_DOWNLOAD_KEYSET)")
 	fs.StringVar(&c.TokenKeyset, "token-keyset", config.Env("FULFILLMENT_TOKEN_KEYSET", ""), "Tink PRF keyset from which receipt tokens are derived, shared by every replica (same forms); empty: -data-dir/receipt-token.keyset.json (FULFILLMENT_TOKEN_KEYSET)")
@@ -98,6 +107,8 @@ func (c Config) Validate() error {
 	p.Require(c.IdentityAddress, "identity-address", "IDENTITY_ADDRESS")
 	p.Require(c.PreferencesAddress, "preferences-address", "PREFERENCES_ADDRESS")
 	p.Require(c.SharingAddress, "sharing-address", "SHARING_ADDRESS")
+	p.Require(c.DRPBusinessID, "drp-business-id", "DRP_BUSINESS_ID")
+	p.Require(c.DRPAPIBase, "drp-api-base", "DRP_API_BASE")
 	p.Check(c.CoolingOff >= 0 && c.VerificationWindow > 0 && c.ArchiveTTL > 0 && c.OnwardPollInterval > 0, "durations must be positive")
 	return p.Err()
 }
@@ -108,6 +119,7 @@ func (c Config) Listen() string { return c.ListenAddr }
 // Service is a built fulfillment service.
 type Service struct {
 	API        *grpcapi.Server
+	DataRights *grpcapi.DataRights
 	Activities *request.Activities
 	db         *storage.DB
 	temporal   client.Client
@@ -200,6 +212,13 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadMAC: links, ReceiptKeys: receipts.published, Now: time.Now, Archives: s.archives,
 		TokenKey: tokenKey, Logger: logger,
 	}
+	poll := cfg.DRPCallbackPoll
+	if poll <= 0 {
+		poll = drp.DefaultPollInterval
+	}
+	s.DataRights = &grpcapi.DataRights{API: s.API, Store: &drp.Store{DB: db}, Preferences: s.Activities.Preferences,
+		BusinessID: cfg.DRPBusinessID, APIBase: strings.TrimSuffix(cfg.DRPAPIBase, "/"), CallbackPoll: poll}
+	s.Activities.StateChanged = s.DataRights.PrivacyRequestChanged
 	return s, nil
 }
 
@@ -211,6 +230,7 @@ func Build(ctx context.Context, cfg *Config, logger *slog.Logger) (app.Service, 
 // Register registers FulfillmentService.
 func (s *Service) Register(srv *grpcserver.Server) {
 	fulfillmentv1.RegisterFulfillmentServiceServer(srv, s.API)
+	fulfillmentv1.RegisterDataRightsServiceServer(srv, s.DataRights)
 }
 
 // ServeHTTP serves signed archive downloads on lis until ctx is done.
@@ -239,6 +259,8 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 	w := request.NewWorker(s.temporal, s.Activities)
+	w.RegisterWorkflow(drp.StatusCallbacks)
+	w.RegisterActivity(s.DataRights.CallbackActivities())
 	if err := w.Start(); err != nil {
 		return err
 	}

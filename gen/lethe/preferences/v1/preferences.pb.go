@@ -171,6 +171,8 @@ const (
 	ConsentSource_CONSENT_SOURCE_UNSUBSCRIBE_LINK ConsentSource = 5
 	// CONSENT_SOURCE_PRIVACY_REQUEST is an erasure request stopping marketing.
 	ConsentSource_CONSENT_SOURCE_PRIVACY_REQUEST ConsentSource = 6
+	// CONSENT_SOURCE_AUTHORIZED_AGENT is an authorized agent's Data Rights Protocol request.
+	ConsentSource_CONSENT_SOURCE_AUTHORIZED_AGENT ConsentSource = 7
 )
 
 // Enum value maps for ConsentSource.
@@ -183,6 +185,7 @@ var (
 		4: "CONSENT_SOURCE_SUPPORT_AGENT",
 		5: "CONSENT_SOURCE_UNSUBSCRIBE_LINK",
 		6: "CONSENT_SOURCE_PRIVACY_REQUEST",
+		7: "CONSENT_SOURCE_AUTHORIZED_AGENT",
 	}
 	ConsentSource_value = map[string]int32{
 		"CONSENT_SOURCE_UNSPECIFIED":            0,
@@ -192,6 +195,7 @@ var (
 		"CONSENT_SOURCE_SUPPORT_AGENT":          4,
 		"CONSENT_SOURCE_UNSUBSCRIBE_LINK":       5,
 		"CONSENT_SOURCE_PRIVACY_REQUEST":        6,
+		"CONSENT_SOURCE_AUTHORIZED_AGENT":       7,
 	}
 )
 
@@ -2948,7 +2952,7 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x10TOPIC_PROMOTIONS\x10\x03\x12\x11\n" +
 	"\rTOPIC_SURVEYS\x10\x04\x12\x18\n" +
 	"\x14TOPIC_PARTNER_OFFERS\x10\x05\x12\x17\n" +
-	"\x13TOPIC_TRANSACTIONAL\x10\x06*\xfb\x01\n" +
+	"\x13TOPIC_TRANSACTIONAL\x10\x06*\xa0\x02\n" +
 	"\rConsentSource\x12\x1e\n" +
 	"\x1aCONSENT_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CONSENT_SOURCE_MEMBER\x10\x01\x12\x19\n" +
@@ -2956,7 +2960,8 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"%CONSENT_SOURCE_GLOBAL_PRIVACY_CONTROL\x10\x03\x12 \n" +
 	"\x1cCONSENT_SOURCE_SUPPORT_AGENT\x10\x04\x12#\n" +
 	"\x1fCONSENT_SOURCE_UNSUBSCRIBE_LINK\x10\x05\x12\"\n" +
-	"\x1eCONSENT_SOURCE_PRIVACY_REQUEST\x10\x06*o\n" +
+	"\x1eCONSENT_SOURCE_PRIVACY_REQUEST\x10\x06\x12#\n" +
+	"\x1fCONSENT_SOURCE_AUTHORIZED_AGENT\x10\a*o\n" +
 	"\n" +
 	"Visibility\x12\x1a\n" +
 	"\x16VISIBILITY_UNSPECIFIED\x10\x00\x12\x15\n" +

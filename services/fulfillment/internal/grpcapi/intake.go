@@ -155,6 +155,14 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 		}
 		cooling := s.CoolingOff
 		verified := origin == fulfillmentv1.RequestOrigin_REQUEST_ORIGIN_MEMBER && recentSignIn(ctx)
+		if origin == fulfillmentv1.RequestOrigin_REQUEST_ORIGIN_AGENT {
+			// Only DataRights files for agents, and vouches for the agent's verified claims.
+			agentVerified, ok := filedByAgent(ctx)
+			if !ok {
+				return nil, errs.Invalid(errs.FieldViolation{Field: "privacy_request.origin", Description: "AGENT requests come through the Data Rights Protocol"})
+			}
+			verified = agentVerified
+		}
 		if in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE {
 			cooling, verified = 0, true // children's data goes as soon as it is discovered
 		}

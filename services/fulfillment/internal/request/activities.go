@@ -51,6 +51,9 @@ type Activities struct {
 	Signer      tink.Signer                                   // the receipt keyset's primary key (raw Ed25519)
 	KeyID       string                                        // that key's id, named in every receipt it signs
 	Now         func() time.Time
+	// StateChanged, when set, is told after every state change (the Data Rights
+	// Protocol logs the statuses of agents' requests from it).
+	StateChanged func(ctx context.Context, requestID string) error
 }
 
 // RequestRef names a request and its member.
@@ -69,7 +72,13 @@ type SetStateInput struct {
 
 // SetState records a request's state in the read model.
 func (a *Activities) SetState(ctx context.Context, in SetStateInput) error {
-	return SetState(ctx, a.DB, in.RequestID, in.State, a.Now())
+	if err := SetState(ctx, a.DB, in.RequestID, in.State, a.Now()); err != nil {
+		return err
+	}
+	if a.StateChanged != nil {
+		return a.StateChanged(ctx, in.RequestID)
+	}
+	return nil
 }
 
 // ProgressInput records progress.

@@ -31,6 +31,7 @@ import (
 	"lethe.dev/platform/authz"
 	"lethe.dev/platform/errs"
 	"lethe.dev/platform/grpcserver"
+	"lethe.dev/services/gateway/internal/drp"
 )
 
 // Backends are the gRPC connections the gateway fronts.
@@ -134,6 +135,9 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 		func() error {
 			return fulfillmentv1.RegisterFulfillmentServiceHandlerClient(ctx, mux, fulfillmentv1.NewFulfillmentServiceClient(b.Fulfillment))
 		},
+		func() error {
+			return fulfillmentv1.RegisterDataRightsServiceHandlerClient(ctx, mux, fulfillmentv1.NewDataRightsServiceClient(b.Fulfillment))
+		},
 	} {
 		if err := reg(); err != nil {
 			return nil, err
@@ -154,9 +158,16 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 		w.Write(openapiv2.Spec)
 	})
 	top.HandleFunc("GET /healthz", g.health)
+	var downloads http.Handler
 	if len(b.Downloads) > 0 {
-		top.Handle("GET /v1/downloads/", downloadProxy(b.Downloads))
+		downloads = downloadProxy(b.Downloads)
+		top.Handle("GET /v1/downloads/", downloads)
 	}
+	// The Data Rights Protocol has its own HTTP shape (signed text/plain bodies, agents'
+	// bearer tokens, DRP error bodies): its own handler, outside the JSON API's policy.
+	verifyLimit := &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst}
+	(&drp.Handler{DataRights: fulfillmentv1.NewDataRightsServiceClient(b.Fulfillment), Downloads: downloads, Logger: o.Logger,
+		Timeout: o.Timeout, MaxBody: o.MaxBodyBytes, Allow: func(r *http.Request) bool { return verifyLimit.Allow(o.TrustedProxies.ClientIP(r)) }}).Register(top)
 	top.Handle("/", g)
 	var h http.Handler = top
 	h = cors.New(cors.Options{AllowedOrigins: o.CORSOrigins, AllowedMethods: []string{"GET", "POST", "PATCH", "PUT", "DELETE"},
