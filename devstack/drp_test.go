@@ -9,12 +9,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"lethe.dev/devstack"
+	"lethe.dev/platform/storage/storagetest"
 )
 
 // drpAgent is an authorized agent speaking the Data Rights Protocol v1.0 to the dev
@@ -176,10 +178,24 @@ func (cb *callbacks) await(t *testing.T, id string, want ...string) {
 // member verification with an access request to its results, revoke, expiry, replay,
 // and status callbacks on loopback.
 func TestDataRightsProtocol(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { dataRightsProtocol(t, map[string]string{}) })
+	t.Run("postgres", func(t *testing.T) {
+		base := os.Getenv(storagetest.PostgresURLEnv)
+		if base == "" {
+			t.Skipf("PostgreSQL run skipped: set %s", storagetest.PostgresURLEnv)
+		}
+		env := map[string]string{}
+		for _, svc := range []string{"IDENTITY", "PREFERENCES", "SHARING", "FULFILLMENT"} {
+			env[svc+"_DATABASE_URL"] = storagetest.PostgresSchemaURL(t, base)
+		}
+		dataRightsProtocol(t, env)
+	})
+}
+
+func dataRightsProtocol(t *testing.T, env map[string]string) {
 	dir := t.TempDir()
-	s, err := devstack.Start(t.Context(), devstack.Options{DataDir: dir, UIPort: -1, Env: map[string]string{
-		"FULFILLMENT_COOLING_OFF": "0s", "DRP_CALLBACK_POLL": "500ms", "FULFILLMENT_VERIFICATION_WINDOW": "12s",
-	}})
+	env["FULFILLMENT_COOLING_OFF"], env["DRP_CALLBACK_POLL"], env["FULFILLMENT_VERIFICATION_WINDOW"] = "0s", "500ms", "12s"
+	s, err := devstack.Start(t.Context(), devstack.Options{DataDir: dir, UIPort: -1, Env: env})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -257,6 +257,19 @@ func (a api) signUp(t testing.TB, email, password string) (member, token string)
 	return m["name"].(string), tok
 }
 
+// trySignUp is signUp for goroutines: it reports failure instead of failing the test.
+func (a api) trySignUp(email, password string) (member, token string, err error) {
+	code, m, err := a.call("POST", "/v1/members", "", map[string]any{"member": map[string]any{"fullName": "Crash Test", "email": email, "birthDate": "1990-01-01"}, "password": password, "requestId": "signup-" + email})
+	if err != nil || code != 200 {
+		return "", "", fmt.Errorf("sign-up: %d %v %v", code, m, err)
+	}
+	code, s, err := a.call("POST", "/v1/auth:signIn", "", map[string]any{"email": email, "password": password})
+	if err != nil || code != 200 {
+		return "", "", fmt.Errorf("sign-in: %d %v %v", code, s, err)
+	}
+	return m["name"].(string), s["accessToken"].(string), nil
+}
+
 // verifyReceipt fetches an erasure receipt with its token and checks its signature
 // against the published keys.
 func (a api) verifyReceipt(t testing.TB, requestName, receiptToken string) error {

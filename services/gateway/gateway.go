@@ -67,8 +67,10 @@ func (c Config) Validate() error {
 		{c.SharingAddress, "sharing-address", "SHARING_ADDRESS"}, {c.FulfillmentAddress, "fulfillment-address", "FULFILLMENT_ADDRESS"}} {
 		p.Require(a[0], a[1], a[2])
 	}
-	_, err := url.Parse(c.FulfillmentHTTPAddr)
-	p.Check(err == nil && c.FulfillmentHTTPAddr != "", "-fulfillment-http-address must be a URL")
+	for _, a := range strings.Split(c.FulfillmentHTTPAddr, ",") {
+		u, err := url.Parse(strings.TrimSpace(a))
+		p.Check(err == nil && u.Host != "", "-fulfillment-http-address must be an http:// URL or a comma-separated list of them")
+	}
 	p.Check(c.MaxBodyBytes > 0 && c.Timeout > 0 && c.SensitivePerMinute > 0, "limits must be positive")
 	p.Check(c.SessionCheckTTL > 0 && c.SessionCheckTTL <= 5*time.Second, "-session-check-ttl must be between 0 and 5s (GATEWAY_SESSION_CHECK_TTL)")
 	p.Check(c.ReadTimeout > 0 && c.RecentSignIn > 0, "-read-timeout and -recent-signin must be positive")

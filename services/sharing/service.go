@@ -129,6 +129,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		}
 		s.temporal = c
 		s.Server.Notifier = temporalNotifier{c}
+		s.Server.Acks = temporalNotifier{c}
 	}
 	return s, nil
 }
@@ -180,6 +181,24 @@ func (n temporalNotifier) StartNotice(ctx context.Context, noticeID string, peri
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return nil // it ran already
+	}
+	return err
+}
+
+// Onward-erasure workflows belong to fulfillment; their id and signal name are its
+// contract (lethe.dev/services/fulfillment/internal/request: OnwardWorkflowID,
+// OnwardAckSignal), repeated here because services never import each other.
+const (
+	onwardWorkflowPrefix = "onward-erasure/"
+	onwardAckSignal      = "onward-ack"
+)
+
+// OnwardAcknowledged signals the request's onward-erasure workflow for the partner.
+func (n temporalNotifier) OnwardAcknowledged(ctx context.Context, requestID, partner string) error {
+	err := n.c.SignalWorkflow(ctx, onwardWorkflowPrefix+requestID+"/"+partner, "", onwardAckSignal, nil)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return nil // already ended
 	}
 	return err
 }

@@ -467,8 +467,32 @@ func (a *Activities) tombstone(ctx context.Context, requestID string) (string, e
 	return t, err
 }
 
-// EraseService erases the member at one service (idempotent there by request id).
+// heartbeatWhile heartbeats every few seconds until stop is called, for activities that
+// wait on one long call: a worker that dies mid-call is noticed within the heartbeat
+// timeout, and the attempt is retried elsewhere, instead of after start-to-close.
+func heartbeatWhile(ctx context.Context) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// EraseService erases the member at one service (idempotent there by request id). It
+// heartbeats while the service works.
 func (a *Activities) EraseService(ctx context.Context, in EraseInput) (ServiceErasure, error) {
+	defer heartbeatWhile(ctx)()
 	t, err := a.tombstone(ctx, in.RequestID)
 	if err != nil {
 		return ServiceErasure{}, err
@@ -513,8 +537,10 @@ type OnwardState struct {
 	LastError    string
 }
 
-// SendOnward sends (or re-sends) the erasure to one processor.
+// SendOnward sends (or re-sends) the erasure to one processor, heartbeating while the
+// processor answers.
 func (a *Activities) SendOnward(ctx context.Context, in OnwardInput) (OnwardState, error) {
+	defer heartbeatWhile(ctx)()
 	o, err := a.Sharing.SendOnwardErasure(ctx, &sharingv1.SendOnwardErasureRequest{Member: "members/" + in.MemberID, Partner: in.Partner, RequestId: in.RequestID})
 	if err != nil {
 		return OnwardState{}, permanent(err)

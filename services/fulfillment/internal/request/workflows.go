@@ -41,35 +41,42 @@ func (r *run) setStatus(ctx workflow.Context, status string) error {
 	return workflow.ExecuteActivity(r.shortCtx(ctx), a.SetState, SetStateInput{RequestID: r.in.RequestID, State: status}).Get(ctx, nil)
 }
 
-// shortCtx is for bookkeeping activities: quick, retried with backoff, and never past
-// the due date.
+// Activity budgets: bounded by the due date, but never below a floor — a request held or
+// delayed past its due date (a legal hold, an outage) must still be able to finish, so
+// its budgets do not shrink to nothing.
+const (
+	shortBudgetFloor = time.Hour
+	longBudgetFloor  = 24 * time.Hour
+)
+
+// shortCtx is for bookkeeping activities: quick, retried with backoff, bounded by the
+// due date (at least an hour).
 func (r *run) shortCtx(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
-		ScheduleToCloseTimeout: r.untilDue(ctx, 24*time.Hour),
+		ScheduleToCloseTimeout: r.untilDue(ctx, shortBudgetFloor, 24*time.Hour),
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
 			NonRetryableErrorTypes: []string{ErrPermanent}},
 	})
 }
 
 // longCtx is for data movement: heartbeating, retried for hours while a service is
-// down, bounded by the due date.
+// down, bounded by the due date (at least a day).
 func (r *run) longCtx(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    2 * time.Hour,
 		HeartbeatTimeout:       20 * time.Second,
-		ScheduleToCloseTimeout: r.untilDue(ctx, 30*24*time.Hour),
+		ScheduleToCloseTimeout: r.untilDue(ctx, longBudgetFloor, 30*24*time.Hour),
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Minute,
 			NonRetryableErrorTypes: []string{ErrPermanent}},
 	})
 }
 
-// untilDue bounds an activity by the request's due date (at least a minute, so an
-// overdue request still finishes its bookkeeping), capped at max.
-func (r *run) untilDue(ctx workflow.Context, max time.Duration) time.Duration {
+// untilDue bounds an activity by the request's due date, at least floor and at most max.
+func (r *run) untilDue(ctx workflow.Context, floor, max time.Duration) time.Duration {
 	d := r.in.DueTime.Sub(workflow.Now(ctx))
-	if d < time.Minute {
-		d = time.Minute
+	if d < floor {
+		d = floor
 	}
 	if d > max {
 		d = max
@@ -143,7 +150,7 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 	if r.in.Kind == KindAccess {
 		err = r.export(ctx)
 	} else {
-		err = r.erase(ctx)
+		err = r.eraseToTheEnd(ctx)
 	}
 	if err != nil {
 		return r.fail(ctx, err)
@@ -298,6 +305,47 @@ func (r *run) export(ctx workflow.Context) error {
 	return nil
 }
 
+// Erasure rounds: a round that fails for a reason retrying can fix (a service down for
+// longer than the activity budgets) is resumed after a pause that doubles up to a day;
+// every step is idempotent, so a resumed round redoes nothing twice.
+const (
+	eraseResumeFirstPause = time.Hour
+	eraseResumeMaxPause   = 24 * time.Hour
+	eraseMaxRounds        = 100
+)
+
+// eraseToTheEnd runs erase until it finishes, resuming failed rounds, so an erasure is
+// never left half done; only a permanent failure (bad input, data still held after the
+// erasure) ends it as failed, loudly. Histories recorded before resumption existed
+// replay on the default version, which runs one round.
+func (r *run) eraseToTheEnd(ctx workflow.Context) error {
+	if workflow.GetVersion(ctx, "erase-resumes", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return r.erase(ctx)
+	}
+	pause := eraseResumeFirstPause
+	for round := 1; ; round++ {
+		err := r.erase(ctx)
+		if err == nil || permanentFailure(err) || round == eraseMaxRounds {
+			return err
+		}
+		var a *Activities
+		_ = workflow.ExecuteActivity(r.shortCtx(ctx), a.RecordEscalation, EscalationInput{RequestID: r.in.RequestID, Level: "erasure-resumed"}).Get(ctx, nil)
+		r.step(ctx, "erase.resume", "waiting", int64(round))
+		if err := workflow.Sleep(ctx, pause); err != nil {
+			return err
+		}
+		if pause *= 2; pause > eraseResumeMaxPause {
+			pause = eraseResumeMaxPause
+		}
+	}
+}
+
+// permanentFailure reports whether err is one retrying cannot fix.
+func permanentFailure(err error) bool {
+	var app *temporal.ApplicationError
+	return errors.As(err, &app) && app.NonRetryable()
+}
+
 // erase runs the erasure: stop everything at once, erase in preferences and sharing,
 // onward erasure to processors, queue the confirmation, erase identity last, verify,
 // sign the receipt.
@@ -398,6 +446,7 @@ const OnwardPollInterval = time.Hour
 func OnwardErasure(ctx workflow.Context, in OnwardInput) (OnwardResult, error) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
+		HeartbeatTimeout:    20 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute, MaximumAttempts: 5, NonRetryableErrorTypes: []string{ErrPermanent}},
 	})
 	var a *Activities

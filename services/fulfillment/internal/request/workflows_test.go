@@ -20,6 +20,8 @@ type rec struct {
 	calls []string
 	at    map[string]time.Time // workflow time of each call
 	now   func() time.Time
+	// erase, when set, answers EraseService instead of succeeding at once.
+	erase func(request.EraseInput) (request.ServiceErasure, error)
 }
 
 func (r *rec) add(s string) {
@@ -72,6 +74,11 @@ func env(t *testing.T, recipients []request.Recipient, onwardAcks bool) (*testsu
 		e.OnActivity(n, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) error { r.add(n); return nil })
 	}
 	e.OnActivity(a.EraseService, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.EraseInput) (request.ServiceErasure, error) {
+		if r.erase != nil {
+			if res, err := r.erase(in); err != nil {
+				return res, err
+			}
+		}
 		r.add("erase:" + in.Service)
 		return request.ServiceErasure{Service: in.Service}, nil
 	})
@@ -327,5 +334,64 @@ func TestExtensionMovesTheEscalations(t *testing.T) {
 		if !r.has(level) || got < want-2*time.Hour || got > want+2*time.Hour {
 			t.Errorf("%s at %v, want about %v after the extension", level, got, want)
 		}
+	}
+}
+
+// TestErasurePastItsDueDateStillFinishes: a legal hold keeps an erasure waiting from day 1
+// to day 40, ten days past its due date; then identity is down for two hours. The
+// erasure must still finish — activity budgets do not shrink to nothing past the due
+// date — and never stop half done after preferences and sharing were wiped.
+func TestErasurePastItsDueDateStillFinishes(t *testing.T) {
+	e, r := env(t, nil, true)
+	var down time.Time
+	r.erase = func(in request.EraseInput) (request.ServiceErasure, error) {
+		if in.Service == "identity" {
+			if down.IsZero() {
+				down = e.Now()
+			}
+			if e.Now().Sub(down) < 2*time.Hour {
+				return request.ServiceErasure{}, errors.New("unavailable: connection refused")
+			}
+		}
+		return request.ServiceErasure{}, nil
+	}
+	e.RegisterDelayedCallback(func() { e.SignalWorkflow(request.HoldSignal, nil) }, 24*time.Hour)
+	e.RegisterDelayedCallback(func() { e.SignalWorkflow(request.ReleaseSignal, nil) }, 40*24*time.Hour)
+	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindErasure, true))
+	if res := result(t, e); res.State != "completed" {
+		t.Fatalf("state %s; calls %v", res.State, r.calls)
+	}
+	for _, want := range []string{"erase:preferences", "erase:sharing", "erase:identity", "VerifyErased", "receipt", "escalation:breach"} {
+		if !r.has(want) {
+			t.Errorf("%s never happened: %v", want, r.calls)
+		}
+	}
+}
+
+// TestFailedErasureResumes: identity refuses for longer than any activity budget (three
+// days); the erasure is not left half done but resumes, after a pause, from its
+// idempotent steps until it finishes.
+func TestFailedErasureResumes(t *testing.T) {
+	e, r := env(t, nil, true)
+	var down time.Time
+	r.erase = func(in request.EraseInput) (request.ServiceErasure, error) {
+		if in.Service == "identity" {
+			if down.IsZero() {
+				down = e.Now()
+			}
+			if e.Now().Sub(down) < 3*24*time.Hour {
+				return request.ServiceErasure{}, errors.New("unavailable: connection refused")
+			}
+		}
+		return request.ServiceErasure{}, nil
+	}
+	in := input(request.KindErasure, true)
+	in.DueTime = e.Now().Add(8 * 24 * time.Hour) // one day after the cooling-off
+	e.ExecuteWorkflow(request.PrivacyRequest, in)
+	if res := result(t, e); res.State != "completed" {
+		t.Fatalf("state %s; calls %v", res.State, r.calls)
+	}
+	if !r.has("erase:identity") || !r.has("receipt") || !r.has("escalation:erasure-resumed") {
+		t.Fatalf("calls %v", r.calls)
 	}
 }

@@ -255,5 +255,15 @@ func (s *Server) AcknowledgeErasure(ctx context.Context, req *sharingv1.Acknowle
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil, errs.NotFoundf("ONWARD_ERASURE_NOT_FOUND", "onward erasure")
 	}
+	if s.Acks != nil {
+		// Best effort: the acknowledgement is recorded; if the signal is lost, the
+		// workflow's next poll reads it from here.
+		var requestID string
+		if err := s.DB.QueryRowContext(ctx, `SELECT request_id FROM onward_erasures WHERE id = $1`, eid).Scan(&requestID); err == nil {
+			if err := s.Acks.OnwardAcknowledged(ctx, requestID, "partners/"+pid); err != nil && s.Logger != nil {
+				s.Logger.Warn("onward acknowledgement not signalled; the workflow's poll will see it", "partner", pid, "error", err)
+			}
+		}
+	}
 	return &emptypb.Empty{}, nil
 }

@@ -38,14 +38,21 @@ type Notifier interface {
 	SignalObjection(ctx context.Context, noticeID string) error
 }
 
+// OnwardAcker tells a request's onward-erasure workflow that a processor acknowledged,
+// so it stops re-sending at once instead of at its next poll.
+type OnwardAcker interface {
+	OnwardAcknowledged(ctx context.Context, requestID, partner string) error
+}
+
 // Server implements SharingService and DataSubjectService.
 type Server struct {
 	sharingv1.UnimplementedSharingServiceServer
 	subjectv1.UnimplementedDataSubjectServiceServer
 	DB       *storage.DB
-	Secrets  tink.AEAD // encrypts webhook secrets at rest
-	Keys     *prf.Set  // derives per-partner pseudonyms and block hashes
-	Notifier Notifier  // nil: notices cannot be started (FAILED_PRECONDITION)
+	Secrets  tink.AEAD   // encrypts webhook secrets at rest
+	Keys     *prf.Set    // derives per-partner pseudonyms and block hashes
+	Notifier Notifier    // nil: notices cannot be started (FAILED_PRECONDITION)
+	Acks     OnwardAcker // nil: fulfillment learns of acknowledgements at its next poll
 	HTTP     *http.Client
 	Logger   *slog.Logger
 	Now      func() time.Time
