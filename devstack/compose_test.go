@@ -11,19 +11,26 @@ import (
 	"lethe.dev/devstack"
 )
 
-// composeFile is the subset of docker-compose.yml the test reads.
+// composeService is the part of a docker-compose.yml service the test reads.
+type composeService struct {
+	Image string `yaml:"image"`
+	Build *struct {
+		Context    string            `yaml:"context"`
+		Dockerfile string            `yaml:"dockerfile"`
+		Args       map[string]string `yaml:"args"`
+	} `yaml:"build"`
+	Environment map[string]string `yaml:"environment"`
+	Ports       []string          `yaml:"ports"`
+	DependsOn   map[string]struct {
+		Condition string `yaml:"condition"`
+	} `yaml:"depends_on"`
+	Healthcheck *struct {
+		Test []string `yaml:"test"`
+	} `yaml:"healthcheck"`
+}
+
 type composeFile struct {
-	Services map[string]struct {
-		Image string `yaml:"image"`
-		Build *struct {
-			Context    string            `yaml:"context"`
-			Dockerfile string            `yaml:"dockerfile"`
-			Args       map[string]string `yaml:"args"`
-		} `yaml:"build"`
-		Environment map[string]string `yaml:"environment"`
-		Ports       []string          `yaml:"ports"`
-		DependsOn   any               `yaml:"depends_on"`
-	} `yaml:"services"`
+	Services map[string]composeService `yaml:"services"`
 }
 
 func loadCompose(t *testing.T) composeFile {
@@ -32,31 +39,85 @@ func loadCompose(t *testing.T) composeFile {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var node yaml.Node // yaml.v3 resolves the x-temporal-env anchor and << merges
+	var node yaml.Node // yaml.v3 resolves the x-* anchors and << merges
 	if err := yaml.Unmarshal(raw, &node); err != nil {
 		t.Fatalf("docker-compose.yml does not parse: %v", err)
 	}
 	var f composeFile
 	if err := node.Decode(&f); err != nil {
-		t.Fatalf("docker-compose.yml: %v", err)
+		t.Fatalf("docker-compose.yml (depends_on must use the long form with a condition): %v", err)
 	}
 	return f
 }
 
-// TestComposeMatchesWhatTheBinariesRead checks that every Lethe service in
-// docker-compose.yml is built from the Dockerfile with its own cmd, publishes the port
-// its listen variable names, and sets only environment variables that the service's
-// configuration actually reads.
-func TestComposeMatchesWhatTheBinariesRead(t *testing.T) {
-	f := loadCompose(t)
-	for _, name := range []string{"postgres", "temporal", "temporal-ui"} {
-		if _, ok := f.Services[name]; !ok {
-			t.Errorf("compose lacks %s", name)
+// checkEnv fails for every variable in env that the binary does not read: a variable is
+// read when changing its value changes the parsed configuration, or when it is one the
+// platform reads for every binary (devstack.PlatformEnv).
+func checkEnv(t *testing.T, svc devstack.ServiceInfo, env map[string]string) {
+	t.Helper()
+	for k, v := range env {
+		if devstack.PlatformEnv[k] {
+			continue
+		}
+		if svc.Snapshot(t, map[string]string{k: v}) == svc.Snapshot(t, map[string]string{k: v + "0"}) {
+			t.Errorf("%s=%s does not change %s's configuration: the binary does not read it", k, v, svc.Name)
 		}
 	}
-	if ui := f.Services["temporal-ui"]; ui.Environment["TEMPORAL_ADDRESS"] != "temporal:7233" {
-		t.Errorf("temporal-ui points at %q", ui.Environment["TEMPORAL_ADDRESS"])
+}
+
+// TestPlatformEnvIsRead keeps devstack.PlatformEnv honest: each name appears in the
+// platform package that reads it.
+func TestPlatformEnvIsRead(t *testing.T) {
+	var src strings.Builder
+	for _, f := range []string{"transport/transport.go", "run/run.go", "app/app.go"} {
+		raw, err := os.ReadFile(filepath.Join("..", "platform", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.Write(raw)
 	}
+	for k := range devstack.PlatformEnv {
+		if !strings.Contains(src.String(), `"`+k+`"`) {
+			t.Errorf("%s is listed as read by the platform, but no platform main-loop code names it", k)
+		}
+	}
+}
+
+// TestComposeMatchesWhatTheBinariesRead checks docker-compose.yml: Temporal is the
+// project's own lethe-temporal (the server version the code embeds, not the auto-setup
+// image); every Lethe service is built from the Dockerfile with its own cmd, sets the
+// service credential, and sets only variables its binary reads; only the gateway and the
+// Temporal Web UI are published; every service has a health check and waits for what it
+// needs to be healthy.
+func TestComposeMatchesWhatTheBinariesRead(t *testing.T) {
+	f := loadCompose(t)
+	published := map[string][]string{"gateway": {"8080:8080"}, "temporal": {"8233:8233"}}
+	for name, c := range f.Services {
+		if strings.Join(c.Ports, ",") != strings.Join(published[name], ",") {
+			t.Errorf("%s publishes %v; only the gateway (8080) and the Temporal Web UI (8233) may be published", name, c.Ports)
+		}
+		if c.Healthcheck == nil || len(c.Healthcheck.Test) < 2 {
+			t.Errorf("%s has no health check", name)
+		}
+		for dep, d := range c.DependsOn {
+			if _, ok := f.Services[dep]; !ok || d.Condition != "service_healthy" {
+				t.Errorf("%s depends on %s with condition %q; want an existing service and service_healthy", name, dep, d.Condition)
+			}
+		}
+		if strings.Contains(c.Image, "temporalio/") {
+			t.Errorf("%s uses image %s; Temporal runs from the project's lethe-temporal", name, c.Image)
+		}
+	}
+
+	tc, ok := f.Services["temporal"]
+	if !ok || tc.Build == nil || tc.Build.Args["PACKAGE"] != "./devstack/cmd/lethe-temporal" {
+		t.Fatalf("temporal must be built from ./devstack/cmd/lethe-temporal: %+v", tc.Build)
+	}
+	checkEnv(t, devstack.Temporal(), tc.Environment)
+	if !strings.Contains(strings.Join(tc.Healthcheck.Test, " "), strings.TrimPrefix(tc.Environment["TEMPORAL_HEALTH_LISTEN"], "0.0.0.0")) {
+		t.Errorf("temporal's health check %v does not probe TEMPORAL_HEALTH_LISTEN", tc.Healthcheck.Test)
+	}
+
 	for _, svc := range devstack.Services() {
 		t.Run(svc.Name, func(t *testing.T) {
 			c, ok := f.Services[svc.Name]
@@ -72,24 +133,17 @@ func TestComposeMatchesWhatTheBinariesRead(t *testing.T) {
 			if _, err := os.Stat(filepath.Join("..", "services", svc.Name, "cmd", svc.Name, "main.go")); err != nil {
 				t.Errorf("the Dockerfile builds ./services/%s/cmd/%s: %v", svc.Name, svc.Name, err)
 			}
-			listen := c.Environment[svc.ListenEnv]
-			_, port, ok := strings.Cut(listen, ":")
+			if tok := c.Environment["LETHE_SERVICE_TOKEN"]; !strings.HasPrefix(tok, "${LETHE_SERVICE_TOKEN:?") {
+				t.Errorf("%s must take the service credential from LETHE_SERVICE_TOKEN and refuse to start without it; has %q", svc.Name, tok)
+			}
+			_, port, ok := strings.Cut(c.Environment[svc.ListenEnv], ":")
 			if !ok {
-				t.Fatalf("%s=%q has no port", svc.ListenEnv, listen)
+				t.Fatalf("%s=%q has no port", svc.ListenEnv, c.Environment[svc.ListenEnv])
 			}
-			published := false
-			for _, p := range c.Ports {
-				published = published || strings.HasSuffix(p, ":"+port)
+			if !strings.Contains(strings.Join(c.Healthcheck.Test, " "), "127.0.0.1:"+port) {
+				t.Errorf("%s's health check %v does not probe its listen port %s", svc.Name, c.Healthcheck.Test, port)
 			}
-			if !published {
-				t.Errorf("port %s of %s is not published (ports %v)", port, svc.ListenEnv, c.Ports)
-			}
-			for k, v := range c.Environment {
-				// A variable is read when changing its value changes the parsed config.
-				if svc.Snapshot(t, map[string]string{k: v}) == svc.Snapshot(t, map[string]string{k: v + "0"}) {
-					t.Errorf("%s=%s does not change %s's configuration: the binary does not read it", k, v, svc.Name)
-				}
-			}
+			checkEnv(t, svc, c.Environment)
 		})
 	}
 }

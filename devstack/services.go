@@ -6,6 +6,7 @@ import (
 	"os"
 	"testing"
 
+	"lethe.dev/devstack/temporaldev"
 	"lethe.dev/services/fulfillment"
 	"lethe.dev/services/gateway"
 	"lethe.dev/services/identity"
@@ -45,6 +46,19 @@ func (s ServiceInfo) Snapshot(t testing.TB, env map[string]string) string {
 	cfg := s.newConfig()
 	parse(cfg)
 	return fmt.Sprintf("%+v", cfg)
+}
+
+// PlatformEnv are the variables every Lethe binary reads outside its Config: transport
+// security (platform/transport), logging (platform/run) and the migration switch
+// (platform/app).
+var PlatformEnv = map[string]bool{
+	"LETHE_SERVICE_TOKEN": true, "LETHE_TLS_CERT": true, "LETHE_TLS_KEY": true, "LETHE_TLS_CA": true,
+	"LETHE_LOG_LEVEL": true, "LETHE_LOG_FORMAT": true, "LETHE_MIGRATE_ONLY": true,
+}
+
+// Temporal describes cmd/lethe-temporal, the Temporal server deployments run.
+func Temporal() ServiceInfo {
+	return ServiceInfo{"temporal", "TEMPORAL_PORT", func() interface{ RegisterFlags(*flag.FlagSet) } { return &temporaldev.Config{} }}
 }
 
 // Services lists every Lethe binary.

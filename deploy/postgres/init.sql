@@ -1,6 +1,5 @@
--- One database per service (each owns its data) plus Temporal's two.
-CREATE DATABASE temporal;
-CREATE DATABASE temporal_visibility;
+-- One database per service (each owns its data). Temporal's two databases (temporal,
+-- temporal_visibility) are created by lethe-temporal itself.
 CREATE DATABASE identity;
 CREATE DATABASE preferences;
 CREATE DATABASE sharing;

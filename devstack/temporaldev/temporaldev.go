@@ -9,6 +9,7 @@ package temporaldev
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -33,7 +34,9 @@ import (
 	"go.temporal.io/server/common/primitives"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
+
 	"google.golang.org/protobuf/types/known/durationpb"
+	lconfig "lethe.dev/platform/config"
 )
 
 // Config configures an embedded server.
@@ -63,6 +66,20 @@ type Config struct {
 	Logger *slog.Logger
 	// Level defaults to WARN: the server is chatty at INFO.
 	Level slog.Level
+	// HealthListen is where cmd/lethe-temporal serves /healthz; empty: none.
+	HealthListen string
+}
+
+// RegisterFlags registers the flags of cmd/lethe-temporal, with defaults from the
+// environment.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.PostgresURL, "postgres", lconfig.Env("TEMPORAL_POSTGRES_URL", ""), "PostgreSQL URL; its database and <database>_visibility hold Temporal's state (TEMPORAL_POSTGRES_URL)")
+	fs.StringVar(&c.IP, "ip", lconfig.Env("TEMPORAL_IP", "127.0.0.1"), "address to bind (TEMPORAL_IP)")
+	fs.IntVar(&c.FrontendPort, "port", lconfig.EnvInt("TEMPORAL_PORT", 7233), "frontend gRPC port (TEMPORAL_PORT)")
+	fs.IntVar(&c.UIPort, "ui-port", lconfig.EnvInt("TEMPORAL_UI_PORT", 8233), "Web UI port; -1 disables it (TEMPORAL_UI_PORT)")
+	fs.StringVar(&c.Namespace, "namespace", lconfig.Env("TEMPORAL_NAMESPACE", "lethe"), "namespace to register (TEMPORAL_NAMESPACE)")
+	fs.DurationVar(&c.Retention, "retention", lconfig.EnvDuration("TEMPORAL_RETENTION", 30*24*time.Hour), "retention of closed workflows (TEMPORAL_RETENTION)")
+	fs.StringVar(&c.HealthListen, "health-listen", lconfig.Env("TEMPORAL_HEALTH_LISTEN", ""), "HTTP address of /healthz, 200 once the namespace is ready; empty: off (TEMPORAL_HEALTH_LISTEN)")
 }
 
 // Server is a running embedded Temporal server.

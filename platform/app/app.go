@@ -8,6 +8,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -16,8 +17,10 @@ import (
 	"google.golang.org/grpc"
 
 	"lethe.dev/platform/authz"
+	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/run"
+	"lethe.dev/platform/storage"
 	"lethe.dev/platform/transport"
 )
 
@@ -44,13 +47,34 @@ type Audited interface {
 	AuditRecorder() authz.Recorder
 }
 
+// Migratable is implemented by the configuration of a service that owns a database:
+// `-migrate` applies its migrations and exits (a deployment's migration Job), so
+// replicas never race a schema change while they serve.
+type Migratable interface {
+	Database() (url string, migrations fs.FS)
+}
+
 // Main is a service binary's whole main function.
 func Main[C Config](name string, cfg C, build func(context.Context, C, *slog.Logger) (Service, error)) {
 	run.Main(name, func(ctx context.Context, logger *slog.Logger) error {
 		cfg.RegisterFlags(flag.CommandLine)
+		migrate := flag.Bool("migrate", config.EnvBool("LETHE_MIGRATE_ONLY", false), "apply the database migrations and exit (LETHE_MIGRATE_ONLY)")
 		flag.Parse()
 		if err := cfg.Validate(); err != nil {
 			return err
+		}
+		if *migrate {
+			m, ok := any(cfg).(Migratable)
+			if !ok {
+				return fmt.Errorf("%s has no database to migrate", name)
+			}
+			url, fsys := m.Database()
+			db, err := storage.Open(ctx, url, fsys)
+			if err != nil {
+				return err
+			}
+			logger.Info("migrated", "engine", string(db.Dialect))
+			return db.Close()
 		}
 		if err := transport.FromEnv().Require(); err != nil {
 			return err // before opening databases or keys

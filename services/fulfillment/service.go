@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -115,6 +116,9 @@ func (c Config) Validate() error {
 
 // Listen is the gRPC listen address.
 func (c Config) Listen() string { return c.ListenAddr }
+
+// Database names the database and its migrations, for the binary's -migrate.
+func (c Config) Database() (string, fs.FS) { return c.DatabaseURL, store.Migrations }
 
 // Service is a built fulfillment service.
 type Service struct {

@@ -7,6 +7,7 @@ package identity
 import (
 	"context"
 	"flag"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -61,6 +62,9 @@ func (c Config) Validate() error {
 
 // Listen is the gRPC listen address.
 func (c Config) Listen() string { return c.ListenAddr }
+
+// Database names the database and its migrations, for the binary's -migrate.
+func (c Config) Database() (string, fs.FS) { return c.DatabaseURL, store.Migrations }
 
 // Service is a built identity service.
 type Service struct {

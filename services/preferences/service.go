@@ -6,6 +6,7 @@ package preferences
 import (
 	"context"
 	"flag"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -50,6 +51,9 @@ func (c Config) Validate() error {
 
 // Listen is the gRPC listen address.
 func (c Config) Listen() string { return c.ListenAddr }
+
+// Database names the database and its migrations, for the binary's -migrate.
+func (c Config) Database() (string, fs.FS) { return c.DatabaseURL, store.Migrations }
 
 // Service is a built preferences service.
 type Service struct {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -75,6 +76,9 @@ func (c Config) Validate() error {
 
 // Listen is the gRPC listen address.
 func (c Config) Listen() string { return c.ListenAddr }
+
+// Database names the database and its migrations, for the binary's -migrate.
+func (c Config) Database() (string, fs.FS) { return c.DatabaseURL, store.Migrations }
 
 // Service is a built sharing service.
 type Service struct {

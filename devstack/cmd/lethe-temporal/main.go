@@ -4,12 +4,12 @@
 // with the server module's own schema tools, starts the server, and registers the lethe
 // namespace with fulfillment's search attributes (idempotently) before it reports ready.
 //
-//	lethe-temporal -postgres postgres://user:pw@host:5432/temporal?sslmode=disable [-ip 0.0.0.0] [-port 7233] [-ui-port 8233]
+//	lethe-temporal -postgres postgres://user:pw@host:5432/temporal?sslmode=disable [-ip 0.0.0.0] [-port 7233] [-ui-port 8233] [-health-listen :7243]
 //
-// Every flag has an environment variable (TEMPORAL_POSTGRES_URL, TEMPORAL_IP,
-// TEMPORAL_PORT, TEMPORAL_UI_PORT, TEMPORAL_NAMESPACE, TEMPORAL_RETENTION). The
-// frontend answers standard gRPC health checks; "ready" is printed once the namespace
-// and its search attributes are registered.
+// Every flag has an environment variable (see temporaldev.Config.RegisterFlags). The
+// frontend answers standard gRPC health checks; -health-listen serves GET /healthz,
+// which answers 200 only once the namespace and its search attributes are registered
+// (what an orchestrator should wait for before starting the services).
 package main
 
 import (
@@ -18,11 +18,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"lethe.dev/devstack/temporaldev"
-	"lethe.dev/platform/config"
 	"lethe.dev/platform/run"
 	"lethe.dev/services/fulfillment"
 )
@@ -30,15 +32,26 @@ import (
 func main() {
 	run.Main("lethe-temporal", func(ctx context.Context, logger *slog.Logger) error {
 		var cfg temporaldev.Config
-		flag.StringVar(&cfg.PostgresURL, "postgres", config.Env("TEMPORAL_POSTGRES_URL", ""), "PostgreSQL URL; the database and <database>_visibility hold Temporal's state (TEMPORAL_POSTGRES_URL)")
-		flag.StringVar(&cfg.IP, "ip", config.Env("TEMPORAL_IP", "127.0.0.1"), "address to bind (TEMPORAL_IP)")
-		flag.IntVar(&cfg.FrontendPort, "port", config.EnvInt("TEMPORAL_PORT", 7233), "frontend gRPC port (TEMPORAL_PORT)")
-		flag.IntVar(&cfg.UIPort, "ui-port", config.EnvInt("TEMPORAL_UI_PORT", 8233), "Web UI port; -1 disables it (TEMPORAL_UI_PORT)")
-		flag.StringVar(&cfg.Namespace, "namespace", config.Env("TEMPORAL_NAMESPACE", "lethe"), "namespace to register (TEMPORAL_NAMESPACE)")
-		flag.DurationVar(&cfg.Retention, "retention", config.EnvDuration("TEMPORAL_RETENTION", 30*24*time.Hour), "retention of closed workflows (TEMPORAL_RETENTION)")
+		cfg.RegisterFlags(flag.CommandLine)
 		flag.Parse()
 		if cfg.PostgresURL == "" {
 			return errors.New("lethe-temporal: set -postgres or TEMPORAL_POSTGRES_URL (postgres://user:pw@host:5432/temporal?sslmode=disable)")
+		}
+		var ready atomic.Bool
+		if cfg.HealthListen != "" {
+			lis, err := net.Listen("tcp", cfg.HealthListen)
+			if err != nil {
+				return fmt.Errorf("lethe-temporal: health listener: %w", err)
+			}
+			srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !ready.Load() {
+					http.Error(w, "starting", http.StatusServiceUnavailable)
+					return
+				}
+				fmt.Fprintln(w, "ok")
+			})}
+			go func() { _ = srv.Serve(lis) }()
+			defer srv.Close()
 		}
 		cfg.SearchAttributes, cfg.Logger, cfg.Level = fulfillment.SearchAttributes, logger, slog.LevelWarn
 		start := time.Now()
@@ -46,6 +59,7 @@ func main() {
 		if err != nil {
 			return err
 		}
+		ready.Store(true)
 		fmt.Fprintf(os.Stdout, "Temporal is ready in %s: frontend %s, namespace %s, Web UI %s\n",
 			time.Since(start).Round(time.Millisecond), srv.FrontendAddress(), cfg.Namespace, srv.UIAddress())
 		<-ctx.Done()
