@@ -34,10 +34,12 @@ import (
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/app"
+	"lethe.dev/platform/authz"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/storage"
 	"lethe.dev/platform/transport"
+	"lethe.dev/services/fulfillment/internal/audit"
 	"lethe.dev/services/fulfillment/internal/drp"
 	"lethe.dev/services/fulfillment/internal/grpcapi"
 	"lethe.dev/services/fulfillment/internal/request"
@@ -215,6 +217,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		DB: db, Temporal: tc, Identity: s.Activities.Identity, CoolingOff: cfg.CoolingOff, VerificationWindow: cfg.VerificationWindow,
 		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadMAC: links, ReceiptKeys: receipts.published, Now: time.Now, Archives: s.archives,
 		TokenKey: tokenKey, Logger: logger,
+		Audit: &audit.Store{DB: db, Now: time.Now}, ServiceToken: sec.ServiceToken,
 	}
 	poll := cfg.DRPCallbackPoll
 	if poll <= 0 {
@@ -230,6 +233,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 func Build(ctx context.Context, cfg *Config, logger *slog.Logger) (app.Service, error) {
 	return New(ctx, *cfg, logger)
 }
+
+// AuditRecorder appends this service's operator actions straight to its audit log.
+func (s *Service) AuditRecorder() authz.Recorder { return s.API.Audit }
 
 // Register registers FulfillmentService.
 func (s *Service) Register(srv *grpcserver.Server) {

@@ -139,7 +139,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		}
 	}
 	g.handler, err = gw.New(ctx, b, gw.Options{
-		Logger: logger, CORSOrigins: origins, MaxBodyBytes: cfg.MaxBodyBytes, Timeout: cfg.Timeout,
+		Logger: logger, CORSOrigins: origins, MaxBodyBytes: cfg.MaxBodyBytes, Timeout: cfg.Timeout, ServiceToken: sec.ServiceToken,
 		RecentSignIn: recent, SensitiveRate: float64(cfg.SensitivePerMinute) / 60, SensitiveBurst: cfg.SensitivePerMinute, JWKSRefetch: cfg.JWKSRefetch,
 		SessionCheckTTL: sessionTTL, TrustedProxies: proxies,
 	})

@@ -16,6 +16,7 @@ import (
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/app"
+	"lethe.dev/platform/authz"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/storage"
@@ -27,20 +28,22 @@ import (
 
 // Config is identity's configuration.
 type Config struct {
-	ListenAddr  string
-	DatabaseURL string
-	DataDir     string
-	KeyDir      string
-	KEKURI      string
-	KeyRotation time.Duration
-	SMTPAddr    string // empty: messages go to the file mailbox under DataDir
-	SMTPFrom    string
+	FulfillmentAddress string // where operator actions are audited; empty records none
+	ListenAddr         string
+	DatabaseURL        string
+	DataDir            string
+	KeyDir             string
+	KEKURI             string
+	KeyRotation        time.Duration
+	SMTPAddr           string // empty: messages go to the file mailbox under DataDir
+	SMTPFrom           string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	data := config.Env("LETHE_DATA_DIR", "data")
 	fs.StringVar(&c.ListenAddr, "listen", config.Env("IDENTITY_LISTEN", "127.0.0.1:7101"), "gRPC listen address (IDENTITY_LISTEN)")
+	fs.StringVar(&c.FulfillmentAddress, "fulfillment-address", config.Env("FULFILLMENT_ADDRESS", "127.0.0.1:7104"), "fulfillment gRPC address, for the audit log of operator actions (FULFILLMENT_ADDRESS)")
 	fs.StringVar(&c.DatabaseURL, "database-url", config.Env("IDENTITY_DATABASE_URL", "sqlite:"+filepath.Join(data, "identity.db")), "sqlite:PATH or postgres:// URL (IDENTITY_DATABASE_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", filepath.Join(data, "identity"), "directory for the dev mailbox, and for keys unless -key-dir (LETHE_DATA_DIR/identity)")
 	fs.StringVar(&c.KeyDir, "key-dir", config.Env("IDENTITY_KEY_DIR", ""), "directory of the blind-index and token-signing keysets (encrypted under the KEK), shared by every replica; empty: -data-dir (IDENTITY_KEY_DIR)")
@@ -68,6 +71,7 @@ func (c Config) Database() (string, fs.FS) { return c.DatabaseURL, store.Migrati
 
 // Service is a built identity service.
 type Service struct {
+	authz.AuditLink
 	Domain *domain.Service
 	db     *storage.DB
 	logger *slog.Logger
@@ -92,7 +96,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if cfg.SMTPAddr != "" {
 		sender = domain.SMTPSender{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom}
 	}
-	return &Service{
+	link, err := authz.DialAudit(cfg.FulfillmentAddress)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Service{AuditLink: link,
 		Domain: &domain.Service{DB: db, Keys: ring, Sender: sender, Logger: logger, Now: time.Now},
 		db:     db, logger: logger,
 	}, nil
@@ -127,7 +136,7 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // Close closes the database.
-func (s *Service) Close() error { return s.db.Close() }
+func (s *Service) Close() error { _ = s.CloseAudit(); return s.db.Close() }
 
 // PII is a member's personal data, for in-process callers such as the dev stack's tests.
 type PII = domain.PII

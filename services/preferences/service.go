@@ -14,6 +14,7 @@ import (
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/app"
+	"lethe.dev/platform/authz"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/keyfile"
@@ -24,16 +25,18 @@ import (
 
 // Config is the preferences service's configuration.
 type Config struct {
-	ListenAddr     string
-	DatabaseURL    string
-	TokenKeyPath   string
-	UnsubscribeTTL time.Duration
+	ListenAddr         string
+	FulfillmentAddress string // where operator actions are audited; empty records none
+	DatabaseURL        string
+	TokenKeyPath       string
+	UnsubscribeTTL     time.Duration
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	data := config.Env("LETHE_DATA_DIR", "data")
 	fs.StringVar(&c.ListenAddr, "listen", config.Env("PREFERENCES_LISTEN", "127.0.0.1:7102"), "gRPC listen address (PREFERENCES_LISTEN)")
+	fs.StringVar(&c.FulfillmentAddress, "fulfillment-address", config.Env("FULFILLMENT_ADDRESS", "127.0.0.1:7104"), "fulfillment gRPC address, for the audit log of operator actions (FULFILLMENT_ADDRESS)")
 	fs.StringVar(&c.DatabaseURL, "database-url", config.Env("PREFERENCES_DATABASE_URL", "sqlite:"+filepath.Join(data, "preferences.db")), "sqlite:PATH or postgres:// URL (PREFERENCES_DATABASE_URL)")
 	fs.StringVar(&c.TokenKeyPath, "token-key", config.Env("PREFERENCES_TOKEN_KEY", filepath.Join(data, "preferences", "unsubscribe.keyset.json")), "Tink AEAD keyset sealing unsubscribe tokens, shared by every replica: PATH, file:PATH or file:PATH?kek=KMS-URI; created when missing (PREFERENCES_TOKEN_KEY)")
 	fs.DurationVar(&c.UnsubscribeTTL, "unsubscribe-ttl", config.EnvDuration("PREFERENCES_UNSUBSCRIBE_TTL", 60*24*time.Hour), "how long unsubscribe links work (PREFERENCES_UNSUBSCRIBE_TTL)")
@@ -57,6 +60,7 @@ func (c Config) Database() (string, fs.FS) { return c.DatabaseURL, store.Migrati
 
 // Service is a built preferences service.
 type Service struct {
+	authz.AuditLink
 	Server *prefs.Server
 	db     *storage.DB
 }
@@ -72,7 +76,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		db.Close()
 		return nil, err
 	}
-	return &Service{db: db, Server: &prefs.Server{DB: db, Tokens: tokens, Logger: logger, Now: time.Now, TokenTTL: cfg.UnsubscribeTTL}}, nil
+	link, err := authz.DialAudit(cfg.FulfillmentAddress)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Service{AuditLink: link, db: db, Server: &prefs.Server{DB: db, Tokens: tokens, Logger: logger, Now: time.Now, TokenTTL: cfg.UnsubscribeTTL}}, nil
 }
 
 // Build is New as an app.Service, for app.Main.
@@ -93,4 +102,4 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // Close closes the database.
-func (s *Service) Close() error { return s.db.Close() }
+func (s *Service) Close() error { _ = s.CloseAudit(); return s.db.Close() }

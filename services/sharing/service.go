@@ -22,6 +22,7 @@ import (
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/app"
+	"lethe.dev/platform/authz"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/keyfile"
@@ -33,23 +34,25 @@ import (
 
 // Config is the sharing service's configuration.
 type Config struct {
-	ListenAddr        string
-	DatabaseURL       string
-	DataDir           string
-	TemporalAddress   string
-	TemporalNamespace string
-	Temporal          bool
-	AllowLoopbackHTTP bool
-	PublicURL         string
-	WebhookTimeout    time.Duration
-	SecretsKeyset     string
-	PseudonymKeyset   string
+	FulfillmentAddress string // where operator actions are audited; empty records none
+	ListenAddr         string
+	DatabaseURL        string
+	DataDir            string
+	TemporalAddress    string
+	TemporalNamespace  string
+	Temporal           bool
+	AllowLoopbackHTTP  bool
+	PublicURL          string
+	WebhookTimeout     time.Duration
+	SecretsKeyset      string
+	PseudonymKeyset    string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	data := config.Env("LETHE_DATA_DIR", "data")
 	fs.StringVar(&c.ListenAddr, "listen", config.Env("SHARING_LISTEN", "127.0.0.1:7103"), "gRPC listen address (SHARING_LISTEN)")
+	fs.StringVar(&c.FulfillmentAddress, "fulfillment-address", config.Env("FULFILLMENT_ADDRESS", "127.0.0.1:7104"), "fulfillment gRPC address, for the audit log of operator actions (FULFILLMENT_ADDRESS)")
 	fs.StringVar(&c.DatabaseURL, "database-url", config.Env("SHARING_DATABASE_URL", "sqlite:"+filepath.Join(data, "sharing.db")), "sqlite:PATH or postgres:// URL (SHARING_DATABASE_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", filepath.Join(data, "sharing"), "directory for keys (LETHE_DATA_DIR/sharing)")
 	fs.StringVar(&c.TemporalAddress, "temporal-address", config.Env("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend (TEMPORAL_ADDRESS)")
@@ -82,6 +85,7 @@ func (c Config) Database() (string, fs.FS) { return c.DatabaseURL, store.Migrati
 
 // Service is a built sharing service.
 type Service struct {
+	authz.AuditLink
 	Server   *impl.Server
 	db       *storage.DB
 	temporal client.Client
@@ -119,7 +123,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		db.Close()
 		return nil, err
 	}
-	s := &Service{db: db, logger: logger}
+	link, err := authz.DialAudit(cfg.FulfillmentAddress)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Service{AuditLink: link, db: db, logger: logger}
 	s.Server = &impl.Server{
 		DB: db, Secrets: secrets, Keys: keys, Logger: logger, Now: time.Now,
 		AllowLoopbackHTTP: cfg.AllowLoopbackHTTP, PublicURL: cfg.PublicURL,
@@ -166,6 +175,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Close closes the Temporal client and the database.
 func (s *Service) Close() error {
+	_ = s.CloseAudit()
 	if s.temporal != nil {
 		s.temporal.Close()
 	}

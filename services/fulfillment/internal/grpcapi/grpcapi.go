@@ -27,10 +27,13 @@ import (
 
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
+	"lethe.dev/platform/authz"
 	"lethe.dev/platform/errs"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/ids"
 	"lethe.dev/platform/storage"
+	"lethe.dev/platform/transport"
+	"lethe.dev/services/fulfillment/internal/audit"
 	"lethe.dev/services/fulfillment/internal/request"
 )
 
@@ -50,8 +53,10 @@ type Server struct {
 	Archives           *blob.Bucket
 	// TokenKey derives receipt tokens from request ids (HMAC-SHA256), so a retried
 	// filing answers with the same token without the token being stored.
-	TokenKey []byte
-	Logger   *slog.Logger
+	TokenKey     []byte
+	Logger       *slog.Logger
+	Audit        *audit.Store
+	ServiceToken string // checks the gateway's vouching for operator downloads
 }
 
 func (s *Server) now() time.Time { return s.Now().UTC() }
@@ -290,7 +295,7 @@ func (s *Server) ExtendPrivacyRequest(ctx context.Context, req *fulfillmentv1.Ex
 		Reference: req.GetName(), Detail: "Reason: " + req.GetReason() + "\nNew due date: " + due.Format("2 January 2006") + ".", RequestId: "extend-" + r.id}); err != nil {
 		return nil, err // the member is told first; the message is idempotent, so a retry is safe
 	}
-	res, err := s.DB.ExecContext(ctx, `UPDATE requests SET due_at = $1, extended = TRUE, extension_reason = $2 WHERE id = $3 AND NOT extended`, due.UnixMicro(), req.GetReason(), r.id)
+	res, err := s.DB.ExecContext(ctx, `UPDATE requests SET due_at = $1, extended = TRUE, extension_reason = $2, extended_by = $3 WHERE id = $4 AND NOT extended`, due.UnixMicro(), req.GetReason(), actor(ctx), r.id)
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +320,11 @@ func (s *Server) setHold(ctx context.Context, name, reason, signal string) (*ful
 	if request.IsFinal(r.pr.GetState()) {
 		return nil, errs.New(errs.FailedPrecondition, "REQUEST_CLOSED", "the request is closed")
 	}
-	if _, err := s.DB.ExecContext(ctx, `UPDATE requests SET hold_reason = $1 WHERE id = $2`, reason, r.id); err != nil {
+	by := actor(ctx)
+	if reason == "" {
+		by = ""
+	}
+	if _, err := s.DB.ExecContext(ctx, `UPDATE requests SET hold_reason = $1, hold_by = $2 WHERE id = $3`, reason, by, r.id); err != nil {
 		return nil, err
 	}
 	if err := s.signal(ctx, r, signal); err != nil {
@@ -334,6 +343,9 @@ func (s *Server) SetLegalHold(ctx context.Context, req *fulfillmentv1.SetLegalHo
 
 // ReleaseLegalHold implements FulfillmentService (operators).
 func (s *Server) ReleaseLegalHold(ctx context.Context, req *fulfillmentv1.ReleaseLegalHoldRequest) (*fulfillmentv1.PrivacyRequest, error) {
+	if len(req.GetReason()) > 500 {
+		return nil, errs.Invalid(errs.FieldViolation{Field: "reason", Description: "at most 500 characters"})
+	}
 	return s.setHold(ctx, req.GetName(), "", request.ReleaseSignal)
 }
 
@@ -389,8 +401,8 @@ func (s *Server) DownloadHandler() http.Handler {
 			writeJSONError(w, http.StatusGone, 9, "LINK_EXPIRED", "the download link expired")
 			return
 		}
-		var path string
-		if err := s.DB.QueryRowContext(req.Context(), `SELECT archive_path FROM requests WHERE id = $1`, id).Scan(&path); err != nil || path == "" {
+		var path, member string
+		if err := s.DB.QueryRowContext(req.Context(), `SELECT archive_path, member_id FROM requests WHERE id = $1`, id).Scan(&path, &member); err != nil || path == "" {
 			writeJSONError(w, http.StatusNotFound, 5, "NO_ARCHIVE", "the archive no longer exists")
 			return
 		}
@@ -400,12 +412,41 @@ func (s *Server) DownloadHandler() http.Handler {
 			return
 		}
 		defer f.Close()
+		// An operator's download (the gateway vouches for the operator with the service
+		// credential) goes to the audit log before any byte is sent.
+		if op := s.operatorDownload(req); op != "" {
+			if err := s.Audit.Record(req.Context(), authz.Event{Actor: "operators/" + op, Action: "download", Target: "members/" + member + "/privacyRequests/" + id,
+				Reason: req.Header.Get(DownloadReasonHeader), RequestID: ids.New()}); err != nil {
+				writeJSONError(w, http.StatusServiceUnavailable, 14, "AUDIT_UNAVAILABLE", "the audit log could not record this download; retry")
+				return
+			}
+		}
 		_, _ = s.DB.ExecContext(req.Context(), `INSERT INTO downloads (id, request_id, downloaded_at) VALUES ($1, $2, $3)`, ids.New(), id, s.now().UnixMicro())
 		w.Header().Set("Content-Type", "application/zip")
 		w.Header().Set("Content-Disposition", `attachment; filename="lethe-export.zip"`)
 		w.Header().Set("Cache-Control", "no-store")
 		http.ServeContent(w, req, "lethe-export.zip", f.ModTime(), f) // blob readers seek: ranges work
 	})
+}
+
+// Headers the gateway sets on a download it proxies for a signed-in operator.
+const (
+	DownloadOperatorHeader = "X-Lethe-Operator"
+	DownloadReasonHeader   = "X-Lethe-Reason"
+)
+
+// operatorDownload returns the operator id the gateway vouches for, or "". The header
+// counts only with the service credential (when one is configured), so a client cannot
+// put a name in the log.
+func (s *Server) operatorDownload(req *http.Request) string {
+	op := req.Header.Get(DownloadOperatorHeader)
+	if op == "" || !ids.Valid(op) {
+		return ""
+	}
+	if s.ServiceToken != "" && subtle.ConstantTimeCompare([]byte(req.Header.Get(transport.TokenHeader)), []byte(s.ServiceToken)) != 1 {
+		return ""
+	}
+	return op
 }
 
 func writeJSONError(w http.ResponseWriter, status, code int, reason, msg string) {
@@ -482,6 +523,18 @@ func (s *Server) GetRequestStatistics(ctx context.Context, req *fulfillmentv1.Ge
 			}
 		}
 		out.Kinds = append(out.Kinds, k)
+	}
+	counts, err := s.Audit.Counts(ctx, time.UnixMicro(from), time.UnixMicro(to))
+	if err != nil {
+		return nil, err
+	}
+	actions := make([]string, 0, len(counts))
+	for a := range counts {
+		actions = append(actions, a)
+	}
+	slices.Sort(actions)
+	for _, a := range actions {
+		out.OperatorActions = append(out.OperatorActions, &fulfillmentv1.ActionCount{Action: a, Count: counts[a]})
 	}
 	return out, nil
 }

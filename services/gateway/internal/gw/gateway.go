@@ -31,6 +31,7 @@ import (
 	"lethe.dev/platform/authz"
 	"lethe.dev/platform/errs"
 	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/transport"
 	"lethe.dev/services/gateway/internal/drp"
 )
 
@@ -47,7 +48,7 @@ type Options struct {
 	CORSOrigins    []string
 	MaxBodyBytes   int64
 	Timeout        time.Duration
-	ServiceToken   string        // sent to backends as x-lethe-service-token
+	ServiceToken   string        // vouches for operators on proxied downloads (gRPC calls carry it as per-RPC credentials)
 	RecentSignIn   time.Duration // tokens issued this recently count as a fresh sign-in
 	SensitiveRate  float64       // per-second refill of sign-in/verification/request buckets
 	SensitiveBurst int
@@ -160,7 +161,7 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 	top.HandleFunc("GET /healthz", g.health)
 	var downloads http.Handler
 	if len(b.Downloads) > 0 {
-		downloads = downloadProxy(b.Downloads)
+		downloads = g.downloads(downloadProxy(b.Downloads))
 		top.Handle("GET /v1/downloads/", downloads)
 	}
 	// The Data Rights Protocol has its own HTTP shape (signed text/plain bodies, agents'
@@ -289,6 +290,41 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx = context.WithValue(ctx, routeKey{}, route)
 	g.mux.ServeHTTP(w, r.WithContext(ctx))
 }
+
+// downloads proxies signed archive downloads. The link is the credential; when an
+// operator's token comes with it, the gateway vouches for the operator (with the service
+// credential) so fulfillment writes the download to the audit log, with the reason from
+// X-Lethe-Reason. Whatever a client sent in those headers is dropped first.
+func (g *gateway) downloads(proxy http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del(downloadOperatorHeader)
+		r.Header.Del(transport.TokenHeader)
+		reason := r.Header.Get(downloadReasonHeader)
+		r.Header.Del(downloadReasonHeader)
+		if auth := r.Header.Get("Authorization"); auth != "" {
+			tok, ok := strings.CutPrefix(auth, "Bearer ")
+			p, err := g.verifier.Verify(r.Context(), tok)
+			if err != nil || !ok {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="lethe"`)
+				writeStatus(w, http.StatusUnauthorized, codes.Unauthenticated, "UNAUTHENTICATED", "a valid access token is required")
+				return
+			}
+			r.Header.Del("Authorization") // the token never reaches the archive server
+			if p.Role == authz.RoleOperator {
+				r.Header.Set(downloadOperatorHeader, p.Operator)
+				r.Header.Set(downloadReasonHeader, reason)
+				r.Header.Set(transport.TokenHeader, g.opts.ServiceToken)
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	})
+}
+
+// The headers fulfillment's download server reads (its grpcapi.Download*Header).
+const (
+	downloadOperatorHeader = "X-Lethe-Operator"
+	downloadReasonHeader   = "X-Lethe-Reason"
+)
 
 // recordGPC records a Global Privacy Control signal without delaying the request; a
 // failure is logged without personal data and retried on the member's next request.

@@ -315,6 +315,7 @@ func (s *Service) RevokeAll(ctx context.Context, memberID string) (int, error) {
 
 // Message is an email to a member.
 type Message struct {
+	ID      string `json:"id"` // the outbox id: a resend after a crash carries the same one
 	Kind    string `json:"kind"`
 	To      string `json:"to"`
 	Subject string `json:"subject"`
@@ -416,51 +417,4 @@ func (s *Service) CheckCode(ctx context.Context, memberID, challengeID, code str
 		return false, "", err
 	}
 	return ok, reference, nil
-}
-
-// DeliverPending sends up to limit queued messages and returns how many were sent.
-func (s *Service) DeliverPending(ctx context.Context, limit int) (int, error) {
-	rows, err := s.DB.QueryContext(ctx, `SELECT o.id, o.payload, m.id, m.wrapped_key FROM outbox o JOIN members m ON m.id = o.member_id
-		WHERE o.sent_at IS NULL ORDER BY o.created_at LIMIT $1`, limit)
-	if err != nil {
-		return 0, err
-	}
-	type item struct {
-		id, member       string
-		payload, wrapped []byte
-	}
-	var items []item
-	for rows.Next() {
-		var it item
-		if err := rows.Scan(&it.id, &it.payload, &it.member, &it.wrapped); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		items = append(items, it)
-	}
-	rows.Close()
-	sent := 0
-	for _, it := range items {
-		a, err := s.Keys.MemberKey(it.member, it.wrapped)
-		if err != nil {
-			return sent, err
-		}
-		plain, err := a.Decrypt(it.payload, []byte("outbox:"+it.id))
-		if err != nil {
-			return sent, err
-		}
-		var m Message
-		if err := json.Unmarshal(plain, &m); err != nil {
-			return sent, err
-		}
-		if err := s.Sender.Send(ctx, m); err != nil {
-			// The relay's error can quote the recipient address: keep it out of logs.
-			return sent, fmt.Errorf("identity: delivering message %s failed (%T)", it.id, err)
-		}
-		if _, err := s.DB.ExecContext(ctx, `UPDATE outbox SET sent_at = $1 WHERE id = $2`, micros(s.now()), it.id); err != nil {
-			return sent, err
-		}
-		sent++
-	}
-	return sent, nil
 }

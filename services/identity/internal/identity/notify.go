@@ -81,18 +81,5 @@ func (s *Service) Notify(ctx context.Context, memberID string, template int, ref
 	return msgID, err
 }
 
-// deliverFor sends a member's unsent mail now. Erasure calls it first, so the final
-// confirmation reaches the member before their address is destroyed.
-func (s *Service) deliverFor(ctx context.Context, memberID string) error {
-	var n int
-	if err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox WHERE member_id = $1 AND sent_at IS NULL`, memberID).Scan(&n); err != nil || n == 0 {
-		return err
-	}
-	if _, err := s.DeliverPending(ctx, 1000); err != nil {
-		return errs.Wrap(err, errs.Unavailable, "MAIL_PENDING", "the member's last messages could not be sent yet; retry the erasure")
-	}
-	return nil
-}
-
 // MemberEventName is the resource name of an event.
 func MemberEventName(id string) string { return "memberEvents/" + id }

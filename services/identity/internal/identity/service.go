@@ -43,11 +43,11 @@ const (
 
 // Service is the identity domain service.
 type Service struct {
-	DB        *storage.DB
-	Keys      *keys.Ring
-	Sender    Sender
-	Logger    *slog.Logger
-	Now       func() time.Time
+	DB     *storage.DB
+	Keys   *keys.Ring
+	Sender Sender
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Errors callers branch on.
