@@ -9,7 +9,11 @@
 //	lethectl operators code -secret BASE32
 //
 // prints the current TOTP code for a secret (for development, where no authenticator
-// app is at hand). It talks to identity over gRPC with the deployment's transport
+// app is at hand).
+//
+//	lethectl agents create|list|delete …
+//
+// manages the Data Rights Protocol's authorized agents in fulfillment (agents.go). It talks to identity over gRPC with the deployment's transport
 // security (LETHE_SERVICE_TOKEN, LETHE_TLS_*; see platform/transport).
 package main
 
@@ -42,6 +46,9 @@ func main() {
 const usage = "usage: lethectl operators create -email ADDRESS [-password PASSWORD] [-identity HOST:PORT]\n       lethectl operators code -secret BASE32"
 
 func run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) >= 1 && args[0] == "agents" {
+		return runAgents(ctx, args[1:], out)
+	}
 	if len(args) >= 2 && args[0] == "operators" && args[1] == "code" {
 		fs := flag.NewFlagSet("operators code", flag.ContinueOnError)
 		secret := fs.String("secret", "", "the operator's base32 TOTP secret")
