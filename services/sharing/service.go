@@ -18,7 +18,9 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
+	"google.golang.org/grpc"
 
+	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/app"
@@ -27,6 +29,7 @@ import (
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/keyfile"
 	"lethe.dev/platform/storage"
+	"lethe.dev/platform/transport"
 	"lethe.dev/services/sharing/internal/notice"
 	impl "lethe.dev/services/sharing/internal/sharing"
 	"lethe.dev/services/sharing/internal/store"
@@ -46,6 +49,8 @@ type Config struct {
 	WebhookTimeout     time.Duration
 	SecretsKeyset      string
 	PseudonymKeyset    string
+	// PreferencesAddress is where members' ad choices are read (GPC, sale/sharing opt-out).
+	PreferencesAddress string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -62,6 +67,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PublicURL, "public-url", config.Env("SHARING_PUBLIC_URL", "http://127.0.0.1:8080"), "public gateway URL partners call back (SHARING_PUBLIC_URL)")
 	fs.StringVar(&c.SecretsKeyset, "secrets-keyset", config.Env("SHARING_SECRETS_KEYSET", ""), "Tink AEAD keyset sealing partner webhook secrets, shared by every replica: PATH, file:PATH or file:PATH?kek=KMS-URI; created when missing; empty: -data-dir/secrets.keyset.json (SHARING_SECRETS_KEYSET)")
 	fs.StringVar(&c.PseudonymKeyset, "pseudonym-keyset", config.Env("SHARING_PSEUDONYM_KEYSET", ""), "Tink PRF keyset deriving partner pseudonyms, shared by every replica (same forms); empty: -data-dir/pseudonyms.keyset.json (SHARING_PSEUDONYM_KEYSET)")
+	fs.StringVar(&c.PreferencesAddress, "preferences-address", config.Env("PREFERENCES_ADDRESS", "127.0.0.1:7102"), "preferences gRPC address, read for members' ad choices before any sale or sharing (PREFERENCES_ADDRESS)")
 	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", config.EnvDuration("SHARING_WEBHOOK_TIMEOUT", 10*time.Second), "timeout of one webhook call (SHARING_WEBHOOK_TIMEOUT)")
 }
 
@@ -70,6 +76,7 @@ func (c Config) Validate() error {
 	var p config.Problems
 	p.Require(c.ListenAddr, "listen", "SHARING_LISTEN")
 	p.Require(c.DatabaseURL, "database-url", "SHARING_DATABASE_URL")
+	p.Require(c.PreferencesAddress, "preferences-address", "PREFERENCES_ADDRESS")
 	if c.Temporal {
 		p.Require(c.TemporalAddress, "temporal-address", "TEMPORAL_ADDRESS")
 	}
@@ -88,6 +95,7 @@ type Service struct {
 	authz.AuditLink
 	Server   *impl.Server
 	db       *storage.DB
+	prefs    *grpc.ClientConn
 	temporal client.Client
 	logger   *slog.Logger
 }
@@ -134,6 +142,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		AllowLoopbackHTTP: cfg.AllowLoopbackHTTP, PublicURL: cfg.PublicURL,
 		HTTP: &http.Client{Timeout: cfg.WebhookTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 	}
+	if cfg.PreferencesAddress != "" {
+		conn, err := transport.FromEnv().Dial(cfg.PreferencesAddress)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		s.prefs = conn
+		s.Server.AdChoices = adChoices{preferencesv1.NewPreferencesServiceClient(conn)}
+	}
 	if cfg.Temporal {
 		c, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(logger)})
 		if err != nil {
@@ -178,6 +195,9 @@ func (s *Service) Close() error {
 	_ = s.CloseAudit()
 	if s.temporal != nil {
 		s.temporal.Close()
+	}
+	if s.prefs != nil {
+		s.prefs.Close()
 	}
 	return s.db.Close()
 }
@@ -224,4 +244,19 @@ func (n temporalNotifier) SignalObjection(ctx context.Context, noticeID string) 
 		return nil // already ended
 	}
 	return err
+}
+
+// adChoices reads a member's ad choices from preferences over gRPC, as an internal caller.
+type adChoices struct {
+	c preferencesv1.PreferencesServiceClient
+}
+
+func (a adChoices) AdChoice(ctx context.Context, memberID string) (impl.AdChoice, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	p, err := a.c.GetAdPreferences(ctx, &preferencesv1.GetAdPreferencesRequest{Name: "members/" + memberID + "/adPreferences"})
+	if err != nil {
+		return impl.AdChoice{}, err
+	}
+	return impl.AdChoice{PersonalizedAds: p.GetPersonalizedAds(), SaleSharingOptOut: p.GetSaleSharingOptOut(), GPC: p.GetGpcSignalTime() != nil}, nil
 }

@@ -50,7 +50,28 @@ func (r *recordingNotifier) SignalObjection(_ context.Context, id string) error 
 	return nil
 }
 
+// choices stands in for preferences in gRPC-level tests (the dev-stack test reads the
+// real service over gRPC): what the member chose, or an outage.
+type choices struct {
+	mu  sync.Mutex
+	c   impl.AdChoice
+	err error
+}
+
+func (c *choices) set(a impl.AdChoice, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.c, c.err = a, err
+}
+
+func (c *choices) AdChoice(context.Context, string) (impl.AdChoice, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.c, c.err
+}
+
 type harness struct {
+	ads      *choices
 	svc      *sharing.Service
 	client   sharingv1.SharingServiceClient
 	subject  subjectv1.DataSubjectServiceClient
@@ -66,9 +87,11 @@ func start(t testing.TB, dbURL string) *harness {
 	}
 	n := &recordingNotifier{activity: &notice.Activities{DB: svc.Server.DB, Now: time.Now}}
 	svc.Server.Notifier = n
+	ads := &choices{}
+	svc.Server.AdChoices = ads
 	t.Cleanup(func() { svc.Close() })
 	conn := grpctest.Dial(t, svc.Register)
-	return &harness{svc: svc, client: sharingv1.NewSharingServiceClient(conn), subject: subjectv1.NewDataSubjectServiceClient(conn), notifier: n}
+	return &harness{ads: ads, svc: svc, client: sharingv1.NewSharingServiceClient(conn), subject: subjectv1.NewDataSubjectServiceClient(conn), notifier: n}
 }
 
 func engines(t *testing.T, fn func(t *testing.T, h *harness)) {
@@ -209,6 +232,69 @@ func TestAuthorizationMatrix(t *testing.T) {
 		h.svc.Server.DB.QueryRow(`SELECT COUNT(*) FROM denials`).Scan(&denials)
 		if denials != 8 {
 			t.Fatalf("denials recorded = %d, want 8", denials)
+		}
+	})
+}
+
+// TestSaleAndSharingFollowAdChoices: advertising and marketing disclosures (a "sale" or
+// "sharing") are refused for a member who opted out or whose browser sent Global Privacy
+// Control, from the moment preferences records it; processors are unaffected; and when
+// the choices cannot be read nothing flows.
+func TestSaleAndSharingFollowAdChoices(t *testing.T) {
+	engines(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		setup(t, h, "https://acme.example.com/erase")
+		if _, err := h.client.CreatePartner(ctx, &sharingv1.CreatePartnerRequest{PartnerId: "adnet", Partner: &sharingv1.Partner{DisplayName: "Ad Network Inc", Kind: sharingv1.PartnerKind_PARTNER_KIND_ADVERTISER,
+			Purposes: []string{"ads"}, DataCategories: []string{"user.behavior.media_consumption"}, AgreementRef: "ADV-1"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.client.CreatePurpose(ctx, &sharingv1.CreatePurposeRequest{Parent: "partners/adnet", PurposeId: "ads",
+			Purpose: &sharingv1.Purpose{Description: "Ads chosen from what you watch", DataCategories: []string{"user.behavior.media_consumption"}, LegalBasis: "consent"}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{"partners/promo-co/purposes/joint_promotion", "partners/adnet/purposes/ads"} {
+			if _, err := h.client.NotifyMembers(ctx, &sharingv1.NotifyMembersRequest{Purpose: p, Members: []string{member}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, id := range h.notifier.started {
+			if _, err := h.notifier.activity.Resolve(ctx, notice.ResolveInput{NoticeID: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n := 0
+		expect := func(choice impl.AdChoice, partner, purpose, cat, want string) {
+			t.Helper()
+			h.ads.set(choice, nil)
+			n++
+			got, err := authorize(h, partner, purpose, "ads-"+strconv.Itoa(n), cat)
+			if err != nil || got.GetReason() != want || got.GetAllowed() != (want == "ALLOWED") {
+				t.Errorf("%+v to %s: %v %v, want %s", choice, partner, got, err, want)
+			}
+		}
+		allowed := impl.AdChoice{PersonalizedAds: true}
+		expect(allowed, "partners/adnet", "ads", "user.behavior.media_consumption", "ALLOWED")
+		expect(allowed, "partners/promo-co", "joint_promotion", "user.contact.email", "ALLOWED")
+		expect(impl.AdChoice{}, "partners/adnet", "ads", "user.behavior.media_consumption", "ADS_NOT_ALLOWED")
+		expect(impl.AdChoice{}, "partners/promo-co", "joint_promotion", "user.contact.email", "ALLOWED")
+		expect(impl.AdChoice{PersonalizedAds: true, SaleSharingOptOut: true}, "partners/adnet", "ads", "user.behavior.media_consumption", "SALE_SHARING_OPTED_OUT")
+		expect(impl.AdChoice{SaleSharingOptOut: true}, "partners/promo-co", "joint_promotion", "user.contact.email", "SALE_SHARING_OPTED_OUT")
+		gpc := impl.AdChoice{SaleSharingOptOut: true, GPC: true}
+		expect(gpc, "partners/adnet", "ads", "user.behavior.media_consumption", "GLOBAL_PRIVACY_CONTROL")
+		expect(gpc, "partners/promo-co", "joint_promotion", "user.contact.email", "GLOBAL_PRIVACY_CONTROL")
+		expect(gpc, "partners/acme-pay", "payment_processing", "user.financial", "ALLOWED")
+
+		h.ads.set(allowed, status.Error(codes.Unavailable, "down"))
+		if _, err := authorize(h, "partners/adnet", "ads", "ads-outage", "user.behavior.media_consumption"); status.Code(err) != codes.Unavailable {
+			t.Fatalf("preferences down: %v, want UNAVAILABLE (nothing flows on a guess)", err)
+		}
+		h.svc.Server.AdChoices = nil
+		if _, err := authorize(h, "partners/promo-co", "joint_promotion", "ads-unwired", "user.contact.email"); status.Code(err) != codes.Unavailable {
+			t.Fatalf("no preferences connection: %v, want UNAVAILABLE", err)
+		}
+		log, _ := h.client.ListDisclosures(ctx, &sharingv1.ListDisclosuresRequest{Parent: member})
+		if len(log.GetDisclosures()) != 4 {
+			t.Fatalf("log has %d entries, want the 4 allowed", len(log.GetDisclosures()))
 		}
 	})
 }

@@ -155,6 +155,12 @@ func (s *Server) AuthorizeDisclosure(ctx context.Context, req *sharingv1.Authori
 	if objections > 0 {
 		return s.deny(ctx, pid, req.GetPurpose(), "OBJECTED")
 	}
+	// Ad opt-out and Global Privacy Control: a sale or sharing waits for nothing else.
+	if reason, err := s.adRefusal(ctx, partner.p.GetKind(), mid); err != nil {
+		return nil, err
+	} else if reason != "" {
+		return s.deny(ctx, pid, req.GetPurpose(), reason)
+	}
 	if needsNotice(partner.p.GetKind()) {
 		if purpose == nil {
 			return s.deny(ctx, pid, req.GetPurpose(), "NO_NOTICE")

@@ -60,6 +60,9 @@ type Server struct {
 	AllowLoopbackHTTP bool
 	// PublicURL is where partners send acknowledgement callbacks (the gateway).
 	PublicURL string
+	// AdChoices reads members' ad choices from preferences; nil refuses every sale or
+	// sharing with UNAVAILABLE.
+	AdChoices AdChoices
 }
 
 const defaultNoticePeriod = 30 * 24 * time.Hour

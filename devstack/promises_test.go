@@ -1,0 +1,101 @@
+package devstack_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"lethe.dev/devstack"
+	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
+	"lethe.dev/platform/transport"
+)
+
+// TestPolicyPromisesJourney walks the policies' promises that used to be flags nobody
+// read, over HTTP against the dev stack: an advertiser is registered and announced, the
+// member allows personalized ads and data flows; then their browser sends Global
+// Privacy Control and the next advertising disclosure is refused.
+func TestPolicyPromisesJourney(t *testing.T) {
+	dir := t.TempDir()
+	s, err := devstack.Start(t.Context(), devstack.Options{DataDir: dir, UIPort: -1, Env: map[string]string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop() })
+	c := client{t, "http://" + s.Addresses["gateway"]}
+	conn, err := transport.FromEnv().Dial(s.Addresses["sharing"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sh := sharingv1.NewSharingServiceClient(conn)
+	opTok := c.must("POST", "/v1/operators:signIn", "", map[string]any{"email": s.Operator.Email, "password": s.Operator.Password, "totpCode": s.Operator.TOTPCode(time.Now())})["accessToken"].(string)
+
+	m := c.must("POST", "/v1/members", "", map[string]any{"member": map[string]any{"fullName": "Hedy Lamarr", "email": "hedy@example.com", "birthDate": "1984-11-09"},
+		"password": "frequency hopping spread", "requestId": "signup-hedy"})
+	name := m["name"].(string)
+	tok := c.must("POST", "/v1/auth:signIn", "", map[string]any{"email": "hedy@example.com", "password": "frequency hopping spread"})["accessToken"].(string)
+
+	// An advertiser and its purpose, announced to the member with a short notice period.
+	c.must("POST", "/v1/partners?partnerId=adnet", opTok, map[string]any{"displayName": "Ad Network Inc", "kind": "PARTNER_KIND_ADVERTISER",
+		"purposes": []string{"ads"}, "dataCategories": []string{"user.behavior.media_consumption"}, "agreementRef": "ADV-1"})
+	c.must("POST", "/v1/partners/adnet/purposes?purposeId=ads", opTok, map[string]any{"description": "Ads chosen from what you watch",
+		"dataCategories": []string{"user.behavior.media_consumption"}, "legalBasis": "consent", "noticePeriod": "2s"})
+	c.must("POST", "/v1/partners/adnet/purposes/ads:notifyMembers", opTok, map[string]any{"members": []string{name}})
+	c.must("PATCH", "/v1/"+name+"/adPreferences?updateMask=personalized_ads", tok, map[string]any{"personalizedAds": true})
+
+	n := 0
+	authorize := func() *sharingv1.AuthorizeDisclosureResponse {
+		t.Helper()
+		n++
+		res, err := sh.AuthorizeDisclosure(t.Context(), &sharingv1.AuthorizeDisclosureRequest{Member: name, Partner: "partners/adnet", Purpose: "ads",
+			DataCategories: []string{"user.behavior.media_consumption"}, RequestId: "ads-" + strconv.Itoa(n)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	await := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			res := authorize()
+			if res.GetReason() == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("advertising disclosure: %s, want %s", res.GetReason(), want)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	await("ALLOWED") // once the notice period ended without objection
+
+	// The member's browser sends Sec-GPC: 1; from then on no advertising disclosure.
+	if code, body := c.doHeader("GET", "/v1/"+name+"/adPreferences", tok, "Sec-GPC", "1"); code != http.StatusOK {
+		t.Fatalf("request with GPC: %d %v", code, body)
+	}
+	await("GLOBAL_PRIVACY_CONTROL")
+	if ads := c.must("GET", "/v1/"+name+"/adPreferences", tok, nil); ads["saleSharingOptOut"] != true || ads["personalizedAds"] == true {
+		t.Fatalf("ad preferences after GPC: %v", ads)
+	}
+}
+
+// doHeader is do without a body and with one extra request header (e.g. Sec-GPC).
+func (c client) doHeader(method, path, token, header, value string) (int, map[string]any) {
+	c.t.Helper()
+	req, _ := http.NewRequest(method, c.base+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set(header, value)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
