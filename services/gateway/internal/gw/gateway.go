@@ -388,6 +388,8 @@ func (g *gateway) logged(next http.Handler) http.Handler {
 			tmpl := "unmatched"
 			if route, _ := authz.Match(g.routes, r.Method, r.URL.Path); route != nil {
 				tmpl = route.Template
+			} else if r.Pattern != "" {
+				tmpl = r.Pattern // routes of the top mux (/drp, downloads): the pattern, never the path
 			}
 			g.opts.Logger.Debug("http request", "method", r.Method, "route", tmpl, "status", strconv.Itoa(sw.code), "duration", time.Since(start))
 		}()
