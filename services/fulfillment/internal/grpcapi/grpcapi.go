@@ -260,6 +260,9 @@ func (s *Server) CancelPrivacyRequest(ctx context.Context, req *fulfillmentv1.Ca
 	}
 	switch r.pr.GetState() {
 	case fulfillmentv1.RequestState_REQUEST_STATE_COOLING_OFF, fulfillmentv1.RequestState_REQUEST_STATE_AWAITING_VERIFICATION:
+		if r.pr.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE {
+			return nil, errs.New(errs.FailedPrecondition, "CANNOT_CANCEL", "a child's erasure cannot be cancelled")
+		}
 	default:
 		return nil, errs.New(errs.FailedPrecondition, "CANNOT_CANCEL", "the request can be cancelled only before verification or during the cooling-off period")
 	}

@@ -129,6 +129,9 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 			kinds = []int32{int32(fulfillmentv1.RequestKind_REQUEST_KIND_ERASURE), int32(fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE)}
 		}
 		if r, err := s.load(ctx, `member_id = $1 AND is_open AND (kind = $2 OR kind = $3)`, member, kinds[0], kinds[len(kinds)-1]); err == nil {
+			if in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE && r.pr.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_ERASURE {
+				return s.upgradeToChild(ctx, r)
+			}
 			return s.answer(ctx, r, false) // one open request per kind: the first answers
 		} else if !isNotFound(err) {
 			return nil, err
@@ -197,6 +200,28 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 		}
 		return s.answer(ctx, r, true)
 	}
+}
+
+// upgradeToChild turns a member's open ordinary erasure into a child erasure: a child
+// report must not be swallowed by an erasure still waiting for its code or cooling off.
+// The workflow is told first (the signal is idempotent there), then the row, so a retry
+// after a failure in between signals again.
+func (s *Server) upgradeToChild(ctx context.Context, r *row) (*fulfillmentv1.PrivacyRequest, error) {
+	if err := s.ensureWorkflow(ctx, r); err != nil {
+		return nil, err
+	}
+	if err := s.Temporal.SignalWorkflow(ctx, request.WorkflowID(request.KindErasure, r.member), "", request.ChildErasureSignal, nil); err != nil {
+		return nil, err
+	}
+	if _, err := s.DB.ExecContext(ctx, `UPDATE requests SET kind = $1, verified = TRUE, cooling_off_end = NULL WHERE id = $2 AND is_open AND kind = $3`,
+		int32(fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE), r.id, int32(fulfillmentv1.RequestKind_REQUEST_KIND_ERASURE)); err != nil {
+		return nil, err
+	}
+	u, err := s.load(ctx, `id = $1`, r.id)
+	if err != nil {
+		return nil, err
+	}
+	return u.pr, nil
 }
 
 func isNotFound(err error) bool {

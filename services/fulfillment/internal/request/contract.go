@@ -22,7 +22,10 @@ const (
 	ReleaseSignal   = "release-hold"
 	ExtendSignal    = "extend"
 	OnwardAckSignal = "onward-ack"
-	ProgressQuery   = "progress"
+	// ChildErasureSignal upgrades an open ordinary erasure to a child's: verified, no
+	// cooling-off (a child report met the member's open erasure).
+	ChildErasureSignal = "child-erasure"
+	ProgressQuery      = "progress"
 )
 
 // Search attributes the workflows set, registered in the namespace by the dev server and

@@ -32,6 +32,10 @@ type run struct {
 	// arrives; dueChanged tells the escalation loop to re-plan.
 	replanOnExtend bool
 	dueChanged     bool
+	// childUpgrade is set on runs that accept the child-erasure signal; upgraded says it
+	// came: the erasure is a child's now — verified, no cooling-off, no cancelling.
+	childUpgrade bool
+	upgraded     bool
 }
 
 func (r *run) setStatus(ctx workflow.Context, status string) error {
@@ -108,6 +112,7 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 		return Result{}, err
 	}
 	r.replanOnExtend = workflow.GetVersion(ctx, "replan-on-extend", workflow.DefaultVersion, 1) == 1
+	r.childUpgrade = r.in.Kind == KindErasure && workflow.GetVersion(ctx, "child-upgrade", workflow.DefaultVersion, 1) == 1
 	r.listen(ctx)
 	r.escalate(ctx)
 	r.verified = r.in.Verified
@@ -130,11 +135,11 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 		}
 	}
 
-	if r.in.Kind != KindAccess && r.in.CoolingOff > 0 {
+	if r.in.Kind != KindAccess && r.in.CoolingOff > 0 && !r.upgraded {
 		if err := r.setStatus(ctx, "cooling_off"); err != nil {
 			return Result{}, err
 		}
-		workflow.AwaitWithTimeout(ctx, r.in.CoolingOff, func() bool { return r.canceled })
+		workflow.AwaitWithTimeout(ctx, r.in.CoolingOff, func() bool { return r.canceled || r.upgraded })
 		if r.canceled {
 			return r.end(ctx, "cancelled")
 		}
@@ -174,6 +179,7 @@ func (r *run) listen(ctx workflow.Context) {
 		hold := workflow.GetSignalChannel(ctx, HoldSignal)
 		release := workflow.GetSignalChannel(ctx, ReleaseSignal)
 		extend := workflow.GetSignalChannel(ctx, ExtendSignal)
+		child := workflow.GetSignalChannel(ctx, ChildErasureSignal)
 		for {
 			sel := workflow.NewSelector(ctx)
 			if r.replanOnExtend {
@@ -187,8 +193,18 @@ func (r *run) listen(ctx workflow.Context) {
 					}
 				})
 			}
+			if r.childUpgrade {
+				sel.AddReceive(child, func(c workflow.ReceiveChannel, _ bool) {
+					c.Receive(ctx, nil)
+					if !r.upgraded {
+						r.upgraded, r.verified, r.canceled = true, true, false
+						r.in.Kind = KindChildErasure
+						_ = workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyKeyword(SAKind).ValueSet(KindChildErasure))
+					}
+				})
+			}
 			sel.AddReceive(verify, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.verified = true })
-			sel.AddReceive(cancel, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.canceled = true })
+			sel.AddReceive(cancel, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.canceled = !r.upgraded })
 			sel.AddReceive(hold, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.held = true })
 			sel.AddReceive(release, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.held = false })
 			sel.Select(ctx)

@@ -395,3 +395,24 @@ func TestFailedErasureResumes(t *testing.T) {
 		t.Fatalf("calls %v", r.calls)
 	}
 }
+
+// TestChildReportUpgradesAnOpenErasure: an ordinary erasure waits for its code; a child
+// report about the member arrives two hours in (the child-erasure signal). The erasure
+// goes ahead at once — verified by the report, no seven-day cooling-off — and cannot be
+// cancelled any more.
+func TestChildReportUpgradesAnOpenErasure(t *testing.T) {
+	e, r := env(t, nil, true)
+	start := e.Now()
+	e.RegisterDelayedCallback(func() { e.SignalWorkflow(request.ChildErasureSignal, nil) }, 2*time.Hour)
+	e.RegisterDelayedCallback(func() { e.SignalWorkflow(request.CancelSignal, nil) }, 2*time.Hour+time.Second)
+	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindErasure, false))
+	if res := result(t, e); res.State != "completed" {
+		t.Fatalf("state %s; calls %v", res.State, r.calls)
+	}
+	if r.has("state:cooling_off") || !r.has("erase:identity") {
+		t.Fatalf("calls %v", r.calls)
+	}
+	if d := r.at["erase:identity"].Sub(start); d > 3*time.Hour {
+		t.Fatalf("identity erased %s after filing; a child's data goes at once", d)
+	}
+}
