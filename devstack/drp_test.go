@@ -10,13 +10,16 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"lethe.dev/devstack"
+	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	"lethe.dev/platform/storage/storagetest"
+	"lethe.dev/platform/transport"
 )
 
 // drpAgent is an authorized agent speaking the Data Rights Protocol v1.0 to the dev
@@ -306,8 +309,11 @@ func dataRightsProtocol(t *testing.T, env map[string]string) {
 			{"not yet valid", agent.token, agent.signed(with("issued-at", future, "expires-at", past)), "not valid yet", false},
 			{"expired", agent.token, agent.signed(with("expires-at", past)), "expired", true},
 		} {
-			code, m := agent.callJSON("POST", "/v1/data-rights-request", tc.body)
-			if tc.token != agent.token {
+			var code int
+			var m map[string]any
+			if tc.token == agent.token {
+				code, m = agent.callJSON("POST", "/v1/data-rights-request", tc.body)
+			} else {
 				req, _ := http.NewRequest("POST", apiBase+"/v1/data-rights-request", strings.NewReader(tc.body))
 				if tc.token != "" {
 					req.Header.Set("Authorization", "Bearer "+tc.token)
@@ -333,6 +339,41 @@ func dataRightsProtocol(t *testing.T, env map[string]string) {
 	})
 
 	t.Run("sale opt-out and opt-in with replay protection", func(t *testing.T) {
+		// An advertiser ada allowed: data flows to it until the agent opts her out.
+		conn, err := transport.FromEnv().Dial(s.Addresses["sharing"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		sh := sharingv1.NewSharingServiceClient(conn)
+		c.must("POST", "/v1/partners?partnerId=adnet", opTok, map[string]any{"displayName": "Ad Network Inc", "kind": "PARTNER_KIND_ADVERTISER",
+			"purposes": []string{"ads"}, "dataCategories": []string{"user.behavior.media_consumption"}, "agreementRef": "ADV-1"})
+		c.must("POST", "/v1/partners/adnet/purposes?purposeId=ads", opTok, map[string]any{"description": "Ads chosen from what you watch",
+			"dataCategories": []string{"user.behavior.media_consumption"}, "legalBasis": "consent", "noticePeriod": "1s"})
+		c.must("POST", "/v1/partners/adnet/purposes/ads:notifyMembers", opTok, map[string]any{"members": []string{members["ada"]}})
+		c.must("PATCH", "/v1/"+members["ada"]+"/adPreferences?updateMask=personalized_ads", tokens["ada"], map[string]any{"personalizedAds": true})
+		n := 0
+		awaitDisclosure := func(want string) {
+			t.Helper()
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				n++
+				res, err := sh.AuthorizeDisclosure(t.Context(), &sharingv1.AuthorizeDisclosureRequest{Member: members["ada"], Partner: "partners/adnet", Purpose: "ads",
+					DataCategories: []string{"user.behavior.media_consumption"}, RequestId: "drp-ads-" + strconv.Itoa(n)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.GetReason() == want {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("advertising disclosure: %s, want %s", res.GetReason(), want)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		awaitDisclosure("ALLOWED")
+
 		body := agent.signed(map[string]any{"exercise": "sale:opt-out", "email": "ADA@example.com", "email_verified": true, "name": "ada Tester", "regime": "ccpa", "agent-request-id": "ps-1"})
 		code, st := agent.callJSON("POST", "/v1/data-rights-request", body)
 		if code != 200 || st["status"] != "fulfilled" || st["agent_request_id"] != "ps-1" || st["received_at"] == nil {
@@ -345,6 +386,7 @@ func dataRightsProtocol(t *testing.T, env map[string]string) {
 		if ads["saleSharingOptOut"] != true || ads["personalizedAds"] == true {
 			t.Fatalf("after opt-out: %v", ads)
 		}
+		awaitDisclosure("SALE_SHARING_OPTED_OUT")
 		recs := c.must("GET", "/v1/"+members["ada"]+"/consentRecords", tokens["ada"], nil)["consentRecords"].([]any)
 		if r := recs[0].(map[string]any); r["source"] != "CONSENT_SOURCE_AUTHORIZED_AGENT" || r["setting"] == nil || r["policyVersion"] != "drp:PERMISSION_SLIP" {
 			t.Fatalf("consent record = %v", r)
