@@ -3,6 +3,9 @@ package devstack_test
 import (
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"testing"
 	"time"
@@ -15,7 +18,8 @@ import (
 // TestPolicyPromisesJourney walks the policies' promises that used to be flags nobody
 // read, over HTTP against the dev stack: an advertiser is registered and announced, the
 // member allows personalized ads and data flows; then their browser sends Global
-// Privacy Control and the next advertising disclosure is refused.
+// Privacy Control and the next advertising disclosure is refused; the notice email
+// reached them with a one-click objection link, and opening it stops the flow for good.
 func TestPolicyPromisesJourney(t *testing.T) {
 	dir := t.TempDir()
 	s, err := devstack.Start(t.Context(), devstack.Options{DataDir: dir, UIPort: -1, Env: map[string]string{}})
@@ -79,6 +83,32 @@ func TestPolicyPromisesJourney(t *testing.T) {
 	await("GLOBAL_PRIVACY_CONTROL")
 	if ads := c.must("GET", "/v1/"+name+"/adPreferences", tok, nil); ads["saleSharingOptOut"] != true || ads["personalizedAds"] == true {
 		t.Fatalf("ad preferences after GPC: %v", ads)
+	}
+
+	// The advance notice reached the member by mail: partner, purpose, data, and a
+	// one-click objection link that works without sign-in.
+	mailed(t, dir, "Before we share your data with a partner", "Ad Network Inc", "Ads chosen from what you watch", "user.behavior.media_consumption")
+	raw, _ := os.ReadFile(filepath.Join(dir, "identity", "mailbox.jsonl"))
+	link := regexp.MustCompile(`http://[^\s"\\]+/v1/notices:object\?token=[A-Za-z0-9.]+`).FindString(string(raw))
+	if link == "" {
+		t.Fatalf("no objection link in the notice email:\n%s", raw)
+	}
+	resp, err := http.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objected map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&objected)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || objected["partnerDisplayName"] != "Ad Network Inc" || objected["purpose"] != "ads" {
+		t.Fatalf("objection link: %d %v", resp.StatusCode, objected)
+	}
+	if objs := c.must("GET", "/v1/"+name+"/objections", tok, nil)["objections"].([]any); len(objs) != 1 {
+		t.Fatalf("objections after the link: %v", objs)
+	}
+	await("OBJECTED")
+	if code, _ := c.do("GET", "/v1/notices:object?token=forged.0000", "", nil); code != http.StatusBadRequest {
+		t.Fatalf("forged objection link: %d", code)
 	}
 }
 

@@ -17,9 +17,9 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 	"google.golang.org/grpc"
 
+	identityv1 "lethe.dev/gen/lethe/identity/v1"
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
@@ -29,6 +29,7 @@ import (
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/keyfile"
 	"lethe.dev/platform/storage"
+	"lethe.dev/platform/temporalclient"
 	"lethe.dev/platform/transport"
 	"lethe.dev/services/sharing/internal/notice"
 	impl "lethe.dev/services/sharing/internal/sharing"
@@ -51,6 +52,8 @@ type Config struct {
 	PseudonymKeyset    string
 	// PreferencesAddress is where members' ad choices are read (GPC, sale/sharing opt-out).
 	PreferencesAddress string
+	// IdentityAddress is where notice emails are sent (identity holds the address).
+	IdentityAddress string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -67,6 +70,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PublicURL, "public-url", config.Env("SHARING_PUBLIC_URL", "http://127.0.0.1:8080"), "public gateway URL partners call back (SHARING_PUBLIC_URL)")
 	fs.StringVar(&c.SecretsKeyset, "secrets-keyset", config.Env("SHARING_SECRETS_KEYSET", ""), "Tink AEAD keyset sealing partner webhook secrets, shared by every replica: PATH, file:PATH or file:PATH?kek=KMS-URI; created when missing; empty: -data-dir/secrets.keyset.json (SHARING_SECRETS_KEYSET)")
 	fs.StringVar(&c.PseudonymKeyset, "pseudonym-keyset", config.Env("SHARING_PSEUDONYM_KEYSET", ""), "Tink PRF keyset deriving partner pseudonyms, shared by every replica (same forms); empty: -data-dir/pseudonyms.keyset.json (SHARING_PSEUDONYM_KEYSET)")
+	fs.StringVar(&c.IdentityAddress, "identity-address", config.Env("IDENTITY_ADDRESS", "127.0.0.1:7101"), "identity gRPC address, which emails members their advance notices (IDENTITY_ADDRESS)")
 	fs.StringVar(&c.PreferencesAddress, "preferences-address", config.Env("PREFERENCES_ADDRESS", "127.0.0.1:7102"), "preferences gRPC address, read for members' ad choices before any sale or sharing (PREFERENCES_ADDRESS)")
 	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", config.EnvDuration("SHARING_WEBHOOK_TIMEOUT", 10*time.Second), "timeout of one webhook call (SHARING_WEBHOOK_TIMEOUT)")
 }
@@ -77,6 +81,7 @@ func (c Config) Validate() error {
 	p.Require(c.ListenAddr, "listen", "SHARING_LISTEN")
 	p.Require(c.DatabaseURL, "database-url", "SHARING_DATABASE_URL")
 	p.Require(c.PreferencesAddress, "preferences-address", "PREFERENCES_ADDRESS")
+	p.Require(c.IdentityAddress, "identity-address", "IDENTITY_ADDRESS")
 	if c.Temporal {
 		p.Require(c.TemporalAddress, "temporal-address", "TEMPORAL_ADDRESS")
 	}
@@ -96,6 +101,7 @@ type Service struct {
 	Server   *impl.Server
 	db       *storage.DB
 	prefs    *grpc.ClientConn
+	identity *grpc.ClientConn
 	temporal client.Client
 	logger   *slog.Logger
 }
@@ -151,8 +157,16 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		s.prefs = conn
 		s.Server.AdChoices = adChoices{preferencesv1.NewPreferencesServiceClient(conn)}
 	}
+	if cfg.IdentityAddress != "" {
+		conn, err := transport.FromEnv().Dial(cfg.IdentityAddress)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.identity = conn
+	}
 	if cfg.Temporal {
-		c, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(logger)})
+		c, err := temporalclient.Dial(cfg.TemporalAddress, cfg.TemporalNamespace, logger)
 		if err != nil {
 			db.Close()
 			return nil, err
@@ -181,7 +195,11 @@ func (s *Service) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	w := notice.NewWorker(s.temporal, &notice.Activities{DB: s.db, Now: time.Now})
+	a := &notice.Activities{DB: s.db, Now: time.Now, ObjectionURL: s.Server.NoticeObjectionURL}
+	if s.identity != nil {
+		a.Mailer = identityMailer{identityv1.NewIdentityServiceClient(s.identity)}
+	}
+	w := notice.NewWorker(s.temporal, a)
 	if err := w.Start(); err != nil {
 		return err
 	}
@@ -198,6 +216,9 @@ func (s *Service) Close() error {
 	}
 	if s.prefs != nil {
 		s.prefs.Close()
+	}
+	if s.identity != nil {
+		s.identity.Close()
 	}
 	return s.db.Close()
 }
@@ -259,4 +280,15 @@ func (a adChoices) AdChoice(ctx context.Context, memberID string) (impl.AdChoice
 		return impl.AdChoice{}, err
 	}
 	return impl.AdChoice{PersonalizedAds: p.GetPersonalizedAds(), SaleSharingOptOut: p.GetSaleSharingOptOut(), GPC: p.GetGpcSignalTime() != nil}, nil
+}
+
+// identityMailer sends notice emails through identity's NotifyMember, as an internal caller.
+type identityMailer struct {
+	c identityv1.IdentityServiceClient
+}
+
+func (m identityMailer) MailNotice(ctx context.Context, memberID, reference, detail, requestID string) error {
+	_, err := m.c.NotifyMember(ctx, &identityv1.NotifyMemberRequest{Name: "members/" + memberID, Template: identityv1.MessageTemplate_MESSAGE_TEMPLATE_SHARING_NOTICE,
+		Reference: reference, Detail: detail, RequestId: requestID})
+	return err
 }

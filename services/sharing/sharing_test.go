@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -295,6 +296,50 @@ func TestSaleAndSharingFollowAdChoices(t *testing.T) {
 		log, _ := h.client.ListDisclosures(ctx, &sharingv1.ListDisclosuresRequest{Parent: member})
 		if len(log.GetDisclosures()) != 4 {
 			t.Fatalf("log has %d entries, want the 4 allowed", len(log.GetDisclosures()))
+		}
+	})
+}
+
+// TestNoticeLinkObjects: the one-click link in a notice email records the member's
+// objection without sign-in, once however often it is opened, and data stops flowing;
+// a forged or altered token is refused.
+func TestNoticeLinkObjects(t *testing.T) {
+	engines(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		setup(t, h, "https://acme.example.com/erase")
+		h.ads.set(impl.AdChoice{}, nil)
+		if _, err := h.client.NotifyMembers(ctx, &sharingv1.NotifyMembersRequest{Purpose: "partners/promo-co/purposes/joint_promotion", Members: []string{member}}); err != nil {
+			t.Fatal(err)
+		}
+		id := h.notifier.started[0]
+		link := h.svc.Server.NoticeObjectionURL(id)
+		if want := "http://127.0.0.1:8080/v1/notices:object?token=" + id + "."; !strings.HasPrefix(link, want) {
+			t.Fatalf("link = %s, want %s...", link, want)
+		}
+		tok := h.svc.Server.NoticeToken(id)
+		for _, bad := range []string{"", id, id + ".00", "x" + tok[1:], tok + "0"} {
+			if _, err := h.client.ObjectToNotice(ctx, &sharingv1.ObjectToNoticeRequest{Token: bad}); status.Code(err) != codes.InvalidArgument {
+				t.Errorf("token %q: %v, want INVALID_ARGUMENT", bad, err)
+			}
+		}
+		for range 2 {
+			res, err := h.client.ObjectToNotice(ctx, &sharingv1.ObjectToNoticeRequest{Token: tok})
+			if err != nil || res.GetPartner() != "partners/promo-co" || res.GetPartnerDisplayName() != "Promo Co" || res.GetPurpose() != "joint_promotion" {
+				t.Fatalf("objection by link: %v %v", res, err)
+			}
+		}
+		objs, _ := h.client.ListObjections(ctx, &sharingv1.ListObjectionsRequest{Parent: member})
+		if len(objs.GetObjections()) != 1 || objs.GetObjections()[0].GetPurpose() != "joint_promotion" {
+			t.Fatalf("objections = %v, want exactly one, to the notice's purpose", objs)
+		}
+		if len(h.notifier.signals) == 0 || h.notifier.signals[0] != id {
+			t.Fatalf("the pending notice was not signalled: %v", h.notifier.signals)
+		}
+		if _, err := h.notifier.activity.Resolve(ctx, notice.ResolveInput{NoticeID: id}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := authorize(h, "partners/promo-co", "joint_promotion", "after-link", "user.contact.email"); got.GetReason() != "OBJECTED" {
+			t.Fatalf("after the objection link: %v", got)
 		}
 	})
 }

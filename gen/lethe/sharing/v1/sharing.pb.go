@@ -1319,6 +1319,117 @@ func (x *CreateObjectionRequest) GetRequestId() string {
 	return ""
 }
 
+// ObjectToNoticeRequest carries the token from the notice email's objection link.
+type ObjectToNoticeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token from the email link.
+	Token         string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectToNoticeRequest) Reset() {
+	*x = ObjectToNoticeRequest{}
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectToNoticeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectToNoticeRequest) ProtoMessage() {}
+
+func (x *ObjectToNoticeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectToNoticeRequest.ProtoReflect.Descriptor instead.
+func (*ObjectToNoticeRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ObjectToNoticeRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// ObjectToNoticeResponse confirms what the member objected to (no member identifier:
+// the caller is not signed in).
+type ObjectToNoticeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// partner objected to, "partners/{partner}".
+	Partner string `protobuf:"bytes,1,opt,name=partner,proto3" json:"partner,omitempty"`
+	// partner_display_name is the partner's legal name.
+	PartnerDisplayName string `protobuf:"bytes,2,opt,name=partner_display_name,json=partnerDisplayName,proto3" json:"partner_display_name,omitempty"`
+	// purpose objected to.
+	Purpose       string `protobuf:"bytes,3,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectToNoticeResponse) Reset() {
+	*x = ObjectToNoticeResponse{}
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectToNoticeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectToNoticeResponse) ProtoMessage() {}
+
+func (x *ObjectToNoticeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectToNoticeResponse.ProtoReflect.Descriptor instead.
+func (*ObjectToNoticeResponse) Descriptor() ([]byte, []int) {
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ObjectToNoticeResponse) GetPartner() string {
+	if x != nil {
+		return x.Partner
+	}
+	return ""
+}
+
+func (x *ObjectToNoticeResponse) GetPartnerDisplayName() string {
+	if x != nil {
+		return x.PartnerDisplayName
+	}
+	return ""
+}
+
+func (x *ObjectToNoticeResponse) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
 // ListObjectionsRequest lists objections.
 type ListObjectionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1330,7 +1441,7 @@ type ListObjectionsRequest struct {
 
 func (x *ListObjectionsRequest) Reset() {
 	*x = ListObjectionsRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[17]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1453,7 @@ func (x *ListObjectionsRequest) String() string {
 func (*ListObjectionsRequest) ProtoMessage() {}
 
 func (x *ListObjectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[17]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1466,7 @@ func (x *ListObjectionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListObjectionsRequest.ProtoReflect.Descriptor instead.
 func (*ListObjectionsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{17}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListObjectionsRequest) GetParent() string {
@@ -1376,7 +1487,7 @@ type ListObjectionsResponse struct {
 
 func (x *ListObjectionsResponse) Reset() {
 	*x = ListObjectionsResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[18]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1388,7 +1499,7 @@ func (x *ListObjectionsResponse) String() string {
 func (*ListObjectionsResponse) ProtoMessage() {}
 
 func (x *ListObjectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[18]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1401,7 +1512,7 @@ func (x *ListObjectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListObjectionsResponse.ProtoReflect.Descriptor instead.
 func (*ListObjectionsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{18}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListObjectionsResponse) GetObjections() []*Objection {
@@ -1422,7 +1533,7 @@ type WithdrawObjectionRequest struct {
 
 func (x *WithdrawObjectionRequest) Reset() {
 	*x = WithdrawObjectionRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[19]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1545,7 @@ func (x *WithdrawObjectionRequest) String() string {
 func (*WithdrawObjectionRequest) ProtoMessage() {}
 
 func (x *WithdrawObjectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[19]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1558,7 @@ func (x *WithdrawObjectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawObjectionRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawObjectionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{19}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WithdrawObjectionRequest) GetName() string {
@@ -1476,7 +1587,7 @@ type AuthorizeDisclosureRequest struct {
 
 func (x *AuthorizeDisclosureRequest) Reset() {
 	*x = AuthorizeDisclosureRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[20]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1599,7 @@ func (x *AuthorizeDisclosureRequest) String() string {
 func (*AuthorizeDisclosureRequest) ProtoMessage() {}
 
 func (x *AuthorizeDisclosureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[20]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1612,7 @@ func (x *AuthorizeDisclosureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeDisclosureRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizeDisclosureRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{20}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AuthorizeDisclosureRequest) GetMember() string {
@@ -1556,7 +1667,7 @@ type AuthorizeDisclosureResponse struct {
 
 func (x *AuthorizeDisclosureResponse) Reset() {
 	*x = AuthorizeDisclosureResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[21]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1679,7 @@ func (x *AuthorizeDisclosureResponse) String() string {
 func (*AuthorizeDisclosureResponse) ProtoMessage() {}
 
 func (x *AuthorizeDisclosureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[21]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1692,7 @@ func (x *AuthorizeDisclosureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeDisclosureResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizeDisclosureResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{21}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AuthorizeDisclosureResponse) GetAllowed() bool {
@@ -1637,7 +1748,7 @@ type Disclosure struct {
 
 func (x *Disclosure) Reset() {
 	*x = Disclosure{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[22]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1760,7 @@ func (x *Disclosure) String() string {
 func (*Disclosure) ProtoMessage() {}
 
 func (x *Disclosure) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[22]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1773,7 @@ func (x *Disclosure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
 func (*Disclosure) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{22}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Disclosure) GetName() string {
@@ -1736,7 +1847,7 @@ type ListDisclosuresRequest struct {
 
 func (x *ListDisclosuresRequest) Reset() {
 	*x = ListDisclosuresRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[23]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1859,7 @@ func (x *ListDisclosuresRequest) String() string {
 func (*ListDisclosuresRequest) ProtoMessage() {}
 
 func (x *ListDisclosuresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[23]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1872,7 @@ func (x *ListDisclosuresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDisclosuresRequest.ProtoReflect.Descriptor instead.
 func (*ListDisclosuresRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{23}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListDisclosuresRequest) GetParent() string {
@@ -1798,7 +1909,7 @@ type ListDisclosuresResponse struct {
 
 func (x *ListDisclosuresResponse) Reset() {
 	*x = ListDisclosuresResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[24]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +1921,7 @@ func (x *ListDisclosuresResponse) String() string {
 func (*ListDisclosuresResponse) ProtoMessage() {}
 
 func (x *ListDisclosuresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[24]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +1934,7 @@ func (x *ListDisclosuresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDisclosuresResponse.ProtoReflect.Descriptor instead.
 func (*ListDisclosuresResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{24}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListDisclosuresResponse) GetDisclosures() []*Disclosure {
@@ -1851,7 +1962,7 @@ type VerifyDisclosureLogRequest struct {
 
 func (x *VerifyDisclosureLogRequest) Reset() {
 	*x = VerifyDisclosureLogRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[25]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +1974,7 @@ func (x *VerifyDisclosureLogRequest) String() string {
 func (*VerifyDisclosureLogRequest) ProtoMessage() {}
 
 func (x *VerifyDisclosureLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[25]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +1987,7 @@ func (x *VerifyDisclosureLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyDisclosureLogRequest.ProtoReflect.Descriptor instead.
 func (*VerifyDisclosureLogRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{25}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *VerifyDisclosureLogRequest) GetParent() string {
@@ -1901,7 +2012,7 @@ type VerifyDisclosureLogResponse struct {
 
 func (x *VerifyDisclosureLogResponse) Reset() {
 	*x = VerifyDisclosureLogResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[26]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1913,7 +2024,7 @@ func (x *VerifyDisclosureLogResponse) String() string {
 func (*VerifyDisclosureLogResponse) ProtoMessage() {}
 
 func (x *VerifyDisclosureLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[26]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1926,7 +2037,7 @@ func (x *VerifyDisclosureLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyDisclosureLogResponse.ProtoReflect.Descriptor instead.
 func (*VerifyDisclosureLogResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{26}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *VerifyDisclosureLogResponse) GetValid() bool {
@@ -1963,7 +2074,7 @@ type BlockSharingRequest struct {
 
 func (x *BlockSharingRequest) Reset() {
 	*x = BlockSharingRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[27]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2086,7 @@ func (x *BlockSharingRequest) String() string {
 func (*BlockSharingRequest) ProtoMessage() {}
 
 func (x *BlockSharingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[27]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2099,7 @@ func (x *BlockSharingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockSharingRequest.ProtoReflect.Descriptor instead.
 func (*BlockSharingRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{27}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BlockSharingRequest) GetMember() string {
@@ -2016,7 +2127,7 @@ type BlockSharingResponse struct {
 
 func (x *BlockSharingResponse) Reset() {
 	*x = BlockSharingResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[28]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2139,7 @@ func (x *BlockSharingResponse) String() string {
 func (*BlockSharingResponse) ProtoMessage() {}
 
 func (x *BlockSharingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[28]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2041,7 +2152,7 @@ func (x *BlockSharingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockSharingResponse.ProtoReflect.Descriptor instead.
 func (*BlockSharingResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{28}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BlockSharingResponse) GetBlockTime() *timestamppb.Timestamp {
@@ -2062,7 +2173,7 @@ type ListErasureRecipientsRequest struct {
 
 func (x *ListErasureRecipientsRequest) Reset() {
 	*x = ListErasureRecipientsRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[29]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2074,7 +2185,7 @@ func (x *ListErasureRecipientsRequest) String() string {
 func (*ListErasureRecipientsRequest) ProtoMessage() {}
 
 func (x *ListErasureRecipientsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[29]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2087,7 +2198,7 @@ func (x *ListErasureRecipientsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListErasureRecipientsRequest.ProtoReflect.Descriptor instead.
 func (*ListErasureRecipientsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{29}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListErasureRecipientsRequest) GetMember() string {
@@ -2108,7 +2219,7 @@ type ListErasureRecipientsResponse struct {
 
 func (x *ListErasureRecipientsResponse) Reset() {
 	*x = ListErasureRecipientsResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[30]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2231,7 @@ func (x *ListErasureRecipientsResponse) String() string {
 func (*ListErasureRecipientsResponse) ProtoMessage() {}
 
 func (x *ListErasureRecipientsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[30]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2244,7 @@ func (x *ListErasureRecipientsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListErasureRecipientsResponse.ProtoReflect.Descriptor instead.
 func (*ListErasureRecipientsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{30}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListErasureRecipientsResponse) GetPartners() []string {
@@ -2166,7 +2277,7 @@ type OnwardErasure struct {
 
 func (x *OnwardErasure) Reset() {
 	*x = OnwardErasure{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[31]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2178,7 +2289,7 @@ func (x *OnwardErasure) String() string {
 func (*OnwardErasure) ProtoMessage() {}
 
 func (x *OnwardErasure) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[31]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2191,7 +2302,7 @@ func (x *OnwardErasure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OnwardErasure.ProtoReflect.Descriptor instead.
 func (*OnwardErasure) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{31}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *OnwardErasure) GetName() string {
@@ -2258,7 +2369,7 @@ type SendOnwardErasureRequest struct {
 
 func (x *SendOnwardErasureRequest) Reset() {
 	*x = SendOnwardErasureRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[32]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2381,7 @@ func (x *SendOnwardErasureRequest) String() string {
 func (*SendOnwardErasureRequest) ProtoMessage() {}
 
 func (x *SendOnwardErasureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[32]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2394,7 @@ func (x *SendOnwardErasureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendOnwardErasureRequest.ProtoReflect.Descriptor instead.
 func (*SendOnwardErasureRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{32}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SendOnwardErasureRequest) GetMember() string {
@@ -2318,7 +2429,7 @@ type GetOnwardErasureRequest struct {
 
 func (x *GetOnwardErasureRequest) Reset() {
 	*x = GetOnwardErasureRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[33]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2330,7 +2441,7 @@ func (x *GetOnwardErasureRequest) String() string {
 func (*GetOnwardErasureRequest) ProtoMessage() {}
 
 func (x *GetOnwardErasureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[33]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2343,7 +2454,7 @@ func (x *GetOnwardErasureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOnwardErasureRequest.ProtoReflect.Descriptor instead.
 func (*GetOnwardErasureRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{33}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetOnwardErasureRequest) GetName() string {
@@ -2370,7 +2481,7 @@ type AcknowledgeErasureRequest struct {
 
 func (x *AcknowledgeErasureRequest) Reset() {
 	*x = AcknowledgeErasureRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[34]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2382,7 +2493,7 @@ func (x *AcknowledgeErasureRequest) String() string {
 func (*AcknowledgeErasureRequest) ProtoMessage() {}
 
 func (x *AcknowledgeErasureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[34]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2395,7 +2506,7 @@ func (x *AcknowledgeErasureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeErasureRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeErasureRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{34}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AcknowledgeErasureRequest) GetName() string {
@@ -2558,7 +2669,17 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	"\tobjection\x18\x02 \x01(\v2\x1b.lethe.sharing.v1.ObjectionR\tobjection\x128\n" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\trequestId\"G\n" +
+	"\x11system.operations\x10\x04R\trequestId\"L\n" +
+	"\x15ObjectToNoticeRequest\x123\n" +
+	"\x05token\x18\x01 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
+	"\x15system.authentication\x10\x04R\x05token\"\xcf\x01\n" +
+	"\x16ObjectToNoticeResponse\x123\n" +
+	"\apartner\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\apartner\x12K\n" +
+	"\x14partner_display_name\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x12partnerDisplayName\x123\n" +
+	"\apurpose\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\apurpose\"G\n" +
 	"\x15ListObjectionsRequest\x12.\n" +
 	"\x06parent\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
 	"\x0euser.unique_id\x10\x01R\x06parent\"U\n" +
@@ -2702,7 +2823,7 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	" ONWARD_ERASURE_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19ONWARD_ERASURE_STATE_SENT\x10\x01\x12%\n" +
 	"!ONWARD_ERASURE_STATE_ACKNOWLEDGED\x10\x02\x12\x1f\n" +
-	"\x1bONWARD_ERASURE_STATE_FAILED\x10\x032\x9a\x14\n" +
+	"\x1bONWARD_ERASURE_STATE_FAILED\x10\x032\xa0\x15\n" +
 	"\x0eSharingService\x12u\n" +
 	"\rCreatePartner\x12&.lethe.sharing.v1.CreatePartnerRequest\x1a\x19.lethe.sharing.v1.Partner\"!\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x17:\apartner\"\f/v1/partners\x12o\n" +
 	"\n" +
@@ -2715,7 +2836,8 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	"\vListNotices\x12$.lethe.sharing.v1.ListNoticesRequest\x1a%.lethe.sharing.v1.ListNoticesResponse\"*\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=members/*}/notices\x12\x92\x01\n" +
 	"\x0fCreateObjection\x12(.lethe.sharing.v1.CreateObjectionRequest\x1a\x1b.lethe.sharing.v1.Objection\"8\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02.:\tobjection\"!/v1/{parent=members/*}/objections\x12\x92\x01\n" +
 	"\x0eListObjections\x12'.lethe.sharing.v1.ListObjectionsRequest\x1a(.lethe.sharing.v1.ListObjectionsResponse\"-\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02#\x12!/v1/{parent=members/*}/objections\x12\x97\x01\n" +
-	"\x11WithdrawObjection\x12*.lethe.sharing.v1.WithdrawObjectionRequest\x1a\x1b.lethe.sharing.v1.Objection\"9\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/{name=members/*/objections/*}:withdraw\x12x\n" +
+	"\x11WithdrawObjection\x12*.lethe.sharing.v1.WithdrawObjectionRequest\x1a\x1b.lethe.sharing.v1.Objection\"9\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/{name=members/*/objections/*}:withdraw\x12\x83\x01\n" +
+	"\x0eObjectToNotice\x12'.lethe.sharing.v1.ObjectToNoticeRequest\x1a(.lethe.sharing.v1.ObjectToNoticeResponse\"\x1e\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/notices:object\x12x\n" +
 	"\x13AuthorizeDisclosure\x12,.lethe.sharing.v1.AuthorizeDisclosureRequest\x1a-.lethe.sharing.v1.AuthorizeDisclosureResponse\"\x04\xf0\xe0\x18\x05\x12\x96\x01\n" +
 	"\x0fListDisclosures\x12(.lethe.sharing.v1.ListDisclosuresRequest\x1a).lethe.sharing.v1.ListDisclosuresResponse\".\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02$\x12\"/v1/{parent=members/*}/disclosures\x12\xac\x01\n" +
 	"\x13VerifyDisclosureLog\x12,.lethe.sharing.v1.VerifyDisclosureLogRequest\x1a-.lethe.sharing.v1.VerifyDisclosureLogResponse\"8\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{parent=members/*}/disclosures:verify\x12c\n" +
@@ -2738,7 +2860,7 @@ func file_lethe_sharing_v1_sharing_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_sharing_v1_sharing_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_lethe_sharing_v1_sharing_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_lethe_sharing_v1_sharing_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_lethe_sharing_v1_sharing_proto_goTypes = []any{
 	(PartnerKind)(0),                      // 0: lethe.sharing.v1.PartnerKind
 	(NoticeState)(0),                      // 1: lethe.sharing.v1.NoticeState
@@ -2760,56 +2882,58 @@ var file_lethe_sharing_v1_sharing_proto_goTypes = []any{
 	(*ListNoticesResponse)(nil),           // 17: lethe.sharing.v1.ListNoticesResponse
 	(*Objection)(nil),                     // 18: lethe.sharing.v1.Objection
 	(*CreateObjectionRequest)(nil),        // 19: lethe.sharing.v1.CreateObjectionRequest
-	(*ListObjectionsRequest)(nil),         // 20: lethe.sharing.v1.ListObjectionsRequest
-	(*ListObjectionsResponse)(nil),        // 21: lethe.sharing.v1.ListObjectionsResponse
-	(*WithdrawObjectionRequest)(nil),      // 22: lethe.sharing.v1.WithdrawObjectionRequest
-	(*AuthorizeDisclosureRequest)(nil),    // 23: lethe.sharing.v1.AuthorizeDisclosureRequest
-	(*AuthorizeDisclosureResponse)(nil),   // 24: lethe.sharing.v1.AuthorizeDisclosureResponse
-	(*Disclosure)(nil),                    // 25: lethe.sharing.v1.Disclosure
-	(*ListDisclosuresRequest)(nil),        // 26: lethe.sharing.v1.ListDisclosuresRequest
-	(*ListDisclosuresResponse)(nil),       // 27: lethe.sharing.v1.ListDisclosuresResponse
-	(*VerifyDisclosureLogRequest)(nil),    // 28: lethe.sharing.v1.VerifyDisclosureLogRequest
-	(*VerifyDisclosureLogResponse)(nil),   // 29: lethe.sharing.v1.VerifyDisclosureLogResponse
-	(*BlockSharingRequest)(nil),           // 30: lethe.sharing.v1.BlockSharingRequest
-	(*BlockSharingResponse)(nil),          // 31: lethe.sharing.v1.BlockSharingResponse
-	(*ListErasureRecipientsRequest)(nil),  // 32: lethe.sharing.v1.ListErasureRecipientsRequest
-	(*ListErasureRecipientsResponse)(nil), // 33: lethe.sharing.v1.ListErasureRecipientsResponse
-	(*OnwardErasure)(nil),                 // 34: lethe.sharing.v1.OnwardErasure
-	(*SendOnwardErasureRequest)(nil),      // 35: lethe.sharing.v1.SendOnwardErasureRequest
-	(*GetOnwardErasureRequest)(nil),       // 36: lethe.sharing.v1.GetOnwardErasureRequest
-	(*AcknowledgeErasureRequest)(nil),     // 37: lethe.sharing.v1.AcknowledgeErasureRequest
-	(*durationpb.Duration)(nil),           // 38: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),         // 39: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),         // 40: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                 // 41: google.protobuf.Empty
+	(*ObjectToNoticeRequest)(nil),         // 20: lethe.sharing.v1.ObjectToNoticeRequest
+	(*ObjectToNoticeResponse)(nil),        // 21: lethe.sharing.v1.ObjectToNoticeResponse
+	(*ListObjectionsRequest)(nil),         // 22: lethe.sharing.v1.ListObjectionsRequest
+	(*ListObjectionsResponse)(nil),        // 23: lethe.sharing.v1.ListObjectionsResponse
+	(*WithdrawObjectionRequest)(nil),      // 24: lethe.sharing.v1.WithdrawObjectionRequest
+	(*AuthorizeDisclosureRequest)(nil),    // 25: lethe.sharing.v1.AuthorizeDisclosureRequest
+	(*AuthorizeDisclosureResponse)(nil),   // 26: lethe.sharing.v1.AuthorizeDisclosureResponse
+	(*Disclosure)(nil),                    // 27: lethe.sharing.v1.Disclosure
+	(*ListDisclosuresRequest)(nil),        // 28: lethe.sharing.v1.ListDisclosuresRequest
+	(*ListDisclosuresResponse)(nil),       // 29: lethe.sharing.v1.ListDisclosuresResponse
+	(*VerifyDisclosureLogRequest)(nil),    // 30: lethe.sharing.v1.VerifyDisclosureLogRequest
+	(*VerifyDisclosureLogResponse)(nil),   // 31: lethe.sharing.v1.VerifyDisclosureLogResponse
+	(*BlockSharingRequest)(nil),           // 32: lethe.sharing.v1.BlockSharingRequest
+	(*BlockSharingResponse)(nil),          // 33: lethe.sharing.v1.BlockSharingResponse
+	(*ListErasureRecipientsRequest)(nil),  // 34: lethe.sharing.v1.ListErasureRecipientsRequest
+	(*ListErasureRecipientsResponse)(nil), // 35: lethe.sharing.v1.ListErasureRecipientsResponse
+	(*OnwardErasure)(nil),                 // 36: lethe.sharing.v1.OnwardErasure
+	(*SendOnwardErasureRequest)(nil),      // 37: lethe.sharing.v1.SendOnwardErasureRequest
+	(*GetOnwardErasureRequest)(nil),       // 38: lethe.sharing.v1.GetOnwardErasureRequest
+	(*AcknowledgeErasureRequest)(nil),     // 39: lethe.sharing.v1.AcknowledgeErasureRequest
+	(*durationpb.Duration)(nil),           // 40: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),         // 41: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),         // 42: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                 // 43: google.protobuf.Empty
 }
 var file_lethe_sharing_v1_sharing_proto_depIdxs = []int32{
 	0,  // 0: lethe.sharing.v1.Partner.kind:type_name -> lethe.sharing.v1.PartnerKind
-	38, // 1: lethe.sharing.v1.Partner.ack_deadline:type_name -> google.protobuf.Duration
-	39, // 2: lethe.sharing.v1.Partner.create_time:type_name -> google.protobuf.Timestamp
+	40, // 1: lethe.sharing.v1.Partner.ack_deadline:type_name -> google.protobuf.Duration
+	41, // 2: lethe.sharing.v1.Partner.create_time:type_name -> google.protobuf.Timestamp
 	3,  // 3: lethe.sharing.v1.CreatePartnerRequest.partner:type_name -> lethe.sharing.v1.Partner
 	3,  // 4: lethe.sharing.v1.ListPartnersResponse.partners:type_name -> lethe.sharing.v1.Partner
 	3,  // 5: lethe.sharing.v1.UpdatePartnerRequest.partner:type_name -> lethe.sharing.v1.Partner
-	40, // 6: lethe.sharing.v1.UpdatePartnerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	38, // 7: lethe.sharing.v1.Purpose.notice_period:type_name -> google.protobuf.Duration
-	39, // 8: lethe.sharing.v1.Purpose.create_time:type_name -> google.protobuf.Timestamp
+	42, // 6: lethe.sharing.v1.UpdatePartnerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	40, // 7: lethe.sharing.v1.Purpose.notice_period:type_name -> google.protobuf.Duration
+	41, // 8: lethe.sharing.v1.Purpose.create_time:type_name -> google.protobuf.Timestamp
 	9,  // 9: lethe.sharing.v1.CreatePurposeRequest.purpose:type_name -> lethe.sharing.v1.Purpose
 	9,  // 10: lethe.sharing.v1.ListPurposesResponse.purposes:type_name -> lethe.sharing.v1.Purpose
 	1,  // 11: lethe.sharing.v1.Notice.state:type_name -> lethe.sharing.v1.NoticeState
-	39, // 12: lethe.sharing.v1.Notice.notify_time:type_name -> google.protobuf.Timestamp
-	39, // 13: lethe.sharing.v1.Notice.effective_time:type_name -> google.protobuf.Timestamp
+	41, // 12: lethe.sharing.v1.Notice.notify_time:type_name -> google.protobuf.Timestamp
+	41, // 13: lethe.sharing.v1.Notice.effective_time:type_name -> google.protobuf.Timestamp
 	15, // 14: lethe.sharing.v1.ListNoticesResponse.notices:type_name -> lethe.sharing.v1.Notice
-	39, // 15: lethe.sharing.v1.Objection.create_time:type_name -> google.protobuf.Timestamp
-	39, // 16: lethe.sharing.v1.Objection.withdraw_time:type_name -> google.protobuf.Timestamp
+	41, // 15: lethe.sharing.v1.Objection.create_time:type_name -> google.protobuf.Timestamp
+	41, // 16: lethe.sharing.v1.Objection.withdraw_time:type_name -> google.protobuf.Timestamp
 	18, // 17: lethe.sharing.v1.CreateObjectionRequest.objection:type_name -> lethe.sharing.v1.Objection
 	18, // 18: lethe.sharing.v1.ListObjectionsResponse.objections:type_name -> lethe.sharing.v1.Objection
-	25, // 19: lethe.sharing.v1.AuthorizeDisclosureResponse.disclosure:type_name -> lethe.sharing.v1.Disclosure
-	39, // 20: lethe.sharing.v1.Disclosure.disclose_time:type_name -> google.protobuf.Timestamp
-	25, // 21: lethe.sharing.v1.ListDisclosuresResponse.disclosures:type_name -> lethe.sharing.v1.Disclosure
-	39, // 22: lethe.sharing.v1.BlockSharingResponse.block_time:type_name -> google.protobuf.Timestamp
+	27, // 19: lethe.sharing.v1.AuthorizeDisclosureResponse.disclosure:type_name -> lethe.sharing.v1.Disclosure
+	41, // 20: lethe.sharing.v1.Disclosure.disclose_time:type_name -> google.protobuf.Timestamp
+	27, // 21: lethe.sharing.v1.ListDisclosuresResponse.disclosures:type_name -> lethe.sharing.v1.Disclosure
+	41, // 22: lethe.sharing.v1.BlockSharingResponse.block_time:type_name -> google.protobuf.Timestamp
 	2,  // 23: lethe.sharing.v1.OnwardErasure.state:type_name -> lethe.sharing.v1.OnwardErasureState
-	39, // 24: lethe.sharing.v1.OnwardErasure.send_time:type_name -> google.protobuf.Timestamp
-	39, // 25: lethe.sharing.v1.OnwardErasure.acknowledge_time:type_name -> google.protobuf.Timestamp
+	41, // 24: lethe.sharing.v1.OnwardErasure.send_time:type_name -> google.protobuf.Timestamp
+	41, // 25: lethe.sharing.v1.OnwardErasure.acknowledge_time:type_name -> google.protobuf.Timestamp
 	4,  // 26: lethe.sharing.v1.SharingService.CreatePartner:input_type -> lethe.sharing.v1.CreatePartnerRequest
 	5,  // 27: lethe.sharing.v1.SharingService.GetPartner:input_type -> lethe.sharing.v1.GetPartnerRequest
 	6,  // 28: lethe.sharing.v1.SharingService.ListPartners:input_type -> lethe.sharing.v1.ListPartnersRequest
@@ -2819,37 +2943,39 @@ var file_lethe_sharing_v1_sharing_proto_depIdxs = []int32{
 	13, // 32: lethe.sharing.v1.SharingService.NotifyMembers:input_type -> lethe.sharing.v1.NotifyMembersRequest
 	16, // 33: lethe.sharing.v1.SharingService.ListNotices:input_type -> lethe.sharing.v1.ListNoticesRequest
 	19, // 34: lethe.sharing.v1.SharingService.CreateObjection:input_type -> lethe.sharing.v1.CreateObjectionRequest
-	20, // 35: lethe.sharing.v1.SharingService.ListObjections:input_type -> lethe.sharing.v1.ListObjectionsRequest
-	22, // 36: lethe.sharing.v1.SharingService.WithdrawObjection:input_type -> lethe.sharing.v1.WithdrawObjectionRequest
-	23, // 37: lethe.sharing.v1.SharingService.AuthorizeDisclosure:input_type -> lethe.sharing.v1.AuthorizeDisclosureRequest
-	26, // 38: lethe.sharing.v1.SharingService.ListDisclosures:input_type -> lethe.sharing.v1.ListDisclosuresRequest
-	28, // 39: lethe.sharing.v1.SharingService.VerifyDisclosureLog:input_type -> lethe.sharing.v1.VerifyDisclosureLogRequest
-	30, // 40: lethe.sharing.v1.SharingService.BlockSharing:input_type -> lethe.sharing.v1.BlockSharingRequest
-	32, // 41: lethe.sharing.v1.SharingService.ListErasureRecipients:input_type -> lethe.sharing.v1.ListErasureRecipientsRequest
-	35, // 42: lethe.sharing.v1.SharingService.SendOnwardErasure:input_type -> lethe.sharing.v1.SendOnwardErasureRequest
-	36, // 43: lethe.sharing.v1.SharingService.GetOnwardErasure:input_type -> lethe.sharing.v1.GetOnwardErasureRequest
-	37, // 44: lethe.sharing.v1.SharingService.AcknowledgeErasure:input_type -> lethe.sharing.v1.AcknowledgeErasureRequest
-	3,  // 45: lethe.sharing.v1.SharingService.CreatePartner:output_type -> lethe.sharing.v1.Partner
-	3,  // 46: lethe.sharing.v1.SharingService.GetPartner:output_type -> lethe.sharing.v1.Partner
-	7,  // 47: lethe.sharing.v1.SharingService.ListPartners:output_type -> lethe.sharing.v1.ListPartnersResponse
-	3,  // 48: lethe.sharing.v1.SharingService.UpdatePartner:output_type -> lethe.sharing.v1.Partner
-	9,  // 49: lethe.sharing.v1.SharingService.CreatePurpose:output_type -> lethe.sharing.v1.Purpose
-	12, // 50: lethe.sharing.v1.SharingService.ListPurposes:output_type -> lethe.sharing.v1.ListPurposesResponse
-	14, // 51: lethe.sharing.v1.SharingService.NotifyMembers:output_type -> lethe.sharing.v1.NotifyMembersResponse
-	17, // 52: lethe.sharing.v1.SharingService.ListNotices:output_type -> lethe.sharing.v1.ListNoticesResponse
-	18, // 53: lethe.sharing.v1.SharingService.CreateObjection:output_type -> lethe.sharing.v1.Objection
-	21, // 54: lethe.sharing.v1.SharingService.ListObjections:output_type -> lethe.sharing.v1.ListObjectionsResponse
-	18, // 55: lethe.sharing.v1.SharingService.WithdrawObjection:output_type -> lethe.sharing.v1.Objection
-	24, // 56: lethe.sharing.v1.SharingService.AuthorizeDisclosure:output_type -> lethe.sharing.v1.AuthorizeDisclosureResponse
-	27, // 57: lethe.sharing.v1.SharingService.ListDisclosures:output_type -> lethe.sharing.v1.ListDisclosuresResponse
-	29, // 58: lethe.sharing.v1.SharingService.VerifyDisclosureLog:output_type -> lethe.sharing.v1.VerifyDisclosureLogResponse
-	31, // 59: lethe.sharing.v1.SharingService.BlockSharing:output_type -> lethe.sharing.v1.BlockSharingResponse
-	33, // 60: lethe.sharing.v1.SharingService.ListErasureRecipients:output_type -> lethe.sharing.v1.ListErasureRecipientsResponse
-	34, // 61: lethe.sharing.v1.SharingService.SendOnwardErasure:output_type -> lethe.sharing.v1.OnwardErasure
-	34, // 62: lethe.sharing.v1.SharingService.GetOnwardErasure:output_type -> lethe.sharing.v1.OnwardErasure
-	41, // 63: lethe.sharing.v1.SharingService.AcknowledgeErasure:output_type -> google.protobuf.Empty
-	45, // [45:64] is the sub-list for method output_type
-	26, // [26:45] is the sub-list for method input_type
+	22, // 35: lethe.sharing.v1.SharingService.ListObjections:input_type -> lethe.sharing.v1.ListObjectionsRequest
+	24, // 36: lethe.sharing.v1.SharingService.WithdrawObjection:input_type -> lethe.sharing.v1.WithdrawObjectionRequest
+	20, // 37: lethe.sharing.v1.SharingService.ObjectToNotice:input_type -> lethe.sharing.v1.ObjectToNoticeRequest
+	25, // 38: lethe.sharing.v1.SharingService.AuthorizeDisclosure:input_type -> lethe.sharing.v1.AuthorizeDisclosureRequest
+	28, // 39: lethe.sharing.v1.SharingService.ListDisclosures:input_type -> lethe.sharing.v1.ListDisclosuresRequest
+	30, // 40: lethe.sharing.v1.SharingService.VerifyDisclosureLog:input_type -> lethe.sharing.v1.VerifyDisclosureLogRequest
+	32, // 41: lethe.sharing.v1.SharingService.BlockSharing:input_type -> lethe.sharing.v1.BlockSharingRequest
+	34, // 42: lethe.sharing.v1.SharingService.ListErasureRecipients:input_type -> lethe.sharing.v1.ListErasureRecipientsRequest
+	37, // 43: lethe.sharing.v1.SharingService.SendOnwardErasure:input_type -> lethe.sharing.v1.SendOnwardErasureRequest
+	38, // 44: lethe.sharing.v1.SharingService.GetOnwardErasure:input_type -> lethe.sharing.v1.GetOnwardErasureRequest
+	39, // 45: lethe.sharing.v1.SharingService.AcknowledgeErasure:input_type -> lethe.sharing.v1.AcknowledgeErasureRequest
+	3,  // 46: lethe.sharing.v1.SharingService.CreatePartner:output_type -> lethe.sharing.v1.Partner
+	3,  // 47: lethe.sharing.v1.SharingService.GetPartner:output_type -> lethe.sharing.v1.Partner
+	7,  // 48: lethe.sharing.v1.SharingService.ListPartners:output_type -> lethe.sharing.v1.ListPartnersResponse
+	3,  // 49: lethe.sharing.v1.SharingService.UpdatePartner:output_type -> lethe.sharing.v1.Partner
+	9,  // 50: lethe.sharing.v1.SharingService.CreatePurpose:output_type -> lethe.sharing.v1.Purpose
+	12, // 51: lethe.sharing.v1.SharingService.ListPurposes:output_type -> lethe.sharing.v1.ListPurposesResponse
+	14, // 52: lethe.sharing.v1.SharingService.NotifyMembers:output_type -> lethe.sharing.v1.NotifyMembersResponse
+	17, // 53: lethe.sharing.v1.SharingService.ListNotices:output_type -> lethe.sharing.v1.ListNoticesResponse
+	18, // 54: lethe.sharing.v1.SharingService.CreateObjection:output_type -> lethe.sharing.v1.Objection
+	23, // 55: lethe.sharing.v1.SharingService.ListObjections:output_type -> lethe.sharing.v1.ListObjectionsResponse
+	18, // 56: lethe.sharing.v1.SharingService.WithdrawObjection:output_type -> lethe.sharing.v1.Objection
+	21, // 57: lethe.sharing.v1.SharingService.ObjectToNotice:output_type -> lethe.sharing.v1.ObjectToNoticeResponse
+	26, // 58: lethe.sharing.v1.SharingService.AuthorizeDisclosure:output_type -> lethe.sharing.v1.AuthorizeDisclosureResponse
+	29, // 59: lethe.sharing.v1.SharingService.ListDisclosures:output_type -> lethe.sharing.v1.ListDisclosuresResponse
+	31, // 60: lethe.sharing.v1.SharingService.VerifyDisclosureLog:output_type -> lethe.sharing.v1.VerifyDisclosureLogResponse
+	33, // 61: lethe.sharing.v1.SharingService.BlockSharing:output_type -> lethe.sharing.v1.BlockSharingResponse
+	35, // 62: lethe.sharing.v1.SharingService.ListErasureRecipients:output_type -> lethe.sharing.v1.ListErasureRecipientsResponse
+	36, // 63: lethe.sharing.v1.SharingService.SendOnwardErasure:output_type -> lethe.sharing.v1.OnwardErasure
+	36, // 64: lethe.sharing.v1.SharingService.GetOnwardErasure:output_type -> lethe.sharing.v1.OnwardErasure
+	43, // 65: lethe.sharing.v1.SharingService.AcknowledgeErasure:output_type -> google.protobuf.Empty
+	46, // [46:66] is the sub-list for method output_type
+	26, // [26:46] is the sub-list for method input_type
 	26, // [26:26] is the sub-list for extension type_name
 	26, // [26:26] is the sub-list for extension extendee
 	0,  // [0:26] is the sub-list for field type_name
@@ -2866,7 +2992,7 @@ func file_lethe_sharing_v1_sharing_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_sharing_v1_sharing_proto_rawDesc), len(file_lethe_sharing_v1_sharing_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   35,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -570,6 +570,41 @@ func local_request_SharingService_WithdrawObjection_0(ctx context.Context, marsh
 	return msg, metadata, err
 }
 
+var filter_SharingService_ObjectToNotice_0 = &utilities.DoubleArray{Encoding: map[string]int{}, Base: []int(nil), Check: []int(nil)}
+
+func request_SharingService_ObjectToNotice_0(ctx context.Context, marshaler runtime.Marshaler, client SharingServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq ObjectToNoticeRequest
+		metadata runtime.ServerMetadata
+	)
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_SharingService_ObjectToNotice_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := client.ObjectToNotice(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_SharingService_ObjectToNotice_0(ctx context.Context, marshaler runtime.Marshaler, server SharingServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq ObjectToNoticeRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_SharingService_ObjectToNotice_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.ObjectToNotice(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 var filter_SharingService_ListDisclosures_0 = &utilities.DoubleArray{Encoding: map[string]int{"parent": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
 
 func request_SharingService_ListDisclosures_0(ctx context.Context, marshaler runtime.Marshaler, client SharingServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
@@ -939,6 +974,26 @@ func RegisterSharingServiceHandlerServer(ctx context.Context, mux *runtime.Serve
 		}
 		forward_SharingService_WithdrawObjection_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_SharingService_ObjectToNotice_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/lethe.sharing.v1.SharingService/ObjectToNotice", runtime.WithHTTPPathPattern("/v1/notices:object"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_SharingService_ObjectToNotice_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_SharingService_ObjectToNotice_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodGet, pattern_SharingService_ListDisclosures_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -1226,6 +1281,23 @@ func RegisterSharingServiceHandlerClient(ctx context.Context, mux *runtime.Serve
 		}
 		forward_SharingService_WithdrawObjection_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_SharingService_ObjectToNotice_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/lethe.sharing.v1.SharingService/ObjectToNotice", runtime.WithHTTPPathPattern("/v1/notices:object"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_SharingService_ObjectToNotice_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_SharingService_ObjectToNotice_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodGet, pattern_SharingService_ListDisclosures_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -1292,6 +1364,7 @@ var (
 	pattern_SharingService_CreateObjection_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "objections"}, ""))
 	pattern_SharingService_ListObjections_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "objections"}, ""))
 	pattern_SharingService_WithdrawObjection_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "objections", "name"}, "withdraw"))
+	pattern_SharingService_ObjectToNotice_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "notices"}, "object"))
 	pattern_SharingService_ListDisclosures_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "disclosures"}, ""))
 	pattern_SharingService_VerifyDisclosureLog_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "disclosures"}, "verify"))
 	pattern_SharingService_AcknowledgeErasure_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "partners", "onwardErasures", "name"}, "acknowledge"))
@@ -1309,6 +1382,7 @@ var (
 	forward_SharingService_CreateObjection_0     = runtime.ForwardResponseMessage
 	forward_SharingService_ListObjections_0      = runtime.ForwardResponseMessage
 	forward_SharingService_WithdrawObjection_0   = runtime.ForwardResponseMessage
+	forward_SharingService_ObjectToNotice_0      = runtime.ForwardResponseMessage
 	forward_SharingService_ListDisclosures_0     = runtime.ForwardResponseMessage
 	forward_SharingService_VerifyDisclosureLog_0 = runtime.ForwardResponseMessage
 	forward_SharingService_AcknowledgeErasure_0  = runtime.ForwardResponseMessage

@@ -31,6 +31,7 @@ const (
 	SharingService_CreateObjection_FullMethodName       = "/lethe.sharing.v1.SharingService/CreateObjection"
 	SharingService_ListObjections_FullMethodName        = "/lethe.sharing.v1.SharingService/ListObjections"
 	SharingService_WithdrawObjection_FullMethodName     = "/lethe.sharing.v1.SharingService/WithdrawObjection"
+	SharingService_ObjectToNotice_FullMethodName        = "/lethe.sharing.v1.SharingService/ObjectToNotice"
 	SharingService_AuthorizeDisclosure_FullMethodName   = "/lethe.sharing.v1.SharingService/AuthorizeDisclosure"
 	SharingService_ListDisclosures_FullMethodName       = "/lethe.sharing.v1.SharingService/ListDisclosures"
 	SharingService_VerifyDisclosureLog_FullMethodName   = "/lethe.sharing.v1.SharingService/VerifyDisclosureLog"
@@ -72,6 +73,11 @@ type SharingServiceClient interface {
 	ListObjections(ctx context.Context, in *ListObjectionsRequest, opts ...grpc.CallOption) (*ListObjectionsResponse, error)
 	// WithdrawObjection withdraws an objection; it stays in the history.
 	WithdrawObjection(ctx context.Context, in *WithdrawObjectionRequest, opts ...grpc.CallOption) (*Objection, error)
+	// ObjectToNotice records the member's objection to a notice's partner and purpose from
+	// the one-click link in the advance-notice email, without sign-in: the token names the
+	// notice and is keyed by sharing. A GET because mail clients open links with GET; it is
+	// idempotent and can only ever stop sharing.
+	ObjectToNotice(ctx context.Context, in *ObjectToNoticeRequest, opts ...grpc.CallOption) (*ObjectToNoticeResponse, error)
 	// AuthorizeDisclosure answers whether data may flow to a partner and, when it may,
 	// appends the disclosure to the member's log. Internal: called before any sharing.
 	AuthorizeDisclosure(ctx context.Context, in *AuthorizeDisclosureRequest, opts ...grpc.CallOption) (*AuthorizeDisclosureResponse, error)
@@ -210,6 +216,16 @@ func (c *sharingServiceClient) WithdrawObjection(ctx context.Context, in *Withdr
 	return out, nil
 }
 
+func (c *sharingServiceClient) ObjectToNotice(ctx context.Context, in *ObjectToNoticeRequest, opts ...grpc.CallOption) (*ObjectToNoticeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ObjectToNoticeResponse)
+	err := c.cc.Invoke(ctx, SharingService_ObjectToNotice_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *sharingServiceClient) AuthorizeDisclosure(ctx context.Context, in *AuthorizeDisclosureRequest, opts ...grpc.CallOption) (*AuthorizeDisclosureResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AuthorizeDisclosureResponse)
@@ -321,6 +337,11 @@ type SharingServiceServer interface {
 	ListObjections(context.Context, *ListObjectionsRequest) (*ListObjectionsResponse, error)
 	// WithdrawObjection withdraws an objection; it stays in the history.
 	WithdrawObjection(context.Context, *WithdrawObjectionRequest) (*Objection, error)
+	// ObjectToNotice records the member's objection to a notice's partner and purpose from
+	// the one-click link in the advance-notice email, without sign-in: the token names the
+	// notice and is keyed by sharing. A GET because mail clients open links with GET; it is
+	// idempotent and can only ever stop sharing.
+	ObjectToNotice(context.Context, *ObjectToNoticeRequest) (*ObjectToNoticeResponse, error)
 	// AuthorizeDisclosure answers whether data may flow to a partner and, when it may,
 	// appends the disclosure to the member's log. Internal: called before any sharing.
 	AuthorizeDisclosure(context.Context, *AuthorizeDisclosureRequest) (*AuthorizeDisclosureResponse, error)
@@ -381,6 +402,9 @@ func (UnimplementedSharingServiceServer) ListObjections(context.Context, *ListOb
 }
 func (UnimplementedSharingServiceServer) WithdrawObjection(context.Context, *WithdrawObjectionRequest) (*Objection, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method WithdrawObjection not implemented")
+}
+func (UnimplementedSharingServiceServer) ObjectToNotice(context.Context, *ObjectToNoticeRequest) (*ObjectToNoticeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ObjectToNotice not implemented")
 }
 func (UnimplementedSharingServiceServer) AuthorizeDisclosure(context.Context, *AuthorizeDisclosureRequest) (*AuthorizeDisclosureResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AuthorizeDisclosure not implemented")
@@ -625,6 +649,24 @@ func _SharingService_WithdrawObjection_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SharingService_ObjectToNotice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ObjectToNoticeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SharingServiceServer).ObjectToNotice(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SharingService_ObjectToNotice_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SharingServiceServer).ObjectToNotice(ctx, req.(*ObjectToNoticeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SharingService_AuthorizeDisclosure_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AuthorizeDisclosureRequest)
 	if err := dec(in); err != nil {
@@ -819,6 +861,10 @@ var SharingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WithdrawObjection",
 			Handler:    _SharingService_WithdrawObjection_Handler,
+		},
+		{
+			MethodName: "ObjectToNotice",
+			Handler:    _SharingService_ObjectToNotice_Handler,
 		},
 		{
 			MethodName: "AuthorizeDisclosure",

@@ -18,6 +18,7 @@ const (
 	TemplateRequestExtended  = 1
 	TemplateExportReady      = 2
 	TemplateErasureConfirmed = 3
+	TemplateSharingNotice    = 4
 )
 
 func render(template int, reference, detail string) (subject, body string, ok bool) {
@@ -31,6 +32,10 @@ func render(template int, reference, detail string) (subject, body string, ok bo
 	case TemplateErasureConfirmed:
 		return "Your account is being erased",
 			"As you asked (" + reference + "), we are erasing your account: your personal information is deleted and your viewing statistics are anonymized. This is the last message we send you.\n", true
+	case TemplateSharingNotice:
+		return "Before we share your data with a partner",
+			"We are telling you in advance (" + reference + ") that we plan to share some of your data with a partner, as our privacy policy allows.\n\n" + detail +
+				"\n\nYou can also object, or withdraw an objection, at any time from your privacy settings. If you think we handle your data unlawfully, you can complain to us or to your data protection authority.\n", true
 	}
 	return "", "", false
 }

@@ -2,6 +2,11 @@ package notice
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -20,10 +25,21 @@ const (
 	StateBlocked = 3
 )
 
-// Activities record a notice's progress in sharing's database.
+// Mailer emails a member through identity, which alone holds their address
+// (IdentityService.NotifyMember with the sharing-notice template). requestID makes a
+// retried send queue one message.
+type Mailer interface {
+	MailNotice(ctx context.Context, memberID, reference, detail, requestID string) error
+}
+
+// Activities record a notice's progress in sharing's database and tell the member.
 type Activities struct {
 	DB  *storage.DB
 	Now func() time.Time
+	// Mailer sends the notice email; nil fails MailNotice (retried until it is wired).
+	Mailer Mailer
+	// ObjectionURL mints a notice's one-click objection link.
+	ObjectionURL func(noticeID string) string
 }
 
 // MarkNotified marks the notice sent: the member sees it from now on, and it takes
@@ -39,6 +55,36 @@ func (a *Activities) MarkNotified(ctx context.Context, in Input) error {
 		return temporal.NewNonRetryableApplicationError("notice no longer exists", ErrNoticeGone, nil)
 	}
 	return nil
+}
+
+// MailNotice tells the member, by email, which partner will receive which of their
+// data, for what, from when, and gives them a one-click link to object. Idempotent: the
+// message is keyed by the notice id. The text names the partner and purpose (no member
+// data); identity adds the address.
+func (a *Activities) MailNotice(ctx context.Context, in Input) error {
+	if a.Mailer == nil || a.ObjectionURL == nil {
+		return errors.New("notice: no mailer configured")
+	}
+	var member, partnerName, purpose, description, cats string
+	var effective sql.NullInt64
+	err := a.DB.QueryRowContext(ctx, `SELECT n.member_id, p.display_name, n.purpose_id, u.description, u.data_categories, n.effective_at
+		FROM notices n JOIN partners p ON p.id = n.partner_id JOIN purposes u ON u.partner_id = n.partner_id AND u.purpose_id = n.purpose_id
+		WHERE n.id = $1`, in.NoticeID).Scan(&member, &partnerName, &purpose, &description, &cats, &effective)
+	if errors.Is(err, sql.ErrNoRows) {
+		return temporal.NewNonRetryableApplicationError("notice no longer exists", ErrNoticeGone, nil)
+	}
+	if err != nil {
+		return err
+	}
+	var categories []string
+	_ = json.Unmarshal([]byte(cats), &categories)
+	from := "the end of the notice period"
+	if effective.Valid {
+		from = time.UnixMicro(effective.Int64).UTC().Format("2 January 2006 15:04 MST")
+	}
+	detail := fmt.Sprintf("Partner: %s\nPurpose: %s (%s)\nData: %s\nFrom: %s\n\nIf you do not want this, object with one click (no sign-in needed):\n%s",
+		partnerName, description, purpose, strings.Join(categories, ", "), from, a.ObjectionURL(in.NoticeID))
+	return a.Mailer.MailNotice(ctx, member, "notice "+in.NoticeID, detail, "sharing-notice/"+in.NoticeID)
 }
 
 // ResolveInput ends a notice.

@@ -14,6 +14,9 @@ const ObjectionSignal = "objection"
 // StateQuery returns the notice's state ("pending", "allowed", "blocked").
 const StateQuery = "state"
 
+// MailVersion is the workflow.GetVersion change id of the notice email step.
+const MailVersion = "notice-email"
+
 // WorkflowID is the id of the workflow of notice noticeID.
 func WorkflowID(noticeID string) string { return "sharing-notice/" + noticeID }
 

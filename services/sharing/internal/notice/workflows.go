@@ -7,7 +7,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// Notice notifies the member, then waits for the notice period or an objection signal,
+// Notice notifies the member (marks the notice sent and emails them a one-click
+// objection link), then waits for the notice period or an objection signal,
 // whichever comes first, and records the outcome.
 func Notice(ctx workflow.Context, in Input) (Result, error) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -24,6 +25,12 @@ func Notice(ctx workflow.Context, in Input) (Result, error) {
 	var a *Activities
 	if err := workflow.ExecuteActivity(ctx, a.MarkNotified, in).Get(ctx, nil); err != nil {
 		return Result{}, err
+	}
+	// Versioned: notices started before the email existed replay without it.
+	if v := workflow.GetVersion(ctx, MailVersion, workflow.DefaultVersion, 1); v >= 1 {
+		if err := workflow.ExecuteActivity(ctx, a.MailNotice, in).Get(ctx, nil); err != nil {
+			return Result{}, err
+		}
 	}
 
 	timerCtx, cancelTimer := workflow.WithCancel(ctx)

@@ -2,6 +2,7 @@ package notice_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,12 +18,19 @@ import (
 func run(t *testing.T, objectOnDay int) (notice.Result, int, *testsuite.TestWorkflowEnvironment) {
 	t.Helper()
 	db := storagetest.MustOpenSQLite(t, store.Migrations)
-	if _, err := db.Exec(`INSERT INTO notices (id, member_id, partner_id, purpose_id, state, created_at) VALUES ('n1', 'member000001', 'promo-co', 'joint_promotion', 0, 0)`); err != nil {
-		t.Fatal(err)
+	for _, q := range []string{
+		`INSERT INTO partners (id, display_name, kind, purposes, data_categories, agreement_ref, webhook_url, ack_deadline_s, created_at, version) VALUES ('promo-co', 'Promo Co', 2, '["joint_promotion"]', '["user.contact.email"]', 'MKT-9', '', 0, 0, 1)`,
+		`INSERT INTO purposes (partner_id, purpose_id, description, data_categories, legal_basis, notice_period_s, created_at) VALUES ('promo-co', 'joint_promotion', 'A joint promotion', '["user.contact.email"]', 'consent', 2592000, 0)`,
+		`INSERT INTO notices (id, member_id, partner_id, purpose_id, state, created_at) VALUES ('n1', 'member000001', 'promo-co', 'joint_promotion', 0, 0)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivity(&notice.Activities{DB: db, Now: time.Now})
+	mail := &mailbox{}
+	env.RegisterActivity(&notice.Activities{DB: db, Now: time.Now, Mailer: mail, ObjectionURL: func(id string) string { return "https://privacy.example/v1/notices:object?token=" + id + ".mac" }})
 	if objectOnDay > 0 {
 		env.RegisterDelayedCallback(func() {
 			var state string
@@ -37,6 +45,15 @@ func run(t *testing.T, objectOnDay int) (notice.Result, int, *testsuite.TestWork
 		}, time.Duration(objectOnDay)*24*time.Hour)
 	}
 	env.ExecuteWorkflow(notice.Notice, notice.Input{NoticeID: "n1", NoticePeriod: 30 * 24 * time.Hour})
+	// The member was told, once, by mail: partner, purpose, data and the objection link.
+	if len(mail.sent) != 1 || mail.sent[0].member != "member000001" || mail.sent[0].requestID != "sharing-notice/n1" {
+		t.Fatalf("notice emails = %+v, want one to the member keyed by the notice", mail.sent)
+	}
+	for _, want := range []string{"Promo Co", "A joint promotion", "user.contact.email", "https://privacy.example/v1/notices:object?token=n1.mac"} {
+		if !strings.Contains(mail.sent[0].detail, want) {
+			t.Errorf("the notice email lacks %q:\n%s", want, mail.sent[0].detail)
+		}
+	}
 	if !env.IsWorkflowCompleted() || env.GetWorkflowError() != nil {
 		t.Fatalf("workflow: completed=%v err=%v", env.IsWorkflowCompleted(), env.GetWorkflowError())
 	}
@@ -49,6 +66,16 @@ func run(t *testing.T, objectOnDay int) (notice.Result, int, *testsuite.TestWork
 		t.Fatal(err)
 	}
 	return res, state, env
+}
+
+type sentMail struct{ member, reference, detail, requestID string }
+
+// mailbox records what identity was asked to send.
+type mailbox struct{ sent []sentMail }
+
+func (m *mailbox) MailNotice(_ context.Context, member, reference, detail, requestID string) error {
+	m.sent = append(m.sent, sentMail{member, reference, detail, requestID})
+	return nil
 }
 
 func TestNoticeAllowsAfterThePeriodWithoutObjection(t *testing.T) {
