@@ -287,7 +287,7 @@ func journey(t *testing.T, env map[string]string) {
 	}
 	var receipt struct{ Systems []struct{ Service string } }
 	_ = json.Unmarshal(payload, &receipt)
-	if len(receipt.Systems) != 3 {
+	if len(receipt.Systems) != 4 { // preferences, sharing, identity, fulfillment (archives)
 		t.Fatalf("receipt systems = %s", payload)
 	}
 	if code, _ := c.do("POST", "/v1/receipts/"+reqID+":fetch", "", map[string]any{"receiptToken": "wrong"}); code != http.StatusNotFound {
