@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/azureblob" // azblob:// archive storage shared by every replica
 	_ "gocloud.dev/blob/fileblob"  // file:// archive storage (dev; replicas on a shared volume)
@@ -38,6 +37,7 @@ import (
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/storage"
+	"lethe.dev/platform/temporalclient"
 	"lethe.dev/platform/transport"
 	"lethe.dev/services/fulfillment/internal/audit"
 	"lethe.dev/services/fulfillment/internal/drp"
@@ -190,9 +190,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if err != nil {
 		return fail(err)
 	}
-	tc, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(logger)})
+	tc, err := temporalclient.Dial(cfg.TemporalAddress, cfg.TemporalNamespace, logger)
 	if err != nil {
-		return fail(fmt.Errorf("fulfillment: connect to Temporal at %s: %w", cfg.TemporalAddress, err))
+		return fail(fmt.Errorf("fulfillment: %w", err))
 	}
 	s.temporal = tc
 	bucketURL := cfg.ArchiveBucket

@@ -17,7 +17,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 	"google.golang.org/grpc"
 
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
@@ -30,6 +29,7 @@ import (
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/keyfile"
 	"lethe.dev/platform/storage"
+	"lethe.dev/platform/temporalclient"
 	"lethe.dev/platform/transport"
 	"lethe.dev/services/sharing/internal/notice"
 	impl "lethe.dev/services/sharing/internal/sharing"
@@ -166,7 +166,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		s.identity = conn
 	}
 	if cfg.Temporal {
-		c, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(logger)})
+		c, err := temporalclient.Dial(cfg.TemporalAddress, cfg.TemporalNamespace, logger)
 		if err != nil {
 			db.Close()
 			return nil, err
