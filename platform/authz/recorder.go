@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"time"
 
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	"lethe.dev/platform/transport"
@@ -15,7 +16,10 @@ type RemoteRecorder struct {
 
 // Record implements Recorder; the request id makes a retried append land once.
 func (r RemoteRecorder) Record(ctx context.Context, e Event) error {
-	_, err := r.Client.RecordAuditEvent(context.WithoutCancel(ctx), &fulfillmentv1.RecordAuditEventRequest{
+	// The action already happened: record it even if the caller gave up, but not forever.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, err := r.Client.RecordAuditEvent(ctx, &fulfillmentv1.RecordAuditEventRequest{
 		AuditEvent: &fulfillmentv1.AuditEvent{Actor: e.Actor, Action: e.Action, Target: e.Target, Reason: e.Reason},
 		RequestId:  e.RequestID,
 	})
