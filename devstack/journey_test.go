@@ -287,7 +287,7 @@ func journey(t *testing.T, env map[string]string) {
 	}
 	var receipt struct{ Systems []struct{ Service string } }
 	_ = json.Unmarshal(payload, &receipt)
-	if len(receipt.Systems) != 3 {
+	if len(receipt.Systems) != 4 { // preferences, sharing, identity, fulfillment (archives)
 		t.Fatalf("receipt systems = %s", payload)
 	}
 	if code, _ := c.do("GET", "/v1/receipts/"+reqID+"?receiptToken=wrong", "", nil); code != http.StatusNotFound {

@@ -2,9 +2,11 @@ package devstack_test
 
 import (
 	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"path/filepath"
 	"testing"
 	"time"
@@ -104,11 +106,20 @@ func TestExportSurvivesACrashMidRun(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	zr, err := zip.OpenReader(filepath.Join(dir, "fulfillment", "archives", reqID, "export.zip"))
+	// The archive is encrypted at rest under the export's key: read it as a download does.
+	ar, err := s.Fulfillment.Activities.Archives.NewReader(context.Background(), reqID, reqID+"/export.zip")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer zr.Close()
+	raw, err := io.ReadAll(ar)
+	ar.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, f := range zr.File {
 		if f.Name != "preferences/viewing_history.json" {
 			continue

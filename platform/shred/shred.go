@@ -21,6 +21,7 @@ import (
 
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/core/registry"
+	"github.com/tink-crypto/tink-go/v2/insecurecleartextkeyset"
 	"github.com/tink-crypto/tink-go/v2/keyset"
 	"github.com/tink-crypto/tink-go/v2/streamingaead"
 	tinkpb "github.com/tink-crypto/tink-go/v2/proto/tink_go_proto"
@@ -67,9 +68,7 @@ func Open(ctx context.Context, db *storage.DB, kek tink.AEAD) (*Keys, error) {
 		return nil, fmt.Errorf("shred: key table: %w", err)
 	}
 	k := &Keys{db: db, kek: kek, now: time.Now, cache: map[string]any{}}
-	if db.Dialect == storage.Postgres {
-		k.vac = &Vacuumer{db: db, table: "subject_keys"}
-	}
+	k.vac = NewVacuumer(db, "subject_keys")
 	return k, nil
 }
 
@@ -239,4 +238,39 @@ func (k *Keys) Has(ctx context.Context, subject string) (bool, error) {
 	var n int
 	err := k.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM subject_keys WHERE subject = $1`, subject).Scan(&n)
 	return n > 0, err
+}
+
+// Associated is the associated data a subject's wrapped keyset is bound to; streaming
+// selects the streaming key. Forensic tools need it to unwrap (see RawKeyMaterial).
+func Associated(subject string, streaming bool) []byte {
+	if streaming {
+		return associated(subject, kindStreaming)
+	}
+	return associated(subject, kindAEAD)
+}
+
+// RawKeyMaterial unwraps a stored keyset with the KEK at kekURI and returns the raw key
+// bytes of its primary key (the last 32 bytes of the serialized key: the AES key of
+// AES-GCM and AES-GCM-HKDF keys). It exists for footprint scans that look for leaked key
+// material on disk; services never need it.
+func RawKeyMaterial(kekURI string, wrapped, associatedData []byte) ([]byte, error) {
+	kek, err := OpenKEK(kekURI)
+	if err != nil {
+		return nil, err
+	}
+	h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(wrapped)), kek, associatedData)
+	if err != nil {
+		return nil, err
+	}
+	ks := insecurecleartextkeyset.KeysetMaterial(h)
+	for _, k := range ks.GetKey() {
+		if k.GetKeyId() == ks.GetPrimaryKeyId() {
+			v := k.GetKeyData().GetValue()
+			if len(v) < 32 {
+				return nil, errors.New("shred: unexpected key format")
+			}
+			return v[len(v)-32:], nil
+		}
+	}
+	return nil, errors.New("shred: keyset has no primary key")
 }

@@ -18,7 +18,7 @@ import (
 )
 
 
-func open(t *testing.T, db *storage.DB) *shred.Keys {
+func open(t testing.TB, db *storage.DB) *shred.Keys {
 	t.Helper()
 	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
 	if err != nil {

@@ -12,14 +12,24 @@ import (
 // its bytes stay in the heap until VACUUM prunes the page. Erasures mark the table dirty
 // and Run vacuums it at most once per interval, so a burst of erasures costs one VACUUM.
 type Vacuumer struct {
-	db    *storage.DB
-	table string
+	db     *storage.DB
+	tables []string
 
 	mu    sync.Mutex
 	dirty bool
 	runs  int
 	total time.Duration
 	last  time.Duration
+}
+
+// NewVacuumer returns a batcher vacuuming tables on PostgreSQL, or nil on SQLite (which
+// needs none: secure_delete and storage.DB.Scrub). Services whose erasures delete rows
+// that held key material use it for those tables.
+func NewVacuumer(db *storage.DB, tables ...string) *Vacuumer {
+	if db.Dialect != storage.Postgres {
+		return nil
+	}
+	return &Vacuumer{db: db, tables: tables}
 }
 
 // Dirty records that key rows were deleted since the last vacuum.
@@ -48,9 +58,11 @@ func (v *Vacuumer) VacuumNow(ctx context.Context) (time.Duration, error) {
 	v.mu.Unlock()
 	start := time.Now()
 	// VACUUM cannot run inside a transaction; database/sql runs Exec outside one.
-	if _, err := v.db.ExecContext(ctx, `VACUUM `+v.table); err != nil {
-		v.Dirty()
-		return 0, err
+	for _, table := range v.tables {
+		if _, err := v.db.ExecContext(ctx, `VACUUM `+table); err != nil {
+			v.Dirty()
+			return 0, err
+		}
 	}
 	d := time.Since(start)
 	v.mu.Lock()

@@ -17,7 +17,9 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/azureblob" // azblob:// archive storage shared by every replica
 	_ "gocloud.dev/blob/fileblob"  // file:// archive storage (dev; replicas on a shared volume)
@@ -36,6 +38,7 @@ import (
 	"lethe.dev/platform/authz"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/shred"
 	"lethe.dev/platform/storage"
 	"lethe.dev/platform/temporalclient"
 	"lethe.dev/platform/transport"
@@ -66,6 +69,7 @@ type Config struct {
 	ArchiveTTL         time.Duration
 	ArchiveBucket      string
 	OnwardPollInterval time.Duration
+	KEKURI             string
 	// DRPBusinessID is this business's Data Rights Protocol business-id; DRPAPIBase is
 	// where the gateway serves /drp (user_verification_url and results_url start with it).
 	DRPBusinessID   string
@@ -98,6 +102,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ReceiptKeyset, "receipt-keyset", config.Env("FULFILLMENT_RECEIPT_KEYSET", ""), "Tink Ed25519 keyset that signs erasure receipts, shared by every replica: PATH, file:PATH or file:PATH?kek=KMS-URI; created when missing; empty: -data-dir/receipt-signing.keyset.json (FULFILLMENT_RECEIPT_KEYSET)")
 	fs.StringVar(&c.DownloadKeyset, "download-keyset", config.Env("FULFILLMENT_DOWNLOAD_KEYSET", ""), "Tink HMAC keyset that signs download links, shared by every replica (same forms); empty: -data-dir/download-link.keyset.json (FULFILLMENT_DOWNLOAD_KEYSET)")
 	fs.StringVar(&c.TokenKeyset, "token-keyset", config.Env("FULFILLMENT_TOKEN_KEYSET", ""), "Tink PRF keyset from which receipt tokens are derived, shared by every replica (same forms); empty: -data-dir/receipt-token.keyset.json (FULFILLMENT_TOKEN_KEYSET)")
+	fs.StringVar(&c.KEKURI, "kek-uri", config.Env("FULFILLMENT_KEK_URI", "file:"+filepath.Join(data, "fulfillment", "kek.json")), "key-encryption key wrapping the per-export keys: file:PATH (dev) or a Tink KMS URI (FULFILLMENT_KEK_URI)")
 	fs.DurationVar(&c.ArchiveTTL, "archive-ttl", config.EnvDuration("FULFILLMENT_ARCHIVE_TTL", 7*24*time.Hour), "how long export archives and their links live (FULFILLMENT_ARCHIVE_TTL)")
 }
 
@@ -133,7 +138,8 @@ type Service struct {
 	httpAddr   string
 	httpLis    net.Listener
 	logger     *slog.Logger
-	archives   *blob.Bucket
+	bucket     *blob.Bucket
+	keys       *shred.Keys
 }
 
 // New opens the database, keys, service clients and the Temporal client.
@@ -201,21 +207,31 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		if err != nil {
 			return fail(err)
 		}
-		bucketURL = "file://" + filepath.ToSlash(dir) + "?create_dir=1"
+		// Folders 0700; temporary files next to their object (not in /tmp); no sidecar
+		// files; every object is made 0600 as it is written (request.Archives).
+		bucketURL = "file://" + filepath.ToSlash(dir) + "?create_dir=1&dir_file_mode=0700&no_tmp_dir=1&metadata=skip"
 	}
-	if s.archives, err = blob.OpenBucket(ctx, bucketURL); err != nil {
+	if s.bucket, err = blob.OpenBucket(ctx, bucketURL); err != nil {
 		return fail(fmt.Errorf("fulfillment: archive storage: %w", err))
 	}
+	kek, err := shred.OpenKEK(cfg.KEKURI)
+	if err != nil {
+		return fail(err)
+	}
+	if s.keys, err = shred.Open(ctx, db, kek); err != nil {
+		return fail(err)
+	}
+	archives := &request.Archives{Bucket: s.bucket, Keys: s.keys}
 	s.Activities = &request.Activities{
 		DB: db, Identity: identityv1.NewIdentityServiceClient(idc), Preferences: preferencesv1.NewPreferencesServiceClient(prc), Sharing: sharingv1.NewSharingServiceClient(shc),
 		Subjects: map[string]subjectv1.DataSubjectServiceClient{
 			"identity": subjectv1.NewDataSubjectServiceClient(idc), "preferences": subjectv1.NewDataSubjectServiceClient(prc), "sharing": subjectv1.NewDataSubjectServiceClient(shc),
 		},
-		Archives: s.archives, Signer: receipts.signer, KeyID: receipts.keyID, Now: time.Now,
+		Archives: archives, Temporal: tc, Signer: receipts.signer, KeyID: receipts.keyID, Now: time.Now,
 	}
 	s.API = &grpcapi.Server{
 		DB: db, Temporal: tc, Identity: s.Activities.Identity, CoolingOff: cfg.CoolingOff, VerificationWindow: cfg.VerificationWindow,
-		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadMAC: links, ReceiptKeys: receipts.published, Now: time.Now, Archives: s.archives,
+		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadMAC: links, ReceiptKeys: receipts.published, Now: time.Now, Archives: archives,
 		TokenKey: tokenKey, Logger: logger,
 		Audit: &audit.Store{DB: db, Now: time.Now}, ServiceToken: sec.ServiceToken,
 	}
@@ -279,6 +295,10 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return s.ServeHTTP(ctx, lis) })
 	g.Go(func() error { s.consumeChildReports(ctx); return nil })
 	g.Go(func() error { s.reconcile(ctx); return nil })
+	g.Go(func() error { s.ensureRetentionSchedule(ctx); return nil })
+	if v := s.keys.Vacuumer(); v != nil {
+		g.Go(func() error { v.Run(ctx, VacuumInterval); return nil })
+	}
 	return g.Wait()
 }
 
@@ -338,6 +358,48 @@ func (s *Service) reconcile(ctx context.Context) {
 	}
 }
 
+// ensureRetentionSchedule creates the Temporal schedule that runs request.Retention
+// every hour, unless it exists (every replica tries; the first wins). Temporal is
+// retried until it answers.
+func (s *Service) ensureRetentionSchedule(ctx context.Context) {
+	for {
+		_, err := s.temporal.ScheduleClient().Create(ctx, client.ScheduleOptions{
+			ID:   request.RetentionScheduleID,
+			Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: request.RetentionInterval}}},
+			Action: &client.ScheduleWorkflowAction{ID: request.RetentionScheduleID, Workflow: request.Retention, TaskQueue: request.TaskQueue,
+				WorkflowExecutionTimeout: time.Hour},
+			Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
+		})
+		if err == nil || errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+			return
+		}
+		s.logger.Warn("retention schedule not created yet; will retry", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
+}
+
+// VerifyErased runs an erasure's verification sweep again (operators, tests): every
+// service's report plus fulfillment's own archives, keys and links. It fails naming
+// each place that still holds the member's data without a legal basis.
+func (s *Service) VerifyErased(ctx context.Context, requestID, memberID string) error {
+	leftovers, err := request.Sweep(ctx, s.Activities, request.RequestRef{RequestID: requestID, MemberID: memberID})
+	if err != nil {
+		return err
+	}
+	if len(leftovers) > 0 {
+		return fmt.Errorf("fulfillment: data still held after erasure: %v", leftovers)
+	}
+	return nil
+}
+
+// VacuumInterval is how often, at most, the key table is vacuumed on PostgreSQL after
+// keys were destroyed (one VACUUM per batch of erasures and expiries).
+const VacuumInterval = 10 * time.Second
+
 // SetHTTPListener makes Run serve downloads on lis (the dev stack binds ports first).
 func (s *Service) SetHTTPListener(lis net.Listener) { s.httpLis = lis }
 
@@ -349,8 +411,8 @@ func (s *Service) Close() error {
 	for _, c := range s.conns {
 		c.Close()
 	}
-	if s.archives != nil {
-		s.archives.Close()
+	if s.bucket != nil {
+		s.bucket.Close()
 	}
 	return s.db.Close()
 }

@@ -19,6 +19,7 @@ import (
 	"lethe.dev/platform/authz"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/shred"
 	"lethe.dev/platform/storage"
 	"lethe.dev/services/identity/internal/grpcapi"
 	domain "lethe.dev/services/identity/internal/identity"
@@ -102,8 +103,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		return nil, err
 	}
 	return &Service{AuditLink: link,
-		Domain: &domain.Service{DB: db, Keys: ring, Sender: sender, Logger: logger, Now: time.Now},
-		db:     db, logger: logger,
+		Domain: &domain.Service{DB: db, Keys: ring, Sender: sender, Logger: logger, Now: time.Now,
+			Vacuum: shred.NewVacuumer(db, "members", "sessions", "outbox")},
+		db: db, logger: logger,
 	}, nil
 }
 
@@ -121,12 +123,21 @@ func (s *Service) Register(srv *grpcserver.Server) {
 
 // Run delivers queued mail (verification codes) until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
+	if v := s.Domain.Vacuum; v != nil {
+		go v.Run(ctx, VacuumInterval)
+	}
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	purge := time.NewTicker(PurgeInterval)
+	defer purge.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-purge.C:
+			if _, err := s.Domain.Purge(ctx); err != nil && ctx.Err() == nil {
+				s.logger.Warn("retention purge failed; will retry", "err", err)
+			}
 		case <-t.C:
 			if _, err := s.Domain.DeliverPending(ctx, 100); err != nil && ctx.Err() == nil {
 				s.logger.Warn("mail delivery failed; will retry", "err", err)
@@ -134,6 +145,14 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// PurgeInterval is how often records past their retention periods are deleted
+// (identity.Purge; the periods are in the README).
+const PurgeInterval = time.Hour
+
+// VacuumInterval is how often, at most, erased members' rows are vacuumed on PostgreSQL
+// (one VACUUM per batch of erasures).
+const VacuumInterval = 10 * time.Second
 
 // Close closes the database.
 func (s *Service) Close() error { _ = s.CloseAudit(); return s.db.Close() }

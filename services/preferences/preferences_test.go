@@ -369,6 +369,19 @@ func TestErasureKeepsAggregatesAndUnlinksTheMember(t *testing.T) {
 			return out
 		}
 		before := stats()
+		var aliceIDs []string
+		if rows, err := h.svc.Server.DB.Query(`SELECT id FROM viewing_events WHERE owner = $1`, strings.TrimPrefix(alice, "members/")); err == nil {
+			for rows.Next() {
+				var x string
+				rows.Scan(&x)
+				aliceIDs = append(aliceIDs, x)
+			}
+			rows.Close()
+		}
+		var rawRef string
+		if err := h.svc.Server.DB.QueryRow(`SELECT external_account_ref FROM social_connections`).Scan(&rawRef); err != nil || strings.Contains(rawRef, "fb-123") {
+			t.Fatalf("the social account ref is stored in plaintext: %q %v", rawRef, err)
+		}
 		res, err := h.subject.EraseSubjectData(ctx, &subjectv1.EraseSubjectDataRequest{Subject: alice, RequestId: "erase-1", TombstoneId: "tomb-1"})
 		if err != nil {
 			t.Fatal(err)
@@ -398,6 +411,34 @@ func TestErasureKeepsAggregatesAndUnlinksTheMember(t *testing.T) {
 		var embedded int
 		if err := h.svc.Server.DB.QueryRow(`SELECT COUNT(*) FROM viewing_events WHERE id LIKE $1 OR owner LIKE $1`, "%"+id+"%").Scan(&embedded); err != nil || embedded != 0 {
 			t.Errorf("%d events still embed the member id (%v)", embedded, err)
+		}
+		// Anonymized, not pseudonymized: no owner shared between the erased rows, no row
+		// id the member's export named, and times coarsened to the day.
+		var rows, owners, unaligned int
+		if err := h.svc.Server.DB.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT owner), SUM(CASE WHEN view_time % 86400000000 = 0 THEN 0 ELSE 1 END) FROM viewing_events WHERE owner LIKE 'anon_%'`).Scan(&rows, &owners, &unaligned); err != nil {
+			t.Fatal(err)
+		}
+		if rows != 301 || owners != 301 || unaligned != 0 {
+			t.Errorf("erased history: %d rows, %d distinct owners (want one each), %d times finer than a day", rows, owners, unaligned)
+		}
+		if err := h.svc.Server.DB.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT owner), SUM(CASE WHEN updated_at % 86400000000 = 0 THEN 0 ELSE 1 END) FROM ratings WHERE owner LIKE 'anon_%'`).Scan(&rows, &owners, &unaligned); err != nil {
+			t.Fatal(err)
+		}
+		if rows != 2 || owners != 2 || unaligned != 0 {
+			t.Errorf("erased ratings: %d rows, %d distinct owners, %d times finer than a day", rows, owners, unaligned)
+		}
+		for _, old := range aliceIDs {
+			var n int
+			h.svc.Server.DB.QueryRow(`SELECT COUNT(*) FROM viewing_events WHERE id = $1`, old).Scan(&n)
+			if n != 0 {
+				t.Fatalf("event id %s from the member's export still names a row", old)
+			}
+		}
+		if len(aliceIDs) != 301 {
+			t.Fatalf("seeded %d events", len(aliceIDs))
+		}
+		if has, err := h.svc.Server.Keys.Has(ctx, strings.TrimPrefix(alice, "members/")); err != nil || has {
+			t.Errorf("the member's data key survived the erasure (%v)", err)
 		}
 		var linked int
 		h.svc.Server.DB.QueryRow(`SELECT COUNT(*) FROM viewing_events WHERE request_id = 'v-1'`).Scan(&linked)

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
@@ -18,6 +19,7 @@ import (
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/keyfile"
+	"lethe.dev/platform/shred"
 	"lethe.dev/platform/storage"
 	"lethe.dev/services/preferences/internal/prefs"
 	"lethe.dev/services/preferences/internal/store"
@@ -30,6 +32,9 @@ type Config struct {
 	DatabaseURL        string
 	TokenKeyPath       string
 	UnsubscribeTTL     time.Duration
+	// KEKURI names the key-encryption key that wraps members' data keys; empty means
+	// file:kek.json beside the token key.
+	KEKURI string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -39,6 +44,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.FulfillmentAddress, "fulfillment-address", config.Env("FULFILLMENT_ADDRESS", "127.0.0.1:7104"), "fulfillment gRPC address, for the audit log of operator actions (FULFILLMENT_ADDRESS)")
 	fs.StringVar(&c.DatabaseURL, "database-url", config.Env("PREFERENCES_DATABASE_URL", "sqlite:"+filepath.Join(data, "preferences.db")), "sqlite:PATH or postgres:// URL (PREFERENCES_DATABASE_URL)")
 	fs.StringVar(&c.TokenKeyPath, "token-key", config.Env("PREFERENCES_TOKEN_KEY", filepath.Join(data, "preferences", "unsubscribe.keyset.json")), "Tink AEAD keyset sealing unsubscribe tokens, shared by every replica: PATH, file:PATH or file:PATH?kek=KMS-URI; created when missing (PREFERENCES_TOKEN_KEY)")
+	fs.StringVar(&c.KEKURI, "kek-uri", config.Env("PREFERENCES_KEK_URI", "file:"+filepath.Join(data, "preferences", "kek.json")), "key-encryption key wrapping members' data keys: file:PATH (dev) or a Tink KMS URI (PREFERENCES_KEK_URI)")
 	fs.DurationVar(&c.UnsubscribeTTL, "unsubscribe-ttl", config.EnvDuration("PREFERENCES_UNSUBSCRIBE_TTL", 60*24*time.Hour), "how long unsubscribe links work (PREFERENCES_UNSUBSCRIBE_TTL)")
 }
 
@@ -81,7 +87,22 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		db.Close()
 		return nil, err
 	}
-	return &Service{AuditLink: link, db: db, Server: &prefs.Server{DB: db, Tokens: tokens, Logger: logger, Now: time.Now, TokenTTL: cfg.UnsubscribeTTL}}, nil
+	kekURI := cfg.KEKURI
+	if kekURI == "" {
+		tokenPath, _, _ := strings.Cut(strings.TrimPrefix(cfg.TokenKeyPath, "file:"), "?")
+		kekURI = "file:" + filepath.Join(filepath.Dir(tokenPath), "kek.json")
+	}
+	kek, err := shred.OpenKEK(kekURI)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	keys, err := shred.Open(ctx, db, kek)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Service{AuditLink: link, db: db, Server: &prefs.Server{DB: db, Tokens: tokens, Keys: keys, Logger: logger, Now: time.Now, TokenTTL: cfg.UnsubscribeTTL}}, nil
 }
 
 // Build is New as an app.Service, for app.Main.
@@ -95,8 +116,16 @@ func (s *Service) Register(srv *grpcserver.Server) {
 	subjectv1.RegisterDataSubjectServiceServer(srv, s.Server)
 }
 
-// Run has no background work; it waits for shutdown.
+// VacuumInterval is how often, at most, the key table is vacuumed on PostgreSQL after
+// members' keys were destroyed (one VACUUM per batch of erasures).
+const VacuumInterval = 10 * time.Second
+
+// Run vacuums the key table after erasures (PostgreSQL) until shutdown.
 func (s *Service) Run(ctx context.Context) error {
+	if v := s.Server.Keys.Vacuumer(); v != nil {
+		v.Run(ctx, VacuumInterval)
+		return nil
+	}
 	<-ctx.Done()
 	return nil
 }

@@ -21,7 +21,6 @@ import (
 
 	"github.com/tink-crypto/tink-go/v2/tink"
 	"go.temporal.io/sdk/client"
-	"gocloud.dev/blob"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -50,7 +49,7 @@ type Server struct {
 	DownloadMAC        tink.MAC                    // signs download links (shared keyset)
 	ReceiptKeys        []*fulfillmentv1.ReceiptKey // every enabled receipt-verifying key
 	Now                func() time.Time
-	Archives           *blob.Bucket
+	Archives           *request.Archives
 	// TokenKey derives receipt tokens from request ids (HMAC-SHA256), so a retried
 	// filing answers with the same token without the token being stored.
 	TokenKey     []byte
@@ -405,11 +404,12 @@ func (s *Server) DownloadHandler() http.Handler {
 			return
 		}
 		var path, member string
-		if err := s.DB.QueryRowContext(req.Context(), `SELECT archive_path, member_id FROM requests WHERE id = $1`, id).Scan(&path, &member); err != nil || path == "" {
+		var size int64
+		if err := s.DB.QueryRowContext(req.Context(), `SELECT archive_path, member_id, archive_size FROM requests WHERE id = $1`, id).Scan(&path, &member, &size); err != nil || path == "" {
 			writeJSONError(w, http.StatusNotFound, 5, "NO_ARCHIVE", "the archive no longer exists")
 			return
 		}
-		f, err := s.Archives.NewReader(req.Context(), path, nil)
+		f, err := s.Archives.OpenSeeker(req.Context(), id, path, size)
 		if err != nil {
 			writeJSONError(w, http.StatusNotFound, 5, "NO_ARCHIVE", "the archive no longer exists")
 			return
@@ -428,7 +428,7 @@ func (s *Server) DownloadHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/zip")
 		w.Header().Set("Content-Disposition", `attachment; filename="lethe-export.zip"`)
 		w.Header().Set("Cache-Control", "no-store")
-		http.ServeContent(w, req, "lethe-export.zip", f.ModTime(), f) // blob readers seek: ranges work
+		http.ServeContent(w, req, "lethe-export.zip", f.ModTime, f) // the decrypting reader seeks: ranges work
 	})
 }
 

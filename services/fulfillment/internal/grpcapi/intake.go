@@ -251,12 +251,20 @@ func (s *Server) ensureWorkflow(ctx context.Context, r *row) error {
 	}
 	kind := kindNames[r.pr.GetKind()]
 	wid := request.WorkflowID(kind, r.member)
-	for range 3 {
+	for attempt, waits := 0, 0; attempt < 3; attempt++ {
 		owner, running, err := s.workflowOwner(ctx, wid)
 		if err != nil {
 			return err
 		}
 		if owner != r.id {
+			if running && waits < closingWaits && s.closed(ctx, owner) {
+				// The previous request is over and its run is finishing its last step
+				// (e.g. handing an export's archive to ArchiveExpiry): wait for it.
+				waits++
+				attempt--
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
 			if running {
 				return errHeldByAnother
 			}
@@ -277,6 +285,17 @@ func (s *Server) ensureWorkflow(ctx context.Context, r *row) error {
 		return nil
 	}
 	return errHeldByAnother
+}
+
+// closingWaits bounds how long (×100 ms) a filing waits for the run of a request that
+// has already ended to close.
+const closingWaits = 50
+
+// closed reports whether request id is no longer open.
+func (s *Server) closed(ctx context.Context, id string) bool {
+	var open bool
+	err := s.DB.QueryRowContext(ctx, `SELECT is_open FROM requests WHERE id = $1`, id).Scan(&open)
+	return err == nil && !open
 }
 
 // workflowOwner returns the request id of the latest run under wid and whether it runs.

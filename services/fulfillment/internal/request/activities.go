@@ -15,12 +15,15 @@ import (
 	"time"
 
 	"github.com/tink-crypto/tink-go/v2/tink"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"gocloud.dev/blob"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
@@ -47,7 +50,8 @@ type Activities struct {
 	Preferences preferencesv1.PreferencesServiceClient
 	Sharing     sharingv1.SharingServiceClient
 	Subjects    map[string]subjectv1.DataSubjectServiceClient // by service name
-	Archives    *blob.Bucket                                  // archive storage: a directory in dev, an object store in production
+	Archives    *Archives                                     // encrypted archive storage: a directory in dev, an object store in production
+	Temporal    client.Client                                 // stops a member's running export when they are erased
 	Signer      tink.Signer                                   // the receipt keyset's primary key (raw Ed25519)
 	KeyID       string                                        // that key's id, named in every receipt it signs
 	Now         func() time.Time
@@ -169,6 +173,9 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 			return ExportResult{}, err
 		}
 	}
+	if err := a.stillWanted(ctx, in.RequestID); err != nil {
+		return ExportResult{}, err
+	}
 	prefix := partsPrefix(in.RequestID, in.Service)
 	if err := a.deleteFrom(ctx, prefix, prog.NextSeq); err != nil {
 		return ExportResult{}, err
@@ -185,8 +192,12 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 		if err != nil {
 			return ExportResult{}, permanent(err)
 		}
+		// An erasure of the member closes the request: stop before writing more of them.
+		if err := a.stillWanted(ctx, in.RequestID); err != nil {
+			return ExportResult{}, err
+		}
 		key := fmt.Sprintf("%s%06d.%s.jsonl", prefix, prog.NextSeq, chunk.GetDataset())
-		w, err := a.Archives.NewWriter(ctx, key, &blob.WriterOptions{ContentType: "application/x-ndjson"})
+		w, err := a.Archives.NewWriter(ctx, in.RequestID, key)
 		if err != nil {
 			return ExportResult{}, err
 		}
@@ -206,9 +217,22 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 	return ExportResult{Service: in.Service, Records: prog.Records}, nil
 }
 
+// stillWanted fails permanently once the request is closed (an erasure of the member
+// stopped it), so no worker writes more of the member's data.
+func (a *Activities) stillWanted(ctx context.Context, requestID string) error {
+	var open bool
+	if err := a.DB.QueryRowContext(ctx, `SELECT is_open FROM requests WHERE id = $1`, requestID).Scan(&open); err != nil {
+		return err
+	}
+	if !open {
+		return temporal.NewNonRetryableApplicationError("the request was closed", ErrPermanent, nil)
+	}
+	return nil
+}
+
 // deleteFrom removes parts under prefix whose sequence number is fromSeq or later.
 func (a *Activities) deleteFrom(ctx context.Context, prefix string, fromSeq int) error {
-	it := a.Archives.List(&blob.ListOptions{Prefix: prefix})
+	it := a.Archives.Bucket.List(&blob.ListOptions{Prefix: prefix})
 	for {
 		obj, err := it.Next(ctx)
 		if errors.Is(err, io.EOF) {
@@ -219,7 +243,7 @@ func (a *Activities) deleteFrom(ctx context.Context, prefix string, fromSeq int)
 		}
 		var seq int
 		if _, err := fmt.Sscanf(strings.TrimPrefix(obj.Key, prefix), "%06d.", &seq); err == nil && seq >= fromSeq {
-			if err := a.Archives.Delete(ctx, obj.Key); err != nil {
+			if err := a.Archives.Bucket.Delete(ctx, obj.Key); err != nil {
 				return err
 			}
 		}
@@ -277,8 +301,11 @@ func (c *countingWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); re
 // per service and dataset, manifest.json and README.txt — so memory stays flat whatever
 // the size.
 func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (ArchiveResult, error) {
+	if err := a.stillWanted(ctx, in.RequestID); err != nil {
+		return ArchiveResult{}, err
+	}
 	key := ArchiveKey(in.RequestID)
-	w, err := a.Archives.NewWriter(ctx, key, &blob.WriterOptions{ContentType: "application/zip"})
+	w, err := a.Archives.NewWriter(ctx, in.RequestID, key)
 	if err != nil {
 		return ArchiveResult{}, err
 	}
@@ -288,7 +315,7 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 	var total int64
 	fail := func(err error) (ArchiveResult, error) {
 		_ = w.Close()
-		_ = a.Archives.Delete(context.WithoutCancel(ctx), key)
+		_ = a.Archives.Bucket.Delete(context.WithoutCancel(ctx), key)
 		return ArchiveResult{}, err
 	}
 	for _, svc := range in.Services {
@@ -298,7 +325,7 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 		}
 		for _, f := range files {
 			name := svc + "/" + f.dataset + ".json"
-			n, digest, err := a.writeJSONArray(ctx, zw, name, f.keys)
+			n, digest, err := a.writeJSONArray(ctx, zw, in.RequestID, name, f.keys)
 			if err != nil {
 				return fail(err)
 			}
@@ -338,7 +365,7 @@ type datasetParts struct {
 // datasets groups a service's parts by dataset, in the order they were written.
 func (a *Activities) datasets(ctx context.Context, prefix string) ([]datasetParts, error) {
 	var keys []string
-	it := a.Archives.List(&blob.ListOptions{Prefix: prefix})
+	it := a.Archives.Bucket.List(&blob.ListOptions{Prefix: prefix})
 	for {
 		obj, err := it.Next(ctx)
 		if errors.Is(err, io.EOF) {
@@ -368,7 +395,7 @@ func (a *Activities) datasets(ctx context.Context, prefix string) ([]datasetPart
 	return out, nil
 }
 
-func (a *Activities) writeJSONArray(ctx context.Context, zw *zip.Writer, name string, keys []string) (int64, string, error) {
+func (a *Activities) writeJSONArray(ctx context.Context, zw *zip.Writer, requestID, name string, keys []string) (int64, string, error) {
 	w, err := zw.Create(name)
 	if err != nil {
 		return 0, "", err
@@ -378,7 +405,7 @@ func (a *Activities) writeJSONArray(ctx context.Context, zw *zip.Writer, name st
 	var n int64
 	io.WriteString(mw, "[")
 	for _, k := range keys {
-		r, err := a.Archives.NewReader(ctx, k, nil)
+		r, err := a.Archives.NewReader(ctx, requestID, k)
 		if err != nil {
 			return 0, "", err
 		}
@@ -400,23 +427,67 @@ func (a *Activities) writeJSONArray(ctx context.Context, zw *zip.Writer, name st
 	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// DeleteArchive removes an expired archive and every part of the export.
+// DeleteArchive removes an expired (or failed) export: the archive, every staging part
+// and the export's key, which also makes any copy left elsewhere unreadable.
 func (a *Activities) DeleteArchive(ctx context.Context, in RequestRef) error {
-	it := a.Archives.List(&blob.ListOptions{Prefix: in.RequestID + "/"})
-	for {
-		obj, err := it.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if err := a.Archives.Delete(ctx, obj.Key); err != nil {
-			return err
-		}
+	if _, err := a.DB.ExecContext(ctx, `UPDATE requests SET archive_path = '' WHERE id = $1`, in.RequestID); err != nil {
+		return err
 	}
-	_, err := a.DB.ExecContext(ctx, `UPDATE requests SET archive_path = '' WHERE id = $1`, in.RequestID)
-	return err
+	return a.Archives.DeleteExport(ctx, in.RequestID)
+}
+
+// DeleteParts removes an export's staging parts once its archive is written.
+func (a *Activities) DeleteParts(ctx context.Context, in RequestRef) error {
+	return a.Archives.DeletePrefix(ctx, in.RequestID+"/parts/")
+}
+
+// EraseArchives is the erasure's step for fulfillment's own copies of the member's data:
+// it stops a running export (terminating its workflow and closing its request, so no
+// worker writes another part), then deletes every archive and staging part of every
+// export of the member and destroys their keys; download links die with the archives.
+func (a *Activities) EraseArchives(ctx context.Context, in RequestRef) (ServiceErasure, error) {
+	err := a.Temporal.TerminateWorkflow(ctx, WorkflowID(KindAccess, in.MemberID), "", "the member is being erased")
+	var nf *serviceerror.NotFound
+	if err != nil && !errors.As(err, &nf) {
+		return ServiceErasure{}, err
+	}
+	if _, err := a.DB.ExecContext(ctx, `UPDATE requests SET state = $1, is_open = FALSE, completed_at = COALESCE(completed_at, $2) WHERE member_id = $3 AND kind = $4 AND is_open`,
+		int32(stateCodes["cancelled"]), a.Now().UnixMicro(), in.MemberID, int32(fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS)); err != nil {
+		return ServiceErasure{}, err
+	}
+	rows, err := a.DB.QueryContext(ctx, `SELECT id FROM requests WHERE member_id = $1 AND kind = $2`, in.MemberID, int32(fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS))
+	if err != nil {
+		return ServiceErasure{}, err
+	}
+	var exports []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return ServiceErasure{}, err
+		}
+		exports = append(exports, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return ServiceErasure{}, err
+	}
+	var deleted int64
+	for _, id := range exports {
+		n, err := a.Archives.Count(ctx, id+"/")
+		if err != nil {
+			return ServiceErasure{}, err
+		}
+		if _, err := a.DB.ExecContext(ctx, `UPDATE requests SET archive_path = '' WHERE id = $1`, id); err != nil {
+			return ServiceErasure{}, err
+		}
+		if err := a.Archives.DeleteExport(ctx, id); err != nil {
+			return ServiceErasure{}, err
+		}
+		deleted += int64(n)
+		activity.RecordHeartbeat(ctx, id)
+	}
+	return ServiceErasure{Service: "fulfillment", Results: []CategoryCount{{Dataset: "export_archives", Category: "user", Action: "ERASURE_ACTION_DELETE", Count: deleted}}}, nil
 }
 
 // RevokeSessions ends every session of the member at once.
@@ -572,18 +643,32 @@ func (a *Activities) NotifyExportReady(ctx context.Context, in RequestRef) error
 	return Notify(ctx, a.DB, in.RequestID, "export_ready", "", a.Now())
 }
 
-// VerifyErased asks every service what it still holds; anything without a legal basis
-// fails the step loudly.
+// VerifyErased asks every service what it still holds, and looks at fulfillment's own
+// archives, keys and links; anything without a legal basis fails the step loudly.
 func (a *Activities) VerifyErased(ctx context.Context, in RequestRef) error {
-	t, err := a.tombstone(ctx, in.RequestID)
+	leftovers, err := Sweep(ctx, a, in)
 	if err != nil {
 		return err
+	}
+	if len(leftovers) > 0 {
+		activity.GetLogger(ctx).Error("erasure verification failed", "request", in.RequestID, "leftovers", leftovers)
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("data still held after erasure: %v", leftovers), "ERASURE_INCOMPLETE", nil)
+	}
+	return nil
+}
+
+// Sweep is the verification sweep: every place that still holds the member's data
+// without a legal basis, as "service.dataset=count".
+func Sweep(ctx context.Context, a *Activities, in RequestRef) ([]string, error) {
+	t, err := a.tombstone(ctx, in.RequestID)
+	if err != nil {
+		return nil, err
 	}
 	var leftovers []string
 	for _, svc := range ExportServices {
 		rep, err := a.Subjects[svc].ReportSubjectData(ctx, &subjectv1.ReportSubjectDataRequest{Subject: in.member(), TombstoneId: t})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, h := range rep.GetHeld() {
 			if h.GetLegalBasis() == "" {
@@ -591,11 +676,71 @@ func (a *Activities) VerifyErased(ctx context.Context, in RequestRef) error {
 			}
 		}
 	}
-	if len(leftovers) > 0 {
-		activity.GetLogger(ctx).Error("erasure verification failed", "request", in.RequestID, "leftovers", leftovers)
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("data still held after erasure: %v", leftovers), "ERASURE_INCOMPLETE", nil)
+	own, err := a.heldHere(ctx, in.MemberID)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	return append(leftovers, own...), nil
+}
+
+// LegalBasisRequests justifies keeping the request records of an erased member: the
+// accountability record of how their requests were handled (GDPR Art. 5(2)). They hold
+// the opaque member id, states and times — no personal values.
+const LegalBasisRequests = "accountability record of privacy requests (GDPR Art. 5(2)); opaque ids, states and times only"
+
+// heldHere is the verification sweep over fulfillment's own copies: any archive object or
+// archive key of any export of the member is a leftover (none has a legal basis).
+// The request records themselves are kept under LegalBasisRequests.
+func (a *Activities) heldHere(ctx context.Context, memberID string) ([]string, error) {
+	rows, err := a.DB.QueryContext(ctx, `SELECT id FROM requests WHERE member_id = $1 AND kind = $2`, memberID, int32(fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS))
+	if err != nil {
+		return nil, err
+	}
+	var exports []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		exports = append(exports, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var objects, keys, links int
+	for _, id := range exports {
+		n, err := a.Archives.Count(ctx, id+"/")
+		if err != nil {
+			return nil, err
+		}
+		objects += n
+		has, err := a.Archives.Keys.Has(ctx, ArchiveSubject(id))
+		if err != nil {
+			return nil, err
+		}
+		if has {
+			keys++
+		}
+		var path string
+		if err := a.DB.QueryRowContext(ctx, `SELECT archive_path FROM requests WHERE id = $1`, id).Scan(&path); err != nil {
+			return nil, err
+		}
+		if path != "" {
+			links++
+		}
+	}
+	var out []string
+	for _, l := range []struct {
+		name string
+		n    int
+	}{{"export_archives", objects}, {"archive_keys", keys}, {"download_links", links}} {
+		if l.n > 0 {
+			out = append(out, fmt.Sprintf("fulfillment.%s=%d", l.name, l.n))
+		}
+	}
+	return out, nil
 }
 
 // ReceiptInput signs a receipt.

@@ -66,6 +66,16 @@ func OnwardWorkflowID(requestID, partner string) string {
 	return "onward-erasure/" + requestID + "/" + partner
 }
 
+// ArchiveExpiryWorkflowID is the id of the workflow that deletes an export's archive
+// when its link expires.
+func ArchiveExpiryWorkflowID(requestID string) string { return "archive-expiry/" + requestID }
+
+// ArchiveExpiryInput starts an archive's expiry.
+type ArchiveExpiryInput struct {
+	RequestID string
+	TTL       time.Duration
+}
+
 // Input starts a request workflow. Only opaque ids and timings cross into Temporal.
 type Input struct {
 	RequestID          string

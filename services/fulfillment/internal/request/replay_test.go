@@ -23,6 +23,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflow(request.PrivacyRequest)
 			r.RegisterWorkflow(request.OnwardErasure)
+			r.RegisterWorkflow(request.ArchiveExpiry)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatalf("replay: %v", err)
 			}

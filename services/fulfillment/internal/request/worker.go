@@ -10,6 +10,8 @@ func NewWorker(c client.Client, a *Activities) worker.Worker {
 	w := worker.New(c, TaskQueue, worker.Options{})
 	w.RegisterWorkflow(PrivacyRequest)
 	w.RegisterWorkflow(OnwardErasure)
+	w.RegisterWorkflow(ArchiveExpiry)
+	w.RegisterWorkflow(Retention)
 	w.RegisterActivity(a)
 	return w
 }

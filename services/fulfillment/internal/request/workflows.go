@@ -4,6 +4,7 @@ import (
 	"errors"
 	"time"
 
+	enums "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -32,6 +33,10 @@ type run struct {
 	// arrives; dueChanged tells the escalation loop to re-plan.
 	replanOnExtend bool
 	dueChanged     bool
+	// archiveLifecycle is set on runs new enough to delete staging parts once the archive
+	// is written and on failure, hand the archive's lifetime to its own workflow (so a
+	// second export can start), and erase the member's archives during erasure.
+	archiveLifecycle bool
 	// childUpgrade is set on runs that accept the child-erasure signal; upgraded says it
 	// came: the erasure is a child's now — verified, no cooling-off, no cancelling.
 	childUpgrade bool
@@ -112,6 +117,7 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 		return Result{}, err
 	}
 	r.replanOnExtend = workflow.GetVersion(ctx, "replan-on-extend", workflow.DefaultVersion, 1) == 1
+	r.archiveLifecycle = workflow.GetVersion(ctx, "archive-lifecycle", workflow.DefaultVersion, 1) == 1
 	r.childUpgrade = r.in.Kind == KindErasure && workflow.GetVersion(ctx, "child-upgrade", workflow.DefaultVersion, 1) == 1
 	r.listen(ctx)
 	r.escalate(ctx)
@@ -158,7 +164,24 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 		err = r.eraseToTheEnd(ctx)
 	}
 	if err != nil {
+		if r.archiveLifecycle && r.in.Kind == KindAccess {
+			// Whatever the export wrote goes with it, and its key.
+			dctx, _ := workflow.NewDisconnectedContext(ctx)
+			var a *Activities
+			_ = workflow.ExecuteActivity(r.shortCtx(dctx), a.DeleteArchive, RequestRef{RequestID: r.in.RequestID}).Get(dctx, nil)
+		}
 		return r.fail(ctx, err)
+	}
+	if r.in.Kind == KindAccess && r.archiveLifecycle {
+		// The archive outlives this workflow in its own, so the member can ask again; it
+		// is started before the request shows completed, so this workflow closes at once.
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: ArchiveExpiryWorkflowID(r.in.RequestID),
+			ParentClosePolicy: enums.PARENT_CLOSE_POLICY_ABANDON})
+		f := workflow.ExecuteChildWorkflow(cctx, ArchiveExpiry, ArchiveExpiryInput{RequestID: r.in.RequestID, TTL: r.in.ArchiveTTL})
+		if err := f.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+			return r.fail(ctx, err)
+		}
+		return r.end(ctx, "completed")
 	}
 	res, err := r.end(ctx, "completed")
 	if err == nil && r.in.Kind == KindAccess {
@@ -311,6 +334,12 @@ func (r *run) export(ctx workflow.Context) error {
 		return err
 	}
 	r.step(ctx, "archive", "done", archive.Records)
+	if r.archiveLifecycle {
+		if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.DeleteParts, RequestRef{RequestID: r.in.RequestID}).Get(ctx, nil); err != nil {
+			return err
+		}
+		r.step(ctx, "parts.deleted", "done", 0)
+	}
 	// Telling the member was added after the first release: histories recorded before it
 	// replay on the default version.
 	if v := workflow.GetVersion(ctx, "notify-export-ready", workflow.DefaultVersion, 1); v == 1 {
@@ -382,6 +411,15 @@ func (r *run) erase(ctx workflow.Context) error {
 	if err := r.waitWhileHeld(ctx); err != nil {
 		return err
 	}
+	var archives ServiceErasure
+	if r.archiveLifecycle {
+		// Fulfillment's own copies first: a running export is stopped before it can
+		// write more, then every archive and part of the member goes with its key.
+		if err := workflow.ExecuteActivity(r.longCtx(ctx), a.EraseArchives, ref).Get(ctx, &archives); err != nil {
+			return err
+		}
+		r.step(ctx, "erase.fulfillment", "done", archives.Total())
+	}
 	// Recipients come from sharing's disclosure log, which erasing sharing re-keys to the
 	// tombstone: runs since this version take them first and keep them in the workflow.
 	// Histories recorded before it replay the old order (which found no recipients).
@@ -440,6 +478,9 @@ func (r *run) erase(ctx workflow.Context) error {
 	}
 	results = append(results, idRes)
 	r.step(ctx, "erase.identity", "done", idRes.Total())
+	if r.archiveLifecycle {
+		results = append(results, archives)
+	}
 	if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.VerifyErased, ref).Get(ctx, nil); err != nil {
 		r.step(ctx, "verify", "failed", 0)
 		return err
@@ -450,6 +491,21 @@ func (r *run) erase(ctx workflow.Context) error {
 	}
 	r.step(ctx, "receipt", "done", 0)
 	return nil
+}
+
+// ArchiveExpiry deletes an export's archive, parts and key when its link expires. It
+// runs apart from the request's workflow, so the member can ask for another export
+// meanwhile; an erasure deletes the archive earlier and this finds nothing left.
+func ArchiveExpiry(ctx workflow.Context, in ArchiveExpiryInput) error {
+	if err := workflow.Sleep(ctx, in.TTL); err != nil {
+		return err
+	}
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute},
+	})
+	var a *Activities
+	return workflow.ExecuteActivity(ctx, a.DeleteArchive, RequestRef{RequestID: in.RequestID}).Get(ctx, nil)
 }
 
 // OnwardPollInterval is how often an unacknowledged processor is checked (and a failed

@@ -9,7 +9,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"lethe.dev/services/fulfillment/internal/request"
 )
@@ -53,6 +56,7 @@ func env(t *testing.T, recipients []request.Recipient, onwardAcks bool) (*testsu
 	var s testsuite.WorkflowTestSuite
 	e := s.NewTestWorkflowEnvironment()
 	e.RegisterWorkflow(request.OnwardErasure)
+	e.RegisterWorkflow(request.ArchiveExpiry)
 	a := &request.Activities{}
 	e.RegisterActivity(a)
 	r := &rec{now: e.Now}
@@ -69,6 +73,11 @@ func env(t *testing.T, recipients []request.Recipient, onwardAcks bool) (*testsu
 		return request.ArchiveResult{Records: 30}, nil
 	})
 	e.OnActivity(a.DeleteArchive, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) error { r.add("delete-archive"); return nil })
+	e.OnActivity(a.DeleteParts, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) error { r.add("delete-parts"); return nil })
+	e.OnActivity(a.EraseArchives, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) (request.ServiceErasure, error) {
+		r.add("erase:archives")
+		return request.ServiceErasure{Service: "fulfillment"}, nil
+	})
 	for _, name := range []string{"RevokeSessions", "StopMarketing", "BlockSharing", "QueueConfirmation", "VerifyErased", "NotifyExportReady"} {
 		n := name
 		e.OnActivity(n, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) error { r.add(n); return nil })
@@ -117,26 +126,76 @@ func result(t *testing.T, e *testsuite.TestWorkflowEnvironment) request.Result {
 	return res
 }
 
-func TestExportFansOutBuildsTheArchiveAndDeletesItAtExpiry(t *testing.T) {
+// TestExportFansOutBuildsTheArchiveAndHandsItsLifetimeOn: the staging parts go as soon
+// as the archive is written, and the request's workflow ends at once — the archive's
+// 7-day lifetime runs in ArchiveExpiry — so the workflow id is free for another export.
+func TestExportFansOutBuildsTheArchiveAndHandsItsLifetimeOn(t *testing.T) {
 	e, r := env(t, nil, true)
 	start := e.Now()
+	var expiry request.ArchiveExpiryInput
+	e.SetOnChildWorkflowStartedListener(func(info *workflow.Info, _ workflow.Context, args converter.EncodedValues) {
+		if info.WorkflowType.Name == "ArchiveExpiry" {
+			_ = args.Get(&expiry)
+			r.add("expiry-started")
+		}
+	})
 	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindAccess, true))
 	if res := result(t, e); res.State != "completed" {
 		t.Fatalf("state %s", res.State)
 	}
-	for _, want := range []string{"export:identity", "export:preferences", "export:sharing", "archive", "NotifyExportReady", "state:completed", "delete-archive"} {
-		if !r.has(want) {
-			t.Errorf("missing %s in %v", want, r.calls)
+	order := []string{"export:identity", "archive", "delete-parts", "NotifyExportReady", "expiry-started", "state:completed"}
+	last := -1
+	for _, step := range order {
+		i := r.index(step)
+		if i < 0 || i < last {
+			t.Fatalf("step %s out of order in %v", step, r.calls)
 		}
+		last = i
 	}
-	if r.index("state:completed") > r.index("delete-archive") {
-		t.Error("the archive must outlive the request's completion")
+	if expiry.RequestID != "req00000001" || expiry.TTL != 7*24*time.Hour {
+		t.Errorf("expiry input = %+v", expiry)
 	}
-	if got := e.Now().Sub(start); got < 7*24*time.Hour {
-		t.Errorf("archive deleted after %v, want its 7-day lifetime", got)
+	if got := r.at["expiry-started"].Sub(start); got >= 24*time.Hour {
+		t.Errorf("the request's workflow stayed open %v after the archive was ready", got)
 	}
 	if r.has("state:cooling_off") {
 		t.Error("exports have no cooling-off")
+	}
+}
+
+func TestArchiveExpiryDeletesTheArchiveAfterItsLifetime(t *testing.T) {
+	e, r := env(t, nil, true)
+	start := e.Now()
+	e.ExecuteWorkflow(request.ArchiveExpiry, request.ArchiveExpiryInput{RequestID: "req00000001", TTL: 7 * 24 * time.Hour})
+	if !e.IsWorkflowCompleted() || e.GetWorkflowError() != nil {
+		t.Fatalf("expiry: %v", e.GetWorkflowError())
+	}
+	if !r.has("delete-archive") {
+		t.Fatalf("archive not deleted: %v", r.calls)
+	}
+	if got := r.at["delete-archive"].Sub(start); got < 7*24*time.Hour {
+		t.Errorf("archive deleted after %v, want its 7-day lifetime", got)
+	}
+}
+
+// TestFailedExportDeletesWhatItWrote: no staging part outlives a failed export.
+func TestFailedExportDeletesWhatItWrote(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	e := s.NewTestWorkflowEnvironment()
+	a := &request.Activities{}
+	e.RegisterActivity(a)
+	r := &rec{now: e.Now}
+	e.OnActivity(a.SetState, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.SetStateInput) error { r.add("state:" + in.State); return nil })
+	e.OnActivity(a.SaveProgress, mock.Anything, mock.Anything).Return(nil)
+	e.OnActivity(a.RecordEscalation, mock.Anything, mock.Anything).Return(nil)
+	e.OnActivity(a.ExportService, mock.Anything, mock.Anything).Return(request.ExportResult{}, temporal.NewNonRetryableApplicationError("gone", request.ErrPermanent, nil))
+	e.OnActivity(a.DeleteArchive, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) error { r.add("delete-archive"); return nil })
+	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindAccess, true))
+	if !e.IsWorkflowCompleted() || e.GetWorkflowError() == nil {
+		t.Fatal("the export should have failed")
+	}
+	if !r.has("delete-archive") || r.index("delete-archive") > r.index("state:failed") {
+		t.Fatalf("the failed export's parts were not deleted first: %v", r.calls)
 	}
 }
 
@@ -146,7 +205,7 @@ func TestErasureRunsEveryStepInOrder(t *testing.T) {
 	if res := result(t, e); res.State != "completed" {
 		t.Fatalf("state %s", res.State)
 	}
-	order := []string{"state:cooling_off", "RevokeSessions", "erase:preferences", "erase:sharing", "onward:partners/acme-pay", "QueueConfirmation", "erase:identity", "VerifyErased", "receipt", "state:completed"}
+	order := []string{"state:cooling_off", "RevokeSessions", "erase:archives", "erase:preferences", "erase:sharing", "onward:partners/acme-pay", "QueueConfirmation", "erase:identity", "VerifyErased", "receipt", "state:completed"}
 	last := -1
 	for _, step := range order {
 		i := r.index(step)
@@ -295,6 +354,8 @@ func TestServiceDownForHoursIsRetried(t *testing.T) {
 	})
 	e.OnActivity(a.BuildArchive, mock.Anything, mock.Anything).Return(request.ArchiveResult{}, nil)
 	e.OnActivity(a.DeleteArchive, mock.Anything, mock.Anything).Return(nil)
+	e.OnActivity(a.DeleteParts, mock.Anything, mock.Anything).Return(nil)
+	e.RegisterWorkflow(request.ArchiveExpiry)
 	e.OnActivity(a.NotifyExportReady, mock.Anything, mock.Anything).Return(nil)
 	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindAccess, true))
 	if res := result(t, e); res.State != "completed" || attempts != 8 {
@@ -334,6 +395,19 @@ func TestExtensionMovesTheEscalations(t *testing.T) {
 		if !r.has(level) || got < want-2*time.Hour || got > want+2*time.Hour {
 			t.Errorf("%s at %v, want about %v after the extension", level, got, want)
 		}
+	}
+}
+
+func TestRetentionRunsThePurge(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	e := s.NewTestWorkflowEnvironment()
+	a := &request.Activities{}
+	e.RegisterActivity(a)
+	e.OnActivity(a.PurgeExpired, mock.Anything).Return(request.PurgeResult{Downloads: 3, FailedExports: 1}, nil)
+	e.ExecuteWorkflow(request.Retention)
+	var res request.PurgeResult
+	if !e.IsWorkflowCompleted() || e.GetWorkflowResult(&res) != nil || res.Downloads != 3 || res.FailedExports != 1 {
+		t.Fatalf("retention: %+v %v", res, e.GetWorkflowError())
 	}
 }
 

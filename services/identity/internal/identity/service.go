@@ -22,6 +22,7 @@ import (
 	privacyv1 "lethe.dev/gen/lethe/privacy/v1"
 	"lethe.dev/platform/errs"
 	"lethe.dev/platform/ids"
+	"lethe.dev/platform/shred"
 	"lethe.dev/platform/storage"
 	"lethe.dev/services/identity/internal/keys"
 )
@@ -45,6 +46,9 @@ type Service struct {
 	Keys   *keys.Ring
 	Sender Sender
 	Logger *slog.Logger
+	// Vacuum reclaims erased members' rows (with their wrapped keys) on PostgreSQL;
+	// nil on SQLite.
+	Vacuum *shred.Vacuumer
 	Now    func() time.Time
 }
 
@@ -504,7 +508,18 @@ func (s *Service) Erase(ctx context.Context, id, requestID, tombstoneID string) 
 			id, tombstoneID, requestID, micros(out.Time), raw)
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	// The deleted row held the wrapped key: SQLite (secure_delete) still has the old
+	// pages in its WAL until a checkpoint; PostgreSQL keeps the dead tuple until VACUUM.
+	if err := s.DB.Scrub(ctx); err != nil {
+		return nil, err
+	}
+	if s.Vacuum != nil {
+		s.Vacuum.Dirty()
+	}
+	return out, nil
 }
 
 // LegalBasisTombstone justifies keeping the opaque id of an erased member.

@@ -3,8 +3,10 @@ package prefs
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"slices"
 	"strconv"
+	"strings"
 
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -447,11 +449,45 @@ func (s *Server) UpdateProfileVisibility(ctx context.Context, req *preferencesv1
 	return out, err
 }
 
-func scanSocial(rows interface{ Scan(...any) error }, memberID string) (*preferencesv1.SocialConnection, error) {
+// refField binds sealed external account refs to their column.
+const refField = "social_connections.external_account_ref"
+
+// sealedPrefix marks a value sealed under the member's key (platform/shred); rows
+// written before sealing hold plaintext and are read as they are.
+const sealedPrefix = "sealed:v1:"
+
+// sealRef encrypts an external account ref under the member's key, so erasing the
+// member (destroying the key) leaves only ciphertext wherever the row's bytes remain.
+func (s *Server) sealRef(ctx context.Context, memberID, ref string) (string, error) {
+	ct, err := s.Keys.Seal(ctx, memberID, refField, []byte(ref))
+	if err != nil {
+		return "", err
+	}
+	return sealedPrefix + base64.RawStdEncoding.EncodeToString(ct), nil
+}
+
+func (s *Server) openRef(ctx context.Context, memberID, stored string) (string, error) {
+	b64, ok := strings.CutPrefix(stored, sealedPrefix)
+	if !ok {
+		return stored, nil
+	}
+	ct, err := base64.RawStdEncoding.DecodeString(b64)
+	if err != nil {
+		return "", err
+	}
+	pt, err := s.Keys.Unseal(ctx, memberID, refField, ct)
+	return string(pt), err
+}
+
+func (s *Server) scanSocial(ctx context.Context, rows interface{ Scan(...any) error }, memberID string) (*preferencesv1.SocialConnection, error) {
 	var c preferencesv1.SocialConnection
-	var id string
+	var id, ref string
 	var created int64
-	if err := rows.Scan(&id, &c.Network, &c.ExternalAccountRef, &c.ShareViewingActivity, &c.ShareRatings, &created); err != nil {
+	if err := rows.Scan(&id, &c.Network, &ref, &c.ShareViewingActivity, &c.ShareRatings, &created); err != nil {
+		return nil, err
+	}
+	var err error
+	if c.ExternalAccountRef, err = s.openRef(ctx, memberID, ref); err != nil {
 		return nil, err
 	}
 	c.Name, c.CreateTime = "members/"+memberID+"/socialConnections/"+id, ts(created)
@@ -473,7 +509,7 @@ func (s *Server) ListSocialConnections(ctx context.Context, req *preferencesv1.L
 	defer rows.Close()
 	out := &preferencesv1.ListSocialConnectionsResponse{}
 	for rows.Next() {
-		c, err := scanSocial(rows, id)
+		c, err := s.scanSocial(ctx, rows, id)
 		if err != nil {
 			return nil, err
 		}
@@ -501,17 +537,21 @@ func (s *Server) CreateSocialConnection(ctx context.Context, req *preferencesv1.
 	}
 	if req.GetRequestId() != "" {
 		row := s.DB.QueryRowContext(ctx, `SELECT `+socialCols+` FROM social_connections WHERE request_id = $1 AND member_id = $2`, req.GetRequestId(), id)
-		if got, err := scanSocial(row, id); err == nil {
+		if got, err := s.scanSocial(ctx, row, id); err == nil {
 			return got, nil
 		}
 	}
 	cid, now := ids.New(), s.now()
+	sealed, err := s.sealRef(ctx, id, c.GetExternalAccountRef())
+	if err != nil {
+		return nil, err
+	}
 	var reqID any
 	if req.GetRequestId() != "" {
 		reqID = req.GetRequestId()
 	}
 	if _, err := s.DB.ExecContext(ctx, `INSERT INTO social_connections (id, member_id, network, external_account_ref, share_viewing_activity, share_ratings, created_at, request_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, cid, id, c.GetNetwork(), c.GetExternalAccountRef(), c.GetShareViewingActivity(), c.GetShareRatings(), micros(now), reqID); err != nil {
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, cid, id, c.GetNetwork(), sealed, c.GetShareViewingActivity(), c.GetShareRatings(), micros(now), reqID); err != nil {
 		return nil, err
 	}
 	return &preferencesv1.SocialConnection{Name: "members/" + id + "/socialConnections/" + cid, Network: c.GetNetwork(), ExternalAccountRef: c.GetExternalAccountRef(),
@@ -537,7 +577,7 @@ func (s *Server) UpdateSocialConnection(ctx context.Context, req *preferencesv1.
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	cur, err := scanSocial(s.DB.QueryRowContext(ctx, `SELECT `+socialCols+` FROM social_connections WHERE id = $1 AND member_id = $2`, cid, mid), mid)
+	cur, err := s.scanSocial(ctx, s.DB.QueryRowContext(ctx, `SELECT `+socialCols+` FROM social_connections WHERE id = $1 AND member_id = $2`, cid, mid), mid)
 	if err == sql.ErrNoRows {
 		return nil, errs.NotFoundf("SOCIAL_CONNECTION_NOT_FOUND", "social connection")
 	} else if err != nil {

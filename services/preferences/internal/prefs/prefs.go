@@ -20,6 +20,7 @@ import (
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/errs"
 	"lethe.dev/platform/ids"
+	"lethe.dev/platform/shred"
 	"lethe.dev/platform/storage"
 )
 
@@ -29,6 +30,8 @@ type Server struct {
 	subjectv1.UnimplementedDataSubjectServiceServer
 	DB     *storage.DB
 	Tokens tink.AEAD // seals unsubscribe tokens
+	// Keys holds each member's data key (crypto-shredding: erasure destroys it).
+	Keys   *shred.Keys
 	Logger *slog.Logger
 	Now    func() time.Time
 	// TokenTTL is how long an unsubscribe link works.

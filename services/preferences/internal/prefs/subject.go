@@ -16,7 +16,7 @@ import (
 	privacyv1 "lethe.dev/gen/lethe/privacy/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/errs"
-	"lethe.dev/platform/ids"
+	"lethe.dev/platform/storage"
 )
 
 // exportChunk is how many records one export message carries.
@@ -178,9 +178,13 @@ type erasureResult struct {
 }
 
 // EraseSubjectData implements DataSubjectService: choices, consent records, ad settings,
-// visibility and social connections are deleted; viewing history and ratings are re-keyed
-// to one fresh random pseudonym kept nowhere, so aggregates stay exact while nothing links
-// back to the member.
+// visibility and social connections are deleted and the member's data key is destroyed
+// (the sealed values left in database pages, WAL or backups are unreadable). Viewing
+// history and ratings are anonymized, not pseudonymized: every row gets its own fresh
+// random owner and id (no pseudonym shared between rows, nothing the member's export
+// named), timestamps are coarsened to the day and idempotency keys dropped, so the title
+// statistics stay exact while the rows can no longer be linked to each other or to the
+// member.
 func (s *Server) EraseSubjectData(ctx context.Context, req *subjectv1.EraseSubjectDataRequest) (*subjectv1.EraseSubjectDataResponse, error) {
 	id, err := member(req.GetSubject(), "", "subject")
 	if err != nil {
@@ -227,18 +231,18 @@ func (s *Server) EraseSubjectData(ctx context.Context, req *subjectv1.EraseSubje
 			n, _ := res.RowsAffected()
 			results = append(results, &subjectv1.CategoryResult{Dataset: d.dataset, Category: d.category, Action: del, Count: n})
 		}
-		pseudonym := "anon_" + ids.New() // never a valid member id, stored nowhere else
-		for _, d := range []struct{ dataset, table string }{{"viewing_history", "viewing_events"}, {"ratings", "ratings"}} {
-			res, err := tx.ExecContext(ctx, `UPDATE `+d.table+` SET owner = $1 WHERE owner = $2`, pseudonym, id)
+		// "anon_" owners are never valid member ids; each row draws its own.
+		rnd := s.randomID()
+		for _, d := range []struct{ dataset, q string }{
+			{"viewing_history", `UPDATE viewing_events SET id = ` + rnd + `, owner = 'anon_' || ` + rnd + `, view_time = view_time - (view_time % ` + dayMicros + `), request_id = NULL WHERE owner = $1`},
+			{"ratings", `UPDATE ratings SET owner = 'anon_' || ` + rnd + `, updated_at = updated_at - (updated_at % ` + dayMicros + `) WHERE owner = $1`},
+		} {
+			res, err := tx.ExecContext(ctx, d.q, id)
 			if err != nil {
 				return err
 			}
 			n, _ := res.RowsAffected()
 			results = append(results, &subjectv1.CategoryResult{Dataset: d.dataset, Category: "user.behavior.media_consumption", Action: privacyv1.ErasureAction_ERASURE_ACTION_ANONYMIZE, Count: n})
-		}
-		// Idempotency keys of the member's earlier calls link request ids to them.
-		if _, err := tx.ExecContext(ctx, `UPDATE viewing_events SET request_id = NULL WHERE owner = $1`, pseudonym); err != nil {
-			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM request_log WHERE member_id = $1`, id); err != nil {
 			return err
@@ -259,7 +263,15 @@ func (s *Server) EraseSubjectData(ctx context.Context, req *subjectv1.EraseSubje
 		out = &subjectv1.EraseSubjectDataResponse{Results: results, CompleteTime: timestamppb.New(now)}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	// The key goes after the rows (a replay destroys nothing more); Destroy also
+	// checkpoints SQLite's WAL, which still held the deleted rows.
+	if _, err := s.Keys.Destroy(ctx, id); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // ReportSubjectData implements DataSubjectService.
@@ -288,4 +300,15 @@ func (s *Server) ReportSubjectData(ctx context.Context, req *subjectv1.ReportSub
 		}
 	}
 	return out, nil
+}
+
+// dayMicros is one day in the microseconds timestamps are stored in.
+const dayMicros = "86400000000"
+
+// randomID is an SQL expression giving a fresh random 32-hex-digit id per row.
+func (s *Server) randomID() string {
+	if s.DB.Dialect == storage.Postgres {
+		return `replace(gen_random_uuid()::text, '-', '')`
+	}
+	return `lower(hex(randomblob(16)))`
 }
