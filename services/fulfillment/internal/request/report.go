@@ -123,7 +123,7 @@ func (a *Activities) recipients(ctx context.Context, in ArchiveInput) ([]*report
 			continue
 		}
 		for _, k := range f.keys {
-			r, err := a.Archives.NewReader(ctx, k, nil)
+			r, err := a.Archives.NewReader(ctx, in.RequestID, k)
 			if err != nil {
 				return nil, err
 			}
