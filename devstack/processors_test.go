@@ -18,8 +18,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	"lethe.dev/devstack"
+	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	"lethe.dev/platform/ids"
 	"lethe.dev/platform/transport"
 )

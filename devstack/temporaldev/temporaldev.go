@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 	"go.temporal.io/server/common/cluster"
 	"go.temporal.io/server/common/config"
 	"go.temporal.io/server/common/dynamicconfig"
+	"go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/membership/static"
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
 	"go.temporal.io/server/common/primitives"
@@ -91,9 +93,24 @@ type Server struct {
 	stopOnce sync.Once
 }
 
+// errPortTaken is a server start that lost a picked port to another process between the
+// pick and the bind.
+var errPortTaken = errors.New("temporaldev: a picked port was taken before the server bound it")
+
 // Start starts the server and, unless disabled, the Web UI. It returns once the frontend
-// accepts connections.
+// accepts connections. Ports it picks itself (FrontendPort 0) are re-picked when another
+// process takes one between the pick and the bind, which happens when many test processes
+// pick free ports at once.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
+	for attempt := 1; ; attempt++ {
+		s, err := start(ctx, cfg)
+		if err == nil || cfg.FrontendPort != 0 || !errors.Is(err, errPortTaken) || attempt == 3 {
+			return s, err
+		}
+	}
+}
+
+func start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.IP == "" {
 		cfg.IP = "127.0.0.1"
 	}
@@ -159,18 +176,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		// A namespace registered at start is usable within a second, not ten.
 		dynamicconfig.NamespaceCacheRefreshInterval.Key(): time.Second,
 	}
-	srv, err := temporal.NewServer(
-		temporal.WithConfig(conf),
-		temporal.ForServices(temporal.DefaultServices),
-		temporal.WithStaticHosts(hosts),
-		temporal.WithLogger(newLogger(logger, cfg.Level)),
-		temporal.WithDynamicConfigClient(dyn),
-	)
+	srv, err := buildAndStart(conf, hosts, dyn, newLogger(logger, cfg.Level))
 	if err != nil {
-		return nil, fmt.Errorf("temporaldev: build server: %w", err)
-	}
-	if err := srv.Start(); err != nil {
-		return nil, fmt.Errorf("temporaldev: start server: %w", err)
+		return nil, err
 	}
 	s := &Server{server: srv, frontend: net.JoinHostPort(cfg.IP, strconv.Itoa(cfg.FrontendPort))}
 	if cfg.UIPort > 0 {
@@ -316,6 +324,34 @@ func serverConfig(cfg Config, mainStore, visStore *config.SQL) (*config.Config, 
 	conf.NamespaceDefaults.Archival.Visibility.State = "disabled"
 	conf.PublicClient.HostPort = net.JoinHostPort(cfg.IP, strconv.Itoa(cfg.FrontendPort))
 	return &conf, nil
+}
+
+// buildAndStart builds and starts the server. The server's logger panics on Fatal, which
+// is how it reports a listener it could not bind; that panic becomes errPortTaken.
+func buildAndStart(conf *config.Config, hosts map[primitives.ServiceName]static.Hosts, dyn dynamicconfig.StaticClient, l log.Logger) (srv temporal.Server, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			msg := fmt.Sprint(p)
+			if !strings.Contains(msg, "listener") {
+				panic(p)
+			}
+			srv, err = nil, fmt.Errorf("%w (%s)", errPortTaken, msg)
+		}
+	}()
+	srv, err = temporal.NewServer(
+		temporal.WithConfig(conf),
+		temporal.ForServices(temporal.DefaultServices),
+		temporal.WithStaticHosts(hosts),
+		temporal.WithLogger(l),
+		temporal.WithDynamicConfigClient(dyn),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("temporaldev: build server: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		return nil, fmt.Errorf("temporaldev: start server: %w", err)
+	}
+	return srv, nil
 }
 
 func freePort(ip string) (int, error) {
