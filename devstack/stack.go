@@ -20,6 +20,7 @@ import (
 	"lethe.dev/devstack/temporaldev"
 	"lethe.dev/platform/app"
 	"lethe.dev/platform/ids"
+	"lethe.dev/platform/observe"
 	"lethe.dev/services/fulfillment"
 	"lethe.dev/services/gateway"
 	"lethe.dev/services/identity"
@@ -30,16 +31,20 @@ import (
 // Options configure a stack. Zero ports pick free ones (tests); DefaultOptions has the
 // documented ports.
 type Options struct {
-	DataDir          string
-	Host             string
-	TemporalPort     int
-	UIPort           int // -1 disables the Web UI
-	IdentityPort     int
-	PreferencesPort  int
-	SharingPort      int
-	FulfillmentPort  int
-	FulfillmentHTTP  int
-	GatewayPort      int
+	DataDir         string
+	Host            string
+	TemporalPort    int
+	UIPort          int // -1 disables the Web UI
+	IdentityPort    int
+	PreferencesPort int
+	SharingPort     int
+	FulfillmentPort int
+	FulfillmentHTTP int
+	GatewayPort     int
+	// AdminPort serves /metrics, /livez, /readyz (and /debug/pprof with Pprof) for the
+	// whole stack: one process, one registry.
+	AdminPort        int
+	Pprof            bool
 	ExternalTemporal string // host:port of an existing Temporal; empty embeds one
 	// TemporalPostgres puts the embedded Temporal on PostgreSQL (a postgres:// URL naming
 	// its database) instead of SQLite under DataDir.
@@ -53,7 +58,7 @@ type Options struct {
 // DefaultOptions are the documented dev-stack ports with all state under dataDir.
 func DefaultOptions(dataDir string) Options {
 	return Options{DataDir: dataDir, Host: "127.0.0.1", TemporalPort: 7233, UIPort: 8233, IdentityPort: 7101, PreferencesPort: 7102,
-		SharingPort: 7103, FulfillmentPort: 7104, FulfillmentHTTP: 7114, GatewayPort: 8080}
+		SharingPort: 7103, FulfillmentPort: 7104, FulfillmentHTTP: 7114, GatewayPort: 8080, AdminPort: 9090}
 }
 
 // Stack is a running dev stack.
@@ -61,7 +66,7 @@ type Stack struct {
 	Temporal        *temporaldev.Server // nil with ExternalTemporal
 	TemporalAddress string
 	UIURL           string
-	Addresses       map[string]string // service → host:port; "gateway" is HTTP
+	Addresses       map[string]string // service → host:port; "gateway" and "admin" are HTTP
 	Identity        *identity.Service
 	Preferences     *preferences.Service
 	Sharing         *sharing.Service
@@ -85,6 +90,7 @@ func (s *Stack) Endpoints() [][2]string {
 	if s.UIURL != "" {
 		out = append(out, [2]string{"Temporal Web UI", s.UIURL + "/namespaces/lethe/workflows"})
 	}
+	out = append(out, [2]string{"metrics, /livez, /readyz", "http://" + s.Addresses["admin"] + "/metrics"})
 	out = append(out, [2]string{"Temporal frontend (gRPC)", s.TemporalAddress})
 	for _, n := range []string{"identity", "preferences", "sharing", "fulfillment"} {
 		out = append(out, [2]string{n + " (gRPC)", s.Addresses[n]})
@@ -114,6 +120,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// Metrics and trace propagation are installed before any service is built.
+	if _, err := observe.Registry(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("devstack: data directory: %w", err)
 	}
@@ -124,7 +134,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	// Bind every listener first so each service can be told where the others are.
 	listeners := map[string]net.Listener{}
 	for name, port := range map[string]int{"identity": o.IdentityPort, "preferences": o.PreferencesPort, "sharing": o.SharingPort,
-		"fulfillment": o.FulfillmentPort, "fulfillment-http": o.FulfillmentHTTP, "gateway": o.GatewayPort} {
+		"fulfillment": o.FulfillmentPort, "fulfillment-http": o.FulfillmentHTTP, "gateway": o.GatewayPort, "admin": o.AdminPort} {
 		lis, err := net.Listen("tcp", net.JoinHostPort(o.Host, strconv.Itoa(port)))
 		if err != nil {
 			for _, l := range listeners {
@@ -211,6 +221,15 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	s.closers = append(s.closers, s.Gateway.Close)
 	s.goRun("gateway", func() error { return s.Gateway.Serve(ctx, listeners["gateway"]) })
+	var checks []observe.Check
+	for _, svc := range []any{s.Identity, s.Preferences, s.Sharing, s.Fulfillment} {
+		checks = append(checks, app.ChecksOf(svc)...)
+	}
+	admin, err := observe.AdminHandler(observe.AdminOptions{Checks: checks, Pprof: o.Pprof, Logger: logger})
+	if err != nil {
+		return fail(err)
+	}
+	s.goRun("admin", func() error { return observe.ServeAdmin(ctx, listeners["admin"], admin) })
 	return s, nil
 }
 

@@ -12,6 +12,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -19,6 +22,7 @@ import (
 	"lethe.dev/platform/authz"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/observe"
 	"lethe.dev/platform/run"
 	"lethe.dev/platform/storage"
 	"lethe.dev/platform/transport"
@@ -58,11 +62,18 @@ type Migratable interface {
 func Main[C Config](name string, cfg C, build func(context.Context, C, *slog.Logger) (Service, error)) {
 	run.Main(name, func(ctx context.Context, logger *slog.Logger) error {
 		cfg.RegisterFlags(flag.CommandLine)
+		var admin AdminConfig
+		admin.RegisterFlags(flag.CommandLine, name)
 		migrate := flag.Bool("migrate", config.EnvBool("LETHE_MIGRATE_ONLY", false), "apply the database migrations and exit (LETHE_MIGRATE_ONLY)")
 		flag.Parse()
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
+		stopTracing, err := observe.StartTracing(ctx, name)
+		if err != nil {
+			return err
+		}
+		defer stopTracing(context.Background())
 		if *migrate {
 			m, ok := any(cfg).(Migratable)
 			if !ok {
@@ -86,8 +97,59 @@ func Main[C Config](name string, cfg C, build func(context.Context, C, *slog.Log
 			return fmt.Errorf("%s: listen: %w", name, err)
 		}
 		logger.Info("serving", "grpc", lis.Addr().String(), "pid", os.Getpid())
-		return Serve(ctx, lis, svc, logger)
+		g, ctx := errgroup.WithContext(ctx)
+		if err := admin.Start(ctx, g, logger, ChecksOf(svc)...); err != nil {
+			return err
+		}
+		g.Go(func() error { return Serve(ctx, lis, svc, logger) })
+		return g.Wait()
 	})
+}
+
+// Checker is implemented by a service whose readiness depends on what it uses (its
+// database, Temporal); /readyz runs its checks.
+type Checker interface {
+	ReadyChecks() []observe.Check
+}
+
+// ChecksOf returns svc's readiness checks (none when it has none).
+func ChecksOf(svc any) []observe.Check {
+	if c, ok := svc.(Checker); ok {
+		return c.ReadyChecks()
+	}
+	return nil
+}
+
+// AdminConfig is where a binary serves /metrics, /livez, /readyz and pprof.
+type AdminConfig struct {
+	Addr  string
+	Pprof bool
+}
+
+// RegisterFlags registers -metrics-addr (NAME_METRICS_ADDR; empty serves nothing) and
+// -pprof (LETHE_PPROF).
+func (a *AdminConfig) RegisterFlags(fs *flag.FlagSet, name string) {
+	env := strings.ToUpper(name) + "_METRICS_ADDR"
+	fs.StringVar(&a.Addr, "metrics-addr", config.Env(env, ""), "admin listen address for /metrics, /livez, /readyz (and /debug/pprof with -pprof); empty serves none ("+env+")")
+	fs.BoolVar(&a.Pprof, "pprof", config.Env("LETHE_PPROF", "") == "1", "serve /debug/pprof on the admin listener (LETHE_PPROF=1)")
+}
+
+// Start binds the admin listener (when an address is set) and serves it in g.
+func (a AdminConfig) Start(ctx context.Context, g *errgroup.Group, logger *slog.Logger, checks ...observe.Check) error {
+	if a.Addr == "" {
+		return nil
+	}
+	h, err := observe.AdminHandler(observe.AdminOptions{Checks: checks, Pprof: a.Pprof, Logger: logger})
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", a.Addr)
+	if err != nil {
+		return fmt.Errorf("metrics listen: %w", err)
+	}
+	logger.Info("serving admin", "http", lis.Addr().String(), "pprof", a.Pprof)
+	g.Go(func() error { return observe.ServeAdmin(ctx, lis, h) })
+	return nil
 }
 
 // Serve serves svc on lis and runs its background work until ctx is done or either
@@ -104,6 +166,8 @@ func Serve(ctx context.Context, lis net.Listener, svc Service, logger *slog.Logg
 	if a, ok := svc.(Audited); ok {
 		az.Recorder = a.AuditRecorder()
 	}
+	// Traces and gRPC server metrics (rpc.server.*): method and code only, no payloads.
+	so = append(so, grpc.StatsHandler(otelgrpc.NewServerHandler()))
 	srv := grpcserver.New(grpcserver.Options{Logger: logger, Unary: []grpc.UnaryServerInterceptor{sec.Unary(), az.Unary()},
 		Stream: []grpc.StreamServerInterceptor{sec.Stream(), az.Stream()}, ServerOptions: so})
 	svc.Register(srv)

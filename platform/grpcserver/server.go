@@ -127,7 +127,7 @@ func logCall(ctx context.Context, logger *slog.Logger, method string, start time
 		return
 	}
 	s := status.Convert(err)
-	level := slog.LevelDebug
+	level := slog.LevelInfo
 	if s.Code() == codes.Internal || s.Code() == codes.Unknown {
 		level = slog.LevelError
 	}

@@ -1,7 +1,8 @@
 // Package logging builds the slog loggers every service uses. Proto messages logged as
 // attribute values are redacted through their privacy classification: a field classified
 // as member data (user.*) is replaced by its category, so a log line can say that an
-// email was present without saying what it was.
+// email was present without saying what it was. A line logged with a context that
+// carries an OpenTelemetry span names its trace_id and span_id.
 package logging
 
 import (
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -48,6 +50,10 @@ func (h RedactingHandler) Handle(ctx context.Context, r slog.Record) error {
 		out.AddAttrs(redactAttr(a))
 		return true
 	})
+	// Every line logged under a span names its trace, so logs and traces join up.
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		out.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+	}
 	return h.Handler.Handle(ctx, out)
 }
 

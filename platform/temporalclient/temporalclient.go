@@ -11,6 +11,7 @@
 //	TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE        a TOML profile instead of variables
 //
 // The address and namespace given by the service (its flags) win over the profile.
+// Every client has the SDK's OpenTelemetry metrics handler and tracing interceptor.
 package temporalclient
 
 import (
@@ -19,6 +20,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
+	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
 	tlog "go.temporal.io/sdk/log"
 )
 
@@ -38,6 +40,14 @@ func Options(address, namespace string, logger *slog.Logger) (client.Options, er
 	if logger != nil {
 		opts.Logger = tlog.NewStructuredLogger(logger)
 	}
+	// SDK metrics go to the process's Prometheus registry (platform/observe), and a
+	// request's trace continues through its workflow and activities into each service.
+	tracing, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{})
+	if err != nil {
+		return client.Options{}, err
+	}
+	opts.MetricsHandler = temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{})
+	opts.Interceptors = append(opts.Interceptors, tracing)
 	return opts, nil
 }
 

@@ -65,6 +65,17 @@ func TestDialBalancesOverReplicasAndSurvivesOneDying(t *testing.T) {
 			}
 		}
 	}
+	// Round robin sends only to connected replicas: warm up until both have answered
+	// (a replica may take a moment longer to connect), then count.
+	for deadline := time.Now().Add(5 * time.Second); a.Load() == 0 || b.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("both replicas never answered: %d on A, %d on B", a.Load(), b.Load())
+		}
+		callN(1)
+		time.Sleep(time.Millisecond)
+	}
+	a.Store(0)
+	b.Store(0)
 	callN(40)
 	if a.Load() < 10 || b.Load() < 10 {
 		t.Fatalf("calls were not balanced: %d on A, %d on B", a.Load(), b.Load())

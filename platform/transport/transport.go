@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
@@ -177,6 +178,9 @@ func (s Security) Dial(addr string) (*grpc.ClientConn, error) {
 	}
 	// A replica that restarts is back in the rotation within a second, not after the
 	// default reconnect backoff (up to two minutes).
+	// The trace continues into the backend (W3C trace context in metadata), and client
+	// metrics (rpc.client.*) are recorded.
+	opts = append(opts, grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
 	opts = append(opts, grpc.WithDefaultServiceConfig(serviceConfig), grpc.WithConnectParams(grpc.ConnectParams{
 		Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}, MinConnectTimeout: 5 * time.Second,
 	}))

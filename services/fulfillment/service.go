@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -38,6 +39,7 @@ import (
 	"lethe.dev/platform/authz"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/observe"
 	"lethe.dev/platform/shred"
 	"lethe.dev/platform/storage"
 	"lethe.dev/platform/temporalclient"
@@ -133,6 +135,7 @@ type Service struct {
 	DataRights *grpcapi.DataRights
 	Activities *request.Activities
 	db         *storage.DB
+	metrics    metric.Registration
 	temporal   client.Client
 	conns      []*grpc.ClientConn
 	httpAddr   string
@@ -153,6 +156,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	}
 	s := &Service{db: db, httpAddr: cfg.HTTPListenAddr, logger: logger}
 	fail := func(err error) (*Service, error) { s.Close(); return nil, err }
+	if s.metrics, err = request.RegisterMetrics(db, time.Now); err != nil {
+		return fail(err)
+	}
 	receiptURL, linkURL := cfg.ReceiptKeyset, cfg.DownloadKeyset
 	if receiptURL == "" {
 		receiptURL = filepath.Join(cfg.DataDir, "receipt-signing.keyset.json")
@@ -405,6 +411,9 @@ func (s *Service) SetHTTPListener(lis net.Listener) { s.httpLis = lis }
 
 // Close closes clients and the database.
 func (s *Service) Close() error {
+	if s.metrics != nil {
+		s.metrics.Unregister()
+	}
 	if s.temporal != nil {
 		s.temporal.Close()
 	}
@@ -415,4 +424,12 @@ func (s *Service) Close() error {
 		s.bucket.Close()
 	}
 	return s.db.Close()
+}
+
+// ReadyChecks is what /readyz checks: the database and Temporal answer.
+func (s *Service) ReadyChecks() []observe.Check {
+	return []observe.Check{observe.DatabaseCheck(s.db), {Name: "temporal", Fn: func(ctx context.Context) error {
+		_, err := s.temporal.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err
+	}}}
 }

@@ -19,6 +19,7 @@ import (
 	"lethe.dev/platform/authz"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/observe"
 	"lethe.dev/platform/shred"
 	"lethe.dev/platform/storage"
 	"lethe.dev/services/identity/internal/grpcapi"
@@ -159,3 +160,6 @@ func (s *Service) Close() error { _ = s.CloseAudit(); return s.db.Close() }
 
 // PII is a member's personal data, for in-process callers such as the dev stack's tests.
 type PII = domain.PII
+
+// ReadyChecks is what /readyz checks: the database answers.
+func (s *Service) ReadyChecks() []observe.Check { return []observe.Check{observe.DatabaseCheck(s.db)} }

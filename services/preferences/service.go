@@ -19,6 +19,7 @@ import (
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/keyfile"
+	"lethe.dev/platform/observe"
 	"lethe.dev/platform/shred"
 	"lethe.dev/platform/storage"
 	"lethe.dev/services/preferences/internal/prefs"
@@ -132,3 +133,6 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Close closes the database.
 func (s *Service) Close() error { _ = s.CloseAudit(); return s.db.Close() }
+
+// ReadyChecks is what /readyz checks: the database answers.
+func (s *Service) ReadyChecks() []observe.Check { return []observe.Check{observe.DatabaseCheck(s.db)} }

@@ -28,6 +28,7 @@ import (
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/keyfile"
+	"lethe.dev/platform/observe"
 	"lethe.dev/platform/storage"
 	"lethe.dev/platform/temporalclient"
 	"lethe.dev/platform/transport"
@@ -265,6 +266,22 @@ func (n temporalNotifier) SignalObjection(ctx context.Context, noticeID string) 
 		return nil // already ended
 	}
 	return err
+}
+
+// ReadyChecks is what /readyz checks: the database and, when used, Temporal answer.
+func (s *Service) ReadyChecks() []observe.Check {
+	checks := []observe.Check{observe.DatabaseCheck(s.db)}
+	if s.temporal != nil {
+		checks = append(checks, temporalCheck(s.temporal))
+	}
+	return checks
+}
+
+func temporalCheck(c client.Client) observe.Check {
+	return observe.Check{Name: "temporal", Fn: func(ctx context.Context) error {
+		_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err
+	}}
 }
 
 // adChoices reads a member's ad choices from preferences over gRPC, as an internal caller.

@@ -20,7 +20,9 @@ import (
 
 	"lethe.dev/devstack"
 	"lethe.dev/platform/config"
+	"lethe.dev/platform/observe"
 	"lethe.dev/platform/run"
+	"lethe.dev/platform/transport"
 )
 
 func main() {
@@ -33,10 +35,16 @@ func main() {
 			name string
 			port *int
 		}{{"temporal", &o.TemporalPort}, {"ui", &o.UIPort}, {"identity", &o.IdentityPort}, {"preferences", &o.PreferencesPort},
-			{"sharing", &o.SharingPort}, {"fulfillment", &o.FulfillmentPort}, {"fulfillment-http", &o.FulfillmentHTTP}, {"gateway", &o.GatewayPort}} {
+			{"sharing", &o.SharingPort}, {"fulfillment", &o.FulfillmentPort}, {"fulfillment-http", &o.FulfillmentHTTP}, {"gateway", &o.GatewayPort}, {"admin", &o.AdminPort}} {
 			flag.IntVar(p.port, p.name+"-port", *p.port, p.name+" port (0 picks a free one; -1 disables the Web UI)")
 		}
+		flag.BoolVar(&o.Pprof, "pprof", config.Env("LETHE_PPROF", "") == "1", "serve /debug/pprof on the admin port (LETHE_PPROF=1)")
 		flag.Parse()
+		stopTracing, err := observe.StartTracing(ctx, "dev")
+		if err != nil {
+			return err
+		}
+		defer stopTracing(context.Background())
 		if *external != "" && *temporalPG != "" {
 			return errors.New("lethe-dev: -temporal and -temporal-postgres exclude each other")
 		}
@@ -58,6 +66,10 @@ func main() {
 		fmt.Fprintf(w, "\nBootstrap operator (privacy staff; saved in %s):\n", s.OperatorFile)
 		fmt.Fprintf(w, "  email\t%s\n  password\t%s\n  TOTP secret\t%s\n", s.Operator.Email, s.Operator.Password, s.Operator.TOTPSecret)
 		fmt.Fprintf(w, "  sign in\tPOST /v1/operators:signIn {email, password, totpCode}; a code now: go run ./cmd/lethectl operators code -secret %s\n", s.Operator.TOTPSecret)
+		fmt.Fprintf(w, "\nService credential (every internal gRPC call carries it; set LETHE_SERVICE_TOKEN to choose it):\n")
+		fmt.Fprintf(w, "  %s\t%s\n", transport.TokenHeader, os.Getenv("LETHE_SERVICE_TOKEN"))
+		fmt.Fprintf(w, "  grpcurl\tgrpcurl -plaintext -H '%s: %s' %s lethe.identity.v1.IdentityService/ListMembers\n", transport.TokenHeader, os.Getenv("LETHE_SERVICE_TOKEN"), s.Addresses["identity"])
+		fmt.Fprintf(w, "  lethectl\tgo run ./cmd/lethectl -h\n")
 		w.Flush()
 		<-ctx.Done()
 		logger.Info("shutting down")

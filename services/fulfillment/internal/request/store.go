@@ -4,6 +4,9 @@ import (
 	"context"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	"lethe.dev/platform/ids"
 	"lethe.dev/platform/storage"
@@ -38,10 +41,20 @@ func SetState(ctx context.Context, db *storage.DB, requestID, state string, now 
 	code := stateCodes[state]
 	final := IsFinal(code)
 	var completed any
+	var kind int32
+	var created int64
+	var wasCompleted *int64
 	if final {
 		completed = now.UnixMicro()
+		// Completion time is recorded once: when this call is the one that stamps it.
+		if err := db.QueryRowContext(ctx, `SELECT kind, created_at, completed_at FROM requests WHERE id = $1`, requestID).Scan(&kind, &created, &wasCompleted); err != nil {
+			return err
+		}
 	}
 	_, err := db.ExecContext(ctx, `UPDATE requests SET state = $1, is_open = $2, completed_at = COALESCE(completed_at, $3) WHERE id = $4`, int32(code), !final, completed, requestID)
+	if err == nil && final && wasCompleted == nil && code == fulfillmentv1.RequestState_REQUEST_STATE_COMPLETED {
+		completion.Record(ctx, now.Sub(time.UnixMicro(created)).Seconds(), metric.WithAttributes(attribute.String("kind", kindLabel(kind))))
+	}
 	return err
 }
 

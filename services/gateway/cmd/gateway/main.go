@@ -8,6 +8,10 @@ import (
 	"log/slog"
 	"net"
 
+	"golang.org/x/sync/errgroup"
+
+	"lethe.dev/platform/app"
+	"lethe.dev/platform/observe"
 	"lethe.dev/platform/run"
 	"lethe.dev/services/gateway"
 )
@@ -16,10 +20,17 @@ func main() {
 	run.Main("gateway", func(ctx context.Context, logger *slog.Logger) error {
 		var cfg gateway.Config
 		cfg.RegisterFlags(flag.CommandLine)
+		var admin app.AdminConfig
+		admin.RegisterFlags(flag.CommandLine, "gateway")
 		flag.Parse()
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
+		stopTracing, err := observe.StartTracing(ctx, "gateway")
+		if err != nil {
+			return err
+		}
+		defer stopTracing(context.Background())
 		g, err := gateway.New(ctx, cfg, logger)
 		if err != nil {
 			return err
@@ -30,6 +41,11 @@ func main() {
 			return err
 		}
 		logger.Info("serving", "http", lis.Addr().String())
-		return g.Serve(ctx, lis)
+		eg, ctx := errgroup.WithContext(ctx)
+		if err := admin.Start(ctx, eg, logger); err != nil {
+			return err
+		}
+		eg.Go(func() error { return g.Serve(ctx, lis) })
+		return eg.Wait()
 	})
 }

@@ -13,6 +13,12 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/rs/cors"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 	_ "google.golang.org/genproto/googleapis/rpc/errdetails" // error details render as JSON
 	"google.golang.org/grpc"
@@ -327,23 +333,45 @@ func (s *statusWriter) Flush() {
 }
 
 // logged writes one access-log line per request: method, route template, status and
-// duration. Never bodies, tokens, query strings or raw paths.
+// duration. Never bodies, tokens, query strings or raw paths. The request's span continues
+// the caller's W3C trace context (traceparent) and carries the same fields, and its
+// duration is recorded in http.server.request.duration by route template and status.
 func (g *gateway) logged(next http.Handler) http.Handler {
+	prop := otel.GetTextMapPropagator()
+	tracer := otel.Tracer("lethe.dev/gateway")
+	hist, _ := otel.Meter("lethe.dev/gateway").Float64Histogram("http.server.request.duration", metric.WithUnit("s"),
+		metric.WithDescription("Duration of the gateway's HTTP requests by method, route template and status."),
+		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		tmpl := "unmatched"
+		if route, _ := authz.Match(g.routes, r.Method, r.URL.Path); route != nil {
+			tmpl = route.Template
+		}
+		ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := tracer.Start(ctx, r.Method+" "+tmpl, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", tmpl)))
+		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w, code: 200}
 		defer func() {
 			if rec := recover(); rec != nil {
-				g.opts.Logger.Error("panic in gateway handler")
+				g.opts.Logger.ErrorContext(ctx, "panic in gateway handler")
 				writeStatus(sw, http.StatusInternalServerError, codes.Internal, "INTERNAL", "internal error")
 			}
-			tmpl := "unmatched"
-			if route, _ := authz.Match(g.routes, r.Method, r.URL.Path); route != nil {
-				tmpl = route.Template
-			} else if r.Pattern != "" {
+			d := time.Since(start)
+			if tmpl == "unmatched" && r.Pattern != "" {
 				tmpl = r.Pattern // routes of the top mux (/drp, downloads): the pattern, never the path
+				span.SetName(r.Method + " " + tmpl)
+				span.SetAttributes(attribute.String("http.route", tmpl))
 			}
-			g.opts.Logger.Debug("http request", "method", r.Method, "route", tmpl, "status", strconv.Itoa(sw.code), "duration", time.Since(start))
+			span.SetAttributes(attribute.Int("http.response.status_code", sw.code))
+			if sw.code >= 500 {
+				span.SetStatus(otelcodes.Error, http.StatusText(sw.code))
+			}
+			span.End()
+			hist.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String("http.request.method", r.Method),
+				attribute.String("http.route", tmpl), attribute.Int("http.response.status_code", sw.code)))
+			g.opts.Logger.InfoContext(ctx, "http request", "method", r.Method, "route", tmpl, "status", strconv.Itoa(sw.code), "duration", d)
 		}()
 		next.ServeHTTP(sw, r)
 	})
