@@ -278,7 +278,7 @@ func journey(t *testing.T, env map[string]string) {
 
 	// The receipt verifies offline with the published key.
 	reqID := er["name"].(string)[strings.LastIndex(er["name"].(string), "/")+1:]
-	rc := c.must("GET", "/v1/receipts/"+reqID+"?receiptToken="+receiptToken, "", nil)
+	rc := c.must("POST", "/v1/receipts/"+reqID+":fetch", "", map[string]any{"receiptToken": receiptToken})
 	payload := verifyReceipt(t, c, rc)
 	for _, v := range []string{"grace", "Hopper", "example.com", "+1202"} {
 		if bytes.Contains(payload, []byte(v)) {
@@ -290,7 +290,7 @@ func journey(t *testing.T, env map[string]string) {
 	if len(receipt.Systems) != 4 { // preferences, sharing, identity, fulfillment (archives)
 		t.Fatalf("receipt systems = %s", payload)
 	}
-	if code, _ := c.do("GET", "/v1/receipts/"+reqID+"?receiptToken=wrong", "", nil); code != http.StatusNotFound {
+	if code, _ := c.do("POST", "/v1/receipts/"+reqID+":fetch", "", map[string]any{"receiptToken": "wrong"}); code != http.StatusNotFound {
 		t.Fatalf("receipt with a wrong token: %d", code)
 	}
 	id := strings.TrimPrefix(name, "members/")

@@ -275,7 +275,7 @@ func (a api) trySignUp(email, password string) (member, token string, err error)
 func (a api) verifyReceipt(t testing.TB, requestName, receiptToken string) error {
 	t.Helper()
 	id := requestName[strings.LastIndex(requestName, "/")+1:]
-	code, rc, err := a.call("GET", "/v1/receipts/"+id+"?receiptToken="+receiptToken, "", nil)
+	code, rc, err := a.call("POST", "/v1/receipts/"+id+":fetch", "", map[string]any{"receiptToken": receiptToken})
 	if err != nil || code != 200 {
 		return fmt.Errorf("receipt of %s: %d %v %v", id, code, rc, err)
 	}

@@ -152,7 +152,10 @@ func TestOnwardErasureReachesProcessors(t *testing.T) {
 	}
 
 	er := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=erase-kj", tok, map[string]any{"kind": "REQUEST_KIND_ERASURE"})
-	done := c.awaitState(er["name"].(string), tok, "REQUEST_STATE_COMPLETED")
+	// The erasure ends the member's sessions (the gateway refuses their token within
+	// seconds): an operator watches it finish.
+	opTok := c.must("POST", "/v1/operators:signIn", "", map[string]any{"email": s.Operator.Email, "password": s.Operator.Password, "totpCode": s.Operator.TOTPCode(time.Now())})["accessToken"].(string)
+	done := c.awaitState(er["name"].(string), opTok, "REQUEST_STATE_COMPLETED")
 	reqID := er["name"].(string)[strings.LastIndex(er["name"].(string), "/")+1:]
 
 	for id, p := range map[string]*processor{"acme-pay": good, "silent-ads": silent} {

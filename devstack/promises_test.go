@@ -1,12 +1,16 @@
 package devstack_test
 
 import (
+	"archive/zip"
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,6 +113,38 @@ func TestPolicyPromisesJourney(t *testing.T) {
 	await("OBJECTED")
 	if code, _ := c.do("GET", "/v1/notices:object?token=forged.0000", "", nil); code != http.StatusBadRequest {
 		t.Fatalf("forged objection link: %d", code)
+	}
+
+	// The export carries report.html, readable offline, naming the recipient.
+	req := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=export-hedy", tok, map[string]any{"kind": "REQUEST_KIND_ACCESS"})
+	c.awaitState(req["name"].(string), tok, "REQUEST_STATE_COMPLETED")
+	dl := c.must("GET", "/v1/"+req["name"].(string)+"/exportDownload", tok, nil)
+	resp, err = http.Get(c.base + dl["downloadUri"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	zr, err := zip.NewReader(bytes.NewReader(archive), int64(len(archive)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report string
+	for _, f := range zr.File {
+		if f.Name == "report.html" {
+			rc, _ := f.Open()
+			b, _ := io.ReadAll(rc)
+			rc.Close()
+			report = string(b)
+		}
+	}
+	for _, want := range []string{"Ad Network Inc (partners/adnet)", "advertiser", "user.behavior.media_consumption", `<section id="identity">`, `<section id="preferences">`, `<section id="sharing">`, "Complain to us"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report.html lacks %q:\n%s", want, report)
+		}
+	}
+	if strings.Contains(report, "http://") || strings.Contains(report, "https://") || strings.Contains(report, "<script") {
+		t.Errorf("report.html is not self-contained")
 	}
 }
 

@@ -87,6 +87,9 @@ func Main[C Config](name string, cfg C, build func(context.Context, C, *slog.Log
 			logger.Info("migrated", "engine", string(db.Dialect))
 			return db.Close()
 		}
+		if err := transport.FromEnv().Require(); err != nil {
+			return err // before opening databases or keys
+		}
 		svc, err := build(ctx, cfg, logger)
 		if err != nil {
 			return err
@@ -157,6 +160,9 @@ func (a AdminConfig) Start(ctx context.Context, g *errgroup.Group, logger *slog.
 // (platform/transport).
 func Serve(ctx context.Context, lis net.Listener, svc Service, logger *slog.Logger) error {
 	sec := transport.FromEnv()
+	if err := sec.Require(); err != nil {
+		return err
+	}
 	so, err := sec.ServerOptions()
 	if err != nil {
 		return err

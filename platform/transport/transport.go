@@ -2,7 +2,10 @@
 // every internal gRPC call must carry (checked by every server), and optional mutual
 // TLS. Both come from the environment, so every binary and the dev stack agree:
 //
-//	LETHE_SERVICE_TOKEN  shared secret; when set, servers refuse calls without it
+//	LETHE_SERVICE_TOKEN  shared secret; servers refuse calls without it, and refuse to
+//	                     start without it unless LETHE_INSECURE_DEV=true
+//	LETHE_INSECURE_DEV   "true" lets a server start with no service token (local
+//	                     development only: every internal call is then accepted)
 //	LETHE_TLS_CERT, LETHE_TLS_KEY  this process's certificate (server and client)
 //	LETHE_TLS_CA         CA that signs peers' certificates; with it servers require
 //	                     client certificates (mTLS)
@@ -38,11 +41,27 @@ const TokenHeader = "x-lethe-service-token"
 type Security struct {
 	ServiceToken              string
 	CertFile, KeyFile, CAFile string
+	// InsecureDev allows a server to run without a service token (LETHE_INSECURE_DEV).
+	InsecureDev bool
 }
 
 // FromEnv reads the settings from the environment.
 func FromEnv() Security {
-	return Security{ServiceToken: os.Getenv("LETHE_SERVICE_TOKEN"), CertFile: os.Getenv("LETHE_TLS_CERT"), KeyFile: os.Getenv("LETHE_TLS_KEY"), CAFile: os.Getenv("LETHE_TLS_CA")}
+	return Security{ServiceToken: os.Getenv("LETHE_SERVICE_TOKEN"), CertFile: os.Getenv("LETHE_TLS_CERT"), KeyFile: os.Getenv("LETHE_TLS_KEY"), CAFile: os.Getenv("LETHE_TLS_CA"),
+		InsecureDev: os.Getenv("LETHE_INSECURE_DEV") == "true"}
+}
+
+// ErrNoServiceToken is why a server refuses to start without a credential.
+var ErrNoServiceToken = errors.New("transport: LETHE_SERVICE_TOKEN is not set: every internal call would be accepted. " +
+	"Set LETHE_SERVICE_TOKEN to a shared secret (the same in every Lethe process), or LETHE_INSECURE_DEV=true to run without one on a development machine")
+
+// Require fails closed: a server must not start without a service token unless the
+// insecure development mode is asked for explicitly.
+func (s Security) Require() error {
+	if s.ServiceToken == "" && !s.InsecureDev {
+		return ErrNoServiceToken
+	}
+	return nil
 }
 
 func (s Security) tlsConfig(server bool) (*tls.Config, error) {

@@ -8,10 +8,12 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,5 +126,18 @@ func TestMutualTLS(t *testing.T) {
 	}
 	if callErr, _ := call(t, transport.Security{ServiceToken: "tok"}, addr); callErr == nil {
 		t.Fatal("a plaintext client got through a TLS server")
+	}
+}
+
+func TestRequireFailsClosedWithoutAToken(t *testing.T) {
+	if err := (transport.Security{}).Require(); !errors.Is(err, transport.ErrNoServiceToken) ||
+		!strings.Contains(err.Error(), "LETHE_SERVICE_TOKEN") || !strings.Contains(err.Error(), "LETHE_INSECURE_DEV") {
+		t.Fatalf("no token, no flag: %v", err)
+	}
+	if err := (transport.Security{InsecureDev: true}).Require(); err != nil {
+		t.Fatalf("explicit insecure dev mode: %v", err)
+	}
+	if err := (transport.Security{ServiceToken: "s3cret"}).Require(); err != nil {
+		t.Fatalf("with a token: %v", err)
 	}
 }

@@ -34,6 +34,10 @@ type Config struct {
 	Timeout             time.Duration
 	SensitivePerMinute  int
 	JWKSRefetch         time.Duration
+	RecentSignIn        time.Duration
+	SessionCheckTTL     time.Duration
+	TrustedProxies      string
+	ReadTimeout         time.Duration
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -48,6 +52,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(config.EnvInt("GATEWAY_MAX_BODY_BYTES", 1<<20)), "largest request body (GATEWAY_MAX_BODY_BYTES)")
 	fs.DurationVar(&c.Timeout, "timeout", config.EnvDuration("GATEWAY_TIMEOUT", 30*time.Second), "per-request timeout (GATEWAY_TIMEOUT)")
 	fs.DurationVar(&c.JWKSRefetch, "jwks-refetch", config.EnvDuration("GATEWAY_JWKS_REFETCH", 10*time.Second), "least time between JWKS refetches for unknown keys (GATEWAY_JWKS_REFETCH)")
+	fs.DurationVar(&c.RecentSignIn, "recent-signin", config.EnvDuration("GATEWAY_RECENT_SIGNIN", 10*time.Minute), "a password sign-in this recent skips the emailed code for privacy requests (GATEWAY_RECENT_SIGNIN)")
+	fs.DurationVar(&c.SessionCheckTTL, "session-check-ttl", config.EnvDuration("GATEWAY_SESSION_CHECK_TTL", 2*time.Second), "how long a session's liveness is cached; a revoked session is refused within it (GATEWAY_SESSION_CHECK_TTL)")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", config.Env("GATEWAY_TRUSTED_PROXIES", ""), "reverse proxies (CIDRs or addresses, comma-separated) whose X-Forwarded-For names the client (GATEWAY_TRUSTED_PROXIES)")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", config.EnvDuration("GATEWAY_READ_TIMEOUT", time.Minute), "longest time to read a whole request, body included (GATEWAY_READ_TIMEOUT)")
 	fs.IntVar(&c.SensitivePerMinute, "sensitive-per-minute", config.EnvInt("GATEWAY_SENSITIVE_PER_MINUTE", 10), "sign-in, verification and request creation per IP and per member per minute (GATEWAY_SENSITIVE_PER_MINUTE)")
 }
 
@@ -64,6 +72,10 @@ func (c Config) Validate() error {
 		p.Check(err == nil && u.Host != "", "-fulfillment-http-address must be an http:// URL or a comma-separated list of them")
 	}
 	p.Check(c.MaxBodyBytes > 0 && c.Timeout > 0 && c.SensitivePerMinute > 0, "limits must be positive")
+	p.Check(c.SessionCheckTTL > 0 && c.SessionCheckTTL <= 5*time.Second, "-session-check-ttl must be between 0 and 5s (GATEWAY_SESSION_CHECK_TTL)")
+	p.Check(c.ReadTimeout > 0 && c.RecentSignIn > 0, "-read-timeout and -recent-signin must be positive")
+	_, perr := gw.ParseProxies(c.TrustedProxies)
+	p.Check(perr == nil, "-trusted-proxies must be CIDRs or addresses, comma-separated (GATEWAY_TRUSTED_PROXIES)")
 	return p.Err()
 }
 
@@ -72,9 +84,10 @@ func (c Config) Listen() string { return c.ListenAddr }
 
 // Gateway is a built gateway.
 type Gateway struct {
-	handler http.Handler
-	conns   []*grpc.ClientConn
-	logger  *slog.Logger
+	handler     http.Handler
+	conns       []*grpc.ClientConn
+	logger      *slog.Logger
+	readTimeout time.Duration
 }
 
 // New connects to the backends and builds the handler.
@@ -82,8 +95,22 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{logger: logger}
+	g := &Gateway{logger: logger, readTimeout: cfg.ReadTimeout}
+	if g.readTimeout <= 0 {
+		g.readTimeout = time.Minute
+	}
 	sec := transport.FromEnv()
+	proxies, err := gw.ParseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	recent, sessionTTL := cfg.RecentSignIn, cfg.SessionCheckTTL
+	if recent <= 0 {
+		recent = 10 * time.Minute
+	}
+	if sessionTTL <= 0 {
+		sessionTTL = 2 * time.Second
+	}
 	dial := func(addr string) *grpc.ClientConn {
 		c, err := sec.Dial(addr)
 		if err != nil {
@@ -105,7 +132,6 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		}
 		b.Downloads = append(b.Downloads, u)
 	}
-	var err error
 	var origins []string
 	for _, o := range strings.Split(cfg.CORSOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -114,7 +140,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	}
 	g.handler, err = gw.New(ctx, b, gw.Options{
 		Logger: logger, CORSOrigins: origins, MaxBodyBytes: cfg.MaxBodyBytes, Timeout: cfg.Timeout, ServiceToken: sec.ServiceToken,
-		RecentSignIn: 10 * time.Minute, SensitiveRate: float64(cfg.SensitivePerMinute) / 60, SensitiveBurst: cfg.SensitivePerMinute, JWKSRefetch: cfg.JWKSRefetch,
+		RecentSignIn: recent, SensitiveRate: float64(cfg.SensitivePerMinute) / 60, SensitiveBurst: cfg.SensitivePerMinute, JWKSRefetch: cfg.JWKSRefetch,
+		SessionCheckTTL: sessionTTL, TrustedProxies: proxies,
 	})
 	if err != nil {
 		g.Close()
@@ -128,7 +155,13 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 
 // Serve serves HTTP on lis until ctx is done, then shuts down gracefully.
 func (g *Gateway) Serve(ctx context.Context, lis net.Listener) error {
-	srv := &http.Server{Handler: g.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	if err := transport.FromEnv().Require(); err != nil {
+		return err
+	}
+	// Slow clients cannot hold connections: headers within 10 s, the whole request
+	// within the read timeout, idle keep-alives closed after 2 minutes. No write
+	// timeout: archive downloads stream for as long as they need.
+	srv := &http.Server{Handler: g.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: g.readTimeout, IdleTimeout: 2 * time.Minute}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -376,6 +376,10 @@ func TestLimitsAndErrorShape(t *testing.T) {
 			t.Fatalf("sixth sign-in: %d %v", code, m)
 		}
 	}
+	// The gateway trusts no proxy here: X-Forwarded-For cannot buy a fresh bucket.
+	if code, _ := s.do(t, "POST", "/v1/auth:signIn", "", map[string]any{"email": "x@example.com", "password": "wrong password!"}, "X-Forwarded-For", "198.51.100.7"); code != http.StatusTooManyRequests {
+		t.Fatalf("X-Forwarded-For from an untrusted peer changed the client address: %d", code)
+	}
 	big := strings.Repeat("x", 2<<20)
 	if code, m := s.do(t, "POST", "/v1/members", "", map[string]any{"password": big}); code != http.StatusRequestEntityTooLarge || reasonOf(m) != "BODY_TOO_LARGE" {
 		t.Fatalf("large body: %d %v", code, m)

@@ -16,6 +16,7 @@ import (
 	"github.com/tink-crypto/tink-go/v2/jwt"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -108,12 +109,23 @@ func TestMemberLifecycle(t *testing.T) {
 		}
 		dup := ada()
 		dup.Email = " ADA.LOVELACE@example.com " // same after normalization
-		_, err := h.client.CreateMember(ctx, &identityv1.CreateMemberRequest{Member: dup, Password: "another long password"})
-		if code, reason, fields := reasonAndFields(err); code != codes.AlreadyExists || reason != "EMAIL_TAKEN" || len(fields) != 1 || fields[0] != "member.email" {
-			t.Fatalf("duplicate sign-up: %v %v %v", code, reason, fields)
+		// A taken address gets an answer shaped like a sign-up (no EMAIL_TAKEN to
+		// enumerate accounts with); the decoy member exists nowhere, and the owner is mailed.
+		decoy, err := h.client.CreateMember(ctx, &identityv1.CreateMemberRequest{Member: dup, Password: "another long password", RequestId: "signup-2"})
+		if err != nil || decoy.GetName() == m.GetName() || decoy.GetState() != m.GetState() {
+			t.Fatalf("duplicate sign-up: %v %v", decoy, err)
 		}
-		if strings.Contains(status.Convert(err).Message(), "ada") {
-			t.Fatalf("error message leaks the email: %q", status.Convert(err).Message())
+		if again, _ := h.client.CreateMember(ctx, &identityv1.CreateMemberRequest{Member: dup, Password: "another long password", RequestId: "signup-2"}); again.GetName() != decoy.GetName() {
+			t.Fatalf("a retried duplicate sign-up answered another id: %v vs %v", again.GetName(), decoy.GetName())
+		}
+		if _, err := h.client.GetMember(ctx, &identityv1.GetMemberRequest{Name: decoy.GetName()}); status.Code(err) != codes.NotFound {
+			t.Fatalf("the decoy member exists: %v", err)
+		}
+		if _, err := h.svc.Domain.DeliverPending(ctx, 100); err != nil {
+			t.Fatal(err)
+		}
+		if box, _ := os.ReadFile(filepath.Join(h.dir, "mailbox.jsonl")); strings.Count(string(box), `"kind":"signup_attempt"`) != 1 {
+			t.Fatalf("the owner was not told exactly once: %s", box)
 		}
 		got, err := h.client.LookupMember(ctx, &identityv1.LookupMemberRequest{Email: "ada.lovelace@EXAMPLE.com"})
 		if err != nil || got.GetName() != m.GetName() {
@@ -447,20 +459,35 @@ func mustValidator(t *testing.T) *jwt.Validator {
 	return v
 }
 
-func TestSignInLocksAfterRepeatedFailures(t *testing.T) {
+func TestSignInThrottlesPerAccountAndClient(t *testing.T) {
 	h := start(t, storagetest.SQLiteURL(t))
 	ctx := context.Background()
 	create(t, h, ada(), "")
+	from := func(ip string) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, "x-lethe-client-ip", ip)
+	}
 	for range 5 {
-		h.client.SignIn(ctx, &identityv1.SignInRequest{Email: "ada.lovelace@example.com", Password: "wrong password!!"})
+		h.client.SignIn(from("203.0.113.1"), &identityv1.SignInRequest{Email: "ada.lovelace@example.com", Password: "wrong password!!"})
 	}
-	_, err := h.client.SignIn(ctx, &identityv1.SignInRequest{Email: "ada.lovelace@example.com", Password: "correct horse battery"})
+	_, err := h.client.SignIn(from("203.0.113.1"), &identityv1.SignInRequest{Email: "ada.lovelace@example.com", Password: "correct horse battery"})
 	if code, reason, _ := reasonAndFields(err); code != codes.ResourceExhausted || reason != "TOO_MANY_ATTEMPTS" {
-		t.Fatalf("sixth attempt: %v %v", code, reason)
+		t.Fatalf("sixth attempt from the guessing client: %v %v", code, reason)
 	}
-	h.svc.Domain.Now = func() time.Time { return time.Now().Add(16 * time.Minute) }
-	if _, err := h.client.SignIn(ctx, &identityv1.SignInRequest{Email: "ada.lovelace@example.com", Password: "correct horse battery"}); err != nil {
-		t.Fatalf("after the window: %v", err)
+	// The owner, from another address, is not locked out.
+	if _, err := h.client.SignIn(from("198.51.100.2"), &identityv1.SignInRequest{Email: "ada.lovelace@example.com", Password: "correct horse battery"}); err != nil {
+		t.Fatalf("the owner from another client: %v", err)
+	}
+	// Backoff: one minute after five failures, doubling with each further failure.
+	base := time.Now()
+	h.svc.Domain.Now = func() time.Time { return base.Add(61 * time.Second) }
+	h.client.SignIn(from("203.0.113.1"), &identityv1.SignInRequest{Email: "ada.lovelace@example.com", Password: "wrong password!!"}) // sixth failure: 2 min
+	h.svc.Domain.Now = func() time.Time { return base.Add(61*time.Second + 90*time.Second) }
+	if _, err := h.client.SignIn(from("203.0.113.1"), &identityv1.SignInRequest{Email: "ada.lovelace@example.com", Password: "correct horse battery"}); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("within the doubled backoff: %v", err)
+	}
+	h.svc.Domain.Now = func() time.Time { return base.Add(61*time.Second + 121*time.Second) }
+	if _, err := h.client.SignIn(from("203.0.113.1"), &identityv1.SignInRequest{Email: "ada.lovelace@example.com", Password: "correct horse battery"}); err != nil {
+		t.Fatalf("after the backoff: %v", err)
 	}
 }
 

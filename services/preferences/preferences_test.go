@@ -348,9 +348,16 @@ func TestErasureKeepsAggregatesAndUnlinksTheMember(t *testing.T) {
 		const bob = "members/bob000000001"
 		seedHistory(t, h, alice, 300)
 		seedHistory(t, h, bob, 100)
-		for i, m := range []string{alice, bob} {
+		// Eight more members, so every title has the ten behind it that statistics need.
+		others := []string{alice, bob}
+		for i := range 8 {
+			m := fmt.Sprintf("members/filler%08d", i)
+			seedHistory(t, h, m, 37)
+			others = append(others, m)
+		}
+		for i, m := range others {
 			for _, title := range []string{"title-1", "title-2"} {
-				h.client.SetRating(ctx, &preferencesv1.SetRatingRequest{Rating: &preferencesv1.Rating{Name: m + "/ratings/" + title, Stars: int32(2 + i*3)}})
+				h.client.SetRating(ctx, &preferencesv1.SetRatingRequest{Rating: &preferencesv1.Rating{Name: m + "/ratings/" + title, Stars: int32(2 + i%2*3)}})
 			}
 		}
 		h.client.UpdateCommunicationPreferences(ctx, &preferencesv1.UpdateCommunicationPreferencesRequest{Name: alice + "/communicationPreferences",

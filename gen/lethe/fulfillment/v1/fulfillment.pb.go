@@ -2130,7 +2130,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x1aREQUEST_ORIGIN_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REQUEST_ORIGIN_MEMBER\x10\x01\x12\x1b\n" +
 	"\x17REQUEST_ORIGIN_OPERATOR\x10\x02\x12\x18\n" +
-	"\x14REQUEST_ORIGIN_AGENT\x10\x032\xdc\x11\n" +
+	"\x14REQUEST_ORIGIN_AGENT\x10\x032\xe5\x11\n" +
 	"\x12FulfillmentService\x12\xb4\x01\n" +
 	"\x14CreatePrivacyRequest\x121.lethe.fulfillment.v1.CreatePrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"C\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x029:\x0fprivacy_request\"&/v1/{parent=members/*}/privacyRequests\x12\x9d\x01\n" +
 	"\x11GetPrivacyRequest\x12..lethe.fulfillment.v1.GetPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/privacyRequests/*}\x12\xae\x01\n" +
@@ -2140,8 +2140,8 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x14ExtendPrivacyRequest\x121.lethe.fulfillment.v1.ExtendPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"<\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:extend\x12\xa3\x01\n" +
 	"\fSetLegalHold\x12).lethe.fulfillment.v1.SetLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"B\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x028:\x01*\"3/v1/{name=members/*/privacyRequests/*}:setLegalHold\x12\xaf\x01\n" +
 	"\x10ReleaseLegalHold\x12-.lethe.fulfillment.v1.ReleaseLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"F\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02<:\x01*\"7/v1/{name=members/*/privacyRequests/*}:releaseLegalHold\x12\xac\x01\n" +
-	"\x11GetExportDownload\x12..lethe.fulfillment.v1.GetExportDownloadRequest\x1a$.lethe.fulfillment.v1.ExportDownload\"A\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x027\x125/v1/{name=members/*/privacyRequests/*}/exportDownload\x12\x90\x01\n" +
-	"\x11GetErasureReceipt\x12..lethe.fulfillment.v1.GetErasureReceiptRequest\x1a$.lethe.fulfillment.v1.ErasureReceipt\"%\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/receipts/{request_id}\x12\x7f\n" +
+	"\x11GetExportDownload\x12..lethe.fulfillment.v1.GetExportDownloadRequest\x1a$.lethe.fulfillment.v1.ExportDownload\"A\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x027\x125/v1/{name=members/*/privacyRequests/*}/exportDownload\x12\x99\x01\n" +
+	"\x11GetErasureReceipt\x12..lethe.fulfillment.v1.GetErasureReceiptRequest\x1a$.lethe.fulfillment.v1.ErasureReceipt\".\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/receipts/{request_id}:fetch\x12\x7f\n" +
 	"\x0eGetReceiptKeys\x12+.lethe.fulfillment.v1.GetReceiptKeysRequest\x1a!.lethe.fulfillment.v1.ReceiptKeys\"\x1d\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/receipts:keys\x12\x9c\x01\n" +
 	"\x14GetRequestStatistics\x121.lethe.fulfillment.v1.GetRequestStatisticsRequest\x1a'.lethe.fulfillment.v1.RequestStatistics\"(\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/requestStatistics/{year}\x12\x88\x01\n" +
 	"\x0fListAuditEvents\x12,.lethe.fulfillment.v1.ListAuditEventsRequest\x1a-.lethe.fulfillment.v1.ListAuditEventsResponse\"\x18\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/auditLog\x12i\n" +

@@ -65,7 +65,8 @@ type FulfillmentServiceClient interface {
 	// GetExportDownload returns a signed, expiring link to a finished export archive.
 	GetExportDownload(ctx context.Context, in *GetExportDownloadRequest, opts ...grpc.CallOption) (*ExportDownload, error)
 	// GetErasureReceipt returns the signed receipt of a finished erasure. It needs the
-	// receipt token, because the member no longer exists to sign in.
+	// receipt token, because the member no longer exists to sign in. The token travels in
+	// the body, never in the URL (URLs end up in logs, histories and Referer headers).
 	GetErasureReceipt(ctx context.Context, in *GetErasureReceiptRequest, opts ...grpc.CallOption) (*ErasureReceipt, error)
 	// GetReceiptKeys publishes the public keys that verify erasure receipts offline.
 	GetReceiptKeys(ctx context.Context, in *GetReceiptKeysRequest, opts ...grpc.CallOption) (*ReceiptKeys, error)
@@ -257,7 +258,8 @@ type FulfillmentServiceServer interface {
 	// GetExportDownload returns a signed, expiring link to a finished export archive.
 	GetExportDownload(context.Context, *GetExportDownloadRequest) (*ExportDownload, error)
 	// GetErasureReceipt returns the signed receipt of a finished erasure. It needs the
-	// receipt token, because the member no longer exists to sign in.
+	// receipt token, because the member no longer exists to sign in. The token travels in
+	// the body, never in the URL (URLs end up in logs, histories and Referer headers).
 	GetErasureReceipt(context.Context, *GetErasureReceiptRequest) (*ErasureReceipt, error)
 	// GetReceiptKeys publishes the public keys that verify erasure receipts offline.
 	GetReceiptKeys(context.Context, *GetReceiptKeysRequest) (*ReceiptKeys, error)

@@ -150,6 +150,9 @@ const (
 	VerificationPurpose_VERIFICATION_PURPOSE_UNSPECIFIED VerificationPurpose = 0
 	// VERIFICATION_PURPOSE_PRIVACY_REQUEST verifies an export or erasure request.
 	VerificationPurpose_VERIFICATION_PURPOSE_PRIVACY_REQUEST VerificationPurpose = 1
+	// VERIFICATION_PURPOSE_EMAIL_CHANGE proves control of a new email address (sent by
+	// ChangeEmail only).
+	VerificationPurpose_VERIFICATION_PURPOSE_EMAIL_CHANGE VerificationPurpose = 2
 )
 
 // Enum value maps for VerificationPurpose.
@@ -157,10 +160,12 @@ var (
 	VerificationPurpose_name = map[int32]string{
 		0: "VERIFICATION_PURPOSE_UNSPECIFIED",
 		1: "VERIFICATION_PURPOSE_PRIVACY_REQUEST",
+		2: "VERIFICATION_PURPOSE_EMAIL_CHANGE",
 	}
 	VerificationPurpose_value = map[string]int32{
 		"VERIFICATION_PURPOSE_UNSPECIFIED":     0,
 		"VERIFICATION_PURPOSE_PRIVACY_REQUEST": 1,
+		"VERIFICATION_PURPOSE_EMAIL_CHANGE":    2,
 	}
 )
 
@@ -1681,6 +1686,134 @@ func (x *Jwks) GetKeys() []*Jwk {
 	return nil
 }
 
+// ChangeEmailRequest starts an email change.
+type ChangeEmailRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// new_email is the address to change to; the code is sent there.
+	NewEmail string `protobuf:"bytes,2,opt,name=new_email,json=newEmail,proto3" json:"new_email,omitempty"`
+	// current_password re-authenticates the member.
+	CurrentPassword string `protobuf:"bytes,3,opt,name=current_password,json=currentPassword,proto3" json:"current_password,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ChangeEmailRequest) Reset() {
+	*x = ChangeEmailRequest{}
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeEmailRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeEmailRequest) ProtoMessage() {}
+
+func (x *ChangeEmailRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeEmailRequest.ProtoReflect.Descriptor instead.
+func (*ChangeEmailRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ChangeEmailRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ChangeEmailRequest) GetNewEmail() string {
+	if x != nil {
+		return x.NewEmail
+	}
+	return ""
+}
+
+func (x *ChangeEmailRequest) GetCurrentPassword() string {
+	if x != nil {
+		return x.CurrentPassword
+	}
+	return ""
+}
+
+// ConfirmEmailChangeRequest completes an email change.
+type ConfirmEmailChangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// challenge_id is ChangeEmail's answer.
+	ChallengeId string `protobuf:"bytes,2,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
+	// code is the six digits mailed to the new address.
+	Code          string `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmEmailChangeRequest) Reset() {
+	*x = ConfirmEmailChangeRequest{}
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmEmailChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmEmailChangeRequest) ProtoMessage() {}
+
+func (x *ConfirmEmailChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmEmailChangeRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmEmailChangeRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ConfirmEmailChangeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConfirmEmailChangeRequest) GetChallengeId() string {
+	if x != nil {
+		return x.ChallengeId
+	}
+	return ""
+}
+
+func (x *ConfirmEmailChangeRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
 // SendVerificationCodeRequest asks for a code.
 type SendVerificationCodeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1696,7 +1829,7 @@ type SendVerificationCodeRequest struct {
 
 func (x *SendVerificationCodeRequest) Reset() {
 	*x = SendVerificationCodeRequest{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[23]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +1841,7 @@ func (x *SendVerificationCodeRequest) String() string {
 func (*SendVerificationCodeRequest) ProtoMessage() {}
 
 func (x *SendVerificationCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[23]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +1854,7 @@ func (x *SendVerificationCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendVerificationCodeRequest.ProtoReflect.Descriptor instead.
 func (*SendVerificationCodeRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{23}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SendVerificationCodeRequest) GetName() string {
@@ -1758,7 +1891,7 @@ type VerificationChallenge struct {
 
 func (x *VerificationChallenge) Reset() {
 	*x = VerificationChallenge{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[24]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +1903,7 @@ func (x *VerificationChallenge) String() string {
 func (*VerificationChallenge) ProtoMessage() {}
 
 func (x *VerificationChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[24]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +1916,7 @@ func (x *VerificationChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationChallenge.ProtoReflect.Descriptor instead.
 func (*VerificationChallenge) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{24}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *VerificationChallenge) GetChallengeId() string {
@@ -1815,7 +1948,7 @@ type CheckVerificationCodeRequest struct {
 
 func (x *CheckVerificationCodeRequest) Reset() {
 	*x = CheckVerificationCodeRequest{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[25]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1827,7 +1960,7 @@ func (x *CheckVerificationCodeRequest) String() string {
 func (*CheckVerificationCodeRequest) ProtoMessage() {}
 
 func (x *CheckVerificationCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[25]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1840,7 +1973,7 @@ func (x *CheckVerificationCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckVerificationCodeRequest.ProtoReflect.Descriptor instead.
 func (*CheckVerificationCodeRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{25}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CheckVerificationCodeRequest) GetName() string {
@@ -1877,7 +2010,7 @@ type CheckVerificationCodeResponse struct {
 
 func (x *CheckVerificationCodeResponse) Reset() {
 	*x = CheckVerificationCodeResponse{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[26]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +2022,7 @@ func (x *CheckVerificationCodeResponse) String() string {
 func (*CheckVerificationCodeResponse) ProtoMessage() {}
 
 func (x *CheckVerificationCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[26]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +2035,7 @@ func (x *CheckVerificationCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckVerificationCodeResponse.ProtoReflect.Descriptor instead.
 func (*CheckVerificationCodeResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{26}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CheckVerificationCodeResponse) GetVerified() bool {
@@ -1938,7 +2071,7 @@ type NotifyMemberRequest struct {
 
 func (x *NotifyMemberRequest) Reset() {
 	*x = NotifyMemberRequest{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[27]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1950,7 +2083,7 @@ func (x *NotifyMemberRequest) String() string {
 func (*NotifyMemberRequest) ProtoMessage() {}
 
 func (x *NotifyMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[27]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1963,7 +2096,7 @@ func (x *NotifyMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyMemberRequest.ProtoReflect.Descriptor instead.
 func (*NotifyMemberRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{27}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NotifyMemberRequest) GetName() string {
@@ -2012,7 +2145,7 @@ type NotifyMemberResponse struct {
 
 func (x *NotifyMemberResponse) Reset() {
 	*x = NotifyMemberResponse{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[28]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2024,7 +2157,7 @@ func (x *NotifyMemberResponse) String() string {
 func (*NotifyMemberResponse) ProtoMessage() {}
 
 func (x *NotifyMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[28]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2037,7 +2170,7 @@ func (x *NotifyMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyMemberResponse.ProtoReflect.Descriptor instead.
 func (*NotifyMemberResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{28}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *NotifyMemberResponse) GetMessageId() string {
@@ -2064,7 +2197,7 @@ type MemberEvent struct {
 
 func (x *MemberEvent) Reset() {
 	*x = MemberEvent{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[29]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2209,7 @@ func (x *MemberEvent) String() string {
 func (*MemberEvent) ProtoMessage() {}
 
 func (x *MemberEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[29]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2222,7 @@ func (x *MemberEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberEvent.ProtoReflect.Descriptor instead.
 func (*MemberEvent) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{29}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MemberEvent) GetName() string {
@@ -2133,7 +2266,7 @@ type ListMemberEventsRequest struct {
 
 func (x *ListMemberEventsRequest) Reset() {
 	*x = ListMemberEventsRequest{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[30]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2145,7 +2278,7 @@ func (x *ListMemberEventsRequest) String() string {
 func (*ListMemberEventsRequest) ProtoMessage() {}
 
 func (x *ListMemberEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[30]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2158,7 +2291,7 @@ func (x *ListMemberEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMemberEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListMemberEventsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{30}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListMemberEventsRequest) GetKind() string {
@@ -2186,7 +2319,7 @@ type ListMemberEventsResponse struct {
 
 func (x *ListMemberEventsResponse) Reset() {
 	*x = ListMemberEventsResponse{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[31]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2198,7 +2331,7 @@ func (x *ListMemberEventsResponse) String() string {
 func (*ListMemberEventsResponse) ProtoMessage() {}
 
 func (x *ListMemberEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[31]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2211,7 +2344,7 @@ func (x *ListMemberEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMemberEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListMemberEventsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{31}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListMemberEventsResponse) GetEvents() []*MemberEvent {
@@ -2232,7 +2365,7 @@ type AcknowledgeMemberEventRequest struct {
 
 func (x *AcknowledgeMemberEventRequest) Reset() {
 	*x = AcknowledgeMemberEventRequest{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[32]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2377,7 @@ func (x *AcknowledgeMemberEventRequest) String() string {
 func (*AcknowledgeMemberEventRequest) ProtoMessage() {}
 
 func (x *AcknowledgeMemberEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[32]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2390,7 @@ func (x *AcknowledgeMemberEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeMemberEventRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeMemberEventRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{32}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AcknowledgeMemberEventRequest) GetName() string {
@@ -2283,7 +2416,7 @@ type Operator struct {
 
 func (x *Operator) Reset() {
 	*x = Operator{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[33]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2428,7 @@ func (x *Operator) String() string {
 func (*Operator) ProtoMessage() {}
 
 func (x *Operator) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[33]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2441,7 @@ func (x *Operator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operator.ProtoReflect.Descriptor instead.
 func (*Operator) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{33}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Operator) GetName() string {
@@ -2345,7 +2478,7 @@ type CreateOperatorRequest struct {
 
 func (x *CreateOperatorRequest) Reset() {
 	*x = CreateOperatorRequest{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[34]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2490,7 @@ func (x *CreateOperatorRequest) String() string {
 func (*CreateOperatorRequest) ProtoMessage() {}
 
 func (x *CreateOperatorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[34]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2503,7 @@ func (x *CreateOperatorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOperatorRequest.ProtoReflect.Descriptor instead.
 func (*CreateOperatorRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{34}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateOperatorRequest) GetEmail() string {
@@ -2402,7 +2535,7 @@ type CreateOperatorResponse struct {
 
 func (x *CreateOperatorResponse) Reset() {
 	*x = CreateOperatorResponse{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[35]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2414,7 +2547,7 @@ func (x *CreateOperatorResponse) String() string {
 func (*CreateOperatorResponse) ProtoMessage() {}
 
 func (x *CreateOperatorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[35]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2427,7 +2560,7 @@ func (x *CreateOperatorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOperatorResponse.ProtoReflect.Descriptor instead.
 func (*CreateOperatorResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{35}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateOperatorResponse) GetOperator() *Operator {
@@ -2466,7 +2599,7 @@ type SignInOperatorRequest struct {
 
 func (x *SignInOperatorRequest) Reset() {
 	*x = SignInOperatorRequest{}
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[36]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2478,7 +2611,7 @@ func (x *SignInOperatorRequest) String() string {
 func (*SignInOperatorRequest) ProtoMessage() {}
 
 func (x *SignInOperatorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_identity_v1_identity_proto_msgTypes[36]
+	mi := &file_lethe_identity_v1_identity_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2491,7 +2624,7 @@ func (x *SignInOperatorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignInOperatorRequest.ProtoReflect.Descriptor instead.
 func (*SignInOperatorRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{36}
+	return file_lethe_identity_v1_identity_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SignInOperatorRequest) GetEmail() string {
@@ -2682,7 +2815,21 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\x03use\x18\a \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x03use\"2\n" +
 	"\x04Jwks\x12*\n" +
-	"\x04keys\x18\x01 \x03(\v2\x16.lethe.identity.v1.JwkR\x04keys\"\xdf\x01\n" +
+	"\x04keys\x18\x01 \x03(\v2\x16.lethe.identity.v1.JwkR\x04keys\"\xcc\x01\n" +
+	"\x12ChangeEmailRequest\x12*\n" +
+	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x04name\x127\n" +
+	"\tnew_email\x18\x02 \x01(\tB\x1a\xea\xe0\x18\x16\n" +
+	"\x12user.contact.email\x10\x01R\bnewEmail\x12Q\n" +
+	"\x10current_password\x18\x03 \x01(\tB&\xea\xe0\x18\"\n" +
+	"\x1euser.authorization.credentials\x10\x01R\x0fcurrentPassword\"\xb8\x01\n" +
+	"\x19ConfirmEmailChangeRequest\x12*\n" +
+	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x04name\x12<\n" +
+	"\fchallenge_id\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\vchallengeId\x121\n" +
+	"\x04code\x18\x03 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
+	"\x15system.authentication\x10\x04R\x04code\"\xdf\x01\n" +
 	"\x1bSendVerificationCodeRequest\x12*\n" +
 	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
 	"\x0euser.unique_id\x10\x01R\x04name\x12[\n" +
@@ -2780,16 +2927,17 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\rChildReporter\x12\x1e\n" +
 	"\x1aCHILD_REPORTER_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17CHILD_REPORTER_OPERATOR\x10\x01\x12\x19\n" +
-	"\x15CHILD_REPORTER_PARENT\x10\x02*e\n" +
+	"\x15CHILD_REPORTER_PARENT\x10\x02*\x8c\x01\n" +
 	"\x13VerificationPurpose\x12$\n" +
 	" VERIFICATION_PURPOSE_UNSPECIFIED\x10\x00\x12(\n" +
-	"$VERIFICATION_PURPOSE_PRIVACY_REQUEST\x10\x01*\xca\x01\n" +
+	"$VERIFICATION_PURPOSE_PRIVACY_REQUEST\x10\x01\x12%\n" +
+	"!VERIFICATION_PURPOSE_EMAIL_CHANGE\x10\x02*\xca\x01\n" +
 	"\x0fMessageTemplate\x12 \n" +
 	"\x1cMESSAGE_TEMPLATE_UNSPECIFIED\x10\x00\x12%\n" +
 	"!MESSAGE_TEMPLATE_REQUEST_EXTENDED\x10\x01\x12!\n" +
 	"\x1dMESSAGE_TEMPLATE_EXPORT_READY\x10\x02\x12&\n" +
 	"\"MESSAGE_TEMPLATE_ERASURE_CONFIRMED\x10\x03\x12#\n" +
-	"\x1fMESSAGE_TEMPLATE_SHARING_NOTICE\x10\x042\xf3\x14\n" +
+	"\x1fMESSAGE_TEMPLATE_SHARING_NOTICE\x10\x042\x9d\x17\n" +
 	"\x0fIdentityService\x12m\n" +
 	"\fCreateMember\x12&.lethe.identity.v1.CreateMemberRequest\x1a\x19.lethe.identity.v1.Member\"\x1a\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/members\x12m\n" +
 	"\tGetMember\x12#.lethe.identity.v1.GetMemberRequest\x1a\x19.lethe.identity.v1.Member\" \xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=members/*}\x12\x82\x01\n" +
@@ -2808,7 +2956,9 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\x14SendVerificationCode\x12..lethe.identity.v1.SendVerificationCodeRequest\x1a(.lethe.identity.v1.VerificationChallenge\"8\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{name=members/*}:sendVerificationCode\x12e\n" +
 	"\fNotifyMember\x12&.lethe.identity.v1.NotifyMemberRequest\x1a'.lethe.identity.v1.NotifyMemberResponse\"\x04\xf0\xe0\x18\x05\x12q\n" +
 	"\x10ListMemberEvents\x12*.lethe.identity.v1.ListMemberEventsRequest\x1a+.lethe.identity.v1.ListMemberEventsResponse\"\x04\xf0\xe0\x18\x05\x12h\n" +
-	"\x16AcknowledgeMemberEvent\x120.lethe.identity.v1.AcknowledgeMemberEventRequest\x1a\x16.google.protobuf.Empty\"\x04\xf0\xe0\x18\x05\x12\xb5\x01\n" +
+	"\x16AcknowledgeMemberEvent\x120.lethe.identity.v1.AcknowledgeMemberEventRequest\x1a\x16.google.protobuf.Empty\"\x04\xf0\xe0\x18\x05\x12\x8f\x01\n" +
+	"\vChangeEmail\x12%.lethe.identity.v1.ChangeEmailRequest\x1a(.lethe.identity.v1.VerificationChallenge\"/\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02%:\x01*\" /v1/{name=members/*}:changeEmail\x12\x95\x01\n" +
+	"\x12ConfirmEmailChange\x12,.lethe.identity.v1.ConfirmEmailChangeRequest\x1a\x19.lethe.identity.v1.Member\"6\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/{name=members/*}:confirmEmailChange\x12\xb5\x01\n" +
 	"\x15CheckVerificationCode\x12/.lethe.identity.v1.CheckVerificationCodeRequest\x1a0.lethe.identity.v1.CheckVerificationCodeResponse\"9\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/{name=members/*}:checkVerificationCode\x12\x82\x01\n" +
 	"\x0eSignInOperator\x12(.lethe.identity.v1.SignInOperatorRequest\x1a!.lethe.identity.v1.SignInResponse\"#\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/operators:signIn\x12k\n" +
 	"\x0eCreateOperator\x12(.lethe.identity.v1.CreateOperatorRequest\x1a).lethe.identity.v1.CreateOperatorResponse\"\x04\xf0\xe0\x18\x05B,Z*lethe.dev/gen/lethe/identity/v1;identityv1b\x06proto3"
@@ -2826,7 +2976,7 @@ func file_lethe_identity_v1_identity_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_identity_v1_identity_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lethe_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_lethe_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_lethe_identity_v1_identity_proto_goTypes = []any{
 	(MemberState)(0),                      // 0: lethe.identity.v1.MemberState
 	(ChildReporter)(0),                    // 1: lethe.identity.v1.ChildReporter
@@ -2855,48 +3005,50 @@ var file_lethe_identity_v1_identity_proto_goTypes = []any{
 	(*GetJwksRequest)(nil),                // 24: lethe.identity.v1.GetJwksRequest
 	(*Jwk)(nil),                           // 25: lethe.identity.v1.Jwk
 	(*Jwks)(nil),                          // 26: lethe.identity.v1.Jwks
-	(*SendVerificationCodeRequest)(nil),   // 27: lethe.identity.v1.SendVerificationCodeRequest
-	(*VerificationChallenge)(nil),         // 28: lethe.identity.v1.VerificationChallenge
-	(*CheckVerificationCodeRequest)(nil),  // 29: lethe.identity.v1.CheckVerificationCodeRequest
-	(*CheckVerificationCodeResponse)(nil), // 30: lethe.identity.v1.CheckVerificationCodeResponse
-	(*NotifyMemberRequest)(nil),           // 31: lethe.identity.v1.NotifyMemberRequest
-	(*NotifyMemberResponse)(nil),          // 32: lethe.identity.v1.NotifyMemberResponse
-	(*MemberEvent)(nil),                   // 33: lethe.identity.v1.MemberEvent
-	(*ListMemberEventsRequest)(nil),       // 34: lethe.identity.v1.ListMemberEventsRequest
-	(*ListMemberEventsResponse)(nil),      // 35: lethe.identity.v1.ListMemberEventsResponse
-	(*AcknowledgeMemberEventRequest)(nil), // 36: lethe.identity.v1.AcknowledgeMemberEventRequest
-	(*Operator)(nil),                      // 37: lethe.identity.v1.Operator
-	(*CreateOperatorRequest)(nil),         // 38: lethe.identity.v1.CreateOperatorRequest
-	(*CreateOperatorResponse)(nil),        // 39: lethe.identity.v1.CreateOperatorResponse
-	(*SignInOperatorRequest)(nil),         // 40: lethe.identity.v1.SignInOperatorRequest
-	(*timestamppb.Timestamp)(nil),         // 41: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),         // 42: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                 // 43: google.protobuf.Empty
+	(*ChangeEmailRequest)(nil),            // 27: lethe.identity.v1.ChangeEmailRequest
+	(*ConfirmEmailChangeRequest)(nil),     // 28: lethe.identity.v1.ConfirmEmailChangeRequest
+	(*SendVerificationCodeRequest)(nil),   // 29: lethe.identity.v1.SendVerificationCodeRequest
+	(*VerificationChallenge)(nil),         // 30: lethe.identity.v1.VerificationChallenge
+	(*CheckVerificationCodeRequest)(nil),  // 31: lethe.identity.v1.CheckVerificationCodeRequest
+	(*CheckVerificationCodeResponse)(nil), // 32: lethe.identity.v1.CheckVerificationCodeResponse
+	(*NotifyMemberRequest)(nil),           // 33: lethe.identity.v1.NotifyMemberRequest
+	(*NotifyMemberResponse)(nil),          // 34: lethe.identity.v1.NotifyMemberResponse
+	(*MemberEvent)(nil),                   // 35: lethe.identity.v1.MemberEvent
+	(*ListMemberEventsRequest)(nil),       // 36: lethe.identity.v1.ListMemberEventsRequest
+	(*ListMemberEventsResponse)(nil),      // 37: lethe.identity.v1.ListMemberEventsResponse
+	(*AcknowledgeMemberEventRequest)(nil), // 38: lethe.identity.v1.AcknowledgeMemberEventRequest
+	(*Operator)(nil),                      // 39: lethe.identity.v1.Operator
+	(*CreateOperatorRequest)(nil),         // 40: lethe.identity.v1.CreateOperatorRequest
+	(*CreateOperatorResponse)(nil),        // 41: lethe.identity.v1.CreateOperatorResponse
+	(*SignInOperatorRequest)(nil),         // 42: lethe.identity.v1.SignInOperatorRequest
+	(*timestamppb.Timestamp)(nil),         // 43: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),         // 44: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                 // 45: google.protobuf.Empty
 }
 var file_lethe_identity_v1_identity_proto_depIdxs = []int32{
 	4,  // 0: lethe.identity.v1.Member.postal_address:type_name -> lethe.identity.v1.PostalAddress
 	0,  // 1: lethe.identity.v1.Member.state:type_name -> lethe.identity.v1.MemberState
-	41, // 2: lethe.identity.v1.Member.create_time:type_name -> google.protobuf.Timestamp
-	41, // 3: lethe.identity.v1.Member.update_time:type_name -> google.protobuf.Timestamp
+	43, // 2: lethe.identity.v1.Member.create_time:type_name -> google.protobuf.Timestamp
+	43, // 3: lethe.identity.v1.Member.update_time:type_name -> google.protobuf.Timestamp
 	5,  // 4: lethe.identity.v1.CreateMemberRequest.member:type_name -> lethe.identity.v1.Member
 	5,  // 5: lethe.identity.v1.UpdateMemberRequest.member:type_name -> lethe.identity.v1.Member
-	42, // 6: lethe.identity.v1.UpdateMemberRequest.update_mask:type_name -> google.protobuf.FieldMask
+	44, // 6: lethe.identity.v1.UpdateMemberRequest.update_mask:type_name -> google.protobuf.FieldMask
 	5,  // 7: lethe.identity.v1.ListMembersResponse.members:type_name -> lethe.identity.v1.Member
 	1,  // 8: lethe.identity.v1.ReportChildRequest.reporter:type_name -> lethe.identity.v1.ChildReporter
-	41, // 9: lethe.identity.v1.SignInResponse.access_token_expire_time:type_name -> google.protobuf.Timestamp
+	43, // 9: lethe.identity.v1.SignInResponse.access_token_expire_time:type_name -> google.protobuf.Timestamp
 	18, // 10: lethe.identity.v1.SignInResponse.session:type_name -> lethe.identity.v1.Session
-	41, // 11: lethe.identity.v1.Session.create_time:type_name -> google.protobuf.Timestamp
-	41, // 12: lethe.identity.v1.Session.last_use_time:type_name -> google.protobuf.Timestamp
-	41, // 13: lethe.identity.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
+	43, // 11: lethe.identity.v1.Session.create_time:type_name -> google.protobuf.Timestamp
+	43, // 12: lethe.identity.v1.Session.last_use_time:type_name -> google.protobuf.Timestamp
+	43, // 13: lethe.identity.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
 	18, // 14: lethe.identity.v1.ListSessionsResponse.sessions:type_name -> lethe.identity.v1.Session
 	25, // 15: lethe.identity.v1.Jwks.keys:type_name -> lethe.identity.v1.Jwk
 	2,  // 16: lethe.identity.v1.SendVerificationCodeRequest.purpose:type_name -> lethe.identity.v1.VerificationPurpose
-	41, // 17: lethe.identity.v1.VerificationChallenge.expire_time:type_name -> google.protobuf.Timestamp
+	43, // 17: lethe.identity.v1.VerificationChallenge.expire_time:type_name -> google.protobuf.Timestamp
 	3,  // 18: lethe.identity.v1.NotifyMemberRequest.template:type_name -> lethe.identity.v1.MessageTemplate
-	41, // 19: lethe.identity.v1.MemberEvent.create_time:type_name -> google.protobuf.Timestamp
-	33, // 20: lethe.identity.v1.ListMemberEventsResponse.events:type_name -> lethe.identity.v1.MemberEvent
-	41, // 21: lethe.identity.v1.Operator.create_time:type_name -> google.protobuf.Timestamp
-	37, // 22: lethe.identity.v1.CreateOperatorResponse.operator:type_name -> lethe.identity.v1.Operator
+	43, // 19: lethe.identity.v1.MemberEvent.create_time:type_name -> google.protobuf.Timestamp
+	35, // 20: lethe.identity.v1.ListMemberEventsResponse.events:type_name -> lethe.identity.v1.MemberEvent
+	43, // 21: lethe.identity.v1.Operator.create_time:type_name -> google.protobuf.Timestamp
+	39, // 22: lethe.identity.v1.CreateOperatorResponse.operator:type_name -> lethe.identity.v1.Operator
 	6,  // 23: lethe.identity.v1.IdentityService.CreateMember:input_type -> lethe.identity.v1.CreateMemberRequest
 	7,  // 24: lethe.identity.v1.IdentityService.GetMember:input_type -> lethe.identity.v1.GetMemberRequest
 	8,  // 25: lethe.identity.v1.IdentityService.UpdateMember:input_type -> lethe.identity.v1.UpdateMemberRequest
@@ -2911,36 +3063,40 @@ var file_lethe_identity_v1_identity_proto_depIdxs = []int32{
 	21, // 34: lethe.identity.v1.IdentityService.RevokeSession:input_type -> lethe.identity.v1.RevokeSessionRequest
 	22, // 35: lethe.identity.v1.IdentityService.RevokeAllSessions:input_type -> lethe.identity.v1.RevokeAllSessionsRequest
 	24, // 36: lethe.identity.v1.IdentityService.GetJwks:input_type -> lethe.identity.v1.GetJwksRequest
-	27, // 37: lethe.identity.v1.IdentityService.SendVerificationCode:input_type -> lethe.identity.v1.SendVerificationCodeRequest
-	31, // 38: lethe.identity.v1.IdentityService.NotifyMember:input_type -> lethe.identity.v1.NotifyMemberRequest
-	34, // 39: lethe.identity.v1.IdentityService.ListMemberEvents:input_type -> lethe.identity.v1.ListMemberEventsRequest
-	36, // 40: lethe.identity.v1.IdentityService.AcknowledgeMemberEvent:input_type -> lethe.identity.v1.AcknowledgeMemberEventRequest
-	29, // 41: lethe.identity.v1.IdentityService.CheckVerificationCode:input_type -> lethe.identity.v1.CheckVerificationCodeRequest
-	40, // 42: lethe.identity.v1.IdentityService.SignInOperator:input_type -> lethe.identity.v1.SignInOperatorRequest
-	38, // 43: lethe.identity.v1.IdentityService.CreateOperator:input_type -> lethe.identity.v1.CreateOperatorRequest
-	5,  // 44: lethe.identity.v1.IdentityService.CreateMember:output_type -> lethe.identity.v1.Member
-	5,  // 45: lethe.identity.v1.IdentityService.GetMember:output_type -> lethe.identity.v1.Member
-	5,  // 46: lethe.identity.v1.IdentityService.UpdateMember:output_type -> lethe.identity.v1.Member
-	10, // 47: lethe.identity.v1.IdentityService.ListMembers:output_type -> lethe.identity.v1.ListMembersResponse
-	5,  // 48: lethe.identity.v1.IdentityService.LookupMember:output_type -> lethe.identity.v1.Member
-	5,  // 49: lethe.identity.v1.IdentityService.DisableMember:output_type -> lethe.identity.v1.Member
-	5,  // 50: lethe.identity.v1.IdentityService.ReportChild:output_type -> lethe.identity.v1.Member
-	15, // 51: lethe.identity.v1.IdentityService.SignIn:output_type -> lethe.identity.v1.SignInResponse
-	15, // 52: lethe.identity.v1.IdentityService.RefreshSession:output_type -> lethe.identity.v1.SignInResponse
-	43, // 53: lethe.identity.v1.IdentityService.SignOut:output_type -> google.protobuf.Empty
-	20, // 54: lethe.identity.v1.IdentityService.ListSessions:output_type -> lethe.identity.v1.ListSessionsResponse
-	43, // 55: lethe.identity.v1.IdentityService.RevokeSession:output_type -> google.protobuf.Empty
-	23, // 56: lethe.identity.v1.IdentityService.RevokeAllSessions:output_type -> lethe.identity.v1.RevokeAllSessionsResponse
-	26, // 57: lethe.identity.v1.IdentityService.GetJwks:output_type -> lethe.identity.v1.Jwks
-	28, // 58: lethe.identity.v1.IdentityService.SendVerificationCode:output_type -> lethe.identity.v1.VerificationChallenge
-	32, // 59: lethe.identity.v1.IdentityService.NotifyMember:output_type -> lethe.identity.v1.NotifyMemberResponse
-	35, // 60: lethe.identity.v1.IdentityService.ListMemberEvents:output_type -> lethe.identity.v1.ListMemberEventsResponse
-	43, // 61: lethe.identity.v1.IdentityService.AcknowledgeMemberEvent:output_type -> google.protobuf.Empty
-	30, // 62: lethe.identity.v1.IdentityService.CheckVerificationCode:output_type -> lethe.identity.v1.CheckVerificationCodeResponse
-	15, // 63: lethe.identity.v1.IdentityService.SignInOperator:output_type -> lethe.identity.v1.SignInResponse
-	39, // 64: lethe.identity.v1.IdentityService.CreateOperator:output_type -> lethe.identity.v1.CreateOperatorResponse
-	44, // [44:65] is the sub-list for method output_type
-	23, // [23:44] is the sub-list for method input_type
+	29, // 37: lethe.identity.v1.IdentityService.SendVerificationCode:input_type -> lethe.identity.v1.SendVerificationCodeRequest
+	33, // 38: lethe.identity.v1.IdentityService.NotifyMember:input_type -> lethe.identity.v1.NotifyMemberRequest
+	36, // 39: lethe.identity.v1.IdentityService.ListMemberEvents:input_type -> lethe.identity.v1.ListMemberEventsRequest
+	38, // 40: lethe.identity.v1.IdentityService.AcknowledgeMemberEvent:input_type -> lethe.identity.v1.AcknowledgeMemberEventRequest
+	27, // 41: lethe.identity.v1.IdentityService.ChangeEmail:input_type -> lethe.identity.v1.ChangeEmailRequest
+	28, // 42: lethe.identity.v1.IdentityService.ConfirmEmailChange:input_type -> lethe.identity.v1.ConfirmEmailChangeRequest
+	31, // 43: lethe.identity.v1.IdentityService.CheckVerificationCode:input_type -> lethe.identity.v1.CheckVerificationCodeRequest
+	42, // 44: lethe.identity.v1.IdentityService.SignInOperator:input_type -> lethe.identity.v1.SignInOperatorRequest
+	40, // 45: lethe.identity.v1.IdentityService.CreateOperator:input_type -> lethe.identity.v1.CreateOperatorRequest
+	5,  // 46: lethe.identity.v1.IdentityService.CreateMember:output_type -> lethe.identity.v1.Member
+	5,  // 47: lethe.identity.v1.IdentityService.GetMember:output_type -> lethe.identity.v1.Member
+	5,  // 48: lethe.identity.v1.IdentityService.UpdateMember:output_type -> lethe.identity.v1.Member
+	10, // 49: lethe.identity.v1.IdentityService.ListMembers:output_type -> lethe.identity.v1.ListMembersResponse
+	5,  // 50: lethe.identity.v1.IdentityService.LookupMember:output_type -> lethe.identity.v1.Member
+	5,  // 51: lethe.identity.v1.IdentityService.DisableMember:output_type -> lethe.identity.v1.Member
+	5,  // 52: lethe.identity.v1.IdentityService.ReportChild:output_type -> lethe.identity.v1.Member
+	15, // 53: lethe.identity.v1.IdentityService.SignIn:output_type -> lethe.identity.v1.SignInResponse
+	15, // 54: lethe.identity.v1.IdentityService.RefreshSession:output_type -> lethe.identity.v1.SignInResponse
+	45, // 55: lethe.identity.v1.IdentityService.SignOut:output_type -> google.protobuf.Empty
+	20, // 56: lethe.identity.v1.IdentityService.ListSessions:output_type -> lethe.identity.v1.ListSessionsResponse
+	45, // 57: lethe.identity.v1.IdentityService.RevokeSession:output_type -> google.protobuf.Empty
+	23, // 58: lethe.identity.v1.IdentityService.RevokeAllSessions:output_type -> lethe.identity.v1.RevokeAllSessionsResponse
+	26, // 59: lethe.identity.v1.IdentityService.GetJwks:output_type -> lethe.identity.v1.Jwks
+	30, // 60: lethe.identity.v1.IdentityService.SendVerificationCode:output_type -> lethe.identity.v1.VerificationChallenge
+	34, // 61: lethe.identity.v1.IdentityService.NotifyMember:output_type -> lethe.identity.v1.NotifyMemberResponse
+	37, // 62: lethe.identity.v1.IdentityService.ListMemberEvents:output_type -> lethe.identity.v1.ListMemberEventsResponse
+	45, // 63: lethe.identity.v1.IdentityService.AcknowledgeMemberEvent:output_type -> google.protobuf.Empty
+	30, // 64: lethe.identity.v1.IdentityService.ChangeEmail:output_type -> lethe.identity.v1.VerificationChallenge
+	5,  // 65: lethe.identity.v1.IdentityService.ConfirmEmailChange:output_type -> lethe.identity.v1.Member
+	32, // 66: lethe.identity.v1.IdentityService.CheckVerificationCode:output_type -> lethe.identity.v1.CheckVerificationCodeResponse
+	15, // 67: lethe.identity.v1.IdentityService.SignInOperator:output_type -> lethe.identity.v1.SignInResponse
+	41, // 68: lethe.identity.v1.IdentityService.CreateOperator:output_type -> lethe.identity.v1.CreateOperatorResponse
+	46, // [46:69] is the sub-list for method output_type
+	23, // [23:46] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name
@@ -2957,7 +3113,7 @@ func file_lethe_identity_v1_identity_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_identity_v1_identity_proto_rawDesc), len(file_lethe_identity_v1_identity_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

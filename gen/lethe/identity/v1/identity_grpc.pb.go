@@ -38,6 +38,8 @@ const (
 	IdentityService_NotifyMember_FullMethodName           = "/lethe.identity.v1.IdentityService/NotifyMember"
 	IdentityService_ListMemberEvents_FullMethodName       = "/lethe.identity.v1.IdentityService/ListMemberEvents"
 	IdentityService_AcknowledgeMemberEvent_FullMethodName = "/lethe.identity.v1.IdentityService/AcknowledgeMemberEvent"
+	IdentityService_ChangeEmail_FullMethodName            = "/lethe.identity.v1.IdentityService/ChangeEmail"
+	IdentityService_ConfirmEmailChange_FullMethodName     = "/lethe.identity.v1.IdentityService/ConfirmEmailChange"
 	IdentityService_CheckVerificationCode_FullMethodName  = "/lethe.identity.v1.IdentityService/CheckVerificationCode"
 	IdentityService_SignInOperator_FullMethodName         = "/lethe.identity.v1.IdentityService/SignInOperator"
 	IdentityService_CreateOperator_FullMethodName         = "/lethe.identity.v1.IdentityService/CreateOperator"
@@ -90,6 +92,13 @@ type IdentityServiceClient interface {
 	ListMemberEvents(ctx context.Context, in *ListMemberEventsRequest, opts ...grpc.CallOption) (*ListMemberEventsResponse, error)
 	// AcknowledgeMemberEvent marks an event handled.
 	AcknowledgeMemberEvent(ctx context.Context, in *AcknowledgeMemberEventRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// ChangeEmail starts changing a member's email address: it checks the current
+	// password and mails a one-time code to the new address. Nothing changes until
+	// ConfirmEmailChange. (UpdateMember does not change the email.)
+	ChangeEmail(ctx context.Context, in *ChangeEmailRequest, opts ...grpc.CallOption) (*VerificationChallenge, error)
+	// ConfirmEmailChange applies the change with the code sent to the new address, tells
+	// the old address, and revokes every session but the caller's.
+	ConfirmEmailChange(ctx context.Context, in *ConfirmEmailChangeRequest, opts ...grpc.CallOption) (*Member, error)
 	// CheckVerificationCode checks a one-time code; each code is usable once.
 	CheckVerificationCode(ctx context.Context, in *CheckVerificationCodeRequest, opts ...grpc.CallOption) (*CheckVerificationCodeResponse, error)
 	// SignInOperator signs privacy staff in with a password and a TOTP code. Operators are
@@ -290,6 +299,26 @@ func (c *identityServiceClient) AcknowledgeMemberEvent(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *identityServiceClient) ChangeEmail(ctx context.Context, in *ChangeEmailRequest, opts ...grpc.CallOption) (*VerificationChallenge, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerificationChallenge)
+	err := c.cc.Invoke(ctx, IdentityService_ChangeEmail_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *identityServiceClient) ConfirmEmailChange(ctx context.Context, in *ConfirmEmailChangeRequest, opts ...grpc.CallOption) (*Member, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Member)
+	err := c.cc.Invoke(ctx, IdentityService_ConfirmEmailChange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *identityServiceClient) CheckVerificationCode(ctx context.Context, in *CheckVerificationCodeRequest, opts ...grpc.CallOption) (*CheckVerificationCodeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CheckVerificationCodeResponse)
@@ -367,6 +396,13 @@ type IdentityServiceServer interface {
 	ListMemberEvents(context.Context, *ListMemberEventsRequest) (*ListMemberEventsResponse, error)
 	// AcknowledgeMemberEvent marks an event handled.
 	AcknowledgeMemberEvent(context.Context, *AcknowledgeMemberEventRequest) (*emptypb.Empty, error)
+	// ChangeEmail starts changing a member's email address: it checks the current
+	// password and mails a one-time code to the new address. Nothing changes until
+	// ConfirmEmailChange. (UpdateMember does not change the email.)
+	ChangeEmail(context.Context, *ChangeEmailRequest) (*VerificationChallenge, error)
+	// ConfirmEmailChange applies the change with the code sent to the new address, tells
+	// the old address, and revokes every session but the caller's.
+	ConfirmEmailChange(context.Context, *ConfirmEmailChangeRequest) (*Member, error)
 	// CheckVerificationCode checks a one-time code; each code is usable once.
 	CheckVerificationCode(context.Context, *CheckVerificationCodeRequest) (*CheckVerificationCodeResponse, error)
 	// SignInOperator signs privacy staff in with a password and a TOTP code. Operators are
@@ -440,6 +476,12 @@ func (UnimplementedIdentityServiceServer) ListMemberEvents(context.Context, *Lis
 }
 func (UnimplementedIdentityServiceServer) AcknowledgeMemberEvent(context.Context, *AcknowledgeMemberEventRequest) (*emptypb.Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AcknowledgeMemberEvent not implemented")
+}
+func (UnimplementedIdentityServiceServer) ChangeEmail(context.Context, *ChangeEmailRequest) (*VerificationChallenge, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ChangeEmail not implemented")
+}
+func (UnimplementedIdentityServiceServer) ConfirmEmailChange(context.Context, *ConfirmEmailChangeRequest) (*Member, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ConfirmEmailChange not implemented")
 }
 func (UnimplementedIdentityServiceServer) CheckVerificationCode(context.Context, *CheckVerificationCodeRequest) (*CheckVerificationCodeResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CheckVerificationCode not implemented")
@@ -795,6 +837,42 @@ func _IdentityService_AcknowledgeMemberEvent_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IdentityService_ChangeEmail_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ChangeEmailRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityServiceServer).ChangeEmail(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityService_ChangeEmail_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityServiceServer).ChangeEmail(ctx, req.(*ChangeEmailRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IdentityService_ConfirmEmailChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfirmEmailChangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityServiceServer).ConfirmEmailChange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityService_ConfirmEmailChange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityServiceServer).ConfirmEmailChange(ctx, req.(*ConfirmEmailChangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _IdentityService_CheckVerificationCode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CheckVerificationCodeRequest)
 	if err := dec(in); err != nil {
@@ -927,6 +1005,14 @@ var IdentityService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AcknowledgeMemberEvent",
 			Handler:    _IdentityService_AcknowledgeMemberEvent_Handler,
+		},
+		{
+			MethodName: "ChangeEmail",
+			Handler:    _IdentityService_ChangeEmail_Handler,
+		},
+		{
+			MethodName: "ConfirmEmailChange",
+			Handler:    _IdentityService_ConfirmEmailChange_Handler,
 		},
 		{
 			MethodName: "CheckVerificationCode",

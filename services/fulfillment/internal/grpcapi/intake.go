@@ -19,6 +19,7 @@ import (
 
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
+	"lethe.dev/platform/authz"
 	"lethe.dev/platform/errs"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/ids"
@@ -78,6 +79,18 @@ type discard struct{}
 
 func (discard) Warn(string, ...any) {}
 
+// childErasureAllowed reports whether the caller may file a child erasure (verified at
+// once, no cooling-off): an operator, or an internal caller with no end-user identity
+// (the child-report consumer). A member — even on their own account — may not: that
+// would be an erasure without verification.
+func childErasureAllowed(ctx context.Context) bool {
+	switch authz.FromContext(ctx).Role {
+	case authz.RoleOperator, authz.RoleService:
+		return true
+	}
+	return false
+}
+
 // CreatePrivacyRequest implements FulfillmentService. It is idempotent by the client's
 // request id: a retry answers with the same request and the same receipt token.
 func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.CreatePrivacyRequestRequest) (*fulfillmentv1.PrivacyRequest, error) {
@@ -99,6 +112,9 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 	}
 	if err := v.Err(); err != nil {
 		return nil, err
+	}
+	if in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE && !childErasureAllowed(ctx) {
+		return nil, errs.New(errs.PermissionDenied, "CHILD_ERASURE_OPERATOR_ONLY", "child erasure is filed by operators or by a child report")
 	}
 	erasure := in.GetKind() != fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS
 	// Two rounds at most: a concurrent filing can win the insert, then we answer with its row.

@@ -284,6 +284,8 @@ const archiveReadme = `Your data, as held by each of our systems.
 
 Each folder is one system; each .json file is one kind of data, as a JSON array of
 records. manifest.json lists every file with its record count and SHA-256 checksum.
+report.html explains, system by system, what we hold, why, from where, for how long,
+who received it, and your rights; open it in any browser, no connection needed.
 This archive contains personal data: store it safely.
 `
 
@@ -340,6 +342,9 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 	}
 	rw, _ := zw.Create("README.txt")
 	io.WriteString(rw, archiveReadme)
+	if err := a.writeReport(ctx, zw, in, man); err != nil {
+		return fail(err)
+	}
 	if err := zw.Close(); err != nil {
 		return fail(err)
 	}

@@ -22,6 +22,9 @@ type Principal struct {
 	Session  string
 	Role     string // authz.RoleMember or authz.RoleOperator
 	IssuedAt time.Time
+	// AuthTime is when the member last entered their password (the auth_time claim);
+	// refreshed tokens keep the original sign-in's time. Zero when the token has none.
+	AuthTime time.Time
 }
 
 // Subject is the member or operator id.
@@ -42,14 +45,19 @@ func (p *Principal) authz() authz.Principal {
 
 // Verifier checks access tokens locally against identity's JWKS. Unknown keys trigger
 // at most one JWKS refetch per RefetchEvery, so a key rotation is picked up without
-// letting bad tokens hammer identity.
+// letting bad tokens hammer identity. A fetch runs under its own deadline (FetchTimeout)
+// and without holding the lock, so a slow identity neither stalls verification with the
+// cached keys nor inherits a caller's cancellation.
 type Verifier struct {
 	Identity     identityv1.IdentityServiceClient
 	RefetchEvery time.Duration
+	FetchTimeout time.Duration // 0 means 5 s
 
 	mu        sync.Mutex
 	verifier  jwt.Verifier
 	fetchedAt time.Time
+	attempted time.Time     // last fetch attempt, successful or not
+	inflight  chan struct{} // closed when the running fetch ends; nil when none runs
 	validator *jwt.Validator
 }
 
@@ -58,15 +66,52 @@ var ErrBadToken = errors.New("gateway: access token is not valid")
 
 func (v *Verifier) refresh(ctx context.Context, force bool) (jwt.Verifier, error) {
 	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.verifier != nil && (!force || time.Since(v.fetchedAt) < v.RefetchEvery) {
-		return v.verifier, nil
+	if v.verifier != nil && (!force || time.Since(v.attempted) < v.RefetchEvery) {
+		jv := v.verifier
+		v.mu.Unlock()
+		return jv, nil
 	}
+	wait := v.inflight
+	if wait == nil {
+		wait = make(chan struct{})
+		v.inflight = wait
+		v.attempted = time.Now()
+		go v.fetch(wait)
+	}
+	v.mu.Unlock()
+	select {
+	case <-wait:
+	case <-ctx.Done():
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.verifier == nil {
+		return nil, errors.New("gateway: identity's JWKS is not available")
+	}
+	return v.verifier, nil
+}
+
+// fetch loads the JWKS under its own deadline and installs it; done is closed after.
+func (v *Verifier) fetch(done chan struct{}) {
+	timeout := v.FetchTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	jv, err := v.load(ctx)
+	v.mu.Lock()
+	if err == nil {
+		v.verifier, v.fetchedAt = jv, time.Now()
+	}
+	v.inflight = nil
+	v.mu.Unlock()
+	close(done)
+}
+
+func (v *Verifier) load(ctx context.Context) (jwt.Verifier, error) {
 	set, err := v.Identity.GetJwks(ctx, &identityv1.GetJwksRequest{})
 	if err != nil {
-		if v.verifier != nil {
-			return v.verifier, nil
-		}
 		return nil, err
 	}
 	raw, _ := json.Marshal(map[string]any{"keys": set.GetKeys()})
@@ -74,19 +119,18 @@ func (v *Verifier) refresh(ctx context.Context, force bool) (jwt.Verifier, error
 	if err != nil {
 		return nil, err
 	}
-	jv, err := jwt.NewVerifier(h)
-	if err != nil {
-		return nil, err
-	}
-	v.verifier, v.fetchedAt = jv, time.Now()
-	if v.validator == nil {
-		iss := "lethe-identity"
-		if v.validator, err = jwt.NewValidator(&jwt.ValidatorOpts{ExpectedIssuer: &iss}); err != nil {
-			return nil, err
-		}
-	}
-	return jv, nil
+	return jwt.NewVerifier(h)
 }
+
+var issuer = "lethe-identity"
+
+var validator = func() *jwt.Validator {
+	v, err := jwt.NewValidator(&jwt.ValidatorOpts{ExpectedIssuer: &issuer})
+	if err != nil {
+		panic(err)
+	}
+	return v
+}()
 
 // Verify checks a bearer token.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error) {
@@ -97,11 +141,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error)
 	if err != nil {
 		return nil, err
 	}
-	vt, err := jv.VerifyAndDecode(token, v.validator)
+	vt, err := jv.VerifyAndDecode(token, validator)
 	if err != nil && !jwt.IsExpirationErr(err) {
 		// Perhaps signed by a key rotated in since the last fetch.
 		if jv2, ferr := v.refresh(ctx, true); ferr == nil && jv2 != jv {
-			vt, err = jv2.VerifyAndDecode(token, v.validator)
+			vt, err = jv2.VerifyAndDecode(token, validator)
 		}
 	}
 	if err != nil {
@@ -112,6 +156,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error)
 	p.Session, _ = vt.StringClaim("sid")
 	p.Role, _ = vt.StringClaim("role")
 	p.IssuedAt, _ = vt.IssuedAt()
+	if at, err := vt.NumberClaim("auth_time"); err == nil && at > 0 {
+		p.AuthTime = time.Unix(int64(at), 0)
+	}
 	switch p.Role {
 	case authz.RoleMember:
 		p.Member = sub

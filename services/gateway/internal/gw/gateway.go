@@ -3,8 +3,8 @@ package gw
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -60,10 +60,18 @@ type Options struct {
 	SensitiveBurst int
 	// JWKSRefetch is the least time between JWKS fetches triggered by unknown keys.
 	JWKSRefetch time.Duration
+	// SessionCheckTTL is how long identity's answer about a session is cached: a
+	// revoked session is refused at most this long after its revocation.
+	SessionCheckTTL time.Duration
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client.
+	TrustedProxies Proxies
 }
 
 // principalKey carries the verified caller in a request context.
 type principalKey struct{}
+
+// routeKey carries the route the policy authorized in a request context.
+type routeKey struct{}
 
 // New returns the gateway's handler.
 func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
@@ -86,12 +94,14 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 				case authz.RoleMember:
 					md.Set(authz.HeaderRole, authz.RoleMember)
 					md.Set(authz.HeaderMember, p.Member)
-					if time.Since(p.IssuedAt) <= o.RecentSignIn {
+					// Only a password sign-in counts, never a refresh (auth_time, not iat).
+					if !p.AuthTime.IsZero() && time.Since(p.AuthTime) <= o.RecentSignIn {
 						md.Set("x-lethe-recent-signin", "true")
 					}
 				}
 				md.Set(authz.HeaderSession, p.Session)
 			}
+			md.Set("x-lethe-client-ip", o.TrustedProxies.ClientIP(r))
 			return md
 		}),
 		// Only these headers reach the backends: nothing else a browser sends.
@@ -102,6 +112,20 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 				c = codes.Unimplemented
 			}
 			writeStatus(w, code, c, "ROUTE_NOT_FOUND", "no such route")
+		}),
+		// What the policy authorized is what runs: no X-HTTP-Method-Override, no
+		// form-POST-as-GET fallback, and a last check on the dispatched method and route.
+		runtime.WithDisableHTTPMethodOverride(),
+		runtime.WithDisablePathLengthFallback(),
+		runtime.WithMiddlewares(func(next runtime.HandlerFunc) runtime.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+				want, _ := r.Context().Value(routeKey{}).(*authz.Route)
+				if got, _ := authz.Match(routes, r.Method, r.URL.Path); want == nil || got != want {
+					writeStatus(w, http.StatusMethodNotAllowed, codes.Unimplemented, "ROUTE_NOT_FOUND", "no such route")
+					return
+				}
+				next(w, r, params)
+			}
 		}),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: false}, UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false}}),
 	)
@@ -129,9 +153,11 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 	g := &gateway{
 		routes: routes, mux: mux, opts: o, backends: b,
 		verifier:  &Verifier{Identity: identityv1.NewIdentityServiceClient(b.Identity), RefetchEvery: o.JWKSRefetch},
+		sessions:  &Sessions{Identity: identityv1.NewIdentityServiceClient(b.Identity), TTL: o.SessionCheckTTL},
 		prefs:     preferencesv1.NewPreferencesServiceClient(b.Preferences),
 		perIP:     &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst},
 		perMember: &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst},
+		signUps:   &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst},
 	}
 	top := http.NewServeMux()
 	top.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
@@ -148,7 +174,7 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 	// bearer tokens, DRP error bodies): its own handler, outside the JSON API's policy.
 	verifyLimit := &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst}
 	(&drp.Handler{DataRights: fulfillmentv1.NewDataRightsServiceClient(b.Fulfillment), Downloads: downloads, Logger: o.Logger,
-		Timeout: o.Timeout, MaxBody: o.MaxBodyBytes, Allow: func(r *http.Request) bool { return verifyLimit.Allow(clientIP(r)) }}).Register(top)
+		Timeout: o.Timeout, MaxBody: o.MaxBodyBytes, Allow: func(r *http.Request) bool { return verifyLimit.Allow(o.TrustedProxies.ClientIP(r)) }}).Register(top)
 	top.Handle("/", g)
 	var h http.Handler = top
 	h = cors.New(cors.Options{AllowedOrigins: o.CORSOrigins, AllowedMethods: []string{"GET", "POST", "PATCH", "PUT", "DELETE"},
@@ -162,9 +188,11 @@ type gateway struct {
 	opts      Options
 	backends  Backends
 	verifier  *Verifier
+	sessions  *Sessions
 	prefs     preferencesv1.PreferencesServiceClient
 	perIP     *Limiter
 	perMember *Limiter
+	signUps   *Limiter
 }
 
 // writeStatus writes an error in the same JSON shape the backends' errors have
@@ -180,17 +208,15 @@ func writeStatus(w http.ResponseWriter, httpStatus int, code codes.Code, reason,
 var sensitive = map[string]bool{
 	"SignIn": true, "RefreshSession": true, "SignInOperator": true, "SendVerificationCode": true,
 	"CheckVerificationCode": true, "VerifyPrivacyRequest": true, "CreatePrivacyRequest": true,
-}
-
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	"ChangeEmail": true, "ConfirmEmailChange": true,
 }
 
 func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("X-HTTP-Method-Override") != "" || r.Header.Get("X-HTTP-Method") != "" || r.Header.Get("X-Method-Override") != "" {
+		// The method the policy checks is the method that runs; no tunnelling.
+		writeStatus(w, http.StatusMethodNotAllowed, codes.Unimplemented, "METHOD_OVERRIDE_REFUSED", "method override headers are not accepted")
+		return
+	}
 	route, member := authz.Match(g.routes, r.Method, r.URL.Path)
 	if route == nil {
 		writeStatus(w, http.StatusNotFound, codes.NotFound, "ROUTE_NOT_FOUND", "no such route")
@@ -215,6 +241,20 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p = nil
 		}
 	}
+	if p != nil {
+		switch err := g.sessions.Check(r.Context(), p); {
+		case errors.Is(err, errSessionUnknown):
+			if !public {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="lethe", error="invalid_token"`)
+				writeStatus(w, http.StatusUnauthorized, codes.Unauthenticated, "SESSION_REVOKED", "the session has ended; sign in again")
+				return
+			}
+			p = nil
+		case err != nil:
+			writeStatus(w, http.StatusServiceUnavailable, codes.Unavailable, "SESSION_CHECK_UNAVAILABLE", "the session could not be checked; try again")
+			return
+		}
+	}
 	// The RPC's declared access, the same decision every backend makes again.
 	if err := authz.Allow(route.Access, p.authz(), member); err != nil {
 		e, _ := err.(*errs.Error)
@@ -231,8 +271,15 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	// Sign-up has its own per-address bucket: each call costs an argon2id hash, and
+	// signing up should not eat into the same address's sign-in attempts.
+	if string(route.RPC.Name()) == "CreateMember" && !g.signUps.Allow(g.opts.TrustedProxies.ClientIP(r)) {
+		w.Header().Set("Retry-After", "60")
+		writeStatus(w, http.StatusTooManyRequests, codes.ResourceExhausted, "RATE_LIMITED", "too many requests; slow down")
+		return
+	}
 	if sensitive[string(route.RPC.Name())] {
-		if !g.perIP.Allow(clientIP(r)) || (p != nil && !g.perMember.Allow(p.Role+"/"+p.Subject())) {
+		if !g.perIP.Allow(g.opts.TrustedProxies.ClientIP(r)) || (p != nil && !g.perMember.Allow(p.Role+"/"+p.Subject())) {
 			w.Header().Set("Retry-After", "60")
 			writeStatus(w, http.StatusTooManyRequests, codes.ResourceExhausted, "RATE_LIMITED", "too many requests; slow down")
 			return
@@ -246,6 +293,7 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p != nil {
 		ctx = context.WithValue(ctx, principalKey{}, p)
 	}
+	ctx = context.WithValue(ctx, routeKey{}, route)
 	g.mux.ServeHTTP(w, r.WithContext(ctx))
 }
 

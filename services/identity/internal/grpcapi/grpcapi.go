@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -54,6 +55,16 @@ func fromProto(m *identityv1.Member) identity.PII {
 		p.Address = &identity.Address{RegionCode: a.GetRegionCode(), PostalCode: a.GetPostalCode(), Locality: a.GetLocality(), AddressLines: a.GetAddressLines()}
 	}
 	return p
+}
+
+// clientIP is the caller's address as the gateway saw it (x-lethe-client-ip), "" for
+// internal callers.
+func clientIP(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get("x-lethe-client-ip"); len(v) == 1 && len(v[0]) <= 64 {
+		return v[0]
+	}
+	return ""
 }
 
 // CreateMember implements IdentityService.
@@ -161,7 +172,7 @@ func tokensProto(t *identity.Tokens) *identityv1.SignInResponse {
 
 // SignIn implements IdentityService.
 func (s *Server) SignIn(ctx context.Context, req *identityv1.SignInRequest) (*identityv1.SignInResponse, error) {
-	t, err := s.Svc.SignIn(ctx, req.GetEmail(), req.GetPassword(), req.GetDeviceName(), req.GetRememberMe())
+	t, err := s.Svc.SignIn(ctx, req.GetEmail(), req.GetPassword(), req.GetDeviceName(), req.GetRememberMe(), clientIP(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -254,6 +265,38 @@ func (s *Server) SendVerificationCode(ctx context.Context, req *identityv1.SendV
 		return nil, err
 	}
 	return &identityv1.VerificationChallenge{ChallengeId: ch, ExpireTime: timestamppb.New(exp)}, nil
+}
+
+// ChangeEmail implements IdentityService.
+func (s *Server) ChangeEmail(ctx context.Context, req *identityv1.ChangeEmailRequest) (*identityv1.VerificationChallenge, error) {
+	id, err := memberID(req.GetName(), "name")
+	if err != nil {
+		return nil, err
+	}
+	ch, exp, err := s.Svc.ChangeEmail(ctx, id, req.GetNewEmail(), req.GetCurrentPassword(), clientIP(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return &identityv1.VerificationChallenge{ChallengeId: ch, ExpireTime: timestamppb.New(exp)}, nil
+}
+
+// ConfirmEmailChange implements IdentityService. The caller's session (x-lethe-session,
+// set by the gateway) survives; every other session is revoked.
+func (s *Server) ConfirmEmailChange(ctx context.Context, req *identityv1.ConfirmEmailChangeRequest) (*identityv1.Member, error) {
+	id, err := memberID(req.GetName(), "name")
+	if err != nil {
+		return nil, err
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	keep := ""
+	if v := md.Get("x-lethe-session"); len(v) == 1 {
+		keep = v[0]
+	}
+	m, err := s.Svc.ConfirmEmailChange(ctx, id, req.GetChallengeId(), req.GetCode(), keep)
+	if err != nil {
+		return nil, err
+	}
+	return toProto(m), nil
 }
 
 // CheckVerificationCode implements IdentityService.

@@ -81,22 +81,46 @@ type Tokens struct {
 	Session      Session
 }
 
-func (s *Service) recordFailure(ctx context.Context, key []byte, now time.Time) error {
-	res, err := s.DB.ExecContext(ctx, `UPDATE sign_in_failures SET count = CASE WHEN window_start < $1 THEN 1 ELSE count + 1 END,
-		window_start = CASE WHEN window_start < $1 THEN $2 ELSE window_start END WHERE key = $3`,
-		micros(now.Add(-SignInFailureWindow)), micros(now), key)
+// clientKey is the throttling key of one (account, client address) pair.
+func clientKey(emailIndex []byte, clientIP string) []byte {
+	h := sha256.Sum256(append(append(append([]byte("signin\x00"), emailIndex...), 0), clientIP...))
+	return h[:]
+}
+
+// backoff is how long sign-in stays closed for one (account, client) after n failures:
+// nothing below SignInFreeFailures, then SignInBaseLockout doubling with each further
+// failure, at most SignInMaxLockout.
+func backoff(n int) time.Duration {
+	if n < SignInFreeFailures {
+		return 0
+	}
+	d := SignInBaseLockout
+	for i := SignInFreeFailures; i < n && d < SignInMaxLockout; i++ {
+		d *= 2
+	}
+	return min(d, SignInMaxLockout)
+}
+
+func (s *Service) recordFailure(ctx context.Context, key, account []byte, now time.Time) error {
+	// Failures older than SignInFailureMemory are forgotten: the count starts again.
+	res, err := s.DB.ExecContext(ctx, `UPDATE sign_in_failures SET count = CASE WHEN window_start < $1 THEN 1 ELSE count + 1 END, window_start = $2 WHERE key = $3`,
+		micros(now.Add(-SignInFailureMemory)), micros(now), key)
 	if err != nil {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		_, err = s.DB.ExecContext(ctx, `INSERT INTO sign_in_failures (key, count, window_start) VALUES ($1, 1, $2) ON CONFLICT (key) DO UPDATE SET count = sign_in_failures.count + 1`, key, micros(now))
+		_, err = s.DB.ExecContext(ctx, `INSERT INTO sign_in_failures (key, count, window_start, account_key) VALUES ($1, 1, $2, $3)
+			ON CONFLICT (key) DO UPDATE SET count = sign_in_failures.count + 1, window_start = $2`, key, micros(now), account)
 	}
 	return err
 }
 
 // SignIn checks a password and opens a device session. Unknown email and wrong password
-// give the same error; five failures in 15 minutes lock sign-in for that email.
-func (s *Service) SignIn(ctx context.Context, email, password, device string, remember bool) (*Tokens, error) {
+// give the same error. Failures are throttled per (account, client address) with
+// exponential backoff, so guessing from one client slows that client down without
+// locking the owner out from theirs. clientIP is the caller's address as the gateway
+// saw it ("" for internal callers).
+func (s *Service) SignIn(ctx context.Context, email, password, device string, remember bool, clientIP string) (*Tokens, error) {
 	email = NormalizeEmail(email)
 	var v errs.Violations
 	if email == "" {
@@ -113,11 +137,11 @@ func (s *Service) SignIn(ctx context.Context, email, password, device string, re
 	}
 	now := s.now()
 	idx := s.Keys.BlindIndex("email", email)
-	key := signInKey(idx)
+	key, account := clientKey(idx, clientIP), signInKey(idx)
 	var failures int
-	var windowStart int64
-	if err := s.DB.QueryRowContext(ctx, `SELECT count, window_start FROM sign_in_failures WHERE key = $1`, key).Scan(&failures, &windowStart); err == nil &&
-		failures >= SignInMaxFailures && windowStart >= micros(now.Add(-SignInFailureWindow)) {
+	var last int64
+	if err := s.DB.QueryRowContext(ctx, `SELECT count, window_start FROM sign_in_failures WHERE key = $1`, key).Scan(&failures, &last); err == nil &&
+		last >= micros(now.Add(-SignInFailureMemory)) && fromMicros(last).Add(backoff(failures)).After(now) {
 		return nil, errs.New(errs.ResourceExhausted, "TOO_MANY_ATTEMPTS", "too many failed sign-ins; try again later")
 	}
 	r, err := scanMember(s.DB.QueryRowContext(ctx, `SELECT `+memberCols+` FROM members WHERE email_index = $1`, idx))
@@ -129,7 +153,7 @@ func (s *Service) SignIn(ctx context.Context, email, password, device string, re
 		hash = r.passwordHash
 	}
 	if !CheckPassword(password, hash) || r == nil {
-		if err := s.recordFailure(ctx, key, now); err != nil {
+		if err := s.recordFailure(ctx, key, account, now); err != nil {
 			return nil, err
 		}
 		return nil, ErrBadLogin
@@ -159,7 +183,7 @@ func (s *Service) SignIn(ctx context.Context, email, password, device string, re
 		VALUES ($1, $2, $3, $4, $5, $6, $6, $7)`, sess.ID, r.id, encDevice, remember, hashToken(refresh), micros(now), micros(sess.Expires)); err != nil {
 		return nil, err
 	}
-	access, exp, err := s.accessToken(r.id, sess.ID, now)
+	access, exp, err := s.accessToken(r.id, sess.ID, now, now)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +231,9 @@ func (s *Service) Refresh(ctx context.Context, token string) (*Tokens, error) {
 		if _, err := tx.ExecContext(ctx, `UPDATE sessions SET prev_refresh_hash = refresh_hash, refresh_hash = $1, last_used_at = $2 WHERE id = $3`, hashToken(next), micros(now), sess.ID); err != nil {
 			return err
 		}
-		access, aexp, err := s.accessToken(sess.MemberID, sess.ID, now)
+		// auth_time stays the password sign-in's time (the session's creation): a
+		// refresh is not a fresh sign-in.
+		access, aexp, err := s.accessToken(sess.MemberID, sess.ID, fromMicros(created), now)
 		if err != nil {
 			return err
 		}
@@ -363,7 +389,7 @@ func (s *Service) CheckCode(ctx context.Context, memberID, challengeID, code str
 		var attempts int
 		var exp int64
 		var used sql.NullInt64
-		err := tx.QueryRowContext(ctx, `SELECT code_hash, reference, attempts, expires_at, used_at FROM verification_codes WHERE id = $1 AND member_id = $2`, challengeID, memberID).
+		err := tx.QueryRowContext(ctx, `SELECT code_hash, reference, attempts, expires_at, used_at FROM verification_codes WHERE id = $1 AND member_id = $2 AND purpose = 1`, challengeID, memberID).
 			Scan(&hash, &reference, &attempts, &exp, &used)
 		if errors.Is(err, sql.ErrNoRows) {
 			return errs.NotFoundf("CHALLENGE_NOT_FOUND", "verification challenge")

@@ -160,7 +160,7 @@ func (s *Service) SignInOperator(ctx context.Context, email, password, code stri
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil, ErrBadOperatorLogin
 	}
-	access, exp, err := s.signToken(id, "op"+ids.New(), RoleOperator, now)
+	access, exp, err := s.signToken(id, "op"+ids.New(), RoleOperator, now, now)
 	if err != nil {
 		return nil, err
 	}

@@ -35,8 +35,10 @@ const (
 	CodeTTL             = 15 * time.Minute
 	CodeMaxAttempts     = 5
 	CodesPerHour        = 5
-	SignInMaxFailures   = 5
-	SignInFailureWindow = 15 * time.Minute
+	SignInFreeFailures  = 5              // wrong passwords per (account, client) before backoff
+	SignInBaseLockout   = time.Minute    // the first backoff, doubling per further failure
+	SignInMaxLockout    = time.Hour      // the longest backoff
+	SignInFailureMemory = 24 * time.Hour // failures older than this are forgotten
 	Issuer              = "lethe-identity"
 )
 
@@ -125,7 +127,9 @@ func (s *Service) decode(r *memberRow) (*Member, tink.AEAD, error) {
 	return m, a, nil
 }
 
-// Create signs a member up. A retry with the same requestID returns the same member.
+// Create signs a member up. A retry with the same requestID returns the same member. An
+// address that already has an account gets an answer of the same shape and its owner an
+// email (see decoy), so sign-up does not reveal which addresses are registered.
 func (s *Service) Create(ctx context.Context, p PII, password, requestID string) (*Member, error) {
 	p.Email = NormalizeEmail(p.Email)
 	now := s.now()
@@ -171,8 +175,7 @@ func (s *Service) Create(ctx context.Context, p PII, password, requestID string)
 				return s.Get(ctx, existing)
 			}
 		}
-		return nil, &errs.Error{Code: errs.AlreadyExists, Reason: "EMAIL_TAKEN", Message: "an account with this email exists",
-			Violations: []errs.FieldViolation{{Field: "member.email", Description: "is already registered"}}}
+		return s.decoy(ctx, p, requestID, now)
 	}
 	if err != nil {
 		return nil, err
@@ -215,6 +218,10 @@ func (s *Service) Update(ctx context.Context, id string, in PII, mask []string, 
 	var v errs.Violations
 	fields := map[string]bool{}
 	for _, f := range mask {
+		if f == "email" {
+			v.Add("update_mask", "the email is changed with ChangeEmail (current password and a code sent to the new address)")
+			continue
+		}
 		if !updatableFields[f] {
 			v.Add("update_mask", "unknown or read-only field path")
 			continue
@@ -495,7 +502,7 @@ func (s *Service) Erase(ctx context.Context, id, requestID, tombstoneID string) 
 			}
 			res = append(res, ErasureResult{Dataset: d.dataset, Category: d.category, Action: privacyv1.ErasureAction_ERASURE_ACTION_DELETE, Count: n})
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM sign_in_failures WHERE key = $1`, signInKey(emailIndex)); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sign_in_failures WHERE key = $1 OR account_key = $1`, signInKey(emailIndex)); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM members WHERE id = $1`, id); err != nil {
@@ -554,16 +561,18 @@ const (
 	RoleOperator = "operator"
 )
 
-func (s *Service) accessToken(memberID, sessionID string, now time.Time) (string, time.Time, error) {
-	return s.signToken(memberID, sessionID, RoleMember, now)
+// accessToken signs a member's access token. authTime is when the member last entered
+// their password (the OIDC auth_time claim, seconds); it is what "recent sign-in" means.
+func (s *Service) accessToken(memberID, sessionID string, authTime, now time.Time) (string, time.Time, error) {
+	return s.signToken(memberID, sessionID, RoleMember, authTime, now)
 }
 
-func (s *Service) signToken(subject, sessionID, role string, now time.Time) (string, time.Time, error) {
+func (s *Service) signToken(subject, sessionID, role string, authTime, now time.Time) (string, time.Time, error) {
 	exp := now.Add(AccessTokenTTL)
 	iss, sub := Issuer, subject
 	tok, err := s.Keys.Sign(&jwt.RawJWTOptions{
 		Subject: &sub, Issuer: &iss, IssuedAt: &now, ExpiresAt: &exp,
-		CustomClaims: map[string]any{"sid": sessionID, "role": role},
+		CustomClaims: map[string]any{"sid": sessionID, "role": role, "auth_time": authTime.Unix()},
 	})
 	return tok, exp, err
 }

@@ -68,6 +68,9 @@ func (s *Server) GetCommunicationPreferences(ctx context.Context, req *preferenc
 // applyChanges writes subscription changes and their consent records in tx; all or
 // nothing.
 func (s *Server) applyChanges(ctx context.Context, tx *sql.Tx, memberID string, changes []*preferencesv1.SubscriptionChange, source preferencesv1.ConsentSource, policy string) error {
+	if err := s.refuseErased(ctx, tx, memberID); err != nil {
+		return err // checked again inside the transaction: an erasure may have just committed
+	}
 	now := s.now()
 	for _, ch := range changes {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (member_id, channel, topic, subscribed, updated_at) VALUES ($1, $2, $3, $4, $5)
@@ -120,6 +123,9 @@ func (s *Server) UpdateCommunicationPreferences(ctx context.Context, req *prefer
 	if err != nil {
 		return nil, err
 	}
+	if err := s.refuseErased(ctx, s.DB, id); err != nil {
+		return nil, err
+	}
 	if err := validateChanges(req.GetChanges()); err != nil {
 		return nil, err
 	}
@@ -167,6 +173,9 @@ func marketingChanges() []*preferencesv1.SubscriptionChange {
 func (s *Server) StopAllMarketing(ctx context.Context, req *preferencesv1.StopAllMarketingRequest) (*preferencesv1.CommunicationPreferences, error) {
 	id, err := member(req.GetName(), commSuffix, "name")
 	if err != nil {
+		return nil, err
+	}
+	if err := s.refuseErased(ctx, s.DB, id); err != nil {
 		return nil, err
 	}
 	source := req.GetSource()
@@ -287,6 +296,9 @@ func (s *Server) UpdateAdPreferences(ctx context.Context, req *preferencesv1.Upd
 	if err != nil {
 		return nil, err
 	}
+	if err := s.refuseErased(ctx, s.DB, id); err != nil {
+		return nil, err
+	}
 	paths := req.GetUpdateMask().GetPaths()
 	var v errs.Violations
 	if len(paths) == 0 {
@@ -347,6 +359,9 @@ func (s *Server) RecordGlobalPrivacyControl(ctx context.Context, req *preference
 	if err != nil {
 		return nil, err
 	}
+	if err := s.refuseErased(ctx, s.DB, id); err != nil {
+		return nil, err
+	}
 	var out *preferencesv1.AdPreferences
 	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
 		cur, err := s.loadAds(ctx, tx, id)
@@ -399,6 +414,9 @@ func (s *Server) UpdateProfileVisibility(ctx context.Context, req *preferencesv1
 	in := req.GetProfileVisibility()
 	id, err := member(in.GetName(), visSuffix, "profile_visibility.name")
 	if err != nil {
+		return nil, err
+	}
+	if err := s.refuseErased(ctx, s.DB, id); err != nil {
 		return nil, err
 	}
 	var v errs.Violations
@@ -524,6 +542,9 @@ func (s *Server) CreateSocialConnection(ctx context.Context, req *preferencesv1.
 	if err != nil {
 		return nil, err
 	}
+	if err := s.refuseErased(ctx, s.DB, id); err != nil {
+		return nil, err
+	}
 	c := req.GetSocialConnection()
 	var v errs.Violations
 	if n := len(c.GetNetwork()); n == 0 || n > 40 {
@@ -563,6 +584,9 @@ func (s *Server) UpdateSocialConnection(ctx context.Context, req *preferencesv1.
 	in := req.GetSocialConnection()
 	mid, cid, err := child(in.GetName(), "socialConnections", "social_connection.name")
 	if err != nil {
+		return nil, err
+	}
+	if err := s.refuseErased(ctx, s.DB, mid); err != nil {
 		return nil, err
 	}
 	var v errs.Violations

@@ -73,6 +73,9 @@ func (s *Server) CreateViewingEvent(ctx context.Context, req *preferencesv1.Crea
 	if err != nil {
 		return nil, err
 	}
+	if err := s.refuseErased(ctx, s.DB, id); err != nil {
+		return nil, err
+	}
 	e := req.GetViewingEvent()
 	var v errs.Violations
 	if !validTitle(e.GetTitleId()) {
@@ -203,6 +206,9 @@ func (s *Server) SetRating(ctx context.Context, req *preferencesv1.SetRatingRequ
 	if err != nil {
 		return nil, err
 	}
+	if err := s.refuseErased(ctx, s.DB, mid); err != nil {
+		return nil, err
+	}
 	var v errs.Violations
 	if !validTitle(title) {
 		v.Add("rating.name", "title must be letters, digits, - and _, at most 64")
@@ -290,8 +296,15 @@ func (s *Server) DeleteRating(ctx context.Context, req *preferencesv1.DeleteRati
 	return &emptypb.Empty{}, nil
 }
 
+// MinStatisticsMembers is the least number of distinct members (or pseudonyms of erased
+// members) behind a title's statistics; below it they are withheld, so a count or an
+// average cannot single out one member's viewing or rating (k-anonymity, k = 10).
+const MinStatisticsMembers = 10
+
 // GetTitleStatistics implements PreferencesService: aggregates over every row of a
-// title, whoever (or whichever pseudonym) owns it.
+// title, whoever (or whichever pseudonym) owns it. Titles watched by fewer than
+// MinStatisticsMembers members answer FAILED_PRECONDITION STATISTICS_WITHHELD; the
+// rating figures are 0 unless at least MinStatisticsMembers members rated it.
 func (s *Server) GetTitleStatistics(ctx context.Context, req *preferencesv1.GetTitleStatisticsRequest) (*preferencesv1.TitleStatistics, error) {
 	rest, ok := strings.CutPrefix(req.GetName(), "titles/")
 	title, ok2 := strings.CutSuffix(rest, "/statistics")
@@ -299,12 +312,22 @@ func (s *Server) GetTitleStatistics(ctx context.Context, req *preferencesv1.GetT
 		return nil, errs.Invalid(errs.FieldViolation{Field: "name", Description: "must be titles/{title}/statistics"})
 	}
 	out := &preferencesv1.TitleStatistics{Name: req.GetName()}
-	if err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM viewing_events WHERE title_id = $1`, title).Scan(&out.ViewCount); err != nil {
+	var viewers, raters int
+	if err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT owner) FROM viewing_events WHERE title_id = $1`, title).Scan(&out.ViewCount, &viewers); err != nil {
 		return nil, err
 	}
 	var avg sql.NullFloat64
-	if err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*), AVG(stars) FROM ratings WHERE title_id = $1`, title).Scan(&out.RatingCount, &avg); err != nil {
+	if err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT owner), AVG(stars) FROM ratings WHERE title_id = $1`, title).Scan(&out.RatingCount, &raters, &avg); err != nil {
 		return nil, err
+	}
+	if viewers < MinStatisticsMembers && raters < MinStatisticsMembers {
+		return nil, errs.New(errs.FailedPrecondition, "STATISTICS_WITHHELD", "too few members watched this title to show its statistics")
+	}
+	if viewers < MinStatisticsMembers {
+		out.ViewCount = 0
+	}
+	if raters < MinStatisticsMembers {
+		out.RatingCount, avg.Float64 = 0, 0
 	}
 	out.AverageRating = avg.Float64
 	return out, nil
@@ -325,6 +348,9 @@ var tokenAD = []byte("lethe unsubscribe v1")
 func (s *Server) CreateUnsubscribeToken(ctx context.Context, req *preferencesv1.CreateUnsubscribeTokenRequest) (*preferencesv1.UnsubscribeToken, error) {
 	id, err := member(req.GetName(), commSuffix, "name")
 	if err != nil {
+		return nil, err
+	}
+	if err := s.refuseErased(ctx, s.DB, id); err != nil {
 		return nil, err
 	}
 	var v errs.Violations

@@ -256,6 +256,9 @@ func (s *Server) EraseSubjectData(ctx context.Context, req *subjectv1.EraseSubje
 			Results []json.RawMessage
 			Time    time.Time
 		}{raws, now})
+		if _, err := tx.ExecContext(ctx, `INSERT INTO erased_members (member_hash, erased_at) VALUES ($1, $2) ON CONFLICT (member_hash) DO NOTHING`, erasedHash(id), now.UnixMicro()); err != nil {
+			return err
+		}
 		// The log row keeps only the request id: its member_id is the tombstone id.
 		if err := logRequest(ctx, tx, req.GetRequestId(), req.GetTombstoneId(), "erase", stored, now); err != nil {
 			return err

@@ -35,6 +35,33 @@ func (s *Server) Pseudonym(partnerID, memberID string) string {
 	return hex.EncodeToString(mac.Sum(nil))
 }
 
+// erasedHash is how an erased member is remembered (keyed, like blocks).
+func (s *Server) erasedHash(memberID string) string {
+	out, err := s.Keys.ComputePrimaryPRF([]byte("erased\x00"+memberID), 32)
+	if err != nil {
+		panic("sharing: erased key: " + err.Error())
+	}
+	return hex.EncodeToString(out)
+}
+
+// ErrMemberNotFound answers writes for an erased member: what an unknown member gets
+// from identity and the gateway.
+var ErrMemberNotFound = errs.NotFoundf("MEMBER_NOT_FOUND", "member")
+
+// refuseErased fails with ErrMemberNotFound when memberID was erased here.
+func (s *Server) refuseErased(ctx context.Context, memberID string) error {
+	var one int
+	err := s.DB.QueryRowContext(ctx, `SELECT 1 FROM erased_members WHERE member_hash = $1`, s.erasedHash(memberID)).Scan(&one)
+	switch {
+	case err == nil:
+		return ErrMemberNotFound
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	default:
+		return err
+	}
+}
+
 func (s *Server) blockHash(memberID string) string {
 	out, err := s.Keys.ComputePrimaryPRF([]byte("block\x00"+memberID), 32)
 	if err != nil {
@@ -85,7 +112,7 @@ func (s *Server) AuthorizeDisclosure(ctx context.Context, req *sharingv1.Authori
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	if got, err := s.disclosureByRequest(ctx, req.GetRequestId()); err != nil {
+	if got, err := s.disclosureByRequest(ctx, mid, pid, req.GetPurpose(), req.GetRequestId()); err != nil {
 		return nil, err
 	} else if got != nil {
 		return &sharingv1.AuthorizeDisclosureResponse{Allowed: true, Reason: "ALLOWED", Disclosure: got, PartnerSubjectId: s.Pseudonym(pid, mid)}, nil
@@ -182,7 +209,7 @@ func (s *Server) appendDisclosure(ctx context.Context, mid, pid, purpose string,
 		return nil
 	})
 	if storage.IsUniqueViolation(err) { // a concurrent retry of the same request won
-		return s.disclosureByRequest(ctx, requestID)
+		return s.disclosureByRequest(ctx, mid, pid, purpose, requestID)
 	}
 	return out, err
 }
@@ -201,8 +228,12 @@ func scanDisclosure(row interface{ Scan(...any) error }) (*sharingv1.Disclosure,
 	return d, nil
 }
 
-func (s *Server) disclosureByRequest(ctx context.Context, requestID string) (*sharingv1.Disclosure, error) {
-	d, err := scanDisclosure(s.DB.QueryRowContext(ctx, `SELECT `+disclosureCols+` FROM disclosures WHERE request_id = $1`, requestID))
+// disclosureByRequest finds the entry an earlier call with the same idempotency key
+// logged. The key is (member, partner, purpose, request id): a request id alone would
+// hand one member's decision and pseudonym to another who reused it.
+func (s *Server) disclosureByRequest(ctx context.Context, mid, pid, purpose, requestID string) (*sharingv1.Disclosure, error) {
+	d, err := scanDisclosure(s.DB.QueryRowContext(ctx, `SELECT `+disclosureCols+` FROM disclosures WHERE subject = $1 AND partner_id = $2 AND purpose_id = $3 AND request_id = $4`,
+		mid, pid, purpose, requestID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

@@ -51,6 +51,11 @@ func (s *Server) NotifyMembers(ctx context.Context, req *sharingv1.NotifyMembers
 	}
 	out := &sharingv1.NotifyMembersResponse{}
 	for _, id := range members {
+		if err := s.refuseErased(ctx, id); errs.ReasonOf(err) == "MEMBER_NOT_FOUND" {
+			continue // erased: no notice, no row
+		} else if err != nil {
+			return nil, err
+		}
 		noticeID := ids.New()
 		res, err := s.DB.ExecContext(ctx, `INSERT INTO notices (id, member_id, partner_id, purpose_id, state, created_at) VALUES ($1, $2, $3, $4, 0, $5)
 			ON CONFLICT (member_id, partner_id, purpose_id) DO NOTHING`, noticeID, id, pid, purposeID, s.now().UnixMicro())
@@ -118,6 +123,9 @@ func (s *Server) notices(ctx context.Context, memberID string) ([]*sharingv1.Not
 func (s *Server) CreateObjection(ctx context.Context, req *sharingv1.CreateObjectionRequest) (*sharingv1.Objection, error) {
 	id, err := memberOf(req.GetParent(), "parent")
 	if err != nil {
+		return nil, err
+	}
+	if err := s.refuseErased(ctx, id); err != nil {
 		return nil, err
 	}
 	o := req.GetObjection()
@@ -237,6 +245,9 @@ func (s *Server) WithdrawObjection(ctx context.Context, req *sharingv1.WithdrawO
 	mid, oid, ok2 := strings.Cut(rest, "/objections/")
 	if !ok || !ok2 || !ids.Valid(mid) {
 		return nil, errs.Invalid(errs.FieldViolation{Field: "name", Description: "must be members/{member}/objections/{objection}"})
+	}
+	if err := s.refuseErased(ctx, mid); err != nil {
+		return nil, err
 	}
 	if _, err := s.DB.ExecContext(ctx, `UPDATE objections SET withdrawn_at = $1 WHERE id = $2 AND member_id = $3 AND withdrawn_at IS NULL`, s.now().UnixMicro(), oid, mid); err != nil {
 		return nil, err

@@ -124,6 +124,9 @@ func (s *Server) EraseSubjectData(ctx context.Context, req *subjectv1.EraseSubje
 		if _, err := tx.ExecContext(ctx, `INSERT INTO blocks (member_hash, blocked_at) VALUES ($1, $2) ON CONFLICT (member_hash) DO NOTHING`, s.blockHash(mid), s.now().UnixMicro()); err != nil {
 			return err
 		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO erased_members (member_hash, erased_at) VALUES ($1, $2) ON CONFLICT (member_hash) DO NOTHING`, s.erasedHash(mid), s.now().UnixMicro()); err != nil {
+			return err
+		}
 		raw, _ := protojson.Marshal(out)
 		_, err = tx.ExecContext(ctx, `INSERT INTO erasures (request_id, result) VALUES ($1, $2)`, req.GetRequestId(), raw)
 		return err
