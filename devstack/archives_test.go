@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"lethe.dev/devstack"
 )
@@ -106,7 +107,10 @@ func TestExportArchivesAreEncryptedAndDieWithTheAccount(t *testing.T) {
 	}
 
 	er := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=erase-1", tok, map[string]any{"kind": "REQUEST_KIND_ERASURE"})
-	c.awaitState(er["name"].(string), tok, "REQUEST_STATE_COMPLETED")
+	// The erasure ends the member's sessions early on (refused within seconds): an
+	// operator watches it finish.
+	opTok := c.must("POST", "/v1/operators:signIn", "", map[string]any{"email": s.Operator.Email, "password": s.Operator.Password, "totpCode": s.Operator.TOTPCode(time.Now())})["accessToken"].(string)
+	c.awaitState(er["name"].(string), opTok, "REQUEST_STATE_COMPLETED")
 	for _, l := range links {
 		if code, _ := download(t, c, l, ""); code != http.StatusNotFound {
 			t.Errorf("a download link still answers %d after the erasure", code)

@@ -43,7 +43,10 @@ func TestSweepFindsALeftoverInEachPlace(t *testing.T) {
 		{"identity.events", func() error {
 			_, err := s.Identity.Domain.DB.ExecContext(ctx, `INSERT INTO events (id, member_id, kind, created_at) VALUES ('leftover1', $1, 'test_leftover', 0)`, id)
 			return err
-		}, func() error { _, err := s.Identity.Domain.DB.ExecContext(ctx, `DELETE FROM events WHERE id = 'leftover1'`); return err }},
+		}, func() error {
+			_, err := s.Identity.Domain.DB.ExecContext(ctx, `DELETE FROM events WHERE id = 'leftover1'`)
+			return err
+		}},
 		{"preferences.profile_visibility", func() error {
 			_, err := s.Preferences.Server.DB.ExecContext(ctx, `INSERT INTO profile_visibility (member_id, display_name, viewing_history, ratings, social_connections) VALUES ($1, 1, 1, 1, 1)`, id)
 			return err
@@ -54,18 +57,29 @@ func TestSweepFindsALeftoverInEachPlace(t *testing.T) {
 		{"sharing.objections", func() error {
 			_, err := s.Sharing.Server.DB.ExecContext(ctx, `INSERT INTO objections (id, member_id, partner_id, purpose_id, created_at) VALUES ('leftover1', $1, '', '', 0)`, id)
 			return err
-		}, func() error { _, err := s.Sharing.Server.DB.ExecContext(ctx, `DELETE FROM objections WHERE id = 'leftover1'`); return err }},
+		}, func() error {
+			_, err := s.Sharing.Server.DB.ExecContext(ctx, `DELETE FROM objections WHERE id = 'leftover1'`)
+			return err
+		}},
 		{"fulfillment.export_archives", func() error {
 			return s.Fulfillment.Activities.Archives.Bucket.WriteAll(ctx, exportID+"/parts/identity/000000.account.jsonl", []byte("ciphertext"), nil)
-		}, func() error { return s.Fulfillment.Activities.Archives.Bucket.Delete(ctx, exportID+"/parts/identity/000000.account.jsonl") }},
+		}, func() error {
+			return s.Fulfillment.Activities.Archives.Bucket.Delete(ctx, exportID+"/parts/identity/000000.account.jsonl")
+		}},
 		{"fulfillment.archive_keys", func() error {
 			_, err := s.Fulfillment.Activities.Archives.Keys.Streaming(ctx, "archive/"+exportID, true)
 			return err
-		}, func() error { _, err := s.Fulfillment.Activities.Archives.Keys.Destroy(ctx, "archive/"+exportID); return err }},
+		}, func() error {
+			_, err := s.Fulfillment.Activities.Archives.Keys.Destroy(ctx, "archive/"+exportID)
+			return err
+		}},
 		{"fulfillment.download_links", func() error {
 			_, err := fu.ExecContext(ctx, `UPDATE requests SET archive_path = $1 WHERE id = $2`, exportID+"/export.zip", exportID)
 			return err
-		}, func() error { _, err := fu.ExecContext(ctx, `UPDATE requests SET archive_path = '' WHERE id = $1`, exportID); return err }},
+		}, func() error {
+			_, err := fu.ExecContext(ctx, `UPDATE requests SET archive_path = '' WHERE id = $1`, exportID)
+			return err
+		}},
 	}
 	for _, p := range places {
 		if err := p.plant(); err != nil {

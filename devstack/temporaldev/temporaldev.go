@@ -98,13 +98,14 @@ type Server struct {
 var errPortTaken = errors.New("temporaldev: a picked port was taken before the server bound it")
 
 // Start starts the server and, unless disabled, the Web UI. It returns once the frontend
-// accepts connections. Ports it picks itself (FrontendPort 0) are re-picked when another
-// process takes one between the pick and the bind, which happens when many test processes
-// pick free ports at once.
+// accepts connections. Ports it picks itself (the internal services', the frontend's HTTP
+// port, and the frontend when FrontendPort is 0) are re-picked when another process takes
+// one between the pick and the bind, which happens when many test processes pick free
+// ports at once.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	for attempt := 1; ; attempt++ {
 		s, err := start(ctx, cfg)
-		if err == nil || cfg.FrontendPort != 0 || !errors.Is(err, errPortTaken) || attempt == 3 {
+		if err == nil || !errors.Is(err, errPortTaken) || attempt == 3 {
 			return s, err
 		}
 	}
@@ -346,12 +347,20 @@ func buildAndStart(conf *config.Config, hosts map[primitives.ServiceName]static.
 		temporal.WithDynamicConfigClient(dyn),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("temporaldev: build server: %w", err)
+		return nil, fmt.Errorf("temporaldev: build server: %w", portTaken(err))
 	}
 	if err := srv.Start(); err != nil {
-		return nil, fmt.Errorf("temporaldev: start server: %w", err)
+		return nil, fmt.Errorf("temporaldev: start server: %w", portTaken(err))
 	}
 	return srv, nil
+}
+
+// portTaken marks a bind failure as errPortTaken so Start picks other ports.
+func portTaken(err error) error {
+	if strings.Contains(err.Error(), "address already in use") {
+		return errors.Join(errPortTaken, err)
+	}
+	return err
 }
 
 func freePort(ip string) (int, error) {

@@ -308,7 +308,8 @@ func TestProductionTopology(t *testing.T) {
 		"IDENTITY_LISTEN": addr["identity"], "IDENTITY_DATABASE_URL": storagetest.PostgresSchemaURL(t, base)}))
 	procs["preferences"] = start(t, filepath.Join(bin, "preferences"), "preferences", with(map[string]string{
 		"PREFERENCES_LISTEN": addr["preferences"], "PREFERENCES_DATABASE_URL": storagetest.PostgresSchemaURL(t, base),
-		"PREFERENCES_TOKEN_KEY": filepath.Join(shared, "unsubscribe.keyset.json")}))
+		"PREFERENCES_TOKEN_KEY": filepath.Join(shared, "unsubscribe.keyset.json"),
+		"PREFERENCES_KEK_URI":   "file:" + filepath.Join(shared, "preferences-kek.json")}))
 	procs["sharing"] = start(t, filepath.Join(bin, "sharing"), "sharing", with(map[string]string{
 		"SHARING_LISTEN": addr["sharing"], "SHARING_DATABASE_URL": storagetest.PostgresSchemaURL(t, base),
 		"SHARING_SECRETS_KEYSET": filepath.Join(shared, "secrets.keyset.json"), "SHARING_PSEUDONYM_KEYSET": filepath.Join(shared, "pseudonyms.keyset.json")}))
@@ -320,6 +321,8 @@ func TestProductionTopology(t *testing.T) {
 			"FULFILLMENT_RECEIPT_KEYSET":  "file:" + filepath.Join(shared, "receipts.keyset.json"),
 			"FULFILLMENT_DOWNLOAD_KEYSET": "file:" + filepath.Join(shared, "download-links.keyset.json"),
 			"FULFILLMENT_TOKEN_KEYSET":    "file:" + filepath.Join(shared, "receipt-tokens.keyset.json"),
+			// The per-export archive keys are wrapped by this KEK: every replica needs it.
+			"FULFILLMENT_KEK_URI": "file:" + filepath.Join(shared, "fulfillment-kek.json"),
 		})
 	}
 	// Both replicas start at once on a fresh schema: the migration lock and the exclusive
@@ -374,7 +377,7 @@ func TestProductionTopology(t *testing.T) {
 	gwA.await(er["name"].(string), m.token, "REQUEST_STATE_COMPLETED", 90*time.Second)
 	reqID := er["name"].(string)[strings.LastIndex(er["name"].(string), "/")+1:]
 	for _, g := range []api{gwA, gwB, gwA, gwB} { // the gateways balance: both replicas answer
-		rc := g.must("GET", "/v1/receipts/"+reqID+"?receiptToken="+er["receiptToken"].(string), "", nil)
+		rc := g.must("POST", "/v1/receipts/"+reqID+":fetch", "", map[string]any{"receiptToken": er["receiptToken"].(string)})
 		if err := g.verifyReceipt(rc); err != nil {
 			t.Fatal(err)
 		}
@@ -408,8 +411,13 @@ func TestProductionTopology(t *testing.T) {
 	mark("30 erasures filed through both gateways", began)
 	time.Sleep(300 * time.Millisecond) // mid-flight: workers on both replicas are busy
 	completedAtKill := 0
+	// The erasure ends the member's sessions early on, so completion is watched through
+	// the receipt (public with its token), which exists only once the erasure completed.
+	fetchReceipt := func(g api, r filed) (int, map[string]any) {
+		return g.do("POST", "/v1/receipts/"+r.name[strings.LastIndex(r.name, "/")+1:]+":fetch", "", map[string]any{"receiptToken": r.receipt})
+	}
 	for _, r := range requests {
-		if _, st := gwA.do("GET", "/v1/"+r.name, r.token, nil); st["state"] == "REQUEST_STATE_COMPLETED" {
+		if code, _ := fetchReceipt(gwA, r); code == http.StatusOK {
 			completedAtKill++
 		}
 	}
@@ -417,9 +425,15 @@ func TestProductionTopology(t *testing.T) {
 	killedAt := time.Now()
 	for i, r := range requests {
 		g := []api{gwA, gwB}[i%2]
-		g.await(r.name, r.token, "REQUEST_STATE_COMPLETED", 3*time.Minute)
-		rid := r.name[strings.LastIndex(r.name, "/")+1:]
-		if err := g.verifyReceipt(g.must("GET", "/v1/receipts/"+rid+"?receiptToken="+r.receipt, "", nil)); err != nil {
+		deadline := time.Now().Add(3 * time.Minute)
+		code, rc := fetchReceipt(g, r)
+		for ; code != http.StatusOK && time.Now().Before(deadline); code, rc = fetchReceipt(g, r) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if code != http.StatusOK {
+			t.Fatalf("erasure %d (%s): no receipt 3 minutes after the SIGKILL: %d %v", i, r.name, code, rc)
+		}
+		if err := g.verifyReceipt(rc); err != nil {
 			t.Fatalf("erasure %d: %v", i, err)
 		}
 	}
@@ -448,7 +462,7 @@ func TestProductionTopology(t *testing.T) {
 				var code int
 				var body map[string]any
 				if i%2 == 0 {
-					code, body = g.do("GET", "/v1/receipts/"+rid+"?receiptToken="+r.receipt, "", nil)
+					code, body = g.do("POST", "/v1/receipts/"+rid+":fetch", "", map[string]any{"receiptToken": r.receipt})
 				} else {
 					code, body = g.do("GET", "/v1/receipts:keys", "", nil)
 				}
