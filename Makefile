@@ -39,8 +39,15 @@ datamap: ## Fail when a field of a service API has no privacy classification.
 vet:
 	go vet $(PKGS)
 
+# The long end-to-end tests (crash, topology) append their measured figures here; `make
+# test` prints them after the run, since go test hides a passing test's log.
+LETHE_TEST_FIGURES ?= $(CURDIR)/test-figures.txt
+export LETHE_TEST_FIGURES
+
 test: lint check-generated datamap vet ## Everything CI checks: lint, generated code, classification, vet, all tests on SQLite and PostgreSQL.
-	go test -count=1 -timeout 30m $(PKGS)
+	rm -f $(LETHE_TEST_FIGURES)
+	go test -count=1 -timeout 45m $(PKGS)
+	@echo "== Figures from the end-to-end tests"; cat $(LETHE_TEST_FIGURES) 2>/dev/null || echo "(none recorded)"
 
 bench: ## Benchmarks quoted in the READMEs.
 	go test -run '^$$' -bench . -benchmem $(PKGS)

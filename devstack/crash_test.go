@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"lethe.dev/devstack/internal/figures"
 )
 
 // Crash-test sizes: the operator scenario.
@@ -261,7 +263,7 @@ func crashAt(t *testing.T, point string) {
 			t.Errorf("%s was sent %q %d times", f.email, subject, sent[f.email+"\x00"+subject])
 		}
 	}
-	t.Logf("kill point %s: killed with %s; restart took %s; drained (all %d requests completed) %s after the restart; %d erasure clients never saw an answer and met their ended session on retry",
+	figures.Report(t, "kill point %s: killed with %s; restart took %s; drained (all %d requests completed) %s after the restart; %d erasure clients never saw an answer and met their ended session on retry",
 		point, killedAt, started.Round(10*time.Millisecond), len(filers), drained.Round(10*time.Millisecond), missed)
 }
 

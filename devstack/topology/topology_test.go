@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"lethe.dev/devstack/internal/figures"
 	"lethe.dev/devstack/temporaldev/temporaldevtest"
 	"lethe.dev/platform/storage/storagetest"
 )
@@ -261,7 +262,7 @@ func TestProductionTopology(t *testing.T) {
 		for _, tm := range timings {
 			fmt.Fprintf(&b, "\n  %-58s %s", tm[0], tm[1])
 		}
-		t.Logf("timings:%s", b.String())
+		figures.Report(t, "timings:%s", b.String())
 	})
 
 	began := time.Now()
