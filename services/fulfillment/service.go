@@ -143,11 +143,11 @@ type Service struct {
 	conns      []*grpc.ClientConn
 	// disableGrace is Config.DisableGrace.
 	disableGrace time.Duration
-	httpAddr   string
-	httpLis    net.Listener
-	logger     *slog.Logger
-	bucket     *blob.Bucket
-	keys       *shred.Keys
+	httpAddr     string
+	httpLis      net.Listener
+	logger       *slog.Logger
+	bucket       *blob.Bucket
+	keys         *shred.Keys
 }
 
 // New opens the database, keys, service clients and the Temporal client.

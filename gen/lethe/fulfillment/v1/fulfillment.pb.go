@@ -2616,6 +2616,271 @@ func (x *ListAuditEventsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// MemberLegalHold is a legal hold on all of one member's data.
+type MemberLegalHold struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/legalHold".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// active is true while the hold blocks deletion (set, not released, not expired).
+	Active bool `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	// reason for the hold, e.g. a case reference.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// expire_time is when the hold releases by itself.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// set_by is the operator who set it ("operators/{id}").
+	SetBy string `protobuf:"bytes,5,opt,name=set_by,json=setBy,proto3" json:"set_by,omitempty"`
+	// set_time is when it was set.
+	SetTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=set_time,json=setTime,proto3" json:"set_time,omitempty"`
+	// release_time is when an operator released it; unset while it runs to its expiry.
+	ReleaseTime   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=release_time,json=releaseTime,proto3" json:"release_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberLegalHold) Reset() {
+	*x = MemberLegalHold{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberLegalHold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberLegalHold) ProtoMessage() {}
+
+func (x *MemberLegalHold) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberLegalHold.ProtoReflect.Descriptor instead.
+func (*MemberLegalHold) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *MemberLegalHold) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MemberLegalHold) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *MemberLegalHold) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *MemberLegalHold) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *MemberLegalHold) GetSetBy() string {
+	if x != nil {
+		return x.SetBy
+	}
+	return ""
+}
+
+func (x *MemberLegalHold) GetSetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SetTime
+	}
+	return nil
+}
+
+func (x *MemberLegalHold) GetReleaseTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReleaseTime
+	}
+	return nil
+}
+
+// SetMemberLegalHoldRequest sets a member's legal hold.
+type SetMemberLegalHoldRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/legalHold".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// reason for the hold (required, at most 500 characters, no personal data).
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// expire_time is when it releases by itself (required, in the future, at most 10 years).
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMemberLegalHoldRequest) Reset() {
+	*x = SetMemberLegalHoldRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMemberLegalHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMemberLegalHoldRequest) ProtoMessage() {}
+
+func (x *SetMemberLegalHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMemberLegalHoldRequest.ProtoReflect.Descriptor instead.
+func (*SetMemberLegalHoldRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SetMemberLegalHoldRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetMemberLegalHoldRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SetMemberLegalHoldRequest) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// ReleaseMemberLegalHoldRequest releases a member's legal hold.
+type ReleaseMemberLegalHoldRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/legalHold".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// reason for the release (for the audit log).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseMemberLegalHoldRequest) Reset() {
+	*x = ReleaseMemberLegalHoldRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseMemberLegalHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseMemberLegalHoldRequest) ProtoMessage() {}
+
+func (x *ReleaseMemberLegalHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseMemberLegalHoldRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseMemberLegalHoldRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ReleaseMemberLegalHoldRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReleaseMemberLegalHoldRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// GetMemberLegalHoldRequest names a member's legal hold.
+type GetMemberLegalHoldRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/legalHold".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMemberLegalHoldRequest) Reset() {
+	*x = GetMemberLegalHoldRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMemberLegalHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMemberLegalHoldRequest) ProtoMessage() {}
+
+func (x *GetMemberLegalHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMemberLegalHoldRequest.ProtoReflect.Descriptor instead.
+func (*GetMemberLegalHoldRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetMemberLegalHoldRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 var File_lethe_fulfillment_v1_fulfillment_proto protoreflect.FileDescriptor
 
 const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
@@ -2880,7 +3145,39 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x17ListAuditEventsResponse\x12C\n" +
 	"\faudit_events\x18\x01 \x03(\v2 .lethe.fulfillment.v1.AuditEventR\vauditEvents\x12A\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\rnextPageToken*\x82\x02\n" +
+	"\x11system.operations\x10\x04R\rnextPageToken\"\xf0\x03\n" +
+	"\x0fMemberLegalHold\x12A\n" +
+	"\x04name\x18\x01 \x01(\tB-\xea\xe0\x18)\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x15record of legal holdsR\x04name\x121\n" +
+	"\x06active\x18\x02 \x01(\bB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06active\x121\n" +
+	"\x06reason\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\x12V\n" +
+	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\n" +
+	"expireTime\x120\n" +
+	"\x06set_by\x18\x05 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05setBy\x12P\n" +
+	"\bset_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\asetTime\x12X\n" +
+	"\frelease_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\vreleaseTime\"\xe9\x01\n" +
+	"\x19SetMemberLegalHoldRequest\x12A\n" +
+	"\x04name\x18\x01 \x01(\tB-\xea\xe0\x18)\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x15record of legal holdsR\x04name\x121\n" +
+	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\x12V\n" +
+	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\n" +
+	"expireTime\"\x95\x01\n" +
+	"\x1dReleaseMemberLegalHoldRequest\x12A\n" +
+	"\x04name\x18\x01 \x01(\tB-\xea\xe0\x18)\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x15record of legal holdsR\x04name\x121\n" +
+	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"^\n" +
+	"\x19GetMemberLegalHoldRequest\x12A\n" +
+	"\x04name\x18\x01 \x01(\tB-\xea\xe0\x18)\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x15record of legal holdsR\x04name*\x82\x02\n" +
 	"\x11ComplaintCategory\x12\"\n" +
 	"\x1eCOMPLAINT_CATEGORY_UNSPECIFIED\x10\x00\x12'\n" +
 	"#COMPLAINT_CATEGORY_REQUEST_HANDLING\x10\x01\x12\x1e\n" +
@@ -2920,7 +3217,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x15REQUEST_ORIGIN_MEMBER\x10\x01\x12\x1b\n" +
 	"\x17REQUEST_ORIGIN_OPERATOR\x10\x02\x12\x18\n" +
 	"\x14REQUEST_ORIGIN_AGENT\x10\x03\x12#\n" +
-	"\x1fREQUEST_ORIGIN_ACCOUNT_DISABLED\x10<2\xf5\x17\n" +
+	"\x1fREQUEST_ORIGIN_ACCOUNT_DISABLED\x10<2\xe0\x1b\n" +
 	"\x12FulfillmentService\x12\xb4\x01\n" +
 	"\x14CreatePrivacyRequest\x121.lethe.fulfillment.v1.CreatePrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"C\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x029:\x0fprivacy_request\"&/v1/{parent=members/*}/privacyRequests\x12\x9d\x01\n" +
 	"\x11GetPrivacyRequest\x12..lethe.fulfillment.v1.GetPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/privacyRequests/*}\x12\xae\x01\n" +
@@ -2929,7 +3226,10 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x14CancelPrivacyRequest\x121.lethe.fulfillment.v1.CancelPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"<\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:cancel\x12\xad\x01\n" +
 	"\x14ExtendPrivacyRequest\x121.lethe.fulfillment.v1.ExtendPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"<\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:extend\x12\xa3\x01\n" +
 	"\fSetLegalHold\x12).lethe.fulfillment.v1.SetLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"B\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x028:\x01*\"3/v1/{name=members/*/privacyRequests/*}:setLegalHold\x12\xaf\x01\n" +
-	"\x10ReleaseLegalHold\x12-.lethe.fulfillment.v1.ReleaseLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"F\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02<:\x01*\"7/v1/{name=members/*/privacyRequests/*}:releaseLegalHold\x12\xac\x01\n" +
+	"\x10ReleaseLegalHold\x12-.lethe.fulfillment.v1.ReleaseLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"F\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02<:\x01*\"7/v1/{name=members/*/privacyRequests/*}:releaseLegalHold\x12\x9f\x01\n" +
+	"\x12SetMemberLegalHold\x12/.lethe.fulfillment.v1.SetMemberLegalHoldRequest\x1a%.lethe.fulfillment.v1.MemberLegalHold\"1\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/{name=members/*/legalHold}:set\x12\xab\x01\n" +
+	"\x16ReleaseMemberLegalHold\x123.lethe.fulfillment.v1.ReleaseMemberLegalHoldRequest\x1a%.lethe.fulfillment.v1.MemberLegalHold\"5\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/{name=members/*/legalHold}:release\x12\x98\x01\n" +
+	"\x12GetMemberLegalHold\x12/.lethe.fulfillment.v1.GetMemberLegalHoldRequest\x1a%.lethe.fulfillment.v1.MemberLegalHold\"*\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=members/*/legalHold}\x12\xac\x01\n" +
 	"\x11GetExportDownload\x12..lethe.fulfillment.v1.GetExportDownloadRequest\x1a$.lethe.fulfillment.v1.ExportDownload\"A\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x027\x125/v1/{name=members/*/privacyRequests/*}/exportDownload\x12\x99\x01\n" +
 	"\x11GetErasureReceipt\x12..lethe.fulfillment.v1.GetErasureReceiptRequest\x1a$.lethe.fulfillment.v1.ErasureReceipt\".\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/receipts/{request_id}:fetch\x12\x7f\n" +
 	"\x0eGetReceiptKeys\x12+.lethe.fulfillment.v1.GetReceiptKeysRequest\x1a!.lethe.fulfillment.v1.ReceiptKeys\"\x1d\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/receipts:keys\x12\x9c\x01\n" +
@@ -2955,124 +3255,138 @@ func file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_fulfillment_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_lethe_fulfillment_v1_fulfillment_proto_goTypes = []any{
-	(ComplaintCategory)(0),              // 0: lethe.fulfillment.v1.ComplaintCategory
-	(ComplaintState)(0),                 // 1: lethe.fulfillment.v1.ComplaintState
-	(RequestKind)(0),                    // 2: lethe.fulfillment.v1.RequestKind
-	(Jurisdiction)(0),                   // 3: lethe.fulfillment.v1.Jurisdiction
-	(RequestState)(0),                   // 4: lethe.fulfillment.v1.RequestState
-	(RequestOrigin)(0),                  // 5: lethe.fulfillment.v1.RequestOrigin
-	(*Complaint)(nil),                   // 6: lethe.fulfillment.v1.Complaint
-	(*CreateComplaintRequest)(nil),      // 7: lethe.fulfillment.v1.CreateComplaintRequest
-	(*GetComplaintRequest)(nil),         // 8: lethe.fulfillment.v1.GetComplaintRequest
-	(*ListComplaintsRequest)(nil),       // 9: lethe.fulfillment.v1.ListComplaintsRequest
-	(*ListComplaintsResponse)(nil),      // 10: lethe.fulfillment.v1.ListComplaintsResponse
-	(*AcknowledgeComplaintRequest)(nil), // 11: lethe.fulfillment.v1.AcknowledgeComplaintRequest
-	(*ResolveComplaintRequest)(nil),     // 12: lethe.fulfillment.v1.ResolveComplaintRequest
-	(*ComplaintStatistics)(nil),         // 13: lethe.fulfillment.v1.ComplaintStatistics
-	(*StepProgress)(nil),                // 14: lethe.fulfillment.v1.StepProgress
-	(*PrivacyRequest)(nil),              // 15: lethe.fulfillment.v1.PrivacyRequest
-	(*CreatePrivacyRequestRequest)(nil), // 16: lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	(*GetPrivacyRequestRequest)(nil),    // 17: lethe.fulfillment.v1.GetPrivacyRequestRequest
-	(*ListPrivacyRequestsRequest)(nil),  // 18: lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	(*ListPrivacyRequestsResponse)(nil), // 19: lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	(*VerifyPrivacyRequestRequest)(nil), // 20: lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	(*CancelPrivacyRequestRequest)(nil), // 21: lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	(*ExtendPrivacyRequestRequest)(nil), // 22: lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	(*SetLegalHoldRequest)(nil),         // 23: lethe.fulfillment.v1.SetLegalHoldRequest
-	(*ReleaseLegalHoldRequest)(nil),     // 24: lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	(*GetExportDownloadRequest)(nil),    // 25: lethe.fulfillment.v1.GetExportDownloadRequest
-	(*ExportDownload)(nil),              // 26: lethe.fulfillment.v1.ExportDownload
-	(*GetErasureReceiptRequest)(nil),    // 27: lethe.fulfillment.v1.GetErasureReceiptRequest
-	(*ErasureReceipt)(nil),              // 28: lethe.fulfillment.v1.ErasureReceipt
-	(*GetReceiptKeysRequest)(nil),       // 29: lethe.fulfillment.v1.GetReceiptKeysRequest
-	(*ReceiptKey)(nil),                  // 30: lethe.fulfillment.v1.ReceiptKey
-	(*ReceiptKeys)(nil),                 // 31: lethe.fulfillment.v1.ReceiptKeys
-	(*GetRequestStatisticsRequest)(nil), // 32: lethe.fulfillment.v1.GetRequestStatisticsRequest
-	(*KindStatistics)(nil),              // 33: lethe.fulfillment.v1.KindStatistics
-	(*RequestStatistics)(nil),           // 34: lethe.fulfillment.v1.RequestStatistics
-	(*ActionCount)(nil),                 // 35: lethe.fulfillment.v1.ActionCount
-	(*AuditEvent)(nil),                  // 36: lethe.fulfillment.v1.AuditEvent
-	(*RecordAuditEventRequest)(nil),     // 37: lethe.fulfillment.v1.RecordAuditEventRequest
-	(*ListAuditEventsRequest)(nil),      // 38: lethe.fulfillment.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),     // 39: lethe.fulfillment.v1.ListAuditEventsResponse
-	(*timestamppb.Timestamp)(nil),       // 40: google.protobuf.Timestamp
+	(ComplaintCategory)(0),                // 0: lethe.fulfillment.v1.ComplaintCategory
+	(ComplaintState)(0),                   // 1: lethe.fulfillment.v1.ComplaintState
+	(RequestKind)(0),                      // 2: lethe.fulfillment.v1.RequestKind
+	(Jurisdiction)(0),                     // 3: lethe.fulfillment.v1.Jurisdiction
+	(RequestState)(0),                     // 4: lethe.fulfillment.v1.RequestState
+	(RequestOrigin)(0),                    // 5: lethe.fulfillment.v1.RequestOrigin
+	(*Complaint)(nil),                     // 6: lethe.fulfillment.v1.Complaint
+	(*CreateComplaintRequest)(nil),        // 7: lethe.fulfillment.v1.CreateComplaintRequest
+	(*GetComplaintRequest)(nil),           // 8: lethe.fulfillment.v1.GetComplaintRequest
+	(*ListComplaintsRequest)(nil),         // 9: lethe.fulfillment.v1.ListComplaintsRequest
+	(*ListComplaintsResponse)(nil),        // 10: lethe.fulfillment.v1.ListComplaintsResponse
+	(*AcknowledgeComplaintRequest)(nil),   // 11: lethe.fulfillment.v1.AcknowledgeComplaintRequest
+	(*ResolveComplaintRequest)(nil),       // 12: lethe.fulfillment.v1.ResolveComplaintRequest
+	(*ComplaintStatistics)(nil),           // 13: lethe.fulfillment.v1.ComplaintStatistics
+	(*StepProgress)(nil),                  // 14: lethe.fulfillment.v1.StepProgress
+	(*PrivacyRequest)(nil),                // 15: lethe.fulfillment.v1.PrivacyRequest
+	(*CreatePrivacyRequestRequest)(nil),   // 16: lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	(*GetPrivacyRequestRequest)(nil),      // 17: lethe.fulfillment.v1.GetPrivacyRequestRequest
+	(*ListPrivacyRequestsRequest)(nil),    // 18: lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	(*ListPrivacyRequestsResponse)(nil),   // 19: lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	(*VerifyPrivacyRequestRequest)(nil),   // 20: lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	(*CancelPrivacyRequestRequest)(nil),   // 21: lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	(*ExtendPrivacyRequestRequest)(nil),   // 22: lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	(*SetLegalHoldRequest)(nil),           // 23: lethe.fulfillment.v1.SetLegalHoldRequest
+	(*ReleaseLegalHoldRequest)(nil),       // 24: lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	(*GetExportDownloadRequest)(nil),      // 25: lethe.fulfillment.v1.GetExportDownloadRequest
+	(*ExportDownload)(nil),                // 26: lethe.fulfillment.v1.ExportDownload
+	(*GetErasureReceiptRequest)(nil),      // 27: lethe.fulfillment.v1.GetErasureReceiptRequest
+	(*ErasureReceipt)(nil),                // 28: lethe.fulfillment.v1.ErasureReceipt
+	(*GetReceiptKeysRequest)(nil),         // 29: lethe.fulfillment.v1.GetReceiptKeysRequest
+	(*ReceiptKey)(nil),                    // 30: lethe.fulfillment.v1.ReceiptKey
+	(*ReceiptKeys)(nil),                   // 31: lethe.fulfillment.v1.ReceiptKeys
+	(*GetRequestStatisticsRequest)(nil),   // 32: lethe.fulfillment.v1.GetRequestStatisticsRequest
+	(*KindStatistics)(nil),                // 33: lethe.fulfillment.v1.KindStatistics
+	(*RequestStatistics)(nil),             // 34: lethe.fulfillment.v1.RequestStatistics
+	(*ActionCount)(nil),                   // 35: lethe.fulfillment.v1.ActionCount
+	(*AuditEvent)(nil),                    // 36: lethe.fulfillment.v1.AuditEvent
+	(*RecordAuditEventRequest)(nil),       // 37: lethe.fulfillment.v1.RecordAuditEventRequest
+	(*ListAuditEventsRequest)(nil),        // 38: lethe.fulfillment.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),       // 39: lethe.fulfillment.v1.ListAuditEventsResponse
+	(*MemberLegalHold)(nil),               // 40: lethe.fulfillment.v1.MemberLegalHold
+	(*SetMemberLegalHoldRequest)(nil),     // 41: lethe.fulfillment.v1.SetMemberLegalHoldRequest
+	(*ReleaseMemberLegalHoldRequest)(nil), // 42: lethe.fulfillment.v1.ReleaseMemberLegalHoldRequest
+	(*GetMemberLegalHoldRequest)(nil),     // 43: lethe.fulfillment.v1.GetMemberLegalHoldRequest
+	(*timestamppb.Timestamp)(nil),         // 44: google.protobuf.Timestamp
 }
 var file_lethe_fulfillment_v1_fulfillment_proto_depIdxs = []int32{
 	0,  // 0: lethe.fulfillment.v1.Complaint.category:type_name -> lethe.fulfillment.v1.ComplaintCategory
 	1,  // 1: lethe.fulfillment.v1.Complaint.state:type_name -> lethe.fulfillment.v1.ComplaintState
-	40, // 2: lethe.fulfillment.v1.Complaint.create_time:type_name -> google.protobuf.Timestamp
-	40, // 3: lethe.fulfillment.v1.Complaint.acknowledge_due_time:type_name -> google.protobuf.Timestamp
-	40, // 4: lethe.fulfillment.v1.Complaint.resolve_due_time:type_name -> google.protobuf.Timestamp
-	40, // 5: lethe.fulfillment.v1.Complaint.acknowledge_time:type_name -> google.protobuf.Timestamp
-	40, // 6: lethe.fulfillment.v1.Complaint.resolve_time:type_name -> google.protobuf.Timestamp
+	44, // 2: lethe.fulfillment.v1.Complaint.create_time:type_name -> google.protobuf.Timestamp
+	44, // 3: lethe.fulfillment.v1.Complaint.acknowledge_due_time:type_name -> google.protobuf.Timestamp
+	44, // 4: lethe.fulfillment.v1.Complaint.resolve_due_time:type_name -> google.protobuf.Timestamp
+	44, // 5: lethe.fulfillment.v1.Complaint.acknowledge_time:type_name -> google.protobuf.Timestamp
+	44, // 6: lethe.fulfillment.v1.Complaint.resolve_time:type_name -> google.protobuf.Timestamp
 	6,  // 7: lethe.fulfillment.v1.CreateComplaintRequest.complaint:type_name -> lethe.fulfillment.v1.Complaint
 	6,  // 8: lethe.fulfillment.v1.ListComplaintsResponse.complaints:type_name -> lethe.fulfillment.v1.Complaint
-	40, // 9: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
+	44, // 9: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
 	2,  // 10: lethe.fulfillment.v1.PrivacyRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
 	3,  // 11: lethe.fulfillment.v1.PrivacyRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
 	5,  // 12: lethe.fulfillment.v1.PrivacyRequest.origin:type_name -> lethe.fulfillment.v1.RequestOrigin
 	4,  // 13: lethe.fulfillment.v1.PrivacyRequest.state:type_name -> lethe.fulfillment.v1.RequestState
-	40, // 14: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
-	40, // 15: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
-	40, // 16: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
+	44, // 14: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
+	44, // 15: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
+	44, // 16: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
 	14, // 17: lethe.fulfillment.v1.PrivacyRequest.progress:type_name -> lethe.fulfillment.v1.StepProgress
-	40, // 18: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
+	44, // 18: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
 	15, // 19: lethe.fulfillment.v1.CreatePrivacyRequestRequest.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
 	15, // 20: lethe.fulfillment.v1.ListPrivacyRequestsResponse.privacy_requests:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	40, // 21: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
+	44, // 21: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
 	30, // 22: lethe.fulfillment.v1.ReceiptKeys.keys:type_name -> lethe.fulfillment.v1.ReceiptKey
 	2,  // 23: lethe.fulfillment.v1.KindStatistics.kind:type_name -> lethe.fulfillment.v1.RequestKind
 	33, // 24: lethe.fulfillment.v1.RequestStatistics.kinds:type_name -> lethe.fulfillment.v1.KindStatistics
 	35, // 25: lethe.fulfillment.v1.RequestStatistics.operator_actions:type_name -> lethe.fulfillment.v1.ActionCount
 	13, // 26: lethe.fulfillment.v1.RequestStatistics.complaints:type_name -> lethe.fulfillment.v1.ComplaintStatistics
-	40, // 27: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	44, // 27: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	36, // 28: lethe.fulfillment.v1.RecordAuditEventRequest.audit_event:type_name -> lethe.fulfillment.v1.AuditEvent
 	36, // 29: lethe.fulfillment.v1.ListAuditEventsResponse.audit_events:type_name -> lethe.fulfillment.v1.AuditEvent
-	16, // 30: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	17, // 31: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
-	18, // 32: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	20, // 33: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	21, // 34: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	22, // 35: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	23, // 36: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
-	24, // 37: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	25, // 38: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
-	27, // 39: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
-	29, // 40: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
-	32, // 41: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
-	38, // 42: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
-	37, // 43: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
-	7,  // 44: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:input_type -> lethe.fulfillment.v1.CreateComplaintRequest
-	8,  // 45: lethe.fulfillment.v1.FulfillmentService.GetComplaint:input_type -> lethe.fulfillment.v1.GetComplaintRequest
-	9,  // 46: lethe.fulfillment.v1.FulfillmentService.ListComplaints:input_type -> lethe.fulfillment.v1.ListComplaintsRequest
-	11, // 47: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:input_type -> lethe.fulfillment.v1.AcknowledgeComplaintRequest
-	12, // 48: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:input_type -> lethe.fulfillment.v1.ResolveComplaintRequest
-	15, // 49: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	15, // 50: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 51: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	15, // 52: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	15, // 53: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	15, // 54: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	15, // 55: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	15, // 56: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	26, // 57: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
-	28, // 58: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
-	31, // 59: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
-	34, // 60: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
-	39, // 61: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
-	36, // 62: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
-	6,  // 63: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	6,  // 64: lethe.fulfillment.v1.FulfillmentService.GetComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	10, // 65: lethe.fulfillment.v1.FulfillmentService.ListComplaints:output_type -> lethe.fulfillment.v1.ListComplaintsResponse
-	6,  // 66: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	6,  // 67: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	49, // [49:68] is the sub-list for method output_type
-	30, // [30:49] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	44, // 30: lethe.fulfillment.v1.MemberLegalHold.expire_time:type_name -> google.protobuf.Timestamp
+	44, // 31: lethe.fulfillment.v1.MemberLegalHold.set_time:type_name -> google.protobuf.Timestamp
+	44, // 32: lethe.fulfillment.v1.MemberLegalHold.release_time:type_name -> google.protobuf.Timestamp
+	44, // 33: lethe.fulfillment.v1.SetMemberLegalHoldRequest.expire_time:type_name -> google.protobuf.Timestamp
+	16, // 34: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	17, // 35: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
+	18, // 36: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	20, // 37: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	21, // 38: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	22, // 39: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	23, // 40: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
+	24, // 41: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	41, // 42: lethe.fulfillment.v1.FulfillmentService.SetMemberLegalHold:input_type -> lethe.fulfillment.v1.SetMemberLegalHoldRequest
+	42, // 43: lethe.fulfillment.v1.FulfillmentService.ReleaseMemberLegalHold:input_type -> lethe.fulfillment.v1.ReleaseMemberLegalHoldRequest
+	43, // 44: lethe.fulfillment.v1.FulfillmentService.GetMemberLegalHold:input_type -> lethe.fulfillment.v1.GetMemberLegalHoldRequest
+	25, // 45: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
+	27, // 46: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
+	29, // 47: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
+	32, // 48: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
+	38, // 49: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
+	37, // 50: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
+	7,  // 51: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:input_type -> lethe.fulfillment.v1.CreateComplaintRequest
+	8,  // 52: lethe.fulfillment.v1.FulfillmentService.GetComplaint:input_type -> lethe.fulfillment.v1.GetComplaintRequest
+	9,  // 53: lethe.fulfillment.v1.FulfillmentService.ListComplaints:input_type -> lethe.fulfillment.v1.ListComplaintsRequest
+	11, // 54: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:input_type -> lethe.fulfillment.v1.AcknowledgeComplaintRequest
+	12, // 55: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:input_type -> lethe.fulfillment.v1.ResolveComplaintRequest
+	15, // 56: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	15, // 57: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 58: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	15, // 59: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	15, // 60: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	15, // 61: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	15, // 62: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	15, // 63: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	40, // 64: lethe.fulfillment.v1.FulfillmentService.SetMemberLegalHold:output_type -> lethe.fulfillment.v1.MemberLegalHold
+	40, // 65: lethe.fulfillment.v1.FulfillmentService.ReleaseMemberLegalHold:output_type -> lethe.fulfillment.v1.MemberLegalHold
+	40, // 66: lethe.fulfillment.v1.FulfillmentService.GetMemberLegalHold:output_type -> lethe.fulfillment.v1.MemberLegalHold
+	26, // 67: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
+	28, // 68: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
+	31, // 69: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
+	34, // 70: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
+	39, // 71: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
+	36, // 72: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
+	6,  // 73: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	6,  // 74: lethe.fulfillment.v1.FulfillmentService.GetComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	10, // 75: lethe.fulfillment.v1.FulfillmentService.ListComplaints:output_type -> lethe.fulfillment.v1.ListComplaintsResponse
+	6,  // 76: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	6,  // 77: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	56, // [56:78] is the sub-list for method output_type
+	34, // [34:56] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_lethe_fulfillment_v1_fulfillment_proto_init() }
@@ -3086,7 +3400,7 @@ func file_lethe_fulfillment_v1_fulfillment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc), len(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   34,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

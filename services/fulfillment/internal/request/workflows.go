@@ -41,6 +41,11 @@ type run struct {
 	// came: the erasure is a child's now — verified, no cooling-off, no cancelling.
 	childUpgrade bool
 	upgraded     bool
+	// memberHolds is set on erasures new enough to wait while their member's data is on
+	// legal hold (operators' per-member holds); memberHoldChanged says a hold was set or
+	// released since the last look.
+	memberHolds       bool
+	memberHoldChanged bool
 }
 
 func (r *run) setStatus(ctx workflow.Context, status string) error {
@@ -119,6 +124,7 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 	r.replanOnExtend = workflow.GetVersion(ctx, "replan-on-extend", workflow.DefaultVersion, 1) == 1
 	r.archiveLifecycle = workflow.GetVersion(ctx, "archive-lifecycle", workflow.DefaultVersion, 1) == 1
 	r.childUpgrade = r.in.Kind == KindErasure && workflow.GetVersion(ctx, "child-upgrade", workflow.DefaultVersion, 1) == 1
+	r.memberHolds = r.in.Kind != KindAccess && workflow.GetVersion(ctx, "member-hold", workflow.DefaultVersion, 1) == 1
 	r.listen(ctx)
 	r.escalate(ctx)
 	r.verified = r.in.Verified
@@ -153,6 +159,11 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 	r.canceled = false // cancelling is only possible until here
 	if err := r.waitWhileHeld(ctx); err != nil {
 		return Result{}, err
+	}
+	if r.memberHolds {
+		if err := r.waitWhileMemberHeld(ctx); err != nil {
+			return r.fail(ctx, err)
+		}
 	}
 	if err := r.setStatus(ctx, "in_progress"); err != nil {
 		return Result{}, err
@@ -203,6 +214,7 @@ func (r *run) listen(ctx workflow.Context) {
 		release := workflow.GetSignalChannel(ctx, ReleaseSignal)
 		extend := workflow.GetSignalChannel(ctx, ExtendSignal)
 		child := workflow.GetSignalChannel(ctx, ChildErasureSignal)
+		memberHold := workflow.GetSignalChannel(ctx, MemberHoldSignal)
 		for {
 			sel := workflow.NewSelector(ctx)
 			if r.replanOnExtend {
@@ -225,6 +237,9 @@ func (r *run) listen(ctx workflow.Context) {
 						_ = workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyKeyword(SAKind).ValueSet(KindChildErasure))
 					}
 				})
+			}
+			if r.memberHolds {
+				sel.AddReceive(memberHold, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.memberHoldChanged = true })
 			}
 			sel.AddReceive(verify, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.verified = true })
 			sel.AddReceive(cancel, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.canceled = !r.upgraded })
