@@ -157,6 +157,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		}
 		s.prefs = conn
 		s.Server.AdChoices = adChoices{preferencesv1.NewPreferencesServiceClient(conn)}
+		s.Server.PolicyConsent = adChoices{preferencesv1.NewPreferencesServiceClient(conn)}
 	}
 	if cfg.IdentityAddress != "" {
 		conn, err := transport.FromEnv().Dial(cfg.IdentityAddress)
@@ -297,6 +298,18 @@ func (a adChoices) AdChoice(ctx context.Context, memberID string) (impl.AdChoice
 		return impl.AdChoice{}, err
 	}
 	return impl.AdChoice{PersonalizedAds: p.GetPersonalizedAds(), SaleSharingOptOut: p.GetSaleSharingOptOut(), GPC: p.GetGpcSignalTime() != nil}, nil
+}
+
+// MissingPolicyVersions asks preferences which policy changes for purpose the member
+// has yet to accept.
+func (a adChoices) MissingPolicyVersions(ctx context.Context, memberID, purpose string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := a.c.CheckPolicyConsent(ctx, &preferencesv1.CheckPolicyConsentRequest{Member: "members/" + memberID, Purpose: purpose})
+	if err != nil {
+		return nil, err
+	}
+	return res.GetMissingVersions(), nil
 }
 
 // identityMailer sends notice emails through identity's NotifyMember, as an internal caller.

@@ -63,6 +63,9 @@ type Server struct {
 	// AdChoices reads members' ad choices from preferences; nil refuses every sale or
 	// sharing with UNAVAILABLE.
 	AdChoices AdChoices
+	// PolicyConsent reads members' acceptances of policy changes from preferences; nil
+	// refuses every disclosure with UNAVAILABLE.
+	PolicyConsent PolicyConsent
 }
 
 const defaultNoticePeriod = 30 * 24 * time.Hour
