@@ -898,9 +898,12 @@ type AdPreferences struct {
 	// gpc_signal_time is when a Global Privacy Control signal was last seen.
 	GpcSignalTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=gpc_signal_time,json=gpcSignalTime,proto3" json:"gpc_signal_time,omitempty"`
 	// update_time is the last change.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// processing_restricted is true while a restriction of processing is in force (a
+	// restriction request): nothing is personalized and no marketing is sent.
+	ProcessingRestricted bool `protobuf:"varint,6,opt,name=processing_restricted,json=processingRestricted,proto3" json:"processing_restricted,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *AdPreferences) Reset() {
@@ -968,6 +971,196 @@ func (x *AdPreferences) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *AdPreferences) GetProcessingRestricted() bool {
+	if x != nil {
+		return x.ProcessingRestricted
+	}
+	return false
+}
+
+// AuthorizeMarketingRequest asks whether a marketing message may be sent.
+type AuthorizeMarketingRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// member is "members/{member}".
+	Member string `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// channel of the message.
+	Channel Channel `protobuf:"varint,2,opt,name=channel,proto3,enum=lethe.preferences.v1.Channel" json:"channel,omitempty"`
+	// topic of the message (not TOPIC_TRANSACTIONAL, which is not marketing).
+	Topic         Topic `protobuf:"varint,3,opt,name=topic,proto3,enum=lethe.preferences.v1.Topic" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizeMarketingRequest) Reset() {
+	*x = AuthorizeMarketingRequest{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizeMarketingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizeMarketingRequest) ProtoMessage() {}
+
+func (x *AuthorizeMarketingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizeMarketingRequest.ProtoReflect.Descriptor instead.
+func (*AuthorizeMarketingRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AuthorizeMarketingRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *AuthorizeMarketingRequest) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *AuthorizeMarketingRequest) GetTopic() Topic {
+	if x != nil {
+		return x.Topic
+	}
+	return Topic_TOPIC_UNSPECIFIED
+}
+
+// AuthorizeMarketingResponse answers.
+type AuthorizeMarketingResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// allowed is true when the message may be sent.
+	Allowed bool `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// reason is "ALLOWED", "NOT_SUBSCRIBED" or "PROCESSING_RESTRICTED".
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizeMarketingResponse) Reset() {
+	*x = AuthorizeMarketingResponse{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizeMarketingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizeMarketingResponse) ProtoMessage() {}
+
+func (x *AuthorizeMarketingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizeMarketingResponse.ProtoReflect.Descriptor instead.
+func (*AuthorizeMarketingResponse) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AuthorizeMarketingResponse) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *AuthorizeMarketingResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// SetProcessingRestrictionRequest restricts or lifts.
+type SetProcessingRestrictionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/adPreferences".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// restricted is true to restrict, false to lift.
+	Restricted bool `protobuf:"varint,2,opt,name=restricted,proto3" json:"restricted,omitempty"`
+	// reference is the privacy request that asked for it.
+	Reference     string `protobuf:"bytes,3,opt,name=reference,proto3" json:"reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetProcessingRestrictionRequest) Reset() {
+	*x = SetProcessingRestrictionRequest{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetProcessingRestrictionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetProcessingRestrictionRequest) ProtoMessage() {}
+
+func (x *SetProcessingRestrictionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetProcessingRestrictionRequest.ProtoReflect.Descriptor instead.
+func (*SetProcessingRestrictionRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SetProcessingRestrictionRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetProcessingRestrictionRequest) GetRestricted() bool {
+	if x != nil {
+		return x.Restricted
+	}
+	return false
+}
+
+func (x *SetProcessingRestrictionRequest) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
 // GetAdPreferencesRequest names ad settings.
 type GetAdPreferencesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -979,7 +1172,7 @@ type GetAdPreferencesRequest struct {
 
 func (x *GetAdPreferencesRequest) Reset() {
 	*x = GetAdPreferencesRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[10]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1184,7 @@ func (x *GetAdPreferencesRequest) String() string {
 func (*GetAdPreferencesRequest) ProtoMessage() {}
 
 func (x *GetAdPreferencesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[10]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1197,7 @@ func (x *GetAdPreferencesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAdPreferencesRequest.ProtoReflect.Descriptor instead.
 func (*GetAdPreferencesRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{10}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetAdPreferencesRequest) GetName() string {
@@ -1031,7 +1224,7 @@ type UpdateAdPreferencesRequest struct {
 
 func (x *UpdateAdPreferencesRequest) Reset() {
 	*x = UpdateAdPreferencesRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[11]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1236,7 @@ func (x *UpdateAdPreferencesRequest) String() string {
 func (*UpdateAdPreferencesRequest) ProtoMessage() {}
 
 func (x *UpdateAdPreferencesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[11]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1249,7 @@ func (x *UpdateAdPreferencesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAdPreferencesRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAdPreferencesRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{11}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateAdPreferencesRequest) GetAdPreferences() *AdPreferences {
@@ -1098,7 +1291,7 @@ type RecordGlobalPrivacyControlRequest struct {
 
 func (x *RecordGlobalPrivacyControlRequest) Reset() {
 	*x = RecordGlobalPrivacyControlRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[12]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1303,7 @@ func (x *RecordGlobalPrivacyControlRequest) String() string {
 func (*RecordGlobalPrivacyControlRequest) ProtoMessage() {}
 
 func (x *RecordGlobalPrivacyControlRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[12]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1316,7 @@ func (x *RecordGlobalPrivacyControlRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use RecordGlobalPrivacyControlRequest.ProtoReflect.Descriptor instead.
 func (*RecordGlobalPrivacyControlRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{12}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RecordGlobalPrivacyControlRequest) GetName() string {
@@ -1152,7 +1345,7 @@ type ProfileVisibility struct {
 
 func (x *ProfileVisibility) Reset() {
 	*x = ProfileVisibility{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[13]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1357,7 @@ func (x *ProfileVisibility) String() string {
 func (*ProfileVisibility) ProtoMessage() {}
 
 func (x *ProfileVisibility) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[13]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1370,7 @@ func (x *ProfileVisibility) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProfileVisibility.ProtoReflect.Descriptor instead.
 func (*ProfileVisibility) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{13}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ProfileVisibility) GetName() string {
@@ -1226,7 +1419,7 @@ type GetProfileVisibilityRequest struct {
 
 func (x *GetProfileVisibilityRequest) Reset() {
 	*x = GetProfileVisibilityRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[14]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1431,7 @@ func (x *GetProfileVisibilityRequest) String() string {
 func (*GetProfileVisibilityRequest) ProtoMessage() {}
 
 func (x *GetProfileVisibilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[14]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1444,7 @@ func (x *GetProfileVisibilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileVisibilityRequest.ProtoReflect.Descriptor instead.
 func (*GetProfileVisibilityRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{14}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetProfileVisibilityRequest) GetName() string {
@@ -1274,7 +1467,7 @@ type UpdateProfileVisibilityRequest struct {
 
 func (x *UpdateProfileVisibilityRequest) Reset() {
 	*x = UpdateProfileVisibilityRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[15]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1479,7 @@ func (x *UpdateProfileVisibilityRequest) String() string {
 func (*UpdateProfileVisibilityRequest) ProtoMessage() {}
 
 func (x *UpdateProfileVisibilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[15]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1492,7 @@ func (x *UpdateProfileVisibilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProfileVisibilityRequest.ProtoReflect.Descriptor instead.
 func (*UpdateProfileVisibilityRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{15}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateProfileVisibilityRequest) GetProfileVisibility() *ProfileVisibility {
@@ -1337,7 +1530,7 @@ type SocialConnection struct {
 
 func (x *SocialConnection) Reset() {
 	*x = SocialConnection{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[16]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1542,7 @@ func (x *SocialConnection) String() string {
 func (*SocialConnection) ProtoMessage() {}
 
 func (x *SocialConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[16]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1555,7 @@ func (x *SocialConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SocialConnection.ProtoReflect.Descriptor instead.
 func (*SocialConnection) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{16}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SocialConnection) GetName() string {
@@ -1418,7 +1611,7 @@ type ListSocialConnectionsRequest struct {
 
 func (x *ListSocialConnectionsRequest) Reset() {
 	*x = ListSocialConnectionsRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[17]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1623,7 @@ func (x *ListSocialConnectionsRequest) String() string {
 func (*ListSocialConnectionsRequest) ProtoMessage() {}
 
 func (x *ListSocialConnectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[17]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1636,7 @@ func (x *ListSocialConnectionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSocialConnectionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSocialConnectionsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{17}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListSocialConnectionsRequest) GetParent() string {
@@ -1464,7 +1657,7 @@ type ListSocialConnectionsResponse struct {
 
 func (x *ListSocialConnectionsResponse) Reset() {
 	*x = ListSocialConnectionsResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[18]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1669,7 @@ func (x *ListSocialConnectionsResponse) String() string {
 func (*ListSocialConnectionsResponse) ProtoMessage() {}
 
 func (x *ListSocialConnectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[18]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1682,7 @@ func (x *ListSocialConnectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSocialConnectionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSocialConnectionsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{18}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListSocialConnectionsResponse) GetSocialConnections() []*SocialConnection {
@@ -1514,7 +1707,7 @@ type CreateSocialConnectionRequest struct {
 
 func (x *CreateSocialConnectionRequest) Reset() {
 	*x = CreateSocialConnectionRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[19]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1719,7 @@ func (x *CreateSocialConnectionRequest) String() string {
 func (*CreateSocialConnectionRequest) ProtoMessage() {}
 
 func (x *CreateSocialConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[19]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1732,7 @@ func (x *CreateSocialConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSocialConnectionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSocialConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{19}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateSocialConnectionRequest) GetParent() string {
@@ -1576,7 +1769,7 @@ type UpdateSocialConnectionRequest struct {
 
 func (x *UpdateSocialConnectionRequest) Reset() {
 	*x = UpdateSocialConnectionRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[20]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1781,7 @@ func (x *UpdateSocialConnectionRequest) String() string {
 func (*UpdateSocialConnectionRequest) ProtoMessage() {}
 
 func (x *UpdateSocialConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[20]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1794,7 @@ func (x *UpdateSocialConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSocialConnectionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSocialConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{20}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateSocialConnectionRequest) GetSocialConnection() *SocialConnection {
@@ -1629,7 +1822,7 @@ type DeleteSocialConnectionRequest struct {
 
 func (x *DeleteSocialConnectionRequest) Reset() {
 	*x = DeleteSocialConnectionRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[21]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1641,7 +1834,7 @@ func (x *DeleteSocialConnectionRequest) String() string {
 func (*DeleteSocialConnectionRequest) ProtoMessage() {}
 
 func (x *DeleteSocialConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[21]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +1847,7 @@ func (x *DeleteSocialConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSocialConnectionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSocialConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{21}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteSocialConnectionRequest) GetName() string {
@@ -1683,7 +1876,7 @@ type ViewingEvent struct {
 
 func (x *ViewingEvent) Reset() {
 	*x = ViewingEvent{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[22]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1888,7 @@ func (x *ViewingEvent) String() string {
 func (*ViewingEvent) ProtoMessage() {}
 
 func (x *ViewingEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[22]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1901,7 @@ func (x *ViewingEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ViewingEvent.ProtoReflect.Descriptor instead.
 func (*ViewingEvent) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{22}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ViewingEvent) GetName() string {
@@ -1761,7 +1954,7 @@ type CreateViewingEventRequest struct {
 
 func (x *CreateViewingEventRequest) Reset() {
 	*x = CreateViewingEventRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[23]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +1966,7 @@ func (x *CreateViewingEventRequest) String() string {
 func (*CreateViewingEventRequest) ProtoMessage() {}
 
 func (x *CreateViewingEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[23]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +1979,7 @@ func (x *CreateViewingEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateViewingEventRequest.ProtoReflect.Descriptor instead.
 func (*CreateViewingEventRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{23}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateViewingEventRequest) GetParent() string {
@@ -1825,7 +2018,7 @@ type ListViewingEventsRequest struct {
 
 func (x *ListViewingEventsRequest) Reset() {
 	*x = ListViewingEventsRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[24]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1837,7 +2030,7 @@ func (x *ListViewingEventsRequest) String() string {
 func (*ListViewingEventsRequest) ProtoMessage() {}
 
 func (x *ListViewingEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[24]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1850,7 +2043,7 @@ func (x *ListViewingEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListViewingEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListViewingEventsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{24}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListViewingEventsRequest) GetParent() string {
@@ -1887,7 +2080,7 @@ type ListViewingEventsResponse struct {
 
 func (x *ListViewingEventsResponse) Reset() {
 	*x = ListViewingEventsResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[25]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +2092,7 @@ func (x *ListViewingEventsResponse) String() string {
 func (*ListViewingEventsResponse) ProtoMessage() {}
 
 func (x *ListViewingEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[25]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +2105,7 @@ func (x *ListViewingEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListViewingEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListViewingEventsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{25}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListViewingEventsResponse) GetViewingEvents() []*ViewingEvent {
@@ -1940,7 +2133,7 @@ type DeleteViewingEventRequest struct {
 
 func (x *DeleteViewingEventRequest) Reset() {
 	*x = DeleteViewingEventRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[26]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2145,7 @@ func (x *DeleteViewingEventRequest) String() string {
 func (*DeleteViewingEventRequest) ProtoMessage() {}
 
 func (x *DeleteViewingEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[26]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2158,7 @@ func (x *DeleteViewingEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteViewingEventRequest.ProtoReflect.Descriptor instead.
 func (*DeleteViewingEventRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{26}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeleteViewingEventRequest) GetName() string {
@@ -1986,7 +2179,7 @@ type ClearViewingHistoryRequest struct {
 
 func (x *ClearViewingHistoryRequest) Reset() {
 	*x = ClearViewingHistoryRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[27]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2191,7 @@ func (x *ClearViewingHistoryRequest) String() string {
 func (*ClearViewingHistoryRequest) ProtoMessage() {}
 
 func (x *ClearViewingHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[27]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2204,7 @@ func (x *ClearViewingHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearViewingHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ClearViewingHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{27}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClearViewingHistoryRequest) GetParent() string {
@@ -2032,7 +2225,7 @@ type ClearViewingHistoryResponse struct {
 
 func (x *ClearViewingHistoryResponse) Reset() {
 	*x = ClearViewingHistoryResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[28]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2044,7 +2237,7 @@ func (x *ClearViewingHistoryResponse) String() string {
 func (*ClearViewingHistoryResponse) ProtoMessage() {}
 
 func (x *ClearViewingHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[28]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2057,7 +2250,7 @@ func (x *ClearViewingHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearViewingHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ClearViewingHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{28}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ClearViewingHistoryResponse) GetDeletedCount() int64 {
@@ -2082,7 +2275,7 @@ type Rating struct {
 
 func (x *Rating) Reset() {
 	*x = Rating{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[29]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2287,7 @@ func (x *Rating) String() string {
 func (*Rating) ProtoMessage() {}
 
 func (x *Rating) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[29]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2300,7 @@ func (x *Rating) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rating.ProtoReflect.Descriptor instead.
 func (*Rating) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{29}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Rating) GetName() string {
@@ -2142,7 +2335,7 @@ type SetRatingRequest struct {
 
 func (x *SetRatingRequest) Reset() {
 	*x = SetRatingRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[30]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2347,7 @@ func (x *SetRatingRequest) String() string {
 func (*SetRatingRequest) ProtoMessage() {}
 
 func (x *SetRatingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[30]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2360,7 @@ func (x *SetRatingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRatingRequest.ProtoReflect.Descriptor instead.
 func (*SetRatingRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{30}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SetRatingRequest) GetRating() *Rating {
@@ -2192,7 +2385,7 @@ type ListRatingsRequest struct {
 
 func (x *ListRatingsRequest) Reset() {
 	*x = ListRatingsRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[31]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2397,7 @@ func (x *ListRatingsRequest) String() string {
 func (*ListRatingsRequest) ProtoMessage() {}
 
 func (x *ListRatingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[31]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2410,7 @@ func (x *ListRatingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRatingsRequest.ProtoReflect.Descriptor instead.
 func (*ListRatingsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{31}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListRatingsRequest) GetParent() string {
@@ -2254,7 +2447,7 @@ type ListRatingsResponse struct {
 
 func (x *ListRatingsResponse) Reset() {
 	*x = ListRatingsResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[32]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2266,7 +2459,7 @@ func (x *ListRatingsResponse) String() string {
 func (*ListRatingsResponse) ProtoMessage() {}
 
 func (x *ListRatingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[32]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2279,7 +2472,7 @@ func (x *ListRatingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRatingsResponse.ProtoReflect.Descriptor instead.
 func (*ListRatingsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{32}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListRatingsResponse) GetRatings() []*Rating {
@@ -2307,7 +2500,7 @@ type DeleteRatingRequest struct {
 
 func (x *DeleteRatingRequest) Reset() {
 	*x = DeleteRatingRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[33]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2319,7 +2512,7 @@ func (x *DeleteRatingRequest) String() string {
 func (*DeleteRatingRequest) ProtoMessage() {}
 
 func (x *DeleteRatingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[33]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2332,7 +2525,7 @@ func (x *DeleteRatingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRatingRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRatingRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{33}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DeleteRatingRequest) GetName() string {
@@ -2353,7 +2546,7 @@ type GetTitleStatisticsRequest struct {
 
 func (x *GetTitleStatisticsRequest) Reset() {
 	*x = GetTitleStatisticsRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[34]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2365,7 +2558,7 @@ func (x *GetTitleStatisticsRequest) String() string {
 func (*GetTitleStatisticsRequest) ProtoMessage() {}
 
 func (x *GetTitleStatisticsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[34]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2378,7 +2571,7 @@ func (x *GetTitleStatisticsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTitleStatisticsRequest.ProtoReflect.Descriptor instead.
 func (*GetTitleStatisticsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{34}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetTitleStatisticsRequest) GetName() string {
@@ -2405,7 +2598,7 @@ type TitleStatistics struct {
 
 func (x *TitleStatistics) Reset() {
 	*x = TitleStatistics{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[35]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2417,7 +2610,7 @@ func (x *TitleStatistics) String() string {
 func (*TitleStatistics) ProtoMessage() {}
 
 func (x *TitleStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[35]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2430,7 +2623,7 @@ func (x *TitleStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TitleStatistics.ProtoReflect.Descriptor instead.
 func (*TitleStatistics) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{35}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TitleStatistics) GetName() string {
@@ -2476,7 +2669,7 @@ type CreateUnsubscribeTokenRequest struct {
 
 func (x *CreateUnsubscribeTokenRequest) Reset() {
 	*x = CreateUnsubscribeTokenRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[36]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2488,7 +2681,7 @@ func (x *CreateUnsubscribeTokenRequest) String() string {
 func (*CreateUnsubscribeTokenRequest) ProtoMessage() {}
 
 func (x *CreateUnsubscribeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[36]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2501,7 +2694,7 @@ func (x *CreateUnsubscribeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUnsubscribeTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateUnsubscribeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{36}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateUnsubscribeTokenRequest) GetName() string {
@@ -2538,7 +2731,7 @@ type UnsubscribeToken struct {
 
 func (x *UnsubscribeToken) Reset() {
 	*x = UnsubscribeToken{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[37]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2550,7 +2743,7 @@ func (x *UnsubscribeToken) String() string {
 func (*UnsubscribeToken) ProtoMessage() {}
 
 func (x *UnsubscribeToken) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[37]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2563,7 +2756,7 @@ func (x *UnsubscribeToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsubscribeToken.ProtoReflect.Descriptor instead.
 func (*UnsubscribeToken) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{37}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UnsubscribeToken) GetToken() string {
@@ -2591,7 +2784,7 @@ type UnsubscribeRequest struct {
 
 func (x *UnsubscribeRequest) Reset() {
 	*x = UnsubscribeRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[38]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2603,7 +2796,7 @@ func (x *UnsubscribeRequest) String() string {
 func (*UnsubscribeRequest) ProtoMessage() {}
 
 func (x *UnsubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[38]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2616,7 +2809,7 @@ func (x *UnsubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsubscribeRequest.ProtoReflect.Descriptor instead.
 func (*UnsubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{38}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnsubscribeRequest) GetToken() string {
@@ -2639,7 +2832,7 @@ type UnsubscribeResponse struct {
 
 func (x *UnsubscribeResponse) Reset() {
 	*x = UnsubscribeResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[39]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2651,7 +2844,7 @@ func (x *UnsubscribeResponse) String() string {
 func (*UnsubscribeResponse) ProtoMessage() {}
 
 func (x *UnsubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[39]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2664,7 +2857,7 @@ func (x *UnsubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsubscribeResponse.ProtoReflect.Descriptor instead.
 func (*UnsubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{39}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UnsubscribeResponse) GetChannel() Channel {
@@ -2760,7 +2953,7 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x1aListConsentRecordsResponse\x12L\n" +
 	"\x0fconsent_records\x18\x01 \x03(\v2#.lethe.preferences.v1.ConsentRecordR\x0econsentRecords\x12A\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\rnextPageToken\"\xa0\x03\n" +
+	"\x11system.operations\x10\x04R\rnextPageToken\"\xf7\x03\n" +
 	"\rAdPreferences\x12*\n" +
 	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
 	"\x0euser.unique_id\x10\x01R\x04name\x12K\n" +
@@ -2772,7 +2965,30 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x18user.privacy_preferences\x10\x01R\rgpcSignalTime\x12]\n" +
 	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB \xea\xe0\x18\x1c\n" +
 	"\x18user.privacy_preferences\x10\x01R\n" +
-	"updateTime\"E\n" +
+	"updateTime\x12U\n" +
+	"\x15processing_restricted\x18\x06 \x01(\bB \xea\xe0\x18\x1c\n" +
+	"\x18user.privacy_preferences\x10\x01R\x14processingRestricted\"\xed\x01\n" +
+	"\x19AuthorizeMarketingRequest\x12.\n" +
+	"\x06member\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x06member\x12R\n" +
+	"\achannel\x18\x02 \x01(\x0e2\x1d.lethe.preferences.v1.ChannelB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\achannel\x12L\n" +
+	"\x05topic\x18\x03 \x01(\x0e2\x1b.lethe.preferences.v1.TopicB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05topic\"\x84\x01\n" +
+	"\x1aAuthorizeMarketingResponse\x123\n" +
+	"\aallowed\x18\x01 \x01(\bB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\aallowed\x121\n" +
+	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"\xc8\x01\n" +
+	"\x1fSetProcessingRestrictionRequest\x12*\n" +
+	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x04name\x12@\n" +
+	"\n" +
+	"restricted\x18\x02 \x01(\bB \xea\xe0\x18\x1c\n" +
+	"\x18user.privacy_preferences\x10\x01R\n" +
+	"restricted\x127\n" +
+	"\treference\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\treference\"E\n" +
 	"\x17GetAdPreferencesRequest\x12*\n" +
 	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
 	"\x0euser.unique_id\x10\x01R\x04name\"\xe8\x02\n" +
@@ -2967,7 +3183,7 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x16VISIBILITY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VISIBILITY_PUBLIC\x10\x01\x12\x16\n" +
 	"\x12VISIBILITY_MEMBERS\x10\x02\x12\x16\n" +
-	"\x12VISIBILITY_PRIVATE\x10\x032\xff\x1e\n" +
+	"\x12VISIBILITY_PRIVATE\x10\x032\xfc \n" +
 	"\x12PreferencesService\x12\xc2\x01\n" +
 	"\x1bGetCommunicationPreferences\x128.lethe.preferences.v1.GetCommunicationPreferencesRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"9\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02/\x12-/v1/{name=members/*/communicationPreferences}\x12\xcb\x01\n" +
 	"\x1eUpdateCommunicationPreferences\x12;.lethe.preferences.v1.UpdateCommunicationPreferencesRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"<\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x022:\x01*2-/v1/{name=members/*/communicationPreferences}\x12\xc0\x01\n" +
@@ -2975,7 +3191,9 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x12ListConsentRecords\x12/.lethe.preferences.v1.ListConsentRecordsRequest\x1a0.lethe.preferences.v1.ListConsentRecordsResponse\"1\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02'\x12%/v1/{parent=members/*}/consentRecords\x12\x96\x01\n" +
 	"\x10GetAdPreferences\x12-.lethe.preferences.v1.GetAdPreferencesRequest\x1a#.lethe.preferences.v1.AdPreferences\".\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02$\x12\"/v1/{name=members/*/adPreferences}\x12\xbb\x01\n" +
 	"\x13UpdateAdPreferences\x120.lethe.preferences.v1.UpdateAdPreferencesRequest\x1a#.lethe.preferences.v1.AdPreferences\"M\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02C:\x0ead_preferences21/v1/{ad_preferences.name=members/*/adPreferences}\x12\xc8\x01\n" +
-	"\x1aRecordGlobalPrivacyControl\x127.lethe.preferences.v1.RecordGlobalPrivacyControlRequest\x1a#.lethe.preferences.v1.AdPreferences\"L\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02B:\x01*\"=/v1/{name=members/*/adPreferences}:recordGlobalPrivacyControl\x12\xa6\x01\n" +
+	"\x1aRecordGlobalPrivacyControl\x127.lethe.preferences.v1.RecordGlobalPrivacyControlRequest\x1a#.lethe.preferences.v1.AdPreferences\"L\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02B:\x01*\"=/v1/{name=members/*/adPreferences}:recordGlobalPrivacyControl\x12}\n" +
+	"\x12AuthorizeMarketing\x12/.lethe.preferences.v1.AuthorizeMarketingRequest\x1a0.lethe.preferences.v1.AuthorizeMarketingResponse\"\x04\xf0\xe0\x18\x05\x12|\n" +
+	"\x18SetProcessingRestriction\x125.lethe.preferences.v1.SetProcessingRestrictionRequest\x1a#.lethe.preferences.v1.AdPreferences\"\x04\xf0\xe0\x18\x05\x12\xa6\x01\n" +
 	"\x14GetProfileVisibility\x121.lethe.preferences.v1.GetProfileVisibilityRequest\x1a'.lethe.preferences.v1.ProfileVisibility\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/profileVisibility}\x12\xd3\x01\n" +
 	"\x17UpdateProfileVisibility\x124.lethe.preferences.v1.UpdateProfileVisibilityRequest\x1a'.lethe.preferences.v1.ProfileVisibility\"Y\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02O:\x12profile_visibility29/v1/{profile_visibility.name=members/*/profileVisibility}\x12\xb6\x01\n" +
 	"\x15ListSocialConnections\x122.lethe.preferences.v1.ListSocialConnectionsRequest\x1a3.lethe.preferences.v1.ListSocialConnectionsResponse\"4\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=members/*}/socialConnections\x12\xbe\x01\n" +
@@ -3006,7 +3224,7 @@ func file_lethe_preferences_v1_preferences_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_preferences_v1_preferences_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lethe_preferences_v1_preferences_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_lethe_preferences_v1_preferences_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_lethe_preferences_v1_preferences_proto_goTypes = []any{
 	(Channel)(0),                     // 0: lethe.preferences.v1.Channel
 	(Topic)(0),                       // 1: lethe.preferences.v1.Topic
@@ -3022,44 +3240,47 @@ var file_lethe_preferences_v1_preferences_proto_goTypes = []any{
 	(*ListConsentRecordsRequest)(nil),             // 11: lethe.preferences.v1.ListConsentRecordsRequest
 	(*ListConsentRecordsResponse)(nil),            // 12: lethe.preferences.v1.ListConsentRecordsResponse
 	(*AdPreferences)(nil),                         // 13: lethe.preferences.v1.AdPreferences
-	(*GetAdPreferencesRequest)(nil),               // 14: lethe.preferences.v1.GetAdPreferencesRequest
-	(*UpdateAdPreferencesRequest)(nil),            // 15: lethe.preferences.v1.UpdateAdPreferencesRequest
-	(*RecordGlobalPrivacyControlRequest)(nil),     // 16: lethe.preferences.v1.RecordGlobalPrivacyControlRequest
-	(*ProfileVisibility)(nil),                     // 17: lethe.preferences.v1.ProfileVisibility
-	(*GetProfileVisibilityRequest)(nil),           // 18: lethe.preferences.v1.GetProfileVisibilityRequest
-	(*UpdateProfileVisibilityRequest)(nil),        // 19: lethe.preferences.v1.UpdateProfileVisibilityRequest
-	(*SocialConnection)(nil),                      // 20: lethe.preferences.v1.SocialConnection
-	(*ListSocialConnectionsRequest)(nil),          // 21: lethe.preferences.v1.ListSocialConnectionsRequest
-	(*ListSocialConnectionsResponse)(nil),         // 22: lethe.preferences.v1.ListSocialConnectionsResponse
-	(*CreateSocialConnectionRequest)(nil),         // 23: lethe.preferences.v1.CreateSocialConnectionRequest
-	(*UpdateSocialConnectionRequest)(nil),         // 24: lethe.preferences.v1.UpdateSocialConnectionRequest
-	(*DeleteSocialConnectionRequest)(nil),         // 25: lethe.preferences.v1.DeleteSocialConnectionRequest
-	(*ViewingEvent)(nil),                          // 26: lethe.preferences.v1.ViewingEvent
-	(*CreateViewingEventRequest)(nil),             // 27: lethe.preferences.v1.CreateViewingEventRequest
-	(*ListViewingEventsRequest)(nil),              // 28: lethe.preferences.v1.ListViewingEventsRequest
-	(*ListViewingEventsResponse)(nil),             // 29: lethe.preferences.v1.ListViewingEventsResponse
-	(*DeleteViewingEventRequest)(nil),             // 30: lethe.preferences.v1.DeleteViewingEventRequest
-	(*ClearViewingHistoryRequest)(nil),            // 31: lethe.preferences.v1.ClearViewingHistoryRequest
-	(*ClearViewingHistoryResponse)(nil),           // 32: lethe.preferences.v1.ClearViewingHistoryResponse
-	(*Rating)(nil),                                // 33: lethe.preferences.v1.Rating
-	(*SetRatingRequest)(nil),                      // 34: lethe.preferences.v1.SetRatingRequest
-	(*ListRatingsRequest)(nil),                    // 35: lethe.preferences.v1.ListRatingsRequest
-	(*ListRatingsResponse)(nil),                   // 36: lethe.preferences.v1.ListRatingsResponse
-	(*DeleteRatingRequest)(nil),                   // 37: lethe.preferences.v1.DeleteRatingRequest
-	(*GetTitleStatisticsRequest)(nil),             // 38: lethe.preferences.v1.GetTitleStatisticsRequest
-	(*TitleStatistics)(nil),                       // 39: lethe.preferences.v1.TitleStatistics
-	(*CreateUnsubscribeTokenRequest)(nil),         // 40: lethe.preferences.v1.CreateUnsubscribeTokenRequest
-	(*UnsubscribeToken)(nil),                      // 41: lethe.preferences.v1.UnsubscribeToken
-	(*UnsubscribeRequest)(nil),                    // 42: lethe.preferences.v1.UnsubscribeRequest
-	(*UnsubscribeResponse)(nil),                   // 43: lethe.preferences.v1.UnsubscribeResponse
-	(*timestamppb.Timestamp)(nil),                 // 44: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),                 // 45: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                         // 46: google.protobuf.Empty
+	(*AuthorizeMarketingRequest)(nil),             // 14: lethe.preferences.v1.AuthorizeMarketingRequest
+	(*AuthorizeMarketingResponse)(nil),            // 15: lethe.preferences.v1.AuthorizeMarketingResponse
+	(*SetProcessingRestrictionRequest)(nil),       // 16: lethe.preferences.v1.SetProcessingRestrictionRequest
+	(*GetAdPreferencesRequest)(nil),               // 17: lethe.preferences.v1.GetAdPreferencesRequest
+	(*UpdateAdPreferencesRequest)(nil),            // 18: lethe.preferences.v1.UpdateAdPreferencesRequest
+	(*RecordGlobalPrivacyControlRequest)(nil),     // 19: lethe.preferences.v1.RecordGlobalPrivacyControlRequest
+	(*ProfileVisibility)(nil),                     // 20: lethe.preferences.v1.ProfileVisibility
+	(*GetProfileVisibilityRequest)(nil),           // 21: lethe.preferences.v1.GetProfileVisibilityRequest
+	(*UpdateProfileVisibilityRequest)(nil),        // 22: lethe.preferences.v1.UpdateProfileVisibilityRequest
+	(*SocialConnection)(nil),                      // 23: lethe.preferences.v1.SocialConnection
+	(*ListSocialConnectionsRequest)(nil),          // 24: lethe.preferences.v1.ListSocialConnectionsRequest
+	(*ListSocialConnectionsResponse)(nil),         // 25: lethe.preferences.v1.ListSocialConnectionsResponse
+	(*CreateSocialConnectionRequest)(nil),         // 26: lethe.preferences.v1.CreateSocialConnectionRequest
+	(*UpdateSocialConnectionRequest)(nil),         // 27: lethe.preferences.v1.UpdateSocialConnectionRequest
+	(*DeleteSocialConnectionRequest)(nil),         // 28: lethe.preferences.v1.DeleteSocialConnectionRequest
+	(*ViewingEvent)(nil),                          // 29: lethe.preferences.v1.ViewingEvent
+	(*CreateViewingEventRequest)(nil),             // 30: lethe.preferences.v1.CreateViewingEventRequest
+	(*ListViewingEventsRequest)(nil),              // 31: lethe.preferences.v1.ListViewingEventsRequest
+	(*ListViewingEventsResponse)(nil),             // 32: lethe.preferences.v1.ListViewingEventsResponse
+	(*DeleteViewingEventRequest)(nil),             // 33: lethe.preferences.v1.DeleteViewingEventRequest
+	(*ClearViewingHistoryRequest)(nil),            // 34: lethe.preferences.v1.ClearViewingHistoryRequest
+	(*ClearViewingHistoryResponse)(nil),           // 35: lethe.preferences.v1.ClearViewingHistoryResponse
+	(*Rating)(nil),                                // 36: lethe.preferences.v1.Rating
+	(*SetRatingRequest)(nil),                      // 37: lethe.preferences.v1.SetRatingRequest
+	(*ListRatingsRequest)(nil),                    // 38: lethe.preferences.v1.ListRatingsRequest
+	(*ListRatingsResponse)(nil),                   // 39: lethe.preferences.v1.ListRatingsResponse
+	(*DeleteRatingRequest)(nil),                   // 40: lethe.preferences.v1.DeleteRatingRequest
+	(*GetTitleStatisticsRequest)(nil),             // 41: lethe.preferences.v1.GetTitleStatisticsRequest
+	(*TitleStatistics)(nil),                       // 42: lethe.preferences.v1.TitleStatistics
+	(*CreateUnsubscribeTokenRequest)(nil),         // 43: lethe.preferences.v1.CreateUnsubscribeTokenRequest
+	(*UnsubscribeToken)(nil),                      // 44: lethe.preferences.v1.UnsubscribeToken
+	(*UnsubscribeRequest)(nil),                    // 45: lethe.preferences.v1.UnsubscribeRequest
+	(*UnsubscribeResponse)(nil),                   // 46: lethe.preferences.v1.UnsubscribeResponse
+	(*timestamppb.Timestamp)(nil),                 // 47: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),                 // 48: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                         // 49: google.protobuf.Empty
 }
 var file_lethe_preferences_v1_preferences_proto_depIdxs = []int32{
 	0,  // 0: lethe.preferences.v1.Subscription.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 1: lethe.preferences.v1.Subscription.topic:type_name -> lethe.preferences.v1.Topic
-	44, // 2: lethe.preferences.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	47, // 2: lethe.preferences.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 3: lethe.preferences.v1.CommunicationPreferences.subscriptions:type_name -> lethe.preferences.v1.Subscription
 	0,  // 4: lethe.preferences.v1.SubscriptionChange.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 5: lethe.preferences.v1.SubscriptionChange.topic:type_name -> lethe.preferences.v1.Topic
@@ -3067,86 +3288,92 @@ var file_lethe_preferences_v1_preferences_proto_depIdxs = []int32{
 	2,  // 7: lethe.preferences.v1.UpdateCommunicationPreferencesRequest.source:type_name -> lethe.preferences.v1.ConsentSource
 	2,  // 8: lethe.preferences.v1.StopAllMarketingRequest.source:type_name -> lethe.preferences.v1.ConsentSource
 	2,  // 9: lethe.preferences.v1.ConsentRecord.source:type_name -> lethe.preferences.v1.ConsentSource
-	44, // 10: lethe.preferences.v1.ConsentRecord.create_time:type_name -> google.protobuf.Timestamp
+	47, // 10: lethe.preferences.v1.ConsentRecord.create_time:type_name -> google.protobuf.Timestamp
 	10, // 11: lethe.preferences.v1.ListConsentRecordsResponse.consent_records:type_name -> lethe.preferences.v1.ConsentRecord
-	44, // 12: lethe.preferences.v1.AdPreferences.gpc_signal_time:type_name -> google.protobuf.Timestamp
-	44, // 13: lethe.preferences.v1.AdPreferences.update_time:type_name -> google.protobuf.Timestamp
-	13, // 14: lethe.preferences.v1.UpdateAdPreferencesRequest.ad_preferences:type_name -> lethe.preferences.v1.AdPreferences
-	45, // 15: lethe.preferences.v1.UpdateAdPreferencesRequest.update_mask:type_name -> google.protobuf.FieldMask
-	2,  // 16: lethe.preferences.v1.UpdateAdPreferencesRequest.source:type_name -> lethe.preferences.v1.ConsentSource
-	3,  // 17: lethe.preferences.v1.ProfileVisibility.display_name:type_name -> lethe.preferences.v1.Visibility
-	3,  // 18: lethe.preferences.v1.ProfileVisibility.viewing_history:type_name -> lethe.preferences.v1.Visibility
-	3,  // 19: lethe.preferences.v1.ProfileVisibility.ratings:type_name -> lethe.preferences.v1.Visibility
-	3,  // 20: lethe.preferences.v1.ProfileVisibility.social_connections:type_name -> lethe.preferences.v1.Visibility
-	17, // 21: lethe.preferences.v1.UpdateProfileVisibilityRequest.profile_visibility:type_name -> lethe.preferences.v1.ProfileVisibility
-	45, // 22: lethe.preferences.v1.UpdateProfileVisibilityRequest.update_mask:type_name -> google.protobuf.FieldMask
-	44, // 23: lethe.preferences.v1.SocialConnection.create_time:type_name -> google.protobuf.Timestamp
-	20, // 24: lethe.preferences.v1.ListSocialConnectionsResponse.social_connections:type_name -> lethe.preferences.v1.SocialConnection
-	20, // 25: lethe.preferences.v1.CreateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
-	20, // 26: lethe.preferences.v1.UpdateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
-	45, // 27: lethe.preferences.v1.UpdateSocialConnectionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	44, // 28: lethe.preferences.v1.ViewingEvent.view_time:type_name -> google.protobuf.Timestamp
-	26, // 29: lethe.preferences.v1.CreateViewingEventRequest.viewing_event:type_name -> lethe.preferences.v1.ViewingEvent
-	26, // 30: lethe.preferences.v1.ListViewingEventsResponse.viewing_events:type_name -> lethe.preferences.v1.ViewingEvent
-	44, // 31: lethe.preferences.v1.Rating.update_time:type_name -> google.protobuf.Timestamp
-	33, // 32: lethe.preferences.v1.SetRatingRequest.rating:type_name -> lethe.preferences.v1.Rating
-	33, // 33: lethe.preferences.v1.ListRatingsResponse.ratings:type_name -> lethe.preferences.v1.Rating
-	0,  // 34: lethe.preferences.v1.CreateUnsubscribeTokenRequest.channel:type_name -> lethe.preferences.v1.Channel
-	1,  // 35: lethe.preferences.v1.CreateUnsubscribeTokenRequest.topic:type_name -> lethe.preferences.v1.Topic
-	44, // 36: lethe.preferences.v1.UnsubscribeToken.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 37: lethe.preferences.v1.UnsubscribeResponse.channel:type_name -> lethe.preferences.v1.Channel
-	1,  // 38: lethe.preferences.v1.UnsubscribeResponse.topic:type_name -> lethe.preferences.v1.Topic
-	6,  // 39: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:input_type -> lethe.preferences.v1.GetCommunicationPreferencesRequest
-	8,  // 40: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:input_type -> lethe.preferences.v1.UpdateCommunicationPreferencesRequest
-	9,  // 41: lethe.preferences.v1.PreferencesService.StopAllMarketing:input_type -> lethe.preferences.v1.StopAllMarketingRequest
-	11, // 42: lethe.preferences.v1.PreferencesService.ListConsentRecords:input_type -> lethe.preferences.v1.ListConsentRecordsRequest
-	14, // 43: lethe.preferences.v1.PreferencesService.GetAdPreferences:input_type -> lethe.preferences.v1.GetAdPreferencesRequest
-	15, // 44: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:input_type -> lethe.preferences.v1.UpdateAdPreferencesRequest
-	16, // 45: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordGlobalPrivacyControlRequest
-	18, // 46: lethe.preferences.v1.PreferencesService.GetProfileVisibility:input_type -> lethe.preferences.v1.GetProfileVisibilityRequest
-	19, // 47: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:input_type -> lethe.preferences.v1.UpdateProfileVisibilityRequest
-	21, // 48: lethe.preferences.v1.PreferencesService.ListSocialConnections:input_type -> lethe.preferences.v1.ListSocialConnectionsRequest
-	23, // 49: lethe.preferences.v1.PreferencesService.CreateSocialConnection:input_type -> lethe.preferences.v1.CreateSocialConnectionRequest
-	24, // 50: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:input_type -> lethe.preferences.v1.UpdateSocialConnectionRequest
-	25, // 51: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:input_type -> lethe.preferences.v1.DeleteSocialConnectionRequest
-	27, // 52: lethe.preferences.v1.PreferencesService.CreateViewingEvent:input_type -> lethe.preferences.v1.CreateViewingEventRequest
-	28, // 53: lethe.preferences.v1.PreferencesService.ListViewingEvents:input_type -> lethe.preferences.v1.ListViewingEventsRequest
-	30, // 54: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:input_type -> lethe.preferences.v1.DeleteViewingEventRequest
-	31, // 55: lethe.preferences.v1.PreferencesService.ClearViewingHistory:input_type -> lethe.preferences.v1.ClearViewingHistoryRequest
-	34, // 56: lethe.preferences.v1.PreferencesService.SetRating:input_type -> lethe.preferences.v1.SetRatingRequest
-	35, // 57: lethe.preferences.v1.PreferencesService.ListRatings:input_type -> lethe.preferences.v1.ListRatingsRequest
-	37, // 58: lethe.preferences.v1.PreferencesService.DeleteRating:input_type -> lethe.preferences.v1.DeleteRatingRequest
-	38, // 59: lethe.preferences.v1.PreferencesService.GetTitleStatistics:input_type -> lethe.preferences.v1.GetTitleStatisticsRequest
-	40, // 60: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:input_type -> lethe.preferences.v1.CreateUnsubscribeTokenRequest
-	42, // 61: lethe.preferences.v1.PreferencesService.Unsubscribe:input_type -> lethe.preferences.v1.UnsubscribeRequest
-	5,  // 62: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
-	5,  // 63: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
-	5,  // 64: lethe.preferences.v1.PreferencesService.StopAllMarketing:output_type -> lethe.preferences.v1.CommunicationPreferences
-	12, // 65: lethe.preferences.v1.PreferencesService.ListConsentRecords:output_type -> lethe.preferences.v1.ListConsentRecordsResponse
-	13, // 66: lethe.preferences.v1.PreferencesService.GetAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
-	13, // 67: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
-	13, // 68: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:output_type -> lethe.preferences.v1.AdPreferences
-	17, // 69: lethe.preferences.v1.PreferencesService.GetProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
-	17, // 70: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
-	22, // 71: lethe.preferences.v1.PreferencesService.ListSocialConnections:output_type -> lethe.preferences.v1.ListSocialConnectionsResponse
-	20, // 72: lethe.preferences.v1.PreferencesService.CreateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
-	20, // 73: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
-	46, // 74: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:output_type -> google.protobuf.Empty
-	26, // 75: lethe.preferences.v1.PreferencesService.CreateViewingEvent:output_type -> lethe.preferences.v1.ViewingEvent
-	29, // 76: lethe.preferences.v1.PreferencesService.ListViewingEvents:output_type -> lethe.preferences.v1.ListViewingEventsResponse
-	46, // 77: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:output_type -> google.protobuf.Empty
-	32, // 78: lethe.preferences.v1.PreferencesService.ClearViewingHistory:output_type -> lethe.preferences.v1.ClearViewingHistoryResponse
-	33, // 79: lethe.preferences.v1.PreferencesService.SetRating:output_type -> lethe.preferences.v1.Rating
-	36, // 80: lethe.preferences.v1.PreferencesService.ListRatings:output_type -> lethe.preferences.v1.ListRatingsResponse
-	46, // 81: lethe.preferences.v1.PreferencesService.DeleteRating:output_type -> google.protobuf.Empty
-	39, // 82: lethe.preferences.v1.PreferencesService.GetTitleStatistics:output_type -> lethe.preferences.v1.TitleStatistics
-	41, // 83: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:output_type -> lethe.preferences.v1.UnsubscribeToken
-	43, // 84: lethe.preferences.v1.PreferencesService.Unsubscribe:output_type -> lethe.preferences.v1.UnsubscribeResponse
-	62, // [62:85] is the sub-list for method output_type
-	39, // [39:62] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	47, // 12: lethe.preferences.v1.AdPreferences.gpc_signal_time:type_name -> google.protobuf.Timestamp
+	47, // 13: lethe.preferences.v1.AdPreferences.update_time:type_name -> google.protobuf.Timestamp
+	0,  // 14: lethe.preferences.v1.AuthorizeMarketingRequest.channel:type_name -> lethe.preferences.v1.Channel
+	1,  // 15: lethe.preferences.v1.AuthorizeMarketingRequest.topic:type_name -> lethe.preferences.v1.Topic
+	13, // 16: lethe.preferences.v1.UpdateAdPreferencesRequest.ad_preferences:type_name -> lethe.preferences.v1.AdPreferences
+	48, // 17: lethe.preferences.v1.UpdateAdPreferencesRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 18: lethe.preferences.v1.UpdateAdPreferencesRequest.source:type_name -> lethe.preferences.v1.ConsentSource
+	3,  // 19: lethe.preferences.v1.ProfileVisibility.display_name:type_name -> lethe.preferences.v1.Visibility
+	3,  // 20: lethe.preferences.v1.ProfileVisibility.viewing_history:type_name -> lethe.preferences.v1.Visibility
+	3,  // 21: lethe.preferences.v1.ProfileVisibility.ratings:type_name -> lethe.preferences.v1.Visibility
+	3,  // 22: lethe.preferences.v1.ProfileVisibility.social_connections:type_name -> lethe.preferences.v1.Visibility
+	20, // 23: lethe.preferences.v1.UpdateProfileVisibilityRequest.profile_visibility:type_name -> lethe.preferences.v1.ProfileVisibility
+	48, // 24: lethe.preferences.v1.UpdateProfileVisibilityRequest.update_mask:type_name -> google.protobuf.FieldMask
+	47, // 25: lethe.preferences.v1.SocialConnection.create_time:type_name -> google.protobuf.Timestamp
+	23, // 26: lethe.preferences.v1.ListSocialConnectionsResponse.social_connections:type_name -> lethe.preferences.v1.SocialConnection
+	23, // 27: lethe.preferences.v1.CreateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
+	23, // 28: lethe.preferences.v1.UpdateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
+	48, // 29: lethe.preferences.v1.UpdateSocialConnectionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	47, // 30: lethe.preferences.v1.ViewingEvent.view_time:type_name -> google.protobuf.Timestamp
+	29, // 31: lethe.preferences.v1.CreateViewingEventRequest.viewing_event:type_name -> lethe.preferences.v1.ViewingEvent
+	29, // 32: lethe.preferences.v1.ListViewingEventsResponse.viewing_events:type_name -> lethe.preferences.v1.ViewingEvent
+	47, // 33: lethe.preferences.v1.Rating.update_time:type_name -> google.protobuf.Timestamp
+	36, // 34: lethe.preferences.v1.SetRatingRequest.rating:type_name -> lethe.preferences.v1.Rating
+	36, // 35: lethe.preferences.v1.ListRatingsResponse.ratings:type_name -> lethe.preferences.v1.Rating
+	0,  // 36: lethe.preferences.v1.CreateUnsubscribeTokenRequest.channel:type_name -> lethe.preferences.v1.Channel
+	1,  // 37: lethe.preferences.v1.CreateUnsubscribeTokenRequest.topic:type_name -> lethe.preferences.v1.Topic
+	47, // 38: lethe.preferences.v1.UnsubscribeToken.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 39: lethe.preferences.v1.UnsubscribeResponse.channel:type_name -> lethe.preferences.v1.Channel
+	1,  // 40: lethe.preferences.v1.UnsubscribeResponse.topic:type_name -> lethe.preferences.v1.Topic
+	6,  // 41: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:input_type -> lethe.preferences.v1.GetCommunicationPreferencesRequest
+	8,  // 42: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:input_type -> lethe.preferences.v1.UpdateCommunicationPreferencesRequest
+	9,  // 43: lethe.preferences.v1.PreferencesService.StopAllMarketing:input_type -> lethe.preferences.v1.StopAllMarketingRequest
+	11, // 44: lethe.preferences.v1.PreferencesService.ListConsentRecords:input_type -> lethe.preferences.v1.ListConsentRecordsRequest
+	17, // 45: lethe.preferences.v1.PreferencesService.GetAdPreferences:input_type -> lethe.preferences.v1.GetAdPreferencesRequest
+	18, // 46: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:input_type -> lethe.preferences.v1.UpdateAdPreferencesRequest
+	19, // 47: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordGlobalPrivacyControlRequest
+	14, // 48: lethe.preferences.v1.PreferencesService.AuthorizeMarketing:input_type -> lethe.preferences.v1.AuthorizeMarketingRequest
+	16, // 49: lethe.preferences.v1.PreferencesService.SetProcessingRestriction:input_type -> lethe.preferences.v1.SetProcessingRestrictionRequest
+	21, // 50: lethe.preferences.v1.PreferencesService.GetProfileVisibility:input_type -> lethe.preferences.v1.GetProfileVisibilityRequest
+	22, // 51: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:input_type -> lethe.preferences.v1.UpdateProfileVisibilityRequest
+	24, // 52: lethe.preferences.v1.PreferencesService.ListSocialConnections:input_type -> lethe.preferences.v1.ListSocialConnectionsRequest
+	26, // 53: lethe.preferences.v1.PreferencesService.CreateSocialConnection:input_type -> lethe.preferences.v1.CreateSocialConnectionRequest
+	27, // 54: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:input_type -> lethe.preferences.v1.UpdateSocialConnectionRequest
+	28, // 55: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:input_type -> lethe.preferences.v1.DeleteSocialConnectionRequest
+	30, // 56: lethe.preferences.v1.PreferencesService.CreateViewingEvent:input_type -> lethe.preferences.v1.CreateViewingEventRequest
+	31, // 57: lethe.preferences.v1.PreferencesService.ListViewingEvents:input_type -> lethe.preferences.v1.ListViewingEventsRequest
+	33, // 58: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:input_type -> lethe.preferences.v1.DeleteViewingEventRequest
+	34, // 59: lethe.preferences.v1.PreferencesService.ClearViewingHistory:input_type -> lethe.preferences.v1.ClearViewingHistoryRequest
+	37, // 60: lethe.preferences.v1.PreferencesService.SetRating:input_type -> lethe.preferences.v1.SetRatingRequest
+	38, // 61: lethe.preferences.v1.PreferencesService.ListRatings:input_type -> lethe.preferences.v1.ListRatingsRequest
+	40, // 62: lethe.preferences.v1.PreferencesService.DeleteRating:input_type -> lethe.preferences.v1.DeleteRatingRequest
+	41, // 63: lethe.preferences.v1.PreferencesService.GetTitleStatistics:input_type -> lethe.preferences.v1.GetTitleStatisticsRequest
+	43, // 64: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:input_type -> lethe.preferences.v1.CreateUnsubscribeTokenRequest
+	45, // 65: lethe.preferences.v1.PreferencesService.Unsubscribe:input_type -> lethe.preferences.v1.UnsubscribeRequest
+	5,  // 66: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
+	5,  // 67: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
+	5,  // 68: lethe.preferences.v1.PreferencesService.StopAllMarketing:output_type -> lethe.preferences.v1.CommunicationPreferences
+	12, // 69: lethe.preferences.v1.PreferencesService.ListConsentRecords:output_type -> lethe.preferences.v1.ListConsentRecordsResponse
+	13, // 70: lethe.preferences.v1.PreferencesService.GetAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
+	13, // 71: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
+	13, // 72: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:output_type -> lethe.preferences.v1.AdPreferences
+	15, // 73: lethe.preferences.v1.PreferencesService.AuthorizeMarketing:output_type -> lethe.preferences.v1.AuthorizeMarketingResponse
+	13, // 74: lethe.preferences.v1.PreferencesService.SetProcessingRestriction:output_type -> lethe.preferences.v1.AdPreferences
+	20, // 75: lethe.preferences.v1.PreferencesService.GetProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
+	20, // 76: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
+	25, // 77: lethe.preferences.v1.PreferencesService.ListSocialConnections:output_type -> lethe.preferences.v1.ListSocialConnectionsResponse
+	23, // 78: lethe.preferences.v1.PreferencesService.CreateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
+	23, // 79: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
+	49, // 80: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:output_type -> google.protobuf.Empty
+	29, // 81: lethe.preferences.v1.PreferencesService.CreateViewingEvent:output_type -> lethe.preferences.v1.ViewingEvent
+	32, // 82: lethe.preferences.v1.PreferencesService.ListViewingEvents:output_type -> lethe.preferences.v1.ListViewingEventsResponse
+	49, // 83: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:output_type -> google.protobuf.Empty
+	35, // 84: lethe.preferences.v1.PreferencesService.ClearViewingHistory:output_type -> lethe.preferences.v1.ClearViewingHistoryResponse
+	36, // 85: lethe.preferences.v1.PreferencesService.SetRating:output_type -> lethe.preferences.v1.Rating
+	39, // 86: lethe.preferences.v1.PreferencesService.ListRatings:output_type -> lethe.preferences.v1.ListRatingsResponse
+	49, // 87: lethe.preferences.v1.PreferencesService.DeleteRating:output_type -> google.protobuf.Empty
+	42, // 88: lethe.preferences.v1.PreferencesService.GetTitleStatistics:output_type -> lethe.preferences.v1.TitleStatistics
+	44, // 89: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:output_type -> lethe.preferences.v1.UnsubscribeToken
+	46, // 90: lethe.preferences.v1.PreferencesService.Unsubscribe:output_type -> lethe.preferences.v1.UnsubscribeResponse
+	66, // [66:91] is the sub-list for method output_type
+	41, // [41:66] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_lethe_preferences_v1_preferences_proto_init() }
@@ -3160,7 +3387,7 @@ func file_lethe_preferences_v1_preferences_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_preferences_v1_preferences_proto_rawDesc), len(file_lethe_preferences_v1_preferences_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   40,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

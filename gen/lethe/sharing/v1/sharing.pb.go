@@ -2162,6 +2162,116 @@ func (x *BlockSharingResponse) GetBlockTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// SetProcessingRestrictionRequest restricts or lifts.
+type SetProcessingRestrictionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// member is "members/{member}".
+	Member string `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// restricted is true to restrict, false to lift.
+	Restricted bool `protobuf:"varint,2,opt,name=restricted,proto3" json:"restricted,omitempty"`
+	// reference is the privacy request that asked for it.
+	Reference     string `protobuf:"bytes,3,opt,name=reference,proto3" json:"reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetProcessingRestrictionRequest) Reset() {
+	*x = SetProcessingRestrictionRequest{}
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetProcessingRestrictionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetProcessingRestrictionRequest) ProtoMessage() {}
+
+func (x *SetProcessingRestrictionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetProcessingRestrictionRequest.ProtoReflect.Descriptor instead.
+func (*SetProcessingRestrictionRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *SetProcessingRestrictionRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *SetProcessingRestrictionRequest) GetRestricted() bool {
+	if x != nil {
+		return x.Restricted
+	}
+	return false
+}
+
+func (x *SetProcessingRestrictionRequest) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+// SetProcessingRestrictionResponse confirms.
+type SetProcessingRestrictionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// restricted is the state now in force.
+	Restricted    bool `protobuf:"varint,1,opt,name=restricted,proto3" json:"restricted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetProcessingRestrictionResponse) Reset() {
+	*x = SetProcessingRestrictionResponse{}
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetProcessingRestrictionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetProcessingRestrictionResponse) ProtoMessage() {}
+
+func (x *SetProcessingRestrictionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetProcessingRestrictionResponse.ProtoReflect.Descriptor instead.
+func (*SetProcessingRestrictionResponse) Descriptor() ([]byte, []int) {
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SetProcessingRestrictionResponse) GetRestricted() bool {
+	if x != nil {
+		return x.Restricted
+	}
+	return false
+}
+
 // ListErasureRecipientsRequest names a member.
 type ListErasureRecipientsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2173,7 +2283,7 @@ type ListErasureRecipientsRequest struct {
 
 func (x *ListErasureRecipientsRequest) Reset() {
 	*x = ListErasureRecipientsRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[31]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2185,7 +2295,7 @@ func (x *ListErasureRecipientsRequest) String() string {
 func (*ListErasureRecipientsRequest) ProtoMessage() {}
 
 func (x *ListErasureRecipientsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[31]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2198,7 +2308,7 @@ func (x *ListErasureRecipientsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListErasureRecipientsRequest.ProtoReflect.Descriptor instead.
 func (*ListErasureRecipientsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{31}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListErasureRecipientsRequest) GetMember() string {
@@ -2219,7 +2329,7 @@ type ListErasureRecipientsResponse struct {
 
 func (x *ListErasureRecipientsResponse) Reset() {
 	*x = ListErasureRecipientsResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[32]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2231,7 +2341,7 @@ func (x *ListErasureRecipientsResponse) String() string {
 func (*ListErasureRecipientsResponse) ProtoMessage() {}
 
 func (x *ListErasureRecipientsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[32]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2244,7 +2354,7 @@ func (x *ListErasureRecipientsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListErasureRecipientsResponse.ProtoReflect.Descriptor instead.
 func (*ListErasureRecipientsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{32}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListErasureRecipientsResponse) GetPartners() []string {
@@ -2277,7 +2387,7 @@ type OnwardErasure struct {
 
 func (x *OnwardErasure) Reset() {
 	*x = OnwardErasure{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[33]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2289,7 +2399,7 @@ func (x *OnwardErasure) String() string {
 func (*OnwardErasure) ProtoMessage() {}
 
 func (x *OnwardErasure) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[33]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2302,7 +2412,7 @@ func (x *OnwardErasure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OnwardErasure.ProtoReflect.Descriptor instead.
 func (*OnwardErasure) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{33}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *OnwardErasure) GetName() string {
@@ -2369,7 +2479,7 @@ type SendOnwardErasureRequest struct {
 
 func (x *SendOnwardErasureRequest) Reset() {
 	*x = SendOnwardErasureRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[34]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2381,7 +2491,7 @@ func (x *SendOnwardErasureRequest) String() string {
 func (*SendOnwardErasureRequest) ProtoMessage() {}
 
 func (x *SendOnwardErasureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[34]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +2504,7 @@ func (x *SendOnwardErasureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendOnwardErasureRequest.ProtoReflect.Descriptor instead.
 func (*SendOnwardErasureRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{34}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SendOnwardErasureRequest) GetMember() string {
@@ -2429,7 +2539,7 @@ type GetOnwardErasureRequest struct {
 
 func (x *GetOnwardErasureRequest) Reset() {
 	*x = GetOnwardErasureRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[35]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2441,7 +2551,7 @@ func (x *GetOnwardErasureRequest) String() string {
 func (*GetOnwardErasureRequest) ProtoMessage() {}
 
 func (x *GetOnwardErasureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[35]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2454,7 +2564,7 @@ func (x *GetOnwardErasureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOnwardErasureRequest.ProtoReflect.Descriptor instead.
 func (*GetOnwardErasureRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{35}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetOnwardErasureRequest) GetName() string {
@@ -2481,7 +2591,7 @@ type AcknowledgeErasureRequest struct {
 
 func (x *AcknowledgeErasureRequest) Reset() {
 	*x = AcknowledgeErasureRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[36]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2603,7 @@ func (x *AcknowledgeErasureRequest) String() string {
 func (*AcknowledgeErasureRequest) ProtoMessage() {}
 
 func (x *AcknowledgeErasureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[36]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2616,7 @@ func (x *AcknowledgeErasureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeErasureRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeErasureRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{36}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AcknowledgeErasureRequest) GetName() string {
@@ -2762,7 +2872,21 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	"\x14BlockSharingResponse\x12T\n" +
 	"\n" +
 	"block_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\tblockTime\"N\n" +
+	"\x11system.operations\x10\x04R\tblockTime\"\xcc\x01\n" +
+	"\x1fSetProcessingRestrictionRequest\x12.\n" +
+	"\x06member\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x06member\x12@\n" +
+	"\n" +
+	"restricted\x18\x02 \x01(\bB \xea\xe0\x18\x1c\n" +
+	"\x18user.privacy_preferences\x10\x01R\n" +
+	"restricted\x127\n" +
+	"\treference\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\treference\"d\n" +
+	" SetProcessingRestrictionResponse\x12@\n" +
+	"\n" +
+	"restricted\x18\x01 \x01(\bB \xea\xe0\x18\x1c\n" +
+	"\x18user.privacy_preferences\x10\x01R\n" +
+	"restricted\"N\n" +
 	"\x1cListErasureRecipientsRequest\x12.\n" +
 	"\x06member\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
 	"\x0euser.unique_id\x10\x01R\x06member\"V\n" +
@@ -2823,7 +2947,7 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	" ONWARD_ERASURE_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19ONWARD_ERASURE_STATE_SENT\x10\x01\x12%\n" +
 	"!ONWARD_ERASURE_STATE_ACKNOWLEDGED\x10\x02\x12\x1f\n" +
-	"\x1bONWARD_ERASURE_STATE_FAILED\x10\x032\xa0\x15\n" +
+	"\x1bONWARD_ERASURE_STATE_FAILED\x10\x032\xaa\x16\n" +
 	"\x0eSharingService\x12u\n" +
 	"\rCreatePartner\x12&.lethe.sharing.v1.CreatePartnerRequest\x1a\x19.lethe.sharing.v1.Partner\"!\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x17:\apartner\"\f/v1/partners\x12o\n" +
 	"\n" +
@@ -2841,7 +2965,8 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	"\x13AuthorizeDisclosure\x12,.lethe.sharing.v1.AuthorizeDisclosureRequest\x1a-.lethe.sharing.v1.AuthorizeDisclosureResponse\"\x04\xf0\xe0\x18\x05\x12\x96\x01\n" +
 	"\x0fListDisclosures\x12(.lethe.sharing.v1.ListDisclosuresRequest\x1a).lethe.sharing.v1.ListDisclosuresResponse\".\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02$\x12\"/v1/{parent=members/*}/disclosures\x12\xac\x01\n" +
 	"\x13VerifyDisclosureLog\x12,.lethe.sharing.v1.VerifyDisclosureLogRequest\x1a-.lethe.sharing.v1.VerifyDisclosureLogResponse\"8\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{parent=members/*}/disclosures:verify\x12c\n" +
-	"\fBlockSharing\x12%.lethe.sharing.v1.BlockSharingRequest\x1a&.lethe.sharing.v1.BlockSharingResponse\"\x04\xf0\xe0\x18\x05\x12~\n" +
+	"\fBlockSharing\x12%.lethe.sharing.v1.BlockSharingRequest\x1a&.lethe.sharing.v1.BlockSharingResponse\"\x04\xf0\xe0\x18\x05\x12\x87\x01\n" +
+	"\x18SetProcessingRestriction\x121.lethe.sharing.v1.SetProcessingRestrictionRequest\x1a2.lethe.sharing.v1.SetProcessingRestrictionResponse\"\x04\xf0\xe0\x18\x05\x12~\n" +
 	"\x15ListErasureRecipients\x12..lethe.sharing.v1.ListErasureRecipientsRequest\x1a/.lethe.sharing.v1.ListErasureRecipientsResponse\"\x04\xf0\xe0\x18\x05\x12f\n" +
 	"\x11SendOnwardErasure\x12*.lethe.sharing.v1.SendOnwardErasureRequest\x1a\x1f.lethe.sharing.v1.OnwardErasure\"\x04\xf0\xe0\x18\x05\x12d\n" +
 	"\x10GetOnwardErasure\x12).lethe.sharing.v1.GetOnwardErasureRequest\x1a\x1f.lethe.sharing.v1.OnwardErasure\"\x04\xf0\xe0\x18\x05\x12\x9c\x01\n" +
@@ -2860,80 +2985,82 @@ func file_lethe_sharing_v1_sharing_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_sharing_v1_sharing_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_lethe_sharing_v1_sharing_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_lethe_sharing_v1_sharing_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_lethe_sharing_v1_sharing_proto_goTypes = []any{
-	(PartnerKind)(0),                      // 0: lethe.sharing.v1.PartnerKind
-	(NoticeState)(0),                      // 1: lethe.sharing.v1.NoticeState
-	(OnwardErasureState)(0),               // 2: lethe.sharing.v1.OnwardErasureState
-	(*Partner)(nil),                       // 3: lethe.sharing.v1.Partner
-	(*CreatePartnerRequest)(nil),          // 4: lethe.sharing.v1.CreatePartnerRequest
-	(*GetPartnerRequest)(nil),             // 5: lethe.sharing.v1.GetPartnerRequest
-	(*ListPartnersRequest)(nil),           // 6: lethe.sharing.v1.ListPartnersRequest
-	(*ListPartnersResponse)(nil),          // 7: lethe.sharing.v1.ListPartnersResponse
-	(*UpdatePartnerRequest)(nil),          // 8: lethe.sharing.v1.UpdatePartnerRequest
-	(*Purpose)(nil),                       // 9: lethe.sharing.v1.Purpose
-	(*CreatePurposeRequest)(nil),          // 10: lethe.sharing.v1.CreatePurposeRequest
-	(*ListPurposesRequest)(nil),           // 11: lethe.sharing.v1.ListPurposesRequest
-	(*ListPurposesResponse)(nil),          // 12: lethe.sharing.v1.ListPurposesResponse
-	(*NotifyMembersRequest)(nil),          // 13: lethe.sharing.v1.NotifyMembersRequest
-	(*NotifyMembersResponse)(nil),         // 14: lethe.sharing.v1.NotifyMembersResponse
-	(*Notice)(nil),                        // 15: lethe.sharing.v1.Notice
-	(*ListNoticesRequest)(nil),            // 16: lethe.sharing.v1.ListNoticesRequest
-	(*ListNoticesResponse)(nil),           // 17: lethe.sharing.v1.ListNoticesResponse
-	(*Objection)(nil),                     // 18: lethe.sharing.v1.Objection
-	(*CreateObjectionRequest)(nil),        // 19: lethe.sharing.v1.CreateObjectionRequest
-	(*ObjectToNoticeRequest)(nil),         // 20: lethe.sharing.v1.ObjectToNoticeRequest
-	(*ObjectToNoticeResponse)(nil),        // 21: lethe.sharing.v1.ObjectToNoticeResponse
-	(*ListObjectionsRequest)(nil),         // 22: lethe.sharing.v1.ListObjectionsRequest
-	(*ListObjectionsResponse)(nil),        // 23: lethe.sharing.v1.ListObjectionsResponse
-	(*WithdrawObjectionRequest)(nil),      // 24: lethe.sharing.v1.WithdrawObjectionRequest
-	(*AuthorizeDisclosureRequest)(nil),    // 25: lethe.sharing.v1.AuthorizeDisclosureRequest
-	(*AuthorizeDisclosureResponse)(nil),   // 26: lethe.sharing.v1.AuthorizeDisclosureResponse
-	(*Disclosure)(nil),                    // 27: lethe.sharing.v1.Disclosure
-	(*ListDisclosuresRequest)(nil),        // 28: lethe.sharing.v1.ListDisclosuresRequest
-	(*ListDisclosuresResponse)(nil),       // 29: lethe.sharing.v1.ListDisclosuresResponse
-	(*VerifyDisclosureLogRequest)(nil),    // 30: lethe.sharing.v1.VerifyDisclosureLogRequest
-	(*VerifyDisclosureLogResponse)(nil),   // 31: lethe.sharing.v1.VerifyDisclosureLogResponse
-	(*BlockSharingRequest)(nil),           // 32: lethe.sharing.v1.BlockSharingRequest
-	(*BlockSharingResponse)(nil),          // 33: lethe.sharing.v1.BlockSharingResponse
-	(*ListErasureRecipientsRequest)(nil),  // 34: lethe.sharing.v1.ListErasureRecipientsRequest
-	(*ListErasureRecipientsResponse)(nil), // 35: lethe.sharing.v1.ListErasureRecipientsResponse
-	(*OnwardErasure)(nil),                 // 36: lethe.sharing.v1.OnwardErasure
-	(*SendOnwardErasureRequest)(nil),      // 37: lethe.sharing.v1.SendOnwardErasureRequest
-	(*GetOnwardErasureRequest)(nil),       // 38: lethe.sharing.v1.GetOnwardErasureRequest
-	(*AcknowledgeErasureRequest)(nil),     // 39: lethe.sharing.v1.AcknowledgeErasureRequest
-	(*durationpb.Duration)(nil),           // 40: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),         // 41: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),         // 42: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                 // 43: google.protobuf.Empty
+	(PartnerKind)(0),                         // 0: lethe.sharing.v1.PartnerKind
+	(NoticeState)(0),                         // 1: lethe.sharing.v1.NoticeState
+	(OnwardErasureState)(0),                  // 2: lethe.sharing.v1.OnwardErasureState
+	(*Partner)(nil),                          // 3: lethe.sharing.v1.Partner
+	(*CreatePartnerRequest)(nil),             // 4: lethe.sharing.v1.CreatePartnerRequest
+	(*GetPartnerRequest)(nil),                // 5: lethe.sharing.v1.GetPartnerRequest
+	(*ListPartnersRequest)(nil),              // 6: lethe.sharing.v1.ListPartnersRequest
+	(*ListPartnersResponse)(nil),             // 7: lethe.sharing.v1.ListPartnersResponse
+	(*UpdatePartnerRequest)(nil),             // 8: lethe.sharing.v1.UpdatePartnerRequest
+	(*Purpose)(nil),                          // 9: lethe.sharing.v1.Purpose
+	(*CreatePurposeRequest)(nil),             // 10: lethe.sharing.v1.CreatePurposeRequest
+	(*ListPurposesRequest)(nil),              // 11: lethe.sharing.v1.ListPurposesRequest
+	(*ListPurposesResponse)(nil),             // 12: lethe.sharing.v1.ListPurposesResponse
+	(*NotifyMembersRequest)(nil),             // 13: lethe.sharing.v1.NotifyMembersRequest
+	(*NotifyMembersResponse)(nil),            // 14: lethe.sharing.v1.NotifyMembersResponse
+	(*Notice)(nil),                           // 15: lethe.sharing.v1.Notice
+	(*ListNoticesRequest)(nil),               // 16: lethe.sharing.v1.ListNoticesRequest
+	(*ListNoticesResponse)(nil),              // 17: lethe.sharing.v1.ListNoticesResponse
+	(*Objection)(nil),                        // 18: lethe.sharing.v1.Objection
+	(*CreateObjectionRequest)(nil),           // 19: lethe.sharing.v1.CreateObjectionRequest
+	(*ObjectToNoticeRequest)(nil),            // 20: lethe.sharing.v1.ObjectToNoticeRequest
+	(*ObjectToNoticeResponse)(nil),           // 21: lethe.sharing.v1.ObjectToNoticeResponse
+	(*ListObjectionsRequest)(nil),            // 22: lethe.sharing.v1.ListObjectionsRequest
+	(*ListObjectionsResponse)(nil),           // 23: lethe.sharing.v1.ListObjectionsResponse
+	(*WithdrawObjectionRequest)(nil),         // 24: lethe.sharing.v1.WithdrawObjectionRequest
+	(*AuthorizeDisclosureRequest)(nil),       // 25: lethe.sharing.v1.AuthorizeDisclosureRequest
+	(*AuthorizeDisclosureResponse)(nil),      // 26: lethe.sharing.v1.AuthorizeDisclosureResponse
+	(*Disclosure)(nil),                       // 27: lethe.sharing.v1.Disclosure
+	(*ListDisclosuresRequest)(nil),           // 28: lethe.sharing.v1.ListDisclosuresRequest
+	(*ListDisclosuresResponse)(nil),          // 29: lethe.sharing.v1.ListDisclosuresResponse
+	(*VerifyDisclosureLogRequest)(nil),       // 30: lethe.sharing.v1.VerifyDisclosureLogRequest
+	(*VerifyDisclosureLogResponse)(nil),      // 31: lethe.sharing.v1.VerifyDisclosureLogResponse
+	(*BlockSharingRequest)(nil),              // 32: lethe.sharing.v1.BlockSharingRequest
+	(*BlockSharingResponse)(nil),             // 33: lethe.sharing.v1.BlockSharingResponse
+	(*SetProcessingRestrictionRequest)(nil),  // 34: lethe.sharing.v1.SetProcessingRestrictionRequest
+	(*SetProcessingRestrictionResponse)(nil), // 35: lethe.sharing.v1.SetProcessingRestrictionResponse
+	(*ListErasureRecipientsRequest)(nil),     // 36: lethe.sharing.v1.ListErasureRecipientsRequest
+	(*ListErasureRecipientsResponse)(nil),    // 37: lethe.sharing.v1.ListErasureRecipientsResponse
+	(*OnwardErasure)(nil),                    // 38: lethe.sharing.v1.OnwardErasure
+	(*SendOnwardErasureRequest)(nil),         // 39: lethe.sharing.v1.SendOnwardErasureRequest
+	(*GetOnwardErasureRequest)(nil),          // 40: lethe.sharing.v1.GetOnwardErasureRequest
+	(*AcknowledgeErasureRequest)(nil),        // 41: lethe.sharing.v1.AcknowledgeErasureRequest
+	(*durationpb.Duration)(nil),              // 42: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),            // 43: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),            // 44: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                    // 45: google.protobuf.Empty
 }
 var file_lethe_sharing_v1_sharing_proto_depIdxs = []int32{
 	0,  // 0: lethe.sharing.v1.Partner.kind:type_name -> lethe.sharing.v1.PartnerKind
-	40, // 1: lethe.sharing.v1.Partner.ack_deadline:type_name -> google.protobuf.Duration
-	41, // 2: lethe.sharing.v1.Partner.create_time:type_name -> google.protobuf.Timestamp
+	42, // 1: lethe.sharing.v1.Partner.ack_deadline:type_name -> google.protobuf.Duration
+	43, // 2: lethe.sharing.v1.Partner.create_time:type_name -> google.protobuf.Timestamp
 	3,  // 3: lethe.sharing.v1.CreatePartnerRequest.partner:type_name -> lethe.sharing.v1.Partner
 	3,  // 4: lethe.sharing.v1.ListPartnersResponse.partners:type_name -> lethe.sharing.v1.Partner
 	3,  // 5: lethe.sharing.v1.UpdatePartnerRequest.partner:type_name -> lethe.sharing.v1.Partner
-	42, // 6: lethe.sharing.v1.UpdatePartnerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	40, // 7: lethe.sharing.v1.Purpose.notice_period:type_name -> google.protobuf.Duration
-	41, // 8: lethe.sharing.v1.Purpose.create_time:type_name -> google.protobuf.Timestamp
+	44, // 6: lethe.sharing.v1.UpdatePartnerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	42, // 7: lethe.sharing.v1.Purpose.notice_period:type_name -> google.protobuf.Duration
+	43, // 8: lethe.sharing.v1.Purpose.create_time:type_name -> google.protobuf.Timestamp
 	9,  // 9: lethe.sharing.v1.CreatePurposeRequest.purpose:type_name -> lethe.sharing.v1.Purpose
 	9,  // 10: lethe.sharing.v1.ListPurposesResponse.purposes:type_name -> lethe.sharing.v1.Purpose
 	1,  // 11: lethe.sharing.v1.Notice.state:type_name -> lethe.sharing.v1.NoticeState
-	41, // 12: lethe.sharing.v1.Notice.notify_time:type_name -> google.protobuf.Timestamp
-	41, // 13: lethe.sharing.v1.Notice.effective_time:type_name -> google.protobuf.Timestamp
+	43, // 12: lethe.sharing.v1.Notice.notify_time:type_name -> google.protobuf.Timestamp
+	43, // 13: lethe.sharing.v1.Notice.effective_time:type_name -> google.protobuf.Timestamp
 	15, // 14: lethe.sharing.v1.ListNoticesResponse.notices:type_name -> lethe.sharing.v1.Notice
-	41, // 15: lethe.sharing.v1.Objection.create_time:type_name -> google.protobuf.Timestamp
-	41, // 16: lethe.sharing.v1.Objection.withdraw_time:type_name -> google.protobuf.Timestamp
+	43, // 15: lethe.sharing.v1.Objection.create_time:type_name -> google.protobuf.Timestamp
+	43, // 16: lethe.sharing.v1.Objection.withdraw_time:type_name -> google.protobuf.Timestamp
 	18, // 17: lethe.sharing.v1.CreateObjectionRequest.objection:type_name -> lethe.sharing.v1.Objection
 	18, // 18: lethe.sharing.v1.ListObjectionsResponse.objections:type_name -> lethe.sharing.v1.Objection
 	27, // 19: lethe.sharing.v1.AuthorizeDisclosureResponse.disclosure:type_name -> lethe.sharing.v1.Disclosure
-	41, // 20: lethe.sharing.v1.Disclosure.disclose_time:type_name -> google.protobuf.Timestamp
+	43, // 20: lethe.sharing.v1.Disclosure.disclose_time:type_name -> google.protobuf.Timestamp
 	27, // 21: lethe.sharing.v1.ListDisclosuresResponse.disclosures:type_name -> lethe.sharing.v1.Disclosure
-	41, // 22: lethe.sharing.v1.BlockSharingResponse.block_time:type_name -> google.protobuf.Timestamp
+	43, // 22: lethe.sharing.v1.BlockSharingResponse.block_time:type_name -> google.protobuf.Timestamp
 	2,  // 23: lethe.sharing.v1.OnwardErasure.state:type_name -> lethe.sharing.v1.OnwardErasureState
-	41, // 24: lethe.sharing.v1.OnwardErasure.send_time:type_name -> google.protobuf.Timestamp
-	41, // 25: lethe.sharing.v1.OnwardErasure.acknowledge_time:type_name -> google.protobuf.Timestamp
+	43, // 24: lethe.sharing.v1.OnwardErasure.send_time:type_name -> google.protobuf.Timestamp
+	43, // 25: lethe.sharing.v1.OnwardErasure.acknowledge_time:type_name -> google.protobuf.Timestamp
 	4,  // 26: lethe.sharing.v1.SharingService.CreatePartner:input_type -> lethe.sharing.v1.CreatePartnerRequest
 	5,  // 27: lethe.sharing.v1.SharingService.GetPartner:input_type -> lethe.sharing.v1.GetPartnerRequest
 	6,  // 28: lethe.sharing.v1.SharingService.ListPartners:input_type -> lethe.sharing.v1.ListPartnersRequest
@@ -2950,32 +3077,34 @@ var file_lethe_sharing_v1_sharing_proto_depIdxs = []int32{
 	28, // 39: lethe.sharing.v1.SharingService.ListDisclosures:input_type -> lethe.sharing.v1.ListDisclosuresRequest
 	30, // 40: lethe.sharing.v1.SharingService.VerifyDisclosureLog:input_type -> lethe.sharing.v1.VerifyDisclosureLogRequest
 	32, // 41: lethe.sharing.v1.SharingService.BlockSharing:input_type -> lethe.sharing.v1.BlockSharingRequest
-	34, // 42: lethe.sharing.v1.SharingService.ListErasureRecipients:input_type -> lethe.sharing.v1.ListErasureRecipientsRequest
-	37, // 43: lethe.sharing.v1.SharingService.SendOnwardErasure:input_type -> lethe.sharing.v1.SendOnwardErasureRequest
-	38, // 44: lethe.sharing.v1.SharingService.GetOnwardErasure:input_type -> lethe.sharing.v1.GetOnwardErasureRequest
-	39, // 45: lethe.sharing.v1.SharingService.AcknowledgeErasure:input_type -> lethe.sharing.v1.AcknowledgeErasureRequest
-	3,  // 46: lethe.sharing.v1.SharingService.CreatePartner:output_type -> lethe.sharing.v1.Partner
-	3,  // 47: lethe.sharing.v1.SharingService.GetPartner:output_type -> lethe.sharing.v1.Partner
-	7,  // 48: lethe.sharing.v1.SharingService.ListPartners:output_type -> lethe.sharing.v1.ListPartnersResponse
-	3,  // 49: lethe.sharing.v1.SharingService.UpdatePartner:output_type -> lethe.sharing.v1.Partner
-	9,  // 50: lethe.sharing.v1.SharingService.CreatePurpose:output_type -> lethe.sharing.v1.Purpose
-	12, // 51: lethe.sharing.v1.SharingService.ListPurposes:output_type -> lethe.sharing.v1.ListPurposesResponse
-	14, // 52: lethe.sharing.v1.SharingService.NotifyMembers:output_type -> lethe.sharing.v1.NotifyMembersResponse
-	17, // 53: lethe.sharing.v1.SharingService.ListNotices:output_type -> lethe.sharing.v1.ListNoticesResponse
-	18, // 54: lethe.sharing.v1.SharingService.CreateObjection:output_type -> lethe.sharing.v1.Objection
-	23, // 55: lethe.sharing.v1.SharingService.ListObjections:output_type -> lethe.sharing.v1.ListObjectionsResponse
-	18, // 56: lethe.sharing.v1.SharingService.WithdrawObjection:output_type -> lethe.sharing.v1.Objection
-	21, // 57: lethe.sharing.v1.SharingService.ObjectToNotice:output_type -> lethe.sharing.v1.ObjectToNoticeResponse
-	26, // 58: lethe.sharing.v1.SharingService.AuthorizeDisclosure:output_type -> lethe.sharing.v1.AuthorizeDisclosureResponse
-	29, // 59: lethe.sharing.v1.SharingService.ListDisclosures:output_type -> lethe.sharing.v1.ListDisclosuresResponse
-	31, // 60: lethe.sharing.v1.SharingService.VerifyDisclosureLog:output_type -> lethe.sharing.v1.VerifyDisclosureLogResponse
-	33, // 61: lethe.sharing.v1.SharingService.BlockSharing:output_type -> lethe.sharing.v1.BlockSharingResponse
-	35, // 62: lethe.sharing.v1.SharingService.ListErasureRecipients:output_type -> lethe.sharing.v1.ListErasureRecipientsResponse
-	36, // 63: lethe.sharing.v1.SharingService.SendOnwardErasure:output_type -> lethe.sharing.v1.OnwardErasure
-	36, // 64: lethe.sharing.v1.SharingService.GetOnwardErasure:output_type -> lethe.sharing.v1.OnwardErasure
-	43, // 65: lethe.sharing.v1.SharingService.AcknowledgeErasure:output_type -> google.protobuf.Empty
-	46, // [46:66] is the sub-list for method output_type
-	26, // [26:46] is the sub-list for method input_type
+	34, // 42: lethe.sharing.v1.SharingService.SetProcessingRestriction:input_type -> lethe.sharing.v1.SetProcessingRestrictionRequest
+	36, // 43: lethe.sharing.v1.SharingService.ListErasureRecipients:input_type -> lethe.sharing.v1.ListErasureRecipientsRequest
+	39, // 44: lethe.sharing.v1.SharingService.SendOnwardErasure:input_type -> lethe.sharing.v1.SendOnwardErasureRequest
+	40, // 45: lethe.sharing.v1.SharingService.GetOnwardErasure:input_type -> lethe.sharing.v1.GetOnwardErasureRequest
+	41, // 46: lethe.sharing.v1.SharingService.AcknowledgeErasure:input_type -> lethe.sharing.v1.AcknowledgeErasureRequest
+	3,  // 47: lethe.sharing.v1.SharingService.CreatePartner:output_type -> lethe.sharing.v1.Partner
+	3,  // 48: lethe.sharing.v1.SharingService.GetPartner:output_type -> lethe.sharing.v1.Partner
+	7,  // 49: lethe.sharing.v1.SharingService.ListPartners:output_type -> lethe.sharing.v1.ListPartnersResponse
+	3,  // 50: lethe.sharing.v1.SharingService.UpdatePartner:output_type -> lethe.sharing.v1.Partner
+	9,  // 51: lethe.sharing.v1.SharingService.CreatePurpose:output_type -> lethe.sharing.v1.Purpose
+	12, // 52: lethe.sharing.v1.SharingService.ListPurposes:output_type -> lethe.sharing.v1.ListPurposesResponse
+	14, // 53: lethe.sharing.v1.SharingService.NotifyMembers:output_type -> lethe.sharing.v1.NotifyMembersResponse
+	17, // 54: lethe.sharing.v1.SharingService.ListNotices:output_type -> lethe.sharing.v1.ListNoticesResponse
+	18, // 55: lethe.sharing.v1.SharingService.CreateObjection:output_type -> lethe.sharing.v1.Objection
+	23, // 56: lethe.sharing.v1.SharingService.ListObjections:output_type -> lethe.sharing.v1.ListObjectionsResponse
+	18, // 57: lethe.sharing.v1.SharingService.WithdrawObjection:output_type -> lethe.sharing.v1.Objection
+	21, // 58: lethe.sharing.v1.SharingService.ObjectToNotice:output_type -> lethe.sharing.v1.ObjectToNoticeResponse
+	26, // 59: lethe.sharing.v1.SharingService.AuthorizeDisclosure:output_type -> lethe.sharing.v1.AuthorizeDisclosureResponse
+	29, // 60: lethe.sharing.v1.SharingService.ListDisclosures:output_type -> lethe.sharing.v1.ListDisclosuresResponse
+	31, // 61: lethe.sharing.v1.SharingService.VerifyDisclosureLog:output_type -> lethe.sharing.v1.VerifyDisclosureLogResponse
+	33, // 62: lethe.sharing.v1.SharingService.BlockSharing:output_type -> lethe.sharing.v1.BlockSharingResponse
+	35, // 63: lethe.sharing.v1.SharingService.SetProcessingRestriction:output_type -> lethe.sharing.v1.SetProcessingRestrictionResponse
+	37, // 64: lethe.sharing.v1.SharingService.ListErasureRecipients:output_type -> lethe.sharing.v1.ListErasureRecipientsResponse
+	38, // 65: lethe.sharing.v1.SharingService.SendOnwardErasure:output_type -> lethe.sharing.v1.OnwardErasure
+	38, // 66: lethe.sharing.v1.SharingService.GetOnwardErasure:output_type -> lethe.sharing.v1.OnwardErasure
+	45, // 67: lethe.sharing.v1.SharingService.AcknowledgeErasure:output_type -> google.protobuf.Empty
+	47, // [47:68] is the sub-list for method output_type
+	26, // [26:47] is the sub-list for method input_type
 	26, // [26:26] is the sub-list for extension type_name
 	26, // [26:26] is the sub-list for extension extendee
 	0,  // [0:26] is the sub-list for field type_name
@@ -2992,7 +3121,7 @@ func file_lethe_sharing_v1_sharing_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_sharing_v1_sharing_proto_rawDesc), len(file_lethe_sharing_v1_sharing_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
