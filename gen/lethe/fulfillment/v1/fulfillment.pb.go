@@ -25,6 +25,132 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ComplaintCategory is what a complaint is about.
+type ComplaintCategory int32
+
+const (
+	// COMPLAINT_CATEGORY_UNSPECIFIED is invalid.
+	ComplaintCategory_COMPLAINT_CATEGORY_UNSPECIFIED ComplaintCategory = 0
+	// COMPLAINT_CATEGORY_REQUEST_HANDLING is about how a privacy request was handled.
+	ComplaintCategory_COMPLAINT_CATEGORY_REQUEST_HANDLING ComplaintCategory = 1
+	// COMPLAINT_CATEGORY_SHARING is about data given to a partner.
+	ComplaintCategory_COMPLAINT_CATEGORY_SHARING ComplaintCategory = 2
+	// COMPLAINT_CATEGORY_MARKETING is about marketing messages.
+	ComplaintCategory_COMPLAINT_CATEGORY_MARKETING ComplaintCategory = 3
+	// COMPLAINT_CATEGORY_ACCURACY is about data that is wrong.
+	ComplaintCategory_COMPLAINT_CATEGORY_ACCURACY ComplaintCategory = 4
+	// COMPLAINT_CATEGORY_SECURITY is about the safety of the data.
+	ComplaintCategory_COMPLAINT_CATEGORY_SECURITY ComplaintCategory = 5
+	// COMPLAINT_CATEGORY_OTHER is anything else about the member's data.
+	ComplaintCategory_COMPLAINT_CATEGORY_OTHER ComplaintCategory = 6
+)
+
+// Enum value maps for ComplaintCategory.
+var (
+	ComplaintCategory_name = map[int32]string{
+		0: "COMPLAINT_CATEGORY_UNSPECIFIED",
+		1: "COMPLAINT_CATEGORY_REQUEST_HANDLING",
+		2: "COMPLAINT_CATEGORY_SHARING",
+		3: "COMPLAINT_CATEGORY_MARKETING",
+		4: "COMPLAINT_CATEGORY_ACCURACY",
+		5: "COMPLAINT_CATEGORY_SECURITY",
+		6: "COMPLAINT_CATEGORY_OTHER",
+	}
+	ComplaintCategory_value = map[string]int32{
+		"COMPLAINT_CATEGORY_UNSPECIFIED":      0,
+		"COMPLAINT_CATEGORY_REQUEST_HANDLING": 1,
+		"COMPLAINT_CATEGORY_SHARING":          2,
+		"COMPLAINT_CATEGORY_MARKETING":        3,
+		"COMPLAINT_CATEGORY_ACCURACY":         4,
+		"COMPLAINT_CATEGORY_SECURITY":         5,
+		"COMPLAINT_CATEGORY_OTHER":            6,
+	}
+)
+
+func (x ComplaintCategory) Enum() *ComplaintCategory {
+	p := new(ComplaintCategory)
+	*p = x
+	return p
+}
+
+func (x ComplaintCategory) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ComplaintCategory) Descriptor() protoreflect.EnumDescriptor {
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[0].Descriptor()
+}
+
+func (ComplaintCategory) Type() protoreflect.EnumType {
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[0]
+}
+
+func (x ComplaintCategory) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ComplaintCategory.Descriptor instead.
+func (ComplaintCategory) EnumDescriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{0}
+}
+
+// ComplaintState is where a complaint is.
+type ComplaintState int32
+
+const (
+	// COMPLAINT_STATE_UNSPECIFIED is not used.
+	ComplaintState_COMPLAINT_STATE_UNSPECIFIED ComplaintState = 0
+	// COMPLAINT_STATE_RECEIVED waits for an operator's acknowledgement.
+	ComplaintState_COMPLAINT_STATE_RECEIVED ComplaintState = 1
+	// COMPLAINT_STATE_ACKNOWLEDGED is being looked into.
+	ComplaintState_COMPLAINT_STATE_ACKNOWLEDGED ComplaintState = 2
+	// COMPLAINT_STATE_RESOLVED is closed with a resolution.
+	ComplaintState_COMPLAINT_STATE_RESOLVED ComplaintState = 3
+)
+
+// Enum value maps for ComplaintState.
+var (
+	ComplaintState_name = map[int32]string{
+		0: "COMPLAINT_STATE_UNSPECIFIED",
+		1: "COMPLAINT_STATE_RECEIVED",
+		2: "COMPLAINT_STATE_ACKNOWLEDGED",
+		3: "COMPLAINT_STATE_RESOLVED",
+	}
+	ComplaintState_value = map[string]int32{
+		"COMPLAINT_STATE_UNSPECIFIED":  0,
+		"COMPLAINT_STATE_RECEIVED":     1,
+		"COMPLAINT_STATE_ACKNOWLEDGED": 2,
+		"COMPLAINT_STATE_RESOLVED":     3,
+	}
+)
+
+func (x ComplaintState) Enum() *ComplaintState {
+	p := new(ComplaintState)
+	*p = x
+	return p
+}
+
+func (x ComplaintState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ComplaintState) Descriptor() protoreflect.EnumDescriptor {
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[1].Descriptor()
+}
+
+func (ComplaintState) Type() protoreflect.EnumType {
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[1]
+}
+
+func (x ComplaintState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ComplaintState.Descriptor instead.
+func (ComplaintState) EnumDescriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{1}
+}
+
 // RequestKind is what a member asked for.
 type RequestKind int32
 
@@ -91,11 +217,11 @@ func (x RequestKind) String() string {
 }
 
 func (RequestKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[0].Descriptor()
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[2].Descriptor()
 }
 
 func (RequestKind) Type() protoreflect.EnumType {
-	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[0]
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[2]
 }
 
 func (x RequestKind) Number() protoreflect.EnumNumber {
@@ -104,7 +230,7 @@ func (x RequestKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RequestKind.Descriptor instead.
 func (RequestKind) EnumDescriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{0}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{2}
 }
 
 // DenialReason is why a request was refused.
@@ -152,11 +278,11 @@ func (x DenialReason) String() string {
 }
 
 func (DenialReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[1].Descriptor()
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[3].Descriptor()
 }
 
 func (DenialReason) Type() protoreflect.EnumType {
-	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[1]
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[3]
 }
 
 func (x DenialReason) Number() protoreflect.EnumNumber {
@@ -165,7 +291,7 @@ func (x DenialReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DenialReason.Descriptor instead.
 func (DenialReason) EnumDescriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{1}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{3}
 }
 
 // RectifiableField is a piece of personal data a rectification corrects.
@@ -209,11 +335,11 @@ func (x RectifiableField) String() string {
 }
 
 func (RectifiableField) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[2].Descriptor()
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[4].Descriptor()
 }
 
 func (RectifiableField) Type() protoreflect.EnumType {
-	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[2]
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[4]
 }
 
 func (x RectifiableField) Number() protoreflect.EnumNumber {
@@ -222,7 +348,7 @@ func (x RectifiableField) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RectifiableField.Descriptor instead.
 func (RectifiableField) EnumDescriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{2}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{4}
 }
 
 // Jurisdiction picks the deadline rule.
@@ -266,11 +392,11 @@ func (x Jurisdiction) String() string {
 }
 
 func (Jurisdiction) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[3].Descriptor()
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[5].Descriptor()
 }
 
 func (Jurisdiction) Type() protoreflect.EnumType {
-	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[3]
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[5]
 }
 
 func (x Jurisdiction) Number() protoreflect.EnumNumber {
@@ -279,7 +405,7 @@ func (x Jurisdiction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Jurisdiction.Descriptor instead.
 func (Jurisdiction) EnumDescriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{3}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{5}
 }
 
 // RequestState is where a request is.
@@ -347,11 +473,11 @@ func (x RequestState) String() string {
 }
 
 func (RequestState) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[4].Descriptor()
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[6].Descriptor()
 }
 
 func (RequestState) Type() protoreflect.EnumType {
-	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[4]
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[6]
 }
 
 func (x RequestState) Number() protoreflect.EnumNumber {
@@ -360,7 +486,7 @@ func (x RequestState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RequestState.Descriptor instead.
 func (RequestState) EnumDescriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{4}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{6}
 }
 
 // RequestOrigin says who filed a request.
@@ -404,11 +530,11 @@ func (x RequestOrigin) String() string {
 }
 
 func (RequestOrigin) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[5].Descriptor()
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[7].Descriptor()
 }
 
 func (RequestOrigin) Type() protoreflect.EnumType {
-	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[5]
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[7]
 }
 
 func (x RequestOrigin) Number() protoreflect.EnumNumber {
@@ -417,7 +543,565 @@ func (x RequestOrigin) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RequestOrigin.Descriptor instead.
 func (RequestOrigin) EnumDescriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{7}
+}
+
+// Complaint is a member's complaint about their data.
+type Complaint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/complaints/{complaint}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// category of the complaint.
+	Category ComplaintCategory `protobuf:"varint,2,opt,name=category,proto3,enum=lethe.fulfillment.v1.ComplaintCategory" json:"category,omitempty"`
+	// description in the member's words (at most 4000 characters); cleared on erasure.
+	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	// related_requests are the member's privacy requests it is about
+	// ("members/{member}/privacyRequests/{request}").
+	RelatedRequests []string `protobuf:"bytes,4,rep,name=related_requests,json=relatedRequests,proto3" json:"related_requests,omitempty"`
+	// state of the complaint.
+	State ComplaintState `protobuf:"varint,5,opt,name=state,proto3,enum=lethe.fulfillment.v1.ComplaintState" json:"state,omitempty"`
+	// create_time is when it was received.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// acknowledge_due_time is when it must be acknowledged.
+	AcknowledgeDueTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=acknowledge_due_time,json=acknowledgeDueTime,proto3" json:"acknowledge_due_time,omitempty"`
+	// resolve_due_time is when it must be resolved.
+	ResolveDueTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=resolve_due_time,json=resolveDueTime,proto3" json:"resolve_due_time,omitempty"`
+	// acknowledge_time is when an operator acknowledged it.
+	AcknowledgeTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=acknowledge_time,json=acknowledgeTime,proto3" json:"acknowledge_time,omitempty"`
+	// resolve_time is when it was resolved.
+	ResolveTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=resolve_time,json=resolveTime,proto3" json:"resolve_time,omitempty"`
+	// resolution is the operator's answer; cleared on erasure.
+	Resolution string `protobuf:"bytes,11,opt,name=resolution,proto3" json:"resolution,omitempty"`
+	// escalations are the levels reached, e.g. "acknowledgement-overdue", "resolution-overdue".
+	Escalations   []string `protobuf:"bytes,12,rep,name=escalations,proto3" json:"escalations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Complaint) Reset() {
+	*x = Complaint{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Complaint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Complaint) ProtoMessage() {}
+
+func (x *Complaint) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Complaint.ProtoReflect.Descriptor instead.
+func (*Complaint) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Complaint) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Complaint) GetCategory() ComplaintCategory {
+	if x != nil {
+		return x.Category
+	}
+	return ComplaintCategory_COMPLAINT_CATEGORY_UNSPECIFIED
+}
+
+func (x *Complaint) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Complaint) GetRelatedRequests() []string {
+	if x != nil {
+		return x.RelatedRequests
+	}
+	return nil
+}
+
+func (x *Complaint) GetState() ComplaintState {
+	if x != nil {
+		return x.State
+	}
+	return ComplaintState_COMPLAINT_STATE_UNSPECIFIED
+}
+
+func (x *Complaint) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Complaint) GetAcknowledgeDueTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgeDueTime
+	}
+	return nil
+}
+
+func (x *Complaint) GetResolveDueTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResolveDueTime
+	}
+	return nil
+}
+
+func (x *Complaint) GetAcknowledgeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgeTime
+	}
+	return nil
+}
+
+func (x *Complaint) GetResolveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResolveTime
+	}
+	return nil
+}
+
+func (x *Complaint) GetResolution() string {
+	if x != nil {
+		return x.Resolution
+	}
+	return ""
+}
+
+func (x *Complaint) GetEscalations() []string {
+	if x != nil {
+		return x.Escalations
+	}
+	return nil
+}
+
+// CreateComplaintRequest files a complaint.
+type CreateComplaintRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// parent is "members/{member}".
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// complaint to file: category, description, related_requests.
+	Complaint *Complaint `protobuf:"bytes,2,opt,name=complaint,proto3" json:"complaint,omitempty"`
+	// request_id makes the call idempotent.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateComplaintRequest) Reset() {
+	*x = CreateComplaintRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateComplaintRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateComplaintRequest) ProtoMessage() {}
+
+func (x *CreateComplaintRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateComplaintRequest.ProtoReflect.Descriptor instead.
+func (*CreateComplaintRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CreateComplaintRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *CreateComplaintRequest) GetComplaint() *Complaint {
+	if x != nil {
+		return x.Complaint
+	}
+	return nil
+}
+
+func (x *CreateComplaintRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// GetComplaintRequest names a complaint.
+type GetComplaintRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/complaints/{complaint}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetComplaintRequest) Reset() {
+	*x = GetComplaintRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetComplaintRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetComplaintRequest) ProtoMessage() {}
+
+func (x *GetComplaintRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetComplaintRequest.ProtoReflect.Descriptor instead.
+func (*GetComplaintRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetComplaintRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ListComplaintsRequest lists complaints.
+type ListComplaintsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// parent is "members/{member}", or "members/-" for every member's (operators).
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// page_size defaults to 50; at most 500.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a previous listing.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListComplaintsRequest) Reset() {
+	*x = ListComplaintsRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListComplaintsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListComplaintsRequest) ProtoMessage() {}
+
+func (x *ListComplaintsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListComplaintsRequest.ProtoReflect.Descriptor instead.
+func (*ListComplaintsRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListComplaintsRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *ListComplaintsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListComplaintsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListComplaintsResponse is a page of complaints.
+type ListComplaintsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// complaints, newest first (for "members/-": open ones, earliest deadline first).
+	Complaints []*Complaint `protobuf:"bytes,1,rep,name=complaints,proto3" json:"complaints,omitempty"`
+	// next_page_token is empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListComplaintsResponse) Reset() {
+	*x = ListComplaintsResponse{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListComplaintsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListComplaintsResponse) ProtoMessage() {}
+
+func (x *ListComplaintsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListComplaintsResponse.ProtoReflect.Descriptor instead.
+func (*ListComplaintsResponse) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListComplaintsResponse) GetComplaints() []*Complaint {
+	if x != nil {
+		return x.Complaints
+	}
+	return nil
+}
+
+func (x *ListComplaintsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// AcknowledgeComplaintRequest acknowledges a complaint.
+type AcknowledgeComplaintRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/complaints/{complaint}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeComplaintRequest) Reset() {
+	*x = AcknowledgeComplaintRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeComplaintRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeComplaintRequest) ProtoMessage() {}
+
+func (x *AcknowledgeComplaintRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeComplaintRequest.ProtoReflect.Descriptor instead.
+func (*AcknowledgeComplaintRequest) Descriptor() ([]byte, []int) {
 	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AcknowledgeComplaintRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ResolveComplaintRequest resolves a complaint.
+type ResolveComplaintRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/complaints/{complaint}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// resolution is the answer to the member (1 to 4000 characters).
+	Resolution    string `protobuf:"bytes,2,opt,name=resolution,proto3" json:"resolution,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveComplaintRequest) Reset() {
+	*x = ResolveComplaintRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveComplaintRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveComplaintRequest) ProtoMessage() {}
+
+func (x *ResolveComplaintRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveComplaintRequest.ProtoReflect.Descriptor instead.
+func (*ResolveComplaintRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ResolveComplaintRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResolveComplaintRequest) GetResolution() string {
+	if x != nil {
+		return x.Resolution
+	}
+	return ""
+}
+
+// ComplaintStatistics are the yearly complaint figures.
+type ComplaintStatistics struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// received in the year.
+	Received int64 `protobuf:"varint,1,opt,name=received,proto3" json:"received,omitempty"`
+	// resolved in the year.
+	Resolved int64 `protobuf:"varint,2,opt,name=resolved,proto3" json:"resolved,omitempty"`
+	// resolved_on_time were resolved by their resolution deadline.
+	ResolvedOnTime int64 `protobuf:"varint,3,opt,name=resolved_on_time,json=resolvedOnTime,proto3" json:"resolved_on_time,omitempty"`
+	// escalated are complaints received in the year that passed a deadline.
+	Escalated int64 `protobuf:"varint,4,opt,name=escalated,proto3" json:"escalated,omitempty"`
+	// median_days_to_resolve over complaints resolved in the year.
+	MedianDaysToResolve float64 `protobuf:"fixed64,5,opt,name=median_days_to_resolve,json=medianDaysToResolve,proto3" json:"median_days_to_resolve,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *ComplaintStatistics) Reset() {
+	*x = ComplaintStatistics{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ComplaintStatistics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ComplaintStatistics) ProtoMessage() {}
+
+func (x *ComplaintStatistics) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ComplaintStatistics.ProtoReflect.Descriptor instead.
+func (*ComplaintStatistics) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ComplaintStatistics) GetReceived() int64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *ComplaintStatistics) GetResolved() int64 {
+	if x != nil {
+		return x.Resolved
+	}
+	return 0
+}
+
+func (x *ComplaintStatistics) GetResolvedOnTime() int64 {
+	if x != nil {
+		return x.ResolvedOnTime
+	}
+	return 0
+}
+
+func (x *ComplaintStatistics) GetEscalated() int64 {
+	if x != nil {
+		return x.Escalated
+	}
+	return 0
+}
+
+func (x *ComplaintStatistics) GetMedianDaysToResolve() float64 {
+	if x != nil {
+		return x.MedianDaysToResolve
+	}
+	return 0
 }
 
 // Rectification is the correction a member asserts.
@@ -437,7 +1121,7 @@ type Rectification struct {
 
 func (x *Rectification) Reset() {
 	*x = Rectification{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[0]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -449,7 +1133,7 @@ func (x *Rectification) String() string {
 func (*Rectification) ProtoMessage() {}
 
 func (x *Rectification) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[0]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -462,7 +1146,7 @@ func (x *Rectification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rectification.ProtoReflect.Descriptor instead.
 func (*Rectification) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{0}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Rectification) GetField() RectifiableField {
@@ -510,7 +1194,7 @@ type ObjectionTarget struct {
 
 func (x *ObjectionTarget) Reset() {
 	*x = ObjectionTarget{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[1]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +1206,7 @@ func (x *ObjectionTarget) String() string {
 func (*ObjectionTarget) ProtoMessage() {}
 
 func (x *ObjectionTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[1]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +1219,7 @@ func (x *ObjectionTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectionTarget.ProtoReflect.Descriptor instead.
 func (*ObjectionTarget) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{1}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ObjectionTarget) GetPurpose() string {
@@ -576,7 +1260,7 @@ type StepProgress struct {
 
 func (x *StepProgress) Reset() {
 	*x = StepProgress{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[2]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +1272,7 @@ func (x *StepProgress) String() string {
 func (*StepProgress) ProtoMessage() {}
 
 func (x *StepProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[2]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +1285,7 @@ func (x *StepProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepProgress.ProtoReflect.Descriptor instead.
 func (*StepProgress) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{2}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StepProgress) GetStep() string {
@@ -682,7 +1366,7 @@ type PrivacyRequest struct {
 
 func (x *PrivacyRequest) Reset() {
 	*x = PrivacyRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[3]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +1378,7 @@ func (x *PrivacyRequest) String() string {
 func (*PrivacyRequest) ProtoMessage() {}
 
 func (x *PrivacyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[3]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +1391,7 @@ func (x *PrivacyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrivacyRequest.ProtoReflect.Descriptor instead.
 func (*PrivacyRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{3}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PrivacyRequest) GetName() string {
@@ -865,7 +1549,7 @@ type CreatePrivacyRequestRequest struct {
 
 func (x *CreatePrivacyRequestRequest) Reset() {
 	*x = CreatePrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[4]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +1561,7 @@ func (x *CreatePrivacyRequestRequest) String() string {
 func (*CreatePrivacyRequestRequest) ProtoMessage() {}
 
 func (x *CreatePrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[4]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +1574,7 @@ func (x *CreatePrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*CreatePrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{4}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreatePrivacyRequestRequest) GetParent() string {
@@ -925,7 +1609,7 @@ type GetPrivacyRequestRequest struct {
 
 func (x *GetPrivacyRequestRequest) Reset() {
 	*x = GetPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[5]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1621,7 @@ func (x *GetPrivacyRequestRequest) String() string {
 func (*GetPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *GetPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[5]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1634,7 @@ func (x *GetPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*GetPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{5}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetPrivacyRequestRequest) GetName() string {
@@ -977,7 +1661,7 @@ type ListPrivacyRequestsRequest struct {
 
 func (x *ListPrivacyRequestsRequest) Reset() {
 	*x = ListPrivacyRequestsRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[6]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1673,7 @@ func (x *ListPrivacyRequestsRequest) String() string {
 func (*ListPrivacyRequestsRequest) ProtoMessage() {}
 
 func (x *ListPrivacyRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[6]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1686,7 @@ func (x *ListPrivacyRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrivacyRequestsRequest.ProtoReflect.Descriptor instead.
 func (*ListPrivacyRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{6}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListPrivacyRequestsRequest) GetParent() string {
@@ -1046,7 +1730,7 @@ type ListPrivacyRequestsResponse struct {
 
 func (x *ListPrivacyRequestsResponse) Reset() {
 	*x = ListPrivacyRequestsResponse{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[7]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1742,7 @@ func (x *ListPrivacyRequestsResponse) String() string {
 func (*ListPrivacyRequestsResponse) ProtoMessage() {}
 
 func (x *ListPrivacyRequestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[7]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1755,7 @@ func (x *ListPrivacyRequestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrivacyRequestsResponse.ProtoReflect.Descriptor instead.
 func (*ListPrivacyRequestsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{7}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListPrivacyRequestsResponse) GetPrivacyRequests() []*PrivacyRequest {
@@ -1101,7 +1785,7 @@ type VerifyPrivacyRequestRequest struct {
 
 func (x *VerifyPrivacyRequestRequest) Reset() {
 	*x = VerifyPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1797,7 @@ func (x *VerifyPrivacyRequestRequest) String() string {
 func (*VerifyPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *VerifyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1810,7 @@ func (x *VerifyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*VerifyPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{8}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *VerifyPrivacyRequestRequest) GetName() string {
@@ -1154,7 +1838,7 @@ type CancelPrivacyRequestRequest struct {
 
 func (x *CancelPrivacyRequestRequest) Reset() {
 	*x = CancelPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1850,7 @@ func (x *CancelPrivacyRequestRequest) String() string {
 func (*CancelPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *CancelPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1863,7 @@ func (x *CancelPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*CancelPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{9}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelPrivacyRequestRequest) GetName() string {
@@ -1202,7 +1886,7 @@ type ExtendPrivacyRequestRequest struct {
 
 func (x *ExtendPrivacyRequestRequest) Reset() {
 	*x = ExtendPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1898,7 @@ func (x *ExtendPrivacyRequestRequest) String() string {
 func (*ExtendPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *ExtendPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1911,7 @@ func (x *ExtendPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*ExtendPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{10}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ExtendPrivacyRequestRequest) GetName() string {
@@ -1257,7 +1941,7 @@ type SetLegalHoldRequest struct {
 
 func (x *SetLegalHoldRequest) Reset() {
 	*x = SetLegalHoldRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1953,7 @@ func (x *SetLegalHoldRequest) String() string {
 func (*SetLegalHoldRequest) ProtoMessage() {}
 
 func (x *SetLegalHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1966,7 @@ func (x *SetLegalHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLegalHoldRequest.ProtoReflect.Descriptor instead.
 func (*SetLegalHoldRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{11}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetLegalHoldRequest) GetName() string {
@@ -1313,7 +1997,7 @@ type ReleaseLegalHoldRequest struct {
 
 func (x *ReleaseLegalHoldRequest) Reset() {
 	*x = ReleaseLegalHoldRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +2009,7 @@ func (x *ReleaseLegalHoldRequest) String() string {
 func (*ReleaseLegalHoldRequest) ProtoMessage() {}
 
 func (x *ReleaseLegalHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +2022,7 @@ func (x *ReleaseLegalHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLegalHoldRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseLegalHoldRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{12}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReleaseLegalHoldRequest) GetName() string {
@@ -1371,7 +2055,7 @@ type DenyPrivacyRequestRequest struct {
 
 func (x *DenyPrivacyRequestRequest) Reset() {
 	*x = DenyPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +2067,7 @@ func (x *DenyPrivacyRequestRequest) String() string {
 func (*DenyPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *DenyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1396,7 +2080,7 @@ func (x *DenyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DenyPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*DenyPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{13}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DenyPrivacyRequestRequest) GetName() string {
@@ -1438,7 +2122,7 @@ type ReviewRectificationRequest struct {
 
 func (x *ReviewRectificationRequest) Reset() {
 	*x = ReviewRectificationRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +2134,7 @@ func (x *ReviewRectificationRequest) String() string {
 func (*ReviewRectificationRequest) ProtoMessage() {}
 
 func (x *ReviewRectificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +2147,7 @@ func (x *ReviewRectificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewRectificationRequest.ProtoReflect.Descriptor instead.
 func (*ReviewRectificationRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{14}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReviewRectificationRequest) GetName() string {
@@ -1507,7 +2191,7 @@ type LiftRestrictionRequest struct {
 
 func (x *LiftRestrictionRequest) Reset() {
 	*x = LiftRestrictionRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1519,7 +2203,7 @@ func (x *LiftRestrictionRequest) String() string {
 func (*LiftRestrictionRequest) ProtoMessage() {}
 
 func (x *LiftRestrictionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1532,7 +2216,7 @@ func (x *LiftRestrictionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LiftRestrictionRequest.ProtoReflect.Descriptor instead.
 func (*LiftRestrictionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{15}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LiftRestrictionRequest) GetName() string {
@@ -1560,7 +2244,7 @@ type GetExportDownloadRequest struct {
 
 func (x *GetExportDownloadRequest) Reset() {
 	*x = GetExportDownloadRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +2256,7 @@ func (x *GetExportDownloadRequest) String() string {
 func (*GetExportDownloadRequest) ProtoMessage() {}
 
 func (x *GetExportDownloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +2269,7 @@ func (x *GetExportDownloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExportDownloadRequest.ProtoReflect.Descriptor instead.
 func (*GetExportDownloadRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{16}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetExportDownloadRequest) GetName() string {
@@ -1612,7 +2296,7 @@ type ExportDownload struct {
 
 func (x *ExportDownload) Reset() {
 	*x = ExportDownload{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +2308,7 @@ func (x *ExportDownload) String() string {
 func (*ExportDownload) ProtoMessage() {}
 
 func (x *ExportDownload) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +2321,7 @@ func (x *ExportDownload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDownload.ProtoReflect.Descriptor instead.
 func (*ExportDownload) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{17}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ExportDownload) GetDownloadUri() string {
@@ -1681,7 +2365,7 @@ type GetErasureReceiptRequest struct {
 
 func (x *GetErasureReceiptRequest) Reset() {
 	*x = GetErasureReceiptRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +2377,7 @@ func (x *GetErasureReceiptRequest) String() string {
 func (*GetErasureReceiptRequest) ProtoMessage() {}
 
 func (x *GetErasureReceiptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +2390,7 @@ func (x *GetErasureReceiptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetErasureReceiptRequest.ProtoReflect.Descriptor instead.
 func (*GetErasureReceiptRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{18}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetErasureReceiptRequest) GetRequestId() string {
@@ -1739,7 +2423,7 @@ type ErasureReceipt struct {
 
 func (x *ErasureReceipt) Reset() {
 	*x = ErasureReceipt{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +2435,7 @@ func (x *ErasureReceipt) String() string {
 func (*ErasureReceipt) ProtoMessage() {}
 
 func (x *ErasureReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +2448,7 @@ func (x *ErasureReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErasureReceipt.ProtoReflect.Descriptor instead.
 func (*ErasureReceipt) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{19}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ErasureReceipt) GetPayload() []byte {
@@ -1797,7 +2481,7 @@ type GetReceiptKeysRequest struct {
 
 func (x *GetReceiptKeysRequest) Reset() {
 	*x = GetReceiptKeysRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +2493,7 @@ func (x *GetReceiptKeysRequest) String() string {
 func (*GetReceiptKeysRequest) ProtoMessage() {}
 
 func (x *GetReceiptKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +2506,7 @@ func (x *GetReceiptKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReceiptKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetReceiptKeysRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{20}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{28}
 }
 
 // ReceiptKey is a public verification key.
@@ -1840,7 +2524,7 @@ type ReceiptKey struct {
 
 func (x *ReceiptKey) Reset() {
 	*x = ReceiptKey{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1852,7 +2536,7 @@ func (x *ReceiptKey) String() string {
 func (*ReceiptKey) ProtoMessage() {}
 
 func (x *ReceiptKey) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1865,7 +2549,7 @@ func (x *ReceiptKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptKey.ProtoReflect.Descriptor instead.
 func (*ReceiptKey) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{21}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReceiptKey) GetKeyId() string {
@@ -1900,7 +2584,7 @@ type ReceiptKeys struct {
 
 func (x *ReceiptKeys) Reset() {
 	*x = ReceiptKeys{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1912,7 +2596,7 @@ func (x *ReceiptKeys) String() string {
 func (*ReceiptKeys) ProtoMessage() {}
 
 func (x *ReceiptKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1925,7 +2609,7 @@ func (x *ReceiptKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptKeys.ProtoReflect.Descriptor instead.
 func (*ReceiptKeys) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{22}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReceiptKeys) GetKeys() []*ReceiptKey {
@@ -1946,7 +2630,7 @@ type GetRequestStatisticsRequest struct {
 
 func (x *GetRequestStatisticsRequest) Reset() {
 	*x = GetRequestStatisticsRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2642,7 @@ func (x *GetRequestStatisticsRequest) String() string {
 func (*GetRequestStatisticsRequest) ProtoMessage() {}
 
 func (x *GetRequestStatisticsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,7 +2655,7 @@ func (x *GetRequestStatisticsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequestStatisticsRequest.ProtoReflect.Descriptor instead.
 func (*GetRequestStatisticsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{23}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetRequestStatisticsRequest) GetYear() int32 {
@@ -2000,7 +2684,7 @@ type KindStatistics struct {
 
 func (x *KindStatistics) Reset() {
 	*x = KindStatistics{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2696,7 @@ func (x *KindStatistics) String() string {
 func (*KindStatistics) ProtoMessage() {}
 
 func (x *KindStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2709,7 @@ func (x *KindStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KindStatistics.ProtoReflect.Descriptor instead.
 func (*KindStatistics) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{24}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *KindStatistics) GetKind() RequestKind {
@@ -2072,13 +2756,16 @@ type RequestStatistics struct {
 	Kinds []*KindStatistics `protobuf:"bytes,2,rep,name=kinds,proto3" json:"kinds,omitempty"`
 	// operator_actions counts the audit log's operator actions in the year, per action.
 	OperatorActions []*ActionCount `protobuf:"bytes,3,rep,name=operator_actions,json=operatorActions,proto3" json:"operator_actions,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// complaints are the year's complaint figures (numbered apart from the request figures
+	// other changes add).
+	Complaints    *ComplaintStatistics `protobuf:"bytes,50,opt,name=complaints,proto3" json:"complaints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RequestStatistics) Reset() {
 	*x = RequestStatistics{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +2777,7 @@ func (x *RequestStatistics) String() string {
 func (*RequestStatistics) ProtoMessage() {}
 
 func (x *RequestStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +2790,7 @@ func (x *RequestStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestStatistics.ProtoReflect.Descriptor instead.
 func (*RequestStatistics) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{25}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RequestStatistics) GetYear() int32 {
@@ -2127,6 +2814,13 @@ func (x *RequestStatistics) GetOperatorActions() []*ActionCount {
 	return nil
 }
 
+func (x *RequestStatistics) GetComplaints() *ComplaintStatistics {
+	if x != nil {
+		return x.Complaints
+	}
+	return nil
+}
+
 // ActionCount is how often operators took one action.
 type ActionCount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2140,7 +2834,7 @@ type ActionCount struct {
 
 func (x *ActionCount) Reset() {
 	*x = ActionCount{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2152,7 +2846,7 @@ func (x *ActionCount) String() string {
 func (*ActionCount) ProtoMessage() {}
 
 func (x *ActionCount) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2165,7 +2859,7 @@ func (x *ActionCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionCount.ProtoReflect.Descriptor instead.
 func (*ActionCount) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{26}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ActionCount) GetAction() string {
@@ -2204,7 +2898,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2910,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2923,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{27}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AuditEvent) GetName() string {
@@ -2287,7 +2981,7 @@ type RecordAuditEventRequest struct {
 
 func (x *RecordAuditEventRequest) Reset() {
 	*x = RecordAuditEventRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2993,7 @@ func (x *RecordAuditEventRequest) String() string {
 func (*RecordAuditEventRequest) ProtoMessage() {}
 
 func (x *RecordAuditEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +3006,7 @@ func (x *RecordAuditEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAuditEventRequest.ProtoReflect.Descriptor instead.
 func (*RecordAuditEventRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{28}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RecordAuditEventRequest) GetAuditEvent() *AuditEvent {
@@ -2344,7 +3038,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2356,7 +3050,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2369,7 +3063,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{29}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListAuditEventsRequest) GetPageSize() int32 {
@@ -2406,7 +3100,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +3112,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +3125,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{30}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListAuditEventsResponse) GetAuditEvents() []*AuditEvent {
@@ -2452,7 +3146,81 @@ var File_lethe_fulfillment_v1_fulfillment_proto protoreflect.FileDescriptor
 
 const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\n" +
-	"&lethe/fulfillment/v1/fulfillment.proto\x12\x14lethe.fulfillment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18lethe/auth/v1/auth.proto\x1a\x1elethe/privacy/v1/privacy.proto\"\xef\x01\n" +
+	"&lethe/fulfillment/v1/fulfillment.proto\x12\x14lethe.fulfillment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18lethe/auth/v1/auth.proto\x1a\x1elethe/privacy/v1/privacy.proto\"\xc3\a\n" +
+	"\tComplaint\x12@\n" +
+	"\x04name\x18\x01 \x01(\tB,\xea\xe0\x18(\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x14record of complaintsR\x04name\x12^\n" +
+	"\bcategory\x18\x02 \x01(\x0e2'.lethe.fulfillment.v1.ComplaintCategoryB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\bcategory\x12.\n" +
+	"\vdescription\x18\x03 \x01(\tB\f\xea\xe0\x18\b\n" +
+	"\x04user\x10\x01R\vdescription\x12D\n" +
+	"\x10related_requests\x18\x04 \x03(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0frelatedRequests\x12U\n" +
+	"\x05state\x18\x05 \x01(\x0e2$.lethe.fulfillment.v1.ComplaintStateB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05state\x12V\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\n" +
+	"createTime\x12g\n" +
+	"\x14acknowledge_due_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x12acknowledgeDueTime\x12_\n" +
+	"\x10resolve_due_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0eresolveDueTime\x12`\n" +
+	"\x10acknowledge_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0facknowledgeTime\x12X\n" +
+	"\fresolve_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\vresolveTime\x12,\n" +
+	"\n" +
+	"resolution\x18\v \x01(\tB\f\xea\xe0\x18\b\n" +
+	"\x04user\x10\x01R\n" +
+	"resolution\x12;\n" +
+	"\vescalations\x18\f \x03(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\vescalations\"\xd7\x01\n" +
+	"\x16CreateComplaintRequest\x12D\n" +
+	"\x06parent\x18\x01 \x01(\tB,\xea\xe0\x18(\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x14record of complaintsR\x06parent\x12=\n" +
+	"\tcomplaint\x18\x02 \x01(\v2\x1f.lethe.fulfillment.v1.ComplaintR\tcomplaint\x128\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\trequestId\"W\n" +
+	"\x13GetComplaintRequest\x12@\n" +
+	"\x04name\x18\x01 \x01(\tB,\xea\xe0\x18(\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x14record of complaintsR\x04name\"\xcf\x01\n" +
+	"\x15ListComplaintsRequest\x12D\n" +
+	"\x06parent\x18\x01 \x01(\tB,\xea\xe0\x18(\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x14record of complaintsR\x06parent\x126\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\bpageSize\x128\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\tpageToken\"\x9c\x01\n" +
+	"\x16ListComplaintsResponse\x12?\n" +
+	"\n" +
+	"complaints\x18\x01 \x03(\v2\x1f.lethe.fulfillment.v1.ComplaintR\n" +
+	"complaints\x12A\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\rnextPageToken\"_\n" +
+	"\x1bAcknowledgeComplaintRequest\x12@\n" +
+	"\x04name\x18\x01 \x01(\tB,\xea\xe0\x18(\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x14record of complaintsR\x04name\"\x89\x01\n" +
+	"\x17ResolveComplaintRequest\x12@\n" +
+	"\x04name\x18\x01 \x01(\tB,\xea\xe0\x18(\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x14record of complaintsR\x04name\x12,\n" +
+	"\n" +
+	"resolution\x18\x02 \x01(\tB\f\xea\xe0\x18\b\n" +
+	"\x04user\x10\x01R\n" +
+	"resolution\"\xd1\x02\n" +
+	"\x13ComplaintStatistics\x125\n" +
+	"\breceived\x18\x01 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\breceived\x125\n" +
+	"\bresolved\x18\x02 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\bresolved\x12C\n" +
+	"\x10resolved_on_time\x18\x03 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0eresolvedOnTime\x127\n" +
+	"\tescalated\x18\x04 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\tescalated\x12N\n" +
+	"\x16median_days_to_resolve\x18\x05 \x01(\x01B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x13medianDaysToResolve\"\xef\x01\n" +
 	"\rRectification\x12W\n" +
 	"\x05field\x18\x01 \x01(\x0e2&.lethe.fulfillment.v1.RectifiableFieldB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x05field\x12\"\n" +
@@ -2640,12 +3408,15 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x06denied\x18\x04 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x06denied\x12N\n" +
 	"\x16median_days_to_respond\x18\x05 \x01(\x01B\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x13medianDaysToRespond\"\xcc\x01\n" +
+	"\x11system.operations\x10\x04R\x13medianDaysToRespond\"\x97\x02\n" +
 	"\x11RequestStatistics\x12-\n" +
 	"\x04year\x18\x01 \x01(\x05B\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x04year\x12:\n" +
 	"\x05kinds\x18\x02 \x03(\v2$.lethe.fulfillment.v1.KindStatisticsR\x05kinds\x12L\n" +
-	"\x10operator_actions\x18\x03 \x03(\v2!.lethe.fulfillment.v1.ActionCountR\x0foperatorActions\"q\n" +
+	"\x10operator_actions\x18\x03 \x03(\v2!.lethe.fulfillment.v1.ActionCountR\x0foperatorActions\x12I\n" +
+	"\n" +
+	"complaints\x182 \x01(\v2).lethe.fulfillment.v1.ComplaintStatisticsR\n" +
+	"complaints\"q\n" +
 	"\vActionCount\x121\n" +
 	"\x06action\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x06action\x12/\n" +
@@ -2682,7 +3453,20 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x17ListAuditEventsResponse\x12C\n" +
 	"\faudit_events\x18\x01 \x03(\v2 .lethe.fulfillment.v1.AuditEventR\vauditEvents\x12A\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\rnextPageToken*\x95\x02\n" +
+	"\x11system.operations\x10\x04R\rnextPageToken*\x82\x02\n" +
+	"\x11ComplaintCategory\x12\"\n" +
+	"\x1eCOMPLAINT_CATEGORY_UNSPECIFIED\x10\x00\x12'\n" +
+	"#COMPLAINT_CATEGORY_REQUEST_HANDLING\x10\x01\x12\x1e\n" +
+	"\x1aCOMPLAINT_CATEGORY_SHARING\x10\x02\x12 \n" +
+	"\x1cCOMPLAINT_CATEGORY_MARKETING\x10\x03\x12\x1f\n" +
+	"\x1bCOMPLAINT_CATEGORY_ACCURACY\x10\x04\x12\x1f\n" +
+	"\x1bCOMPLAINT_CATEGORY_SECURITY\x10\x05\x12\x1c\n" +
+	"\x18COMPLAINT_CATEGORY_OTHER\x10\x06*\x8f\x01\n" +
+	"\x0eComplaintState\x12\x1f\n" +
+	"\x1bCOMPLAINT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18COMPLAINT_STATE_RECEIVED\x10\x01\x12 \n" +
+	"\x1cCOMPLAINT_STATE_ACKNOWLEDGED\x10\x02\x12\x1c\n" +
+	"\x18COMPLAINT_STATE_RESOLVED\x10\x03*\x95\x02\n" +
 	"\vRequestKind\x12\x1c\n" +
 	"\x18REQUEST_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REQUEST_KIND_ACCESS\x10\x01\x12\x18\n" +
@@ -2724,7 +3508,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x1aREQUEST_ORIGIN_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REQUEST_ORIGIN_MEMBER\x10\x01\x12\x1b\n" +
 	"\x17REQUEST_ORIGIN_OPERATOR\x10\x02\x12\x18\n" +
-	"\x14REQUEST_ORIGIN_AGENT\x10\x032\xec\x15\n" +
+	"\x14REQUEST_ORIGIN_AGENT\x10\x032\xfc\x1b\n" +
 	"\x12FulfillmentService\x12\xb4\x01\n" +
 	"\x14CreatePrivacyRequest\x121.lethe.fulfillment.v1.CreatePrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"C\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x029:\x0fprivacy_request\"&/v1/{parent=members/*}/privacyRequests\x12\x9d\x01\n" +
 	"\x11GetPrivacyRequest\x12..lethe.fulfillment.v1.GetPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/privacyRequests/*}\x12\xae\x01\n" +
@@ -2742,7 +3526,12 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x10RecordAuditEvent\x12-.lethe.fulfillment.v1.RecordAuditEventRequest\x1a .lethe.fulfillment.v1.AuditEvent\"\x04\xf0\xe0\x18\x05\x12\xa7\x01\n" +
 	"\x12DenyPrivacyRequest\x12/.lethe.fulfillment.v1.DenyPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\":\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x020:\x01*\"+/v1/{name=members/*/privacyRequests/*}:deny\x12\xab\x01\n" +
 	"\x13ReviewRectification\x120.lethe.fulfillment.v1.ReviewRectificationRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"<\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:review\x12\xac\x01\n" +
-	"\x0fLiftRestriction\x12,.lethe.fulfillment.v1.LiftRestrictionRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"E\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02;:\x01*\"6/v1/{name=members/*/privacyRequests/*}:liftRestrictionB2Z0lethe.dev/gen/lethe/fulfillment/v1;fulfillmentv1b\x06proto3"
+	"\x0fLiftRestriction\x12,.lethe.fulfillment.v1.LiftRestrictionRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"E\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02;:\x01*\"6/v1/{name=members/*/privacyRequests/*}:liftRestriction\x12\x9a\x01\n" +
+	"\x0fCreateComplaint\x12,.lethe.fulfillment.v1.CreateComplaintRequest\x1a\x1f.lethe.fulfillment.v1.Complaint\"8\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02.:\tcomplaint\"!/v1/{parent=members/*}/complaints\x12\x89\x01\n" +
+	"\fGetComplaint\x12).lethe.fulfillment.v1.GetComplaintRequest\x1a\x1f.lethe.fulfillment.v1.Complaint\"-\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02#\x12!/v1/{name=members/*/complaints/*}\x12\x9a\x01\n" +
+	"\x0eListComplaints\x12+.lethe.fulfillment.v1.ListComplaintsRequest\x1a,.lethe.fulfillment.v1.ListComplaintsResponse\"-\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02#\x12!/v1/{parent=members/*}/complaints\x12\xa8\x01\n" +
+	"\x14AcknowledgeComplaint\x121.lethe.fulfillment.v1.AcknowledgeComplaintRequest\x1a\x1f.lethe.fulfillment.v1.Complaint\"<\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/complaints/*}:acknowledge\x12\x9c\x01\n" +
+	"\x10ResolveComplaint\x12-.lethe.fulfillment.v1.ResolveComplaintRequest\x1a\x1f.lethe.fulfillment.v1.Complaint\"8\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{name=members/*/complaints/*}:resolveB2Z0lethe.dev/gen/lethe/fulfillment/v1;fulfillmentv1b\x06proto3"
 
 var (
 	file_lethe_fulfillment_v1_fulfillment_proto_rawDescOnce sync.Once
@@ -2756,116 +3545,146 @@ func file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP() []byte {
 	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescData
 }
 
-var file_lethe_fulfillment_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_lethe_fulfillment_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_lethe_fulfillment_v1_fulfillment_proto_goTypes = []any{
-	(RequestKind)(0),                    // 0: lethe.fulfillment.v1.RequestKind
-	(DenialReason)(0),                   // 1: lethe.fulfillment.v1.DenialReason
-	(RectifiableField)(0),               // 2: lethe.fulfillment.v1.RectifiableField
-	(Jurisdiction)(0),                   // 3: lethe.fulfillment.v1.Jurisdiction
-	(RequestState)(0),                   // 4: lethe.fulfillment.v1.RequestState
-	(RequestOrigin)(0),                  // 5: lethe.fulfillment.v1.RequestOrigin
-	(*Rectification)(nil),               // 6: lethe.fulfillment.v1.Rectification
-	(*ObjectionTarget)(nil),             // 7: lethe.fulfillment.v1.ObjectionTarget
-	(*StepProgress)(nil),                // 8: lethe.fulfillment.v1.StepProgress
-	(*PrivacyRequest)(nil),              // 9: lethe.fulfillment.v1.PrivacyRequest
-	(*CreatePrivacyRequestRequest)(nil), // 10: lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	(*GetPrivacyRequestRequest)(nil),    // 11: lethe.fulfillment.v1.GetPrivacyRequestRequest
-	(*ListPrivacyRequestsRequest)(nil),  // 12: lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	(*ListPrivacyRequestsResponse)(nil), // 13: lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	(*VerifyPrivacyRequestRequest)(nil), // 14: lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	(*CancelPrivacyRequestRequest)(nil), // 15: lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	(*ExtendPrivacyRequestRequest)(nil), // 16: lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	(*SetLegalHoldRequest)(nil),         // 17: lethe.fulfillment.v1.SetLegalHoldRequest
-	(*ReleaseLegalHoldRequest)(nil),     // 18: lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	(*DenyPrivacyRequestRequest)(nil),   // 19: lethe.fulfillment.v1.DenyPrivacyRequestRequest
-	(*ReviewRectificationRequest)(nil),  // 20: lethe.fulfillment.v1.ReviewRectificationRequest
-	(*LiftRestrictionRequest)(nil),      // 21: lethe.fulfillment.v1.LiftRestrictionRequest
-	(*GetExportDownloadRequest)(nil),    // 22: lethe.fulfillment.v1.GetExportDownloadRequest
-	(*ExportDownload)(nil),              // 23: lethe.fulfillment.v1.ExportDownload
-	(*GetErasureReceiptRequest)(nil),    // 24: lethe.fulfillment.v1.GetErasureReceiptRequest
-	(*ErasureReceipt)(nil),              // 25: lethe.fulfillment.v1.ErasureReceipt
-	(*GetReceiptKeysRequest)(nil),       // 26: lethe.fulfillment.v1.GetReceiptKeysRequest
-	(*ReceiptKey)(nil),                  // 27: lethe.fulfillment.v1.ReceiptKey
-	(*ReceiptKeys)(nil),                 // 28: lethe.fulfillment.v1.ReceiptKeys
-	(*GetRequestStatisticsRequest)(nil), // 29: lethe.fulfillment.v1.GetRequestStatisticsRequest
-	(*KindStatistics)(nil),              // 30: lethe.fulfillment.v1.KindStatistics
-	(*RequestStatistics)(nil),           // 31: lethe.fulfillment.v1.RequestStatistics
-	(*ActionCount)(nil),                 // 32: lethe.fulfillment.v1.ActionCount
-	(*AuditEvent)(nil),                  // 33: lethe.fulfillment.v1.AuditEvent
-	(*RecordAuditEventRequest)(nil),     // 34: lethe.fulfillment.v1.RecordAuditEventRequest
-	(*ListAuditEventsRequest)(nil),      // 35: lethe.fulfillment.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),     // 36: lethe.fulfillment.v1.ListAuditEventsResponse
-	(*timestamppb.Timestamp)(nil),       // 37: google.protobuf.Timestamp
+	(ComplaintCategory)(0),              // 0: lethe.fulfillment.v1.ComplaintCategory
+	(ComplaintState)(0),                 // 1: lethe.fulfillment.v1.ComplaintState
+	(RequestKind)(0),                    // 2: lethe.fulfillment.v1.RequestKind
+	(DenialReason)(0),                   // 3: lethe.fulfillment.v1.DenialReason
+	(RectifiableField)(0),               // 4: lethe.fulfillment.v1.RectifiableField
+	(Jurisdiction)(0),                   // 5: lethe.fulfillment.v1.Jurisdiction
+	(RequestState)(0),                   // 6: lethe.fulfillment.v1.RequestState
+	(RequestOrigin)(0),                  // 7: lethe.fulfillment.v1.RequestOrigin
+	(*Complaint)(nil),                   // 8: lethe.fulfillment.v1.Complaint
+	(*CreateComplaintRequest)(nil),      // 9: lethe.fulfillment.v1.CreateComplaintRequest
+	(*GetComplaintRequest)(nil),         // 10: lethe.fulfillment.v1.GetComplaintRequest
+	(*ListComplaintsRequest)(nil),       // 11: lethe.fulfillment.v1.ListComplaintsRequest
+	(*ListComplaintsResponse)(nil),      // 12: lethe.fulfillment.v1.ListComplaintsResponse
+	(*AcknowledgeComplaintRequest)(nil), // 13: lethe.fulfillment.v1.AcknowledgeComplaintRequest
+	(*ResolveComplaintRequest)(nil),     // 14: lethe.fulfillment.v1.ResolveComplaintRequest
+	(*ComplaintStatistics)(nil),         // 15: lethe.fulfillment.v1.ComplaintStatistics
+	(*Rectification)(nil),               // 16: lethe.fulfillment.v1.Rectification
+	(*ObjectionTarget)(nil),             // 17: lethe.fulfillment.v1.ObjectionTarget
+	(*StepProgress)(nil),                // 18: lethe.fulfillment.v1.StepProgress
+	(*PrivacyRequest)(nil),              // 19: lethe.fulfillment.v1.PrivacyRequest
+	(*CreatePrivacyRequestRequest)(nil), // 20: lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	(*GetPrivacyRequestRequest)(nil),    // 21: lethe.fulfillment.v1.GetPrivacyRequestRequest
+	(*ListPrivacyRequestsRequest)(nil),  // 22: lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	(*ListPrivacyRequestsResponse)(nil), // 23: lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	(*VerifyPrivacyRequestRequest)(nil), // 24: lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	(*CancelPrivacyRequestRequest)(nil), // 25: lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	(*ExtendPrivacyRequestRequest)(nil), // 26: lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	(*SetLegalHoldRequest)(nil),         // 27: lethe.fulfillment.v1.SetLegalHoldRequest
+	(*ReleaseLegalHoldRequest)(nil),     // 28: lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	(*DenyPrivacyRequestRequest)(nil),   // 29: lethe.fulfillment.v1.DenyPrivacyRequestRequest
+	(*ReviewRectificationRequest)(nil),  // 30: lethe.fulfillment.v1.ReviewRectificationRequest
+	(*LiftRestrictionRequest)(nil),      // 31: lethe.fulfillment.v1.LiftRestrictionRequest
+	(*GetExportDownloadRequest)(nil),    // 32: lethe.fulfillment.v1.GetExportDownloadRequest
+	(*ExportDownload)(nil),              // 33: lethe.fulfillment.v1.ExportDownload
+	(*GetErasureReceiptRequest)(nil),    // 34: lethe.fulfillment.v1.GetErasureReceiptRequest
+	(*ErasureReceipt)(nil),              // 35: lethe.fulfillment.v1.ErasureReceipt
+	(*GetReceiptKeysRequest)(nil),       // 36: lethe.fulfillment.v1.GetReceiptKeysRequest
+	(*ReceiptKey)(nil),                  // 37: lethe.fulfillment.v1.ReceiptKey
+	(*ReceiptKeys)(nil),                 // 38: lethe.fulfillment.v1.ReceiptKeys
+	(*GetRequestStatisticsRequest)(nil), // 39: lethe.fulfillment.v1.GetRequestStatisticsRequest
+	(*KindStatistics)(nil),              // 40: lethe.fulfillment.v1.KindStatistics
+	(*RequestStatistics)(nil),           // 41: lethe.fulfillment.v1.RequestStatistics
+	(*ActionCount)(nil),                 // 42: lethe.fulfillment.v1.ActionCount
+	(*AuditEvent)(nil),                  // 43: lethe.fulfillment.v1.AuditEvent
+	(*RecordAuditEventRequest)(nil),     // 44: lethe.fulfillment.v1.RecordAuditEventRequest
+	(*ListAuditEventsRequest)(nil),      // 45: lethe.fulfillment.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),     // 46: lethe.fulfillment.v1.ListAuditEventsResponse
+	(*timestamppb.Timestamp)(nil),       // 47: google.protobuf.Timestamp
 }
 var file_lethe_fulfillment_v1_fulfillment_proto_depIdxs = []int32{
-	2,  // 0: lethe.fulfillment.v1.Rectification.field:type_name -> lethe.fulfillment.v1.RectifiableField
-	37, // 1: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
-	0,  // 2: lethe.fulfillment.v1.PrivacyRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
-	3,  // 3: lethe.fulfillment.v1.PrivacyRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
-	5,  // 4: lethe.fulfillment.v1.PrivacyRequest.origin:type_name -> lethe.fulfillment.v1.RequestOrigin
-	4,  // 5: lethe.fulfillment.v1.PrivacyRequest.state:type_name -> lethe.fulfillment.v1.RequestState
-	37, // 6: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
-	37, // 7: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
-	37, // 8: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
-	8,  // 9: lethe.fulfillment.v1.PrivacyRequest.progress:type_name -> lethe.fulfillment.v1.StepProgress
-	37, // 10: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
-	1,  // 11: lethe.fulfillment.v1.PrivacyRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
-	6,  // 12: lethe.fulfillment.v1.PrivacyRequest.rectification:type_name -> lethe.fulfillment.v1.Rectification
-	7,  // 13: lethe.fulfillment.v1.PrivacyRequest.objection:type_name -> lethe.fulfillment.v1.ObjectionTarget
-	37, // 14: lethe.fulfillment.v1.PrivacyRequest.restriction_lift_time:type_name -> google.protobuf.Timestamp
-	37, // 15: lethe.fulfillment.v1.PrivacyRequest.acknowledge_time:type_name -> google.protobuf.Timestamp
-	9,  // 16: lethe.fulfillment.v1.CreatePrivacyRequestRequest.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	9,  // 17: lethe.fulfillment.v1.ListPrivacyRequestsResponse.privacy_requests:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	1,  // 18: lethe.fulfillment.v1.DenyPrivacyRequestRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
-	1,  // 19: lethe.fulfillment.v1.ReviewRectificationRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
-	37, // 20: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
-	27, // 21: lethe.fulfillment.v1.ReceiptKeys.keys:type_name -> lethe.fulfillment.v1.ReceiptKey
-	0,  // 22: lethe.fulfillment.v1.KindStatistics.kind:type_name -> lethe.fulfillment.v1.RequestKind
-	30, // 23: lethe.fulfillment.v1.RequestStatistics.kinds:type_name -> lethe.fulfillment.v1.KindStatistics
-	32, // 24: lethe.fulfillment.v1.RequestStatistics.operator_actions:type_name -> lethe.fulfillment.v1.ActionCount
-	37, // 25: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	33, // 26: lethe.fulfillment.v1.RecordAuditEventRequest.audit_event:type_name -> lethe.fulfillment.v1.AuditEvent
-	33, // 27: lethe.fulfillment.v1.ListAuditEventsResponse.audit_events:type_name -> lethe.fulfillment.v1.AuditEvent
-	10, // 28: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	11, // 29: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
-	12, // 30: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	14, // 31: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	15, // 32: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	16, // 33: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	17, // 34: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
-	18, // 35: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	22, // 36: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
-	24, // 37: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
-	26, // 38: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
-	29, // 39: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
-	35, // 40: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
-	34, // 41: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
-	19, // 42: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:input_type -> lethe.fulfillment.v1.DenyPrivacyRequestRequest
-	20, // 43: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:input_type -> lethe.fulfillment.v1.ReviewRectificationRequest
-	21, // 44: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:input_type -> lethe.fulfillment.v1.LiftRestrictionRequest
-	9,  // 45: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	9,  // 46: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	13, // 47: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	9,  // 48: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	9,  // 49: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	9,  // 50: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	9,  // 51: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	9,  // 52: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	23, // 53: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
-	25, // 54: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
-	28, // 55: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
-	31, // 56: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
-	36, // 57: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
-	33, // 58: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
-	9,  // 59: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	9,  // 60: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	9,  // 61: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	45, // [45:62] is the sub-list for method output_type
-	28, // [28:45] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	0,  // 0: lethe.fulfillment.v1.Complaint.category:type_name -> lethe.fulfillment.v1.ComplaintCategory
+	1,  // 1: lethe.fulfillment.v1.Complaint.state:type_name -> lethe.fulfillment.v1.ComplaintState
+	47, // 2: lethe.fulfillment.v1.Complaint.create_time:type_name -> google.protobuf.Timestamp
+	47, // 3: lethe.fulfillment.v1.Complaint.acknowledge_due_time:type_name -> google.protobuf.Timestamp
+	47, // 4: lethe.fulfillment.v1.Complaint.resolve_due_time:type_name -> google.protobuf.Timestamp
+	47, // 5: lethe.fulfillment.v1.Complaint.acknowledge_time:type_name -> google.protobuf.Timestamp
+	47, // 6: lethe.fulfillment.v1.Complaint.resolve_time:type_name -> google.protobuf.Timestamp
+	8,  // 7: lethe.fulfillment.v1.CreateComplaintRequest.complaint:type_name -> lethe.fulfillment.v1.Complaint
+	8,  // 8: lethe.fulfillment.v1.ListComplaintsResponse.complaints:type_name -> lethe.fulfillment.v1.Complaint
+	4,  // 9: lethe.fulfillment.v1.Rectification.field:type_name -> lethe.fulfillment.v1.RectifiableField
+	47, // 10: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
+	2,  // 11: lethe.fulfillment.v1.PrivacyRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
+	5,  // 12: lethe.fulfillment.v1.PrivacyRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
+	7,  // 13: lethe.fulfillment.v1.PrivacyRequest.origin:type_name -> lethe.fulfillment.v1.RequestOrigin
+	6,  // 14: lethe.fulfillment.v1.PrivacyRequest.state:type_name -> lethe.fulfillment.v1.RequestState
+	47, // 15: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
+	47, // 16: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
+	47, // 17: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
+	18, // 18: lethe.fulfillment.v1.PrivacyRequest.progress:type_name -> lethe.fulfillment.v1.StepProgress
+	47, // 19: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
+	3,  // 20: lethe.fulfillment.v1.PrivacyRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
+	16, // 21: lethe.fulfillment.v1.PrivacyRequest.rectification:type_name -> lethe.fulfillment.v1.Rectification
+	17, // 22: lethe.fulfillment.v1.PrivacyRequest.objection:type_name -> lethe.fulfillment.v1.ObjectionTarget
+	47, // 23: lethe.fulfillment.v1.PrivacyRequest.restriction_lift_time:type_name -> google.protobuf.Timestamp
+	47, // 24: lethe.fulfillment.v1.PrivacyRequest.acknowledge_time:type_name -> google.protobuf.Timestamp
+	19, // 25: lethe.fulfillment.v1.CreatePrivacyRequestRequest.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 26: lethe.fulfillment.v1.ListPrivacyRequestsResponse.privacy_requests:type_name -> lethe.fulfillment.v1.PrivacyRequest
+	3,  // 27: lethe.fulfillment.v1.DenyPrivacyRequestRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
+	3,  // 28: lethe.fulfillment.v1.ReviewRectificationRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
+	47, // 29: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
+	37, // 30: lethe.fulfillment.v1.ReceiptKeys.keys:type_name -> lethe.fulfillment.v1.ReceiptKey
+	2,  // 31: lethe.fulfillment.v1.KindStatistics.kind:type_name -> lethe.fulfillment.v1.RequestKind
+	40, // 32: lethe.fulfillment.v1.RequestStatistics.kinds:type_name -> lethe.fulfillment.v1.KindStatistics
+	42, // 33: lethe.fulfillment.v1.RequestStatistics.operator_actions:type_name -> lethe.fulfillment.v1.ActionCount
+	15, // 34: lethe.fulfillment.v1.RequestStatistics.complaints:type_name -> lethe.fulfillment.v1.ComplaintStatistics
+	47, // 35: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	43, // 36: lethe.fulfillment.v1.RecordAuditEventRequest.audit_event:type_name -> lethe.fulfillment.v1.AuditEvent
+	43, // 37: lethe.fulfillment.v1.ListAuditEventsResponse.audit_events:type_name -> lethe.fulfillment.v1.AuditEvent
+	20, // 38: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	21, // 39: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
+	22, // 40: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	24, // 41: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	25, // 42: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	26, // 43: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	27, // 44: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
+	28, // 45: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	32, // 46: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
+	34, // 47: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
+	36, // 48: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
+	39, // 49: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
+	45, // 50: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
+	44, // 51: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
+	29, // 52: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:input_type -> lethe.fulfillment.v1.DenyPrivacyRequestRequest
+	30, // 53: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:input_type -> lethe.fulfillment.v1.ReviewRectificationRequest
+	31, // 54: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:input_type -> lethe.fulfillment.v1.LiftRestrictionRequest
+	9,  // 55: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:input_type -> lethe.fulfillment.v1.CreateComplaintRequest
+	10, // 56: lethe.fulfillment.v1.FulfillmentService.GetComplaint:input_type -> lethe.fulfillment.v1.GetComplaintRequest
+	11, // 57: lethe.fulfillment.v1.FulfillmentService.ListComplaints:input_type -> lethe.fulfillment.v1.ListComplaintsRequest
+	13, // 58: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:input_type -> lethe.fulfillment.v1.AcknowledgeComplaintRequest
+	14, // 59: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:input_type -> lethe.fulfillment.v1.ResolveComplaintRequest
+	19, // 60: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 61: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	23, // 62: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	19, // 63: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 64: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 65: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 66: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 67: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	33, // 68: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
+	35, // 69: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
+	38, // 70: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
+	41, // 71: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
+	46, // 72: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
+	43, // 73: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
+	19, // 74: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 75: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 76: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	8,  // 77: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	8,  // 78: lethe.fulfillment.v1.FulfillmentService.GetComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	12, // 79: lethe.fulfillment.v1.FulfillmentService.ListComplaints:output_type -> lethe.fulfillment.v1.ListComplaintsResponse
+	8,  // 80: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	8,  // 81: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	60, // [60:82] is the sub-list for method output_type
+	38, // [38:60] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_lethe_fulfillment_v1_fulfillment_proto_init() }
@@ -2878,8 +3697,8 @@ func file_lethe_fulfillment_v1_fulfillment_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc), len(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   31,
+			NumEnums:      8,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
