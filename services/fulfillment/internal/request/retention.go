@@ -18,10 +18,10 @@ const (
 	RetentionInterval = time.Hour
 )
 
-// Active member legal holds (holds.Hold.Active) in SQL, with now as $2 or $3.
+// Active member legal holds (holds.Hold.Active) in SQL, with now as $2 or $4.
 const (
 	heldNow = `h.released_at IS NULL AND h.expire_at > $2`
-	heldAt3 = `h.released_at IS NULL AND h.expire_at > $3`
+	heldAt4 = `h.released_at IS NULL AND h.expire_at > $4`
 )
 
 // RetentionScheduleID is the Temporal schedule that runs Retention.
@@ -61,16 +61,16 @@ func (a *Activities) PurgeExpired(ctx context.Context) (PurgeResult, error) {
 		return out, err
 	}
 	out.Downloads, _ = res.RowsAffected()
-	access := int32(fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS)
+	access, portability := int32(fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS), int32(fulfillmentv1.RequestKind_REQUEST_KIND_PORTABILITY)
 	for _, q := range []struct {
 		n   *int64
 		sql string
 		arg []any
 	}{
-		{&out.FailedExports, `SELECT id FROM requests WHERE kind = $1 AND NOT is_open AND state <> $2
-			AND member_id NOT IN (SELECT h.member_id FROM member_holds h WHERE ` + heldAt3 + `)`, []any{access, int32(fulfillmentv1.RequestState_REQUEST_STATE_COMPLETED), now.UnixMicro()}},
-		{&out.MissedExpiries, `SELECT id FROM requests WHERE kind = $1 AND archive_path <> '' AND archive_expires_at < $2
-			AND member_id NOT IN (SELECT h.member_id FROM member_holds h WHERE h.released_at IS NULL AND h.expire_at > $2)`, []any{access, now.UnixMicro()}},
+		{&out.FailedExports, `SELECT id FROM requests WHERE kind IN ($1, $3) AND NOT is_open AND state <> $2
+			AND member_id NOT IN (SELECT h.member_id FROM member_holds h WHERE ` + heldAt4 + `)`, []any{access, int32(fulfillmentv1.RequestState_REQUEST_STATE_COMPLETED), portability, now.UnixMicro()}},
+		{&out.MissedExpiries, `SELECT id FROM requests WHERE kind IN ($1, $3) AND archive_path <> '' AND archive_expires_at < $2
+			AND member_id NOT IN (SELECT h.member_id FROM member_holds h WHERE h.released_at IS NULL AND h.expire_at > $2)`, []any{access, now.UnixMicro(), portability}},
 	} {
 		ids, err := a.requestIDs(ctx, q.sql, q.arg...)
 		if err != nil {
