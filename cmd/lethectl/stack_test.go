@@ -158,7 +158,12 @@ func TestLethectlOnTheDevStack(t *testing.T) {
 	if _, err := cli(t, "requests", "extend", held, "--reason", "a second extension attempt"); err == nil || !strings.Contains(err.Error(), "ALREADY_EXTENDED") {
 		t.Fatalf("second extension: %v", err)
 	}
-	if _, err := cli(t, "--direct", "requests", "hold", held, "--reason", "x"); err == nil || !strings.Contains(err.Error(), "audit log") {
+	// The service credential (the stack put it in LETHE_SERVICE_TOKEN) reads directly
+	// over gRPC, but takes no action on a member's request: no operator to audit.
+	if out := mustCLI(t, "--fulfillment", s.Addresses["fulfillment"], "requests", "list", "--open"); !strings.Contains(out, held) {
+		t.Fatalf("requests list --direct:\n%s", out)
+	}
+	if _, err := cli(t, "--fulfillment", s.Addresses["fulfillment"], "requests", "hold", held, "--reason", "litigation hold LH-10"); err == nil || !strings.Contains(err.Error(), "audit log") {
 		t.Fatalf("an unaudited hold over the service credential: %v", err)
 	}
 
