@@ -65,6 +65,8 @@ type Options struct {
 	SessionCheckTTL time.Duration
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client.
 	TrustedProxies Proxies
+	// DRPRedirectHosts are the hosts a DRP verification may redirect to (https only).
+	DRPRedirectHosts []string
 }
 
 // principalKey carries the verified caller in a request context.
@@ -174,7 +176,7 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 	// bearer tokens, DRP error bodies): its own handler, outside the JSON API's policy.
 	verifyLimit := &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst}
 	(&drp.Handler{DataRights: fulfillmentv1.NewDataRightsServiceClient(b.Fulfillment), Downloads: downloads, Logger: o.Logger,
-		Timeout: o.Timeout, MaxBody: o.MaxBodyBytes, Allow: func(r *http.Request) bool { return verifyLimit.Allow(o.TrustedProxies.ClientIP(r)) }}).Register(top)
+		Timeout: o.Timeout, MaxBody: o.MaxBodyBytes, RedirectHosts: o.DRPRedirectHosts, Allow: func(r *http.Request) bool { return verifyLimit.Allow(o.TrustedProxies.ClientIP(r)) }}).Register(top)
 	top.Handle("/", g)
 	var h http.Handler = top
 	h = cors.New(cors.Options{AllowedOrigins: o.CORSOrigins, AllowedMethods: []string{"GET", "POST", "PATCH", "PUT", "DELETE"},
