@@ -29,6 +29,7 @@ import (
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/storage"
+	"lethe.dev/services/fulfillment/internal/complaint"
 )
 
 // ErrPermanent is the error type of failures retrying cannot fix.
@@ -58,6 +59,9 @@ type Activities struct {
 	// StateChanged, when set, is told after every state change (the Data Rights
 	// Protocol logs the statuses of agents' requests from it).
 	StateChanged func(ctx context.Context, requestID string) error
+	// Complaints, when set, has the member's complaint texts cleared by their erasure
+	// (with fulfillment's own copies, EraseArchives).
+	Complaints *complaint.Store
 }
 
 // RequestRef names a request and its member.
@@ -446,6 +450,11 @@ func (a *Activities) DeleteParts(ctx context.Context, in RequestRef) error {
 // worker writes another part), then deletes every archive and staging part of every
 // export of the member and destroys their keys; download links die with the archives.
 func (a *Activities) EraseArchives(ctx context.Context, in RequestRef) (ServiceErasure, error) {
+	if a.Complaints != nil { // the member's words in their complaints go with them
+		if _, err := a.Complaints.EraseText(ctx, in.MemberID); err != nil {
+			return ServiceErasure{}, err
+		}
+	}
 	err := a.Temporal.TerminateWorkflow(ctx, WorkflowID(KindAccess, in.MemberID), "", "the member is being erased")
 	var nf *serviceerror.NotFound
 	if err != nil && !errors.As(err, &nf) {
