@@ -68,8 +68,11 @@ func env(t *testing.T, recipients []request.Recipient, onwardAcks bool) (*testsu
 		r.add("export:" + in.Service)
 		return request.ExportResult{Service: in.Service, Records: 10}, nil
 	})
-	e.OnActivity(a.BuildArchive, mock.Anything, mock.Anything).Return(func(context.Context, request.ArchiveInput) (request.ArchiveResult, error) {
+	e.OnActivity(a.BuildArchive, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.ArchiveInput) (request.ArchiveResult, error) {
 		r.add("archive")
+		if in.DeleteParts { // lean-bookkeeping runs: the archive step deletes its parts
+			r.add("delete-parts")
+		}
 		return request.ArchiveResult{Records: 30}, nil
 	})
 	e.OnActivity(a.DeleteArchive, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) error { r.add("delete-archive"); return nil })
