@@ -163,6 +163,21 @@ const (
 	RequestKind_REQUEST_KIND_ERASURE RequestKind = 2
 	// REQUEST_KIND_CHILD_ERASURE is expedited erasure of a child's account.
 	RequestKind_REQUEST_KIND_CHILD_ERASURE RequestKind = 3
+	// REQUEST_KIND_RECTIFICATION corrects data the member cannot edit themselves; an
+	// operator reviews it (GDPR Art. 16).
+	RequestKind_REQUEST_KIND_RECTIFICATION RequestKind = 4
+	// REQUEST_KIND_RESTRICTION keeps the member's data but excludes it from marketing,
+	// sharing and personalization until lifted (GDPR Art. 18).
+	RequestKind_REQUEST_KIND_RESTRICTION RequestKind = 5
+	// REQUEST_KIND_OBJECTION objects to a purpose, e.g. direct marketing or a partner
+	// (GDPR Art. 21).
+	RequestKind_REQUEST_KIND_OBJECTION RequestKind = 6
+	// REQUEST_KIND_SALE_OPT_OUT opts out of the sale and sharing of personal information
+	// (CCPA 1798.120).
+	RequestKind_REQUEST_KIND_SALE_OPT_OUT RequestKind = 7
+	// REQUEST_KIND_PORTABILITY is the member's data in a machine-readable form with a
+	// documented schema (GDPR Art. 20; docs/portability.md).
+	RequestKind_REQUEST_KIND_PORTABILITY RequestKind = 8
 )
 
 // Enum value maps for RequestKind.
@@ -172,12 +187,22 @@ var (
 		1: "REQUEST_KIND_ACCESS",
 		2: "REQUEST_KIND_ERASURE",
 		3: "REQUEST_KIND_CHILD_ERASURE",
+		4: "REQUEST_KIND_RECTIFICATION",
+		5: "REQUEST_KIND_RESTRICTION",
+		6: "REQUEST_KIND_OBJECTION",
+		7: "REQUEST_KIND_SALE_OPT_OUT",
+		8: "REQUEST_KIND_PORTABILITY",
 	}
 	RequestKind_value = map[string]int32{
 		"REQUEST_KIND_UNSPECIFIED":   0,
 		"REQUEST_KIND_ACCESS":        1,
 		"REQUEST_KIND_ERASURE":       2,
 		"REQUEST_KIND_CHILD_ERASURE": 3,
+		"REQUEST_KIND_RECTIFICATION": 4,
+		"REQUEST_KIND_RESTRICTION":   5,
+		"REQUEST_KIND_OBJECTION":     6,
+		"REQUEST_KIND_SALE_OPT_OUT":  7,
+		"REQUEST_KIND_PORTABILITY":   8,
 	}
 )
 
@@ -206,6 +231,124 @@ func (x RequestKind) Number() protoreflect.EnumNumber {
 // Deprecated: Use RequestKind.Descriptor instead.
 func (RequestKind) EnumDescriptor() ([]byte, []int) {
 	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{2}
+}
+
+// DenialReason is why a request was refused.
+type DenialReason int32
+
+const (
+	// DENIAL_REASON_UNSPECIFIED is invalid.
+	DenialReason_DENIAL_REASON_UNSPECIFIED DenialReason = 0
+	// DENIAL_REASON_UNVERIFIABLE: the requester could not be verified as the member.
+	DenialReason_DENIAL_REASON_UNVERIFIABLE DenialReason = 1
+	// DENIAL_REASON_MANIFESTLY_UNFOUNDED: the request is manifestly unfounded.
+	DenialReason_DENIAL_REASON_MANIFESTLY_UNFOUNDED DenialReason = 2
+	// DENIAL_REASON_EXCESSIVE: the request is excessive, e.g. repetitive.
+	DenialReason_DENIAL_REASON_EXCESSIVE DenialReason = 3
+	// DENIAL_REASON_LEGAL_OBLIGATION: a legal obligation requires keeping or using the data.
+	DenialReason_DENIAL_REASON_LEGAL_OBLIGATION DenialReason = 4
+)
+
+// Enum value maps for DenialReason.
+var (
+	DenialReason_name = map[int32]string{
+		0: "DENIAL_REASON_UNSPECIFIED",
+		1: "DENIAL_REASON_UNVERIFIABLE",
+		2: "DENIAL_REASON_MANIFESTLY_UNFOUNDED",
+		3: "DENIAL_REASON_EXCESSIVE",
+		4: "DENIAL_REASON_LEGAL_OBLIGATION",
+	}
+	DenialReason_value = map[string]int32{
+		"DENIAL_REASON_UNSPECIFIED":          0,
+		"DENIAL_REASON_UNVERIFIABLE":         1,
+		"DENIAL_REASON_MANIFESTLY_UNFOUNDED": 2,
+		"DENIAL_REASON_EXCESSIVE":            3,
+		"DENIAL_REASON_LEGAL_OBLIGATION":     4,
+	}
+)
+
+func (x DenialReason) Enum() *DenialReason {
+	p := new(DenialReason)
+	*p = x
+	return p
+}
+
+func (x DenialReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DenialReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[3].Descriptor()
+}
+
+func (DenialReason) Type() protoreflect.EnumType {
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[3]
+}
+
+func (x DenialReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DenialReason.Descriptor instead.
+func (DenialReason) EnumDescriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{3}
+}
+
+// RectifiableField is a piece of personal data a rectification corrects.
+type RectifiableField int32
+
+const (
+	// RECTIFIABLE_FIELD_UNSPECIFIED is invalid.
+	RectifiableField_RECTIFIABLE_FIELD_UNSPECIFIED RectifiableField = 0
+	// RECTIFIABLE_FIELD_FULL_NAME is the member's name.
+	RectifiableField_RECTIFIABLE_FIELD_FULL_NAME RectifiableField = 1
+	// RECTIFIABLE_FIELD_BIRTH_DATE is the birth date ("YYYY-MM-DD").
+	RectifiableField_RECTIFIABLE_FIELD_BIRTH_DATE RectifiableField = 2
+	// RECTIFIABLE_FIELD_PHONE_NUMBER is the phone number (E.164).
+	RectifiableField_RECTIFIABLE_FIELD_PHONE_NUMBER RectifiableField = 3
+)
+
+// Enum value maps for RectifiableField.
+var (
+	RectifiableField_name = map[int32]string{
+		0: "RECTIFIABLE_FIELD_UNSPECIFIED",
+		1: "RECTIFIABLE_FIELD_FULL_NAME",
+		2: "RECTIFIABLE_FIELD_BIRTH_DATE",
+		3: "RECTIFIABLE_FIELD_PHONE_NUMBER",
+	}
+	RectifiableField_value = map[string]int32{
+		"RECTIFIABLE_FIELD_UNSPECIFIED":  0,
+		"RECTIFIABLE_FIELD_FULL_NAME":    1,
+		"RECTIFIABLE_FIELD_BIRTH_DATE":   2,
+		"RECTIFIABLE_FIELD_PHONE_NUMBER": 3,
+	}
+)
+
+func (x RectifiableField) Enum() *RectifiableField {
+	p := new(RectifiableField)
+	*p = x
+	return p
+}
+
+func (x RectifiableField) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RectifiableField) Descriptor() protoreflect.EnumDescriptor {
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[4].Descriptor()
+}
+
+func (RectifiableField) Type() protoreflect.EnumType {
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[4]
+}
+
+func (x RectifiableField) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RectifiableField.Descriptor instead.
+func (RectifiableField) EnumDescriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{4}
 }
 
 // Jurisdiction picks the deadline rule.
@@ -249,11 +392,11 @@ func (x Jurisdiction) String() string {
 }
 
 func (Jurisdiction) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[3].Descriptor()
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[5].Descriptor()
 }
 
 func (Jurisdiction) Type() protoreflect.EnumType {
-	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[3]
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[5]
 }
 
 func (x Jurisdiction) Number() protoreflect.EnumNumber {
@@ -262,7 +405,7 @@ func (x Jurisdiction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Jurisdiction.Descriptor instead.
 func (Jurisdiction) EnumDescriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{3}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{5}
 }
 
 // RequestState is where a request is.
@@ -330,11 +473,11 @@ func (x RequestState) String() string {
 }
 
 func (RequestState) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[4].Descriptor()
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[6].Descriptor()
 }
 
 func (RequestState) Type() protoreflect.EnumType {
-	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[4]
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[6]
 }
 
 func (x RequestState) Number() protoreflect.EnumNumber {
@@ -343,7 +486,7 @@ func (x RequestState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RequestState.Descriptor instead.
 func (RequestState) EnumDescriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{4}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{6}
 }
 
 // RequestOrigin says who filed a request.
@@ -392,11 +535,11 @@ func (x RequestOrigin) String() string {
 }
 
 func (RequestOrigin) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[5].Descriptor()
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[7].Descriptor()
 }
 
 func (RequestOrigin) Type() protoreflect.EnumType {
-	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[5]
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[7]
 }
 
 func (x RequestOrigin) Number() protoreflect.EnumNumber {
@@ -405,7 +548,7 @@ func (x RequestOrigin) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RequestOrigin.Descriptor instead.
 func (RequestOrigin) EnumDescriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{5}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{7}
 }
 
 // Complaint is a member's complaint about their data.
@@ -966,6 +1109,145 @@ func (x *ComplaintStatistics) GetMedianDaysToResolve() float64 {
 	return 0
 }
 
+// Rectification is the correction a member asserts.
+type Rectification struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// field to correct.
+	Field RectifiableField `protobuf:"varint,1,opt,name=field,proto3,enum=lethe.fulfillment.v1.RectifiableField" json:"field,omitempty"`
+	// value is the corrected value; kept only until the review, never in a workflow.
+	Value string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// statement is the member's explanation of the correction; kept only until the review.
+	Statement string `protobuf:"bytes,3,opt,name=statement,proto3" json:"statement,omitempty"`
+	// approved is set once an operator approved the correction (then applied).
+	Approved      bool `protobuf:"varint,4,opt,name=approved,proto3" json:"approved,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rectification) Reset() {
+	*x = Rectification{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rectification) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rectification) ProtoMessage() {}
+
+func (x *Rectification) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rectification.ProtoReflect.Descriptor instead.
+func (*Rectification) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Rectification) GetField() RectifiableField {
+	if x != nil {
+		return x.Field
+	}
+	return RectifiableField_RECTIFIABLE_FIELD_UNSPECIFIED
+}
+
+func (x *Rectification) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *Rectification) GetStatement() string {
+	if x != nil {
+		return x.Statement
+	}
+	return ""
+}
+
+func (x *Rectification) GetApproved() bool {
+	if x != nil {
+		return x.Approved
+	}
+	return false
+}
+
+// ObjectionTarget is what an objection or a restriction request is about.
+type ObjectionTarget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// purpose objected to (a sharing purpose id such as "ads"), or empty for every
+	// purpose of the partner.
+	Purpose string `protobuf:"bytes,1,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	// partner objected to ("partners/{partner}"), or empty for the purpose with every
+	// partner.
+	Partner string `protobuf:"bytes,2,opt,name=partner,proto3" json:"partner,omitempty"`
+	// direct_marketing objects to direct marketing: every marketing subscription ends.
+	DirectMarketing bool `protobuf:"varint,3,opt,name=direct_marketing,json=directMarketing,proto3" json:"direct_marketing,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ObjectionTarget) Reset() {
+	*x = ObjectionTarget{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectionTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectionTarget) ProtoMessage() {}
+
+func (x *ObjectionTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectionTarget.ProtoReflect.Descriptor instead.
+func (*ObjectionTarget) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ObjectionTarget) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *ObjectionTarget) GetPartner() string {
+	if x != nil {
+		return x.Partner
+	}
+	return ""
+}
+
+func (x *ObjectionTarget) GetDirectMarketing() bool {
+	if x != nil {
+		return x.DirectMarketing
+	}
+	return false
+}
+
 // StepProgress is one step of a request's workflow.
 type StepProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -983,7 +1265,7 @@ type StepProgress struct {
 
 func (x *StepProgress) Reset() {
 	*x = StepProgress{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1277,7 @@ func (x *StepProgress) String() string {
 func (*StepProgress) ProtoMessage() {}
 
 func (x *StepProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1290,7 @@ func (x *StepProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepProgress.ProtoReflect.Descriptor instead.
 func (*StepProgress) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{8}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StepProgress) GetStep() string {
@@ -1070,13 +1352,26 @@ type PrivacyRequest struct {
 	ReceiptToken string `protobuf:"bytes,13,opt,name=receipt_token,json=receiptToken,proto3" json:"receipt_token,omitempty"`
 	// cooling_off_end_time is when an erasure's cooling-off ends.
 	CoolingOffEndTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=cooling_off_end_time,json=coolingOffEndTime,proto3" json:"cooling_off_end_time,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// denial_reason is set on a denied request.
+	DenialReason DenialReason `protobuf:"varint,15,opt,name=denial_reason,json=denialReason,proto3,enum=lethe.fulfillment.v1.DenialReason" json:"denial_reason,omitempty"`
+	// denial_explanation is the operator's explanation told to the member (no personal data).
+	DenialExplanation string `protobuf:"bytes,16,opt,name=denial_explanation,json=denialExplanation,proto3" json:"denial_explanation,omitempty"`
+	// rectification is the correction asserted (REQUEST_KIND_RECTIFICATION).
+	Rectification *Rectification `protobuf:"bytes,17,opt,name=rectification,proto3" json:"rectification,omitempty"`
+	// objection is what is objected to (REQUEST_KIND_OBJECTION).
+	Objection *ObjectionTarget `protobuf:"bytes,18,opt,name=objection,proto3" json:"objection,omitempty"`
+	// restriction_lift_time is when a restriction of processing was lifted.
+	RestrictionLiftTime *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=restriction_lift_time,json=restrictionLiftTime,proto3" json:"restriction_lift_time,omitempty"`
+	// acknowledge_time is when receipt of the request was confirmed to the member (CCPA:
+	// within 10 business days).
+	AcknowledgeTime *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=acknowledge_time,json=acknowledgeTime,proto3" json:"acknowledge_time,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PrivacyRequest) Reset() {
 	*x = PrivacyRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1383,7 @@ func (x *PrivacyRequest) String() string {
 func (*PrivacyRequest) ProtoMessage() {}
 
 func (x *PrivacyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1396,7 @@ func (x *PrivacyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrivacyRequest.ProtoReflect.Descriptor instead.
 func (*PrivacyRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{9}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PrivacyRequest) GetName() string {
@@ -1202,6 +1497,48 @@ func (x *PrivacyRequest) GetCoolingOffEndTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PrivacyRequest) GetDenialReason() DenialReason {
+	if x != nil {
+		return x.DenialReason
+	}
+	return DenialReason_DENIAL_REASON_UNSPECIFIED
+}
+
+func (x *PrivacyRequest) GetDenialExplanation() string {
+	if x != nil {
+		return x.DenialExplanation
+	}
+	return ""
+}
+
+func (x *PrivacyRequest) GetRectification() *Rectification {
+	if x != nil {
+		return x.Rectification
+	}
+	return nil
+}
+
+func (x *PrivacyRequest) GetObjection() *ObjectionTarget {
+	if x != nil {
+		return x.Objection
+	}
+	return nil
+}
+
+func (x *PrivacyRequest) GetRestrictionLiftTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RestrictionLiftTime
+	}
+	return nil
+}
+
+func (x *PrivacyRequest) GetAcknowledgeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgeTime
+	}
+	return nil
+}
+
 // CreatePrivacyRequestRequest files a request.
 type CreatePrivacyRequestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1217,7 +1554,7 @@ type CreatePrivacyRequestRequest struct {
 
 func (x *CreatePrivacyRequestRequest) Reset() {
 	*x = CreatePrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1566,7 @@ func (x *CreatePrivacyRequestRequest) String() string {
 func (*CreatePrivacyRequestRequest) ProtoMessage() {}
 
 func (x *CreatePrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1579,7 @@ func (x *CreatePrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*CreatePrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{10}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreatePrivacyRequestRequest) GetParent() string {
@@ -1277,7 +1614,7 @@ type GetPrivacyRequestRequest struct {
 
 func (x *GetPrivacyRequestRequest) Reset() {
 	*x = GetPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1626,7 @@ func (x *GetPrivacyRequestRequest) String() string {
 func (*GetPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *GetPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1639,7 @@ func (x *GetPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*GetPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{11}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetPrivacyRequestRequest) GetName() string {
@@ -1329,7 +1666,7 @@ type ListPrivacyRequestsRequest struct {
 
 func (x *ListPrivacyRequestsRequest) Reset() {
 	*x = ListPrivacyRequestsRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1678,7 @@ func (x *ListPrivacyRequestsRequest) String() string {
 func (*ListPrivacyRequestsRequest) ProtoMessage() {}
 
 func (x *ListPrivacyRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1691,7 @@ func (x *ListPrivacyRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrivacyRequestsRequest.ProtoReflect.Descriptor instead.
 func (*ListPrivacyRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{12}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListPrivacyRequestsRequest) GetParent() string {
@@ -1398,7 +1735,7 @@ type ListPrivacyRequestsResponse struct {
 
 func (x *ListPrivacyRequestsResponse) Reset() {
 	*x = ListPrivacyRequestsResponse{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1747,7 @@ func (x *ListPrivacyRequestsResponse) String() string {
 func (*ListPrivacyRequestsResponse) ProtoMessage() {}
 
 func (x *ListPrivacyRequestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1760,7 @@ func (x *ListPrivacyRequestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrivacyRequestsResponse.ProtoReflect.Descriptor instead.
 func (*ListPrivacyRequestsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{13}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListPrivacyRequestsResponse) GetPrivacyRequests() []*PrivacyRequest {
@@ -1453,7 +1790,7 @@ type VerifyPrivacyRequestRequest struct {
 
 func (x *VerifyPrivacyRequestRequest) Reset() {
 	*x = VerifyPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1802,7 @@ func (x *VerifyPrivacyRequestRequest) String() string {
 func (*VerifyPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *VerifyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1815,7 @@ func (x *VerifyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*VerifyPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{14}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *VerifyPrivacyRequestRequest) GetName() string {
@@ -1506,7 +1843,7 @@ type CancelPrivacyRequestRequest struct {
 
 func (x *CancelPrivacyRequestRequest) Reset() {
 	*x = CancelPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1855,7 @@ func (x *CancelPrivacyRequestRequest) String() string {
 func (*CancelPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *CancelPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1868,7 @@ func (x *CancelPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*CancelPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{15}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelPrivacyRequestRequest) GetName() string {
@@ -1554,7 +1891,7 @@ type ExtendPrivacyRequestRequest struct {
 
 func (x *ExtendPrivacyRequestRequest) Reset() {
 	*x = ExtendPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1566,7 +1903,7 @@ func (x *ExtendPrivacyRequestRequest) String() string {
 func (*ExtendPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *ExtendPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1579,7 +1916,7 @@ func (x *ExtendPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*ExtendPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{16}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ExtendPrivacyRequestRequest) GetName() string {
@@ -1609,7 +1946,7 @@ type SetLegalHoldRequest struct {
 
 func (x *SetLegalHoldRequest) Reset() {
 	*x = SetLegalHoldRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1958,7 @@ func (x *SetLegalHoldRequest) String() string {
 func (*SetLegalHoldRequest) ProtoMessage() {}
 
 func (x *SetLegalHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1971,7 @@ func (x *SetLegalHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLegalHoldRequest.ProtoReflect.Descriptor instead.
 func (*SetLegalHoldRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{17}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetLegalHoldRequest) GetName() string {
@@ -1665,7 +2002,7 @@ type ReleaseLegalHoldRequest struct {
 
 func (x *ReleaseLegalHoldRequest) Reset() {
 	*x = ReleaseLegalHoldRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1677,7 +2014,7 @@ func (x *ReleaseLegalHoldRequest) String() string {
 func (*ReleaseLegalHoldRequest) ProtoMessage() {}
 
 func (x *ReleaseLegalHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1690,7 +2027,7 @@ func (x *ReleaseLegalHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLegalHoldRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseLegalHoldRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{18}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReleaseLegalHoldRequest) GetName() string {
@@ -1701,6 +2038,200 @@ func (x *ReleaseLegalHoldRequest) GetName() string {
 }
 
 func (x *ReleaseLegalHoldRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// DenyPrivacyRequestRequest refuses a request.
+type DenyPrivacyRequestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/privacyRequests/{request}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// denial_reason is the coded reason.
+	DenialReason DenialReason `protobuf:"varint,2,opt,name=denial_reason,json=denialReason,proto3,enum=lethe.fulfillment.v1.DenialReason" json:"denial_reason,omitempty"`
+	// reason is the explanation told to the member, 10 to 500 characters, no personal
+	// data; it also goes to the audit log.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DenyPrivacyRequestRequest) Reset() {
+	*x = DenyPrivacyRequestRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DenyPrivacyRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DenyPrivacyRequestRequest) ProtoMessage() {}
+
+func (x *DenyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DenyPrivacyRequestRequest.ProtoReflect.Descriptor instead.
+func (*DenyPrivacyRequestRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DenyPrivacyRequestRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DenyPrivacyRequestRequest) GetDenialReason() DenialReason {
+	if x != nil {
+		return x.DenialReason
+	}
+	return DenialReason_DENIAL_REASON_UNSPECIFIED
+}
+
+func (x *DenyPrivacyRequestRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ReviewRectificationRequest decides on a rectification.
+type ReviewRectificationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/privacyRequests/{request}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// approve applies the correction; false rejects it with denial_reason.
+	Approve bool `protobuf:"varint,2,opt,name=approve,proto3" json:"approve,omitempty"`
+	// denial_reason is required when rejecting.
+	DenialReason DenialReason `protobuf:"varint,3,opt,name=denial_reason,json=denialReason,proto3,enum=lethe.fulfillment.v1.DenialReason" json:"denial_reason,omitempty"`
+	// reason is the operator's reason, 10 to 500 characters, no personal data (told to
+	// the member when rejecting; in the audit log either way).
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReviewRectificationRequest) Reset() {
+	*x = ReviewRectificationRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReviewRectificationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReviewRectificationRequest) ProtoMessage() {}
+
+func (x *ReviewRectificationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReviewRectificationRequest.ProtoReflect.Descriptor instead.
+func (*ReviewRectificationRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ReviewRectificationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReviewRectificationRequest) GetApprove() bool {
+	if x != nil {
+		return x.Approve
+	}
+	return false
+}
+
+func (x *ReviewRectificationRequest) GetDenialReason() DenialReason {
+	if x != nil {
+		return x.DenialReason
+	}
+	return DenialReason_DENIAL_REASON_UNSPECIFIED
+}
+
+func (x *ReviewRectificationRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// LiftRestrictionRequest ends a restriction of processing.
+type LiftRestrictionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/privacyRequests/{request}" of the restriction request.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// reason is required from operators (a case reference, no personal data).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LiftRestrictionRequest) Reset() {
+	*x = LiftRestrictionRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LiftRestrictionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LiftRestrictionRequest) ProtoMessage() {}
+
+func (x *LiftRestrictionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LiftRestrictionRequest.ProtoReflect.Descriptor instead.
+func (*LiftRestrictionRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *LiftRestrictionRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LiftRestrictionRequest) GetReason() string {
 	if x != nil {
 		return x.Reason
 	}
@@ -1718,7 +2249,7 @@ type GetExportDownloadRequest struct {
 
 func (x *GetExportDownloadRequest) Reset() {
 	*x = GetExportDownloadRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +2261,7 @@ func (x *GetExportDownloadRequest) String() string {
 func (*GetExportDownloadRequest) ProtoMessage() {}
 
 func (x *GetExportDownloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,7 +2274,7 @@ func (x *GetExportDownloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExportDownloadRequest.ProtoReflect.Descriptor instead.
 func (*GetExportDownloadRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{19}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetExportDownloadRequest) GetName() string {
@@ -1770,7 +2301,7 @@ type ExportDownload struct {
 
 func (x *ExportDownload) Reset() {
 	*x = ExportDownload{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1782,7 +2313,7 @@ func (x *ExportDownload) String() string {
 func (*ExportDownload) ProtoMessage() {}
 
 func (x *ExportDownload) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1795,7 +2326,7 @@ func (x *ExportDownload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDownload.ProtoReflect.Descriptor instead.
 func (*ExportDownload) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{20}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ExportDownload) GetDownloadUri() string {
@@ -1839,7 +2370,7 @@ type GetErasureReceiptRequest struct {
 
 func (x *GetErasureReceiptRequest) Reset() {
 	*x = GetErasureReceiptRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +2382,7 @@ func (x *GetErasureReceiptRequest) String() string {
 func (*GetErasureReceiptRequest) ProtoMessage() {}
 
 func (x *GetErasureReceiptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +2395,7 @@ func (x *GetErasureReceiptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetErasureReceiptRequest.ProtoReflect.Descriptor instead.
 func (*GetErasureReceiptRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{21}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetErasureReceiptRequest) GetRequestId() string {
@@ -1897,7 +2428,7 @@ type ErasureReceipt struct {
 
 func (x *ErasureReceipt) Reset() {
 	*x = ErasureReceipt{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2440,7 @@ func (x *ErasureReceipt) String() string {
 func (*ErasureReceipt) ProtoMessage() {}
 
 func (x *ErasureReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2453,7 @@ func (x *ErasureReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErasureReceipt.ProtoReflect.Descriptor instead.
 func (*ErasureReceipt) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{22}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ErasureReceipt) GetPayload() []byte {
@@ -1955,7 +2486,7 @@ type GetReceiptKeysRequest struct {
 
 func (x *GetReceiptKeysRequest) Reset() {
 	*x = GetReceiptKeysRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2498,7 @@ func (x *GetReceiptKeysRequest) String() string {
 func (*GetReceiptKeysRequest) ProtoMessage() {}
 
 func (x *GetReceiptKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2511,7 @@ func (x *GetReceiptKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReceiptKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetReceiptKeysRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{23}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{28}
 }
 
 // ReceiptKey is a public verification key.
@@ -1998,7 +2529,7 @@ type ReceiptKey struct {
 
 func (x *ReceiptKey) Reset() {
 	*x = ReceiptKey{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2010,7 +2541,7 @@ func (x *ReceiptKey) String() string {
 func (*ReceiptKey) ProtoMessage() {}
 
 func (x *ReceiptKey) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2023,7 +2554,7 @@ func (x *ReceiptKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptKey.ProtoReflect.Descriptor instead.
 func (*ReceiptKey) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{24}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReceiptKey) GetKeyId() string {
@@ -2058,7 +2589,7 @@ type ReceiptKeys struct {
 
 func (x *ReceiptKeys) Reset() {
 	*x = ReceiptKeys{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2070,7 +2601,7 @@ func (x *ReceiptKeys) String() string {
 func (*ReceiptKeys) ProtoMessage() {}
 
 func (x *ReceiptKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2083,7 +2614,7 @@ func (x *ReceiptKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptKeys.ProtoReflect.Descriptor instead.
 func (*ReceiptKeys) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{25}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReceiptKeys) GetKeys() []*ReceiptKey {
@@ -2104,7 +2635,7 @@ type GetRequestStatisticsRequest struct {
 
 func (x *GetRequestStatisticsRequest) Reset() {
 	*x = GetRequestStatisticsRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2116,7 +2647,7 @@ func (x *GetRequestStatisticsRequest) String() string {
 func (*GetRequestStatisticsRequest) ProtoMessage() {}
 
 func (x *GetRequestStatisticsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2129,7 +2660,7 @@ func (x *GetRequestStatisticsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequestStatisticsRequest.ProtoReflect.Descriptor instead.
 func (*GetRequestStatisticsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{26}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetRequestStatisticsRequest) GetYear() int32 {
@@ -2158,7 +2689,7 @@ type KindStatistics struct {
 
 func (x *KindStatistics) Reset() {
 	*x = KindStatistics{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2701,7 @@ func (x *KindStatistics) String() string {
 func (*KindStatistics) ProtoMessage() {}
 
 func (x *KindStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2714,7 @@ func (x *KindStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KindStatistics.ProtoReflect.Descriptor instead.
 func (*KindStatistics) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{27}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *KindStatistics) GetKind() RequestKind {
@@ -2239,7 +2770,7 @@ type RequestStatistics struct {
 
 func (x *RequestStatistics) Reset() {
 	*x = RequestStatistics{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2251,7 +2782,7 @@ func (x *RequestStatistics) String() string {
 func (*RequestStatistics) ProtoMessage() {}
 
 func (x *RequestStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2264,7 +2795,7 @@ func (x *RequestStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestStatistics.ProtoReflect.Descriptor instead.
 func (*RequestStatistics) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{28}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RequestStatistics) GetYear() int32 {
@@ -2308,7 +2839,7 @@ type ActionCount struct {
 
 func (x *ActionCount) Reset() {
 	*x = ActionCount{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2320,7 +2851,7 @@ func (x *ActionCount) String() string {
 func (*ActionCount) ProtoMessage() {}
 
 func (x *ActionCount) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2333,7 +2864,7 @@ func (x *ActionCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionCount.ProtoReflect.Descriptor instead.
 func (*ActionCount) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{29}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ActionCount) GetAction() string {
@@ -2372,7 +2903,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2384,7 +2915,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2397,7 +2928,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{30}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AuditEvent) GetName() string {
@@ -2455,7 +2986,7 @@ type RecordAuditEventRequest struct {
 
 func (x *RecordAuditEventRequest) Reset() {
 	*x = RecordAuditEventRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2467,7 +2998,7 @@ func (x *RecordAuditEventRequest) String() string {
 func (*RecordAuditEventRequest) ProtoMessage() {}
 
 func (x *RecordAuditEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2480,7 +3011,7 @@ func (x *RecordAuditEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAuditEventRequest.ProtoReflect.Descriptor instead.
 func (*RecordAuditEventRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{31}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RecordAuditEventRequest) GetAuditEvent() *AuditEvent {
@@ -2512,7 +3043,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[32]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +3055,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[32]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +3068,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{32}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListAuditEventsRequest) GetPageSize() int32 {
@@ -2574,7 +3105,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[33]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2586,7 +3117,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[33]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2599,7 +3130,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{33}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListAuditEventsResponse) GetAuditEvents() []*AuditEvent {
@@ -2694,7 +3225,23 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\tescalated\x18\x04 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\tescalated\x12N\n" +
 	"\x16median_days_to_resolve\x18\x05 \x01(\x01B\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x13medianDaysToResolve\"\xf7\x01\n" +
+	"\x11system.operations\x10\x04R\x13medianDaysToResolve\"\xef\x01\n" +
+	"\rRectification\x12W\n" +
+	"\x05field\x18\x01 \x01(\x0e2&.lethe.fulfillment.v1.RectifiableFieldB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05field\x12\"\n" +
+	"\x05value\x18\x02 \x01(\tB\f\xea\xe0\x18\b\n" +
+	"\x04user\x10\x01R\x05value\x12*\n" +
+	"\tstatement\x18\x03 \x01(\tB\f\xea\xe0\x18\b\n" +
+	"\x04user\x10\x01R\tstatement\x125\n" +
+	"\bapproved\x18\x04 \x01(\bB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\bapproved\"\xc1\x01\n" +
+	"\x0fObjectionTarget\x123\n" +
+	"\apurpose\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\apurpose\x123\n" +
+	"\apartner\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\apartner\x12D\n" +
+	"\x10direct_marketing\x18\x03 \x01(\bB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0fdirectMarketing\"\xf7\x01\n" +
 	"\fStepProgress\x12-\n" +
 	"\x04step\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x04step\x12/\n" +
@@ -2704,7 +3251,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x11system.operations\x10\x04R\x05count\x12V\n" +
 	"\vupdate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\n" +
-	"updateTime\"\xe5\b\n" +
+	"updateTime\"\xf0\f\n" +
 	"\x0ePrivacyRequest\x12F\n" +
 	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
 	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x12P\n" +
@@ -2735,7 +3282,17 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\rreceipt_token\x18\r \x01(\tB\x1d\xea\xe0\x18\x19\n" +
 	"\x15system.authentication\x10\x04R\freceiptToken\x12f\n" +
 	"\x14cooling_off_end_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x11coolingOffEndTime\"\xf2\x01\n" +
+	"\x11system.operations\x10\x04R\x11coolingOffEndTime\x12b\n" +
+	"\rdenial_reason\x18\x0f \x01(\x0e2\".lethe.fulfillment.v1.DenialReasonB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\fdenialReason\x12H\n" +
+	"\x12denial_explanation\x18\x10 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x11denialExplanation\x12I\n" +
+	"\rrectification\x18\x11 \x01(\v2#.lethe.fulfillment.v1.RectificationR\rrectification\x12C\n" +
+	"\tobjection\x18\x12 \x01(\v2%.lethe.fulfillment.v1.ObjectionTargetR\tobjection\x12i\n" +
+	"\x15restriction_lift_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x13restrictionLiftTime\x12`\n" +
+	"\x10acknowledge_time\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0facknowledgeTime\"\xf2\x01\n" +
 	"\x1bCreatePrivacyRequestRequest\x12J\n" +
 	"\x06parent\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
 	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x06parent\x12M\n" +
@@ -2779,6 +3336,27 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x06reason\"\x94\x01\n" +
 	"\x17ReleaseLegalHoldRequest\x12F\n" +
+	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x121\n" +
+	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"\xfa\x01\n" +
+	"\x19DenyPrivacyRequestRequest\x12F\n" +
+	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x12b\n" +
+	"\rdenial_reason\x18\x02 \x01(\x0e2\".lethe.fulfillment.v1.DenialReasonB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\fdenialReason\x121\n" +
+	"\x06reason\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"\xb0\x02\n" +
+	"\x1aReviewRectificationRequest\x12F\n" +
+	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x123\n" +
+	"\aapprove\x18\x02 \x01(\bB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\aapprove\x12b\n" +
+	"\rdenial_reason\x18\x03 \x01(\x0e2\".lethe.fulfillment.v1.DenialReasonB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\fdenialReason\x121\n" +
+	"\x06reason\x18\x04 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"\x93\x01\n" +
+	"\x16LiftRestrictionRequest\x12F\n" +
 	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
 	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x121\n" +
 	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
@@ -2893,12 +3471,28 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x1bCOMPLAINT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18COMPLAINT_STATE_RECEIVED\x10\x01\x12 \n" +
 	"\x1cCOMPLAINT_STATE_ACKNOWLEDGED\x10\x02\x12\x1c\n" +
-	"\x18COMPLAINT_STATE_RESOLVED\x10\x03*~\n" +
+	"\x18COMPLAINT_STATE_RESOLVED\x10\x03*\x95\x02\n" +
 	"\vRequestKind\x12\x1c\n" +
 	"\x18REQUEST_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REQUEST_KIND_ACCESS\x10\x01\x12\x18\n" +
 	"\x14REQUEST_KIND_ERASURE\x10\x02\x12\x1e\n" +
-	"\x1aREQUEST_KIND_CHILD_ERASURE\x10\x03*s\n" +
+	"\x1aREQUEST_KIND_CHILD_ERASURE\x10\x03\x12\x1e\n" +
+	"\x1aREQUEST_KIND_RECTIFICATION\x10\x04\x12\x1c\n" +
+	"\x18REQUEST_KIND_RESTRICTION\x10\x05\x12\x1a\n" +
+	"\x16REQUEST_KIND_OBJECTION\x10\x06\x12\x1d\n" +
+	"\x19REQUEST_KIND_SALE_OPT_OUT\x10\a\x12\x1c\n" +
+	"\x18REQUEST_KIND_PORTABILITY\x10\b*\xb6\x01\n" +
+	"\fDenialReason\x12\x1d\n" +
+	"\x19DENIAL_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aDENIAL_REASON_UNVERIFIABLE\x10\x01\x12&\n" +
+	"\"DENIAL_REASON_MANIFESTLY_UNFOUNDED\x10\x02\x12\x1b\n" +
+	"\x17DENIAL_REASON_EXCESSIVE\x10\x03\x12\"\n" +
+	"\x1eDENIAL_REASON_LEGAL_OBLIGATION\x10\x04*\x9c\x01\n" +
+	"\x10RectifiableField\x12!\n" +
+	"\x1dRECTIFIABLE_FIELD_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bRECTIFIABLE_FIELD_FULL_NAME\x10\x01\x12 \n" +
+	"\x1cRECTIFIABLE_FIELD_BIRTH_DATE\x10\x02\x12\"\n" +
+	"\x1eRECTIFIABLE_FIELD_PHONE_NUMBER\x10\x03*s\n" +
 	"\fJurisdiction\x12\x1c\n" +
 	"\x18JURISDICTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13JURISDICTION_POLICY\x10\x01\x12\x15\n" +
@@ -2920,7 +3514,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x15REQUEST_ORIGIN_MEMBER\x10\x01\x12\x1b\n" +
 	"\x17REQUEST_ORIGIN_OPERATOR\x10\x02\x12\x18\n" +
 	"\x14REQUEST_ORIGIN_AGENT\x10\x03\x12#\n" +
-	"\x1fREQUEST_ORIGIN_ACCOUNT_DISABLED\x10<2\xf5\x17\n" +
+	"\x1fREQUEST_ORIGIN_ACCOUNT_DISABLED\x10<2\xfc\x1b\n" +
 	"\x12FulfillmentService\x12\xb4\x01\n" +
 	"\x14CreatePrivacyRequest\x121.lethe.fulfillment.v1.CreatePrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"C\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x029:\x0fprivacy_request\"&/v1/{parent=members/*}/privacyRequests\x12\x9d\x01\n" +
 	"\x11GetPrivacyRequest\x12..lethe.fulfillment.v1.GetPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/privacyRequests/*}\x12\xae\x01\n" +
@@ -2935,7 +3529,10 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x0eGetReceiptKeys\x12+.lethe.fulfillment.v1.GetReceiptKeysRequest\x1a!.lethe.fulfillment.v1.ReceiptKeys\"\x1d\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/receipts:keys\x12\x9c\x01\n" +
 	"\x14GetRequestStatistics\x121.lethe.fulfillment.v1.GetRequestStatisticsRequest\x1a'.lethe.fulfillment.v1.RequestStatistics\"(\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/requestStatistics/{year}\x12\x88\x01\n" +
 	"\x0fListAuditEvents\x12,.lethe.fulfillment.v1.ListAuditEventsRequest\x1a-.lethe.fulfillment.v1.ListAuditEventsResponse\"\x18\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/auditLog\x12i\n" +
-	"\x10RecordAuditEvent\x12-.lethe.fulfillment.v1.RecordAuditEventRequest\x1a .lethe.fulfillment.v1.AuditEvent\"\x04\xf0\xe0\x18\x05\x12\x9a\x01\n" +
+	"\x10RecordAuditEvent\x12-.lethe.fulfillment.v1.RecordAuditEventRequest\x1a .lethe.fulfillment.v1.AuditEvent\"\x04\xf0\xe0\x18\x05\x12\xa7\x01\n" +
+	"\x12DenyPrivacyRequest\x12/.lethe.fulfillment.v1.DenyPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\":\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x020:\x01*\"+/v1/{name=members/*/privacyRequests/*}:deny\x12\xab\x01\n" +
+	"\x13ReviewRectification\x120.lethe.fulfillment.v1.ReviewRectificationRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"<\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:review\x12\xac\x01\n" +
+	"\x0fLiftRestriction\x12,.lethe.fulfillment.v1.LiftRestrictionRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"E\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02;:\x01*\"6/v1/{name=members/*/privacyRequests/*}:liftRestriction\x12\x9a\x01\n" +
 	"\x0fCreateComplaint\x12,.lethe.fulfillment.v1.CreateComplaintRequest\x1a\x1f.lethe.fulfillment.v1.Complaint\"8\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02.:\tcomplaint\"!/v1/{parent=members/*}/complaints\x12\x89\x01\n" +
 	"\fGetComplaint\x12).lethe.fulfillment.v1.GetComplaintRequest\x1a\x1f.lethe.fulfillment.v1.Complaint\"-\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02#\x12!/v1/{name=members/*/complaints/*}\x12\x9a\x01\n" +
 	"\x0eListComplaints\x12+.lethe.fulfillment.v1.ListComplaintsRequest\x1a,.lethe.fulfillment.v1.ListComplaintsResponse\"-\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02#\x12!/v1/{parent=members/*}/complaints\x12\xa8\x01\n" +
@@ -2954,125 +3551,146 @@ func file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP() []byte {
 	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescData
 }
 
-var file_lethe_fulfillment_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_lethe_fulfillment_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_lethe_fulfillment_v1_fulfillment_proto_goTypes = []any{
 	(ComplaintCategory)(0),              // 0: lethe.fulfillment.v1.ComplaintCategory
 	(ComplaintState)(0),                 // 1: lethe.fulfillment.v1.ComplaintState
 	(RequestKind)(0),                    // 2: lethe.fulfillment.v1.RequestKind
-	(Jurisdiction)(0),                   // 3: lethe.fulfillment.v1.Jurisdiction
-	(RequestState)(0),                   // 4: lethe.fulfillment.v1.RequestState
-	(RequestOrigin)(0),                  // 5: lethe.fulfillment.v1.RequestOrigin
-	(*Complaint)(nil),                   // 6: lethe.fulfillment.v1.Complaint
-	(*CreateComplaintRequest)(nil),      // 7: lethe.fulfillment.v1.CreateComplaintRequest
-	(*GetComplaintRequest)(nil),         // 8: lethe.fulfillment.v1.GetComplaintRequest
-	(*ListComplaintsRequest)(nil),       // 9: lethe.fulfillment.v1.ListComplaintsRequest
-	(*ListComplaintsResponse)(nil),      // 10: lethe.fulfillment.v1.ListComplaintsResponse
-	(*AcknowledgeComplaintRequest)(nil), // 11: lethe.fulfillment.v1.AcknowledgeComplaintRequest
-	(*ResolveComplaintRequest)(nil),     // 12: lethe.fulfillment.v1.ResolveComplaintRequest
-	(*ComplaintStatistics)(nil),         // 13: lethe.fulfillment.v1.ComplaintStatistics
-	(*StepProgress)(nil),                // 14: lethe.fulfillment.v1.StepProgress
-	(*PrivacyRequest)(nil),              // 15: lethe.fulfillment.v1.PrivacyRequest
-	(*CreatePrivacyRequestRequest)(nil), // 16: lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	(*GetPrivacyRequestRequest)(nil),    // 17: lethe.fulfillment.v1.GetPrivacyRequestRequest
-	(*ListPrivacyRequestsRequest)(nil),  // 18: lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	(*ListPrivacyRequestsResponse)(nil), // 19: lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	(*VerifyPrivacyRequestRequest)(nil), // 20: lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	(*CancelPrivacyRequestRequest)(nil), // 21: lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	(*ExtendPrivacyRequestRequest)(nil), // 22: lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	(*SetLegalHoldRequest)(nil),         // 23: lethe.fulfillment.v1.SetLegalHoldRequest
-	(*ReleaseLegalHoldRequest)(nil),     // 24: lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	(*GetExportDownloadRequest)(nil),    // 25: lethe.fulfillment.v1.GetExportDownloadRequest
-	(*ExportDownload)(nil),              // 26: lethe.fulfillment.v1.ExportDownload
-	(*GetErasureReceiptRequest)(nil),    // 27: lethe.fulfillment.v1.GetErasureReceiptRequest
-	(*ErasureReceipt)(nil),              // 28: lethe.fulfillment.v1.ErasureReceipt
-	(*GetReceiptKeysRequest)(nil),       // 29: lethe.fulfillment.v1.GetReceiptKeysRequest
-	(*ReceiptKey)(nil),                  // 30: lethe.fulfillment.v1.ReceiptKey
-	(*ReceiptKeys)(nil),                 // 31: lethe.fulfillment.v1.ReceiptKeys
-	(*GetRequestStatisticsRequest)(nil), // 32: lethe.fulfillment.v1.GetRequestStatisticsRequest
-	(*KindStatistics)(nil),              // 33: lethe.fulfillment.v1.KindStatistics
-	(*RequestStatistics)(nil),           // 34: lethe.fulfillment.v1.RequestStatistics
-	(*ActionCount)(nil),                 // 35: lethe.fulfillment.v1.ActionCount
-	(*AuditEvent)(nil),                  // 36: lethe.fulfillment.v1.AuditEvent
-	(*RecordAuditEventRequest)(nil),     // 37: lethe.fulfillment.v1.RecordAuditEventRequest
-	(*ListAuditEventsRequest)(nil),      // 38: lethe.fulfillment.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),     // 39: lethe.fulfillment.v1.ListAuditEventsResponse
-	(*timestamppb.Timestamp)(nil),       // 40: google.protobuf.Timestamp
+	(DenialReason)(0),                   // 3: lethe.fulfillment.v1.DenialReason
+	(RectifiableField)(0),               // 4: lethe.fulfillment.v1.RectifiableField
+	(Jurisdiction)(0),                   // 5: lethe.fulfillment.v1.Jurisdiction
+	(RequestState)(0),                   // 6: lethe.fulfillment.v1.RequestState
+	(RequestOrigin)(0),                  // 7: lethe.fulfillment.v1.RequestOrigin
+	(*Complaint)(nil),                   // 8: lethe.fulfillment.v1.Complaint
+	(*CreateComplaintRequest)(nil),      // 9: lethe.fulfillment.v1.CreateComplaintRequest
+	(*GetComplaintRequest)(nil),         // 10: lethe.fulfillment.v1.GetComplaintRequest
+	(*ListComplaintsRequest)(nil),       // 11: lethe.fulfillment.v1.ListComplaintsRequest
+	(*ListComplaintsResponse)(nil),      // 12: lethe.fulfillment.v1.ListComplaintsResponse
+	(*AcknowledgeComplaintRequest)(nil), // 13: lethe.fulfillment.v1.AcknowledgeComplaintRequest
+	(*ResolveComplaintRequest)(nil),     // 14: lethe.fulfillment.v1.ResolveComplaintRequest
+	(*ComplaintStatistics)(nil),         // 15: lethe.fulfillment.v1.ComplaintStatistics
+	(*Rectification)(nil),               // 16: lethe.fulfillment.v1.Rectification
+	(*ObjectionTarget)(nil),             // 17: lethe.fulfillment.v1.ObjectionTarget
+	(*StepProgress)(nil),                // 18: lethe.fulfillment.v1.StepProgress
+	(*PrivacyRequest)(nil),              // 19: lethe.fulfillment.v1.PrivacyRequest
+	(*CreatePrivacyRequestRequest)(nil), // 20: lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	(*GetPrivacyRequestRequest)(nil),    // 21: lethe.fulfillment.v1.GetPrivacyRequestRequest
+	(*ListPrivacyRequestsRequest)(nil),  // 22: lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	(*ListPrivacyRequestsResponse)(nil), // 23: lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	(*VerifyPrivacyRequestRequest)(nil), // 24: lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	(*CancelPrivacyRequestRequest)(nil), // 25: lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	(*ExtendPrivacyRequestRequest)(nil), // 26: lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	(*SetLegalHoldRequest)(nil),         // 27: lethe.fulfillment.v1.SetLegalHoldRequest
+	(*ReleaseLegalHoldRequest)(nil),     // 28: lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	(*DenyPrivacyRequestRequest)(nil),   // 29: lethe.fulfillment.v1.DenyPrivacyRequestRequest
+	(*ReviewRectificationRequest)(nil),  // 30: lethe.fulfillment.v1.ReviewRectificationRequest
+	(*LiftRestrictionRequest)(nil),      // 31: lethe.fulfillment.v1.LiftRestrictionRequest
+	(*GetExportDownloadRequest)(nil),    // 32: lethe.fulfillment.v1.GetExportDownloadRequest
+	(*ExportDownload)(nil),              // 33: lethe.fulfillment.v1.ExportDownload
+	(*GetErasureReceiptRequest)(nil),    // 34: lethe.fulfillment.v1.GetErasureReceiptRequest
+	(*ErasureReceipt)(nil),              // 35: lethe.fulfillment.v1.ErasureReceipt
+	(*GetReceiptKeysRequest)(nil),       // 36: lethe.fulfillment.v1.GetReceiptKeysRequest
+	(*ReceiptKey)(nil),                  // 37: lethe.fulfillment.v1.ReceiptKey
+	(*ReceiptKeys)(nil),                 // 38: lethe.fulfillment.v1.ReceiptKeys
+	(*GetRequestStatisticsRequest)(nil), // 39: lethe.fulfillment.v1.GetRequestStatisticsRequest
+	(*KindStatistics)(nil),              // 40: lethe.fulfillment.v1.KindStatistics
+	(*RequestStatistics)(nil),           // 41: lethe.fulfillment.v1.RequestStatistics
+	(*ActionCount)(nil),                 // 42: lethe.fulfillment.v1.ActionCount
+	(*AuditEvent)(nil),                  // 43: lethe.fulfillment.v1.AuditEvent
+	(*RecordAuditEventRequest)(nil),     // 44: lethe.fulfillment.v1.RecordAuditEventRequest
+	(*ListAuditEventsRequest)(nil),      // 45: lethe.fulfillment.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),     // 46: lethe.fulfillment.v1.ListAuditEventsResponse
+	(*timestamppb.Timestamp)(nil),       // 47: google.protobuf.Timestamp
 }
 var file_lethe_fulfillment_v1_fulfillment_proto_depIdxs = []int32{
 	0,  // 0: lethe.fulfillment.v1.Complaint.category:type_name -> lethe.fulfillment.v1.ComplaintCategory
 	1,  // 1: lethe.fulfillment.v1.Complaint.state:type_name -> lethe.fulfillment.v1.ComplaintState
-	40, // 2: lethe.fulfillment.v1.Complaint.create_time:type_name -> google.protobuf.Timestamp
-	40, // 3: lethe.fulfillment.v1.Complaint.acknowledge_due_time:type_name -> google.protobuf.Timestamp
-	40, // 4: lethe.fulfillment.v1.Complaint.resolve_due_time:type_name -> google.protobuf.Timestamp
-	40, // 5: lethe.fulfillment.v1.Complaint.acknowledge_time:type_name -> google.protobuf.Timestamp
-	40, // 6: lethe.fulfillment.v1.Complaint.resolve_time:type_name -> google.protobuf.Timestamp
-	6,  // 7: lethe.fulfillment.v1.CreateComplaintRequest.complaint:type_name -> lethe.fulfillment.v1.Complaint
-	6,  // 8: lethe.fulfillment.v1.ListComplaintsResponse.complaints:type_name -> lethe.fulfillment.v1.Complaint
-	40, // 9: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
-	2,  // 10: lethe.fulfillment.v1.PrivacyRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
-	3,  // 11: lethe.fulfillment.v1.PrivacyRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
-	5,  // 12: lethe.fulfillment.v1.PrivacyRequest.origin:type_name -> lethe.fulfillment.v1.RequestOrigin
-	4,  // 13: lethe.fulfillment.v1.PrivacyRequest.state:type_name -> lethe.fulfillment.v1.RequestState
-	40, // 14: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
-	40, // 15: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
-	40, // 16: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
-	14, // 17: lethe.fulfillment.v1.PrivacyRequest.progress:type_name -> lethe.fulfillment.v1.StepProgress
-	40, // 18: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
-	15, // 19: lethe.fulfillment.v1.CreatePrivacyRequestRequest.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	15, // 20: lethe.fulfillment.v1.ListPrivacyRequestsResponse.privacy_requests:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	40, // 21: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
-	30, // 22: lethe.fulfillment.v1.ReceiptKeys.keys:type_name -> lethe.fulfillment.v1.ReceiptKey
-	2,  // 23: lethe.fulfillment.v1.KindStatistics.kind:type_name -> lethe.fulfillment.v1.RequestKind
-	33, // 24: lethe.fulfillment.v1.RequestStatistics.kinds:type_name -> lethe.fulfillment.v1.KindStatistics
-	35, // 25: lethe.fulfillment.v1.RequestStatistics.operator_actions:type_name -> lethe.fulfillment.v1.ActionCount
-	13, // 26: lethe.fulfillment.v1.RequestStatistics.complaints:type_name -> lethe.fulfillment.v1.ComplaintStatistics
-	40, // 27: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	36, // 28: lethe.fulfillment.v1.RecordAuditEventRequest.audit_event:type_name -> lethe.fulfillment.v1.AuditEvent
-	36, // 29: lethe.fulfillment.v1.ListAuditEventsResponse.audit_events:type_name -> lethe.fulfillment.v1.AuditEvent
-	16, // 30: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	17, // 31: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
-	18, // 32: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	20, // 33: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	21, // 34: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	22, // 35: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	23, // 36: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
-	24, // 37: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	25, // 38: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
-	27, // 39: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
-	29, // 40: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
-	32, // 41: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
-	38, // 42: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
-	37, // 43: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
-	7,  // 44: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:input_type -> lethe.fulfillment.v1.CreateComplaintRequest
-	8,  // 45: lethe.fulfillment.v1.FulfillmentService.GetComplaint:input_type -> lethe.fulfillment.v1.GetComplaintRequest
-	9,  // 46: lethe.fulfillment.v1.FulfillmentService.ListComplaints:input_type -> lethe.fulfillment.v1.ListComplaintsRequest
-	11, // 47: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:input_type -> lethe.fulfillment.v1.AcknowledgeComplaintRequest
-	12, // 48: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:input_type -> lethe.fulfillment.v1.ResolveComplaintRequest
-	15, // 49: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	15, // 50: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 51: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	15, // 52: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	15, // 53: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	15, // 54: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	15, // 55: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	15, // 56: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	26, // 57: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
-	28, // 58: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
-	31, // 59: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
-	34, // 60: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
-	39, // 61: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
-	36, // 62: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
-	6,  // 63: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	6,  // 64: lethe.fulfillment.v1.FulfillmentService.GetComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	10, // 65: lethe.fulfillment.v1.FulfillmentService.ListComplaints:output_type -> lethe.fulfillment.v1.ListComplaintsResponse
-	6,  // 66: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	6,  // 67: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	49, // [49:68] is the sub-list for method output_type
-	30, // [30:49] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	47, // 2: lethe.fulfillment.v1.Complaint.create_time:type_name -> google.protobuf.Timestamp
+	47, // 3: lethe.fulfillment.v1.Complaint.acknowledge_due_time:type_name -> google.protobuf.Timestamp
+	47, // 4: lethe.fulfillment.v1.Complaint.resolve_due_time:type_name -> google.protobuf.Timestamp
+	47, // 5: lethe.fulfillment.v1.Complaint.acknowledge_time:type_name -> google.protobuf.Timestamp
+	47, // 6: lethe.fulfillment.v1.Complaint.resolve_time:type_name -> google.protobuf.Timestamp
+	8,  // 7: lethe.fulfillment.v1.CreateComplaintRequest.complaint:type_name -> lethe.fulfillment.v1.Complaint
+	8,  // 8: lethe.fulfillment.v1.ListComplaintsResponse.complaints:type_name -> lethe.fulfillment.v1.Complaint
+	4,  // 9: lethe.fulfillment.v1.Rectification.field:type_name -> lethe.fulfillment.v1.RectifiableField
+	47, // 10: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
+	2,  // 11: lethe.fulfillment.v1.PrivacyRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
+	5,  // 12: lethe.fulfillment.v1.PrivacyRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
+	7,  // 13: lethe.fulfillment.v1.PrivacyRequest.origin:type_name -> lethe.fulfillment.v1.RequestOrigin
+	6,  // 14: lethe.fulfillment.v1.PrivacyRequest.state:type_name -> lethe.fulfillment.v1.RequestState
+	47, // 15: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
+	47, // 16: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
+	47, // 17: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
+	18, // 18: lethe.fulfillment.v1.PrivacyRequest.progress:type_name -> lethe.fulfillment.v1.StepProgress
+	47, // 19: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
+	3,  // 20: lethe.fulfillment.v1.PrivacyRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
+	16, // 21: lethe.fulfillment.v1.PrivacyRequest.rectification:type_name -> lethe.fulfillment.v1.Rectification
+	17, // 22: lethe.fulfillment.v1.PrivacyRequest.objection:type_name -> lethe.fulfillment.v1.ObjectionTarget
+	47, // 23: lethe.fulfillment.v1.PrivacyRequest.restriction_lift_time:type_name -> google.protobuf.Timestamp
+	47, // 24: lethe.fulfillment.v1.PrivacyRequest.acknowledge_time:type_name -> google.protobuf.Timestamp
+	19, // 25: lethe.fulfillment.v1.CreatePrivacyRequestRequest.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 26: lethe.fulfillment.v1.ListPrivacyRequestsResponse.privacy_requests:type_name -> lethe.fulfillment.v1.PrivacyRequest
+	3,  // 27: lethe.fulfillment.v1.DenyPrivacyRequestRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
+	3,  // 28: lethe.fulfillment.v1.ReviewRectificationRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
+	47, // 29: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
+	37, // 30: lethe.fulfillment.v1.ReceiptKeys.keys:type_name -> lethe.fulfillment.v1.ReceiptKey
+	2,  // 31: lethe.fulfillment.v1.KindStatistics.kind:type_name -> lethe.fulfillment.v1.RequestKind
+	40, // 32: lethe.fulfillment.v1.RequestStatistics.kinds:type_name -> lethe.fulfillment.v1.KindStatistics
+	42, // 33: lethe.fulfillment.v1.RequestStatistics.operator_actions:type_name -> lethe.fulfillment.v1.ActionCount
+	15, // 34: lethe.fulfillment.v1.RequestStatistics.complaints:type_name -> lethe.fulfillment.v1.ComplaintStatistics
+	47, // 35: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	43, // 36: lethe.fulfillment.v1.RecordAuditEventRequest.audit_event:type_name -> lethe.fulfillment.v1.AuditEvent
+	43, // 37: lethe.fulfillment.v1.ListAuditEventsResponse.audit_events:type_name -> lethe.fulfillment.v1.AuditEvent
+	20, // 38: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	21, // 39: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
+	22, // 40: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	24, // 41: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	25, // 42: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	26, // 43: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	27, // 44: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
+	28, // 45: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	32, // 46: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
+	34, // 47: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
+	36, // 48: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
+	39, // 49: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
+	45, // 50: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
+	44, // 51: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
+	29, // 52: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:input_type -> lethe.fulfillment.v1.DenyPrivacyRequestRequest
+	30, // 53: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:input_type -> lethe.fulfillment.v1.ReviewRectificationRequest
+	31, // 54: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:input_type -> lethe.fulfillment.v1.LiftRestrictionRequest
+	9,  // 55: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:input_type -> lethe.fulfillment.v1.CreateComplaintRequest
+	10, // 56: lethe.fulfillment.v1.FulfillmentService.GetComplaint:input_type -> lethe.fulfillment.v1.GetComplaintRequest
+	11, // 57: lethe.fulfillment.v1.FulfillmentService.ListComplaints:input_type -> lethe.fulfillment.v1.ListComplaintsRequest
+	13, // 58: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:input_type -> lethe.fulfillment.v1.AcknowledgeComplaintRequest
+	14, // 59: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:input_type -> lethe.fulfillment.v1.ResolveComplaintRequest
+	19, // 60: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 61: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	23, // 62: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	19, // 63: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 64: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 65: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 66: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 67: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	33, // 68: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
+	35, // 69: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
+	38, // 70: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
+	41, // 71: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
+	46, // 72: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
+	43, // 73: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
+	19, // 74: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 75: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 76: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	8,  // 77: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	8,  // 78: lethe.fulfillment.v1.FulfillmentService.GetComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	12, // 79: lethe.fulfillment.v1.FulfillmentService.ListComplaints:output_type -> lethe.fulfillment.v1.ListComplaintsResponse
+	8,  // 80: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	8,  // 81: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	60, // [60:82] is the sub-list for method output_type
+	38, // [38:60] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_lethe_fulfillment_v1_fulfillment_proto_init() }
@@ -3085,8 +3703,8 @@ func file_lethe_fulfillment_v1_fulfillment_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc), len(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   34,
+			NumEnums:      8,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -46,6 +46,13 @@ type run struct {
 	// which a local activity records; independent steps run side by side, and the
 	// archive step deletes its own staging parts.
 	lean bool
+	// kinds is set on runs new enough to take the deny and approve updates and to
+	// confirm receipt (CCPA); denied says a denial was accepted, committed that the
+	// request's work began (no denial after that), approved that a rectification was.
+	kinds     bool
+	denied    bool
+	committed bool
+	approved  bool
 }
 
 func (r *run) setStatus(ctx workflow.Context, status string) error {
@@ -148,6 +155,13 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 	r.archiveLifecycle = workflow.GetVersion(ctx, "archive-lifecycle", workflow.DefaultVersion, 1) == 1
 	r.childUpgrade = r.in.Kind == KindErasure && workflow.GetVersion(ctx, "child-upgrade", workflow.DefaultVersion, 1) == 1
 	r.lean = workflow.GetVersion(ctx, "lean-bookkeeping", workflow.DefaultVersion, 1) == 1
+	r.kinds = workflow.GetVersion(ctx, "request-kinds", workflow.DefaultVersion, 1) == 1
+	if r.kinds {
+		if err := r.handleDecisions(ctx); err != nil {
+			return Result{}, err
+		}
+		r.acknowledge(ctx)
+	}
 	r.listen(ctx)
 	r.escalate(ctx)
 	r.verified = r.in.Verified
@@ -160,7 +174,10 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 		if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.SendVerification, RequestRef{RequestID: r.in.RequestID, MemberID: r.in.MemberID}).Get(ctx, nil); err != nil {
 			return r.fail(ctx, err)
 		}
-		ok, _ := workflow.AwaitWithTimeout(ctx, r.in.VerificationWindow, func() bool { return r.verified || r.canceled })
+		ok, _ := workflow.AwaitWithTimeout(ctx, r.in.VerificationWindow, func() bool { return r.verified || r.canceled || r.denied })
+		if r.denied {
+			return r.deny(ctx)
+		}
 		if !ok || !r.verified {
 			state := "expired"
 			if r.canceled {
@@ -170,11 +187,14 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 		}
 	}
 
-	if r.in.Kind != KindAccess && r.in.CoolingOff > 0 && !r.upgraded {
+	if (r.in.Kind == KindErasure || r.in.Kind == KindChildErasure) && r.in.CoolingOff > 0 && !r.upgraded {
 		if err := r.setStatus(ctx, "cooling_off"); err != nil {
 			return Result{}, err
 		}
-		workflow.AwaitWithTimeout(ctx, r.in.CoolingOff, func() bool { return r.canceled || r.upgraded })
+		workflow.AwaitWithTimeout(ctx, r.in.CoolingOff, func() bool { return r.canceled || r.upgraded || r.denied })
+		if r.denied {
+			return r.deny(ctx)
+		}
 		if r.canceled {
 			return r.end(ctx, "cancelled")
 		}
@@ -183,17 +203,26 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 	if err := r.waitWhileHeld(ctx); err != nil {
 		return Result{}, err
 	}
+	if r.denied {
+		return r.deny(ctx)
+	}
+	r.committed = r.in.Kind != KindRectification // a rectification commits once approved
 	if err := r.setStatus(ctx, "in_progress"); err != nil {
 		return Result{}, err
 	}
 	var err error
-	if r.in.Kind == KindAccess {
+	switch r.in.Kind {
+	case KindAccess, KindPortability:
 		err = r.export(ctx)
-	} else {
+	case KindErasure, KindChildErasure:
 		err = r.eraseToTheEnd(ctx)
+	default:
+		if err = r.fulfil(ctx); err == nil && r.denied {
+			return r.deny(ctx)
+		}
 	}
 	if err != nil {
-		if r.archiveLifecycle && r.in.Kind == KindAccess {
+		if r.archiveLifecycle && r.hasArchive() {
 			// Whatever the export wrote goes with it, and its key.
 			dctx, _ := workflow.NewDisconnectedContext(ctx)
 			var a *Activities
@@ -201,7 +230,7 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 		}
 		return r.fail(ctx, err)
 	}
-	if r.in.Kind == KindAccess && r.archiveLifecycle {
+	if r.hasArchive() && r.archiveLifecycle {
 		// The archive outlives this workflow in its own, so the member can ask again; it
 		// is started before the request shows completed, so this workflow closes at once.
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: ArchiveExpiryWorkflowID(r.in.RequestID),
@@ -273,8 +302,11 @@ func (r *run) waitWhileHeld(ctx workflow.Context) error {
 	if err := r.setStatus(ctx, "on_hold"); err != nil {
 		return err
 	}
-	if err := workflow.Await(ctx, func() bool { return !r.held }); err != nil {
+	if err := workflow.Await(ctx, func() bool { return !r.held || r.denied }); err != nil {
 		return err
+	}
+	if r.denied {
+		return nil // the caller ends the request as denied
 	}
 	return r.setStatus(ctx, prev)
 }
@@ -312,7 +344,7 @@ func (r *run) escalate(ctx workflow.Context) {
 					break
 				}
 			}
-			if r.status == "completed" || r.status == "cancelled" || r.status == "expired" {
+			if r.status == "completed" || r.status == "cancelled" || r.status == "expired" || r.status == "denied" {
 				return
 			}
 			_ = workflow.ExecuteActivity(r.shortCtx(ctx), a.RecordEscalation, EscalationInput{RequestID: r.in.RequestID, Level: lv.name}).Get(ctx, nil)
@@ -360,7 +392,7 @@ func (r *run) export(ctx workflow.Context) error {
 	}
 	var archive ArchiveResult
 	if err := workflow.ExecuteActivity(r.longCtx(ctx), a.BuildArchive, ArchiveInput{RequestID: r.in.RequestID, Services: ExportServices, ExpiresAt: workflow.Now(ctx).Add(r.in.ArchiveTTL),
-		DeleteParts: r.lean}).Get(ctx, &archive); err != nil {
+		DeleteParts: r.lean, Portability: r.in.Kind == KindPortability}).Get(ctx, &archive); err != nil {
 		return err
 	}
 	r.step(ctx, "archive", "done", archive.Records)
