@@ -431,6 +431,7 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 		key, size.n, digest, in.ExpiresAt.UnixMicro(), in.RequestID); err != nil {
 		return ArchiveResult{}, err
 	}
+	archiveSize.Record(ctx, size.n)
 	if in.DeleteParts {
 		if err := a.DeleteParts(ctx, RequestRef{RequestID: in.RequestID}); err != nil {
 			return ArchiveResult{}, err
