@@ -38,6 +38,7 @@ type Config struct {
 	SessionCheckTTL     time.Duration
 	TrustedProxies      string
 	ReadTimeout         time.Duration
+	TemporalUIURL       string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -56,6 +57,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.SessionCheckTTL, "session-check-ttl", config.EnvDuration("GATEWAY_SESSION_CHECK_TTL", 2*time.Second), "how long a session's liveness is cached; a revoked session is refused within it (GATEWAY_SESSION_CHECK_TTL)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", config.Env("GATEWAY_TRUSTED_PROXIES", ""), "reverse proxies (CIDRs or addresses, comma-separated) whose X-Forwarded-For names the client (GATEWAY_TRUSTED_PROXIES)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", config.EnvDuration("GATEWAY_READ_TIMEOUT", time.Minute), "longest time to read a whole request, body included (GATEWAY_READ_TIMEOUT)")
+	fs.StringVar(&c.TemporalUIURL, "temporal-ui-url", config.Env("GATEWAY_TEMPORAL_UI_URL", ""), "Temporal Web UI base URL the console links each request's workflow to; empty: no link (GATEWAY_TEMPORAL_UI_URL)")
 	fs.IntVar(&c.SensitivePerMinute, "sensitive-per-minute", config.EnvInt("GATEWAY_SENSITIVE_PER_MINUTE", 10), "sign-in, verification and request creation per IP and per member per minute (GATEWAY_SENSITIVE_PER_MINUTE)")
 }
 
@@ -141,7 +143,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	g.handler, err = gw.New(ctx, b, gw.Options{
 		Logger: logger, CORSOrigins: origins, MaxBodyBytes: cfg.MaxBodyBytes, Timeout: cfg.Timeout, ServiceToken: sec.ServiceToken,
 		RecentSignIn: recent, SensitiveRate: float64(cfg.SensitivePerMinute) / 60, SensitiveBurst: cfg.SensitivePerMinute, JWKSRefetch: cfg.JWKSRefetch,
-		SessionCheckTTL: sessionTTL, TrustedProxies: proxies,
+		SessionCheckTTL: sessionTTL, TrustedProxies: proxies, TemporalUI: cfg.TemporalUIURL,
 	})
 	if err != nil {
 		g.Close()

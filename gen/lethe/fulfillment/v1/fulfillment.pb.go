@@ -633,7 +633,11 @@ type ListPrivacyRequestsRequest struct {
 	// page_token continues a previous listing.
 	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// filter is one of "", "open", "at_risk" (due within 3 days), "overdue", or a state name.
-	Filter        string `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
+	Filter string `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
+	// kind, when set, keeps only requests of this kind.
+	Kind RequestKind `protobuf:"varint,5,opt,name=kind,proto3,enum=lethe.fulfillment.v1.RequestKind" json:"kind,omitempty"`
+	// jurisdiction, when set, keeps only requests under this deadline rule.
+	Jurisdiction  Jurisdiction `protobuf:"varint,6,opt,name=jurisdiction,proto3,enum=lethe.fulfillment.v1.Jurisdiction" json:"jurisdiction,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -696,6 +700,20 @@ func (x *ListPrivacyRequestsRequest) GetFilter() string {
 	return ""
 }
 
+func (x *ListPrivacyRequestsRequest) GetKind() RequestKind {
+	if x != nil {
+		return x.Kind
+	}
+	return RequestKind_REQUEST_KIND_UNSPECIFIED
+}
+
+func (x *ListPrivacyRequestsRequest) GetJurisdiction() Jurisdiction {
+	if x != nil {
+		return x.Jurisdiction
+	}
+	return Jurisdiction_JURISDICTION_UNSPECIFIED
+}
+
 // ListPrivacyRequestsResponse is a page of requests.
 type ListPrivacyRequestsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -703,6 +721,16 @@ type ListPrivacyRequestsResponse struct {
 	PrivacyRequests []*PrivacyRequest `protobuf:"bytes,1,rep,name=privacy_requests,json=privacyRequests,proto3" json:"privacy_requests,omitempty"`
 	// next_page_token is empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// state_counts counts the requests per state under the parent, kind and jurisdiction
+	// (not the filter), states with none left out.
+	StateCounts []*StateCount `protobuf:"bytes,3,rep,name=state_counts,json=stateCounts,proto3" json:"state_counts,omitempty"`
+	// total_size is the number of requests matching the whole query, filter included.
+	TotalSize int32 `protobuf:"varint,4,opt,name=total_size,json=totalSize,proto3" json:"total_size,omitempty"`
+	// at_risk_count is the number of open requests due within 3 days (parent, kind and
+	// jurisdiction applied).
+	AtRiskCount int64 `protobuf:"varint,5,opt,name=at_risk_count,json=atRiskCount,proto3" json:"at_risk_count,omitempty"`
+	// overdue_count is the number of open requests past their due date.
+	OverdueCount  int64 `protobuf:"varint,6,opt,name=overdue_count,json=overdueCount,proto3" json:"overdue_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -751,6 +779,89 @@ func (x *ListPrivacyRequestsResponse) GetNextPageToken() string {
 	return ""
 }
 
+func (x *ListPrivacyRequestsResponse) GetStateCounts() []*StateCount {
+	if x != nil {
+		return x.StateCounts
+	}
+	return nil
+}
+
+func (x *ListPrivacyRequestsResponse) GetTotalSize() int32 {
+	if x != nil {
+		return x.TotalSize
+	}
+	return 0
+}
+
+func (x *ListPrivacyRequestsResponse) GetAtRiskCount() int64 {
+	if x != nil {
+		return x.AtRiskCount
+	}
+	return 0
+}
+
+func (x *ListPrivacyRequestsResponse) GetOverdueCount() int64 {
+	if x != nil {
+		return x.OverdueCount
+	}
+	return 0
+}
+
+// StateCount is how many requests are in one state.
+type StateCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// state counted.
+	State RequestState `protobuf:"varint,1,opt,name=state,proto3,enum=lethe.fulfillment.v1.RequestState" json:"state,omitempty"`
+	// count of requests in the state.
+	Count         int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateCount) Reset() {
+	*x = StateCount{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateCount) ProtoMessage() {}
+
+func (x *StateCount) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateCount.ProtoReflect.Descriptor instead.
+func (*StateCount) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *StateCount) GetState() RequestState {
+	if x != nil {
+		return x.State
+	}
+	return RequestState_REQUEST_STATE_UNSPECIFIED
+}
+
+func (x *StateCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // VerifyPrivacyRequestRequest confirms with a code.
 type VerifyPrivacyRequestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -764,7 +875,7 @@ type VerifyPrivacyRequestRequest struct {
 
 func (x *VerifyPrivacyRequestRequest) Reset() {
 	*x = VerifyPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[6]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +887,7 @@ func (x *VerifyPrivacyRequestRequest) String() string {
 func (*VerifyPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *VerifyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[6]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +900,7 @@ func (x *VerifyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*VerifyPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{6}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *VerifyPrivacyRequestRequest) GetName() string {
@@ -810,14 +921,17 @@ func (x *VerifyPrivacyRequestRequest) GetCode() string {
 type CancelPrivacyRequestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name is "members/{member}/privacyRequests/{request}".
-	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// reason is an operator's reason for cancelling on the member's behalf (a case
+	// reference, no personal data); it goes to the audit log. Required from operators.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CancelPrivacyRequestRequest) Reset() {
 	*x = CancelPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[7]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +943,7 @@ func (x *CancelPrivacyRequestRequest) String() string {
 func (*CancelPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *CancelPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[7]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,12 +956,19 @@ func (x *CancelPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*CancelPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{7}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CancelPrivacyRequestRequest) GetName() string {
 	if x != nil {
 		return x.Name
+	}
+	return ""
+}
+
+func (x *CancelPrivacyRequestRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -865,7 +986,7 @@ type ExtendPrivacyRequestRequest struct {
 
 func (x *ExtendPrivacyRequestRequest) Reset() {
 	*x = ExtendPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +998,7 @@ func (x *ExtendPrivacyRequestRequest) String() string {
 func (*ExtendPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *ExtendPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +1011,7 @@ func (x *ExtendPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*ExtendPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{8}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExtendPrivacyRequestRequest) GetName() string {
@@ -920,7 +1041,7 @@ type SetLegalHoldRequest struct {
 
 func (x *SetLegalHoldRequest) Reset() {
 	*x = SetLegalHoldRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1053,7 @@ func (x *SetLegalHoldRequest) String() string {
 func (*SetLegalHoldRequest) ProtoMessage() {}
 
 func (x *SetLegalHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1066,7 @@ func (x *SetLegalHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLegalHoldRequest.ProtoReflect.Descriptor instead.
 func (*SetLegalHoldRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{9}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetLegalHoldRequest) GetName() string {
@@ -976,7 +1097,7 @@ type ReleaseLegalHoldRequest struct {
 
 func (x *ReleaseLegalHoldRequest) Reset() {
 	*x = ReleaseLegalHoldRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1109,7 @@ func (x *ReleaseLegalHoldRequest) String() string {
 func (*ReleaseLegalHoldRequest) ProtoMessage() {}
 
 func (x *ReleaseLegalHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1122,7 @@ func (x *ReleaseLegalHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLegalHoldRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseLegalHoldRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{10}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReleaseLegalHoldRequest) GetName() string {
@@ -1029,7 +1150,7 @@ type GetExportDownloadRequest struct {
 
 func (x *GetExportDownloadRequest) Reset() {
 	*x = GetExportDownloadRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1162,7 @@ func (x *GetExportDownloadRequest) String() string {
 func (*GetExportDownloadRequest) ProtoMessage() {}
 
 func (x *GetExportDownloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1175,7 @@ func (x *GetExportDownloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExportDownloadRequest.ProtoReflect.Descriptor instead.
 func (*GetExportDownloadRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{11}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetExportDownloadRequest) GetName() string {
@@ -1081,7 +1202,7 @@ type ExportDownload struct {
 
 func (x *ExportDownload) Reset() {
 	*x = ExportDownload{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1214,7 @@ func (x *ExportDownload) String() string {
 func (*ExportDownload) ProtoMessage() {}
 
 func (x *ExportDownload) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1227,7 @@ func (x *ExportDownload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDownload.ProtoReflect.Descriptor instead.
 func (*ExportDownload) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{12}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExportDownload) GetDownloadUri() string {
@@ -1150,7 +1271,7 @@ type GetErasureReceiptRequest struct {
 
 func (x *GetErasureReceiptRequest) Reset() {
 	*x = GetErasureReceiptRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1283,7 @@ func (x *GetErasureReceiptRequest) String() string {
 func (*GetErasureReceiptRequest) ProtoMessage() {}
 
 func (x *GetErasureReceiptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1296,7 @@ func (x *GetErasureReceiptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetErasureReceiptRequest.ProtoReflect.Descriptor instead.
 func (*GetErasureReceiptRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{13}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetErasureReceiptRequest) GetRequestId() string {
@@ -1208,7 +1329,7 @@ type ErasureReceipt struct {
 
 func (x *ErasureReceipt) Reset() {
 	*x = ErasureReceipt{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1341,7 @@ func (x *ErasureReceipt) String() string {
 func (*ErasureReceipt) ProtoMessage() {}
 
 func (x *ErasureReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1354,7 @@ func (x *ErasureReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErasureReceipt.ProtoReflect.Descriptor instead.
 func (*ErasureReceipt) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{14}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ErasureReceipt) GetPayload() []byte {
@@ -1266,7 +1387,7 @@ type GetReceiptKeysRequest struct {
 
 func (x *GetReceiptKeysRequest) Reset() {
 	*x = GetReceiptKeysRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +1399,7 @@ func (x *GetReceiptKeysRequest) String() string {
 func (*GetReceiptKeysRequest) ProtoMessage() {}
 
 func (x *GetReceiptKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +1412,7 @@ func (x *GetReceiptKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReceiptKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetReceiptKeysRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{15}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{16}
 }
 
 // ReceiptKey is a public verification key.
@@ -1309,7 +1430,7 @@ type ReceiptKey struct {
 
 func (x *ReceiptKey) Reset() {
 	*x = ReceiptKey{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1442,7 @@ func (x *ReceiptKey) String() string {
 func (*ReceiptKey) ProtoMessage() {}
 
 func (x *ReceiptKey) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1455,7 @@ func (x *ReceiptKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptKey.ProtoReflect.Descriptor instead.
 func (*ReceiptKey) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{16}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReceiptKey) GetKeyId() string {
@@ -1369,7 +1490,7 @@ type ReceiptKeys struct {
 
 func (x *ReceiptKeys) Reset() {
 	*x = ReceiptKeys{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1502,7 @@ func (x *ReceiptKeys) String() string {
 func (*ReceiptKeys) ProtoMessage() {}
 
 func (x *ReceiptKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1515,7 @@ func (x *ReceiptKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptKeys.ProtoReflect.Descriptor instead.
 func (*ReceiptKeys) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{17}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReceiptKeys) GetKeys() []*ReceiptKey {
@@ -1415,7 +1536,7 @@ type GetRequestStatisticsRequest struct {
 
 func (x *GetRequestStatisticsRequest) Reset() {
 	*x = GetRequestStatisticsRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1548,7 @@ func (x *GetRequestStatisticsRequest) String() string {
 func (*GetRequestStatisticsRequest) ProtoMessage() {}
 
 func (x *GetRequestStatisticsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1561,7 @@ func (x *GetRequestStatisticsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequestStatisticsRequest.ProtoReflect.Descriptor instead.
 func (*GetRequestStatisticsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{18}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetRequestStatisticsRequest) GetYear() int32 {
@@ -1463,13 +1584,16 @@ type KindStatistics struct {
 	Denied int64 `protobuf:"varint,4,opt,name=denied,proto3" json:"denied,omitempty"`
 	// median_days_to_respond over completed requests.
 	MedianDaysToRespond float64 `protobuf:"fixed64,5,opt,name=median_days_to_respond,json=medianDaysToRespond,proto3" json:"median_days_to_respond,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// p90_days_to_respond is the 90th percentile (nearest rank) of days to respond over
+	// completed requests.
+	P90DaysToRespond float64 `protobuf:"fixed64,6,opt,name=p90_days_to_respond,json=p90DaysToRespond,proto3" json:"p90_days_to_respond,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *KindStatistics) Reset() {
 	*x = KindStatistics{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1605,7 @@ func (x *KindStatistics) String() string {
 func (*KindStatistics) ProtoMessage() {}
 
 func (x *KindStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1618,7 @@ func (x *KindStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KindStatistics.ProtoReflect.Descriptor instead.
 func (*KindStatistics) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{19}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KindStatistics) GetKind() RequestKind {
@@ -1532,6 +1656,13 @@ func (x *KindStatistics) GetMedianDaysToRespond() float64 {
 	return 0
 }
 
+func (x *KindStatistics) GetP90DaysToRespond() float64 {
+	if x != nil {
+		return x.P90DaysToRespond
+	}
+	return 0
+}
+
 // RequestStatistics are the yearly figures.
 type RequestStatistics struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1547,7 +1678,7 @@ type RequestStatistics struct {
 
 func (x *RequestStatistics) Reset() {
 	*x = RequestStatistics{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1559,7 +1690,7 @@ func (x *RequestStatistics) String() string {
 func (*RequestStatistics) ProtoMessage() {}
 
 func (x *RequestStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1572,7 +1703,7 @@ func (x *RequestStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestStatistics.ProtoReflect.Descriptor instead.
 func (*RequestStatistics) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{20}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RequestStatistics) GetYear() int32 {
@@ -1609,7 +1740,7 @@ type ActionCount struct {
 
 func (x *ActionCount) Reset() {
 	*x = ActionCount{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1752,7 @@ func (x *ActionCount) String() string {
 func (*ActionCount) ProtoMessage() {}
 
 func (x *ActionCount) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1765,7 @@ func (x *ActionCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionCount.ProtoReflect.Descriptor instead.
 func (*ActionCount) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{21}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ActionCount) GetAction() string {
@@ -1673,7 +1804,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1685,7 +1816,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1698,7 +1829,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{22}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AuditEvent) GetName() string {
@@ -1756,7 +1887,7 @@ type RecordAuditEventRequest struct {
 
 func (x *RecordAuditEventRequest) Reset() {
 	*x = RecordAuditEventRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1899,7 @@ func (x *RecordAuditEventRequest) String() string {
 func (*RecordAuditEventRequest) ProtoMessage() {}
 
 func (x *RecordAuditEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1912,7 @@ func (x *RecordAuditEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAuditEventRequest.ProtoReflect.Descriptor instead.
 func (*RecordAuditEventRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{23}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RecordAuditEventRequest) GetAuditEvent() *AuditEvent {
@@ -1813,7 +1944,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +1956,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +1969,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{24}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListAuditEventsRequest) GetPageSize() int32 {
@@ -1875,7 +2006,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1887,7 +2018,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1900,7 +2031,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{25}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListAuditEventsResponse) GetAuditEvents() []*AuditEvent {
@@ -1915,6 +2046,383 @@ func (x *ListAuditEventsResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+// GetPrivacyRequestTimelineRequest names a request.
+type GetPrivacyRequestTimelineRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/privacyRequests/{request}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPrivacyRequestTimelineRequest) Reset() {
+	*x = GetPrivacyRequestTimelineRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPrivacyRequestTimelineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPrivacyRequestTimelineRequest) ProtoMessage() {}
+
+func (x *GetPrivacyRequestTimelineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPrivacyRequestTimelineRequest.ProtoReflect.Descriptor instead.
+func (*GetPrivacyRequestTimelineRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GetPrivacyRequestTimelineRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ResendVerificationRequest asks for a new verification code.
+type ResendVerificationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/privacyRequests/{request}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// reason is an operator's reason (no personal data); it goes to the audit log.
+	// Required from operators.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendVerificationRequest) Reset() {
+	*x = ResendVerificationRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendVerificationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendVerificationRequest) ProtoMessage() {}
+
+func (x *ResendVerificationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendVerificationRequest.ProtoReflect.Descriptor instead.
+func (*ResendVerificationRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ResendVerificationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResendVerificationRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// PrivacyRequestTimeline is a request's history, oldest first.
+type PrivacyRequestTimeline struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// privacy_request is the request as GetPrivacyRequest returns it.
+	PrivacyRequest *PrivacyRequest `protobuf:"bytes,1,opt,name=privacy_request,json=privacyRequest,proto3" json:"privacy_request,omitempty"`
+	// entries, oldest first.
+	Entries []*TimelineEntry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	// onward_erasures lists each processor's erasure and its acknowledgement state.
+	OnwardErasures []*OnwardErasureStatus `protobuf:"bytes,3,rep,name=onward_erasures,json=onwardErasures,proto3" json:"onward_erasures,omitempty"`
+	// due_rule names the rule that set the legal due date, e.g. "GDPR Art. 12(3): one
+	// month from receipt, extended by two further months".
+	DueRule string `protobuf:"bytes,4,opt,name=due_rule,json=dueRule,proto3" json:"due_rule,omitempty"`
+	// original_due_time is the due date before any extension.
+	OriginalDueTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=original_due_time,json=originalDueTime,proto3" json:"original_due_time,omitempty"`
+	// acknowledge_by_time is when receipt had to be confirmed (CCPA), when the rule has one.
+	AcknowledgeByTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=acknowledge_by_time,json=acknowledgeByTime,proto3" json:"acknowledge_by_time,omitempty"`
+	// workflow_id is the request's Temporal workflow id (namespace lethe).
+	WorkflowId    string `protobuf:"bytes,7,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrivacyRequestTimeline) Reset() {
+	*x = PrivacyRequestTimeline{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrivacyRequestTimeline) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrivacyRequestTimeline) ProtoMessage() {}
+
+func (x *PrivacyRequestTimeline) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrivacyRequestTimeline.ProtoReflect.Descriptor instead.
+func (*PrivacyRequestTimeline) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PrivacyRequestTimeline) GetPrivacyRequest() *PrivacyRequest {
+	if x != nil {
+		return x.PrivacyRequest
+	}
+	return nil
+}
+
+func (x *PrivacyRequestTimeline) GetEntries() []*TimelineEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *PrivacyRequestTimeline) GetOnwardErasures() []*OnwardErasureStatus {
+	if x != nil {
+		return x.OnwardErasures
+	}
+	return nil
+}
+
+func (x *PrivacyRequestTimeline) GetDueRule() string {
+	if x != nil {
+		return x.DueRule
+	}
+	return ""
+}
+
+func (x *PrivacyRequestTimeline) GetOriginalDueTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OriginalDueTime
+	}
+	return nil
+}
+
+func (x *PrivacyRequestTimeline) GetAcknowledgeByTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgeByTime
+	}
+	return nil
+}
+
+func (x *PrivacyRequestTimeline) GetWorkflowId() string {
+	if x != nil {
+		return x.WorkflowId
+	}
+	return ""
+}
+
+// TimelineEntry is one event in a request's history.
+type TimelineEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// time of the event.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// kind is "received", "step", "escalation", "hold", "release", "extension",
+	// "notification", "operator_action" or "closed".
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// title says what happened, e.g. "erase.preferences", "escalation 80%".
+	Title string `protobuf:"bytes,3,opt,name=title,proto3" json:"title,omitempty"`
+	// state of a step ("done", "failed", …) or the request's state when closed.
+	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	// count of records a step handled.
+	Count int64 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
+	// reason an operator gave (holds, extension, cancellation), no personal data.
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// actor is the operator who acted, "operators/{operator}".
+	Actor         string `protobuf:"bytes,7,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimelineEntry) Reset() {
+	*x = TimelineEntry{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimelineEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimelineEntry) ProtoMessage() {}
+
+func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimelineEntry.ProtoReflect.Descriptor instead.
+func (*TimelineEntry) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *TimelineEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *TimelineEntry) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *TimelineEntry) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *TimelineEntry) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *TimelineEntry) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *TimelineEntry) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *TimelineEntry) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+// OnwardErasureStatus is one processor's onward erasure.
+type OnwardErasureStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// processor is the partner id.
+	Processor string `protobuf:"bytes,1,opt,name=processor,proto3" json:"processor,omitempty"`
+	// state is "acknowledged", "unacknowledged" (deadline passed), or "pending".
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// attempts is how many times the erasure was sent.
+	Attempts int64 `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// update_time is the last change.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OnwardErasureStatus) Reset() {
+	*x = OnwardErasureStatus{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OnwardErasureStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OnwardErasureStatus) ProtoMessage() {}
+
+func (x *OnwardErasureStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OnwardErasureStatus.ProtoReflect.Descriptor instead.
+func (*OnwardErasureStatus) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *OnwardErasureStatus) GetProcessor() string {
+	if x != nil {
+		return x.Processor
+	}
+	return ""
+}
+
+func (x *OnwardErasureStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *OnwardErasureStatus) GetAttempts() int64 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *OnwardErasureStatus) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
 }
 
 var File_lethe_fulfillment_v1_fulfillment_proto protoreflect.FileDescriptor
@@ -1972,7 +2480,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x11system.operations\x10\x04R\trequestId\"b\n" +
 	"\x18GetPrivacyRequestRequest\x12F\n" +
 	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
-	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\"\x8d\x02\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\"\xc2\x03\n" +
 	"\x1aListPrivacyRequestsRequest\x12J\n" +
 	"\x06parent\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
 	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x06parent\x126\n" +
@@ -1982,19 +2490,39 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\tpageToken\x121\n" +
 	"\x06filter\x18\x04 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x06filter\"\xb1\x01\n" +
+	"\x11system.operations\x10\x04R\x06filter\x12P\n" +
+	"\x04kind\x18\x05 \x01(\x0e2!.lethe.fulfillment.v1.RequestKindB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04kind\x12a\n" +
+	"\fjurisdiction\x18\x06 \x01(\x0e2\".lethe.fulfillment.v1.JurisdictionB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\fjurisdiction\"\xaf\x03\n" +
 	"\x1bListPrivacyRequestsResponse\x12O\n" +
 	"\x10privacy_requests\x18\x01 \x03(\v2$.lethe.fulfillment.v1.PrivacyRequestR\x0fprivacyRequests\x12A\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\rnextPageToken\"\x98\x01\n" +
+	"\x11system.operations\x10\x04R\rnextPageToken\x12C\n" +
+	"\fstate_counts\x18\x03 \x03(\v2 .lethe.fulfillment.v1.StateCountR\vstateCounts\x128\n" +
+	"\n" +
+	"total_size\x18\x04 \x01(\x05B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\ttotalSize\x12=\n" +
+	"\rat_risk_count\x18\x05 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\vatRiskCount\x12>\n" +
+	"\roverdue_count\x18\x06 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\foverdueCount\"\x92\x01\n" +
+	"\n" +
+	"StateCount\x12S\n" +
+	"\x05state\x18\x01 \x01(\x0e2\".lethe.fulfillment.v1.RequestStateB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05state\x12/\n" +
+	"\x05count\x18\x02 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05count\"\x98\x01\n" +
 	"\x1bVerifyPrivacyRequestRequest\x12F\n" +
 	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
 	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x121\n" +
 	"\x04code\x18\x02 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
-	"\x15system.authentication\x10\x04R\x04code\"e\n" +
+	"\x15system.authentication\x10\x04R\x04code\"\x98\x01\n" +
 	"\x1bCancelPrivacyRequestRequest\x12F\n" +
 	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
-	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\"\x98\x01\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x121\n" +
+	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"\x98\x01\n" +
 	"\x1bExtendPrivacyRequestRequest\x12F\n" +
 	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
 	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x121\n" +
@@ -2051,7 +2579,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x04keys\x18\x01 \x03(\v2 .lethe.fulfillment.v1.ReceiptKeyR\x04keys\"L\n" +
 	"\x1bGetRequestStatisticsRequest\x12-\n" +
 	"\x04year\x18\x01 \x01(\x05B\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x04year\"\xd5\x02\n" +
+	"\x11system.operations\x10\x04R\x04year\"\x9f\x03\n" +
 	"\x0eKindStatistics\x12P\n" +
 	"\x04kind\x18\x01 \x01(\x0e2!.lethe.fulfillment.v1.RequestKindB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x04kind\x125\n" +
@@ -2062,7 +2590,9 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x06denied\x18\x04 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x06denied\x12N\n" +
 	"\x16median_days_to_respond\x18\x05 \x01(\x01B\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x13medianDaysToRespond\"\xcc\x01\n" +
+	"\x11system.operations\x10\x04R\x13medianDaysToRespond\x12H\n" +
+	"\x13p90_days_to_respond\x18\x06 \x01(\x01B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x10p90DaysToRespond\"\xcc\x01\n" +
 	"\x11RequestStatistics\x12-\n" +
 	"\x04year\x18\x01 \x01(\x05B\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x04year\x12:\n" +
@@ -2104,7 +2634,53 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x17ListAuditEventsResponse\x12C\n" +
 	"\faudit_events\x18\x01 \x03(\v2 .lethe.fulfillment.v1.AuditEventR\vauditEvents\x12A\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\rnextPageToken*~\n" +
+	"\x11system.operations\x10\x04R\rnextPageToken\"j\n" +
+	" GetPrivacyRequestTimelineRequest\x12F\n" +
+	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\"\x96\x01\n" +
+	"\x19ResendVerificationRequest\x12F\n" +
+	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x121\n" +
+	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"\xcf\x04\n" +
+	"\x16PrivacyRequestTimeline\x12M\n" +
+	"\x0fprivacy_request\x18\x01 \x01(\v2$.lethe.fulfillment.v1.PrivacyRequestR\x0eprivacyRequest\x12=\n" +
+	"\aentries\x18\x02 \x03(\v2#.lethe.fulfillment.v1.TimelineEntryR\aentries\x12R\n" +
+	"\x0fonward_erasures\x18\x03 \x03(\v2).lethe.fulfillment.v1.OnwardErasureStatusR\x0eonwardErasures\x124\n" +
+	"\bdue_rule\x18\x04 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\adueRule\x12a\n" +
+	"\x11original_due_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0foriginalDueTime\x12e\n" +
+	"\x13acknowledge_by_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x11acknowledgeByTime\x12S\n" +
+	"\vworkflow_id\x18\a \x01(\tB2\xea\xe0\x18.\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\n" +
+	"workflowId\"\x80\x03\n" +
+	"\rTimelineEntry\x12I\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04time\x12-\n" +
+	"\x04kind\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04kind\x12/\n" +
+	"\x05title\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05title\x12/\n" +
+	"\x05state\x18\x04 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05state\x12/\n" +
+	"\x05count\x18\x05 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05count\x121\n" +
+	"\x06reason\x18\x06 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\x12/\n" +
+	"\x05actor\x18\a \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05actor\"\x8e\x02\n" +
+	"\x13OnwardErasureStatus\x127\n" +
+	"\tprocessor\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\tprocessor\x12/\n" +
+	"\x05state\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05state\x125\n" +
+	"\battempts\x18\x03 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\battempts\x12V\n" +
+	"\vupdate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\n" +
+	"updateTime*~\n" +
 	"\vRequestKind\x12\x1c\n" +
 	"\x18REQUEST_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REQUEST_KIND_ACCESS\x10\x01\x12\x18\n" +
@@ -2130,7 +2706,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x1aREQUEST_ORIGIN_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REQUEST_ORIGIN_MEMBER\x10\x01\x12\x1b\n" +
 	"\x17REQUEST_ORIGIN_OPERATOR\x10\x02\x12\x18\n" +
-	"\x14REQUEST_ORIGIN_AGENT\x10\x032\xe5\x11\n" +
+	"\x14REQUEST_ORIGIN_AGENT\x10\x032\xde\x14\n" +
 	"\x12FulfillmentService\x12\xb4\x01\n" +
 	"\x14CreatePrivacyRequest\x121.lethe.fulfillment.v1.CreatePrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"C\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x029:\x0fprivacy_request\"&/v1/{parent=members/*}/privacyRequests\x12\x9d\x01\n" +
 	"\x11GetPrivacyRequest\x12..lethe.fulfillment.v1.GetPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/privacyRequests/*}\x12\xae\x01\n" +
@@ -2144,7 +2720,9 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x11GetErasureReceipt\x12..lethe.fulfillment.v1.GetErasureReceiptRequest\x1a$.lethe.fulfillment.v1.ErasureReceipt\".\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/receipts/{request_id}:fetch\x12\x7f\n" +
 	"\x0eGetReceiptKeys\x12+.lethe.fulfillment.v1.GetReceiptKeysRequest\x1a!.lethe.fulfillment.v1.ReceiptKeys\"\x1d\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/receipts:keys\x12\x9c\x01\n" +
 	"\x14GetRequestStatistics\x121.lethe.fulfillment.v1.GetRequestStatisticsRequest\x1a'.lethe.fulfillment.v1.RequestStatistics\"(\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/requestStatistics/{year}\x12\x88\x01\n" +
-	"\x0fListAuditEvents\x12,.lethe.fulfillment.v1.ListAuditEventsRequest\x1a-.lethe.fulfillment.v1.ListAuditEventsResponse\"\x18\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/auditLog\x12i\n" +
+	"\x0fListAuditEvents\x12,.lethe.fulfillment.v1.ListAuditEventsRequest\x1a-.lethe.fulfillment.v1.ListAuditEventsResponse\"\x18\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/auditLog\x12\xbe\x01\n" +
+	"\x19GetPrivacyRequestTimeline\x126.lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest\x1a,.lethe.fulfillment.v1.PrivacyRequestTimeline\";\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x021\x12//v1/{name=members/*/privacyRequests/*}/timeline\x12\xb5\x01\n" +
+	"\x12ResendVerification\x12/.lethe.fulfillment.v1.ResendVerificationRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"H\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02>:\x01*\"9/v1/{name=members/*/privacyRequests/*}:resendVerification\x12i\n" +
 	"\x10RecordAuditEvent\x12-.lethe.fulfillment.v1.RecordAuditEventRequest\x1a .lethe.fulfillment.v1.AuditEvent\"\x04\xf0\xe0\x18\x05B2Z0lethe.dev/gen/lethe/fulfillment/v1;fulfillmentv1b\x06proto3"
 
 var (
@@ -2160,94 +2738,115 @@ func file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_fulfillment_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_lethe_fulfillment_v1_fulfillment_proto_goTypes = []any{
-	(RequestKind)(0),                    // 0: lethe.fulfillment.v1.RequestKind
-	(Jurisdiction)(0),                   // 1: lethe.fulfillment.v1.Jurisdiction
-	(RequestState)(0),                   // 2: lethe.fulfillment.v1.RequestState
-	(RequestOrigin)(0),                  // 3: lethe.fulfillment.v1.RequestOrigin
-	(*StepProgress)(nil),                // 4: lethe.fulfillment.v1.StepProgress
-	(*PrivacyRequest)(nil),              // 5: lethe.fulfillment.v1.PrivacyRequest
-	(*CreatePrivacyRequestRequest)(nil), // 6: lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	(*GetPrivacyRequestRequest)(nil),    // 7: lethe.fulfillment.v1.GetPrivacyRequestRequest
-	(*ListPrivacyRequestsRequest)(nil),  // 8: lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	(*ListPrivacyRequestsResponse)(nil), // 9: lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	(*VerifyPrivacyRequestRequest)(nil), // 10: lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	(*CancelPrivacyRequestRequest)(nil), // 11: lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	(*ExtendPrivacyRequestRequest)(nil), // 12: lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	(*SetLegalHoldRequest)(nil),         // 13: lethe.fulfillment.v1.SetLegalHoldRequest
-	(*ReleaseLegalHoldRequest)(nil),     // 14: lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	(*GetExportDownloadRequest)(nil),    // 15: lethe.fulfillment.v1.GetExportDownloadRequest
-	(*ExportDownload)(nil),              // 16: lethe.fulfillment.v1.ExportDownload
-	(*GetErasureReceiptRequest)(nil),    // 17: lethe.fulfillment.v1.GetErasureReceiptRequest
-	(*ErasureReceipt)(nil),              // 18: lethe.fulfillment.v1.ErasureReceipt
-	(*GetReceiptKeysRequest)(nil),       // 19: lethe.fulfillment.v1.GetReceiptKeysRequest
-	(*ReceiptKey)(nil),                  // 20: lethe.fulfillment.v1.ReceiptKey
-	(*ReceiptKeys)(nil),                 // 21: lethe.fulfillment.v1.ReceiptKeys
-	(*GetRequestStatisticsRequest)(nil), // 22: lethe.fulfillment.v1.GetRequestStatisticsRequest
-	(*KindStatistics)(nil),              // 23: lethe.fulfillment.v1.KindStatistics
-	(*RequestStatistics)(nil),           // 24: lethe.fulfillment.v1.RequestStatistics
-	(*ActionCount)(nil),                 // 25: lethe.fulfillment.v1.ActionCount
-	(*AuditEvent)(nil),                  // 26: lethe.fulfillment.v1.AuditEvent
-	(*RecordAuditEventRequest)(nil),     // 27: lethe.fulfillment.v1.RecordAuditEventRequest
-	(*ListAuditEventsRequest)(nil),      // 28: lethe.fulfillment.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),     // 29: lethe.fulfillment.v1.ListAuditEventsResponse
-	(*timestamppb.Timestamp)(nil),       // 30: google.protobuf.Timestamp
+	(RequestKind)(0),                         // 0: lethe.fulfillment.v1.RequestKind
+	(Jurisdiction)(0),                        // 1: lethe.fulfillment.v1.Jurisdiction
+	(RequestState)(0),                        // 2: lethe.fulfillment.v1.RequestState
+	(RequestOrigin)(0),                       // 3: lethe.fulfillment.v1.RequestOrigin
+	(*StepProgress)(nil),                     // 4: lethe.fulfillment.v1.StepProgress
+	(*PrivacyRequest)(nil),                   // 5: lethe.fulfillment.v1.PrivacyRequest
+	(*CreatePrivacyRequestRequest)(nil),      // 6: lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	(*GetPrivacyRequestRequest)(nil),         // 7: lethe.fulfillment.v1.GetPrivacyRequestRequest
+	(*ListPrivacyRequestsRequest)(nil),       // 8: lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	(*ListPrivacyRequestsResponse)(nil),      // 9: lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	(*StateCount)(nil),                       // 10: lethe.fulfillment.v1.StateCount
+	(*VerifyPrivacyRequestRequest)(nil),      // 11: lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	(*CancelPrivacyRequestRequest)(nil),      // 12: lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	(*ExtendPrivacyRequestRequest)(nil),      // 13: lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	(*SetLegalHoldRequest)(nil),              // 14: lethe.fulfillment.v1.SetLegalHoldRequest
+	(*ReleaseLegalHoldRequest)(nil),          // 15: lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	(*GetExportDownloadRequest)(nil),         // 16: lethe.fulfillment.v1.GetExportDownloadRequest
+	(*ExportDownload)(nil),                   // 17: lethe.fulfillment.v1.ExportDownload
+	(*GetErasureReceiptRequest)(nil),         // 18: lethe.fulfillment.v1.GetErasureReceiptRequest
+	(*ErasureReceipt)(nil),                   // 19: lethe.fulfillment.v1.ErasureReceipt
+	(*GetReceiptKeysRequest)(nil),            // 20: lethe.fulfillment.v1.GetReceiptKeysRequest
+	(*ReceiptKey)(nil),                       // 21: lethe.fulfillment.v1.ReceiptKey
+	(*ReceiptKeys)(nil),                      // 22: lethe.fulfillment.v1.ReceiptKeys
+	(*GetRequestStatisticsRequest)(nil),      // 23: lethe.fulfillment.v1.GetRequestStatisticsRequest
+	(*KindStatistics)(nil),                   // 24: lethe.fulfillment.v1.KindStatistics
+	(*RequestStatistics)(nil),                // 25: lethe.fulfillment.v1.RequestStatistics
+	(*ActionCount)(nil),                      // 26: lethe.fulfillment.v1.ActionCount
+	(*AuditEvent)(nil),                       // 27: lethe.fulfillment.v1.AuditEvent
+	(*RecordAuditEventRequest)(nil),          // 28: lethe.fulfillment.v1.RecordAuditEventRequest
+	(*ListAuditEventsRequest)(nil),           // 29: lethe.fulfillment.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),          // 30: lethe.fulfillment.v1.ListAuditEventsResponse
+	(*GetPrivacyRequestTimelineRequest)(nil), // 31: lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest
+	(*ResendVerificationRequest)(nil),        // 32: lethe.fulfillment.v1.ResendVerificationRequest
+	(*PrivacyRequestTimeline)(nil),           // 33: lethe.fulfillment.v1.PrivacyRequestTimeline
+	(*TimelineEntry)(nil),                    // 34: lethe.fulfillment.v1.TimelineEntry
+	(*OnwardErasureStatus)(nil),              // 35: lethe.fulfillment.v1.OnwardErasureStatus
+	(*timestamppb.Timestamp)(nil),            // 36: google.protobuf.Timestamp
 }
 var file_lethe_fulfillment_v1_fulfillment_proto_depIdxs = []int32{
-	30, // 0: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
+	36, // 0: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 1: lethe.fulfillment.v1.PrivacyRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
 	1,  // 2: lethe.fulfillment.v1.PrivacyRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
 	3,  // 3: lethe.fulfillment.v1.PrivacyRequest.origin:type_name -> lethe.fulfillment.v1.RequestOrigin
 	2,  // 4: lethe.fulfillment.v1.PrivacyRequest.state:type_name -> lethe.fulfillment.v1.RequestState
-	30, // 5: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
-	30, // 6: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
-	30, // 7: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
+	36, // 5: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
+	36, // 6: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
+	36, // 7: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
 	4,  // 8: lethe.fulfillment.v1.PrivacyRequest.progress:type_name -> lethe.fulfillment.v1.StepProgress
-	30, // 9: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
+	36, // 9: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
 	5,  // 10: lethe.fulfillment.v1.CreatePrivacyRequestRequest.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	5,  // 11: lethe.fulfillment.v1.ListPrivacyRequestsResponse.privacy_requests:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	30, // 12: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
-	20, // 13: lethe.fulfillment.v1.ReceiptKeys.keys:type_name -> lethe.fulfillment.v1.ReceiptKey
-	0,  // 14: lethe.fulfillment.v1.KindStatistics.kind:type_name -> lethe.fulfillment.v1.RequestKind
-	23, // 15: lethe.fulfillment.v1.RequestStatistics.kinds:type_name -> lethe.fulfillment.v1.KindStatistics
-	25, // 16: lethe.fulfillment.v1.RequestStatistics.operator_actions:type_name -> lethe.fulfillment.v1.ActionCount
-	30, // 17: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	26, // 18: lethe.fulfillment.v1.RecordAuditEventRequest.audit_event:type_name -> lethe.fulfillment.v1.AuditEvent
-	26, // 19: lethe.fulfillment.v1.ListAuditEventsResponse.audit_events:type_name -> lethe.fulfillment.v1.AuditEvent
-	6,  // 20: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	7,  // 21: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
-	8,  // 22: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	10, // 23: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	11, // 24: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	12, // 25: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	13, // 26: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
-	14, // 27: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	15, // 28: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
-	17, // 29: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
-	19, // 30: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
-	22, // 31: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
-	28, // 32: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
-	27, // 33: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
-	5,  // 34: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	5,  // 35: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	9,  // 36: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	5,  // 37: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	5,  // 38: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	5,  // 39: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	5,  // 40: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	5,  // 41: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	16, // 42: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
-	18, // 43: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
-	21, // 44: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
-	24, // 45: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
-	29, // 46: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
-	26, // 47: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
-	34, // [34:48] is the sub-list for method output_type
-	20, // [20:34] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	0,  // 11: lethe.fulfillment.v1.ListPrivacyRequestsRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
+	1,  // 12: lethe.fulfillment.v1.ListPrivacyRequestsRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
+	5,  // 13: lethe.fulfillment.v1.ListPrivacyRequestsResponse.privacy_requests:type_name -> lethe.fulfillment.v1.PrivacyRequest
+	10, // 14: lethe.fulfillment.v1.ListPrivacyRequestsResponse.state_counts:type_name -> lethe.fulfillment.v1.StateCount
+	2,  // 15: lethe.fulfillment.v1.StateCount.state:type_name -> lethe.fulfillment.v1.RequestState
+	36, // 16: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 17: lethe.fulfillment.v1.ReceiptKeys.keys:type_name -> lethe.fulfillment.v1.ReceiptKey
+	0,  // 18: lethe.fulfillment.v1.KindStatistics.kind:type_name -> lethe.fulfillment.v1.RequestKind
+	24, // 19: lethe.fulfillment.v1.RequestStatistics.kinds:type_name -> lethe.fulfillment.v1.KindStatistics
+	26, // 20: lethe.fulfillment.v1.RequestStatistics.operator_actions:type_name -> lethe.fulfillment.v1.ActionCount
+	36, // 21: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	27, // 22: lethe.fulfillment.v1.RecordAuditEventRequest.audit_event:type_name -> lethe.fulfillment.v1.AuditEvent
+	27, // 23: lethe.fulfillment.v1.ListAuditEventsResponse.audit_events:type_name -> lethe.fulfillment.v1.AuditEvent
+	5,  // 24: lethe.fulfillment.v1.PrivacyRequestTimeline.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
+	34, // 25: lethe.fulfillment.v1.PrivacyRequestTimeline.entries:type_name -> lethe.fulfillment.v1.TimelineEntry
+	35, // 26: lethe.fulfillment.v1.PrivacyRequestTimeline.onward_erasures:type_name -> lethe.fulfillment.v1.OnwardErasureStatus
+	36, // 27: lethe.fulfillment.v1.PrivacyRequestTimeline.original_due_time:type_name -> google.protobuf.Timestamp
+	36, // 28: lethe.fulfillment.v1.PrivacyRequestTimeline.acknowledge_by_time:type_name -> google.protobuf.Timestamp
+	36, // 29: lethe.fulfillment.v1.TimelineEntry.time:type_name -> google.protobuf.Timestamp
+	36, // 30: lethe.fulfillment.v1.OnwardErasureStatus.update_time:type_name -> google.protobuf.Timestamp
+	6,  // 31: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	7,  // 32: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
+	8,  // 33: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	11, // 34: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	12, // 35: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	13, // 36: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	14, // 37: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
+	15, // 38: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	16, // 39: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
+	18, // 40: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
+	20, // 41: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
+	23, // 42: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
+	29, // 43: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
+	31, // 44: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequestTimeline:input_type -> lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest
+	32, // 45: lethe.fulfillment.v1.FulfillmentService.ResendVerification:input_type -> lethe.fulfillment.v1.ResendVerificationRequest
+	28, // 46: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
+	5,  // 47: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	5,  // 48: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	9,  // 49: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	5,  // 50: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	5,  // 51: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	5,  // 52: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	5,  // 53: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	5,  // 54: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	17, // 55: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
+	19, // 56: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
+	22, // 57: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
+	25, // 58: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
+	30, // 59: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
+	33, // 60: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequestTimeline:output_type -> lethe.fulfillment.v1.PrivacyRequestTimeline
+	5,  // 61: lethe.fulfillment.v1.FulfillmentService.ResendVerification:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	27, // 62: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
+	47, // [47:63] is the sub-list for method output_type
+	31, // [31:47] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_lethe_fulfillment_v1_fulfillment_proto_init() }
@@ -2261,7 +2860,7 @@ func file_lethe_fulfillment_v1_fulfillment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc), len(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   26,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
