@@ -436,7 +436,9 @@ func dataRightsProtocol(t *testing.T, env map[string]string) {
 			t.Fatalf("status = %v", st)
 		}
 		code := lastCode(t, dir)
-		res, err := http.Post(st["user_verification_url"].(string), "application/json", strings.NewReader(`{"code":"`+code+`"}`))
+		// An agent-supplied redirect_to on a host the operator did not allow is not followed:
+		// the confirmation page is no open redirect (a redirect would fail this request).
+		res, err := http.Post(st["user_verification_url"].(string), "application/json", strings.NewReader(`{"code":"`+code+`","redirect_to":"https://127.0.0.2:1/phish"}`))
 		if err != nil {
 			t.Fatal(err)
 		}

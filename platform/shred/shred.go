@@ -23,8 +23,8 @@ import (
 	"github.com/tink-crypto/tink-go/v2/core/registry"
 	"github.com/tink-crypto/tink-go/v2/insecurecleartextkeyset"
 	"github.com/tink-crypto/tink-go/v2/keyset"
-	"github.com/tink-crypto/tink-go/v2/streamingaead"
 	tinkpb "github.com/tink-crypto/tink-go/v2/proto/tink_go_proto"
+	"github.com/tink-crypto/tink-go/v2/streamingaead"
 	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"lethe.dev/platform/keyfile"
@@ -93,7 +93,9 @@ func OpenKEK(uri string) (tink.AEAD, error) {
 // Vacuumer returns the PostgreSQL vacuum batcher (nil on SQLite).
 func (k *Keys) Vacuumer() *Vacuumer { return k.vac }
 
-func associated(subject, kind string) []byte { return []byte("subject-key\x00" + kind + "\x00" + subject) }
+func associated(subject, kind string) []byte {
+	return []byte("subject-key\x00" + kind + "\x00" + subject)
+}
 
 // handle returns the subject's keyset of a kind, creating it when create is set.
 func (k *Keys) handle(ctx context.Context, subject, kind string, template *tinkpb.KeyTemplate, create bool) (*keyset.Handle, error) {

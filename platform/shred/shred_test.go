@@ -17,7 +17,6 @@ import (
 	"lethe.dev/platform/storage/storagetest"
 )
 
-
 func open(t testing.TB, db *storage.DB) *shred.Keys {
 	t.Helper()
 	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())

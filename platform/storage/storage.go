@@ -102,9 +102,14 @@ func open(url string) (*DB, error) {
 // one after another instead of racing on the same CREATE statements. The lock id is
 // derived from the database and schema, so services sharing a server do not wait for
 // each other.
+//
+// Migrations missing below the newest applied version are applied too (out of order):
+// features developed side by side take numbers from separate ranges, so a database that
+// already has a later feature's migration still gets an earlier-numbered one when it lands.
+// Every migration must therefore be independent of those numbered after it.
 func (db *DB) Migrate(ctx context.Context, fsys fs.FS) error {
 	dialect := goose.DialectSQLite3
-	var opts []goose.ProviderOption
+	opts := []goose.ProviderOption{goose.WithAllowOutofOrder(true)}
 	if db.Dialect == Postgres {
 		dialect = goose.DialectPostgres
 		var where string

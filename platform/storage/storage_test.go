@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"testing/fstest"
 
 	"lethe.dev/platform/storage"
 	"lethe.dev/platform/storage/storagetest"
@@ -94,4 +95,26 @@ func TestConcurrentOpensMigrateOnce(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A migration numbered below the newest applied one (a feature that landed after a
+// later-numbered one) is still applied when it arrives.
+func TestMigrationsArrivingOutOfOrderAreApplied(t *testing.T) {
+	base := fstest.MapFS{
+		"00001_a.sql": {Data: []byte("-- +goose Up\nCREATE TABLE a (id TEXT PRIMARY KEY);\n")},
+		"00030_c.sql": {Data: []byte("-- +goose Up\nCREATE TABLE c (id TEXT PRIMARY KEY);\n")},
+	}
+	storagetest.Engines(t, base, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		later := fstest.MapFS{"00020_b.sql": {Data: []byte("-- +goose Up\nCREATE TABLE b (id TEXT PRIMARY KEY);\n")}}
+		for k, v := range base {
+			later[k] = v
+		}
+		if err := db.Migrate(ctx, later); err != nil {
+			t.Fatalf("migrate with an earlier-numbered migration added: %v", err)
+		}
+		if _, err := db.ExecContext(ctx, `INSERT INTO b (id) VALUES ('x')`); err != nil {
+			t.Fatalf("table of the out-of-order migration is missing: %v", err)
+		}
+	})
 }

@@ -312,12 +312,12 @@ func export(t *testing.T, h *harness, cursor string) (map[string]int, []string) 
 func TestExportIsCompleteAndResumable(t *testing.T) {
 	engines(t, func(t *testing.T, h *harness) {
 		ctx := context.Background()
-		seedHistory(t, h, alice, 1200)
+		seedHistory(t, h, alice, 2500) // more than one 2,000-event chunk
 		h.client.SetRating(ctx, &preferencesv1.SetRatingRequest{Rating: &preferencesv1.Rating{Name: alice + "/ratings/dark", Stars: 4}})
 		h.client.CreateSocialConnection(ctx, &preferencesv1.CreateSocialConnectionRequest{Parent: alice, SocialConnection: &preferencesv1.SocialConnection{Network: "facebook", ExternalAccountRef: "fb-123"}})
 		h.client.RecordGlobalPrivacyControl(ctx, &preferencesv1.RecordGlobalPrivacyControlRequest{Name: alice + "/adPreferences"})
 		counts, cursors := export(t, h, "")
-		want := map[string]int{"communication_preferences": 1, "consent_records": 1, "ad_preferences": 1, "profile_visibility": 1, "social_connections": 1, "viewing_history": 1200, "ratings": 1}
+		want := map[string]int{"communication_preferences": 1, "consent_records": 1, "ad_preferences": 1, "profile_visibility": 1, "social_connections": 1, "viewing_history": 2500, "ratings": 1}
 		for k, v := range want {
 			if counts[k] != v {
 				t.Errorf("%s: %d records, want %d (all: %v)", k, counts[k], v, counts)
@@ -336,7 +336,7 @@ func TestExportIsCompleteAndResumable(t *testing.T) {
 			t.Fatalf("no mid-history cursor in %v", cursors)
 		}
 		rest, _ := export(t, h, resume)
-		if rest["viewing_history"] != 700 || rest["ratings"] != 1 || rest["consent_records"] != 0 {
+		if rest["viewing_history"] != 500 || rest["ratings"] != 1 || rest["consent_records"] != 0 {
 			t.Fatalf("resumed export = %v", rest)
 		}
 	})

@@ -12,6 +12,11 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	identityv1 "lethe.dev/gen/lethe/identity/v1"
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/app"
@@ -22,6 +27,7 @@ import (
 	"lethe.dev/platform/observe"
 	"lethe.dev/platform/shred"
 	"lethe.dev/platform/storage"
+	"lethe.dev/platform/transport"
 	"lethe.dev/services/preferences/internal/prefs"
 	"lethe.dev/services/preferences/internal/store"
 )
@@ -36,6 +42,11 @@ type Config struct {
 	// KEKURI names the key-encryption key that wraps members' data keys; empty means
 	// file:kek.json beside the token key.
 	KEKURI string
+	// IdentityAddress is where policy change emails are sent (identity lists the members
+	// and holds their addresses); empty sends none.
+	IdentityAddress string
+	// PolicyNotifyInterval is how often unsent policy change emails are looked for.
+	PolicyNotifyInterval time.Duration
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -46,6 +57,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DatabaseURL, "database-url", config.Env("PREFERENCES_DATABASE_URL", "sqlite:"+filepath.Join(data, "preferences.db")), "sqlite:PATH or postgres:// URL (PREFERENCES_DATABASE_URL)")
 	fs.StringVar(&c.TokenKeyPath, "token-key", config.Env("PREFERENCES_TOKEN_KEY", filepath.Join(data, "preferences", "unsubscribe.keyset.json")), "Tink AEAD keyset sealing unsubscribe tokens, shared by every replica: PATH, file:PATH or file:PATH?kek=KMS-URI; created when missing (PREFERENCES_TOKEN_KEY)")
 	fs.StringVar(&c.KEKURI, "kek-uri", config.Env("PREFERENCES_KEK_URI", "file:"+filepath.Join(data, "preferences", "kek.json")), "key-encryption key wrapping members' data keys: file:PATH (dev) or a Tink KMS URI (PREFERENCES_KEK_URI)")
+	fs.StringVar(&c.IdentityAddress, "identity-address", config.Env("IDENTITY_ADDRESS", "127.0.0.1:7101"), "identity gRPC address, which emails members about policy changes (IDENTITY_ADDRESS)")
+	fs.DurationVar(&c.PolicyNotifyInterval, "policy-notify-interval", config.EnvDuration("PREFERENCES_POLICY_NOTIFY_INTERVAL", 5*time.Second), "how often unsent policy change emails are looked for (PREFERENCES_POLICY_NOTIFY_INTERVAL)")
 	fs.DurationVar(&c.UnsubscribeTTL, "unsubscribe-ttl", config.EnvDuration("PREFERENCES_UNSUBSCRIBE_TTL", 60*24*time.Hour), "how long unsubscribe links work (PREFERENCES_UNSUBSCRIBE_TTL)")
 }
 
@@ -56,6 +69,7 @@ func (c Config) Validate() error {
 	p.Require(c.DatabaseURL, "database-url", "PREFERENCES_DATABASE_URL")
 	p.Require(c.TokenKeyPath, "token-key", "PREFERENCES_TOKEN_KEY")
 	p.Check(c.UnsubscribeTTL > 0, "-unsubscribe-ttl must be positive")
+	p.Check(c.PolicyNotifyInterval >= 0, "-policy-notify-interval must not be negative")
 	return p.Err()
 }
 
@@ -70,6 +84,9 @@ type Service struct {
 	authz.AuditLink
 	Server *prefs.Server
 	db     *storage.DB
+	// identity is the connection policy change emails go through; nil sends none.
+	identity       *grpc.ClientConn
+	notifyInterval time.Duration
 }
 
 // New opens and migrates the database and loads the token key.
@@ -103,7 +120,47 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		db.Close()
 		return nil, err
 	}
-	return &Service{AuditLink: link, db: db, Server: &prefs.Server{DB: db, Tokens: tokens, Keys: keys, Logger: logger, Now: time.Now, TokenTTL: cfg.UnsubscribeTTL}}, nil
+	svc := &Service{AuditLink: link, db: db, notifyInterval: cfg.PolicyNotifyInterval,
+		Server: &prefs.Server{DB: db, Tokens: tokens, Keys: keys, Logger: logger, Now: time.Now, TokenTTL: cfg.UnsubscribeTTL}}
+	if svc.notifyInterval <= 0 {
+		svc.notifyInterval = 5 * time.Second
+	}
+	if cfg.IdentityAddress != "" {
+		conn, err := transport.FromEnv().Dial(cfg.IdentityAddress)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		svc.identity = conn
+		svc.Server.PolicyMailer = identityMailer{identityv1.NewIdentityServiceClient(conn)}
+	}
+	return svc, nil
+}
+
+// identityMailer lists members and emails them through identity.
+type identityMailer struct {
+	c identityv1.IdentityServiceClient
+}
+
+func (m identityMailer) MemberPage(ctx context.Context, token string) ([]string, string, error) {
+	res, err := m.c.ListMembers(ctx, &identityv1.ListMembersRequest{PageSize: 100, PageToken: token})
+	if err != nil {
+		return nil, "", err
+	}
+	ids := make([]string, 0, len(res.GetMembers()))
+	for _, mb := range res.GetMembers() {
+		ids = append(ids, strings.TrimPrefix(mb.GetName(), "members/"))
+	}
+	return ids, res.GetNextPageToken(), nil
+}
+
+func (m identityMailer) MailPolicyChange(ctx context.Context, memberID, reference, detail, requestID string) error {
+	_, err := m.c.NotifyMember(ctx, &identityv1.NotifyMemberRequest{Name: "members/" + memberID, Template: identityv1.MessageTemplate_MESSAGE_TEMPLATE_POLICY_CHANGE,
+		Reference: reference, Detail: detail, RequestId: requestID})
+	if status.Code(err) == codes.NotFound { // erased or disabled since the page was read
+		return nil
+	}
+	return err
 }
 
 // Build is New as an app.Service, for app.Main.
@@ -121,8 +178,12 @@ func (s *Service) Register(srv *grpcserver.Server) {
 // members' keys were destroyed (one VACUUM per batch of erasures).
 const VacuumInterval = 10 * time.Second
 
-// Run vacuums the key table after erasures (PostgreSQL) until shutdown.
+// Run vacuums the key table after erasures (PostgreSQL) and sends policy change emails
+// until shutdown.
 func (s *Service) Run(ctx context.Context) error {
+	if s.Server.PolicyMailer != nil {
+		go s.Server.RunPolicyNotifier(ctx, s.notifyInterval)
+	}
 	if v := s.Server.Keys.Vacuumer(); v != nil {
 		v.Run(ctx, VacuumInterval)
 		return nil
@@ -132,7 +193,13 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // Close closes the database.
-func (s *Service) Close() error { _ = s.CloseAudit(); return s.db.Close() }
+func (s *Service) Close() error {
+	_ = s.CloseAudit()
+	if s.identity != nil {
+		_ = s.identity.Close()
+	}
+	return s.db.Close()
+}
 
 // ReadyChecks is what /readyz checks: the database answers.
 func (s *Service) ReadyChecks() []observe.Check { return []observe.Check{observe.DatabaseCheck(s.db)} }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tink-crypto/tink-go/v2/prf"
@@ -35,6 +36,7 @@ import (
 	"lethe.dev/services/sharing/internal/notice"
 	impl "lethe.dev/services/sharing/internal/sharing"
 	"lethe.dev/services/sharing/internal/store"
+	"lethe.dev/services/sharing/internal/transfer"
 )
 
 // Config is the sharing service's configuration.
@@ -157,6 +159,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		}
 		s.prefs = conn
 		s.Server.AdChoices = adChoices{preferencesv1.NewPreferencesServiceClient(conn)}
+		s.Server.PolicyConsent = adChoices{preferencesv1.NewPreferencesServiceClient(conn)}
 	}
 	if cfg.IdentityAddress != "" {
 		conn, err := transport.FromEnv().Dial(cfg.IdentityAddress)
@@ -165,6 +168,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 			return nil, err
 		}
 		s.identity = conn
+		s.Server.Members = identityMembers{identityv1.NewIdentityServiceClient(conn)}
 	}
 	if cfg.Temporal {
 		c, err := temporalclient.Dial(cfg.TemporalAddress, cfg.TemporalNamespace, logger)
@@ -175,6 +179,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		s.temporal = c
 		s.Server.Notifier = temporalNotifier{c}
 		s.Server.Acks = temporalNotifier{c}
+		s.Server.Transfers = temporalNotifier{c}
 	}
 	return s, nil
 }
@@ -201,6 +206,8 @@ func (s *Service) Run(ctx context.Context) error {
 		a.Mailer = identityMailer{identityv1.NewIdentityServiceClient(s.identity)}
 	}
 	w := notice.NewWorker(s.temporal, a)
+	w.RegisterWorkflow(transfer.BusinessTransfer)
+	w.RegisterActivity(&transfer.Activities{Transfers: s.Server})
 	if err := w.Start(); err != nil {
 		return err
 	}
@@ -299,9 +306,58 @@ func (a adChoices) AdChoice(ctx context.Context, memberID string) (impl.AdChoice
 	return impl.AdChoice{PersonalizedAds: p.GetPersonalizedAds(), SaleSharingOptOut: p.GetSaleSharingOptOut(), GPC: p.GetGpcSignalTime() != nil}, nil
 }
 
+// MissingPolicyVersions asks preferences which policy changes for purpose the member
+// has yet to accept.
+func (a adChoices) MissingPolicyVersions(ctx context.Context, memberID, purpose string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := a.c.CheckPolicyConsent(ctx, &preferencesv1.CheckPolicyConsentRequest{Member: "members/" + memberID, Purpose: purpose})
+	if err != nil {
+		return nil, err
+	}
+	return res.GetMissingVersions(), nil
+}
+
+// StartTransfer starts a business transfer's workflow, or joins the running one.
+func (n temporalNotifier) StartTransfer(ctx context.Context, transferID string, effective time.Time) error {
+	_, err := n.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: transfer.WorkflowID(transferID), TaskQueue: transfer.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+	}, transfer.BusinessTransfer, transfer.Input{TransferID: transferID, EffectiveTime: effective})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return nil // it ran already
+	}
+	return err
+}
+
+// identityMembers lists members through identity, as an internal caller.
+type identityMembers struct {
+	c identityv1.IdentityServiceClient
+}
+
+func (m identityMembers) MemberPage(ctx context.Context, token string) ([]string, string, error) {
+	res, err := m.c.ListMembers(ctx, &identityv1.ListMembersRequest{PageSize: 100, PageToken: token})
+	if err != nil {
+		return nil, "", err
+	}
+	ids := make([]string, 0, len(res.GetMembers()))
+	for _, mb := range res.GetMembers() {
+		ids = append(ids, strings.TrimPrefix(mb.GetName(), "members/"))
+	}
+	return ids, res.GetNextPageToken(), nil
+}
+
 // identityMailer sends notice emails through identity's NotifyMember, as an internal caller.
 type identityMailer struct {
 	c identityv1.IdentityServiceClient
+}
+
+func (m identityMailer) MailTransferNotice(ctx context.Context, memberID, reference, detail, requestID string) error {
+	_, err := m.c.NotifyMember(ctx, &identityv1.NotifyMemberRequest{Name: "members/" + memberID, Template: identityv1.MessageTemplate_MESSAGE_TEMPLATE_BUSINESS_TRANSFER,
+		Reference: reference, Detail: detail, RequestId: requestID})
+	return err
 }
 
 func (m identityMailer) MailNotice(ctx context.Context, memberID, reference, detail, requestID string) error {

@@ -57,6 +57,15 @@ type choices struct {
 	mu  sync.Mutex
 	c   impl.AdChoice
 	err error
+	// unaccepted maps a purpose to the policy versions lowering it the member has not
+	// accepted (preferences' CheckPolicyConsent).
+	unaccepted map[string][]string
+}
+
+func (c *choices) MissingPolicyVersions(_ context.Context, _, purpose string) ([]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unaccepted[purpose], c.err
 }
 
 func (c *choices) set(a impl.AdChoice, err error) {
@@ -90,6 +99,7 @@ func start(t testing.TB, dbURL string) *harness {
 	svc.Server.Notifier = n
 	ads := &choices{}
 	svc.Server.AdChoices = ads
+	svc.Server.PolicyConsent = ads
 	t.Cleanup(func() { svc.Close() })
 	conn := grpctest.Dial(t, svc.Register)
 	return &harness{ads: ads, svc: svc, client: sharingv1.NewSharingServiceClient(conn), subject: subjectv1.NewDataSubjectServiceClient(conn), notifier: n}
@@ -619,6 +629,38 @@ func TestPartnerUpdateAndList(t *testing.T) {
 		final, _ := h.client.GetPartner(ctx, &sharingv1.GetPartnerRequest{Name: "partners/acme-pay"})
 		if final.GetDisplayName() != "Acme Payments plc" || !slices.Equal(final.GetDataCategories(), cur.GetDataCategories()) {
 			t.Fatalf("rejected updates changed the partner: %v", final)
+		}
+	})
+}
+
+// TestPolicyChangeWaitsForConsent: while a policy change lowering protection for a
+// purpose waits for the member's consent, disclosures for that purpose are refused
+// POLICY_CONSENT_REQUIRED (even to a processor); other purposes flow; after the member
+// accepts, it flows; without an answer from preferences nothing flows.
+func TestPolicyChangeWaitsForConsent(t *testing.T) {
+	engines(t, func(t *testing.T, h *harness) {
+		setup(t, h, "https://acme.example.com/erase")
+		h.ads.mu.Lock()
+		h.ads.unaccepted = map[string][]string{"payment_processing": {"policies/trakt/versions/2026-12-08"}}
+		h.ads.mu.Unlock()
+		got, err := authorize(h, "partners/acme-pay", "payment_processing", "pc-1", "user.financial")
+		if err != nil || got.GetAllowed() || got.GetReason() != "POLICY_CONSENT_REQUIRED" {
+			t.Fatalf("before consent: %v %v", got, err)
+		}
+		h.ads.mu.Lock()
+		h.ads.unaccepted = nil
+		h.ads.mu.Unlock()
+		if got, err = authorize(h, "partners/acme-pay", "payment_processing", "pc-2", "user.financial"); err != nil || !got.GetAllowed() {
+			t.Fatalf("after consent: %v %v", got, err)
+		}
+		h.ads.set(impl.AdChoice{}, status.Error(codes.Unavailable, "down"))
+		if _, err := authorize(h, "partners/acme-pay", "payment_processing", "pc-3", "user.financial"); status.Code(err) != codes.Unavailable {
+			t.Fatalf("preferences down: %v, want UNAVAILABLE", err)
+		}
+		h.svc.Server.PolicyConsent = nil
+		h.ads.set(impl.AdChoice{}, nil)
+		if _, err := authorize(h, "partners/acme-pay", "payment_processing", "pc-4", "user.financial"); status.Code(err) != codes.Unavailable {
+			t.Fatalf("no preferences connection: %v, want UNAVAILABLE", err)
 		}
 	})
 }

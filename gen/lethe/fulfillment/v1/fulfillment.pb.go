@@ -25,6 +25,132 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ComplaintCategory is what a complaint is about.
+type ComplaintCategory int32
+
+const (
+	// COMPLAINT_CATEGORY_UNSPECIFIED is invalid.
+	ComplaintCategory_COMPLAINT_CATEGORY_UNSPECIFIED ComplaintCategory = 0
+	// COMPLAINT_CATEGORY_REQUEST_HANDLING is about how a privacy request was handled.
+	ComplaintCategory_COMPLAINT_CATEGORY_REQUEST_HANDLING ComplaintCategory = 1
+	// COMPLAINT_CATEGORY_SHARING is about data given to a partner.
+	ComplaintCategory_COMPLAINT_CATEGORY_SHARING ComplaintCategory = 2
+	// COMPLAINT_CATEGORY_MARKETING is about marketing messages.
+	ComplaintCategory_COMPLAINT_CATEGORY_MARKETING ComplaintCategory = 3
+	// COMPLAINT_CATEGORY_ACCURACY is about data that is wrong.
+	ComplaintCategory_COMPLAINT_CATEGORY_ACCURACY ComplaintCategory = 4
+	// COMPLAINT_CATEGORY_SECURITY is about the safety of the data.
+	ComplaintCategory_COMPLAINT_CATEGORY_SECURITY ComplaintCategory = 5
+	// COMPLAINT_CATEGORY_OTHER is anything else about the member's data.
+	ComplaintCategory_COMPLAINT_CATEGORY_OTHER ComplaintCategory = 6
+)
+
+// Enum value maps for ComplaintCategory.
+var (
+	ComplaintCategory_name = map[int32]string{
+		0: "COMPLAINT_CATEGORY_UNSPECIFIED",
+		1: "COMPLAINT_CATEGORY_REQUEST_HANDLING",
+		2: "COMPLAINT_CATEGORY_SHARING",
+		3: "COMPLAINT_CATEGORY_MARKETING",
+		4: "COMPLAINT_CATEGORY_ACCURACY",
+		5: "COMPLAINT_CATEGORY_SECURITY",
+		6: "COMPLAINT_CATEGORY_OTHER",
+	}
+	ComplaintCategory_value = map[string]int32{
+		"COMPLAINT_CATEGORY_UNSPECIFIED":      0,
+		"COMPLAINT_CATEGORY_REQUEST_HANDLING": 1,
+		"COMPLAINT_CATEGORY_SHARING":          2,
+		"COMPLAINT_CATEGORY_MARKETING":        3,
+		"COMPLAINT_CATEGORY_ACCURACY":         4,
+		"COMPLAINT_CATEGORY_SECURITY":         5,
+		"COMPLAINT_CATEGORY_OTHER":            6,
+	}
+)
+
+func (x ComplaintCategory) Enum() *ComplaintCategory {
+	p := new(ComplaintCategory)
+	*p = x
+	return p
+}
+
+func (x ComplaintCategory) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ComplaintCategory) Descriptor() protoreflect.EnumDescriptor {
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[0].Descriptor()
+}
+
+func (ComplaintCategory) Type() protoreflect.EnumType {
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[0]
+}
+
+func (x ComplaintCategory) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ComplaintCategory.Descriptor instead.
+func (ComplaintCategory) EnumDescriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{0}
+}
+
+// ComplaintState is where a complaint is.
+type ComplaintState int32
+
+const (
+	// COMPLAINT_STATE_UNSPECIFIED is not used.
+	ComplaintState_COMPLAINT_STATE_UNSPECIFIED ComplaintState = 0
+	// COMPLAINT_STATE_RECEIVED waits for an operator's acknowledgement.
+	ComplaintState_COMPLAINT_STATE_RECEIVED ComplaintState = 1
+	// COMPLAINT_STATE_ACKNOWLEDGED is being looked into.
+	ComplaintState_COMPLAINT_STATE_ACKNOWLEDGED ComplaintState = 2
+	// COMPLAINT_STATE_RESOLVED is closed with a resolution.
+	ComplaintState_COMPLAINT_STATE_RESOLVED ComplaintState = 3
+)
+
+// Enum value maps for ComplaintState.
+var (
+	ComplaintState_name = map[int32]string{
+		0: "COMPLAINT_STATE_UNSPECIFIED",
+		1: "COMPLAINT_STATE_RECEIVED",
+		2: "COMPLAINT_STATE_ACKNOWLEDGED",
+		3: "COMPLAINT_STATE_RESOLVED",
+	}
+	ComplaintState_value = map[string]int32{
+		"COMPLAINT_STATE_UNSPECIFIED":  0,
+		"COMPLAINT_STATE_RECEIVED":     1,
+		"COMPLAINT_STATE_ACKNOWLEDGED": 2,
+		"COMPLAINT_STATE_RESOLVED":     3,
+	}
+)
+
+func (x ComplaintState) Enum() *ComplaintState {
+	p := new(ComplaintState)
+	*p = x
+	return p
+}
+
+func (x ComplaintState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ComplaintState) Descriptor() protoreflect.EnumDescriptor {
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[1].Descriptor()
+}
+
+func (ComplaintState) Type() protoreflect.EnumType {
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[1]
+}
+
+func (x ComplaintState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ComplaintState.Descriptor instead.
+func (ComplaintState) EnumDescriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{1}
+}
+
 // RequestKind is what a member asked for.
 type RequestKind int32
 
@@ -66,11 +192,11 @@ func (x RequestKind) String() string {
 }
 
 func (RequestKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[0].Descriptor()
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[2].Descriptor()
 }
 
 func (RequestKind) Type() protoreflect.EnumType {
-	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[0]
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[2]
 }
 
 func (x RequestKind) Number() protoreflect.EnumNumber {
@@ -79,7 +205,7 @@ func (x RequestKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RequestKind.Descriptor instead.
 func (RequestKind) EnumDescriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{0}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{2}
 }
 
 // Jurisdiction picks the deadline rule.
@@ -123,11 +249,11 @@ func (x Jurisdiction) String() string {
 }
 
 func (Jurisdiction) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[1].Descriptor()
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[3].Descriptor()
 }
 
 func (Jurisdiction) Type() protoreflect.EnumType {
-	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[1]
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[3]
 }
 
 func (x Jurisdiction) Number() protoreflect.EnumNumber {
@@ -136,7 +262,7 @@ func (x Jurisdiction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Jurisdiction.Descriptor instead.
 func (Jurisdiction) EnumDescriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{1}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{3}
 }
 
 // RequestState is where a request is.
@@ -204,11 +330,11 @@ func (x RequestState) String() string {
 }
 
 func (RequestState) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[2].Descriptor()
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[4].Descriptor()
 }
 
 func (RequestState) Type() protoreflect.EnumType {
-	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[2]
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[4]
 }
 
 func (x RequestState) Number() protoreflect.EnumNumber {
@@ -217,7 +343,7 @@ func (x RequestState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RequestState.Descriptor instead.
 func (RequestState) EnumDescriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{2}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{4}
 }
 
 // RequestOrigin says who filed a request.
@@ -261,11 +387,11 @@ func (x RequestOrigin) String() string {
 }
 
 func (RequestOrigin) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[3].Descriptor()
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[5].Descriptor()
 }
 
 func (RequestOrigin) Type() protoreflect.EnumType {
-	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[3]
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[5]
 }
 
 func (x RequestOrigin) Number() protoreflect.EnumNumber {
@@ -274,7 +400,565 @@ func (x RequestOrigin) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RequestOrigin.Descriptor instead.
 func (RequestOrigin) EnumDescriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{5}
+}
+
+// Complaint is a member's complaint about their data.
+type Complaint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/complaints/{complaint}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// category of the complaint.
+	Category ComplaintCategory `protobuf:"varint,2,opt,name=category,proto3,enum=lethe.fulfillment.v1.ComplaintCategory" json:"category,omitempty"`
+	// description in the member's words (at most 4000 characters); cleared on erasure.
+	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	// related_requests are the member's privacy requests it is about
+	// ("members/{member}/privacyRequests/{request}").
+	RelatedRequests []string `protobuf:"bytes,4,rep,name=related_requests,json=relatedRequests,proto3" json:"related_requests,omitempty"`
+	// state of the complaint.
+	State ComplaintState `protobuf:"varint,5,opt,name=state,proto3,enum=lethe.fulfillment.v1.ComplaintState" json:"state,omitempty"`
+	// create_time is when it was received.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// acknowledge_due_time is when it must be acknowledged.
+	AcknowledgeDueTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=acknowledge_due_time,json=acknowledgeDueTime,proto3" json:"acknowledge_due_time,omitempty"`
+	// resolve_due_time is when it must be resolved.
+	ResolveDueTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=resolve_due_time,json=resolveDueTime,proto3" json:"resolve_due_time,omitempty"`
+	// acknowledge_time is when an operator acknowledged it.
+	AcknowledgeTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=acknowledge_time,json=acknowledgeTime,proto3" json:"acknowledge_time,omitempty"`
+	// resolve_time is when it was resolved.
+	ResolveTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=resolve_time,json=resolveTime,proto3" json:"resolve_time,omitempty"`
+	// resolution is the operator's answer; cleared on erasure.
+	Resolution string `protobuf:"bytes,11,opt,name=resolution,proto3" json:"resolution,omitempty"`
+	// escalations are the levels reached, e.g. "acknowledgement-overdue", "resolution-overdue".
+	Escalations   []string `protobuf:"bytes,12,rep,name=escalations,proto3" json:"escalations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Complaint) Reset() {
+	*x = Complaint{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Complaint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Complaint) ProtoMessage() {}
+
+func (x *Complaint) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Complaint.ProtoReflect.Descriptor instead.
+func (*Complaint) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Complaint) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Complaint) GetCategory() ComplaintCategory {
+	if x != nil {
+		return x.Category
+	}
+	return ComplaintCategory_COMPLAINT_CATEGORY_UNSPECIFIED
+}
+
+func (x *Complaint) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Complaint) GetRelatedRequests() []string {
+	if x != nil {
+		return x.RelatedRequests
+	}
+	return nil
+}
+
+func (x *Complaint) GetState() ComplaintState {
+	if x != nil {
+		return x.State
+	}
+	return ComplaintState_COMPLAINT_STATE_UNSPECIFIED
+}
+
+func (x *Complaint) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Complaint) GetAcknowledgeDueTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgeDueTime
+	}
+	return nil
+}
+
+func (x *Complaint) GetResolveDueTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResolveDueTime
+	}
+	return nil
+}
+
+func (x *Complaint) GetAcknowledgeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgeTime
+	}
+	return nil
+}
+
+func (x *Complaint) GetResolveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResolveTime
+	}
+	return nil
+}
+
+func (x *Complaint) GetResolution() string {
+	if x != nil {
+		return x.Resolution
+	}
+	return ""
+}
+
+func (x *Complaint) GetEscalations() []string {
+	if x != nil {
+		return x.Escalations
+	}
+	return nil
+}
+
+// CreateComplaintRequest files a complaint.
+type CreateComplaintRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// parent is "members/{member}".
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// complaint to file: category, description, related_requests.
+	Complaint *Complaint `protobuf:"bytes,2,opt,name=complaint,proto3" json:"complaint,omitempty"`
+	// request_id makes the call idempotent.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateComplaintRequest) Reset() {
+	*x = CreateComplaintRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateComplaintRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateComplaintRequest) ProtoMessage() {}
+
+func (x *CreateComplaintRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateComplaintRequest.ProtoReflect.Descriptor instead.
+func (*CreateComplaintRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CreateComplaintRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *CreateComplaintRequest) GetComplaint() *Complaint {
+	if x != nil {
+		return x.Complaint
+	}
+	return nil
+}
+
+func (x *CreateComplaintRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// GetComplaintRequest names a complaint.
+type GetComplaintRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/complaints/{complaint}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetComplaintRequest) Reset() {
+	*x = GetComplaintRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetComplaintRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetComplaintRequest) ProtoMessage() {}
+
+func (x *GetComplaintRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetComplaintRequest.ProtoReflect.Descriptor instead.
+func (*GetComplaintRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetComplaintRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ListComplaintsRequest lists complaints.
+type ListComplaintsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// parent is "members/{member}", or "members/-" for every member's (operators).
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// page_size defaults to 50; at most 500.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a previous listing.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListComplaintsRequest) Reset() {
+	*x = ListComplaintsRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListComplaintsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListComplaintsRequest) ProtoMessage() {}
+
+func (x *ListComplaintsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListComplaintsRequest.ProtoReflect.Descriptor instead.
+func (*ListComplaintsRequest) Descriptor() ([]byte, []int) {
 	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListComplaintsRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *ListComplaintsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListComplaintsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListComplaintsResponse is a page of complaints.
+type ListComplaintsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// complaints, newest first (for "members/-": open ones, earliest deadline first).
+	Complaints []*Complaint `protobuf:"bytes,1,rep,name=complaints,proto3" json:"complaints,omitempty"`
+	// next_page_token is empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListComplaintsResponse) Reset() {
+	*x = ListComplaintsResponse{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListComplaintsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListComplaintsResponse) ProtoMessage() {}
+
+func (x *ListComplaintsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListComplaintsResponse.ProtoReflect.Descriptor instead.
+func (*ListComplaintsResponse) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListComplaintsResponse) GetComplaints() []*Complaint {
+	if x != nil {
+		return x.Complaints
+	}
+	return nil
+}
+
+func (x *ListComplaintsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// AcknowledgeComplaintRequest acknowledges a complaint.
+type AcknowledgeComplaintRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/complaints/{complaint}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeComplaintRequest) Reset() {
+	*x = AcknowledgeComplaintRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeComplaintRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeComplaintRequest) ProtoMessage() {}
+
+func (x *AcknowledgeComplaintRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeComplaintRequest.ProtoReflect.Descriptor instead.
+func (*AcknowledgeComplaintRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AcknowledgeComplaintRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ResolveComplaintRequest resolves a complaint.
+type ResolveComplaintRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/complaints/{complaint}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// resolution is the answer to the member (1 to 4000 characters).
+	Resolution    string `protobuf:"bytes,2,opt,name=resolution,proto3" json:"resolution,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveComplaintRequest) Reset() {
+	*x = ResolveComplaintRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveComplaintRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveComplaintRequest) ProtoMessage() {}
+
+func (x *ResolveComplaintRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveComplaintRequest.ProtoReflect.Descriptor instead.
+func (*ResolveComplaintRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ResolveComplaintRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResolveComplaintRequest) GetResolution() string {
+	if x != nil {
+		return x.Resolution
+	}
+	return ""
+}
+
+// ComplaintStatistics are the yearly complaint figures.
+type ComplaintStatistics struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// received in the year.
+	Received int64 `protobuf:"varint,1,opt,name=received,proto3" json:"received,omitempty"`
+	// resolved in the year.
+	Resolved int64 `protobuf:"varint,2,opt,name=resolved,proto3" json:"resolved,omitempty"`
+	// resolved_on_time were resolved by their resolution deadline.
+	ResolvedOnTime int64 `protobuf:"varint,3,opt,name=resolved_on_time,json=resolvedOnTime,proto3" json:"resolved_on_time,omitempty"`
+	// escalated are complaints received in the year that passed a deadline.
+	Escalated int64 `protobuf:"varint,4,opt,name=escalated,proto3" json:"escalated,omitempty"`
+	// median_days_to_resolve over complaints resolved in the year.
+	MedianDaysToResolve float64 `protobuf:"fixed64,5,opt,name=median_days_to_resolve,json=medianDaysToResolve,proto3" json:"median_days_to_resolve,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *ComplaintStatistics) Reset() {
+	*x = ComplaintStatistics{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ComplaintStatistics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ComplaintStatistics) ProtoMessage() {}
+
+func (x *ComplaintStatistics) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ComplaintStatistics.ProtoReflect.Descriptor instead.
+func (*ComplaintStatistics) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ComplaintStatistics) GetReceived() int64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *ComplaintStatistics) GetResolved() int64 {
+	if x != nil {
+		return x.Resolved
+	}
+	return 0
+}
+
+func (x *ComplaintStatistics) GetResolvedOnTime() int64 {
+	if x != nil {
+		return x.ResolvedOnTime
+	}
+	return 0
+}
+
+func (x *ComplaintStatistics) GetEscalated() int64 {
+	if x != nil {
+		return x.Escalated
+	}
+	return 0
+}
+
+func (x *ComplaintStatistics) GetMedianDaysToResolve() float64 {
+	if x != nil {
+		return x.MedianDaysToResolve
+	}
+	return 0
 }
 
 // StepProgress is one step of a request's workflow.
@@ -294,7 +978,7 @@ type StepProgress struct {
 
 func (x *StepProgress) Reset() {
 	*x = StepProgress{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[0]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -306,7 +990,7 @@ func (x *StepProgress) String() string {
 func (*StepProgress) ProtoMessage() {}
 
 func (x *StepProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[0]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -319,7 +1003,7 @@ func (x *StepProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepProgress.ProtoReflect.Descriptor instead.
 func (*StepProgress) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{0}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StepProgress) GetStep() string {
@@ -387,7 +1071,7 @@ type PrivacyRequest struct {
 
 func (x *PrivacyRequest) Reset() {
 	*x = PrivacyRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[1]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -399,7 +1083,7 @@ func (x *PrivacyRequest) String() string {
 func (*PrivacyRequest) ProtoMessage() {}
 
 func (x *PrivacyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[1]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -412,7 +1096,7 @@ func (x *PrivacyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrivacyRequest.ProtoReflect.Descriptor instead.
 func (*PrivacyRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{1}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PrivacyRequest) GetName() string {
@@ -528,7 +1212,7 @@ type CreatePrivacyRequestRequest struct {
 
 func (x *CreatePrivacyRequestRequest) Reset() {
 	*x = CreatePrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[2]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +1224,7 @@ func (x *CreatePrivacyRequestRequest) String() string {
 func (*CreatePrivacyRequestRequest) ProtoMessage() {}
 
 func (x *CreatePrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[2]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +1237,7 @@ func (x *CreatePrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*CreatePrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{2}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreatePrivacyRequestRequest) GetParent() string {
@@ -588,7 +1272,7 @@ type GetPrivacyRequestRequest struct {
 
 func (x *GetPrivacyRequestRequest) Reset() {
 	*x = GetPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[3]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +1284,7 @@ func (x *GetPrivacyRequestRequest) String() string {
 func (*GetPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *GetPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[3]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +1297,7 @@ func (x *GetPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*GetPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{3}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetPrivacyRequestRequest) GetName() string {
@@ -644,7 +1328,7 @@ type ListPrivacyRequestsRequest struct {
 
 func (x *ListPrivacyRequestsRequest) Reset() {
 	*x = ListPrivacyRequestsRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[4]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +1340,7 @@ func (x *ListPrivacyRequestsRequest) String() string {
 func (*ListPrivacyRequestsRequest) ProtoMessage() {}
 
 func (x *ListPrivacyRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[4]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +1353,7 @@ func (x *ListPrivacyRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrivacyRequestsRequest.ProtoReflect.Descriptor instead.
 func (*ListPrivacyRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{4}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListPrivacyRequestsRequest) GetParent() string {
@@ -737,7 +1421,7 @@ type ListPrivacyRequestsResponse struct {
 
 func (x *ListPrivacyRequestsResponse) Reset() {
 	*x = ListPrivacyRequestsResponse{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[5]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +1433,7 @@ func (x *ListPrivacyRequestsResponse) String() string {
 func (*ListPrivacyRequestsResponse) ProtoMessage() {}
 
 func (x *ListPrivacyRequestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[5]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +1446,7 @@ func (x *ListPrivacyRequestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrivacyRequestsResponse.ProtoReflect.Descriptor instead.
 func (*ListPrivacyRequestsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{5}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListPrivacyRequestsResponse) GetPrivacyRequests() []*PrivacyRequest {
@@ -820,7 +1504,7 @@ type StateCount struct {
 
 func (x *StateCount) Reset() {
 	*x = StateCount{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[6]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +1516,7 @@ func (x *StateCount) String() string {
 func (*StateCount) ProtoMessage() {}
 
 func (x *StateCount) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[6]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +1529,7 @@ func (x *StateCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateCount.ProtoReflect.Descriptor instead.
 func (*StateCount) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{6}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StateCount) GetState() RequestState {
@@ -875,7 +1559,7 @@ type VerifyPrivacyRequestRequest struct {
 
 func (x *VerifyPrivacyRequestRequest) Reset() {
 	*x = VerifyPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[7]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +1571,7 @@ func (x *VerifyPrivacyRequestRequest) String() string {
 func (*VerifyPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *VerifyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[7]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1584,7 @@ func (x *VerifyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*VerifyPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{7}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *VerifyPrivacyRequestRequest) GetName() string {
@@ -931,7 +1615,7 @@ type CancelPrivacyRequestRequest struct {
 
 func (x *CancelPrivacyRequestRequest) Reset() {
 	*x = CancelPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1627,7 @@ func (x *CancelPrivacyRequestRequest) String() string {
 func (*CancelPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *CancelPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1640,7 @@ func (x *CancelPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*CancelPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{8}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CancelPrivacyRequestRequest) GetName() string {
@@ -986,7 +1670,7 @@ type ExtendPrivacyRequestRequest struct {
 
 func (x *ExtendPrivacyRequestRequest) Reset() {
 	*x = ExtendPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1682,7 @@ func (x *ExtendPrivacyRequestRequest) String() string {
 func (*ExtendPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *ExtendPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1695,7 @@ func (x *ExtendPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*ExtendPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{9}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExtendPrivacyRequestRequest) GetName() string {
@@ -1041,7 +1725,7 @@ type SetLegalHoldRequest struct {
 
 func (x *SetLegalHoldRequest) Reset() {
 	*x = SetLegalHoldRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1737,7 @@ func (x *SetLegalHoldRequest) String() string {
 func (*SetLegalHoldRequest) ProtoMessage() {}
 
 func (x *SetLegalHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1750,7 @@ func (x *SetLegalHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLegalHoldRequest.ProtoReflect.Descriptor instead.
 func (*SetLegalHoldRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{10}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetLegalHoldRequest) GetName() string {
@@ -1097,7 +1781,7 @@ type ReleaseLegalHoldRequest struct {
 
 func (x *ReleaseLegalHoldRequest) Reset() {
 	*x = ReleaseLegalHoldRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1793,7 @@ func (x *ReleaseLegalHoldRequest) String() string {
 func (*ReleaseLegalHoldRequest) ProtoMessage() {}
 
 func (x *ReleaseLegalHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1806,7 @@ func (x *ReleaseLegalHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLegalHoldRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseLegalHoldRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{11}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReleaseLegalHoldRequest) GetName() string {
@@ -1150,7 +1834,7 @@ type GetExportDownloadRequest struct {
 
 func (x *GetExportDownloadRequest) Reset() {
 	*x = GetExportDownloadRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1846,7 @@ func (x *GetExportDownloadRequest) String() string {
 func (*GetExportDownloadRequest) ProtoMessage() {}
 
 func (x *GetExportDownloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1859,7 @@ func (x *GetExportDownloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExportDownloadRequest.ProtoReflect.Descriptor instead.
 func (*GetExportDownloadRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{12}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetExportDownloadRequest) GetName() string {
@@ -1202,7 +1886,7 @@ type ExportDownload struct {
 
 func (x *ExportDownload) Reset() {
 	*x = ExportDownload{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1898,7 @@ func (x *ExportDownload) String() string {
 func (*ExportDownload) ProtoMessage() {}
 
 func (x *ExportDownload) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1911,7 @@ func (x *ExportDownload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDownload.ProtoReflect.Descriptor instead.
 func (*ExportDownload) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{13}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ExportDownload) GetDownloadUri() string {
@@ -1271,7 +1955,7 @@ type GetErasureReceiptRequest struct {
 
 func (x *GetErasureReceiptRequest) Reset() {
 	*x = GetErasureReceiptRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1967,7 @@ func (x *GetErasureReceiptRequest) String() string {
 func (*GetErasureReceiptRequest) ProtoMessage() {}
 
 func (x *GetErasureReceiptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1980,7 @@ func (x *GetErasureReceiptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetErasureReceiptRequest.ProtoReflect.Descriptor instead.
 func (*GetErasureReceiptRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{14}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetErasureReceiptRequest) GetRequestId() string {
@@ -1329,7 +2013,7 @@ type ErasureReceipt struct {
 
 func (x *ErasureReceipt) Reset() {
 	*x = ErasureReceipt{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +2025,7 @@ func (x *ErasureReceipt) String() string {
 func (*ErasureReceipt) ProtoMessage() {}
 
 func (x *ErasureReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +2038,7 @@ func (x *ErasureReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErasureReceipt.ProtoReflect.Descriptor instead.
 func (*ErasureReceipt) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{15}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ErasureReceipt) GetPayload() []byte {
@@ -1387,7 +2071,7 @@ type GetReceiptKeysRequest struct {
 
 func (x *GetReceiptKeysRequest) Reset() {
 	*x = GetReceiptKeysRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +2083,7 @@ func (x *GetReceiptKeysRequest) String() string {
 func (*GetReceiptKeysRequest) ProtoMessage() {}
 
 func (x *GetReceiptKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +2096,7 @@ func (x *GetReceiptKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReceiptKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetReceiptKeysRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{16}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{24}
 }
 
 // ReceiptKey is a public verification key.
@@ -1430,7 +2114,7 @@ type ReceiptKey struct {
 
 func (x *ReceiptKey) Reset() {
 	*x = ReceiptKey{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +2126,7 @@ func (x *ReceiptKey) String() string {
 func (*ReceiptKey) ProtoMessage() {}
 
 func (x *ReceiptKey) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +2139,7 @@ func (x *ReceiptKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptKey.ProtoReflect.Descriptor instead.
 func (*ReceiptKey) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{17}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReceiptKey) GetKeyId() string {
@@ -1490,7 +2174,7 @@ type ReceiptKeys struct {
 
 func (x *ReceiptKeys) Reset() {
 	*x = ReceiptKeys{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +2186,7 @@ func (x *ReceiptKeys) String() string {
 func (*ReceiptKeys) ProtoMessage() {}
 
 func (x *ReceiptKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +2199,7 @@ func (x *ReceiptKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptKeys.ProtoReflect.Descriptor instead.
 func (*ReceiptKeys) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{18}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReceiptKeys) GetKeys() []*ReceiptKey {
@@ -1536,7 +2220,7 @@ type GetRequestStatisticsRequest struct {
 
 func (x *GetRequestStatisticsRequest) Reset() {
 	*x = GetRequestStatisticsRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +2232,7 @@ func (x *GetRequestStatisticsRequest) String() string {
 func (*GetRequestStatisticsRequest) ProtoMessage() {}
 
 func (x *GetRequestStatisticsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +2245,7 @@ func (x *GetRequestStatisticsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequestStatisticsRequest.ProtoReflect.Descriptor instead.
 func (*GetRequestStatisticsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{19}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetRequestStatisticsRequest) GetYear() int32 {
@@ -1593,7 +2277,7 @@ type KindStatistics struct {
 
 func (x *KindStatistics) Reset() {
 	*x = KindStatistics{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1605,7 +2289,7 @@ func (x *KindStatistics) String() string {
 func (*KindStatistics) ProtoMessage() {}
 
 func (x *KindStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1618,7 +2302,7 @@ func (x *KindStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KindStatistics.ProtoReflect.Descriptor instead.
 func (*KindStatistics) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{20}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KindStatistics) GetKind() RequestKind {
@@ -1672,13 +2356,16 @@ type RequestStatistics struct {
 	Kinds []*KindStatistics `protobuf:"bytes,2,rep,name=kinds,proto3" json:"kinds,omitempty"`
 	// operator_actions counts the audit log's operator actions in the year, per action.
 	OperatorActions []*ActionCount `protobuf:"bytes,3,rep,name=operator_actions,json=operatorActions,proto3" json:"operator_actions,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// complaints are the year's complaint figures (numbered apart from the request figures
+	// other changes add).
+	Complaints    *ComplaintStatistics `protobuf:"bytes,50,opt,name=complaints,proto3" json:"complaints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RequestStatistics) Reset() {
 	*x = RequestStatistics{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1690,7 +2377,7 @@ func (x *RequestStatistics) String() string {
 func (*RequestStatistics) ProtoMessage() {}
 
 func (x *RequestStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1703,7 +2390,7 @@ func (x *RequestStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestStatistics.ProtoReflect.Descriptor instead.
 func (*RequestStatistics) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{21}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RequestStatistics) GetYear() int32 {
@@ -1727,6 +2414,13 @@ func (x *RequestStatistics) GetOperatorActions() []*ActionCount {
 	return nil
 }
 
+func (x *RequestStatistics) GetComplaints() *ComplaintStatistics {
+	if x != nil {
+		return x.Complaints
+	}
+	return nil
+}
+
 // ActionCount is how often operators took one action.
 type ActionCount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1740,7 +2434,7 @@ type ActionCount struct {
 
 func (x *ActionCount) Reset() {
 	*x = ActionCount{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +2446,7 @@ func (x *ActionCount) String() string {
 func (*ActionCount) ProtoMessage() {}
 
 func (x *ActionCount) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +2459,7 @@ func (x *ActionCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionCount.ProtoReflect.Descriptor instead.
 func (*ActionCount) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{22}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ActionCount) GetAction() string {
@@ -1804,7 +2498,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +2510,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +2523,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{23}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AuditEvent) GetName() string {
@@ -1887,7 +2581,7 @@ type RecordAuditEventRequest struct {
 
 func (x *RecordAuditEventRequest) Reset() {
 	*x = RecordAuditEventRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +2593,7 @@ func (x *RecordAuditEventRequest) String() string {
 func (*RecordAuditEventRequest) ProtoMessage() {}
 
 func (x *RecordAuditEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +2606,7 @@ func (x *RecordAuditEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAuditEventRequest.ProtoReflect.Descriptor instead.
 func (*RecordAuditEventRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{24}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RecordAuditEventRequest) GetAuditEvent() *AuditEvent {
@@ -1944,7 +2638,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2650,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2663,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{25}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListAuditEventsRequest) GetPageSize() int32 {
@@ -2006,7 +2700,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2712,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2725,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{26}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListAuditEventsResponse) GetAuditEvents() []*AuditEvent {
@@ -2059,7 +2753,7 @@ type GetPrivacyRequestTimelineRequest struct {
 
 func (x *GetPrivacyRequestTimelineRequest) Reset() {
 	*x = GetPrivacyRequestTimelineRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2071,7 +2765,7 @@ func (x *GetPrivacyRequestTimelineRequest) String() string {
 func (*GetPrivacyRequestTimelineRequest) ProtoMessage() {}
 
 func (x *GetPrivacyRequestTimelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2084,7 +2778,7 @@ func (x *GetPrivacyRequestTimelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrivacyRequestTimelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPrivacyRequestTimelineRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{27}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetPrivacyRequestTimelineRequest) GetName() string {
@@ -2108,7 +2802,7 @@ type ResendVerificationRequest struct {
 
 func (x *ResendVerificationRequest) Reset() {
 	*x = ResendVerificationRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2814,7 @@ func (x *ResendVerificationRequest) String() string {
 func (*ResendVerificationRequest) ProtoMessage() {}
 
 func (x *ResendVerificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2827,7 @@ func (x *ResendVerificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendVerificationRequest.ProtoReflect.Descriptor instead.
 func (*ResendVerificationRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{28}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ResendVerificationRequest) GetName() string {
@@ -2174,7 +2868,7 @@ type PrivacyRequestTimeline struct {
 
 func (x *PrivacyRequestTimeline) Reset() {
 	*x = PrivacyRequestTimeline{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2186,7 +2880,7 @@ func (x *PrivacyRequestTimeline) String() string {
 func (*PrivacyRequestTimeline) ProtoMessage() {}
 
 func (x *PrivacyRequestTimeline) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2199,7 +2893,7 @@ func (x *PrivacyRequestTimeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrivacyRequestTimeline.ProtoReflect.Descriptor instead.
 func (*PrivacyRequestTimeline) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{29}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PrivacyRequestTimeline) GetPrivacyRequest() *PrivacyRequest {
@@ -2275,7 +2969,7 @@ type TimelineEntry struct {
 
 func (x *TimelineEntry) Reset() {
 	*x = TimelineEntry{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2287,7 +2981,7 @@ func (x *TimelineEntry) String() string {
 func (*TimelineEntry) ProtoMessage() {}
 
 func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2300,7 +2994,7 @@ func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimelineEntry.ProtoReflect.Descriptor instead.
 func (*TimelineEntry) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{30}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TimelineEntry) GetTime() *timestamppb.Timestamp {
@@ -2369,7 +3063,7 @@ type OnwardErasureStatus struct {
 
 func (x *OnwardErasureStatus) Reset() {
 	*x = OnwardErasureStatus{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2381,7 +3075,7 @@ func (x *OnwardErasureStatus) String() string {
 func (*OnwardErasureStatus) ProtoMessage() {}
 
 func (x *OnwardErasureStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +3088,7 @@ func (x *OnwardErasureStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OnwardErasureStatus.ProtoReflect.Descriptor instead.
 func (*OnwardErasureStatus) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{31}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *OnwardErasureStatus) GetProcessor() string {
@@ -2429,7 +3123,81 @@ var File_lethe_fulfillment_v1_fulfillment_proto protoreflect.FileDescriptor
 
 const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\n" +
-	"&lethe/fulfillment/v1/fulfillment.proto\x12\x14lethe.fulfillment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18lethe/auth/v1/auth.proto\x1a\x1elethe/privacy/v1/privacy.proto\"\xf7\x01\n" +
+	"&lethe/fulfillment/v1/fulfillment.proto\x12\x14lethe.fulfillment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18lethe/auth/v1/auth.proto\x1a\x1elethe/privacy/v1/privacy.proto\"\xc3\a\n" +
+	"\tComplaint\x12@\n" +
+	"\x04name\x18\x01 \x01(\tB,\xea\xe0\x18(\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x14record of complaintsR\x04name\x12^\n" +
+	"\bcategory\x18\x02 \x01(\x0e2'.lethe.fulfillment.v1.ComplaintCategoryB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\bcategory\x12.\n" +
+	"\vdescription\x18\x03 \x01(\tB\f\xea\xe0\x18\b\n" +
+	"\x04user\x10\x01R\vdescription\x12D\n" +
+	"\x10related_requests\x18\x04 \x03(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0frelatedRequests\x12U\n" +
+	"\x05state\x18\x05 \x01(\x0e2$.lethe.fulfillment.v1.ComplaintStateB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05state\x12V\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\n" +
+	"createTime\x12g\n" +
+	"\x14acknowledge_due_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x12acknowledgeDueTime\x12_\n" +
+	"\x10resolve_due_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0eresolveDueTime\x12`\n" +
+	"\x10acknowledge_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0facknowledgeTime\x12X\n" +
+	"\fresolve_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\vresolveTime\x12,\n" +
+	"\n" +
+	"resolution\x18\v \x01(\tB\f\xea\xe0\x18\b\n" +
+	"\x04user\x10\x01R\n" +
+	"resolution\x12;\n" +
+	"\vescalations\x18\f \x03(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\vescalations\"\xd7\x01\n" +
+	"\x16CreateComplaintRequest\x12D\n" +
+	"\x06parent\x18\x01 \x01(\tB,\xea\xe0\x18(\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x14record of complaintsR\x06parent\x12=\n" +
+	"\tcomplaint\x18\x02 \x01(\v2\x1f.lethe.fulfillment.v1.ComplaintR\tcomplaint\x128\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\trequestId\"W\n" +
+	"\x13GetComplaintRequest\x12@\n" +
+	"\x04name\x18\x01 \x01(\tB,\xea\xe0\x18(\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x14record of complaintsR\x04name\"\xcf\x01\n" +
+	"\x15ListComplaintsRequest\x12D\n" +
+	"\x06parent\x18\x01 \x01(\tB,\xea\xe0\x18(\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x14record of complaintsR\x06parent\x126\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\bpageSize\x128\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\tpageToken\"\x9c\x01\n" +
+	"\x16ListComplaintsResponse\x12?\n" +
+	"\n" +
+	"complaints\x18\x01 \x03(\v2\x1f.lethe.fulfillment.v1.ComplaintR\n" +
+	"complaints\x12A\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\rnextPageToken\"_\n" +
+	"\x1bAcknowledgeComplaintRequest\x12@\n" +
+	"\x04name\x18\x01 \x01(\tB,\xea\xe0\x18(\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x14record of complaintsR\x04name\"\x89\x01\n" +
+	"\x17ResolveComplaintRequest\x12@\n" +
+	"\x04name\x18\x01 \x01(\tB,\xea\xe0\x18(\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x14record of complaintsR\x04name\x12,\n" +
+	"\n" +
+	"resolution\x18\x02 \x01(\tB\f\xea\xe0\x18\b\n" +
+	"\x04user\x10\x01R\n" +
+	"resolution\"\xd1\x02\n" +
+	"\x13ComplaintStatistics\x125\n" +
+	"\breceived\x18\x01 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\breceived\x125\n" +
+	"\bresolved\x18\x02 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\bresolved\x12C\n" +
+	"\x10resolved_on_time\x18\x03 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0eresolvedOnTime\x127\n" +
+	"\tescalated\x18\x04 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\tescalated\x12N\n" +
+	"\x16median_days_to_resolve\x18\x05 \x01(\x01B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x13medianDaysToResolve\"\xf7\x01\n" +
 	"\fStepProgress\x12-\n" +
 	"\x04step\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x04step\x12/\n" +
@@ -2592,12 +3360,15 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x16median_days_to_respond\x18\x05 \x01(\x01B\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x13medianDaysToRespond\x12H\n" +
 	"\x13p90_days_to_respond\x18\x06 \x01(\x01B\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x10p90DaysToRespond\"\xcc\x01\n" +
+	"\x11system.operations\x10\x04R\x10p90DaysToRespond\"\x97\x02\n" +
 	"\x11RequestStatistics\x12-\n" +
 	"\x04year\x18\x01 \x01(\x05B\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x04year\x12:\n" +
 	"\x05kinds\x18\x02 \x03(\v2$.lethe.fulfillment.v1.KindStatisticsR\x05kinds\x12L\n" +
-	"\x10operator_actions\x18\x03 \x03(\v2!.lethe.fulfillment.v1.ActionCountR\x0foperatorActions\"q\n" +
+	"\x10operator_actions\x18\x03 \x03(\v2!.lethe.fulfillment.v1.ActionCountR\x0foperatorActions\x12I\n" +
+	"\n" +
+	"complaints\x182 \x01(\v2).lethe.fulfillment.v1.ComplaintStatisticsR\n" +
+	"complaints\"q\n" +
 	"\vActionCount\x121\n" +
 	"\x06action\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x06action\x12/\n" +
@@ -2680,7 +3451,20 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x11system.operations\x10\x04R\battempts\x12V\n" +
 	"\vupdate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\n" +
-	"updateTime*~\n" +
+	"updateTime*\x82\x02\n" +
+	"\x11ComplaintCategory\x12\"\n" +
+	"\x1eCOMPLAINT_CATEGORY_UNSPECIFIED\x10\x00\x12'\n" +
+	"#COMPLAINT_CATEGORY_REQUEST_HANDLING\x10\x01\x12\x1e\n" +
+	"\x1aCOMPLAINT_CATEGORY_SHARING\x10\x02\x12 \n" +
+	"\x1cCOMPLAINT_CATEGORY_MARKETING\x10\x03\x12\x1f\n" +
+	"\x1bCOMPLAINT_CATEGORY_ACCURACY\x10\x04\x12\x1f\n" +
+	"\x1bCOMPLAINT_CATEGORY_SECURITY\x10\x05\x12\x1c\n" +
+	"\x18COMPLAINT_CATEGORY_OTHER\x10\x06*\x8f\x01\n" +
+	"\x0eComplaintState\x12\x1f\n" +
+	"\x1bCOMPLAINT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18COMPLAINT_STATE_RECEIVED\x10\x01\x12 \n" +
+	"\x1cCOMPLAINT_STATE_ACKNOWLEDGED\x10\x02\x12\x1c\n" +
+	"\x18COMPLAINT_STATE_RESOLVED\x10\x03*~\n" +
 	"\vRequestKind\x12\x1c\n" +
 	"\x18REQUEST_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REQUEST_KIND_ACCESS\x10\x01\x12\x18\n" +
@@ -2706,7 +3490,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x1aREQUEST_ORIGIN_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REQUEST_ORIGIN_MEMBER\x10\x01\x12\x1b\n" +
 	"\x17REQUEST_ORIGIN_OPERATOR\x10\x02\x12\x18\n" +
-	"\x14REQUEST_ORIGIN_AGENT\x10\x032\xde\x14\n" +
+	"\x14REQUEST_ORIGIN_AGENT\x10\x032\xee\x1a\n" +
 	"\x12FulfillmentService\x12\xb4\x01\n" +
 	"\x14CreatePrivacyRequest\x121.lethe.fulfillment.v1.CreatePrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"C\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x029:\x0fprivacy_request\"&/v1/{parent=members/*}/privacyRequests\x12\x9d\x01\n" +
 	"\x11GetPrivacyRequest\x12..lethe.fulfillment.v1.GetPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/privacyRequests/*}\x12\xae\x01\n" +
@@ -2723,7 +3507,12 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x0fListAuditEvents\x12,.lethe.fulfillment.v1.ListAuditEventsRequest\x1a-.lethe.fulfillment.v1.ListAuditEventsResponse\"\x18\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/auditLog\x12\xbe\x01\n" +
 	"\x19GetPrivacyRequestTimeline\x126.lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest\x1a,.lethe.fulfillment.v1.PrivacyRequestTimeline\";\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x021\x12//v1/{name=members/*/privacyRequests/*}/timeline\x12\xb5\x01\n" +
 	"\x12ResendVerification\x12/.lethe.fulfillment.v1.ResendVerificationRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"H\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02>:\x01*\"9/v1/{name=members/*/privacyRequests/*}:resendVerification\x12i\n" +
-	"\x10RecordAuditEvent\x12-.lethe.fulfillment.v1.RecordAuditEventRequest\x1a .lethe.fulfillment.v1.AuditEvent\"\x04\xf0\xe0\x18\x05B2Z0lethe.dev/gen/lethe/fulfillment/v1;fulfillmentv1b\x06proto3"
+	"\x10RecordAuditEvent\x12-.lethe.fulfillment.v1.RecordAuditEventRequest\x1a .lethe.fulfillment.v1.AuditEvent\"\x04\xf0\xe0\x18\x05\x12\x9a\x01\n" +
+	"\x0fCreateComplaint\x12,.lethe.fulfillment.v1.CreateComplaintRequest\x1a\x1f.lethe.fulfillment.v1.Complaint\"8\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02.:\tcomplaint\"!/v1/{parent=members/*}/complaints\x12\x89\x01\n" +
+	"\fGetComplaint\x12).lethe.fulfillment.v1.GetComplaintRequest\x1a\x1f.lethe.fulfillment.v1.Complaint\"-\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02#\x12!/v1/{name=members/*/complaints/*}\x12\x9a\x01\n" +
+	"\x0eListComplaints\x12+.lethe.fulfillment.v1.ListComplaintsRequest\x1a,.lethe.fulfillment.v1.ListComplaintsResponse\"-\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02#\x12!/v1/{parent=members/*}/complaints\x12\xa8\x01\n" +
+	"\x14AcknowledgeComplaint\x121.lethe.fulfillment.v1.AcknowledgeComplaintRequest\x1a\x1f.lethe.fulfillment.v1.Complaint\"<\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/complaints/*}:acknowledge\x12\x9c\x01\n" +
+	"\x10ResolveComplaint\x12-.lethe.fulfillment.v1.ResolveComplaintRequest\x1a\x1f.lethe.fulfillment.v1.Complaint\"8\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{name=members/*/complaints/*}:resolveB2Z0lethe.dev/gen/lethe/fulfillment/v1;fulfillmentv1b\x06proto3"
 
 var (
 	file_lethe_fulfillment_v1_fulfillment_proto_rawDescOnce sync.Once
@@ -2737,116 +3526,146 @@ func file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP() []byte {
 	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescData
 }
 
-var file_lethe_fulfillment_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_lethe_fulfillment_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_lethe_fulfillment_v1_fulfillment_proto_goTypes = []any{
-	(RequestKind)(0),                         // 0: lethe.fulfillment.v1.RequestKind
-	(Jurisdiction)(0),                        // 1: lethe.fulfillment.v1.Jurisdiction
-	(RequestState)(0),                        // 2: lethe.fulfillment.v1.RequestState
-	(RequestOrigin)(0),                       // 3: lethe.fulfillment.v1.RequestOrigin
-	(*StepProgress)(nil),                     // 4: lethe.fulfillment.v1.StepProgress
-	(*PrivacyRequest)(nil),                   // 5: lethe.fulfillment.v1.PrivacyRequest
-	(*CreatePrivacyRequestRequest)(nil),      // 6: lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	(*GetPrivacyRequestRequest)(nil),         // 7: lethe.fulfillment.v1.GetPrivacyRequestRequest
-	(*ListPrivacyRequestsRequest)(nil),       // 8: lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	(*ListPrivacyRequestsResponse)(nil),      // 9: lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	(*StateCount)(nil),                       // 10: lethe.fulfillment.v1.StateCount
-	(*VerifyPrivacyRequestRequest)(nil),      // 11: lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	(*CancelPrivacyRequestRequest)(nil),      // 12: lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	(*ExtendPrivacyRequestRequest)(nil),      // 13: lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	(*SetLegalHoldRequest)(nil),              // 14: lethe.fulfillment.v1.SetLegalHoldRequest
-	(*ReleaseLegalHoldRequest)(nil),          // 15: lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	(*GetExportDownloadRequest)(nil),         // 16: lethe.fulfillment.v1.GetExportDownloadRequest
-	(*ExportDownload)(nil),                   // 17: lethe.fulfillment.v1.ExportDownload
-	(*GetErasureReceiptRequest)(nil),         // 18: lethe.fulfillment.v1.GetErasureReceiptRequest
-	(*ErasureReceipt)(nil),                   // 19: lethe.fulfillment.v1.ErasureReceipt
-	(*GetReceiptKeysRequest)(nil),            // 20: lethe.fulfillment.v1.GetReceiptKeysRequest
-	(*ReceiptKey)(nil),                       // 21: lethe.fulfillment.v1.ReceiptKey
-	(*ReceiptKeys)(nil),                      // 22: lethe.fulfillment.v1.ReceiptKeys
-	(*GetRequestStatisticsRequest)(nil),      // 23: lethe.fulfillment.v1.GetRequestStatisticsRequest
-	(*KindStatistics)(nil),                   // 24: lethe.fulfillment.v1.KindStatistics
-	(*RequestStatistics)(nil),                // 25: lethe.fulfillment.v1.RequestStatistics
-	(*ActionCount)(nil),                      // 26: lethe.fulfillment.v1.ActionCount
-	(*AuditEvent)(nil),                       // 27: lethe.fulfillment.v1.AuditEvent
-	(*RecordAuditEventRequest)(nil),          // 28: lethe.fulfillment.v1.RecordAuditEventRequest
-	(*ListAuditEventsRequest)(nil),           // 29: lethe.fulfillment.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),          // 30: lethe.fulfillment.v1.ListAuditEventsResponse
-	(*GetPrivacyRequestTimelineRequest)(nil), // 31: lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest
-	(*ResendVerificationRequest)(nil),        // 32: lethe.fulfillment.v1.ResendVerificationRequest
-	(*PrivacyRequestTimeline)(nil),           // 33: lethe.fulfillment.v1.PrivacyRequestTimeline
-	(*TimelineEntry)(nil),                    // 34: lethe.fulfillment.v1.TimelineEntry
-	(*OnwardErasureStatus)(nil),              // 35: lethe.fulfillment.v1.OnwardErasureStatus
-	(*timestamppb.Timestamp)(nil),            // 36: google.protobuf.Timestamp
+	(ComplaintCategory)(0),                   // 0: lethe.fulfillment.v1.ComplaintCategory
+	(ComplaintState)(0),                      // 1: lethe.fulfillment.v1.ComplaintState
+	(RequestKind)(0),                         // 2: lethe.fulfillment.v1.RequestKind
+	(Jurisdiction)(0),                        // 3: lethe.fulfillment.v1.Jurisdiction
+	(RequestState)(0),                        // 4: lethe.fulfillment.v1.RequestState
+	(RequestOrigin)(0),                       // 5: lethe.fulfillment.v1.RequestOrigin
+	(*Complaint)(nil),                        // 6: lethe.fulfillment.v1.Complaint
+	(*CreateComplaintRequest)(nil),           // 7: lethe.fulfillment.v1.CreateComplaintRequest
+	(*GetComplaintRequest)(nil),              // 8: lethe.fulfillment.v1.GetComplaintRequest
+	(*ListComplaintsRequest)(nil),            // 9: lethe.fulfillment.v1.ListComplaintsRequest
+	(*ListComplaintsResponse)(nil),           // 10: lethe.fulfillment.v1.ListComplaintsResponse
+	(*AcknowledgeComplaintRequest)(nil),      // 11: lethe.fulfillment.v1.AcknowledgeComplaintRequest
+	(*ResolveComplaintRequest)(nil),          // 12: lethe.fulfillment.v1.ResolveComplaintRequest
+	(*ComplaintStatistics)(nil),              // 13: lethe.fulfillment.v1.ComplaintStatistics
+	(*StepProgress)(nil),                     // 14: lethe.fulfillment.v1.StepProgress
+	(*PrivacyRequest)(nil),                   // 15: lethe.fulfillment.v1.PrivacyRequest
+	(*CreatePrivacyRequestRequest)(nil),      // 16: lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	(*GetPrivacyRequestRequest)(nil),         // 17: lethe.fulfillment.v1.GetPrivacyRequestRequest
+	(*ListPrivacyRequestsRequest)(nil),       // 18: lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	(*ListPrivacyRequestsResponse)(nil),      // 19: lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	(*StateCount)(nil),                       // 20: lethe.fulfillment.v1.StateCount
+	(*VerifyPrivacyRequestRequest)(nil),      // 21: lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	(*CancelPrivacyRequestRequest)(nil),      // 22: lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	(*ExtendPrivacyRequestRequest)(nil),      // 23: lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	(*SetLegalHoldRequest)(nil),              // 24: lethe.fulfillment.v1.SetLegalHoldRequest
+	(*ReleaseLegalHoldRequest)(nil),          // 25: lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	(*GetExportDownloadRequest)(nil),         // 26: lethe.fulfillment.v1.GetExportDownloadRequest
+	(*ExportDownload)(nil),                   // 27: lethe.fulfillment.v1.ExportDownload
+	(*GetErasureReceiptRequest)(nil),         // 28: lethe.fulfillment.v1.GetErasureReceiptRequest
+	(*ErasureReceipt)(nil),                   // 29: lethe.fulfillment.v1.ErasureReceipt
+	(*GetReceiptKeysRequest)(nil),            // 30: lethe.fulfillment.v1.GetReceiptKeysRequest
+	(*ReceiptKey)(nil),                       // 31: lethe.fulfillment.v1.ReceiptKey
+	(*ReceiptKeys)(nil),                      // 32: lethe.fulfillment.v1.ReceiptKeys
+	(*GetRequestStatisticsRequest)(nil),      // 33: lethe.fulfillment.v1.GetRequestStatisticsRequest
+	(*KindStatistics)(nil),                   // 34: lethe.fulfillment.v1.KindStatistics
+	(*RequestStatistics)(nil),                // 35: lethe.fulfillment.v1.RequestStatistics
+	(*ActionCount)(nil),                      // 36: lethe.fulfillment.v1.ActionCount
+	(*AuditEvent)(nil),                       // 37: lethe.fulfillment.v1.AuditEvent
+	(*RecordAuditEventRequest)(nil),          // 38: lethe.fulfillment.v1.RecordAuditEventRequest
+	(*ListAuditEventsRequest)(nil),           // 39: lethe.fulfillment.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),          // 40: lethe.fulfillment.v1.ListAuditEventsResponse
+	(*GetPrivacyRequestTimelineRequest)(nil), // 41: lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest
+	(*ResendVerificationRequest)(nil),        // 42: lethe.fulfillment.v1.ResendVerificationRequest
+	(*PrivacyRequestTimeline)(nil),           // 43: lethe.fulfillment.v1.PrivacyRequestTimeline
+	(*TimelineEntry)(nil),                    // 44: lethe.fulfillment.v1.TimelineEntry
+	(*OnwardErasureStatus)(nil),              // 45: lethe.fulfillment.v1.OnwardErasureStatus
+	(*timestamppb.Timestamp)(nil),            // 46: google.protobuf.Timestamp
 }
 var file_lethe_fulfillment_v1_fulfillment_proto_depIdxs = []int32{
-	36, // 0: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
-	0,  // 1: lethe.fulfillment.v1.PrivacyRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
-	1,  // 2: lethe.fulfillment.v1.PrivacyRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
-	3,  // 3: lethe.fulfillment.v1.PrivacyRequest.origin:type_name -> lethe.fulfillment.v1.RequestOrigin
-	2,  // 4: lethe.fulfillment.v1.PrivacyRequest.state:type_name -> lethe.fulfillment.v1.RequestState
-	36, // 5: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
-	36, // 6: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
-	36, // 7: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
-	4,  // 8: lethe.fulfillment.v1.PrivacyRequest.progress:type_name -> lethe.fulfillment.v1.StepProgress
-	36, // 9: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
-	5,  // 10: lethe.fulfillment.v1.CreatePrivacyRequestRequest.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	0,  // 11: lethe.fulfillment.v1.ListPrivacyRequestsRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
-	1,  // 12: lethe.fulfillment.v1.ListPrivacyRequestsRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
-	5,  // 13: lethe.fulfillment.v1.ListPrivacyRequestsResponse.privacy_requests:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	10, // 14: lethe.fulfillment.v1.ListPrivacyRequestsResponse.state_counts:type_name -> lethe.fulfillment.v1.StateCount
-	2,  // 15: lethe.fulfillment.v1.StateCount.state:type_name -> lethe.fulfillment.v1.RequestState
-	36, // 16: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
-	21, // 17: lethe.fulfillment.v1.ReceiptKeys.keys:type_name -> lethe.fulfillment.v1.ReceiptKey
-	0,  // 18: lethe.fulfillment.v1.KindStatistics.kind:type_name -> lethe.fulfillment.v1.RequestKind
-	24, // 19: lethe.fulfillment.v1.RequestStatistics.kinds:type_name -> lethe.fulfillment.v1.KindStatistics
-	26, // 20: lethe.fulfillment.v1.RequestStatistics.operator_actions:type_name -> lethe.fulfillment.v1.ActionCount
-	36, // 21: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	27, // 22: lethe.fulfillment.v1.RecordAuditEventRequest.audit_event:type_name -> lethe.fulfillment.v1.AuditEvent
-	27, // 23: lethe.fulfillment.v1.ListAuditEventsResponse.audit_events:type_name -> lethe.fulfillment.v1.AuditEvent
-	5,  // 24: lethe.fulfillment.v1.PrivacyRequestTimeline.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	34, // 25: lethe.fulfillment.v1.PrivacyRequestTimeline.entries:type_name -> lethe.fulfillment.v1.TimelineEntry
-	35, // 26: lethe.fulfillment.v1.PrivacyRequestTimeline.onward_erasures:type_name -> lethe.fulfillment.v1.OnwardErasureStatus
-	36, // 27: lethe.fulfillment.v1.PrivacyRequestTimeline.original_due_time:type_name -> google.protobuf.Timestamp
-	36, // 28: lethe.fulfillment.v1.PrivacyRequestTimeline.acknowledge_by_time:type_name -> google.protobuf.Timestamp
-	36, // 29: lethe.fulfillment.v1.TimelineEntry.time:type_name -> google.protobuf.Timestamp
-	36, // 30: lethe.fulfillment.v1.OnwardErasureStatus.update_time:type_name -> google.protobuf.Timestamp
-	6,  // 31: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	7,  // 32: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
-	8,  // 33: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	11, // 34: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	12, // 35: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	13, // 36: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	14, // 37: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
-	15, // 38: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	16, // 39: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
-	18, // 40: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
-	20, // 41: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
-	23, // 42: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
-	29, // 43: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
-	31, // 44: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequestTimeline:input_type -> lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest
-	32, // 45: lethe.fulfillment.v1.FulfillmentService.ResendVerification:input_type -> lethe.fulfillment.v1.ResendVerificationRequest
-	28, // 46: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
-	5,  // 47: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	5,  // 48: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	9,  // 49: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	5,  // 50: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	5,  // 51: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	5,  // 52: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	5,  // 53: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	5,  // 54: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	17, // 55: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
-	19, // 56: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
-	22, // 57: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
-	25, // 58: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
-	30, // 59: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
-	33, // 60: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequestTimeline:output_type -> lethe.fulfillment.v1.PrivacyRequestTimeline
-	5,  // 61: lethe.fulfillment.v1.FulfillmentService.ResendVerification:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	27, // 62: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
-	47, // [47:63] is the sub-list for method output_type
-	31, // [31:47] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	0,  // 0: lethe.fulfillment.v1.Complaint.category:type_name -> lethe.fulfillment.v1.ComplaintCategory
+	1,  // 1: lethe.fulfillment.v1.Complaint.state:type_name -> lethe.fulfillment.v1.ComplaintState
+	46, // 2: lethe.fulfillment.v1.Complaint.create_time:type_name -> google.protobuf.Timestamp
+	46, // 3: lethe.fulfillment.v1.Complaint.acknowledge_due_time:type_name -> google.protobuf.Timestamp
+	46, // 4: lethe.fulfillment.v1.Complaint.resolve_due_time:type_name -> google.protobuf.Timestamp
+	46, // 5: lethe.fulfillment.v1.Complaint.acknowledge_time:type_name -> google.protobuf.Timestamp
+	46, // 6: lethe.fulfillment.v1.Complaint.resolve_time:type_name -> google.protobuf.Timestamp
+	6,  // 7: lethe.fulfillment.v1.CreateComplaintRequest.complaint:type_name -> lethe.fulfillment.v1.Complaint
+	6,  // 8: lethe.fulfillment.v1.ListComplaintsResponse.complaints:type_name -> lethe.fulfillment.v1.Complaint
+	46, // 9: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
+	2,  // 10: lethe.fulfillment.v1.PrivacyRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
+	3,  // 11: lethe.fulfillment.v1.PrivacyRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
+	5,  // 12: lethe.fulfillment.v1.PrivacyRequest.origin:type_name -> lethe.fulfillment.v1.RequestOrigin
+	4,  // 13: lethe.fulfillment.v1.PrivacyRequest.state:type_name -> lethe.fulfillment.v1.RequestState
+	46, // 14: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
+	46, // 15: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
+	46, // 16: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
+	14, // 17: lethe.fulfillment.v1.PrivacyRequest.progress:type_name -> lethe.fulfillment.v1.StepProgress
+	46, // 18: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
+	15, // 19: lethe.fulfillment.v1.CreatePrivacyRequestRequest.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
+	2,  // 20: lethe.fulfillment.v1.ListPrivacyRequestsRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
+	3,  // 21: lethe.fulfillment.v1.ListPrivacyRequestsRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
+	15, // 22: lethe.fulfillment.v1.ListPrivacyRequestsResponse.privacy_requests:type_name -> lethe.fulfillment.v1.PrivacyRequest
+	20, // 23: lethe.fulfillment.v1.ListPrivacyRequestsResponse.state_counts:type_name -> lethe.fulfillment.v1.StateCount
+	4,  // 24: lethe.fulfillment.v1.StateCount.state:type_name -> lethe.fulfillment.v1.RequestState
+	46, // 25: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
+	31, // 26: lethe.fulfillment.v1.ReceiptKeys.keys:type_name -> lethe.fulfillment.v1.ReceiptKey
+	2,  // 27: lethe.fulfillment.v1.KindStatistics.kind:type_name -> lethe.fulfillment.v1.RequestKind
+	34, // 28: lethe.fulfillment.v1.RequestStatistics.kinds:type_name -> lethe.fulfillment.v1.KindStatistics
+	36, // 29: lethe.fulfillment.v1.RequestStatistics.operator_actions:type_name -> lethe.fulfillment.v1.ActionCount
+	13, // 30: lethe.fulfillment.v1.RequestStatistics.complaints:type_name -> lethe.fulfillment.v1.ComplaintStatistics
+	46, // 31: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	37, // 32: lethe.fulfillment.v1.RecordAuditEventRequest.audit_event:type_name -> lethe.fulfillment.v1.AuditEvent
+	37, // 33: lethe.fulfillment.v1.ListAuditEventsResponse.audit_events:type_name -> lethe.fulfillment.v1.AuditEvent
+	15, // 34: lethe.fulfillment.v1.PrivacyRequestTimeline.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
+	44, // 35: lethe.fulfillment.v1.PrivacyRequestTimeline.entries:type_name -> lethe.fulfillment.v1.TimelineEntry
+	45, // 36: lethe.fulfillment.v1.PrivacyRequestTimeline.onward_erasures:type_name -> lethe.fulfillment.v1.OnwardErasureStatus
+	46, // 37: lethe.fulfillment.v1.PrivacyRequestTimeline.original_due_time:type_name -> google.protobuf.Timestamp
+	46, // 38: lethe.fulfillment.v1.PrivacyRequestTimeline.acknowledge_by_time:type_name -> google.protobuf.Timestamp
+	46, // 39: lethe.fulfillment.v1.TimelineEntry.time:type_name -> google.protobuf.Timestamp
+	46, // 40: lethe.fulfillment.v1.OnwardErasureStatus.update_time:type_name -> google.protobuf.Timestamp
+	16, // 41: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	17, // 42: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
+	18, // 43: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	21, // 44: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	22, // 45: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	23, // 46: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	24, // 47: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
+	25, // 48: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	26, // 49: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
+	28, // 50: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
+	30, // 51: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
+	33, // 52: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
+	39, // 53: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
+	41, // 54: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequestTimeline:input_type -> lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest
+	42, // 55: lethe.fulfillment.v1.FulfillmentService.ResendVerification:input_type -> lethe.fulfillment.v1.ResendVerificationRequest
+	38, // 56: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
+	7,  // 57: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:input_type -> lethe.fulfillment.v1.CreateComplaintRequest
+	8,  // 58: lethe.fulfillment.v1.FulfillmentService.GetComplaint:input_type -> lethe.fulfillment.v1.GetComplaintRequest
+	9,  // 59: lethe.fulfillment.v1.FulfillmentService.ListComplaints:input_type -> lethe.fulfillment.v1.ListComplaintsRequest
+	11, // 60: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:input_type -> lethe.fulfillment.v1.AcknowledgeComplaintRequest
+	12, // 61: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:input_type -> lethe.fulfillment.v1.ResolveComplaintRequest
+	15, // 62: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	15, // 63: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 64: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	15, // 65: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	15, // 66: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	15, // 67: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	15, // 68: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	15, // 69: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	27, // 70: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
+	29, // 71: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
+	32, // 72: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
+	35, // 73: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
+	40, // 74: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
+	43, // 75: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequestTimeline:output_type -> lethe.fulfillment.v1.PrivacyRequestTimeline
+	15, // 76: lethe.fulfillment.v1.FulfillmentService.ResendVerification:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	37, // 77: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
+	6,  // 78: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	6,  // 79: lethe.fulfillment.v1.FulfillmentService.GetComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	10, // 80: lethe.fulfillment.v1.FulfillmentService.ListComplaints:output_type -> lethe.fulfillment.v1.ListComplaintsResponse
+	6,  // 81: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	6,  // 82: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	62, // [62:83] is the sub-list for method output_type
+	41, // [41:62] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_lethe_fulfillment_v1_fulfillment_proto_init() }
@@ -2859,8 +3678,8 @@ func file_lethe_fulfillment_v1_fulfillment_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc), len(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   32,
+			NumEnums:      6,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,11 @@ const (
 	FulfillmentService_GetPrivacyRequestTimeline_FullMethodName = "/lethe.fulfillment.v1.FulfillmentService/GetPrivacyRequestTimeline"
 	FulfillmentService_ResendVerification_FullMethodName        = "/lethe.fulfillment.v1.FulfillmentService/ResendVerification"
 	FulfillmentService_RecordAuditEvent_FullMethodName          = "/lethe.fulfillment.v1.FulfillmentService/RecordAuditEvent"
+	FulfillmentService_CreateComplaint_FullMethodName           = "/lethe.fulfillment.v1.FulfillmentService/CreateComplaint"
+	FulfillmentService_GetComplaint_FullMethodName              = "/lethe.fulfillment.v1.FulfillmentService/GetComplaint"
+	FulfillmentService_ListComplaints_FullMethodName            = "/lethe.fulfillment.v1.FulfillmentService/ListComplaints"
+	FulfillmentService_AcknowledgeComplaint_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/AcknowledgeComplaint"
+	FulfillmentService_ResolveComplaint_FullMethodName          = "/lethe.fulfillment.v1.FulfillmentService/ResolveComplaint"
 )
 
 // FulfillmentServiceClient is the client API for FulfillmentService service.
@@ -88,6 +93,20 @@ type FulfillmentServiceClient interface {
 	// backend's authorization interceptor calls it after an operator's call succeeds.
 	// Idempotent per request_id.
 	RecordAuditEvent(ctx context.Context, in *RecordAuditEventRequest, opts ...grpc.CallOption) (*AuditEvent, error)
+	// CreateComplaint files a member's complaint about how their data is handled (Trakt
+	// §8). It is tracked to an acknowledgement and a resolution deadline and escalated when
+	// one passes. Idempotent by request_id.
+	CreateComplaint(ctx context.Context, in *CreateComplaintRequest, opts ...grpc.CallOption) (*Complaint, error)
+	// GetComplaint returns a complaint and where it is.
+	GetComplaint(ctx context.Context, in *GetComplaintRequest, opts ...grpc.CallOption) (*Complaint, error)
+	// ListComplaints lists a member's complaints, or with parent "members/-" every
+	// member's open ones (operators), oldest deadline first.
+	ListComplaints(ctx context.Context, in *ListComplaintsRequest, opts ...grpc.CallOption) (*ListComplaintsResponse, error)
+	// AcknowledgeComplaint records that an operator took the complaint up; the member is told.
+	AcknowledgeComplaint(ctx context.Context, in *AcknowledgeComplaintRequest, opts ...grpc.CallOption) (*Complaint, error)
+	// ResolveComplaint closes the complaint with the operator's resolution text; the member
+	// is told.
+	ResolveComplaint(ctx context.Context, in *ResolveComplaintRequest, opts ...grpc.CallOption) (*Complaint, error)
 }
 
 type fulfillmentServiceClient struct {
@@ -258,6 +277,56 @@ func (c *fulfillmentServiceClient) RecordAuditEvent(ctx context.Context, in *Rec
 	return out, nil
 }
 
+func (c *fulfillmentServiceClient) CreateComplaint(ctx context.Context, in *CreateComplaintRequest, opts ...grpc.CallOption) (*Complaint, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Complaint)
+	err := c.cc.Invoke(ctx, FulfillmentService_CreateComplaint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fulfillmentServiceClient) GetComplaint(ctx context.Context, in *GetComplaintRequest, opts ...grpc.CallOption) (*Complaint, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Complaint)
+	err := c.cc.Invoke(ctx, FulfillmentService_GetComplaint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fulfillmentServiceClient) ListComplaints(ctx context.Context, in *ListComplaintsRequest, opts ...grpc.CallOption) (*ListComplaintsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListComplaintsResponse)
+	err := c.cc.Invoke(ctx, FulfillmentService_ListComplaints_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fulfillmentServiceClient) AcknowledgeComplaint(ctx context.Context, in *AcknowledgeComplaintRequest, opts ...grpc.CallOption) (*Complaint, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Complaint)
+	err := c.cc.Invoke(ctx, FulfillmentService_AcknowledgeComplaint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fulfillmentServiceClient) ResolveComplaint(ctx context.Context, in *ResolveComplaintRequest, opts ...grpc.CallOption) (*Complaint, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Complaint)
+	err := c.cc.Invoke(ctx, FulfillmentService_ResolveComplaint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FulfillmentServiceServer is the server API for FulfillmentService service.
 // All implementations must embed UnimplementedFulfillmentServiceServer
 // for forward compatibility.
@@ -309,6 +378,20 @@ type FulfillmentServiceServer interface {
 	// backend's authorization interceptor calls it after an operator's call succeeds.
 	// Idempotent per request_id.
 	RecordAuditEvent(context.Context, *RecordAuditEventRequest) (*AuditEvent, error)
+	// CreateComplaint files a member's complaint about how their data is handled (Trakt
+	// §8). It is tracked to an acknowledgement and a resolution deadline and escalated when
+	// one passes. Idempotent by request_id.
+	CreateComplaint(context.Context, *CreateComplaintRequest) (*Complaint, error)
+	// GetComplaint returns a complaint and where it is.
+	GetComplaint(context.Context, *GetComplaintRequest) (*Complaint, error)
+	// ListComplaints lists a member's complaints, or with parent "members/-" every
+	// member's open ones (operators), oldest deadline first.
+	ListComplaints(context.Context, *ListComplaintsRequest) (*ListComplaintsResponse, error)
+	// AcknowledgeComplaint records that an operator took the complaint up; the member is told.
+	AcknowledgeComplaint(context.Context, *AcknowledgeComplaintRequest) (*Complaint, error)
+	// ResolveComplaint closes the complaint with the operator's resolution text; the member
+	// is told.
+	ResolveComplaint(context.Context, *ResolveComplaintRequest) (*Complaint, error)
 	mustEmbedUnimplementedFulfillmentServiceServer()
 }
 
@@ -366,6 +449,21 @@ func (UnimplementedFulfillmentServiceServer) ResendVerification(context.Context,
 }
 func (UnimplementedFulfillmentServiceServer) RecordAuditEvent(context.Context, *RecordAuditEventRequest) (*AuditEvent, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RecordAuditEvent not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) CreateComplaint(context.Context, *CreateComplaintRequest) (*Complaint, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateComplaint not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) GetComplaint(context.Context, *GetComplaintRequest) (*Complaint, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetComplaint not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) ListComplaints(context.Context, *ListComplaintsRequest) (*ListComplaintsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListComplaints not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) AcknowledgeComplaint(context.Context, *AcknowledgeComplaintRequest) (*Complaint, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AcknowledgeComplaint not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) ResolveComplaint(context.Context, *ResolveComplaintRequest) (*Complaint, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResolveComplaint not implemented")
 }
 func (UnimplementedFulfillmentServiceServer) mustEmbedUnimplementedFulfillmentServiceServer() {}
 func (UnimplementedFulfillmentServiceServer) testEmbeddedByValue()                            {}
@@ -676,6 +774,96 @@ func _FulfillmentService_RecordAuditEvent_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FulfillmentService_CreateComplaint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateComplaintRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).CreateComplaint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_CreateComplaint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).CreateComplaint(ctx, req.(*CreateComplaintRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FulfillmentService_GetComplaint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetComplaintRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).GetComplaint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_GetComplaint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).GetComplaint(ctx, req.(*GetComplaintRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FulfillmentService_ListComplaints_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListComplaintsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).ListComplaints(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_ListComplaints_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).ListComplaints(ctx, req.(*ListComplaintsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FulfillmentService_AcknowledgeComplaint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcknowledgeComplaintRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).AcknowledgeComplaint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_AcknowledgeComplaint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).AcknowledgeComplaint(ctx, req.(*AcknowledgeComplaintRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FulfillmentService_ResolveComplaint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResolveComplaintRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).ResolveComplaint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_ResolveComplaint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).ResolveComplaint(ctx, req.(*ResolveComplaintRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FulfillmentService_ServiceDesc is the grpc.ServiceDesc for FulfillmentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -746,6 +934,26 @@ var FulfillmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordAuditEvent",
 			Handler:    _FulfillmentService_RecordAuditEvent_Handler,
+		},
+		{
+			MethodName: "CreateComplaint",
+			Handler:    _FulfillmentService_CreateComplaint_Handler,
+		},
+		{
+			MethodName: "GetComplaint",
+			Handler:    _FulfillmentService_GetComplaint_Handler,
+		},
+		{
+			MethodName: "ListComplaints",
+			Handler:    _FulfillmentService_ListComplaints_Handler,
+		},
+		{
+			MethodName: "AcknowledgeComplaint",
+			Handler:    _FulfillmentService_AcknowledgeComplaint_Handler,
+		},
+		{
+			MethodName: "ResolveComplaint",
+			Handler:    _FulfillmentService_ResolveComplaint_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

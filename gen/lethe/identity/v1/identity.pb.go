@@ -211,16 +211,30 @@ const (
 	// MESSAGE_TEMPLATE_SHARING_NOTICE tells the member, in advance, that their data will be
 	// shared with a partner for a purpose, and how to object with one click.
 	MessageTemplate_MESSAGE_TEMPLATE_SHARING_NOTICE MessageTemplate = 4
+	// MESSAGE_TEMPLATE_POLICY_CHANGE tells the member a new version of the privacy policy
+	// was published, what changed, and (for a change lowering protection) that the affected
+	// processing stays off until they accept it.
+	MessageTemplate_MESSAGE_TEMPLATE_POLICY_CHANGE MessageTemplate = 50
+	// MESSAGE_TEMPLATE_BUSINESS_TRANSFER tells the member, before the date, that their data
+	// will pass to an acquirer, with a one-click objection link and how to have the account
+	// erased first.
+	MessageTemplate_MESSAGE_TEMPLATE_BUSINESS_TRANSFER MessageTemplate = 51
+	// MESSAGE_TEMPLATE_COMPLAINT_UPDATE tells the member their complaint was acknowledged or
+	// resolved.
+	MessageTemplate_MESSAGE_TEMPLATE_COMPLAINT_UPDATE MessageTemplate = 52
 )
 
 // Enum value maps for MessageTemplate.
 var (
 	MessageTemplate_name = map[int32]string{
-		0: "MESSAGE_TEMPLATE_UNSPECIFIED",
-		1: "MESSAGE_TEMPLATE_REQUEST_EXTENDED",
-		2: "MESSAGE_TEMPLATE_EXPORT_READY",
-		3: "MESSAGE_TEMPLATE_ERASURE_CONFIRMED",
-		4: "MESSAGE_TEMPLATE_SHARING_NOTICE",
+		0:  "MESSAGE_TEMPLATE_UNSPECIFIED",
+		1:  "MESSAGE_TEMPLATE_REQUEST_EXTENDED",
+		2:  "MESSAGE_TEMPLATE_EXPORT_READY",
+		3:  "MESSAGE_TEMPLATE_ERASURE_CONFIRMED",
+		4:  "MESSAGE_TEMPLATE_SHARING_NOTICE",
+		50: "MESSAGE_TEMPLATE_POLICY_CHANGE",
+		51: "MESSAGE_TEMPLATE_BUSINESS_TRANSFER",
+		52: "MESSAGE_TEMPLATE_COMPLAINT_UPDATE",
 	}
 	MessageTemplate_value = map[string]int32{
 		"MESSAGE_TEMPLATE_UNSPECIFIED":       0,
@@ -228,6 +242,9 @@ var (
 		"MESSAGE_TEMPLATE_EXPORT_READY":      2,
 		"MESSAGE_TEMPLATE_ERASURE_CONFIRMED": 3,
 		"MESSAGE_TEMPLATE_SHARING_NOTICE":    4,
+		"MESSAGE_TEMPLATE_POLICY_CHANGE":     50,
+		"MESSAGE_TEMPLATE_BUSINESS_TRANSFER": 51,
+		"MESSAGE_TEMPLATE_COMPLAINT_UPDATE":  52,
 	}
 )
 
@@ -2943,13 +2960,16 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\x13VerificationPurpose\x12$\n" +
 	" VERIFICATION_PURPOSE_UNSPECIFIED\x10\x00\x12(\n" +
 	"$VERIFICATION_PURPOSE_PRIVACY_REQUEST\x10\x01\x12%\n" +
-	"!VERIFICATION_PURPOSE_EMAIL_CHANGE\x10\x02*\xca\x01\n" +
+	"!VERIFICATION_PURPOSE_EMAIL_CHANGE\x10\x02*\xbd\x02\n" +
 	"\x0fMessageTemplate\x12 \n" +
 	"\x1cMESSAGE_TEMPLATE_UNSPECIFIED\x10\x00\x12%\n" +
 	"!MESSAGE_TEMPLATE_REQUEST_EXTENDED\x10\x01\x12!\n" +
 	"\x1dMESSAGE_TEMPLATE_EXPORT_READY\x10\x02\x12&\n" +
 	"\"MESSAGE_TEMPLATE_ERASURE_CONFIRMED\x10\x03\x12#\n" +
-	"\x1fMESSAGE_TEMPLATE_SHARING_NOTICE\x10\x042\x9d\x17\n" +
+	"\x1fMESSAGE_TEMPLATE_SHARING_NOTICE\x10\x04\x12\"\n" +
+	"\x1eMESSAGE_TEMPLATE_POLICY_CHANGE\x102\x12&\n" +
+	"\"MESSAGE_TEMPLATE_BUSINESS_TRANSFER\x103\x12%\n" +
+	"!MESSAGE_TEMPLATE_COMPLAINT_UPDATE\x1042\x9d\x17\n" +
 	"\x0fIdentityService\x12m\n" +
 	"\fCreateMember\x12&.lethe.identity.v1.CreateMemberRequest\x1a\x19.lethe.identity.v1.Member\"\x1a\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/members\x12m\n" +
 	"\tGetMember\x12#.lethe.identity.v1.GetMemberRequest\x1a\x19.lethe.identity.v1.Member\" \xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=members/*}\x12\x82\x01\n" +

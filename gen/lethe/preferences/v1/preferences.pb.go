@@ -173,19 +173,22 @@ const (
 	ConsentSource_CONSENT_SOURCE_PRIVACY_REQUEST ConsentSource = 6
 	// CONSENT_SOURCE_AUTHORIZED_AGENT is an authorized agent's Data Rights Protocol request.
 	ConsentSource_CONSENT_SOURCE_AUTHORIZED_AGENT ConsentSource = 7
+	// CONSENT_SOURCE_POLICY_ACCEPTANCE is the member accepting a privacy policy version.
+	ConsentSource_CONSENT_SOURCE_POLICY_ACCEPTANCE ConsentSource = 50
 )
 
 // Enum value maps for ConsentSource.
 var (
 	ConsentSource_name = map[int32]string{
-		0: "CONSENT_SOURCE_UNSPECIFIED",
-		1: "CONSENT_SOURCE_MEMBER",
-		2: "CONSENT_SOURCE_IMPORT",
-		3: "CONSENT_SOURCE_GLOBAL_PRIVACY_CONTROL",
-		4: "CONSENT_SOURCE_SUPPORT_AGENT",
-		5: "CONSENT_SOURCE_UNSUBSCRIBE_LINK",
-		6: "CONSENT_SOURCE_PRIVACY_REQUEST",
-		7: "CONSENT_SOURCE_AUTHORIZED_AGENT",
+		0:  "CONSENT_SOURCE_UNSPECIFIED",
+		1:  "CONSENT_SOURCE_MEMBER",
+		2:  "CONSENT_SOURCE_IMPORT",
+		3:  "CONSENT_SOURCE_GLOBAL_PRIVACY_CONTROL",
+		4:  "CONSENT_SOURCE_SUPPORT_AGENT",
+		5:  "CONSENT_SOURCE_UNSUBSCRIBE_LINK",
+		6:  "CONSENT_SOURCE_PRIVACY_REQUEST",
+		7:  "CONSENT_SOURCE_AUTHORIZED_AGENT",
+		50: "CONSENT_SOURCE_POLICY_ACCEPTANCE",
 	}
 	ConsentSource_value = map[string]int32{
 		"CONSENT_SOURCE_UNSPECIFIED":            0,
@@ -196,6 +199,7 @@ var (
 		"CONSENT_SOURCE_UNSUBSCRIBE_LINK":       5,
 		"CONSENT_SOURCE_PRIVACY_REQUEST":        6,
 		"CONSENT_SOURCE_AUTHORIZED_AGENT":       7,
+		"CONSENT_SOURCE_POLICY_ACCEPTANCE":      50,
 	}
 )
 
@@ -2681,6 +2685,578 @@ func (x *UnsubscribeResponse) GetTopic() Topic {
 	return Topic_TOPIC_UNSPECIFIED
 }
 
+// PolicyVersion is one published version of a privacy policy.
+type PolicyVersion struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "policies/{policy}/versions/{version}", e.g. "policies/trakt/versions/2026-12-01".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// summary of the changes from the previous version, shown to members.
+	Summary string `protobuf:"bytes,2,opt,name=summary,proto3" json:"summary,omitempty"`
+	// effective_time is when the version takes effect.
+	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
+	// lowers_protection marks a material change that gives members less protection: the
+	// affected purposes need each member's consent.
+	LowersProtection bool `protobuf:"varint,4,opt,name=lowers_protection,json=lowersProtection,proto3" json:"lowers_protection,omitempty"`
+	// affected_purposes are the processing purposes (sharing purpose ids, e.g. "ads") a
+	// lowering change affects; required when lowers_protection is set.
+	AffectedPurposes []string `protobuf:"bytes,5,rep,name=affected_purposes,json=affectedPurposes,proto3" json:"affected_purposes,omitempty"`
+	// create_time is when it was published.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// notified_count is how many members have been sent the change email so far.
+	NotifiedCount int64 `protobuf:"varint,7,opt,name=notified_count,json=notifiedCount,proto3" json:"notified_count,omitempty"`
+	// notification_complete is true once every member has been sent it.
+	NotificationComplete bool `protobuf:"varint,8,opt,name=notification_complete,json=notificationComplete,proto3" json:"notification_complete,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *PolicyVersion) Reset() {
+	*x = PolicyVersion{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyVersion) ProtoMessage() {}
+
+func (x *PolicyVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyVersion.ProtoReflect.Descriptor instead.
+func (*PolicyVersion) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *PolicyVersion) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PolicyVersion) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+func (x *PolicyVersion) GetEffectiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveTime
+	}
+	return nil
+}
+
+func (x *PolicyVersion) GetLowersProtection() bool {
+	if x != nil {
+		return x.LowersProtection
+	}
+	return false
+}
+
+func (x *PolicyVersion) GetAffectedPurposes() []string {
+	if x != nil {
+		return x.AffectedPurposes
+	}
+	return nil
+}
+
+func (x *PolicyVersion) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *PolicyVersion) GetNotifiedCount() int64 {
+	if x != nil {
+		return x.NotifiedCount
+	}
+	return 0
+}
+
+func (x *PolicyVersion) GetNotificationComplete() bool {
+	if x != nil {
+		return x.NotificationComplete
+	}
+	return false
+}
+
+// CreatePolicyVersionRequest publishes a version.
+type CreatePolicyVersionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// parent is "policies/{policy}".
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// policy_version_id is the version, e.g. "2026-12-01" (letters, digits, '.', '-').
+	PolicyVersionId string `protobuf:"bytes,2,opt,name=policy_version_id,json=policyVersionId,proto3" json:"policy_version_id,omitempty"`
+	// policy_version to publish; name and output fields are ignored.
+	PolicyVersion *PolicyVersion `protobuf:"bytes,3,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePolicyVersionRequest) Reset() {
+	*x = CreatePolicyVersionRequest{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePolicyVersionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePolicyVersionRequest) ProtoMessage() {}
+
+func (x *CreatePolicyVersionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePolicyVersionRequest.ProtoReflect.Descriptor instead.
+func (*CreatePolicyVersionRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *CreatePolicyVersionRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *CreatePolicyVersionRequest) GetPolicyVersionId() string {
+	if x != nil {
+		return x.PolicyVersionId
+	}
+	return ""
+}
+
+func (x *CreatePolicyVersionRequest) GetPolicyVersion() *PolicyVersion {
+	if x != nil {
+		return x.PolicyVersion
+	}
+	return nil
+}
+
+// ListPolicyVersionsRequest names a policy.
+type ListPolicyVersionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// parent is "policies/{policy}".
+	Parent        string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPolicyVersionsRequest) Reset() {
+	*x = ListPolicyVersionsRequest{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPolicyVersionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPolicyVersionsRequest) ProtoMessage() {}
+
+func (x *ListPolicyVersionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPolicyVersionsRequest.ProtoReflect.Descriptor instead.
+func (*ListPolicyVersionsRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ListPolicyVersionsRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+// ListPolicyVersionsResponse lists versions, newest first.
+type ListPolicyVersionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// policy_versions, newest first.
+	PolicyVersions []*PolicyVersion `protobuf:"bytes,1,rep,name=policy_versions,json=policyVersions,proto3" json:"policy_versions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListPolicyVersionsResponse) Reset() {
+	*x = ListPolicyVersionsResponse{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPolicyVersionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPolicyVersionsResponse) ProtoMessage() {}
+
+func (x *ListPolicyVersionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPolicyVersionsResponse.ProtoReflect.Descriptor instead.
+func (*ListPolicyVersionsResponse) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListPolicyVersionsResponse) GetPolicyVersions() []*PolicyVersion {
+	if x != nil {
+		return x.PolicyVersions
+	}
+	return nil
+}
+
+// PolicyAcceptance is what a member accepted of one policy.
+type PolicyAcceptance struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/policyAcceptances/{policy}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// accepted_version is the latest version the member accepted
+	// ("policies/{policy}/versions/{version}"); empty when none.
+	AcceptedVersion string `protobuf:"bytes,2,opt,name=accepted_version,json=acceptedVersion,proto3" json:"accepted_version,omitempty"`
+	// accept_time is when they accepted it.
+	AcceptTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=accept_time,json=acceptTime,proto3" json:"accept_time,omitempty"`
+	// current_version is the newest published version.
+	CurrentVersion string `protobuf:"bytes,4,opt,name=current_version,json=currentVersion,proto3" json:"current_version,omitempty"`
+	// pending_versions lower protection and wait for the member's consent; the purposes
+	// they affect are off for the member from their effective date until then.
+	PendingVersions []string `protobuf:"bytes,5,rep,name=pending_versions,json=pendingVersions,proto3" json:"pending_versions,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PolicyAcceptance) Reset() {
+	*x = PolicyAcceptance{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyAcceptance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyAcceptance) ProtoMessage() {}
+
+func (x *PolicyAcceptance) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyAcceptance.ProtoReflect.Descriptor instead.
+func (*PolicyAcceptance) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *PolicyAcceptance) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PolicyAcceptance) GetAcceptedVersion() string {
+	if x != nil {
+		return x.AcceptedVersion
+	}
+	return ""
+}
+
+func (x *PolicyAcceptance) GetAcceptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcceptTime
+	}
+	return nil
+}
+
+func (x *PolicyAcceptance) GetCurrentVersion() string {
+	if x != nil {
+		return x.CurrentVersion
+	}
+	return ""
+}
+
+func (x *PolicyAcceptance) GetPendingVersions() []string {
+	if x != nil {
+		return x.PendingVersions
+	}
+	return nil
+}
+
+// AcceptPolicyVersionRequest accepts a version.
+type AcceptPolicyVersionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/policyAcceptances/{policy}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// version is "policies/{policy}/versions/{version}" of the same policy.
+	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// request_id makes the call idempotent.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptPolicyVersionRequest) Reset() {
+	*x = AcceptPolicyVersionRequest{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptPolicyVersionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptPolicyVersionRequest) ProtoMessage() {}
+
+func (x *AcceptPolicyVersionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptPolicyVersionRequest.ProtoReflect.Descriptor instead.
+func (*AcceptPolicyVersionRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *AcceptPolicyVersionRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AcceptPolicyVersionRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *AcceptPolicyVersionRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// GetPolicyAcceptanceRequest names a member's acceptance of a policy.
+type GetPolicyAcceptanceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/policyAcceptances/{policy}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPolicyAcceptanceRequest) Reset() {
+	*x = GetPolicyAcceptanceRequest{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPolicyAcceptanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPolicyAcceptanceRequest) ProtoMessage() {}
+
+func (x *GetPolicyAcceptanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPolicyAcceptanceRequest.ProtoReflect.Descriptor instead.
+func (*GetPolicyAcceptanceRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *GetPolicyAcceptanceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// CheckPolicyConsentRequest asks about one purpose.
+type CheckPolicyConsentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// member is "members/{member}".
+	Member string `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// purpose is the processing purpose, e.g. "ads".
+	Purpose       string `protobuf:"bytes,2,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckPolicyConsentRequest) Reset() {
+	*x = CheckPolicyConsentRequest{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckPolicyConsentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckPolicyConsentRequest) ProtoMessage() {}
+
+func (x *CheckPolicyConsentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckPolicyConsentRequest.ProtoReflect.Descriptor instead.
+func (*CheckPolicyConsentRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *CheckPolicyConsentRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *CheckPolicyConsentRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+// CheckPolicyConsentResponse answers it.
+type CheckPolicyConsentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// allowed is false while a version lowering protection for the purpose is in effect
+	// and not accepted by the member.
+	Allowed bool `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// missing_versions names the versions the member has to accept first.
+	MissingVersions []string `protobuf:"bytes,2,rep,name=missing_versions,json=missingVersions,proto3" json:"missing_versions,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CheckPolicyConsentResponse) Reset() {
+	*x = CheckPolicyConsentResponse{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckPolicyConsentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckPolicyConsentResponse) ProtoMessage() {}
+
+func (x *CheckPolicyConsentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckPolicyConsentResponse.ProtoReflect.Descriptor instead.
+func (*CheckPolicyConsentResponse) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *CheckPolicyConsentResponse) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *CheckPolicyConsentResponse) GetMissingVersions() []string {
+	if x != nil {
+		return x.MissingVersions
+	}
+	return nil
+}
+
 var File_lethe_preferences_v1_preferences_proto protoreflect.FileDescriptor
 
 const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
@@ -2939,7 +3515,69 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\achannel\x18\x01 \x01(\x0e2\x1d.lethe.preferences.v1.ChannelB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\achannel\x12L\n" +
 	"\x05topic\x18\x02 \x01(\x0e2\x1b.lethe.preferences.v1.TopicB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x05topic*[\n" +
+	"\x11system.operations\x10\x04R\x05topic\"\xcb\x04\n" +
+	"\rPolicyVersion\x12-\n" +
+	"\x04name\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04name\x123\n" +
+	"\asummary\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\asummary\x12\\\n" +
+	"\x0eeffective_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\reffectiveTime\x12F\n" +
+	"\x11lowers_protection\x18\x04 \x01(\bB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x10lowersProtection\x12F\n" +
+	"\x11affected_purposes\x18\x05 \x03(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x10affectedPurposes\x12V\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\n" +
+	"createTime\x12@\n" +
+	"\x0enotified_count\x18\a \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\rnotifiedCount\x12N\n" +
+	"\x15notification_complete\x18\b \x01(\bB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x14notificationComplete\"\xe2\x01\n" +
+	"\x1aCreatePolicyVersionRequest\x121\n" +
+	"\x06parent\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06parent\x12E\n" +
+	"\x11policy_version_id\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0fpolicyVersionId\x12J\n" +
+	"\x0epolicy_version\x18\x03 \x01(\v2#.lethe.preferences.v1.PolicyVersionR\rpolicyVersion\"N\n" +
+	"\x19ListPolicyVersionsRequest\x121\n" +
+	"\x06parent\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06parent\"j\n" +
+	"\x1aListPolicyVersionsResponse\x12L\n" +
+	"\x0fpolicy_versions\x18\x01 \x03(\v2#.lethe.preferences.v1.PolicyVersionR\x0epolicyVersions\"\xfb\x02\n" +
+	"\x10PolicyAcceptance\x12*\n" +
+	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x04name\x12K\n" +
+	"\x10accepted_version\x18\x02 \x01(\tB \xea\xe0\x18\x1c\n" +
+	"\x18user.privacy_preferences\x10\x01R\x0facceptedVersion\x12]\n" +
+	"\vaccept_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB \xea\xe0\x18\x1c\n" +
+	"\x18user.privacy_preferences\x10\x01R\n" +
+	"acceptTime\x12B\n" +
+	"\x0fcurrent_version\x18\x04 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0ecurrentVersion\x12K\n" +
+	"\x10pending_versions\x18\x05 \x03(\tB \xea\xe0\x18\x1c\n" +
+	"\x18user.privacy_preferences\x10\x01R\x0fpendingVersions\"\xbe\x01\n" +
+	"\x1aAcceptPolicyVersionRequest\x12*\n" +
+	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x04name\x12:\n" +
+	"\aversion\x18\x02 \x01(\tB \xea\xe0\x18\x1c\n" +
+	"\x18user.privacy_preferences\x10\x01R\aversion\x128\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\trequestId\"H\n" +
+	"\x1aGetPolicyAcceptanceRequest\x12*\n" +
+	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x04name\"\x80\x01\n" +
+	"\x19CheckPolicyConsentRequest\x12.\n" +
+	"\x06member\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x06member\x123\n" +
+	"\apurpose\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\apurpose\"\x97\x01\n" +
+	"\x1aCheckPolicyConsentResponse\x123\n" +
+	"\aallowed\x18\x01 \x01(\bB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\aallowed\x12D\n" +
+	"\x10missing_versions\x18\x02 \x03(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0fmissingVersions*[\n" +
 	"\aChannel\x12\x17\n" +
 	"\x13CHANNEL_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rCHANNEL_EMAIL\x10\x01\x12\x12\n" +
@@ -2952,7 +3590,7 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x10TOPIC_PROMOTIONS\x10\x03\x12\x11\n" +
 	"\rTOPIC_SURVEYS\x10\x04\x12\x18\n" +
 	"\x14TOPIC_PARTNER_OFFERS\x10\x05\x12\x17\n" +
-	"\x13TOPIC_TRANSACTIONAL\x10\x06*\xa0\x02\n" +
+	"\x13TOPIC_TRANSACTIONAL\x10\x06*\xc6\x02\n" +
 	"\rConsentSource\x12\x1e\n" +
 	"\x1aCONSENT_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CONSENT_SOURCE_MEMBER\x10\x01\x12\x19\n" +
@@ -2961,13 +3599,14 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x1cCONSENT_SOURCE_SUPPORT_AGENT\x10\x04\x12#\n" +
 	"\x1fCONSENT_SOURCE_UNSUBSCRIBE_LINK\x10\x05\x12\"\n" +
 	"\x1eCONSENT_SOURCE_PRIVACY_REQUEST\x10\x06\x12#\n" +
-	"\x1fCONSENT_SOURCE_AUTHORIZED_AGENT\x10\a*o\n" +
+	"\x1fCONSENT_SOURCE_AUTHORIZED_AGENT\x10\a\x12$\n" +
+	" CONSENT_SOURCE_POLICY_ACCEPTANCE\x102*o\n" +
 	"\n" +
 	"Visibility\x12\x1a\n" +
 	"\x16VISIBILITY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VISIBILITY_PUBLIC\x10\x01\x12\x16\n" +
 	"\x12VISIBILITY_MEMBERS\x10\x02\x12\x16\n" +
-	"\x12VISIBILITY_PRIVATE\x10\x032\xff\x1e\n" +
+	"\x12VISIBILITY_PRIVATE\x10\x032\xad%\n" +
 	"\x12PreferencesService\x12\xc2\x01\n" +
 	"\x1bGetCommunicationPreferences\x128.lethe.preferences.v1.GetCommunicationPreferencesRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"9\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02/\x12-/v1/{name=members/*/communicationPreferences}\x12\xcb\x01\n" +
 	"\x1eUpdateCommunicationPreferences\x12;.lethe.preferences.v1.UpdateCommunicationPreferencesRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"<\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x022:\x01*2-/v1/{name=members/*/communicationPreferences}\x12\xc0\x01\n" +
@@ -2991,7 +3630,12 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\fDeleteRating\x12).lethe.preferences.v1.DeleteRatingRequest\x1a\x16.google.protobuf.Empty\"*\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02 *\x1e/v1/{name=members/*/ratings/*}\x12\x98\x01\n" +
 	"\x12GetTitleStatistics\x12/.lethe.preferences.v1.GetTitleStatisticsRequest\x1a%.lethe.preferences.v1.TitleStatistics\"*\xf0\xe0\x18\x02\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=titles/*/statistics}\x12{\n" +
 	"\x16CreateUnsubscribeToken\x123.lethe.preferences.v1.CreateUnsubscribeTokenRequest\x1a&.lethe.preferences.v1.UnsubscribeToken\"\x04\xf0\xe0\x18\x05\x12\x82\x01\n" +
-	"\vUnsubscribe\x12(.lethe.preferences.v1.UnsubscribeRequest\x1a).lethe.preferences.v1.UnsubscribeResponse\"\x1e\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/unsubscribeB2Z0lethe.dev/gen/lethe/preferences/v1;preferencesv1b\x06proto3"
+	"\vUnsubscribe\x12(.lethe.preferences.v1.UnsubscribeRequest\x1a).lethe.preferences.v1.UnsubscribeResponse\"\x1e\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/unsubscribe\x12\xaa\x01\n" +
+	"\x13CreatePolicyVersion\x120.lethe.preferences.v1.CreatePolicyVersionRequest\x1a#.lethe.preferences.v1.PolicyVersion\"<\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x022:\x0epolicy_version\" /v1/{parent=policies/*}/versions\x12\xa5\x01\n" +
+	"\x12ListPolicyVersions\x12/.lethe.preferences.v1.ListPolicyVersionsRequest\x1a0.lethe.preferences.v1.ListPolicyVersionsResponse\",\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\"\x12 /v1/{parent=policies/*}/versions\x12\xaf\x01\n" +
+	"\x13AcceptPolicyVersion\x120.lethe.preferences.v1.AcceptPolicyVersionRequest\x1a&.lethe.preferences.v1.PolicyAcceptance\">\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x024:\x01*\"//v1/{name=members/*/policyAcceptances/*}:accept\x12\xa5\x01\n" +
+	"\x13GetPolicyAcceptance\x120.lethe.preferences.v1.GetPolicyAcceptanceRequest\x1a&.lethe.preferences.v1.PolicyAcceptance\"4\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02*\x12(/v1/{name=members/*/policyAcceptances/*}\x12}\n" +
+	"\x12CheckPolicyConsent\x12/.lethe.preferences.v1.CheckPolicyConsentRequest\x1a0.lethe.preferences.v1.CheckPolicyConsentResponse\"\x04\xf0\xe0\x18\x05B2Z0lethe.dev/gen/lethe/preferences/v1;preferencesv1b\x06proto3"
 
 var (
 	file_lethe_preferences_v1_preferences_proto_rawDescOnce sync.Once
@@ -3006,7 +3650,7 @@ func file_lethe_preferences_v1_preferences_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_preferences_v1_preferences_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lethe_preferences_v1_preferences_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_lethe_preferences_v1_preferences_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_lethe_preferences_v1_preferences_proto_goTypes = []any{
 	(Channel)(0),                     // 0: lethe.preferences.v1.Channel
 	(Topic)(0),                       // 1: lethe.preferences.v1.Topic
@@ -3052,14 +3696,23 @@ var file_lethe_preferences_v1_preferences_proto_goTypes = []any{
 	(*UnsubscribeToken)(nil),                      // 41: lethe.preferences.v1.UnsubscribeToken
 	(*UnsubscribeRequest)(nil),                    // 42: lethe.preferences.v1.UnsubscribeRequest
 	(*UnsubscribeResponse)(nil),                   // 43: lethe.preferences.v1.UnsubscribeResponse
-	(*timestamppb.Timestamp)(nil),                 // 44: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),                 // 45: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                         // 46: google.protobuf.Empty
+	(*PolicyVersion)(nil),                         // 44: lethe.preferences.v1.PolicyVersion
+	(*CreatePolicyVersionRequest)(nil),            // 45: lethe.preferences.v1.CreatePolicyVersionRequest
+	(*ListPolicyVersionsRequest)(nil),             // 46: lethe.preferences.v1.ListPolicyVersionsRequest
+	(*ListPolicyVersionsResponse)(nil),            // 47: lethe.preferences.v1.ListPolicyVersionsResponse
+	(*PolicyAcceptance)(nil),                      // 48: lethe.preferences.v1.PolicyAcceptance
+	(*AcceptPolicyVersionRequest)(nil),            // 49: lethe.preferences.v1.AcceptPolicyVersionRequest
+	(*GetPolicyAcceptanceRequest)(nil),            // 50: lethe.preferences.v1.GetPolicyAcceptanceRequest
+	(*CheckPolicyConsentRequest)(nil),             // 51: lethe.preferences.v1.CheckPolicyConsentRequest
+	(*CheckPolicyConsentResponse)(nil),            // 52: lethe.preferences.v1.CheckPolicyConsentResponse
+	(*timestamppb.Timestamp)(nil),                 // 53: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),                 // 54: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                         // 55: google.protobuf.Empty
 }
 var file_lethe_preferences_v1_preferences_proto_depIdxs = []int32{
 	0,  // 0: lethe.preferences.v1.Subscription.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 1: lethe.preferences.v1.Subscription.topic:type_name -> lethe.preferences.v1.Topic
-	44, // 2: lethe.preferences.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	53, // 2: lethe.preferences.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 3: lethe.preferences.v1.CommunicationPreferences.subscriptions:type_name -> lethe.preferences.v1.Subscription
 	0,  // 4: lethe.preferences.v1.SubscriptionChange.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 5: lethe.preferences.v1.SubscriptionChange.topic:type_name -> lethe.preferences.v1.Topic
@@ -3067,86 +3720,101 @@ var file_lethe_preferences_v1_preferences_proto_depIdxs = []int32{
 	2,  // 7: lethe.preferences.v1.UpdateCommunicationPreferencesRequest.source:type_name -> lethe.preferences.v1.ConsentSource
 	2,  // 8: lethe.preferences.v1.StopAllMarketingRequest.source:type_name -> lethe.preferences.v1.ConsentSource
 	2,  // 9: lethe.preferences.v1.ConsentRecord.source:type_name -> lethe.preferences.v1.ConsentSource
-	44, // 10: lethe.preferences.v1.ConsentRecord.create_time:type_name -> google.protobuf.Timestamp
+	53, // 10: lethe.preferences.v1.ConsentRecord.create_time:type_name -> google.protobuf.Timestamp
 	10, // 11: lethe.preferences.v1.ListConsentRecordsResponse.consent_records:type_name -> lethe.preferences.v1.ConsentRecord
-	44, // 12: lethe.preferences.v1.AdPreferences.gpc_signal_time:type_name -> google.protobuf.Timestamp
-	44, // 13: lethe.preferences.v1.AdPreferences.update_time:type_name -> google.protobuf.Timestamp
+	53, // 12: lethe.preferences.v1.AdPreferences.gpc_signal_time:type_name -> google.protobuf.Timestamp
+	53, // 13: lethe.preferences.v1.AdPreferences.update_time:type_name -> google.protobuf.Timestamp
 	13, // 14: lethe.preferences.v1.UpdateAdPreferencesRequest.ad_preferences:type_name -> lethe.preferences.v1.AdPreferences
-	45, // 15: lethe.preferences.v1.UpdateAdPreferencesRequest.update_mask:type_name -> google.protobuf.FieldMask
+	54, // 15: lethe.preferences.v1.UpdateAdPreferencesRequest.update_mask:type_name -> google.protobuf.FieldMask
 	2,  // 16: lethe.preferences.v1.UpdateAdPreferencesRequest.source:type_name -> lethe.preferences.v1.ConsentSource
 	3,  // 17: lethe.preferences.v1.ProfileVisibility.display_name:type_name -> lethe.preferences.v1.Visibility
 	3,  // 18: lethe.preferences.v1.ProfileVisibility.viewing_history:type_name -> lethe.preferences.v1.Visibility
 	3,  // 19: lethe.preferences.v1.ProfileVisibility.ratings:type_name -> lethe.preferences.v1.Visibility
 	3,  // 20: lethe.preferences.v1.ProfileVisibility.social_connections:type_name -> lethe.preferences.v1.Visibility
 	17, // 21: lethe.preferences.v1.UpdateProfileVisibilityRequest.profile_visibility:type_name -> lethe.preferences.v1.ProfileVisibility
-	45, // 22: lethe.preferences.v1.UpdateProfileVisibilityRequest.update_mask:type_name -> google.protobuf.FieldMask
-	44, // 23: lethe.preferences.v1.SocialConnection.create_time:type_name -> google.protobuf.Timestamp
+	54, // 22: lethe.preferences.v1.UpdateProfileVisibilityRequest.update_mask:type_name -> google.protobuf.FieldMask
+	53, // 23: lethe.preferences.v1.SocialConnection.create_time:type_name -> google.protobuf.Timestamp
 	20, // 24: lethe.preferences.v1.ListSocialConnectionsResponse.social_connections:type_name -> lethe.preferences.v1.SocialConnection
 	20, // 25: lethe.preferences.v1.CreateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
 	20, // 26: lethe.preferences.v1.UpdateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
-	45, // 27: lethe.preferences.v1.UpdateSocialConnectionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	44, // 28: lethe.preferences.v1.ViewingEvent.view_time:type_name -> google.protobuf.Timestamp
+	54, // 27: lethe.preferences.v1.UpdateSocialConnectionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	53, // 28: lethe.preferences.v1.ViewingEvent.view_time:type_name -> google.protobuf.Timestamp
 	26, // 29: lethe.preferences.v1.CreateViewingEventRequest.viewing_event:type_name -> lethe.preferences.v1.ViewingEvent
 	26, // 30: lethe.preferences.v1.ListViewingEventsResponse.viewing_events:type_name -> lethe.preferences.v1.ViewingEvent
-	44, // 31: lethe.preferences.v1.Rating.update_time:type_name -> google.protobuf.Timestamp
+	53, // 31: lethe.preferences.v1.Rating.update_time:type_name -> google.protobuf.Timestamp
 	33, // 32: lethe.preferences.v1.SetRatingRequest.rating:type_name -> lethe.preferences.v1.Rating
 	33, // 33: lethe.preferences.v1.ListRatingsResponse.ratings:type_name -> lethe.preferences.v1.Rating
 	0,  // 34: lethe.preferences.v1.CreateUnsubscribeTokenRequest.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 35: lethe.preferences.v1.CreateUnsubscribeTokenRequest.topic:type_name -> lethe.preferences.v1.Topic
-	44, // 36: lethe.preferences.v1.UnsubscribeToken.expire_time:type_name -> google.protobuf.Timestamp
+	53, // 36: lethe.preferences.v1.UnsubscribeToken.expire_time:type_name -> google.protobuf.Timestamp
 	0,  // 37: lethe.preferences.v1.UnsubscribeResponse.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 38: lethe.preferences.v1.UnsubscribeResponse.topic:type_name -> lethe.preferences.v1.Topic
-	6,  // 39: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:input_type -> lethe.preferences.v1.GetCommunicationPreferencesRequest
-	8,  // 40: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:input_type -> lethe.preferences.v1.UpdateCommunicationPreferencesRequest
-	9,  // 41: lethe.preferences.v1.PreferencesService.StopAllMarketing:input_type -> lethe.preferences.v1.StopAllMarketingRequest
-	11, // 42: lethe.preferences.v1.PreferencesService.ListConsentRecords:input_type -> lethe.preferences.v1.ListConsentRecordsRequest
-	14, // 43: lethe.preferences.v1.PreferencesService.GetAdPreferences:input_type -> lethe.preferences.v1.GetAdPreferencesRequest
-	15, // 44: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:input_type -> lethe.preferences.v1.UpdateAdPreferencesRequest
-	16, // 45: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordGlobalPrivacyControlRequest
-	18, // 46: lethe.preferences.v1.PreferencesService.GetProfileVisibility:input_type -> lethe.preferences.v1.GetProfileVisibilityRequest
-	19, // 47: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:input_type -> lethe.preferences.v1.UpdateProfileVisibilityRequest
-	21, // 48: lethe.preferences.v1.PreferencesService.ListSocialConnections:input_type -> lethe.preferences.v1.ListSocialConnectionsRequest
-	23, // 49: lethe.preferences.v1.PreferencesService.CreateSocialConnection:input_type -> lethe.preferences.v1.CreateSocialConnectionRequest
-	24, // 50: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:input_type -> lethe.preferences.v1.UpdateSocialConnectionRequest
-	25, // 51: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:input_type -> lethe.preferences.v1.DeleteSocialConnectionRequest
-	27, // 52: lethe.preferences.v1.PreferencesService.CreateViewingEvent:input_type -> lethe.preferences.v1.CreateViewingEventRequest
-	28, // 53: lethe.preferences.v1.PreferencesService.ListViewingEvents:input_type -> lethe.preferences.v1.ListViewingEventsRequest
-	30, // 54: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:input_type -> lethe.preferences.v1.DeleteViewingEventRequest
-	31, // 55: lethe.preferences.v1.PreferencesService.ClearViewingHistory:input_type -> lethe.preferences.v1.ClearViewingHistoryRequest
-	34, // 56: lethe.preferences.v1.PreferencesService.SetRating:input_type -> lethe.preferences.v1.SetRatingRequest
-	35, // 57: lethe.preferences.v1.PreferencesService.ListRatings:input_type -> lethe.preferences.v1.ListRatingsRequest
-	37, // 58: lethe.preferences.v1.PreferencesService.DeleteRating:input_type -> lethe.preferences.v1.DeleteRatingRequest
-	38, // 59: lethe.preferences.v1.PreferencesService.GetTitleStatistics:input_type -> lethe.preferences.v1.GetTitleStatisticsRequest
-	40, // 60: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:input_type -> lethe.preferences.v1.CreateUnsubscribeTokenRequest
-	42, // 61: lethe.preferences.v1.PreferencesService.Unsubscribe:input_type -> lethe.preferences.v1.UnsubscribeRequest
-	5,  // 62: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
-	5,  // 63: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
-	5,  // 64: lethe.preferences.v1.PreferencesService.StopAllMarketing:output_type -> lethe.preferences.v1.CommunicationPreferences
-	12, // 65: lethe.preferences.v1.PreferencesService.ListConsentRecords:output_type -> lethe.preferences.v1.ListConsentRecordsResponse
-	13, // 66: lethe.preferences.v1.PreferencesService.GetAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
-	13, // 67: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
-	13, // 68: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:output_type -> lethe.preferences.v1.AdPreferences
-	17, // 69: lethe.preferences.v1.PreferencesService.GetProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
-	17, // 70: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
-	22, // 71: lethe.preferences.v1.PreferencesService.ListSocialConnections:output_type -> lethe.preferences.v1.ListSocialConnectionsResponse
-	20, // 72: lethe.preferences.v1.PreferencesService.CreateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
-	20, // 73: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
-	46, // 74: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:output_type -> google.protobuf.Empty
-	26, // 75: lethe.preferences.v1.PreferencesService.CreateViewingEvent:output_type -> lethe.preferences.v1.ViewingEvent
-	29, // 76: lethe.preferences.v1.PreferencesService.ListViewingEvents:output_type -> lethe.preferences.v1.ListViewingEventsResponse
-	46, // 77: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:output_type -> google.protobuf.Empty
-	32, // 78: lethe.preferences.v1.PreferencesService.ClearViewingHistory:output_type -> lethe.preferences.v1.ClearViewingHistoryResponse
-	33, // 79: lethe.preferences.v1.PreferencesService.SetRating:output_type -> lethe.preferences.v1.Rating
-	36, // 80: lethe.preferences.v1.PreferencesService.ListRatings:output_type -> lethe.preferences.v1.ListRatingsResponse
-	46, // 81: lethe.preferences.v1.PreferencesService.DeleteRating:output_type -> google.protobuf.Empty
-	39, // 82: lethe.preferences.v1.PreferencesService.GetTitleStatistics:output_type -> lethe.preferences.v1.TitleStatistics
-	41, // 83: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:output_type -> lethe.preferences.v1.UnsubscribeToken
-	43, // 84: lethe.preferences.v1.PreferencesService.Unsubscribe:output_type -> lethe.preferences.v1.UnsubscribeResponse
-	62, // [62:85] is the sub-list for method output_type
-	39, // [39:62] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	53, // 39: lethe.preferences.v1.PolicyVersion.effective_time:type_name -> google.protobuf.Timestamp
+	53, // 40: lethe.preferences.v1.PolicyVersion.create_time:type_name -> google.protobuf.Timestamp
+	44, // 41: lethe.preferences.v1.CreatePolicyVersionRequest.policy_version:type_name -> lethe.preferences.v1.PolicyVersion
+	44, // 42: lethe.preferences.v1.ListPolicyVersionsResponse.policy_versions:type_name -> lethe.preferences.v1.PolicyVersion
+	53, // 43: lethe.preferences.v1.PolicyAcceptance.accept_time:type_name -> google.protobuf.Timestamp
+	6,  // 44: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:input_type -> lethe.preferences.v1.GetCommunicationPreferencesRequest
+	8,  // 45: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:input_type -> lethe.preferences.v1.UpdateCommunicationPreferencesRequest
+	9,  // 46: lethe.preferences.v1.PreferencesService.StopAllMarketing:input_type -> lethe.preferences.v1.StopAllMarketingRequest
+	11, // 47: lethe.preferences.v1.PreferencesService.ListConsentRecords:input_type -> lethe.preferences.v1.ListConsentRecordsRequest
+	14, // 48: lethe.preferences.v1.PreferencesService.GetAdPreferences:input_type -> lethe.preferences.v1.GetAdPreferencesRequest
+	15, // 49: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:input_type -> lethe.preferences.v1.UpdateAdPreferencesRequest
+	16, // 50: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordGlobalPrivacyControlRequest
+	18, // 51: lethe.preferences.v1.PreferencesService.GetProfileVisibility:input_type -> lethe.preferences.v1.GetProfileVisibilityRequest
+	19, // 52: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:input_type -> lethe.preferences.v1.UpdateProfileVisibilityRequest
+	21, // 53: lethe.preferences.v1.PreferencesService.ListSocialConnections:input_type -> lethe.preferences.v1.ListSocialConnectionsRequest
+	23, // 54: lethe.preferences.v1.PreferencesService.CreateSocialConnection:input_type -> lethe.preferences.v1.CreateSocialConnectionRequest
+	24, // 55: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:input_type -> lethe.preferences.v1.UpdateSocialConnectionRequest
+	25, // 56: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:input_type -> lethe.preferences.v1.DeleteSocialConnectionRequest
+	27, // 57: lethe.preferences.v1.PreferencesService.CreateViewingEvent:input_type -> lethe.preferences.v1.CreateViewingEventRequest
+	28, // 58: lethe.preferences.v1.PreferencesService.ListViewingEvents:input_type -> lethe.preferences.v1.ListViewingEventsRequest
+	30, // 59: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:input_type -> lethe.preferences.v1.DeleteViewingEventRequest
+	31, // 60: lethe.preferences.v1.PreferencesService.ClearViewingHistory:input_type -> lethe.preferences.v1.ClearViewingHistoryRequest
+	34, // 61: lethe.preferences.v1.PreferencesService.SetRating:input_type -> lethe.preferences.v1.SetRatingRequest
+	35, // 62: lethe.preferences.v1.PreferencesService.ListRatings:input_type -> lethe.preferences.v1.ListRatingsRequest
+	37, // 63: lethe.preferences.v1.PreferencesService.DeleteRating:input_type -> lethe.preferences.v1.DeleteRatingRequest
+	38, // 64: lethe.preferences.v1.PreferencesService.GetTitleStatistics:input_type -> lethe.preferences.v1.GetTitleStatisticsRequest
+	40, // 65: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:input_type -> lethe.preferences.v1.CreateUnsubscribeTokenRequest
+	42, // 66: lethe.preferences.v1.PreferencesService.Unsubscribe:input_type -> lethe.preferences.v1.UnsubscribeRequest
+	45, // 67: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:input_type -> lethe.preferences.v1.CreatePolicyVersionRequest
+	46, // 68: lethe.preferences.v1.PreferencesService.ListPolicyVersions:input_type -> lethe.preferences.v1.ListPolicyVersionsRequest
+	49, // 69: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:input_type -> lethe.preferences.v1.AcceptPolicyVersionRequest
+	50, // 70: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:input_type -> lethe.preferences.v1.GetPolicyAcceptanceRequest
+	51, // 71: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:input_type -> lethe.preferences.v1.CheckPolicyConsentRequest
+	5,  // 72: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
+	5,  // 73: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
+	5,  // 74: lethe.preferences.v1.PreferencesService.StopAllMarketing:output_type -> lethe.preferences.v1.CommunicationPreferences
+	12, // 75: lethe.preferences.v1.PreferencesService.ListConsentRecords:output_type -> lethe.preferences.v1.ListConsentRecordsResponse
+	13, // 76: lethe.preferences.v1.PreferencesService.GetAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
+	13, // 77: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
+	13, // 78: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:output_type -> lethe.preferences.v1.AdPreferences
+	17, // 79: lethe.preferences.v1.PreferencesService.GetProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
+	17, // 80: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
+	22, // 81: lethe.preferences.v1.PreferencesService.ListSocialConnections:output_type -> lethe.preferences.v1.ListSocialConnectionsResponse
+	20, // 82: lethe.preferences.v1.PreferencesService.CreateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
+	20, // 83: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
+	55, // 84: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:output_type -> google.protobuf.Empty
+	26, // 85: lethe.preferences.v1.PreferencesService.CreateViewingEvent:output_type -> lethe.preferences.v1.ViewingEvent
+	29, // 86: lethe.preferences.v1.PreferencesService.ListViewingEvents:output_type -> lethe.preferences.v1.ListViewingEventsResponse
+	55, // 87: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:output_type -> google.protobuf.Empty
+	32, // 88: lethe.preferences.v1.PreferencesService.ClearViewingHistory:output_type -> lethe.preferences.v1.ClearViewingHistoryResponse
+	33, // 89: lethe.preferences.v1.PreferencesService.SetRating:output_type -> lethe.preferences.v1.Rating
+	36, // 90: lethe.preferences.v1.PreferencesService.ListRatings:output_type -> lethe.preferences.v1.ListRatingsResponse
+	55, // 91: lethe.preferences.v1.PreferencesService.DeleteRating:output_type -> google.protobuf.Empty
+	39, // 92: lethe.preferences.v1.PreferencesService.GetTitleStatistics:output_type -> lethe.preferences.v1.TitleStatistics
+	41, // 93: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:output_type -> lethe.preferences.v1.UnsubscribeToken
+	43, // 94: lethe.preferences.v1.PreferencesService.Unsubscribe:output_type -> lethe.preferences.v1.UnsubscribeResponse
+	44, // 95: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:output_type -> lethe.preferences.v1.PolicyVersion
+	47, // 96: lethe.preferences.v1.PreferencesService.ListPolicyVersions:output_type -> lethe.preferences.v1.ListPolicyVersionsResponse
+	48, // 97: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:output_type -> lethe.preferences.v1.PolicyAcceptance
+	48, // 98: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:output_type -> lethe.preferences.v1.PolicyAcceptance
+	52, // 99: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:output_type -> lethe.preferences.v1.CheckPolicyConsentResponse
+	72, // [72:100] is the sub-list for method output_type
+	44, // [44:72] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_lethe_preferences_v1_preferences_proto_init() }
@@ -3160,7 +3828,7 @@ func file_lethe_preferences_v1_preferences_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_preferences_v1_preferences_proto_rawDesc), len(file_lethe_preferences_v1_preferences_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   40,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

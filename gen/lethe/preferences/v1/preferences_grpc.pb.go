@@ -43,6 +43,11 @@ const (
 	PreferencesService_GetTitleStatistics_FullMethodName             = "/lethe.preferences.v1.PreferencesService/GetTitleStatistics"
 	PreferencesService_CreateUnsubscribeToken_FullMethodName         = "/lethe.preferences.v1.PreferencesService/CreateUnsubscribeToken"
 	PreferencesService_Unsubscribe_FullMethodName                    = "/lethe.preferences.v1.PreferencesService/Unsubscribe"
+	PreferencesService_CreatePolicyVersion_FullMethodName            = "/lethe.preferences.v1.PreferencesService/CreatePolicyVersion"
+	PreferencesService_ListPolicyVersions_FullMethodName             = "/lethe.preferences.v1.PreferencesService/ListPolicyVersions"
+	PreferencesService_AcceptPolicyVersion_FullMethodName            = "/lethe.preferences.v1.PreferencesService/AcceptPolicyVersion"
+	PreferencesService_GetPolicyAcceptance_FullMethodName            = "/lethe.preferences.v1.PreferencesService/GetPolicyAcceptance"
+	PreferencesService_CheckPolicyConsent_FullMethodName             = "/lethe.preferences.v1.PreferencesService/CheckPolicyConsent"
 )
 
 // PreferencesServiceClient is the client API for PreferencesService service.
@@ -101,6 +106,26 @@ type PreferencesServiceClient interface {
 	CreateUnsubscribeToken(ctx context.Context, in *CreateUnsubscribeTokenRequest, opts ...grpc.CallOption) (*UnsubscribeToken, error)
 	// Unsubscribe opts a member out of one topic by token, without sign-in.
 	Unsubscribe(ctx context.Context, in *UnsubscribeRequest, opts ...grpc.CallOption) (*UnsubscribeResponse, error)
+	// CreatePolicyVersion publishes a version of a privacy policy (operators): its summary
+	// of changes, effective date and, for a change that lowers protection, the processing
+	// purposes it affects. Every member is told by email; from the effective date the
+	// affected purposes stay off for a member until they accept the version. Idempotent by
+	// policy_version_id: the same id with the same content returns the first version.
+	CreatePolicyVersion(ctx context.Context, in *CreatePolicyVersionRequest, opts ...grpc.CallOption) (*PolicyVersion, error)
+	// ListPolicyVersions lists a policy's published versions, newest first. Policies are
+	// public documents.
+	ListPolicyVersions(ctx context.Context, in *ListPolicyVersionsRequest, opts ...grpc.CallOption) (*ListPolicyVersionsResponse, error)
+	// AcceptPolicyVersion records the member's acceptance of a policy version as a consent
+	// record (setting "policy/{policy}", value "accepted", the version). Accepting a
+	// version accepts every earlier version of the same policy. Idempotent.
+	AcceptPolicyVersion(ctx context.Context, in *AcceptPolicyVersionRequest, opts ...grpc.CallOption) (*PolicyAcceptance, error)
+	// GetPolicyAcceptance shows which version of a policy the member accepted, the current
+	// version, and the versions lowering protection that still wait for their consent.
+	GetPolicyAcceptance(ctx context.Context, in *GetPolicyAcceptanceRequest, opts ...grpc.CallOption) (*PolicyAcceptance, error)
+	// CheckPolicyConsent tells an internal caller (sharing, before a disclosure) whether a
+	// purpose may be processed for a member: refused while a version lowering protection for
+	// that purpose is in effect and the member has not accepted it.
+	CheckPolicyConsent(ctx context.Context, in *CheckPolicyConsentRequest, opts ...grpc.CallOption) (*CheckPolicyConsentResponse, error)
 }
 
 type preferencesServiceClient struct {
@@ -341,6 +366,56 @@ func (c *preferencesServiceClient) Unsubscribe(ctx context.Context, in *Unsubscr
 	return out, nil
 }
 
+func (c *preferencesServiceClient) CreatePolicyVersion(ctx context.Context, in *CreatePolicyVersionRequest, opts ...grpc.CallOption) (*PolicyVersion, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PolicyVersion)
+	err := c.cc.Invoke(ctx, PreferencesService_CreatePolicyVersion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *preferencesServiceClient) ListPolicyVersions(ctx context.Context, in *ListPolicyVersionsRequest, opts ...grpc.CallOption) (*ListPolicyVersionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPolicyVersionsResponse)
+	err := c.cc.Invoke(ctx, PreferencesService_ListPolicyVersions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *preferencesServiceClient) AcceptPolicyVersion(ctx context.Context, in *AcceptPolicyVersionRequest, opts ...grpc.CallOption) (*PolicyAcceptance, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PolicyAcceptance)
+	err := c.cc.Invoke(ctx, PreferencesService_AcceptPolicyVersion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *preferencesServiceClient) GetPolicyAcceptance(ctx context.Context, in *GetPolicyAcceptanceRequest, opts ...grpc.CallOption) (*PolicyAcceptance, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PolicyAcceptance)
+	err := c.cc.Invoke(ctx, PreferencesService_GetPolicyAcceptance_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *preferencesServiceClient) CheckPolicyConsent(ctx context.Context, in *CheckPolicyConsentRequest, opts ...grpc.CallOption) (*CheckPolicyConsentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckPolicyConsentResponse)
+	err := c.cc.Invoke(ctx, PreferencesService_CheckPolicyConsent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PreferencesServiceServer is the server API for PreferencesService service.
 // All implementations must embed UnimplementedPreferencesServiceServer
 // for forward compatibility.
@@ -397,6 +472,26 @@ type PreferencesServiceServer interface {
 	CreateUnsubscribeToken(context.Context, *CreateUnsubscribeTokenRequest) (*UnsubscribeToken, error)
 	// Unsubscribe opts a member out of one topic by token, without sign-in.
 	Unsubscribe(context.Context, *UnsubscribeRequest) (*UnsubscribeResponse, error)
+	// CreatePolicyVersion publishes a version of a privacy policy (operators): its summary
+	// of changes, effective date and, for a change that lowers protection, the processing
+	// purposes it affects. Every member is told by email; from the effective date the
+	// affected purposes stay off for a member until they accept the version. Idempotent by
+	// policy_version_id: the same id with the same content returns the first version.
+	CreatePolicyVersion(context.Context, *CreatePolicyVersionRequest) (*PolicyVersion, error)
+	// ListPolicyVersions lists a policy's published versions, newest first. Policies are
+	// public documents.
+	ListPolicyVersions(context.Context, *ListPolicyVersionsRequest) (*ListPolicyVersionsResponse, error)
+	// AcceptPolicyVersion records the member's acceptance of a policy version as a consent
+	// record (setting "policy/{policy}", value "accepted", the version). Accepting a
+	// version accepts every earlier version of the same policy. Idempotent.
+	AcceptPolicyVersion(context.Context, *AcceptPolicyVersionRequest) (*PolicyAcceptance, error)
+	// GetPolicyAcceptance shows which version of a policy the member accepted, the current
+	// version, and the versions lowering protection that still wait for their consent.
+	GetPolicyAcceptance(context.Context, *GetPolicyAcceptanceRequest) (*PolicyAcceptance, error)
+	// CheckPolicyConsent tells an internal caller (sharing, before a disclosure) whether a
+	// purpose may be processed for a member: refused while a version lowering protection for
+	// that purpose is in effect and the member has not accepted it.
+	CheckPolicyConsent(context.Context, *CheckPolicyConsentRequest) (*CheckPolicyConsentResponse, error)
 	mustEmbedUnimplementedPreferencesServiceServer()
 }
 
@@ -475,6 +570,21 @@ func (UnimplementedPreferencesServiceServer) CreateUnsubscribeToken(context.Cont
 }
 func (UnimplementedPreferencesServiceServer) Unsubscribe(context.Context, *UnsubscribeRequest) (*UnsubscribeResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Unsubscribe not implemented")
+}
+func (UnimplementedPreferencesServiceServer) CreatePolicyVersion(context.Context, *CreatePolicyVersionRequest) (*PolicyVersion, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreatePolicyVersion not implemented")
+}
+func (UnimplementedPreferencesServiceServer) ListPolicyVersions(context.Context, *ListPolicyVersionsRequest) (*ListPolicyVersionsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListPolicyVersions not implemented")
+}
+func (UnimplementedPreferencesServiceServer) AcceptPolicyVersion(context.Context, *AcceptPolicyVersionRequest) (*PolicyAcceptance, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AcceptPolicyVersion not implemented")
+}
+func (UnimplementedPreferencesServiceServer) GetPolicyAcceptance(context.Context, *GetPolicyAcceptanceRequest) (*PolicyAcceptance, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetPolicyAcceptance not implemented")
+}
+func (UnimplementedPreferencesServiceServer) CheckPolicyConsent(context.Context, *CheckPolicyConsentRequest) (*CheckPolicyConsentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CheckPolicyConsent not implemented")
 }
 func (UnimplementedPreferencesServiceServer) mustEmbedUnimplementedPreferencesServiceServer() {}
 func (UnimplementedPreferencesServiceServer) testEmbeddedByValue()                            {}
@@ -911,6 +1021,96 @@ func _PreferencesService_Unsubscribe_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PreferencesService_CreatePolicyVersion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreatePolicyVersionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PreferencesServiceServer).CreatePolicyVersion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PreferencesService_CreatePolicyVersion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PreferencesServiceServer).CreatePolicyVersion(ctx, req.(*CreatePolicyVersionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PreferencesService_ListPolicyVersions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPolicyVersionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PreferencesServiceServer).ListPolicyVersions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PreferencesService_ListPolicyVersions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PreferencesServiceServer).ListPolicyVersions(ctx, req.(*ListPolicyVersionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PreferencesService_AcceptPolicyVersion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcceptPolicyVersionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PreferencesServiceServer).AcceptPolicyVersion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PreferencesService_AcceptPolicyVersion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PreferencesServiceServer).AcceptPolicyVersion(ctx, req.(*AcceptPolicyVersionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PreferencesService_GetPolicyAcceptance_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPolicyAcceptanceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PreferencesServiceServer).GetPolicyAcceptance(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PreferencesService_GetPolicyAcceptance_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PreferencesServiceServer).GetPolicyAcceptance(ctx, req.(*GetPolicyAcceptanceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PreferencesService_CheckPolicyConsent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckPolicyConsentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PreferencesServiceServer).CheckPolicyConsent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PreferencesService_CheckPolicyConsent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PreferencesServiceServer).CheckPolicyConsent(ctx, req.(*CheckPolicyConsentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PreferencesService_ServiceDesc is the grpc.ServiceDesc for PreferencesService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1009,6 +1209,26 @@ var PreferencesService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Unsubscribe",
 			Handler:    _PreferencesService_Unsubscribe_Handler,
+		},
+		{
+			MethodName: "CreatePolicyVersion",
+			Handler:    _PreferencesService_CreatePolicyVersion_Handler,
+		},
+		{
+			MethodName: "ListPolicyVersions",
+			Handler:    _PreferencesService_ListPolicyVersions_Handler,
+		},
+		{
+			MethodName: "AcceptPolicyVersion",
+			Handler:    _PreferencesService_AcceptPolicyVersion_Handler,
+		},
+		{
+			MethodName: "GetPolicyAcceptance",
+			Handler:    _PreferencesService_GetPolicyAcceptance_Handler,
+		},
+		{
+			MethodName: "CheckPolicyConsent",
+			Handler:    _PreferencesService_CheckPolicyConsent_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -28,6 +28,64 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// BusinessTransferState is where a transfer is.
+type BusinessTransferState int32
+
+const (
+	// BUSINESS_TRANSFER_STATE_UNSPECIFIED is not used.
+	BusinessTransferState_BUSINESS_TRANSFER_STATE_UNSPECIFIED BusinessTransferState = 0
+	// BUSINESS_TRANSFER_STATE_NOTIFYING is telling members.
+	BusinessTransferState_BUSINESS_TRANSFER_STATE_NOTIFYING BusinessTransferState = 1
+	// BUSINESS_TRANSFER_STATE_NOTIFIED has told every member and waits for the date.
+	BusinessTransferState_BUSINESS_TRANSFER_STATE_NOTIFIED BusinessTransferState = 2
+	// BUSINESS_TRANSFER_STATE_EFFECTIVE is past the date: data may flow for members who
+	// did not object.
+	BusinessTransferState_BUSINESS_TRANSFER_STATE_EFFECTIVE BusinessTransferState = 3
+)
+
+// Enum value maps for BusinessTransferState.
+var (
+	BusinessTransferState_name = map[int32]string{
+		0: "BUSINESS_TRANSFER_STATE_UNSPECIFIED",
+		1: "BUSINESS_TRANSFER_STATE_NOTIFYING",
+		2: "BUSINESS_TRANSFER_STATE_NOTIFIED",
+		3: "BUSINESS_TRANSFER_STATE_EFFECTIVE",
+	}
+	BusinessTransferState_value = map[string]int32{
+		"BUSINESS_TRANSFER_STATE_UNSPECIFIED": 0,
+		"BUSINESS_TRANSFER_STATE_NOTIFYING":   1,
+		"BUSINESS_TRANSFER_STATE_NOTIFIED":    2,
+		"BUSINESS_TRANSFER_STATE_EFFECTIVE":   3,
+	}
+)
+
+func (x BusinessTransferState) Enum() *BusinessTransferState {
+	p := new(BusinessTransferState)
+	*p = x
+	return p
+}
+
+func (x BusinessTransferState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BusinessTransferState) Descriptor() protoreflect.EnumDescriptor {
+	return file_lethe_sharing_v1_sharing_proto_enumTypes[0].Descriptor()
+}
+
+func (BusinessTransferState) Type() protoreflect.EnumType {
+	return &file_lethe_sharing_v1_sharing_proto_enumTypes[0]
+}
+
+func (x BusinessTransferState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BusinessTransferState.Descriptor instead.
+func (BusinessTransferState) EnumDescriptor() ([]byte, []int) {
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{0}
+}
+
 // PartnerKind says what a partner is.
 type PartnerKind int32
 
@@ -81,11 +139,11 @@ func (x PartnerKind) String() string {
 }
 
 func (PartnerKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_sharing_v1_sharing_proto_enumTypes[0].Descriptor()
+	return file_lethe_sharing_v1_sharing_proto_enumTypes[1].Descriptor()
 }
 
 func (PartnerKind) Type() protoreflect.EnumType {
-	return &file_lethe_sharing_v1_sharing_proto_enumTypes[0]
+	return &file_lethe_sharing_v1_sharing_proto_enumTypes[1]
 }
 
 func (x PartnerKind) Number() protoreflect.EnumNumber {
@@ -94,7 +152,7 @@ func (x PartnerKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PartnerKind.Descriptor instead.
 func (PartnerKind) EnumDescriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{0}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{1}
 }
 
 // NoticeState is where an advance notice is.
@@ -138,11 +196,11 @@ func (x NoticeState) String() string {
 }
 
 func (NoticeState) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_sharing_v1_sharing_proto_enumTypes[1].Descriptor()
+	return file_lethe_sharing_v1_sharing_proto_enumTypes[2].Descriptor()
 }
 
 func (NoticeState) Type() protoreflect.EnumType {
-	return &file_lethe_sharing_v1_sharing_proto_enumTypes[1]
+	return &file_lethe_sharing_v1_sharing_proto_enumTypes[2]
 }
 
 func (x NoticeState) Number() protoreflect.EnumNumber {
@@ -151,7 +209,7 @@ func (x NoticeState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NoticeState.Descriptor instead.
 func (NoticeState) EnumDescriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{1}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{2}
 }
 
 // OnwardErasureState is where an onward erasure is.
@@ -195,11 +253,11 @@ func (x OnwardErasureState) String() string {
 }
 
 func (OnwardErasureState) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_sharing_v1_sharing_proto_enumTypes[2].Descriptor()
+	return file_lethe_sharing_v1_sharing_proto_enumTypes[3].Descriptor()
 }
 
 func (OnwardErasureState) Type() protoreflect.EnumType {
-	return &file_lethe_sharing_v1_sharing_proto_enumTypes[2]
+	return &file_lethe_sharing_v1_sharing_proto_enumTypes[3]
 }
 
 func (x OnwardErasureState) Number() protoreflect.EnumNumber {
@@ -208,7 +266,218 @@ func (x OnwardErasureState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OnwardErasureState.Descriptor instead.
 func (OnwardErasureState) EnumDescriptor() ([]byte, []int) {
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{3}
+}
+
+// BusinessTransfer is a merger, acquisition or sale of assets that moves member data to
+// an acquirer.
+type BusinessTransfer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "businessTransfers/{transfer}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// acquirer is "partners/{partner}", a partner of kind ACQUIRER.
+	Acquirer string `protobuf:"bytes,2,opt,name=acquirer,proto3" json:"acquirer,omitempty"`
+	// purpose is the acquirer's declared purpose the data flows under, e.g. "acquisition".
+	Purpose string `protobuf:"bytes,3,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	// data_categories that pass to the acquirer (within the purpose's categories).
+	DataCategories []string `protobuf:"bytes,4,rep,name=data_categories,json=dataCategories,proto3" json:"data_categories,omitempty"`
+	// effective_time is the date from which data may flow; must be in the future.
+	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
+	// state of the transfer.
+	State BusinessTransferState `protobuf:"varint,6,opt,name=state,proto3,enum=lethe.sharing.v1.BusinessTransferState" json:"state,omitempty"`
+	// notified_count is how many members have been given notice so far.
+	NotifiedCount int64 `protobuf:"varint,7,opt,name=notified_count,json=notifiedCount,proto3" json:"notified_count,omitempty"`
+	// create_time is when it was recorded.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BusinessTransfer) Reset() {
+	*x = BusinessTransfer{}
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BusinessTransfer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BusinessTransfer) ProtoMessage() {}
+
+func (x *BusinessTransfer) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BusinessTransfer.ProtoReflect.Descriptor instead.
+func (*BusinessTransfer) Descriptor() ([]byte, []int) {
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *BusinessTransfer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BusinessTransfer) GetAcquirer() string {
+	if x != nil {
+		return x.Acquirer
+	}
+	return ""
+}
+
+func (x *BusinessTransfer) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *BusinessTransfer) GetDataCategories() []string {
+	if x != nil {
+		return x.DataCategories
+	}
+	return nil
+}
+
+func (x *BusinessTransfer) GetEffectiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveTime
+	}
+	return nil
+}
+
+func (x *BusinessTransfer) GetState() BusinessTransferState {
+	if x != nil {
+		return x.State
+	}
+	return BusinessTransferState_BUSINESS_TRANSFER_STATE_UNSPECIFIED
+}
+
+func (x *BusinessTransfer) GetNotifiedCount() int64 {
+	if x != nil {
+		return x.NotifiedCount
+	}
+	return 0
+}
+
+func (x *BusinessTransfer) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// CreateBusinessTransferRequest records a transfer.
+type CreateBusinessTransferRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// business_transfer_id is the transfer's id (lowercase letters, digits, '-').
+	BusinessTransferId string `protobuf:"bytes,1,opt,name=business_transfer_id,json=businessTransferId,proto3" json:"business_transfer_id,omitempty"`
+	// business_transfer to record; name, state and counts are ignored.
+	BusinessTransfer *BusinessTransfer `protobuf:"bytes,2,opt,name=business_transfer,json=businessTransfer,proto3" json:"business_transfer,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CreateBusinessTransferRequest) Reset() {
+	*x = CreateBusinessTransferRequest{}
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateBusinessTransferRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateBusinessTransferRequest) ProtoMessage() {}
+
+func (x *CreateBusinessTransferRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateBusinessTransferRequest.ProtoReflect.Descriptor instead.
+func (*CreateBusinessTransferRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CreateBusinessTransferRequest) GetBusinessTransferId() string {
+	if x != nil {
+		return x.BusinessTransferId
+	}
+	return ""
+}
+
+func (x *CreateBusinessTransferRequest) GetBusinessTransfer() *BusinessTransfer {
+	if x != nil {
+		return x.BusinessTransfer
+	}
+	return nil
+}
+
+// GetBusinessTransferRequest names a transfer.
+type GetBusinessTransferRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "businessTransfers/{transfer}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBusinessTransferRequest) Reset() {
+	*x = GetBusinessTransferRequest{}
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBusinessTransferRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBusinessTransferRequest) ProtoMessage() {}
+
+func (x *GetBusinessTransferRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBusinessTransferRequest.ProtoReflect.Descriptor instead.
+func (*GetBusinessTransferRequest) Descriptor() ([]byte, []int) {
 	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetBusinessTransferRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 // Partner is anyone outside the company that may receive member data.
@@ -246,7 +515,7 @@ type Partner struct {
 
 func (x *Partner) Reset() {
 	*x = Partner{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[0]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -258,7 +527,7 @@ func (x *Partner) String() string {
 func (*Partner) ProtoMessage() {}
 
 func (x *Partner) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[0]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -271,7 +540,7 @@ func (x *Partner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Partner.ProtoReflect.Descriptor instead.
 func (*Partner) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{0}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Partner) GetName() string {
@@ -373,7 +642,7 @@ type CreatePartnerRequest struct {
 
 func (x *CreatePartnerRequest) Reset() {
 	*x = CreatePartnerRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[1]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -385,7 +654,7 @@ func (x *CreatePartnerRequest) String() string {
 func (*CreatePartnerRequest) ProtoMessage() {}
 
 func (x *CreatePartnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[1]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -398,7 +667,7 @@ func (x *CreatePartnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePartnerRequest.ProtoReflect.Descriptor instead.
 func (*CreatePartnerRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{1}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreatePartnerRequest) GetPartner() *Partner {
@@ -433,7 +702,7 @@ type GetPartnerRequest struct {
 
 func (x *GetPartnerRequest) Reset() {
 	*x = GetPartnerRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[2]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +714,7 @@ func (x *GetPartnerRequest) String() string {
 func (*GetPartnerRequest) ProtoMessage() {}
 
 func (x *GetPartnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[2]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +727,7 @@ func (x *GetPartnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPartnerRequest.ProtoReflect.Descriptor instead.
 func (*GetPartnerRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{2}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetPartnerRequest) GetName() string {
@@ -481,7 +750,7 @@ type ListPartnersRequest struct {
 
 func (x *ListPartnersRequest) Reset() {
 	*x = ListPartnersRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[3]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +762,7 @@ func (x *ListPartnersRequest) String() string {
 func (*ListPartnersRequest) ProtoMessage() {}
 
 func (x *ListPartnersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[3]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +775,7 @@ func (x *ListPartnersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartnersRequest.ProtoReflect.Descriptor instead.
 func (*ListPartnersRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{3}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListPartnersRequest) GetPageSize() int32 {
@@ -536,7 +805,7 @@ type ListPartnersResponse struct {
 
 func (x *ListPartnersResponse) Reset() {
 	*x = ListPartnersResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[4]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +817,7 @@ func (x *ListPartnersResponse) String() string {
 func (*ListPartnersResponse) ProtoMessage() {}
 
 func (x *ListPartnersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[4]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +830,7 @@ func (x *ListPartnersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartnersResponse.ProtoReflect.Descriptor instead.
 func (*ListPartnersResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{4}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListPartnersResponse) GetPartners() []*Partner {
@@ -593,7 +862,7 @@ type UpdatePartnerRequest struct {
 
 func (x *UpdatePartnerRequest) Reset() {
 	*x = UpdatePartnerRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[5]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +874,7 @@ func (x *UpdatePartnerRequest) String() string {
 func (*UpdatePartnerRequest) ProtoMessage() {}
 
 func (x *UpdatePartnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[5]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +887,7 @@ func (x *UpdatePartnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePartnerRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePartnerRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{5}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdatePartnerRequest) GetPartner() *Partner {
@@ -663,7 +932,7 @@ type Purpose struct {
 
 func (x *Purpose) Reset() {
 	*x = Purpose{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[6]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +944,7 @@ func (x *Purpose) String() string {
 func (*Purpose) ProtoMessage() {}
 
 func (x *Purpose) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[6]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +957,7 @@ func (x *Purpose) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Purpose.ProtoReflect.Descriptor instead.
 func (*Purpose) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{6}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Purpose) GetName() string {
@@ -750,7 +1019,7 @@ type CreatePurposeRequest struct {
 
 func (x *CreatePurposeRequest) Reset() {
 	*x = CreatePurposeRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[7]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +1031,7 @@ func (x *CreatePurposeRequest) String() string {
 func (*CreatePurposeRequest) ProtoMessage() {}
 
 func (x *CreatePurposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[7]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +1044,7 @@ func (x *CreatePurposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePurposeRequest.ProtoReflect.Descriptor instead.
 func (*CreatePurposeRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{7}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreatePurposeRequest) GetParent() string {
@@ -817,7 +1086,7 @@ type ListPurposesRequest struct {
 
 func (x *ListPurposesRequest) Reset() {
 	*x = ListPurposesRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[8]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +1098,7 @@ func (x *ListPurposesRequest) String() string {
 func (*ListPurposesRequest) ProtoMessage() {}
 
 func (x *ListPurposesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[8]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +1111,7 @@ func (x *ListPurposesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPurposesRequest.ProtoReflect.Descriptor instead.
 func (*ListPurposesRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{8}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListPurposesRequest) GetParent() string {
@@ -863,7 +1132,7 @@ type ListPurposesResponse struct {
 
 func (x *ListPurposesResponse) Reset() {
 	*x = ListPurposesResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[9]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +1144,7 @@ func (x *ListPurposesResponse) String() string {
 func (*ListPurposesResponse) ProtoMessage() {}
 
 func (x *ListPurposesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[9]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +1157,7 @@ func (x *ListPurposesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPurposesResponse.ProtoReflect.Descriptor instead.
 func (*ListPurposesResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{9}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListPurposesResponse) GetPurposes() []*Purpose {
@@ -911,7 +1180,7 @@ type NotifyMembersRequest struct {
 
 func (x *NotifyMembersRequest) Reset() {
 	*x = NotifyMembersRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[10]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1192,7 @@ func (x *NotifyMembersRequest) String() string {
 func (*NotifyMembersRequest) ProtoMessage() {}
 
 func (x *NotifyMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[10]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1205,7 @@ func (x *NotifyMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyMembersRequest.ProtoReflect.Descriptor instead.
 func (*NotifyMembersRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{10}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NotifyMembersRequest) GetPurpose() string {
@@ -966,7 +1235,7 @@ type NotifyMembersResponse struct {
 
 func (x *NotifyMembersResponse) Reset() {
 	*x = NotifyMembersResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[11]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1247,7 @@ func (x *NotifyMembersResponse) String() string {
 func (*NotifyMembersResponse) ProtoMessage() {}
 
 func (x *NotifyMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[11]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1260,7 @@ func (x *NotifyMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyMembersResponse.ProtoReflect.Descriptor instead.
 func (*NotifyMembersResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{11}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NotifyMembersResponse) GetStartedCount() int32 {
@@ -1027,7 +1296,7 @@ type Notice struct {
 
 func (x *Notice) Reset() {
 	*x = Notice{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[12]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1308,7 @@ func (x *Notice) String() string {
 func (*Notice) ProtoMessage() {}
 
 func (x *Notice) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[12]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1321,7 @@ func (x *Notice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notice.ProtoReflect.Descriptor instead.
 func (*Notice) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{12}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Notice) GetName() string {
@@ -1105,7 +1374,7 @@ type ListNoticesRequest struct {
 
 func (x *ListNoticesRequest) Reset() {
 	*x = ListNoticesRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[13]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1386,7 @@ func (x *ListNoticesRequest) String() string {
 func (*ListNoticesRequest) ProtoMessage() {}
 
 func (x *ListNoticesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[13]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1399,7 @@ func (x *ListNoticesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNoticesRequest.ProtoReflect.Descriptor instead.
 func (*ListNoticesRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{13}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListNoticesRequest) GetParent() string {
@@ -1167,7 +1436,7 @@ type ListNoticesResponse struct {
 
 func (x *ListNoticesResponse) Reset() {
 	*x = ListNoticesResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[14]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1448,7 @@ func (x *ListNoticesResponse) String() string {
 func (*ListNoticesResponse) ProtoMessage() {}
 
 func (x *ListNoticesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[14]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1461,7 @@ func (x *ListNoticesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNoticesResponse.ProtoReflect.Descriptor instead.
 func (*ListNoticesResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{14}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListNoticesResponse) GetNotices() []*Notice {
@@ -1229,7 +1498,7 @@ type Objection struct {
 
 func (x *Objection) Reset() {
 	*x = Objection{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[15]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1510,7 @@ func (x *Objection) String() string {
 func (*Objection) ProtoMessage() {}
 
 func (x *Objection) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[15]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1523,7 @@ func (x *Objection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Objection.ProtoReflect.Descriptor instead.
 func (*Objection) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{15}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Objection) GetName() string {
@@ -1307,7 +1576,7 @@ type CreateObjectionRequest struct {
 
 func (x *CreateObjectionRequest) Reset() {
 	*x = CreateObjectionRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[16]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1588,7 @@ func (x *CreateObjectionRequest) String() string {
 func (*CreateObjectionRequest) ProtoMessage() {}
 
 func (x *CreateObjectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[16]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1601,7 @@ func (x *CreateObjectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectionRequest.ProtoReflect.Descriptor instead.
 func (*CreateObjectionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{16}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateObjectionRequest) GetParent() string {
@@ -1367,7 +1636,7 @@ type ObjectToNoticeRequest struct {
 
 func (x *ObjectToNoticeRequest) Reset() {
 	*x = ObjectToNoticeRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[17]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1648,7 @@ func (x *ObjectToNoticeRequest) String() string {
 func (*ObjectToNoticeRequest) ProtoMessage() {}
 
 func (x *ObjectToNoticeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[17]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1661,7 @@ func (x *ObjectToNoticeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectToNoticeRequest.ProtoReflect.Descriptor instead.
 func (*ObjectToNoticeRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{17}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ObjectToNoticeRequest) GetToken() string {
@@ -1418,7 +1687,7 @@ type ObjectToNoticeResponse struct {
 
 func (x *ObjectToNoticeResponse) Reset() {
 	*x = ObjectToNoticeResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[18]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1699,7 @@ func (x *ObjectToNoticeResponse) String() string {
 func (*ObjectToNoticeResponse) ProtoMessage() {}
 
 func (x *ObjectToNoticeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[18]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1712,7 @@ func (x *ObjectToNoticeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectToNoticeResponse.ProtoReflect.Descriptor instead.
 func (*ObjectToNoticeResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{18}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ObjectToNoticeResponse) GetPartner() string {
@@ -1478,7 +1747,7 @@ type ListObjectionsRequest struct {
 
 func (x *ListObjectionsRequest) Reset() {
 	*x = ListObjectionsRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[19]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1759,7 @@ func (x *ListObjectionsRequest) String() string {
 func (*ListObjectionsRequest) ProtoMessage() {}
 
 func (x *ListObjectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[19]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1772,7 @@ func (x *ListObjectionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListObjectionsRequest.ProtoReflect.Descriptor instead.
 func (*ListObjectionsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{19}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListObjectionsRequest) GetParent() string {
@@ -1524,7 +1793,7 @@ type ListObjectionsResponse struct {
 
 func (x *ListObjectionsResponse) Reset() {
 	*x = ListObjectionsResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[20]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1805,7 @@ func (x *ListObjectionsResponse) String() string {
 func (*ListObjectionsResponse) ProtoMessage() {}
 
 func (x *ListObjectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[20]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1818,7 @@ func (x *ListObjectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListObjectionsResponse.ProtoReflect.Descriptor instead.
 func (*ListObjectionsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{20}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListObjectionsResponse) GetObjections() []*Objection {
@@ -1570,7 +1839,7 @@ type WithdrawObjectionRequest struct {
 
 func (x *WithdrawObjectionRequest) Reset() {
 	*x = WithdrawObjectionRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[21]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1582,7 +1851,7 @@ func (x *WithdrawObjectionRequest) String() string {
 func (*WithdrawObjectionRequest) ProtoMessage() {}
 
 func (x *WithdrawObjectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[21]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1595,7 +1864,7 @@ func (x *WithdrawObjectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawObjectionRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawObjectionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{21}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WithdrawObjectionRequest) GetName() string {
@@ -1624,7 +1893,7 @@ type AuthorizeDisclosureRequest struct {
 
 func (x *AuthorizeDisclosureRequest) Reset() {
 	*x = AuthorizeDisclosureRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[22]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1905,7 @@ func (x *AuthorizeDisclosureRequest) String() string {
 func (*AuthorizeDisclosureRequest) ProtoMessage() {}
 
 func (x *AuthorizeDisclosureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[22]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1918,7 @@ func (x *AuthorizeDisclosureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeDisclosureRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizeDisclosureRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{22}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AuthorizeDisclosureRequest) GetMember() string {
@@ -1704,7 +1973,7 @@ type AuthorizeDisclosureResponse struct {
 
 func (x *AuthorizeDisclosureResponse) Reset() {
 	*x = AuthorizeDisclosureResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[23]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1985,7 @@ func (x *AuthorizeDisclosureResponse) String() string {
 func (*AuthorizeDisclosureResponse) ProtoMessage() {}
 
 func (x *AuthorizeDisclosureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[23]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1998,7 @@ func (x *AuthorizeDisclosureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeDisclosureResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizeDisclosureResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{23}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AuthorizeDisclosureResponse) GetAllowed() bool {
@@ -1785,7 +2054,7 @@ type Disclosure struct {
 
 func (x *Disclosure) Reset() {
 	*x = Disclosure{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[24]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1797,7 +2066,7 @@ func (x *Disclosure) String() string {
 func (*Disclosure) ProtoMessage() {}
 
 func (x *Disclosure) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[24]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1810,7 +2079,7 @@ func (x *Disclosure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
 func (*Disclosure) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{24}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Disclosure) GetName() string {
@@ -1884,7 +2153,7 @@ type ListDisclosuresRequest struct {
 
 func (x *ListDisclosuresRequest) Reset() {
 	*x = ListDisclosuresRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[25]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1896,7 +2165,7 @@ func (x *ListDisclosuresRequest) String() string {
 func (*ListDisclosuresRequest) ProtoMessage() {}
 
 func (x *ListDisclosuresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[25]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1909,7 +2178,7 @@ func (x *ListDisclosuresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDisclosuresRequest.ProtoReflect.Descriptor instead.
 func (*ListDisclosuresRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{25}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListDisclosuresRequest) GetParent() string {
@@ -1946,7 +2215,7 @@ type ListDisclosuresResponse struct {
 
 func (x *ListDisclosuresResponse) Reset() {
 	*x = ListDisclosuresResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[26]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2227,7 @@ func (x *ListDisclosuresResponse) String() string {
 func (*ListDisclosuresResponse) ProtoMessage() {}
 
 func (x *ListDisclosuresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[26]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,7 +2240,7 @@ func (x *ListDisclosuresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDisclosuresResponse.ProtoReflect.Descriptor instead.
 func (*ListDisclosuresResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{26}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListDisclosuresResponse) GetDisclosures() []*Disclosure {
@@ -1999,7 +2268,7 @@ type VerifyDisclosureLogRequest struct {
 
 func (x *VerifyDisclosureLogRequest) Reset() {
 	*x = VerifyDisclosureLogRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[27]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2280,7 @@ func (x *VerifyDisclosureLogRequest) String() string {
 func (*VerifyDisclosureLogRequest) ProtoMessage() {}
 
 func (x *VerifyDisclosureLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[27]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2293,7 @@ func (x *VerifyDisclosureLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyDisclosureLogRequest.ProtoReflect.Descriptor instead.
 func (*VerifyDisclosureLogRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{27}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *VerifyDisclosureLogRequest) GetParent() string {
@@ -2049,7 +2318,7 @@ type VerifyDisclosureLogResponse struct {
 
 func (x *VerifyDisclosureLogResponse) Reset() {
 	*x = VerifyDisclosureLogResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[28]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2330,7 @@ func (x *VerifyDisclosureLogResponse) String() string {
 func (*VerifyDisclosureLogResponse) ProtoMessage() {}
 
 func (x *VerifyDisclosureLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[28]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2343,7 @@ func (x *VerifyDisclosureLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyDisclosureLogResponse.ProtoReflect.Descriptor instead.
 func (*VerifyDisclosureLogResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{28}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *VerifyDisclosureLogResponse) GetValid() bool {
@@ -2111,7 +2380,7 @@ type BlockSharingRequest struct {
 
 func (x *BlockSharingRequest) Reset() {
 	*x = BlockSharingRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[29]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2123,7 +2392,7 @@ func (x *BlockSharingRequest) String() string {
 func (*BlockSharingRequest) ProtoMessage() {}
 
 func (x *BlockSharingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[29]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2136,7 +2405,7 @@ func (x *BlockSharingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockSharingRequest.ProtoReflect.Descriptor instead.
 func (*BlockSharingRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{29}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *BlockSharingRequest) GetMember() string {
@@ -2164,7 +2433,7 @@ type BlockSharingResponse struct {
 
 func (x *BlockSharingResponse) Reset() {
 	*x = BlockSharingResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[30]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2176,7 +2445,7 @@ func (x *BlockSharingResponse) String() string {
 func (*BlockSharingResponse) ProtoMessage() {}
 
 func (x *BlockSharingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[30]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2189,7 +2458,7 @@ func (x *BlockSharingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockSharingResponse.ProtoReflect.Descriptor instead.
 func (*BlockSharingResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{30}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *BlockSharingResponse) GetBlockTime() *timestamppb.Timestamp {
@@ -2210,7 +2479,7 @@ type ListErasureRecipientsRequest struct {
 
 func (x *ListErasureRecipientsRequest) Reset() {
 	*x = ListErasureRecipientsRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[31]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2222,7 +2491,7 @@ func (x *ListErasureRecipientsRequest) String() string {
 func (*ListErasureRecipientsRequest) ProtoMessage() {}
 
 func (x *ListErasureRecipientsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[31]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2235,7 +2504,7 @@ func (x *ListErasureRecipientsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListErasureRecipientsRequest.ProtoReflect.Descriptor instead.
 func (*ListErasureRecipientsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{31}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListErasureRecipientsRequest) GetMember() string {
@@ -2256,7 +2525,7 @@ type ListErasureRecipientsResponse struct {
 
 func (x *ListErasureRecipientsResponse) Reset() {
 	*x = ListErasureRecipientsResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[32]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2268,7 +2537,7 @@ func (x *ListErasureRecipientsResponse) String() string {
 func (*ListErasureRecipientsResponse) ProtoMessage() {}
 
 func (x *ListErasureRecipientsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[32]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2281,7 +2550,7 @@ func (x *ListErasureRecipientsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListErasureRecipientsResponse.ProtoReflect.Descriptor instead.
 func (*ListErasureRecipientsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{32}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListErasureRecipientsResponse) GetPartners() []string {
@@ -2314,7 +2583,7 @@ type OnwardErasure struct {
 
 func (x *OnwardErasure) Reset() {
 	*x = OnwardErasure{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[33]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2326,7 +2595,7 @@ func (x *OnwardErasure) String() string {
 func (*OnwardErasure) ProtoMessage() {}
 
 func (x *OnwardErasure) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[33]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2339,7 +2608,7 @@ func (x *OnwardErasure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OnwardErasure.ProtoReflect.Descriptor instead.
 func (*OnwardErasure) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{33}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *OnwardErasure) GetName() string {
@@ -2406,7 +2675,7 @@ type SendOnwardErasureRequest struct {
 
 func (x *SendOnwardErasureRequest) Reset() {
 	*x = SendOnwardErasureRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[34]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2687,7 @@ func (x *SendOnwardErasureRequest) String() string {
 func (*SendOnwardErasureRequest) ProtoMessage() {}
 
 func (x *SendOnwardErasureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[34]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2700,7 @@ func (x *SendOnwardErasureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendOnwardErasureRequest.ProtoReflect.Descriptor instead.
 func (*SendOnwardErasureRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{34}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SendOnwardErasureRequest) GetMember() string {
@@ -2466,7 +2735,7 @@ type GetOnwardErasureRequest struct {
 
 func (x *GetOnwardErasureRequest) Reset() {
 	*x = GetOnwardErasureRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[35]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2478,7 +2747,7 @@ func (x *GetOnwardErasureRequest) String() string {
 func (*GetOnwardErasureRequest) ProtoMessage() {}
 
 func (x *GetOnwardErasureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[35]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2491,7 +2760,7 @@ func (x *GetOnwardErasureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOnwardErasureRequest.ProtoReflect.Descriptor instead.
 func (*GetOnwardErasureRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{35}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetOnwardErasureRequest) GetName() string {
@@ -2518,7 +2787,7 @@ type AcknowledgeErasureRequest struct {
 
 func (x *AcknowledgeErasureRequest) Reset() {
 	*x = AcknowledgeErasureRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[36]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2530,7 +2799,7 @@ func (x *AcknowledgeErasureRequest) String() string {
 func (*AcknowledgeErasureRequest) ProtoMessage() {}
 
 func (x *AcknowledgeErasureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[36]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2543,7 +2812,7 @@ func (x *AcknowledgeErasureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeErasureRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeErasureRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{36}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AcknowledgeErasureRequest) GetName() string {
@@ -2578,7 +2847,32 @@ var File_lethe_sharing_v1_sharing_proto protoreflect.FileDescriptor
 
 const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	"\n" +
-	"\x1elethe/sharing/v1/sharing.proto\x12\x10lethe.sharing.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18lethe/auth/v1/auth.proto\x1a\x1elethe/privacy/v1/privacy.proto\"\xc1\x06\n" +
+	"\x1elethe/sharing/v1/sharing.proto\x12\x10lethe.sharing.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18lethe/auth/v1/auth.proto\x1a\x1elethe/privacy/v1/privacy.proto\"\xc3\x04\n" +
+	"\x10BusinessTransfer\x12-\n" +
+	"\x04name\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04name\x125\n" +
+	"\bacquirer\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\bacquirer\x123\n" +
+	"\apurpose\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\apurpose\x12B\n" +
+	"\x0fdata_categories\x18\x04 \x03(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0edataCategories\x12\\\n" +
+	"\x0eeffective_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\reffectiveTime\x12X\n" +
+	"\x05state\x18\x06 \x01(\x0e2'.lethe.sharing.v1.BusinessTransferStateB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05state\x12@\n" +
+	"\x0enotified_count\x18\a \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\rnotifiedCount\x12V\n" +
+	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\n" +
+	"createTime\"\xbd\x01\n" +
+	"\x1dCreateBusinessTransferRequest\x12K\n" +
+	"\x14business_transfer_id\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x12businessTransferId\x12O\n" +
+	"\x11business_transfer\x18\x02 \x01(\v2\".lethe.sharing.v1.BusinessTransferR\x10businessTransfer\"K\n" +
+	"\x1aGetBusinessTransferRequest\x12-\n" +
+	"\x04name\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04name\"\xc1\x06\n" +
 	"\aPartner\x12-\n" +
 	"\x04name\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x04name\x12<\n" +
@@ -2850,7 +3144,12 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	"\x05nonce\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x05nonce\x12;\n" +
 	"\tsignature\x18\x04 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
-	"\x15system.authentication\x10\x04R\tsignature*\xe6\x01\n" +
+	"\x15system.authentication\x10\x04R\tsignature*\xb4\x01\n" +
+	"\x15BusinessTransferState\x12'\n" +
+	"#BUSINESS_TRANSFER_STATE_UNSPECIFIED\x10\x00\x12%\n" +
+	"!BUSINESS_TRANSFER_STATE_NOTIFYING\x10\x01\x12$\n" +
+	" BUSINESS_TRANSFER_STATE_NOTIFIED\x10\x02\x12%\n" +
+	"!BUSINESS_TRANSFER_STATE_EFFECTIVE\x10\x03*\xe6\x01\n" +
 	"\vPartnerKind\x12\x1c\n" +
 	"\x18PARTNER_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16PARTNER_KIND_PROCESSOR\x10\x01\x12\"\n" +
@@ -2868,7 +3167,7 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	" ONWARD_ERASURE_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19ONWARD_ERASURE_STATE_SENT\x10\x01\x12%\n" +
 	"!ONWARD_ERASURE_STATE_ACKNOWLEDGED\x10\x02\x12\x1f\n" +
-	"\x1bONWARD_ERASURE_STATE_FAILED\x10\x032\xa0\x15\n" +
+	"\x1bONWARD_ERASURE_STATE_FAILED\x10\x032\xdc\x17\n" +
 	"\x0eSharingService\x12u\n" +
 	"\rCreatePartner\x12&.lethe.sharing.v1.CreatePartnerRequest\x1a\x19.lethe.sharing.v1.Partner\"!\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x17:\apartner\"\f/v1/partners\x12o\n" +
 	"\n" +
@@ -2890,7 +3189,9 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	"\x15ListErasureRecipients\x12..lethe.sharing.v1.ListErasureRecipientsRequest\x1a/.lethe.sharing.v1.ListErasureRecipientsResponse\"\x04\xf0\xe0\x18\x05\x12f\n" +
 	"\x11SendOnwardErasure\x12*.lethe.sharing.v1.SendOnwardErasureRequest\x1a\x1f.lethe.sharing.v1.OnwardErasure\"\x04\xf0\xe0\x18\x05\x12d\n" +
 	"\x10GetOnwardErasure\x12).lethe.sharing.v1.GetOnwardErasureRequest\x1a\x1f.lethe.sharing.v1.OnwardErasure\"\x04\xf0\xe0\x18\x05\x12\x9c\x01\n" +
-	"\x12AcknowledgeErasure\x12+.lethe.sharing.v1.AcknowledgeErasureRequest\x1a\x16.google.protobuf.Empty\"A\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x027:\x01*\"2/v1/{name=partners/*/onwardErasures/*}:acknowledgeB*Z(lethe.dev/gen/lethe/sharing/v1;sharingv1b\x06proto3"
+	"\x12AcknowledgeErasure\x12+.lethe.sharing.v1.AcknowledgeErasureRequest\x1a\x16.google.protobuf.Empty\"A\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x027:\x01*\"2/v1/{name=partners/*/onwardErasures/*}:acknowledge\x12\xa3\x01\n" +
+	"\x16CreateBusinessTransfer\x12/.lethe.sharing.v1.CreateBusinessTransferRequest\x1a\".lethe.sharing.v1.BusinessTransfer\"4\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02*:\x11business_transfer\"\x15/v1/businessTransfers\x12\x93\x01\n" +
+	"\x13GetBusinessTransfer\x12,.lethe.sharing.v1.GetBusinessTransferRequest\x1a\".lethe.sharing.v1.BusinessTransfer\"*\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=businessTransfers/*}B*Z(lethe.dev/gen/lethe/sharing/v1;sharingv1b\x06proto3"
 
 var (
 	file_lethe_sharing_v1_sharing_proto_rawDescOnce sync.Once
@@ -2904,126 +3205,138 @@ func file_lethe_sharing_v1_sharing_proto_rawDescGZIP() []byte {
 	return file_lethe_sharing_v1_sharing_proto_rawDescData
 }
 
-var file_lethe_sharing_v1_sharing_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_lethe_sharing_v1_sharing_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_lethe_sharing_v1_sharing_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_lethe_sharing_v1_sharing_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_lethe_sharing_v1_sharing_proto_goTypes = []any{
-	(PartnerKind)(0),                      // 0: lethe.sharing.v1.PartnerKind
-	(NoticeState)(0),                      // 1: lethe.sharing.v1.NoticeState
-	(OnwardErasureState)(0),               // 2: lethe.sharing.v1.OnwardErasureState
-	(*Partner)(nil),                       // 3: lethe.sharing.v1.Partner
-	(*CreatePartnerRequest)(nil),          // 4: lethe.sharing.v1.CreatePartnerRequest
-	(*GetPartnerRequest)(nil),             // 5: lethe.sharing.v1.GetPartnerRequest
-	(*ListPartnersRequest)(nil),           // 6: lethe.sharing.v1.ListPartnersRequest
-	(*ListPartnersResponse)(nil),          // 7: lethe.sharing.v1.ListPartnersResponse
-	(*UpdatePartnerRequest)(nil),          // 8: lethe.sharing.v1.UpdatePartnerRequest
-	(*Purpose)(nil),                       // 9: lethe.sharing.v1.Purpose
-	(*CreatePurposeRequest)(nil),          // 10: lethe.sharing.v1.CreatePurposeRequest
-	(*ListPurposesRequest)(nil),           // 11: lethe.sharing.v1.ListPurposesRequest
-	(*ListPurposesResponse)(nil),          // 12: lethe.sharing.v1.ListPurposesResponse
-	(*NotifyMembersRequest)(nil),          // 13: lethe.sharing.v1.NotifyMembersRequest
-	(*NotifyMembersResponse)(nil),         // 14: lethe.sharing.v1.NotifyMembersResponse
-	(*Notice)(nil),                        // 15: lethe.sharing.v1.Notice
-	(*ListNoticesRequest)(nil),            // 16: lethe.sharing.v1.ListNoticesRequest
-	(*ListNoticesResponse)(nil),           // 17: lethe.sharing.v1.ListNoticesResponse
-	(*Objection)(nil),                     // 18: lethe.sharing.v1.Objection
-	(*CreateObjectionRequest)(nil),        // 19: lethe.sharing.v1.CreateObjectionRequest
-	(*ObjectToNoticeRequest)(nil),         // 20: lethe.sharing.v1.ObjectToNoticeRequest
-	(*ObjectToNoticeResponse)(nil),        // 21: lethe.sharing.v1.ObjectToNoticeResponse
-	(*ListObjectionsRequest)(nil),         // 22: lethe.sharing.v1.ListObjectionsRequest
-	(*ListObjectionsResponse)(nil),        // 23: lethe.sharing.v1.ListObjectionsResponse
-	(*WithdrawObjectionRequest)(nil),      // 24: lethe.sharing.v1.WithdrawObjectionRequest
-	(*AuthorizeDisclosureRequest)(nil),    // 25: lethe.sharing.v1.AuthorizeDisclosureRequest
-	(*AuthorizeDisclosureResponse)(nil),   // 26: lethe.sharing.v1.AuthorizeDisclosureResponse
-	(*Disclosure)(nil),                    // 27: lethe.sharing.v1.Disclosure
-	(*ListDisclosuresRequest)(nil),        // 28: lethe.sharing.v1.ListDisclosuresRequest
-	(*ListDisclosuresResponse)(nil),       // 29: lethe.sharing.v1.ListDisclosuresResponse
-	(*VerifyDisclosureLogRequest)(nil),    // 30: lethe.sharing.v1.VerifyDisclosureLogRequest
-	(*VerifyDisclosureLogResponse)(nil),   // 31: lethe.sharing.v1.VerifyDisclosureLogResponse
-	(*BlockSharingRequest)(nil),           // 32: lethe.sharing.v1.BlockSharingRequest
-	(*BlockSharingResponse)(nil),          // 33: lethe.sharing.v1.BlockSharingResponse
-	(*ListErasureRecipientsRequest)(nil),  // 34: lethe.sharing.v1.ListErasureRecipientsRequest
-	(*ListErasureRecipientsResponse)(nil), // 35: lethe.sharing.v1.ListErasureRecipientsResponse
-	(*OnwardErasure)(nil),                 // 36: lethe.sharing.v1.OnwardErasure
-	(*SendOnwardErasureRequest)(nil),      // 37: lethe.sharing.v1.SendOnwardErasureRequest
-	(*GetOnwardErasureRequest)(nil),       // 38: lethe.sharing.v1.GetOnwardErasureRequest
-	(*AcknowledgeErasureRequest)(nil),     // 39: lethe.sharing.v1.AcknowledgeErasureRequest
-	(*durationpb.Duration)(nil),           // 40: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),         // 41: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),         // 42: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                 // 43: google.protobuf.Empty
+	(BusinessTransferState)(0),            // 0: lethe.sharing.v1.BusinessTransferState
+	(PartnerKind)(0),                      // 1: lethe.sharing.v1.PartnerKind
+	(NoticeState)(0),                      // 2: lethe.sharing.v1.NoticeState
+	(OnwardErasureState)(0),               // 3: lethe.sharing.v1.OnwardErasureState
+	(*BusinessTransfer)(nil),              // 4: lethe.sharing.v1.BusinessTransfer
+	(*CreateBusinessTransferRequest)(nil), // 5: lethe.sharing.v1.CreateBusinessTransferRequest
+	(*GetBusinessTransferRequest)(nil),    // 6: lethe.sharing.v1.GetBusinessTransferRequest
+	(*Partner)(nil),                       // 7: lethe.sharing.v1.Partner
+	(*CreatePartnerRequest)(nil),          // 8: lethe.sharing.v1.CreatePartnerRequest
+	(*GetPartnerRequest)(nil),             // 9: lethe.sharing.v1.GetPartnerRequest
+	(*ListPartnersRequest)(nil),           // 10: lethe.sharing.v1.ListPartnersRequest
+	(*ListPartnersResponse)(nil),          // 11: lethe.sharing.v1.ListPartnersResponse
+	(*UpdatePartnerRequest)(nil),          // 12: lethe.sharing.v1.UpdatePartnerRequest
+	(*Purpose)(nil),                       // 13: lethe.sharing.v1.Purpose
+	(*CreatePurposeRequest)(nil),          // 14: lethe.sharing.v1.CreatePurposeRequest
+	(*ListPurposesRequest)(nil),           // 15: lethe.sharing.v1.ListPurposesRequest
+	(*ListPurposesResponse)(nil),          // 16: lethe.sharing.v1.ListPurposesResponse
+	(*NotifyMembersRequest)(nil),          // 17: lethe.sharing.v1.NotifyMembersRequest
+	(*NotifyMembersResponse)(nil),         // 18: lethe.sharing.v1.NotifyMembersResponse
+	(*Notice)(nil),                        // 19: lethe.sharing.v1.Notice
+	(*ListNoticesRequest)(nil),            // 20: lethe.sharing.v1.ListNoticesRequest
+	(*ListNoticesResponse)(nil),           // 21: lethe.sharing.v1.ListNoticesResponse
+	(*Objection)(nil),                     // 22: lethe.sharing.v1.Objection
+	(*CreateObjectionRequest)(nil),        // 23: lethe.sharing.v1.CreateObjectionRequest
+	(*ObjectToNoticeRequest)(nil),         // 24: lethe.sharing.v1.ObjectToNoticeRequest
+	(*ObjectToNoticeResponse)(nil),        // 25: lethe.sharing.v1.ObjectToNoticeResponse
+	(*ListObjectionsRequest)(nil),         // 26: lethe.sharing.v1.ListObjectionsRequest
+	(*ListObjectionsResponse)(nil),        // 27: lethe.sharing.v1.ListObjectionsResponse
+	(*WithdrawObjectionRequest)(nil),      // 28: lethe.sharing.v1.WithdrawObjectionRequest
+	(*AuthorizeDisclosureRequest)(nil),    // 29: lethe.sharing.v1.AuthorizeDisclosureRequest
+	(*AuthorizeDisclosureResponse)(nil),   // 30: lethe.sharing.v1.AuthorizeDisclosureResponse
+	(*Disclosure)(nil),                    // 31: lethe.sharing.v1.Disclosure
+	(*ListDisclosuresRequest)(nil),        // 32: lethe.sharing.v1.ListDisclosuresRequest
+	(*ListDisclosuresResponse)(nil),       // 33: lethe.sharing.v1.ListDisclosuresResponse
+	(*VerifyDisclosureLogRequest)(nil),    // 34: lethe.sharing.v1.VerifyDisclosureLogRequest
+	(*VerifyDisclosureLogResponse)(nil),   // 35: lethe.sharing.v1.VerifyDisclosureLogResponse
+	(*BlockSharingRequest)(nil),           // 36: lethe.sharing.v1.BlockSharingRequest
+	(*BlockSharingResponse)(nil),          // 37: lethe.sharing.v1.BlockSharingResponse
+	(*ListErasureRecipientsRequest)(nil),  // 38: lethe.sharing.v1.ListErasureRecipientsRequest
+	(*ListErasureRecipientsResponse)(nil), // 39: lethe.sharing.v1.ListErasureRecipientsResponse
+	(*OnwardErasure)(nil),                 // 40: lethe.sharing.v1.OnwardErasure
+	(*SendOnwardErasureRequest)(nil),      // 41: lethe.sharing.v1.SendOnwardErasureRequest
+	(*GetOnwardErasureRequest)(nil),       // 42: lethe.sharing.v1.GetOnwardErasureRequest
+	(*AcknowledgeErasureRequest)(nil),     // 43: lethe.sharing.v1.AcknowledgeErasureRequest
+	(*timestamppb.Timestamp)(nil),         // 44: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 45: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),         // 46: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                 // 47: google.protobuf.Empty
 }
 var file_lethe_sharing_v1_sharing_proto_depIdxs = []int32{
-	0,  // 0: lethe.sharing.v1.Partner.kind:type_name -> lethe.sharing.v1.PartnerKind
-	40, // 1: lethe.sharing.v1.Partner.ack_deadline:type_name -> google.protobuf.Duration
-	41, // 2: lethe.sharing.v1.Partner.create_time:type_name -> google.protobuf.Timestamp
-	3,  // 3: lethe.sharing.v1.CreatePartnerRequest.partner:type_name -> lethe.sharing.v1.Partner
-	3,  // 4: lethe.sharing.v1.ListPartnersResponse.partners:type_name -> lethe.sharing.v1.Partner
-	3,  // 5: lethe.sharing.v1.UpdatePartnerRequest.partner:type_name -> lethe.sharing.v1.Partner
-	42, // 6: lethe.sharing.v1.UpdatePartnerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	40, // 7: lethe.sharing.v1.Purpose.notice_period:type_name -> google.protobuf.Duration
-	41, // 8: lethe.sharing.v1.Purpose.create_time:type_name -> google.protobuf.Timestamp
-	9,  // 9: lethe.sharing.v1.CreatePurposeRequest.purpose:type_name -> lethe.sharing.v1.Purpose
-	9,  // 10: lethe.sharing.v1.ListPurposesResponse.purposes:type_name -> lethe.sharing.v1.Purpose
-	1,  // 11: lethe.sharing.v1.Notice.state:type_name -> lethe.sharing.v1.NoticeState
-	41, // 12: lethe.sharing.v1.Notice.notify_time:type_name -> google.protobuf.Timestamp
-	41, // 13: lethe.sharing.v1.Notice.effective_time:type_name -> google.protobuf.Timestamp
-	15, // 14: lethe.sharing.v1.ListNoticesResponse.notices:type_name -> lethe.sharing.v1.Notice
-	41, // 15: lethe.sharing.v1.Objection.create_time:type_name -> google.protobuf.Timestamp
-	41, // 16: lethe.sharing.v1.Objection.withdraw_time:type_name -> google.protobuf.Timestamp
-	18, // 17: lethe.sharing.v1.CreateObjectionRequest.objection:type_name -> lethe.sharing.v1.Objection
-	18, // 18: lethe.sharing.v1.ListObjectionsResponse.objections:type_name -> lethe.sharing.v1.Objection
-	27, // 19: lethe.sharing.v1.AuthorizeDisclosureResponse.disclosure:type_name -> lethe.sharing.v1.Disclosure
-	41, // 20: lethe.sharing.v1.Disclosure.disclose_time:type_name -> google.protobuf.Timestamp
-	27, // 21: lethe.sharing.v1.ListDisclosuresResponse.disclosures:type_name -> lethe.sharing.v1.Disclosure
-	41, // 22: lethe.sharing.v1.BlockSharingResponse.block_time:type_name -> google.protobuf.Timestamp
-	2,  // 23: lethe.sharing.v1.OnwardErasure.state:type_name -> lethe.sharing.v1.OnwardErasureState
-	41, // 24: lethe.sharing.v1.OnwardErasure.send_time:type_name -> google.protobuf.Timestamp
-	41, // 25: lethe.sharing.v1.OnwardErasure.acknowledge_time:type_name -> google.protobuf.Timestamp
-	4,  // 26: lethe.sharing.v1.SharingService.CreatePartner:input_type -> lethe.sharing.v1.CreatePartnerRequest
-	5,  // 27: lethe.sharing.v1.SharingService.GetPartner:input_type -> lethe.sharing.v1.GetPartnerRequest
-	6,  // 28: lethe.sharing.v1.SharingService.ListPartners:input_type -> lethe.sharing.v1.ListPartnersRequest
-	8,  // 29: lethe.sharing.v1.SharingService.UpdatePartner:input_type -> lethe.sharing.v1.UpdatePartnerRequest
-	10, // 30: lethe.sharing.v1.SharingService.CreatePurpose:input_type -> lethe.sharing.v1.CreatePurposeRequest
-	11, // 31: lethe.sharing.v1.SharingService.ListPurposes:input_type -> lethe.sharing.v1.ListPurposesRequest
-	13, // 32: lethe.sharing.v1.SharingService.NotifyMembers:input_type -> lethe.sharing.v1.NotifyMembersRequest
-	16, // 33: lethe.sharing.v1.SharingService.ListNotices:input_type -> lethe.sharing.v1.ListNoticesRequest
-	19, // 34: lethe.sharing.v1.SharingService.CreateObjection:input_type -> lethe.sharing.v1.CreateObjectionRequest
-	22, // 35: lethe.sharing.v1.SharingService.ListObjections:input_type -> lethe.sharing.v1.ListObjectionsRequest
-	24, // 36: lethe.sharing.v1.SharingService.WithdrawObjection:input_type -> lethe.sharing.v1.WithdrawObjectionRequest
-	20, // 37: lethe.sharing.v1.SharingService.ObjectToNotice:input_type -> lethe.sharing.v1.ObjectToNoticeRequest
-	25, // 38: lethe.sharing.v1.SharingService.AuthorizeDisclosure:input_type -> lethe.sharing.v1.AuthorizeDisclosureRequest
-	28, // 39: lethe.sharing.v1.SharingService.ListDisclosures:input_type -> lethe.sharing.v1.ListDisclosuresRequest
-	30, // 40: lethe.sharing.v1.SharingService.VerifyDisclosureLog:input_type -> lethe.sharing.v1.VerifyDisclosureLogRequest
-	32, // 41: lethe.sharing.v1.SharingService.BlockSharing:input_type -> lethe.sharing.v1.BlockSharingRequest
-	34, // 42: lethe.sharing.v1.SharingService.ListErasureRecipients:input_type -> lethe.sharing.v1.ListErasureRecipientsRequest
-	37, // 43: lethe.sharing.v1.SharingService.SendOnwardErasure:input_type -> lethe.sharing.v1.SendOnwardErasureRequest
-	38, // 44: lethe.sharing.v1.SharingService.GetOnwardErasure:input_type -> lethe.sharing.v1.GetOnwardErasureRequest
-	39, // 45: lethe.sharing.v1.SharingService.AcknowledgeErasure:input_type -> lethe.sharing.v1.AcknowledgeErasureRequest
-	3,  // 46: lethe.sharing.v1.SharingService.CreatePartner:output_type -> lethe.sharing.v1.Partner
-	3,  // 47: lethe.sharing.v1.SharingService.GetPartner:output_type -> lethe.sharing.v1.Partner
-	7,  // 48: lethe.sharing.v1.SharingService.ListPartners:output_type -> lethe.sharing.v1.ListPartnersResponse
-	3,  // 49: lethe.sharing.v1.SharingService.UpdatePartner:output_type -> lethe.sharing.v1.Partner
-	9,  // 50: lethe.sharing.v1.SharingService.CreatePurpose:output_type -> lethe.sharing.v1.Purpose
-	12, // 51: lethe.sharing.v1.SharingService.ListPurposes:output_type -> lethe.sharing.v1.ListPurposesResponse
-	14, // 52: lethe.sharing.v1.SharingService.NotifyMembers:output_type -> lethe.sharing.v1.NotifyMembersResponse
-	17, // 53: lethe.sharing.v1.SharingService.ListNotices:output_type -> lethe.sharing.v1.ListNoticesResponse
-	18, // 54: lethe.sharing.v1.SharingService.CreateObjection:output_type -> lethe.sharing.v1.Objection
-	23, // 55: lethe.sharing.v1.SharingService.ListObjections:output_type -> lethe.sharing.v1.ListObjectionsResponse
-	18, // 56: lethe.sharing.v1.SharingService.WithdrawObjection:output_type -> lethe.sharing.v1.Objection
-	21, // 57: lethe.sharing.v1.SharingService.ObjectToNotice:output_type -> lethe.sharing.v1.ObjectToNoticeResponse
-	26, // 58: lethe.sharing.v1.SharingService.AuthorizeDisclosure:output_type -> lethe.sharing.v1.AuthorizeDisclosureResponse
-	29, // 59: lethe.sharing.v1.SharingService.ListDisclosures:output_type -> lethe.sharing.v1.ListDisclosuresResponse
-	31, // 60: lethe.sharing.v1.SharingService.VerifyDisclosureLog:output_type -> lethe.sharing.v1.VerifyDisclosureLogResponse
-	33, // 61: lethe.sharing.v1.SharingService.BlockSharing:output_type -> lethe.sharing.v1.BlockSharingResponse
-	35, // 62: lethe.sharing.v1.SharingService.ListErasureRecipients:output_type -> lethe.sharing.v1.ListErasureRecipientsResponse
-	36, // 63: lethe.sharing.v1.SharingService.SendOnwardErasure:output_type -> lethe.sharing.v1.OnwardErasure
-	36, // 64: lethe.sharing.v1.SharingService.GetOnwardErasure:output_type -> lethe.sharing.v1.OnwardErasure
-	43, // 65: lethe.sharing.v1.SharingService.AcknowledgeErasure:output_type -> google.protobuf.Empty
-	46, // [46:66] is the sub-list for method output_type
-	26, // [26:46] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	44, // 0: lethe.sharing.v1.BusinessTransfer.effective_time:type_name -> google.protobuf.Timestamp
+	0,  // 1: lethe.sharing.v1.BusinessTransfer.state:type_name -> lethe.sharing.v1.BusinessTransferState
+	44, // 2: lethe.sharing.v1.BusinessTransfer.create_time:type_name -> google.protobuf.Timestamp
+	4,  // 3: lethe.sharing.v1.CreateBusinessTransferRequest.business_transfer:type_name -> lethe.sharing.v1.BusinessTransfer
+	1,  // 4: lethe.sharing.v1.Partner.kind:type_name -> lethe.sharing.v1.PartnerKind
+	45, // 5: lethe.sharing.v1.Partner.ack_deadline:type_name -> google.protobuf.Duration
+	44, // 6: lethe.sharing.v1.Partner.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 7: lethe.sharing.v1.CreatePartnerRequest.partner:type_name -> lethe.sharing.v1.Partner
+	7,  // 8: lethe.sharing.v1.ListPartnersResponse.partners:type_name -> lethe.sharing.v1.Partner
+	7,  // 9: lethe.sharing.v1.UpdatePartnerRequest.partner:type_name -> lethe.sharing.v1.Partner
+	46, // 10: lethe.sharing.v1.UpdatePartnerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	45, // 11: lethe.sharing.v1.Purpose.notice_period:type_name -> google.protobuf.Duration
+	44, // 12: lethe.sharing.v1.Purpose.create_time:type_name -> google.protobuf.Timestamp
+	13, // 13: lethe.sharing.v1.CreatePurposeRequest.purpose:type_name -> lethe.sharing.v1.Purpose
+	13, // 14: lethe.sharing.v1.ListPurposesResponse.purposes:type_name -> lethe.sharing.v1.Purpose
+	2,  // 15: lethe.sharing.v1.Notice.state:type_name -> lethe.sharing.v1.NoticeState
+	44, // 16: lethe.sharing.v1.Notice.notify_time:type_name -> google.protobuf.Timestamp
+	44, // 17: lethe.sharing.v1.Notice.effective_time:type_name -> google.protobuf.Timestamp
+	19, // 18: lethe.sharing.v1.ListNoticesResponse.notices:type_name -> lethe.sharing.v1.Notice
+	44, // 19: lethe.sharing.v1.Objection.create_time:type_name -> google.protobuf.Timestamp
+	44, // 20: lethe.sharing.v1.Objection.withdraw_time:type_name -> google.protobuf.Timestamp
+	22, // 21: lethe.sharing.v1.CreateObjectionRequest.objection:type_name -> lethe.sharing.v1.Objection
+	22, // 22: lethe.sharing.v1.ListObjectionsResponse.objections:type_name -> lethe.sharing.v1.Objection
+	31, // 23: lethe.sharing.v1.AuthorizeDisclosureResponse.disclosure:type_name -> lethe.sharing.v1.Disclosure
+	44, // 24: lethe.sharing.v1.Disclosure.disclose_time:type_name -> google.protobuf.Timestamp
+	31, // 25: lethe.sharing.v1.ListDisclosuresResponse.disclosures:type_name -> lethe.sharing.v1.Disclosure
+	44, // 26: lethe.sharing.v1.BlockSharingResponse.block_time:type_name -> google.protobuf.Timestamp
+	3,  // 27: lethe.sharing.v1.OnwardErasure.state:type_name -> lethe.sharing.v1.OnwardErasureState
+	44, // 28: lethe.sharing.v1.OnwardErasure.send_time:type_name -> google.protobuf.Timestamp
+	44, // 29: lethe.sharing.v1.OnwardErasure.acknowledge_time:type_name -> google.protobuf.Timestamp
+	8,  // 30: lethe.sharing.v1.SharingService.CreatePartner:input_type -> lethe.sharing.v1.CreatePartnerRequest
+	9,  // 31: lethe.sharing.v1.SharingService.GetPartner:input_type -> lethe.sharing.v1.GetPartnerRequest
+	10, // 32: lethe.sharing.v1.SharingService.ListPartners:input_type -> lethe.sharing.v1.ListPartnersRequest
+	12, // 33: lethe.sharing.v1.SharingService.UpdatePartner:input_type -> lethe.sharing.v1.UpdatePartnerRequest
+	14, // 34: lethe.sharing.v1.SharingService.CreatePurpose:input_type -> lethe.sharing.v1.CreatePurposeRequest
+	15, // 35: lethe.sharing.v1.SharingService.ListPurposes:input_type -> lethe.sharing.v1.ListPurposesRequest
+	17, // 36: lethe.sharing.v1.SharingService.NotifyMembers:input_type -> lethe.sharing.v1.NotifyMembersRequest
+	20, // 37: lethe.sharing.v1.SharingService.ListNotices:input_type -> lethe.sharing.v1.ListNoticesRequest
+	23, // 38: lethe.sharing.v1.SharingService.CreateObjection:input_type -> lethe.sharing.v1.CreateObjectionRequest
+	26, // 39: lethe.sharing.v1.SharingService.ListObjections:input_type -> lethe.sharing.v1.ListObjectionsRequest
+	28, // 40: lethe.sharing.v1.SharingService.WithdrawObjection:input_type -> lethe.sharing.v1.WithdrawObjectionRequest
+	24, // 41: lethe.sharing.v1.SharingService.ObjectToNotice:input_type -> lethe.sharing.v1.ObjectToNoticeRequest
+	29, // 42: lethe.sharing.v1.SharingService.AuthorizeDisclosure:input_type -> lethe.sharing.v1.AuthorizeDisclosureRequest
+	32, // 43: lethe.sharing.v1.SharingService.ListDisclosures:input_type -> lethe.sharing.v1.ListDisclosuresRequest
+	34, // 44: lethe.sharing.v1.SharingService.VerifyDisclosureLog:input_type -> lethe.sharing.v1.VerifyDisclosureLogRequest
+	36, // 45: lethe.sharing.v1.SharingService.BlockSharing:input_type -> lethe.sharing.v1.BlockSharingRequest
+	38, // 46: lethe.sharing.v1.SharingService.ListErasureRecipients:input_type -> lethe.sharing.v1.ListErasureRecipientsRequest
+	41, // 47: lethe.sharing.v1.SharingService.SendOnwardErasure:input_type -> lethe.sharing.v1.SendOnwardErasureRequest
+	42, // 48: lethe.sharing.v1.SharingService.GetOnwardErasure:input_type -> lethe.sharing.v1.GetOnwardErasureRequest
+	43, // 49: lethe.sharing.v1.SharingService.AcknowledgeErasure:input_type -> lethe.sharing.v1.AcknowledgeErasureRequest
+	5,  // 50: lethe.sharing.v1.SharingService.CreateBusinessTransfer:input_type -> lethe.sharing.v1.CreateBusinessTransferRequest
+	6,  // 51: lethe.sharing.v1.SharingService.GetBusinessTransfer:input_type -> lethe.sharing.v1.GetBusinessTransferRequest
+	7,  // 52: lethe.sharing.v1.SharingService.CreatePartner:output_type -> lethe.sharing.v1.Partner
+	7,  // 53: lethe.sharing.v1.SharingService.GetPartner:output_type -> lethe.sharing.v1.Partner
+	11, // 54: lethe.sharing.v1.SharingService.ListPartners:output_type -> lethe.sharing.v1.ListPartnersResponse
+	7,  // 55: lethe.sharing.v1.SharingService.UpdatePartner:output_type -> lethe.sharing.v1.Partner
+	13, // 56: lethe.sharing.v1.SharingService.CreatePurpose:output_type -> lethe.sharing.v1.Purpose
+	16, // 57: lethe.sharing.v1.SharingService.ListPurposes:output_type -> lethe.sharing.v1.ListPurposesResponse
+	18, // 58: lethe.sharing.v1.SharingService.NotifyMembers:output_type -> lethe.sharing.v1.NotifyMembersResponse
+	21, // 59: lethe.sharing.v1.SharingService.ListNotices:output_type -> lethe.sharing.v1.ListNoticesResponse
+	22, // 60: lethe.sharing.v1.SharingService.CreateObjection:output_type -> lethe.sharing.v1.Objection
+	27, // 61: lethe.sharing.v1.SharingService.ListObjections:output_type -> lethe.sharing.v1.ListObjectionsResponse
+	22, // 62: lethe.sharing.v1.SharingService.WithdrawObjection:output_type -> lethe.sharing.v1.Objection
+	25, // 63: lethe.sharing.v1.SharingService.ObjectToNotice:output_type -> lethe.sharing.v1.ObjectToNoticeResponse
+	30, // 64: lethe.sharing.v1.SharingService.AuthorizeDisclosure:output_type -> lethe.sharing.v1.AuthorizeDisclosureResponse
+	33, // 65: lethe.sharing.v1.SharingService.ListDisclosures:output_type -> lethe.sharing.v1.ListDisclosuresResponse
+	35, // 66: lethe.sharing.v1.SharingService.VerifyDisclosureLog:output_type -> lethe.sharing.v1.VerifyDisclosureLogResponse
+	37, // 67: lethe.sharing.v1.SharingService.BlockSharing:output_type -> lethe.sharing.v1.BlockSharingResponse
+	39, // 68: lethe.sharing.v1.SharingService.ListErasureRecipients:output_type -> lethe.sharing.v1.ListErasureRecipientsResponse
+	40, // 69: lethe.sharing.v1.SharingService.SendOnwardErasure:output_type -> lethe.sharing.v1.OnwardErasure
+	40, // 70: lethe.sharing.v1.SharingService.GetOnwardErasure:output_type -> lethe.sharing.v1.OnwardErasure
+	47, // 71: lethe.sharing.v1.SharingService.AcknowledgeErasure:output_type -> google.protobuf.Empty
+	4,  // 72: lethe.sharing.v1.SharingService.CreateBusinessTransfer:output_type -> lethe.sharing.v1.BusinessTransfer
+	4,  // 73: lethe.sharing.v1.SharingService.GetBusinessTransfer:output_type -> lethe.sharing.v1.BusinessTransfer
+	52, // [52:74] is the sub-list for method output_type
+	30, // [30:52] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_lethe_sharing_v1_sharing_proto_init() }
@@ -3036,8 +3349,8 @@ func file_lethe_sharing_v1_sharing_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_sharing_v1_sharing_proto_rawDesc), len(file_lethe_sharing_v1_sharing_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   37,
+			NumEnums:      4,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

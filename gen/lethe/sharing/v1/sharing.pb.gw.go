@@ -748,6 +748,86 @@ func local_request_SharingService_AcknowledgeErasure_0(ctx context.Context, mars
 	return msg, metadata, err
 }
 
+var filter_SharingService_CreateBusinessTransfer_0 = &utilities.DoubleArray{Encoding: map[string]int{"business_transfer": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
+
+func request_SharingService_CreateBusinessTransfer_0(ctx context.Context, marshaler runtime.Marshaler, client SharingServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq CreateBusinessTransferRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq.BusinessTransfer); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_SharingService_CreateBusinessTransfer_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := client.CreateBusinessTransfer(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_SharingService_CreateBusinessTransfer_0(ctx context.Context, marshaler runtime.Marshaler, server SharingServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq CreateBusinessTransferRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq.BusinessTransfer); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_SharingService_CreateBusinessTransfer_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.CreateBusinessTransfer(ctx, &protoReq)
+	return msg, metadata, err
+}
+
+func request_SharingService_GetBusinessTransfer_0(ctx context.Context, marshaler runtime.Marshaler, client SharingServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetBusinessTransferRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	val, ok := pathParams["name"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "name")
+	}
+	protoReq.Name, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
+	}
+	msg, err := client.GetBusinessTransfer(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_SharingService_GetBusinessTransfer_0(ctx context.Context, marshaler runtime.Marshaler, server SharingServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetBusinessTransferRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["name"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "name")
+	}
+	protoReq.Name, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
+	}
+	msg, err := server.GetBusinessTransfer(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 // RegisterSharingServiceHandlerServer registers the http handlers for service SharingService to "mux".
 // UnaryRPC     :call SharingServiceServer directly.
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
@@ -1054,6 +1134,46 @@ func RegisterSharingServiceHandlerServer(ctx context.Context, mux *runtime.Serve
 		}
 		forward_SharingService_AcknowledgeErasure_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_SharingService_CreateBusinessTransfer_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/lethe.sharing.v1.SharingService/CreateBusinessTransfer", runtime.WithHTTPPathPattern("/v1/businessTransfers"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_SharingService_CreateBusinessTransfer_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_SharingService_CreateBusinessTransfer_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodGet, pattern_SharingService_GetBusinessTransfer_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/lethe.sharing.v1.SharingService/GetBusinessTransfer", runtime.WithHTTPPathPattern("/v1/{name=businessTransfers/*}"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_SharingService_GetBusinessTransfer_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_SharingService_GetBusinessTransfer_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 
 	return nil
 }
@@ -1349,41 +1469,79 @@ func RegisterSharingServiceHandlerClient(ctx context.Context, mux *runtime.Serve
 		}
 		forward_SharingService_AcknowledgeErasure_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_SharingService_CreateBusinessTransfer_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/lethe.sharing.v1.SharingService/CreateBusinessTransfer", runtime.WithHTTPPathPattern("/v1/businessTransfers"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_SharingService_CreateBusinessTransfer_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_SharingService_CreateBusinessTransfer_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodGet, pattern_SharingService_GetBusinessTransfer_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/lethe.sharing.v1.SharingService/GetBusinessTransfer", runtime.WithHTTPPathPattern("/v1/{name=businessTransfers/*}"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_SharingService_GetBusinessTransfer_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_SharingService_GetBusinessTransfer_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	return nil
 }
 
 var (
-	pattern_SharingService_CreatePartner_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "partners"}, ""))
-	pattern_SharingService_GetPartner_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "partners", "name"}, ""))
-	pattern_SharingService_ListPartners_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "partners"}, ""))
-	pattern_SharingService_UpdatePartner_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "partners", "partner.name"}, ""))
-	pattern_SharingService_CreatePurpose_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "partners", "parent", "purposes"}, ""))
-	pattern_SharingService_ListPurposes_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "partners", "parent", "purposes"}, ""))
-	pattern_SharingService_NotifyMembers_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "partners", "purposes", "purpose"}, "notifyMembers"))
-	pattern_SharingService_ListNotices_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "notices"}, ""))
-	pattern_SharingService_CreateObjection_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "objections"}, ""))
-	pattern_SharingService_ListObjections_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "objections"}, ""))
-	pattern_SharingService_WithdrawObjection_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "objections", "name"}, "withdraw"))
-	pattern_SharingService_ObjectToNotice_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "notices"}, "object"))
-	pattern_SharingService_ListDisclosures_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "disclosures"}, ""))
-	pattern_SharingService_VerifyDisclosureLog_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "disclosures"}, "verify"))
-	pattern_SharingService_AcknowledgeErasure_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "partners", "onwardErasures", "name"}, "acknowledge"))
+	pattern_SharingService_CreatePartner_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "partners"}, ""))
+	pattern_SharingService_GetPartner_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "partners", "name"}, ""))
+	pattern_SharingService_ListPartners_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "partners"}, ""))
+	pattern_SharingService_UpdatePartner_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "partners", "partner.name"}, ""))
+	pattern_SharingService_CreatePurpose_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "partners", "parent", "purposes"}, ""))
+	pattern_SharingService_ListPurposes_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "partners", "parent", "purposes"}, ""))
+	pattern_SharingService_NotifyMembers_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "partners", "purposes", "purpose"}, "notifyMembers"))
+	pattern_SharingService_ListNotices_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "notices"}, ""))
+	pattern_SharingService_CreateObjection_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "objections"}, ""))
+	pattern_SharingService_ListObjections_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "objections"}, ""))
+	pattern_SharingService_WithdrawObjection_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "objections", "name"}, "withdraw"))
+	pattern_SharingService_ObjectToNotice_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "notices"}, "object"))
+	pattern_SharingService_ListDisclosures_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "disclosures"}, ""))
+	pattern_SharingService_VerifyDisclosureLog_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "disclosures"}, "verify"))
+	pattern_SharingService_AcknowledgeErasure_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "partners", "onwardErasures", "name"}, "acknowledge"))
+	pattern_SharingService_CreateBusinessTransfer_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "businessTransfers"}, ""))
+	pattern_SharingService_GetBusinessTransfer_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "businessTransfers", "name"}, ""))
 )
 
 var (
-	forward_SharingService_CreatePartner_0       = runtime.ForwardResponseMessage
-	forward_SharingService_GetPartner_0          = runtime.ForwardResponseMessage
-	forward_SharingService_ListPartners_0        = runtime.ForwardResponseMessage
-	forward_SharingService_UpdatePartner_0       = runtime.ForwardResponseMessage
-	forward_SharingService_CreatePurpose_0       = runtime.ForwardResponseMessage
-	forward_SharingService_ListPurposes_0        = runtime.ForwardResponseMessage
-	forward_SharingService_NotifyMembers_0       = runtime.ForwardResponseMessage
-	forward_SharingService_ListNotices_0         = runtime.ForwardResponseMessage
-	forward_SharingService_CreateObjection_0     = runtime.ForwardResponseMessage
-	forward_SharingService_ListObjections_0      = runtime.ForwardResponseMessage
-	forward_SharingService_WithdrawObjection_0   = runtime.ForwardResponseMessage
-	forward_SharingService_ObjectToNotice_0      = runtime.ForwardResponseMessage
-	forward_SharingService_ListDisclosures_0     = runtime.ForwardResponseMessage
-	forward_SharingService_VerifyDisclosureLog_0 = runtime.ForwardResponseMessage
-	forward_SharingService_AcknowledgeErasure_0  = runtime.ForwardResponseMessage
+	forward_SharingService_CreatePartner_0          = runtime.ForwardResponseMessage
+	forward_SharingService_GetPartner_0             = runtime.ForwardResponseMessage
+	forward_SharingService_ListPartners_0           = runtime.ForwardResponseMessage
+	forward_SharingService_UpdatePartner_0          = runtime.ForwardResponseMessage
+	forward_SharingService_CreatePurpose_0          = runtime.ForwardResponseMessage
+	forward_SharingService_ListPurposes_0           = runtime.ForwardResponseMessage
+	forward_SharingService_NotifyMembers_0          = runtime.ForwardResponseMessage
+	forward_SharingService_ListNotices_0            = runtime.ForwardResponseMessage
+	forward_SharingService_CreateObjection_0        = runtime.ForwardResponseMessage
+	forward_SharingService_ListObjections_0         = runtime.ForwardResponseMessage
+	forward_SharingService_WithdrawObjection_0      = runtime.ForwardResponseMessage
+	forward_SharingService_ObjectToNotice_0         = runtime.ForwardResponseMessage
+	forward_SharingService_ListDisclosures_0        = runtime.ForwardResponseMessage
+	forward_SharingService_VerifyDisclosureLog_0    = runtime.ForwardResponseMessage
+	forward_SharingService_AcknowledgeErasure_0     = runtime.ForwardResponseMessage
+	forward_SharingService_CreateBusinessTransfer_0 = runtime.ForwardResponseMessage
+	forward_SharingService_GetBusinessTransfer_0    = runtime.ForwardResponseMessage
 )

@@ -20,26 +20,28 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SharingService_CreatePartner_FullMethodName         = "/lethe.sharing.v1.SharingService/CreatePartner"
-	SharingService_GetPartner_FullMethodName            = "/lethe.sharing.v1.SharingService/GetPartner"
-	SharingService_ListPartners_FullMethodName          = "/lethe.sharing.v1.SharingService/ListPartners"
-	SharingService_UpdatePartner_FullMethodName         = "/lethe.sharing.v1.SharingService/UpdatePartner"
-	SharingService_CreatePurpose_FullMethodName         = "/lethe.sharing.v1.SharingService/CreatePurpose"
-	SharingService_ListPurposes_FullMethodName          = "/lethe.sharing.v1.SharingService/ListPurposes"
-	SharingService_NotifyMembers_FullMethodName         = "/lethe.sharing.v1.SharingService/NotifyMembers"
-	SharingService_ListNotices_FullMethodName           = "/lethe.sharing.v1.SharingService/ListNotices"
-	SharingService_CreateObjection_FullMethodName       = "/lethe.sharing.v1.SharingService/CreateObjection"
-	SharingService_ListObjections_FullMethodName        = "/lethe.sharing.v1.SharingService/ListObjections"
-	SharingService_WithdrawObjection_FullMethodName     = "/lethe.sharing.v1.SharingService/WithdrawObjection"
-	SharingService_ObjectToNotice_FullMethodName        = "/lethe.sharing.v1.SharingService/ObjectToNotice"
-	SharingService_AuthorizeDisclosure_FullMethodName   = "/lethe.sharing.v1.SharingService/AuthorizeDisclosure"
-	SharingService_ListDisclosures_FullMethodName       = "/lethe.sharing.v1.SharingService/ListDisclosures"
-	SharingService_VerifyDisclosureLog_FullMethodName   = "/lethe.sharing.v1.SharingService/VerifyDisclosureLog"
-	SharingService_BlockSharing_FullMethodName          = "/lethe.sharing.v1.SharingService/BlockSharing"
-	SharingService_ListErasureRecipients_FullMethodName = "/lethe.sharing.v1.SharingService/ListErasureRecipients"
-	SharingService_SendOnwardErasure_FullMethodName     = "/lethe.sharing.v1.SharingService/SendOnwardErasure"
-	SharingService_GetOnwardErasure_FullMethodName      = "/lethe.sharing.v1.SharingService/GetOnwardErasure"
-	SharingService_AcknowledgeErasure_FullMethodName    = "/lethe.sharing.v1.SharingService/AcknowledgeErasure"
+	SharingService_CreatePartner_FullMethodName          = "/lethe.sharing.v1.SharingService/CreatePartner"
+	SharingService_GetPartner_FullMethodName             = "/lethe.sharing.v1.SharingService/GetPartner"
+	SharingService_ListPartners_FullMethodName           = "/lethe.sharing.v1.SharingService/ListPartners"
+	SharingService_UpdatePartner_FullMethodName          = "/lethe.sharing.v1.SharingService/UpdatePartner"
+	SharingService_CreatePurpose_FullMethodName          = "/lethe.sharing.v1.SharingService/CreatePurpose"
+	SharingService_ListPurposes_FullMethodName           = "/lethe.sharing.v1.SharingService/ListPurposes"
+	SharingService_NotifyMembers_FullMethodName          = "/lethe.sharing.v1.SharingService/NotifyMembers"
+	SharingService_ListNotices_FullMethodName            = "/lethe.sharing.v1.SharingService/ListNotices"
+	SharingService_CreateObjection_FullMethodName        = "/lethe.sharing.v1.SharingService/CreateObjection"
+	SharingService_ListObjections_FullMethodName         = "/lethe.sharing.v1.SharingService/ListObjections"
+	SharingService_WithdrawObjection_FullMethodName      = "/lethe.sharing.v1.SharingService/WithdrawObjection"
+	SharingService_ObjectToNotice_FullMethodName         = "/lethe.sharing.v1.SharingService/ObjectToNotice"
+	SharingService_AuthorizeDisclosure_FullMethodName    = "/lethe.sharing.v1.SharingService/AuthorizeDisclosure"
+	SharingService_ListDisclosures_FullMethodName        = "/lethe.sharing.v1.SharingService/ListDisclosures"
+	SharingService_VerifyDisclosureLog_FullMethodName    = "/lethe.sharing.v1.SharingService/VerifyDisclosureLog"
+	SharingService_BlockSharing_FullMethodName           = "/lethe.sharing.v1.SharingService/BlockSharing"
+	SharingService_ListErasureRecipients_FullMethodName  = "/lethe.sharing.v1.SharingService/ListErasureRecipients"
+	SharingService_SendOnwardErasure_FullMethodName      = "/lethe.sharing.v1.SharingService/SendOnwardErasure"
+	SharingService_GetOnwardErasure_FullMethodName       = "/lethe.sharing.v1.SharingService/GetOnwardErasure"
+	SharingService_AcknowledgeErasure_FullMethodName     = "/lethe.sharing.v1.SharingService/AcknowledgeErasure"
+	SharingService_CreateBusinessTransfer_FullMethodName = "/lethe.sharing.v1.SharingService/CreateBusinessTransfer"
+	SharingService_GetBusinessTransfer_FullMethodName    = "/lethe.sharing.v1.SharingService/GetBusinessTransfer"
 )
 
 // SharingServiceClient is the client API for SharingService service.
@@ -96,6 +98,15 @@ type SharingServiceClient interface {
 	GetOnwardErasure(ctx context.Context, in *GetOnwardErasureRequest, opts ...grpc.CallOption) (*OnwardErasure, error)
 	// AcknowledgeErasure is a processor's signed callback confirming an erasure.
 	AcknowledgeErasure(ctx context.Context, in *AcknowledgeErasureRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// CreateBusinessTransfer records a business transfer (operators): the acquirer (a
+	// partner of kind ACQUIRER with the purpose declared), the data categories and the
+	// effective date. Every member is told in advance, with a one-click objection link and
+	// how to have their account erased before the date; data flows to the acquirer only
+	// through AuthorizeDisclosure, refused before the date and for members who objected.
+	// Idempotent by business_transfer_id.
+	CreateBusinessTransfer(ctx context.Context, in *CreateBusinessTransferRequest, opts ...grpc.CallOption) (*BusinessTransfer, error)
+	// GetBusinessTransfer shows a transfer and how far its notices got.
+	GetBusinessTransfer(ctx context.Context, in *GetBusinessTransferRequest, opts ...grpc.CallOption) (*BusinessTransfer, error)
 }
 
 type sharingServiceClient struct {
@@ -306,6 +317,26 @@ func (c *sharingServiceClient) AcknowledgeErasure(ctx context.Context, in *Ackno
 	return out, nil
 }
 
+func (c *sharingServiceClient) CreateBusinessTransfer(ctx context.Context, in *CreateBusinessTransferRequest, opts ...grpc.CallOption) (*BusinessTransfer, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BusinessTransfer)
+	err := c.cc.Invoke(ctx, SharingService_CreateBusinessTransfer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *sharingServiceClient) GetBusinessTransfer(ctx context.Context, in *GetBusinessTransferRequest, opts ...grpc.CallOption) (*BusinessTransfer, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BusinessTransfer)
+	err := c.cc.Invoke(ctx, SharingService_GetBusinessTransfer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SharingServiceServer is the server API for SharingService service.
 // All implementations must embed UnimplementedSharingServiceServer
 // for forward compatibility.
@@ -360,6 +391,15 @@ type SharingServiceServer interface {
 	GetOnwardErasure(context.Context, *GetOnwardErasureRequest) (*OnwardErasure, error)
 	// AcknowledgeErasure is a processor's signed callback confirming an erasure.
 	AcknowledgeErasure(context.Context, *AcknowledgeErasureRequest) (*emptypb.Empty, error)
+	// CreateBusinessTransfer records a business transfer (operators): the acquirer (a
+	// partner of kind ACQUIRER with the purpose declared), the data categories and the
+	// effective date. Every member is told in advance, with a one-click objection link and
+	// how to have their account erased before the date; data flows to the acquirer only
+	// through AuthorizeDisclosure, refused before the date and for members who objected.
+	// Idempotent by business_transfer_id.
+	CreateBusinessTransfer(context.Context, *CreateBusinessTransferRequest) (*BusinessTransfer, error)
+	// GetBusinessTransfer shows a transfer and how far its notices got.
+	GetBusinessTransfer(context.Context, *GetBusinessTransferRequest) (*BusinessTransfer, error)
 	mustEmbedUnimplementedSharingServiceServer()
 }
 
@@ -429,6 +469,12 @@ func (UnimplementedSharingServiceServer) GetOnwardErasure(context.Context, *GetO
 }
 func (UnimplementedSharingServiceServer) AcknowledgeErasure(context.Context, *AcknowledgeErasureRequest) (*emptypb.Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AcknowledgeErasure not implemented")
+}
+func (UnimplementedSharingServiceServer) CreateBusinessTransfer(context.Context, *CreateBusinessTransferRequest) (*BusinessTransfer, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateBusinessTransfer not implemented")
+}
+func (UnimplementedSharingServiceServer) GetBusinessTransfer(context.Context, *GetBusinessTransferRequest) (*BusinessTransfer, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetBusinessTransfer not implemented")
 }
 func (UnimplementedSharingServiceServer) mustEmbedUnimplementedSharingServiceServer() {}
 func (UnimplementedSharingServiceServer) testEmbeddedByValue()                        {}
@@ -811,6 +857,42 @@ func _SharingService_AcknowledgeErasure_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SharingService_CreateBusinessTransfer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateBusinessTransferRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SharingServiceServer).CreateBusinessTransfer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SharingService_CreateBusinessTransfer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SharingServiceServer).CreateBusinessTransfer(ctx, req.(*CreateBusinessTransferRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SharingService_GetBusinessTransfer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetBusinessTransferRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SharingServiceServer).GetBusinessTransfer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SharingService_GetBusinessTransfer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SharingServiceServer).GetBusinessTransfer(ctx, req.(*GetBusinessTransferRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SharingService_ServiceDesc is the grpc.ServiceDesc for SharingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -897,6 +979,14 @@ var SharingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AcknowledgeErasure",
 			Handler:    _SharingService_AcknowledgeErasure_Handler,
+		},
+		{
+			MethodName: "CreateBusinessTransfer",
+			Handler:    _SharingService_CreateBusinessTransfer_Handler,
+		},
+		{
+			MethodName: "GetBusinessTransfer",
+			Handler:    _SharingService_GetBusinessTransfer_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -37,6 +37,24 @@ type Handler struct {
 	MaxBody   int64
 	// Allow rate-limits the public verification form per client IP.
 	Allow func(r *http.Request) bool
+	// RedirectHosts are the only hosts a verification's redirect_to may name (https
+	// only). Any other target is ignored and the Status object is answered instead, so
+	// the confirmation page cannot be used as an open redirect.
+	RedirectHosts []string
+}
+
+// redirectTarget returns redirect_to when it is an https URL on an allowed host.
+func (h *Handler) redirectTarget(redirect string) (string, bool) {
+	u, err := url.Parse(redirect)
+	if redirect == "" || err != nil || u.Scheme != "https" || u.User != nil || u.Host == "" {
+		return "", false
+	}
+	for _, host := range h.RedirectHosts {
+		if strings.EqualFold(u.Host, host) {
+			return u.String(), true
+		}
+	}
+	return "", false
 }
 
 // Register adds the DRP routes to mux.
@@ -268,8 +286,8 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 		h.writeRPCError(w, err)
 		return
 	}
-	if u, err := url.Parse(redirect); redirect != "" && err == nil && (u.Scheme == "https" || u.Scheme == "http") {
-		http.Redirect(w, r, u.String(), http.StatusSeeOther)
+	if target, ok := h.redirectTarget(redirect); ok {
+		http.Redirect(w, r, target, http.StatusSeeOther)
 		return
 	}
 	writeJSON(w, st)

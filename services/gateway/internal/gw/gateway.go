@@ -69,6 +69,8 @@ type Options struct {
 	// TemporalUI is the Temporal Web UI's base URL the console links workflows to ("":
 	// no link).
 	TemporalUI string
+	// DRPRedirectHosts are the hosts a DRP verification may redirect to (https only).
+	DRPRedirectHosts []string
 }
 
 // principalKey carries the verified caller in a request context.
@@ -178,7 +180,7 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 	// bearer tokens, DRP error bodies): its own handler, outside the JSON API's policy.
 	verifyLimit := &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst}
 	(&drp.Handler{DataRights: fulfillmentv1.NewDataRightsServiceClient(b.Fulfillment), Downloads: downloads, Logger: o.Logger,
-		Timeout: o.Timeout, MaxBody: o.MaxBodyBytes, Allow: func(r *http.Request) bool { return verifyLimit.Allow(o.TrustedProxies.ClientIP(r)) }}).Register(top)
+		Timeout: o.Timeout, MaxBody: o.MaxBodyBytes, RedirectHosts: o.DRPRedirectHosts, Allow: func(r *http.Request) bool { return verifyLimit.Allow(o.TrustedProxies.ClientIP(r)) }}).Register(top)
 	// The operators' web console (server-rendered HTML behind its own cookie session).
 	con, err := console.New(console.Options{Identity: b.Identity, Sharing: b.Sharing, Fulfillment: b.Fulfillment,
 		Verify: func(ctx context.Context, tok string) (console.Operator, bool) {

@@ -19,6 +19,9 @@ const (
 	TemplateExportReady      = 2
 	TemplateErasureConfirmed = 3
 	TemplateSharingNotice    = 4
+	TemplatePolicyChange     = 50
+	TemplateBusinessTransfer = 51
+	TemplateComplaintUpdate  = 52
 )
 
 func render(template int, reference, detail string) (subject, body string, ok bool) {
@@ -36,6 +39,17 @@ func render(template int, reference, detail string) (subject, body string, ok bo
 		return "Before we share your data with a partner",
 			"We are telling you in advance (" + reference + ") that we plan to share some of your data with a partner, as our privacy policy allows.\n\n" + detail +
 				"\n\nYou can also object, or withdraw an objection, at any time from your privacy settings. If you think we handle your data unlawfully, you can complain to us or to your data protection authority.\n", true
+	case TemplatePolicyChange:
+		return "Our privacy policy is changing",
+			"We have published a new version of our privacy policy (" + reference + ").\n\n" + detail +
+				"\n\nYou can read every version of the policy, and see which one you accepted, in your privacy settings.\n", true
+	case TemplateBusinessTransfer:
+		return "Before your data passes to a new owner",
+			"We are telling you in advance (" + reference + ") that your data will pass to another company as part of a business transfer, as our privacy policy allows.\n\n" + detail +
+				"\n\nBefore that date you can object with the link above, or have your account erased: sign in and file an erasure request in your privacy settings. If you think we handle your data unlawfully, you can complain to us or to your data protection authority.\n", true
+	case TemplateComplaintUpdate:
+		return "About your complaint",
+			"There is news about your complaint (" + reference + ").\n\n" + detail + "\n\nSign in to read it in your privacy settings.\n", true
 	}
 	return "", "", false
 }

@@ -36,6 +36,8 @@ type Server struct {
 	Now    func() time.Time
 	// TokenTTL is how long an unsubscribe link works.
 	TokenTTL time.Duration
+	// PolicyMailer emails members about policy changes (through identity); nil sends none.
+	PolicyMailer PolicyMailer
 }
 
 // Page size limits for list calls: default and maximum. Oversized pages are refused,

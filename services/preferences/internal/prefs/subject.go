@@ -72,23 +72,7 @@ var datasets = []dataset{
 	{"social_connections", "user.social", single(func(ctx context.Context, s *Server, m string) (proto.Message, error) {
 		return s.ListSocialConnections(ctx, &preferencesv1.ListSocialConnectionsRequest{Parent: "members/" + m})
 	})},
-	{"viewing_history", "user.behavior.media_consumption", func(ctx context.Context, s *Server, m string, c cursor, emit func([][]byte, *cursor) error) error {
-		for {
-			recs := make([][]byte, 0, exportChunk)
-			next, err := s.eventPage(ctx, m, c, exportChunk, func(e *preferencesv1.ViewingEvent) error {
-				b, err := protojson.Marshal(e)
-				recs = append(recs, b)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			if err := emit(recs, next); err != nil || next == nil {
-				return err
-			}
-			c = *next
-		}
-	}},
+	{"viewing_history", "user.behavior.media_consumption", readHistory},
 	{"ratings", "user.behavior.media_consumption", func(ctx context.Context, s *Server, m string, c cursor, emit func([][]byte, *cursor) error) error {
 		for {
 			recs := make([][]byte, 0, exportChunk)

@@ -18,6 +18,10 @@ import (
 // was erased): retrying cannot help.
 const ErrNoticeGone = "NOTICE_GONE"
 
+// kindAcquirer is lethe.sharing.v1.PartnerKind ACQUIRER as stored: its notices are
+// business-transfer notices.
+const kindAcquirer = 6
+
 // Notice states as stored (values of lethe.sharing.v1.NoticeState).
 const (
 	StatePending = 1
@@ -30,6 +34,12 @@ const (
 // retried send queue one message.
 type Mailer interface {
 	MailNotice(ctx context.Context, memberID, reference, detail, requestID string) error
+}
+
+// TransferMailer is a Mailer that also sends the business-transfer notice (identity's
+// business-transfer template, which adds how to have the account erased before the date).
+type TransferMailer interface {
+	MailTransferNotice(ctx context.Context, memberID, reference, detail, requestID string) error
 }
 
 // Activities record a notice's progress in sharing's database and tell the member.
@@ -67,9 +77,10 @@ func (a *Activities) MailNotice(ctx context.Context, in Input) error {
 	}
 	var member, partnerName, purpose, description, cats string
 	var effective sql.NullInt64
-	err := a.DB.QueryRowContext(ctx, `SELECT n.member_id, p.display_name, n.purpose_id, u.description, u.data_categories, n.effective_at
+	var kind int
+	err := a.DB.QueryRowContext(ctx, `SELECT n.member_id, p.display_name, p.kind, n.purpose_id, u.description, u.data_categories, n.effective_at
 		FROM notices n JOIN partners p ON p.id = n.partner_id JOIN purposes u ON u.partner_id = n.partner_id AND u.purpose_id = n.purpose_id
-		WHERE n.id = $1`, in.NoticeID).Scan(&member, &partnerName, &purpose, &description, &cats, &effective)
+		WHERE n.id = $1`, in.NoticeID).Scan(&member, &partnerName, &kind, &purpose, &description, &cats, &effective)
 	if errors.Is(err, sql.ErrNoRows) {
 		return temporal.NewNonRetryableApplicationError("notice no longer exists", ErrNoticeGone, nil)
 	}
@@ -84,6 +95,11 @@ func (a *Activities) MailNotice(ctx context.Context, in Input) error {
 	}
 	detail := fmt.Sprintf("Partner: %s\nPurpose: %s (%s)\nData: %s\nFrom: %s\n\nIf you do not want this, object with one click (no sign-in needed):\n%s",
 		partnerName, description, purpose, strings.Join(categories, ", "), from, a.ObjectionURL(in.NoticeID))
+	if tm, ok := a.Mailer.(TransferMailer); ok && kind == kindAcquirer {
+		detail = fmt.Sprintf("New owner of your data: %s\nWhy: %s (%s)\nData: %s\nFrom: %s\n\nIf you do not want your data to pass to them, object with one click (no sign-in needed):\n%s",
+			partnerName, description, purpose, strings.Join(categories, ", "), from, a.ObjectionURL(in.NoticeID))
+		return tm.MailTransferNotice(ctx, member, "notice "+in.NoticeID, detail, "sharing-notice/"+in.NoticeID)
+	}
 	return a.Mailer.MailNotice(ctx, member, "notice "+in.NoticeID, detail, "sharing-notice/"+in.NoticeID)
 }
 

@@ -161,6 +161,18 @@ func (s *Server) AuthorizeDisclosure(ctx context.Context, req *sharingv1.Authori
 	} else if reason != "" {
 		return s.deny(ctx, pid, req.GetPurpose(), reason)
 	}
+	// An acquirer receives data only under a business transfer, from its date.
+	if reason, err := s.transferRefusal(ctx, partner.p.GetKind(), pid, req.GetPurpose()); err != nil {
+		return nil, err
+	} else if reason != "" {
+		return s.deny(ctx, pid, req.GetPurpose(), reason)
+	}
+	// A policy change lowering protection for this purpose waits for the member's consent.
+	if reason, err := s.policyRefusal(ctx, mid, req.GetPurpose()); err != nil {
+		return nil, err
+	} else if reason != "" {
+		return s.deny(ctx, pid, req.GetPurpose(), reason)
+	}
 	if needsNotice(partner.p.GetKind()) {
 		if purpose == nil {
 			return s.deny(ctx, pid, req.GetPurpose(), "NO_NOTICE")

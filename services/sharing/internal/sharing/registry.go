@@ -63,6 +63,13 @@ type Server struct {
 	// AdChoices reads members' ad choices from preferences; nil refuses every sale or
 	// sharing with UNAVAILABLE.
 	AdChoices AdChoices
+	// PolicyConsent reads members' acceptances of policy changes from preferences; nil
+	// refuses every disclosure with UNAVAILABLE.
+	PolicyConsent PolicyConsent
+	// Members lists members for business-transfer notices (identity); Transfers starts
+	// a transfer's workflow. Without Transfers, transfers cannot be recorded.
+	Members   MemberPager
+	Transfers TransferStarter
 }
 
 const defaultNoticePeriod = 30 * 24 * time.Hour

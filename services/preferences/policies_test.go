@@ -1,0 +1,177 @@
+package preferences_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
+)
+
+// fakeMembers is identity as the policy notifier sees it: members in pages, and a
+// mailbox that keeps one message per request id (identity's outbox does the same).
+type fakeMembers struct {
+	mu      sync.Mutex
+	members []string
+	mails   map[string]string // request id → member
+	perMem  map[string]int
+}
+
+func (f *fakeMembers) MemberPage(_ context.Context, token string) ([]string, string, error) {
+	start, _ := strconv.Atoi(token)
+	end := min(start+100, len(f.members))
+	next := ""
+	if end < len(f.members) {
+		next = strconv.Itoa(end)
+	}
+	return f.members[start:end], next, nil
+}
+
+func (f *fakeMembers) MailPolicyChange(_ context.Context, memberID, reference, detail, requestID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.mails[requestID]; !ok {
+		f.mails[requestID] = memberID
+		f.perMem[memberID]++
+	}
+	return nil
+}
+
+// TestPolicyVersionsConsentAndNotice: a version lowering protection for "ads" keeps ads
+// off for a member from its effective date until they accept it (or a later version),
+// every acceptance is a consent record with the version, and every member is emailed
+// each version once, across pages.
+func TestPolicyVersionsConsentAndNotice(t *testing.T) {
+	engines(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+		h.svc.Server.Now = func() time.Time { return now }
+		fm := &fakeMembers{mails: map[string]string{}, perMem: map[string]int{}}
+		for i := range 250 {
+			fm.members = append(fm.members, fmt.Sprintf("member%08d", i))
+		}
+		h.svc.Server.PolicyMailer = fm
+		publish := func(id string, lowers bool, eff time.Time, purposes ...string) (*preferencesv1.PolicyVersion, error) {
+			return h.client.CreatePolicyVersion(ctx, &preferencesv1.CreatePolicyVersionRequest{Parent: "policies/trakt", PolicyVersionId: id,
+				PolicyVersion: &preferencesv1.PolicyVersion{Summary: "summary of " + id, EffectiveTime: timestamppb.New(eff), LowersProtection: lowers, AffectedPurposes: purposes}})
+		}
+		if _, err := publish("2026-11-01", false, now.Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(time.Minute)
+		v2, err := publish("2026-12-08", true, now.Add(7*24*time.Hour), "ads", "ads")
+		if err != nil || len(v2.GetAffectedPurposes()) != 1 {
+			t.Fatalf("lowering version: %v %v", v2, err)
+		}
+		if _, err := publish("2026-12-08", true, now.Add(7*24*time.Hour), "ads"); err != nil {
+			t.Fatalf("same version again: %v", err)
+		}
+		if _, err := publish("2026-12-08", false, now.Add(7*24*time.Hour)); !isCode(err, codes.AlreadyExists) {
+			t.Fatalf("rewriting a published version: %v", err)
+		}
+		if _, err := publish("bad", true, now); !isCode(err, codes.InvalidArgument) {
+			t.Fatalf("lowering without purposes: %v", err)
+		}
+
+		check := func(purpose string) *preferencesv1.CheckPolicyConsentResponse {
+			t.Helper()
+			res, err := h.client.CheckPolicyConsent(ctx, &preferencesv1.CheckPolicyConsentRequest{Member: alice, Purpose: purpose})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res
+		}
+		if !check("ads").GetAllowed() {
+			t.Fatal("before its effective date the previous terms apply")
+		}
+		now = now.Add(8 * 24 * time.Hour)
+		if res := check("ads"); res.GetAllowed() || len(res.GetMissingVersions()) != 1 || res.GetMissingVersions()[0] != "policies/trakt/versions/2026-12-08" {
+			t.Fatalf("ads after a lowering change without consent: %v", res)
+		}
+		if !check("analytics").GetAllowed() {
+			t.Fatal("a purpose the change does not name stays allowed")
+		}
+
+		acceptName := alice + "/policyAcceptances/trakt"
+		accept := func(v string) *preferencesv1.PolicyAcceptance {
+			t.Helper()
+			a, err := h.client.AcceptPolicyVersion(ctx, &preferencesv1.AcceptPolicyVersionRequest{Name: acceptName, Version: "policies/trakt/versions/" + v, RequestId: "accept-" + v})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a
+		}
+		a := accept("2026-11-01") // the older version does not cover the newer change
+		if a.GetAcceptedVersion() != "policies/trakt/versions/2026-11-01" || len(a.GetPendingVersions()) != 1 || check("ads").GetAllowed() {
+			t.Fatalf("after accepting the older version: %v", a)
+		}
+		now = now.Add(time.Second)
+		accept("2026-12-08")
+		a = accept("2026-12-08") // again: idempotent
+		if a.GetAcceptedVersion() != "policies/trakt/versions/2026-12-08" || len(a.GetPendingVersions()) != 0 || a.GetCurrentVersion() != "policies/trakt/versions/2026-12-08" {
+			t.Fatalf("after accepting the change: %v", a)
+		}
+		if !check("ads").GetAllowed() {
+			t.Fatal("ads stay off after the member accepted the change")
+		}
+		got, err := h.client.GetPolicyAcceptance(ctx, &preferencesv1.GetPolicyAcceptanceRequest{Name: acceptName})
+		if err != nil || got.GetAcceptedVersion() != a.GetAcceptedVersion() || got.GetAcceptTime() == nil {
+			t.Fatalf("get acceptance: %v %v", got, err)
+		}
+		recs, err := h.client.ListConsentRecords(ctx, &preferencesv1.ListConsentRecordsRequest{Parent: alice})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var versions []string
+		for _, r := range recs.GetConsentRecords() {
+			if r.GetSetting() == "policy/trakt" && r.GetValue() == "accepted" && r.GetSource() == preferencesv1.ConsentSource_CONSENT_SOURCE_POLICY_ACCEPTANCE {
+				versions = append(versions, r.GetPolicyVersion())
+			}
+		}
+		if len(versions) != 2 || versions[0] != "2026-12-08" || versions[1] != "2026-11-01" {
+			t.Fatalf("consent records of acceptances: %v", versions)
+		}
+		if _, err := h.client.AcceptPolicyVersion(ctx, &preferencesv1.AcceptPolicyVersionRequest{Name: alice + "/policyAcceptances/netflix", Version: "policies/trakt/versions/2026-12-08"}); !isCode(err, codes.InvalidArgument) {
+			t.Fatalf("accepting another policy's version: %v", err)
+		}
+
+		// Every member is emailed each version once, a page at a time.
+		for {
+			n, err := h.svc.Server.NotifyPolicyChanges(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+		}
+		if len(fm.mails) != 500 {
+			t.Fatalf("%d emails, want 250 members × 2 versions", len(fm.mails))
+		}
+		for m, n := range fm.perMem {
+			if n != 2 {
+				t.Fatalf("member %s got %d emails", m, n)
+			}
+		}
+		list, err := h.client.ListPolicyVersions(ctx, &preferencesv1.ListPolicyVersionsRequest{Parent: "policies/trakt"})
+		if err != nil || len(list.GetPolicyVersions()) != 2 || list.GetPolicyVersions()[0].GetName() != v2.GetName() {
+			t.Fatalf("list: %v %v", list, err)
+		}
+		for _, v := range list.GetPolicyVersions() {
+			if v.GetNotifiedCount() != 250 || !v.GetNotificationComplete() {
+				t.Fatalf("notice progress: %v", v)
+			}
+		}
+	})
+}
+
+func isCode(err error, c codes.Code) bool {
+	got, _ := reason(err)
+	return err != nil && got == c
+}
