@@ -80,6 +80,8 @@ type Config struct {
 	ReceiptKeyset   string
 	DownloadKeyset  string
 	TokenKeyset     string
+	// DisableGrace is how long a disabled account waits before its erasure starts.
+	DisableGrace time.Duration
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -105,6 +107,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DownloadKeyset, "download-keyset", config.Env("FULFILLMENT_DOWNLOAD_KEYSET", ""), "Tink HMAC keyset that signs download links, shared by every replica (same forms); empty: -data-dir/download-link.keyset.json (FULFILLMENT_DOWNLOAD_KEYSET)")
 	fs.StringVar(&c.TokenKeyset, "token-keyset", config.Env("FULFILLMENT_TOKEN_KEYSET", ""), "Tink PRF keyset from which receipt tokens are derived, shared by every replica (same forms); empty: -data-dir/receipt-token.keyset.json (FULFILLMENT_TOKEN_KEYSET)")
 	fs.StringVar(&c.KEKURI, "kek-uri", config.Env("FULFILLMENT_KEK_URI", "file:"+filepath.Join(data, "fulfillment", "kek.json")), "key-encryption key wrapping the per-export keys: file:PATH (dev) or a Tink KMS URI (FULFILLMENT_KEK_URI)")
+	fs.DurationVar(&c.DisableGrace, "disable-grace", config.EnvDuration("FULFILLMENT_DISABLE_GRACE", request.DefaultDisableGrace), "how long a disabled account can be re-enabled before its erasure starts (FULFILLMENT_DISABLE_GRACE)")
 	fs.DurationVar(&c.ArchiveTTL, "archive-ttl", config.EnvDuration("FULFILLMENT_ARCHIVE_TTL", 7*24*time.Hour), "how long export archives and their links live (FULFILLMENT_ARCHIVE_TTL)")
 }
 
@@ -119,7 +122,7 @@ func (c Config) Validate() error {
 	p.Require(c.SharingAddress, "sharing-address", "SHARING_ADDRESS")
 	p.Require(c.DRPBusinessID, "drp-business-id", "DRP_BUSINESS_ID")
 	p.Require(c.DRPAPIBase, "drp-api-base", "DRP_API_BASE")
-	p.Check(c.CoolingOff >= 0 && c.VerificationWindow > 0 && c.ArchiveTTL > 0 && c.OnwardPollInterval > 0, "durations must be positive")
+	p.Check(c.CoolingOff >= 0 && c.VerificationWindow > 0 && c.ArchiveTTL > 0 && c.OnwardPollInterval > 0 && c.DisableGrace > 0, "durations must be positive")
 	return p.Err()
 }
 
@@ -138,6 +141,8 @@ type Service struct {
 	metrics    metric.Registration
 	temporal   client.Client
 	conns      []*grpc.ClientConn
+	// disableGrace is Config.DisableGrace.
+	disableGrace time.Duration
 	httpAddr   string
 	httpLis    net.Listener
 	logger     *slog.Logger
@@ -248,6 +253,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	s.DataRights = &grpcapi.DataRights{API: s.API, Store: &drp.Store{DB: db}, Preferences: s.Activities.Preferences,
 		BusinessID: cfg.DRPBusinessID, APIBase: strings.TrimSuffix(cfg.DRPAPIBase, "/"), CallbackPoll: poll}
 	s.Activities.StateChanged = s.DataRights.PrivacyRequestChanged
+	s.Activities.FileErasure = s.fileDisabledErasure
+	s.disableGrace = cfg.DisableGrace
 	return s, nil
 }
 
@@ -300,6 +307,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.ServeHTTP(ctx, lis) })
 	g.Go(func() error { s.consumeChildReports(ctx); return nil })
+	g.Go(func() error { s.consumeDisabledAccounts(ctx); return nil })
 	g.Go(func() error { s.reconcile(ctx); return nil })
 	g.Go(func() error { s.ensureRetentionSchedule(ctx); return nil })
 	if v := s.keys.Vacuumer(); v != nil {

@@ -358,21 +358,26 @@ const (
 	RequestOrigin_REQUEST_ORIGIN_OPERATOR RequestOrigin = 2
 	// REQUEST_ORIGIN_AGENT is an authorized agent under the Data Rights Protocol.
 	RequestOrigin_REQUEST_ORIGIN_AGENT RequestOrigin = 3
+	// REQUEST_ORIGIN_ACCOUNT_DISABLED is the erasure of an account disabled by its member
+	// (or an operator) whose grace period ended without re-enabling.
+	RequestOrigin_REQUEST_ORIGIN_ACCOUNT_DISABLED RequestOrigin = 60
 )
 
 // Enum value maps for RequestOrigin.
 var (
 	RequestOrigin_name = map[int32]string{
-		0: "REQUEST_ORIGIN_UNSPECIFIED",
-		1: "REQUEST_ORIGIN_MEMBER",
-		2: "REQUEST_ORIGIN_OPERATOR",
-		3: "REQUEST_ORIGIN_AGENT",
+		0:  "REQUEST_ORIGIN_UNSPECIFIED",
+		1:  "REQUEST_ORIGIN_MEMBER",
+		2:  "REQUEST_ORIGIN_OPERATOR",
+		3:  "REQUEST_ORIGIN_AGENT",
+		60: "REQUEST_ORIGIN_ACCOUNT_DISABLED",
 	}
 	RequestOrigin_value = map[string]int32{
-		"REQUEST_ORIGIN_UNSPECIFIED": 0,
-		"REQUEST_ORIGIN_MEMBER":      1,
-		"REQUEST_ORIGIN_OPERATOR":    2,
-		"REQUEST_ORIGIN_AGENT":       3,
+		"REQUEST_ORIGIN_UNSPECIFIED":      0,
+		"REQUEST_ORIGIN_MEMBER":           1,
+		"REQUEST_ORIGIN_OPERATOR":         2,
+		"REQUEST_ORIGIN_AGENT":            3,
+		"REQUEST_ORIGIN_ACCOUNT_DISABLED": 60,
 	}
 )
 
@@ -3485,12 +3490,13 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x17REQUEST_STATE_CANCELLED\x10\x06\x12\x19\n" +
 	"\x15REQUEST_STATE_EXPIRED\x10\a\x12\x18\n" +
 	"\x14REQUEST_STATE_DENIED\x10\b\x12\x18\n" +
-	"\x14REQUEST_STATE_FAILED\x10\t*\x81\x01\n" +
+	"\x14REQUEST_STATE_FAILED\x10\t*\xa6\x01\n" +
 	"\rRequestOrigin\x12\x1e\n" +
 	"\x1aREQUEST_ORIGIN_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REQUEST_ORIGIN_MEMBER\x10\x01\x12\x1b\n" +
 	"\x17REQUEST_ORIGIN_OPERATOR\x10\x02\x12\x18\n" +
-	"\x14REQUEST_ORIGIN_AGENT\x10\x032\xee\x1a\n" +
+	"\x14REQUEST_ORIGIN_AGENT\x10\x03\x12#\n" +
+	"\x1fREQUEST_ORIGIN_ACCOUNT_DISABLED\x10<2\xee\x1a\n" +
 	"\x12FulfillmentService\x12\xb4\x01\n" +
 	"\x14CreatePrivacyRequest\x121.lethe.fulfillment.v1.CreatePrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"C\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x029:\x0fprivacy_request\"&/v1/{parent=members/*}/privacyRequests\x12\x9d\x01\n" +
 	"\x11GetPrivacyRequest\x12..lethe.fulfillment.v1.GetPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/privacyRequests/*}\x12\xae\x01\n" +

@@ -954,7 +954,11 @@ type SignInRequest struct {
 	// device_name labels the session, e.g. "Living-room TV".
 	DeviceName string `protobuf:"bytes,3,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
 	// remember_me issues a long-lived refresh session for this device.
-	RememberMe    bool `protobuf:"varint,4,opt,name=remember_me,json=rememberMe,proto3" json:"remember_me,omitempty"`
+	RememberMe bool `protobuf:"varint,4,opt,name=remember_me,json=rememberMe,proto3" json:"remember_me,omitempty"`
+	// reactivate re-enables a disabled account and signs in. A disabled account is erased
+	// when its grace period ends (fulfillment's FULFILLMENT_DISABLE_GRACE) unless it is
+	// re-enabled first; without reactivate a disabled account cannot sign in.
+	Reactivate    bool `protobuf:"varint,60,opt,name=reactivate,proto3" json:"reactivate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1013,6 +1017,13 @@ func (x *SignInRequest) GetDeviceName() string {
 func (x *SignInRequest) GetRememberMe() bool {
 	if x != nil {
 		return x.RememberMe
+	}
+	return false
+}
+
+func (x *SignInRequest) GetReactivate() bool {
+	if x != nil {
+		return x.Reactivate
 	}
 	return false
 }
@@ -2763,7 +2774,7 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\x11system.operations\x10\x04R\breporter\x128\n" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\trequestId\"\xf1\x01\n" +
+	"\x11system.operations\x10\x04R\trequestId\"\xa7\x02\n" +
 	"\rSignInRequest\x120\n" +
 	"\x05email\x18\x01 \x01(\tB\x1a\xea\xe0\x18\x16\n" +
 	"\x12user.contact.email\x10\x01R\x05email\x12B\n" +
@@ -2774,7 +2785,11 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"deviceName\x124\n" +
 	"\vremember_me\x18\x04 \x01(\bB\x13\xea\xe0\x18\x0f\n" +
 	"\vuser.device\x10\x01R\n" +
-	"rememberMe\"\xbc\x02\n" +
+	"rememberMe\x124\n" +
+	"\n" +
+	"reactivate\x18< \x01(\bB\x14\xea\xe0\x18\x10\n" +
+	"\fuser.account\x10\x01R\n" +
+	"reactivate\"\xbc\x02\n" +
 	"\x0eSignInResponse\x12@\n" +
 	"\faccess_token\x18\x01 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
 	"\x15system.authentication\x10\x04R\vaccessToken\x12n\n" +

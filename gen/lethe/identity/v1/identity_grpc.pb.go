@@ -63,7 +63,9 @@ type IdentityServiceClient interface {
 	// LookupMember finds a live member by email through the keyed blind index. The email
 	// travels in the body, never in a URL.
 	LookupMember(ctx context.Context, in *LookupMemberRequest, opts ...grpc.CallOption) (*Member, error)
-	// DisableMember disables an account and revokes every session at once.
+	// DisableMember disables an account and revokes every session at once. The account is
+	// erased (personal information removed, statistics anonymized) when the grace period
+	// ends, unless the member signs in again with reactivate first.
 	DisableMember(ctx context.Context, in *DisableMemberRequest, opts ...grpc.CallOption) (*Member, error)
 	// ReportChild marks an account as a child's, which starts expedited erasure.
 	ReportChild(ctx context.Context, in *ReportChildRequest, opts ...grpc.CallOption) (*Member, error)
@@ -367,7 +369,9 @@ type IdentityServiceServer interface {
 	// LookupMember finds a live member by email through the keyed blind index. The email
 	// travels in the body, never in a URL.
 	LookupMember(context.Context, *LookupMemberRequest) (*Member, error)
-	// DisableMember disables an account and revokes every session at once.
+	// DisableMember disables an account and revokes every session at once. The account is
+	// erased (personal information removed, statistics anonymized) when the grace period
+	// ends, unless the member signs in again with reactivate first.
 	DisableMember(context.Context, *DisableMemberRequest) (*Member, error)
 	// ReportChild marks an account as a child's, which starts expedited erasure.
 	ReportChild(context.Context, *ReportChildRequest) (*Member, error)

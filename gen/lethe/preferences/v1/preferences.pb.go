@@ -1137,6 +1137,217 @@ func (x *RecordGlobalPrivacyControlRequest) GetName() string {
 	return ""
 }
 
+// RecordDeviceGlobalPrivacyControlRequest records a signed-out visitor's GPC signal.
+type RecordDeviceGlobalPrivacyControlRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// device_id is the gateway's opaque device cookie (stored only as a hash).
+	DeviceId      string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordDeviceGlobalPrivacyControlRequest) Reset() {
+	*x = RecordDeviceGlobalPrivacyControlRequest{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordDeviceGlobalPrivacyControlRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordDeviceGlobalPrivacyControlRequest) ProtoMessage() {}
+
+func (x *RecordDeviceGlobalPrivacyControlRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordDeviceGlobalPrivacyControlRequest.ProtoReflect.Descriptor instead.
+func (*RecordDeviceGlobalPrivacyControlRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RecordDeviceGlobalPrivacyControlRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+// RecordDeviceGlobalPrivacyControlResponse confirms the record.
+type RecordDeviceGlobalPrivacyControlResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// signal_time is when the signal was recorded.
+	SignalTime    *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=signal_time,json=signalTime,proto3" json:"signal_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordDeviceGlobalPrivacyControlResponse) Reset() {
+	*x = RecordDeviceGlobalPrivacyControlResponse{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordDeviceGlobalPrivacyControlResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordDeviceGlobalPrivacyControlResponse) ProtoMessage() {}
+
+func (x *RecordDeviceGlobalPrivacyControlResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordDeviceGlobalPrivacyControlResponse.ProtoReflect.Descriptor instead.
+func (*RecordDeviceGlobalPrivacyControlResponse) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RecordDeviceGlobalPrivacyControlResponse) GetSignalTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SignalTime
+	}
+	return nil
+}
+
+// ApplyDeviceGlobalPrivacyControlRequest applies a device's signal to a member.
+type ApplyDeviceGlobalPrivacyControlRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/adPreferences" of the member who signed in.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// device_id is the gateway's device cookie; may be empty when signal is set.
+	DeviceId string `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// signal says the sign-in request itself carried Sec-GPC: 1.
+	Signal        bool `protobuf:"varint,3,opt,name=signal,proto3" json:"signal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyDeviceGlobalPrivacyControlRequest) Reset() {
+	*x = ApplyDeviceGlobalPrivacyControlRequest{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyDeviceGlobalPrivacyControlRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyDeviceGlobalPrivacyControlRequest) ProtoMessage() {}
+
+func (x *ApplyDeviceGlobalPrivacyControlRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyDeviceGlobalPrivacyControlRequest.ProtoReflect.Descriptor instead.
+func (*ApplyDeviceGlobalPrivacyControlRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ApplyDeviceGlobalPrivacyControlRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ApplyDeviceGlobalPrivacyControlRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *ApplyDeviceGlobalPrivacyControlRequest) GetSignal() bool {
+	if x != nil {
+		return x.Signal
+	}
+	return false
+}
+
+// ApplyDeviceGlobalPrivacyControlResponse says whether a signal was applied.
+type ApplyDeviceGlobalPrivacyControlResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// applied is true when the device (or the sign-in) carried a GPC signal.
+	Applied bool `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
+	// ad_preferences are the member's settings afterwards.
+	AdPreferences *AdPreferences `protobuf:"bytes,2,opt,name=ad_preferences,json=adPreferences,proto3" json:"ad_preferences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyDeviceGlobalPrivacyControlResponse) Reset() {
+	*x = ApplyDeviceGlobalPrivacyControlResponse{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyDeviceGlobalPrivacyControlResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyDeviceGlobalPrivacyControlResponse) ProtoMessage() {}
+
+func (x *ApplyDeviceGlobalPrivacyControlResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyDeviceGlobalPrivacyControlResponse.ProtoReflect.Descriptor instead.
+func (*ApplyDeviceGlobalPrivacyControlResponse) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ApplyDeviceGlobalPrivacyControlResponse) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
+func (x *ApplyDeviceGlobalPrivacyControlResponse) GetAdPreferences() *AdPreferences {
+	if x != nil {
+		return x.AdPreferences
+	}
+	return nil
+}
+
 // ProfileVisibility is who sees each profile section.
 type ProfileVisibility struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1156,7 +1367,7 @@ type ProfileVisibility struct {
 
 func (x *ProfileVisibility) Reset() {
 	*x = ProfileVisibility{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[13]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1168,7 +1379,7 @@ func (x *ProfileVisibility) String() string {
 func (*ProfileVisibility) ProtoMessage() {}
 
 func (x *ProfileVisibility) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[13]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1181,7 +1392,7 @@ func (x *ProfileVisibility) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProfileVisibility.ProtoReflect.Descriptor instead.
 func (*ProfileVisibility) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{13}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ProfileVisibility) GetName() string {
@@ -1230,7 +1441,7 @@ type GetProfileVisibilityRequest struct {
 
 func (x *GetProfileVisibilityRequest) Reset() {
 	*x = GetProfileVisibilityRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[14]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1453,7 @@ func (x *GetProfileVisibilityRequest) String() string {
 func (*GetProfileVisibilityRequest) ProtoMessage() {}
 
 func (x *GetProfileVisibilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[14]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1466,7 @@ func (x *GetProfileVisibilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileVisibilityRequest.ProtoReflect.Descriptor instead.
 func (*GetProfileVisibilityRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{14}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetProfileVisibilityRequest) GetName() string {
@@ -1278,7 +1489,7 @@ type UpdateProfileVisibilityRequest struct {
 
 func (x *UpdateProfileVisibilityRequest) Reset() {
 	*x = UpdateProfileVisibilityRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[15]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1501,7 @@ func (x *UpdateProfileVisibilityRequest) String() string {
 func (*UpdateProfileVisibilityRequest) ProtoMessage() {}
 
 func (x *UpdateProfileVisibilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[15]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1514,7 @@ func (x *UpdateProfileVisibilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProfileVisibilityRequest.ProtoReflect.Descriptor instead.
 func (*UpdateProfileVisibilityRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{15}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateProfileVisibilityRequest) GetProfileVisibility() *ProfileVisibility {
@@ -1341,7 +1552,7 @@ type SocialConnection struct {
 
 func (x *SocialConnection) Reset() {
 	*x = SocialConnection{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[16]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1564,7 @@ func (x *SocialConnection) String() string {
 func (*SocialConnection) ProtoMessage() {}
 
 func (x *SocialConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[16]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1577,7 @@ func (x *SocialConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SocialConnection.ProtoReflect.Descriptor instead.
 func (*SocialConnection) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{16}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SocialConnection) GetName() string {
@@ -1422,7 +1633,7 @@ type ListSocialConnectionsRequest struct {
 
 func (x *ListSocialConnectionsRequest) Reset() {
 	*x = ListSocialConnectionsRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[17]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1645,7 @@ func (x *ListSocialConnectionsRequest) String() string {
 func (*ListSocialConnectionsRequest) ProtoMessage() {}
 
 func (x *ListSocialConnectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[17]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1658,7 @@ func (x *ListSocialConnectionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSocialConnectionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSocialConnectionsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{17}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListSocialConnectionsRequest) GetParent() string {
@@ -1468,7 +1679,7 @@ type ListSocialConnectionsResponse struct {
 
 func (x *ListSocialConnectionsResponse) Reset() {
 	*x = ListSocialConnectionsResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[18]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1691,7 @@ func (x *ListSocialConnectionsResponse) String() string {
 func (*ListSocialConnectionsResponse) ProtoMessage() {}
 
 func (x *ListSocialConnectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[18]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1704,7 @@ func (x *ListSocialConnectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSocialConnectionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSocialConnectionsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{18}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListSocialConnectionsResponse) GetSocialConnections() []*SocialConnection {
@@ -1518,7 +1729,7 @@ type CreateSocialConnectionRequest struct {
 
 func (x *CreateSocialConnectionRequest) Reset() {
 	*x = CreateSocialConnectionRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[19]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1741,7 @@ func (x *CreateSocialConnectionRequest) String() string {
 func (*CreateSocialConnectionRequest) ProtoMessage() {}
 
 func (x *CreateSocialConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[19]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1754,7 @@ func (x *CreateSocialConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSocialConnectionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSocialConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{19}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateSocialConnectionRequest) GetParent() string {
@@ -1580,7 +1791,7 @@ type UpdateSocialConnectionRequest struct {
 
 func (x *UpdateSocialConnectionRequest) Reset() {
 	*x = UpdateSocialConnectionRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[20]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1592,7 +1803,7 @@ func (x *UpdateSocialConnectionRequest) String() string {
 func (*UpdateSocialConnectionRequest) ProtoMessage() {}
 
 func (x *UpdateSocialConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[20]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1605,7 +1816,7 @@ func (x *UpdateSocialConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSocialConnectionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSocialConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{20}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateSocialConnectionRequest) GetSocialConnection() *SocialConnection {
@@ -1633,7 +1844,7 @@ type DeleteSocialConnectionRequest struct {
 
 func (x *DeleteSocialConnectionRequest) Reset() {
 	*x = DeleteSocialConnectionRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[21]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1856,7 @@ func (x *DeleteSocialConnectionRequest) String() string {
 func (*DeleteSocialConnectionRequest) ProtoMessage() {}
 
 func (x *DeleteSocialConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[21]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1869,7 @@ func (x *DeleteSocialConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSocialConnectionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSocialConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{21}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteSocialConnectionRequest) GetName() string {
@@ -1687,7 +1898,7 @@ type ViewingEvent struct {
 
 func (x *ViewingEvent) Reset() {
 	*x = ViewingEvent{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[22]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +1910,7 @@ func (x *ViewingEvent) String() string {
 func (*ViewingEvent) ProtoMessage() {}
 
 func (x *ViewingEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[22]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +1923,7 @@ func (x *ViewingEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ViewingEvent.ProtoReflect.Descriptor instead.
 func (*ViewingEvent) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{22}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ViewingEvent) GetName() string {
@@ -1765,7 +1976,7 @@ type CreateViewingEventRequest struct {
 
 func (x *CreateViewingEventRequest) Reset() {
 	*x = CreateViewingEventRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[23]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +1988,7 @@ func (x *CreateViewingEventRequest) String() string {
 func (*CreateViewingEventRequest) ProtoMessage() {}
 
 func (x *CreateViewingEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[23]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +2001,7 @@ func (x *CreateViewingEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateViewingEventRequest.ProtoReflect.Descriptor instead.
 func (*CreateViewingEventRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{23}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateViewingEventRequest) GetParent() string {
@@ -1829,7 +2040,7 @@ type ListViewingEventsRequest struct {
 
 func (x *ListViewingEventsRequest) Reset() {
 	*x = ListViewingEventsRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[24]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +2052,7 @@ func (x *ListViewingEventsRequest) String() string {
 func (*ListViewingEventsRequest) ProtoMessage() {}
 
 func (x *ListViewingEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[24]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +2065,7 @@ func (x *ListViewingEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListViewingEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListViewingEventsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{24}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListViewingEventsRequest) GetParent() string {
@@ -1891,7 +2102,7 @@ type ListViewingEventsResponse struct {
 
 func (x *ListViewingEventsResponse) Reset() {
 	*x = ListViewingEventsResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[25]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +2114,7 @@ func (x *ListViewingEventsResponse) String() string {
 func (*ListViewingEventsResponse) ProtoMessage() {}
 
 func (x *ListViewingEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[25]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +2127,7 @@ func (x *ListViewingEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListViewingEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListViewingEventsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{25}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListViewingEventsResponse) GetViewingEvents() []*ViewingEvent {
@@ -1944,7 +2155,7 @@ type DeleteViewingEventRequest struct {
 
 func (x *DeleteViewingEventRequest) Reset() {
 	*x = DeleteViewingEventRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[26]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2167,7 @@ func (x *DeleteViewingEventRequest) String() string {
 func (*DeleteViewingEventRequest) ProtoMessage() {}
 
 func (x *DeleteViewingEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[26]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2180,7 @@ func (x *DeleteViewingEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteViewingEventRequest.ProtoReflect.Descriptor instead.
 func (*DeleteViewingEventRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{26}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeleteViewingEventRequest) GetName() string {
@@ -1990,7 +2201,7 @@ type ClearViewingHistoryRequest struct {
 
 func (x *ClearViewingHistoryRequest) Reset() {
 	*x = ClearViewingHistoryRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[27]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2213,7 @@ func (x *ClearViewingHistoryRequest) String() string {
 func (*ClearViewingHistoryRequest) ProtoMessage() {}
 
 func (x *ClearViewingHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[27]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2226,7 @@ func (x *ClearViewingHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearViewingHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ClearViewingHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{27}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ClearViewingHistoryRequest) GetParent() string {
@@ -2036,7 +2247,7 @@ type ClearViewingHistoryResponse struct {
 
 func (x *ClearViewingHistoryResponse) Reset() {
 	*x = ClearViewingHistoryResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[28]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2259,7 @@ func (x *ClearViewingHistoryResponse) String() string {
 func (*ClearViewingHistoryResponse) ProtoMessage() {}
 
 func (x *ClearViewingHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[28]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2272,7 @@ func (x *ClearViewingHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearViewingHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ClearViewingHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{28}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ClearViewingHistoryResponse) GetDeletedCount() int64 {
@@ -2086,7 +2297,7 @@ type Rating struct {
 
 func (x *Rating) Reset() {
 	*x = Rating{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[29]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2098,7 +2309,7 @@ func (x *Rating) String() string {
 func (*Rating) ProtoMessage() {}
 
 func (x *Rating) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[29]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2111,7 +2322,7 @@ func (x *Rating) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rating.ProtoReflect.Descriptor instead.
 func (*Rating) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{29}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Rating) GetName() string {
@@ -2146,7 +2357,7 @@ type SetRatingRequest struct {
 
 func (x *SetRatingRequest) Reset() {
 	*x = SetRatingRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[30]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2158,7 +2369,7 @@ func (x *SetRatingRequest) String() string {
 func (*SetRatingRequest) ProtoMessage() {}
 
 func (x *SetRatingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[30]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2171,7 +2382,7 @@ func (x *SetRatingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRatingRequest.ProtoReflect.Descriptor instead.
 func (*SetRatingRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{30}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetRatingRequest) GetRating() *Rating {
@@ -2196,7 +2407,7 @@ type ListRatingsRequest struct {
 
 func (x *ListRatingsRequest) Reset() {
 	*x = ListRatingsRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[31]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2419,7 @@ func (x *ListRatingsRequest) String() string {
 func (*ListRatingsRequest) ProtoMessage() {}
 
 func (x *ListRatingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[31]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2432,7 @@ func (x *ListRatingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRatingsRequest.ProtoReflect.Descriptor instead.
 func (*ListRatingsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{31}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListRatingsRequest) GetParent() string {
@@ -2258,7 +2469,7 @@ type ListRatingsResponse struct {
 
 func (x *ListRatingsResponse) Reset() {
 	*x = ListRatingsResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[32]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2481,7 @@ func (x *ListRatingsResponse) String() string {
 func (*ListRatingsResponse) ProtoMessage() {}
 
 func (x *ListRatingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[32]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2494,7 @@ func (x *ListRatingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRatingsResponse.ProtoReflect.Descriptor instead.
 func (*ListRatingsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{32}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListRatingsResponse) GetRatings() []*Rating {
@@ -2311,7 +2522,7 @@ type DeleteRatingRequest struct {
 
 func (x *DeleteRatingRequest) Reset() {
 	*x = DeleteRatingRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[33]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2534,7 @@ func (x *DeleteRatingRequest) String() string {
 func (*DeleteRatingRequest) ProtoMessage() {}
 
 func (x *DeleteRatingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[33]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2547,7 @@ func (x *DeleteRatingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRatingRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRatingRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{33}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DeleteRatingRequest) GetName() string {
@@ -2357,7 +2568,7 @@ type GetTitleStatisticsRequest struct {
 
 func (x *GetTitleStatisticsRequest) Reset() {
 	*x = GetTitleStatisticsRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[34]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2369,7 +2580,7 @@ func (x *GetTitleStatisticsRequest) String() string {
 func (*GetTitleStatisticsRequest) ProtoMessage() {}
 
 func (x *GetTitleStatisticsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[34]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2382,7 +2593,7 @@ func (x *GetTitleStatisticsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTitleStatisticsRequest.ProtoReflect.Descriptor instead.
 func (*GetTitleStatisticsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{34}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetTitleStatisticsRequest) GetName() string {
@@ -2409,7 +2620,7 @@ type TitleStatistics struct {
 
 func (x *TitleStatistics) Reset() {
 	*x = TitleStatistics{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[35]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2421,7 +2632,7 @@ func (x *TitleStatistics) String() string {
 func (*TitleStatistics) ProtoMessage() {}
 
 func (x *TitleStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[35]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2434,7 +2645,7 @@ func (x *TitleStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TitleStatistics.ProtoReflect.Descriptor instead.
 func (*TitleStatistics) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{35}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TitleStatistics) GetName() string {
@@ -2480,7 +2691,7 @@ type CreateUnsubscribeTokenRequest struct {
 
 func (x *CreateUnsubscribeTokenRequest) Reset() {
 	*x = CreateUnsubscribeTokenRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[36]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2492,7 +2703,7 @@ func (x *CreateUnsubscribeTokenRequest) String() string {
 func (*CreateUnsubscribeTokenRequest) ProtoMessage() {}
 
 func (x *CreateUnsubscribeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[36]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2505,7 +2716,7 @@ func (x *CreateUnsubscribeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUnsubscribeTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateUnsubscribeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{36}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CreateUnsubscribeTokenRequest) GetName() string {
@@ -2542,7 +2753,7 @@ type UnsubscribeToken struct {
 
 func (x *UnsubscribeToken) Reset() {
 	*x = UnsubscribeToken{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[37]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2554,7 +2765,7 @@ func (x *UnsubscribeToken) String() string {
 func (*UnsubscribeToken) ProtoMessage() {}
 
 func (x *UnsubscribeToken) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[37]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2567,7 +2778,7 @@ func (x *UnsubscribeToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsubscribeToken.ProtoReflect.Descriptor instead.
 func (*UnsubscribeToken) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{37}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnsubscribeToken) GetToken() string {
@@ -2595,7 +2806,7 @@ type UnsubscribeRequest struct {
 
 func (x *UnsubscribeRequest) Reset() {
 	*x = UnsubscribeRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[38]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2607,7 +2818,7 @@ func (x *UnsubscribeRequest) String() string {
 func (*UnsubscribeRequest) ProtoMessage() {}
 
 func (x *UnsubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[38]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2620,7 +2831,7 @@ func (x *UnsubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsubscribeRequest.ProtoReflect.Descriptor instead.
 func (*UnsubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{38}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UnsubscribeRequest) GetToken() string {
@@ -2643,7 +2854,7 @@ type UnsubscribeResponse struct {
 
 func (x *UnsubscribeResponse) Reset() {
 	*x = UnsubscribeResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[39]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +2866,7 @@ func (x *UnsubscribeResponse) String() string {
 func (*UnsubscribeResponse) ProtoMessage() {}
 
 func (x *UnsubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[39]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +2879,7 @@ func (x *UnsubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsubscribeResponse.ProtoReflect.Descriptor instead.
 func (*UnsubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{39}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UnsubscribeResponse) GetChannel() Channel {
@@ -2712,7 +2923,7 @@ type PolicyVersion struct {
 
 func (x *PolicyVersion) Reset() {
 	*x = PolicyVersion{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[40]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2724,7 +2935,7 @@ func (x *PolicyVersion) String() string {
 func (*PolicyVersion) ProtoMessage() {}
 
 func (x *PolicyVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[40]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2737,7 +2948,7 @@ func (x *PolicyVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyVersion.ProtoReflect.Descriptor instead.
 func (*PolicyVersion) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{40}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *PolicyVersion) GetName() string {
@@ -2811,7 +3022,7 @@ type CreatePolicyVersionRequest struct {
 
 func (x *CreatePolicyVersionRequest) Reset() {
 	*x = CreatePolicyVersionRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[41]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2823,7 +3034,7 @@ func (x *CreatePolicyVersionRequest) String() string {
 func (*CreatePolicyVersionRequest) ProtoMessage() {}
 
 func (x *CreatePolicyVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[41]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2836,7 +3047,7 @@ func (x *CreatePolicyVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePolicyVersionRequest.ProtoReflect.Descriptor instead.
 func (*CreatePolicyVersionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{41}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CreatePolicyVersionRequest) GetParent() string {
@@ -2871,7 +3082,7 @@ type ListPolicyVersionsRequest struct {
 
 func (x *ListPolicyVersionsRequest) Reset() {
 	*x = ListPolicyVersionsRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[42]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2883,7 +3094,7 @@ func (x *ListPolicyVersionsRequest) String() string {
 func (*ListPolicyVersionsRequest) ProtoMessage() {}
 
 func (x *ListPolicyVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[42]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2896,7 +3107,7 @@ func (x *ListPolicyVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPolicyVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListPolicyVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{42}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListPolicyVersionsRequest) GetParent() string {
@@ -2917,7 +3128,7 @@ type ListPolicyVersionsResponse struct {
 
 func (x *ListPolicyVersionsResponse) Reset() {
 	*x = ListPolicyVersionsResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[43]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2929,7 +3140,7 @@ func (x *ListPolicyVersionsResponse) String() string {
 func (*ListPolicyVersionsResponse) ProtoMessage() {}
 
 func (x *ListPolicyVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[43]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2942,7 +3153,7 @@ func (x *ListPolicyVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPolicyVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListPolicyVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{43}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListPolicyVersionsResponse) GetPolicyVersions() []*PolicyVersion {
@@ -2973,7 +3184,7 @@ type PolicyAcceptance struct {
 
 func (x *PolicyAcceptance) Reset() {
 	*x = PolicyAcceptance{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[44]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2985,7 +3196,7 @@ func (x *PolicyAcceptance) String() string {
 func (*PolicyAcceptance) ProtoMessage() {}
 
 func (x *PolicyAcceptance) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[44]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2998,7 +3209,7 @@ func (x *PolicyAcceptance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyAcceptance.ProtoReflect.Descriptor instead.
 func (*PolicyAcceptance) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{44}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PolicyAcceptance) GetName() string {
@@ -3051,7 +3262,7 @@ type AcceptPolicyVersionRequest struct {
 
 func (x *AcceptPolicyVersionRequest) Reset() {
 	*x = AcceptPolicyVersionRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[45]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3063,7 +3274,7 @@ func (x *AcceptPolicyVersionRequest) String() string {
 func (*AcceptPolicyVersionRequest) ProtoMessage() {}
 
 func (x *AcceptPolicyVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[45]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3076,7 +3287,7 @@ func (x *AcceptPolicyVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptPolicyVersionRequest.ProtoReflect.Descriptor instead.
 func (*AcceptPolicyVersionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{45}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AcceptPolicyVersionRequest) GetName() string {
@@ -3111,7 +3322,7 @@ type GetPolicyAcceptanceRequest struct {
 
 func (x *GetPolicyAcceptanceRequest) Reset() {
 	*x = GetPolicyAcceptanceRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[46]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3123,7 +3334,7 @@ func (x *GetPolicyAcceptanceRequest) String() string {
 func (*GetPolicyAcceptanceRequest) ProtoMessage() {}
 
 func (x *GetPolicyAcceptanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[46]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3136,7 +3347,7 @@ func (x *GetPolicyAcceptanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyAcceptanceRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyAcceptanceRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{46}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetPolicyAcceptanceRequest) GetName() string {
@@ -3159,7 +3370,7 @@ type CheckPolicyConsentRequest struct {
 
 func (x *CheckPolicyConsentRequest) Reset() {
 	*x = CheckPolicyConsentRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[47]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3171,7 +3382,7 @@ func (x *CheckPolicyConsentRequest) String() string {
 func (*CheckPolicyConsentRequest) ProtoMessage() {}
 
 func (x *CheckPolicyConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[47]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3184,7 +3395,7 @@ func (x *CheckPolicyConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckPolicyConsentRequest.ProtoReflect.Descriptor instead.
 func (*CheckPolicyConsentRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{47}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CheckPolicyConsentRequest) GetMember() string {
@@ -3215,7 +3426,7 @@ type CheckPolicyConsentResponse struct {
 
 func (x *CheckPolicyConsentResponse) Reset() {
 	*x = CheckPolicyConsentResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[48]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3227,7 +3438,7 @@ func (x *CheckPolicyConsentResponse) String() string {
 func (*CheckPolicyConsentResponse) ProtoMessage() {}
 
 func (x *CheckPolicyConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[48]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3240,7 +3451,7 @@ func (x *CheckPolicyConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckPolicyConsentResponse.ProtoReflect.Descriptor instead.
 func (*CheckPolicyConsentResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{48}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CheckPolicyConsentResponse) GetAllowed() bool {
@@ -3363,7 +3574,25 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x18user.privacy_preferences\x10\x01R\rpolicyVersion\"O\n" +
 	"!RecordGlobalPrivacyControlRequest\x12*\n" +
 	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
-	"\x0euser.unique_id\x10\x01R\x04name\"\xe4\x03\n" +
+	"\x0euser.unique_id\x10\x01R\x04name\"e\n" +
+	"'RecordDeviceGlobalPrivacyControlRequest\x12:\n" +
+	"\tdevice_id\x18\x01 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
+	"\x15user.device.device_id\x10\x01R\bdeviceId\"\x89\x01\n" +
+	"(RecordDeviceGlobalPrivacyControlResponse\x12]\n" +
+	"\vsignal_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB \xea\xe0\x18\x1c\n" +
+	"\x18user.privacy_preferences\x10\x01R\n" +
+	"signalTime\"\xca\x01\n" +
+	"&ApplyDeviceGlobalPrivacyControlRequest\x12*\n" +
+	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x04name\x12:\n" +
+	"\tdevice_id\x18\x02 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
+	"\x15user.device.device_id\x10\x01R\bdeviceId\x128\n" +
+	"\x06signal\x18\x03 \x01(\bB \xea\xe0\x18\x1c\n" +
+	"\x18user.privacy_preferences\x10\x01R\x06signal\"\xb1\x01\n" +
+	"'ApplyDeviceGlobalPrivacyControlResponse\x12:\n" +
+	"\aapplied\x18\x01 \x01(\bB \xea\xe0\x18\x1c\n" +
+	"\x18user.privacy_preferences\x10\x01R\aapplied\x12J\n" +
+	"\x0ead_preferences\x18\x02 \x01(\v2#.lethe.preferences.v1.AdPreferencesR\radPreferences\"\xe4\x03\n" +
 	"\x11ProfileVisibility\x12*\n" +
 	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
 	"\x0euser.unique_id\x10\x01R\x04name\x12e\n" +
@@ -3606,7 +3835,7 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x16VISIBILITY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VISIBILITY_PUBLIC\x10\x01\x12\x16\n" +
 	"\x12VISIBILITY_MEMBERS\x10\x02\x12\x16\n" +
-	"\x12VISIBILITY_PRIVATE\x10\x032\xad%\n" +
+	"\x12VISIBILITY_PRIVATE\x10\x032\xfe'\n" +
 	"\x12PreferencesService\x12\xc2\x01\n" +
 	"\x1bGetCommunicationPreferences\x128.lethe.preferences.v1.GetCommunicationPreferencesRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"9\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02/\x12-/v1/{name=members/*/communicationPreferences}\x12\xcb\x01\n" +
 	"\x1eUpdateCommunicationPreferences\x12;.lethe.preferences.v1.UpdateCommunicationPreferencesRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"<\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x022:\x01*2-/v1/{name=members/*/communicationPreferences}\x12\xc0\x01\n" +
@@ -3614,7 +3843,9 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x12ListConsentRecords\x12/.lethe.preferences.v1.ListConsentRecordsRequest\x1a0.lethe.preferences.v1.ListConsentRecordsResponse\"1\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02'\x12%/v1/{parent=members/*}/consentRecords\x12\x96\x01\n" +
 	"\x10GetAdPreferences\x12-.lethe.preferences.v1.GetAdPreferencesRequest\x1a#.lethe.preferences.v1.AdPreferences\".\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02$\x12\"/v1/{name=members/*/adPreferences}\x12\xbb\x01\n" +
 	"\x13UpdateAdPreferences\x120.lethe.preferences.v1.UpdateAdPreferencesRequest\x1a#.lethe.preferences.v1.AdPreferences\"M\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02C:\x0ead_preferences21/v1/{ad_preferences.name=members/*/adPreferences}\x12\xc8\x01\n" +
-	"\x1aRecordGlobalPrivacyControl\x127.lethe.preferences.v1.RecordGlobalPrivacyControlRequest\x1a#.lethe.preferences.v1.AdPreferences\"L\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02B:\x01*\"=/v1/{name=members/*/adPreferences}:recordGlobalPrivacyControl\x12\xa6\x01\n" +
+	"\x1aRecordGlobalPrivacyControl\x127.lethe.preferences.v1.RecordGlobalPrivacyControlRequest\x1a#.lethe.preferences.v1.AdPreferences\"L\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02B:\x01*\"=/v1/{name=members/*/adPreferences}:recordGlobalPrivacyControl\x12\xa7\x01\n" +
+	" RecordDeviceGlobalPrivacyControl\x12=.lethe.preferences.v1.RecordDeviceGlobalPrivacyControlRequest\x1a>.lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse\"\x04\xf0\xe0\x18\x05\x12\xa4\x01\n" +
+	"\x1fApplyDeviceGlobalPrivacyControl\x12<.lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlRequest\x1a=.lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse\"\x04\xf0\xe0\x18\x05\x12\xa6\x01\n" +
 	"\x14GetProfileVisibility\x121.lethe.preferences.v1.GetProfileVisibilityRequest\x1a'.lethe.preferences.v1.ProfileVisibility\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/profileVisibility}\x12\xd3\x01\n" +
 	"\x17UpdateProfileVisibility\x124.lethe.preferences.v1.UpdateProfileVisibilityRequest\x1a'.lethe.preferences.v1.ProfileVisibility\"Y\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02O:\x12profile_visibility29/v1/{profile_visibility.name=members/*/profileVisibility}\x12\xb6\x01\n" +
 	"\x15ListSocialConnections\x122.lethe.preferences.v1.ListSocialConnectionsRequest\x1a3.lethe.preferences.v1.ListSocialConnectionsResponse\"4\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=members/*}/socialConnections\x12\xbe\x01\n" +
@@ -3650,7 +3881,7 @@ func file_lethe_preferences_v1_preferences_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_preferences_v1_preferences_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lethe_preferences_v1_preferences_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_lethe_preferences_v1_preferences_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_lethe_preferences_v1_preferences_proto_goTypes = []any{
 	(Channel)(0),                     // 0: lethe.preferences.v1.Channel
 	(Topic)(0),                       // 1: lethe.preferences.v1.Topic
@@ -3658,61 +3889,65 @@ var file_lethe_preferences_v1_preferences_proto_goTypes = []any{
 	(Visibility)(0),                  // 3: lethe.preferences.v1.Visibility
 	(*Subscription)(nil),             // 4: lethe.preferences.v1.Subscription
 	(*CommunicationPreferences)(nil), // 5: lethe.preferences.v1.CommunicationPreferences
-	(*GetCommunicationPreferencesRequest)(nil),    // 6: lethe.preferences.v1.GetCommunicationPreferencesRequest
-	(*SubscriptionChange)(nil),                    // 7: lethe.preferences.v1.SubscriptionChange
-	(*UpdateCommunicationPreferencesRequest)(nil), // 8: lethe.preferences.v1.UpdateCommunicationPreferencesRequest
-	(*StopAllMarketingRequest)(nil),               // 9: lethe.preferences.v1.StopAllMarketingRequest
-	(*ConsentRecord)(nil),                         // 10: lethe.preferences.v1.ConsentRecord
-	(*ListConsentRecordsRequest)(nil),             // 11: lethe.preferences.v1.ListConsentRecordsRequest
-	(*ListConsentRecordsResponse)(nil),            // 12: lethe.preferences.v1.ListConsentRecordsResponse
-	(*AdPreferences)(nil),                         // 13: lethe.preferences.v1.AdPreferences
-	(*GetAdPreferencesRequest)(nil),               // 14: lethe.preferences.v1.GetAdPreferencesRequest
-	(*UpdateAdPreferencesRequest)(nil),            // 15: lethe.preferences.v1.UpdateAdPreferencesRequest
-	(*RecordGlobalPrivacyControlRequest)(nil),     // 16: lethe.preferences.v1.RecordGlobalPrivacyControlRequest
-	(*ProfileVisibility)(nil),                     // 17: lethe.preferences.v1.ProfileVisibility
-	(*GetProfileVisibilityRequest)(nil),           // 18: lethe.preferences.v1.GetProfileVisibilityRequest
-	(*UpdateProfileVisibilityRequest)(nil),        // 19: lethe.preferences.v1.UpdateProfileVisibilityRequest
-	(*SocialConnection)(nil),                      // 20: lethe.preferences.v1.SocialConnection
-	(*ListSocialConnectionsRequest)(nil),          // 21: lethe.preferences.v1.ListSocialConnectionsRequest
-	(*ListSocialConnectionsResponse)(nil),         // 22: lethe.preferences.v1.ListSocialConnectionsResponse
-	(*CreateSocialConnectionRequest)(nil),         // 23: lethe.preferences.v1.CreateSocialConnectionRequest
-	(*UpdateSocialConnectionRequest)(nil),         // 24: lethe.preferences.v1.UpdateSocialConnectionRequest
-	(*DeleteSocialConnectionRequest)(nil),         // 25: lethe.preferences.v1.DeleteSocialConnectionRequest
-	(*ViewingEvent)(nil),                          // 26: lethe.preferences.v1.ViewingEvent
-	(*CreateViewingEventRequest)(nil),             // 27: lethe.preferences.v1.CreateViewingEventRequest
-	(*ListViewingEventsRequest)(nil),              // 28: lethe.preferences.v1.ListViewingEventsRequest
-	(*ListViewingEventsResponse)(nil),             // 29: lethe.preferences.v1.ListViewingEventsResponse
-	(*DeleteViewingEventRequest)(nil),             // 30: lethe.preferences.v1.DeleteViewingEventRequest
-	(*ClearViewingHistoryRequest)(nil),            // 31: lethe.preferences.v1.ClearViewingHistoryRequest
-	(*ClearViewingHistoryResponse)(nil),           // 32: lethe.preferences.v1.ClearViewingHistoryResponse
-	(*Rating)(nil),                                // 33: lethe.preferences.v1.Rating
-	(*SetRatingRequest)(nil),                      // 34: lethe.preferences.v1.SetRatingRequest
-	(*ListRatingsRequest)(nil),                    // 35: lethe.preferences.v1.ListRatingsRequest
-	(*ListRatingsResponse)(nil),                   // 36: lethe.preferences.v1.ListRatingsResponse
-	(*DeleteRatingRequest)(nil),                   // 37: lethe.preferences.v1.DeleteRatingRequest
-	(*GetTitleStatisticsRequest)(nil),             // 38: lethe.preferences.v1.GetTitleStatisticsRequest
-	(*TitleStatistics)(nil),                       // 39: lethe.preferences.v1.TitleStatistics
-	(*CreateUnsubscribeTokenRequest)(nil),         // 40: lethe.preferences.v1.CreateUnsubscribeTokenRequest
-	(*UnsubscribeToken)(nil),                      // 41: lethe.preferences.v1.UnsubscribeToken
-	(*UnsubscribeRequest)(nil),                    // 42: lethe.preferences.v1.UnsubscribeRequest
-	(*UnsubscribeResponse)(nil),                   // 43: lethe.preferences.v1.UnsubscribeResponse
-	(*PolicyVersion)(nil),                         // 44: lethe.preferences.v1.PolicyVersion
-	(*CreatePolicyVersionRequest)(nil),            // 45: lethe.preferences.v1.CreatePolicyVersionRequest
-	(*ListPolicyVersionsRequest)(nil),             // 46: lethe.preferences.v1.ListPolicyVersionsRequest
-	(*ListPolicyVersionsResponse)(nil),            // 47: lethe.preferences.v1.ListPolicyVersionsResponse
-	(*PolicyAcceptance)(nil),                      // 48: lethe.preferences.v1.PolicyAcceptance
-	(*AcceptPolicyVersionRequest)(nil),            // 49: lethe.preferences.v1.AcceptPolicyVersionRequest
-	(*GetPolicyAcceptanceRequest)(nil),            // 50: lethe.preferences.v1.GetPolicyAcceptanceRequest
-	(*CheckPolicyConsentRequest)(nil),             // 51: lethe.preferences.v1.CheckPolicyConsentRequest
-	(*CheckPolicyConsentResponse)(nil),            // 52: lethe.preferences.v1.CheckPolicyConsentResponse
-	(*timestamppb.Timestamp)(nil),                 // 53: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),                 // 54: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                         // 55: google.protobuf.Empty
+	(*GetCommunicationPreferencesRequest)(nil),       // 6: lethe.preferences.v1.GetCommunicationPreferencesRequest
+	(*SubscriptionChange)(nil),                       // 7: lethe.preferences.v1.SubscriptionChange
+	(*UpdateCommunicationPreferencesRequest)(nil),    // 8: lethe.preferences.v1.UpdateCommunicationPreferencesRequest
+	(*StopAllMarketingRequest)(nil),                  // 9: lethe.preferences.v1.StopAllMarketingRequest
+	(*ConsentRecord)(nil),                            // 10: lethe.preferences.v1.ConsentRecord
+	(*ListConsentRecordsRequest)(nil),                // 11: lethe.preferences.v1.ListConsentRecordsRequest
+	(*ListConsentRecordsResponse)(nil),               // 12: lethe.preferences.v1.ListConsentRecordsResponse
+	(*AdPreferences)(nil),                            // 13: lethe.preferences.v1.AdPreferences
+	(*GetAdPreferencesRequest)(nil),                  // 14: lethe.preferences.v1.GetAdPreferencesRequest
+	(*UpdateAdPreferencesRequest)(nil),               // 15: lethe.preferences.v1.UpdateAdPreferencesRequest
+	(*RecordGlobalPrivacyControlRequest)(nil),        // 16: lethe.preferences.v1.RecordGlobalPrivacyControlRequest
+	(*RecordDeviceGlobalPrivacyControlRequest)(nil),  // 17: lethe.preferences.v1.RecordDeviceGlobalPrivacyControlRequest
+	(*RecordDeviceGlobalPrivacyControlResponse)(nil), // 18: lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse
+	(*ApplyDeviceGlobalPrivacyControlRequest)(nil),   // 19: lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlRequest
+	(*ApplyDeviceGlobalPrivacyControlResponse)(nil),  // 20: lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse
+	(*ProfileVisibility)(nil),                        // 21: lethe.preferences.v1.ProfileVisibility
+	(*GetProfileVisibilityRequest)(nil),              // 22: lethe.preferences.v1.GetProfileVisibilityRequest
+	(*UpdateProfileVisibilityRequest)(nil),           // 23: lethe.preferences.v1.UpdateProfileVisibilityRequest
+	(*SocialConnection)(nil),                         // 24: lethe.preferences.v1.SocialConnection
+	(*ListSocialConnectionsRequest)(nil),             // 25: lethe.preferences.v1.ListSocialConnectionsRequest
+	(*ListSocialConnectionsResponse)(nil),            // 26: lethe.preferences.v1.ListSocialConnectionsResponse
+	(*CreateSocialConnectionRequest)(nil),            // 27: lethe.preferences.v1.CreateSocialConnectionRequest
+	(*UpdateSocialConnectionRequest)(nil),            // 28: lethe.preferences.v1.UpdateSocialConnectionRequest
+	(*DeleteSocialConnectionRequest)(nil),            // 29: lethe.preferences.v1.DeleteSocialConnectionRequest
+	(*ViewingEvent)(nil),                             // 30: lethe.preferences.v1.ViewingEvent
+	(*CreateViewingEventRequest)(nil),                // 31: lethe.preferences.v1.CreateViewingEventRequest
+	(*ListViewingEventsRequest)(nil),                 // 32: lethe.preferences.v1.ListViewingEventsRequest
+	(*ListViewingEventsResponse)(nil),                // 33: lethe.preferences.v1.ListViewingEventsResponse
+	(*DeleteViewingEventRequest)(nil),                // 34: lethe.preferences.v1.DeleteViewingEventRequest
+	(*ClearViewingHistoryRequest)(nil),               // 35: lethe.preferences.v1.ClearViewingHistoryRequest
+	(*ClearViewingHistoryResponse)(nil),              // 36: lethe.preferences.v1.ClearViewingHistoryResponse
+	(*Rating)(nil),                                   // 37: lethe.preferences.v1.Rating
+	(*SetRatingRequest)(nil),                         // 38: lethe.preferences.v1.SetRatingRequest
+	(*ListRatingsRequest)(nil),                       // 39: lethe.preferences.v1.ListRatingsRequest
+	(*ListRatingsResponse)(nil),                      // 40: lethe.preferences.v1.ListRatingsResponse
+	(*DeleteRatingRequest)(nil),                      // 41: lethe.preferences.v1.DeleteRatingRequest
+	(*GetTitleStatisticsRequest)(nil),                // 42: lethe.preferences.v1.GetTitleStatisticsRequest
+	(*TitleStatistics)(nil),                          // 43: lethe.preferences.v1.TitleStatistics
+	(*CreateUnsubscribeTokenRequest)(nil),            // 44: lethe.preferences.v1.CreateUnsubscribeTokenRequest
+	(*UnsubscribeToken)(nil),                         // 45: lethe.preferences.v1.UnsubscribeToken
+	(*UnsubscribeRequest)(nil),                       // 46: lethe.preferences.v1.UnsubscribeRequest
+	(*UnsubscribeResponse)(nil),                      // 47: lethe.preferences.v1.UnsubscribeResponse
+	(*PolicyVersion)(nil),                            // 48: lethe.preferences.v1.PolicyVersion
+	(*CreatePolicyVersionRequest)(nil),               // 49: lethe.preferences.v1.CreatePolicyVersionRequest
+	(*ListPolicyVersionsRequest)(nil),                // 50: lethe.preferences.v1.ListPolicyVersionsRequest
+	(*ListPolicyVersionsResponse)(nil),               // 51: lethe.preferences.v1.ListPolicyVersionsResponse
+	(*PolicyAcceptance)(nil),                         // 52: lethe.preferences.v1.PolicyAcceptance
+	(*AcceptPolicyVersionRequest)(nil),               // 53: lethe.preferences.v1.AcceptPolicyVersionRequest
+	(*GetPolicyAcceptanceRequest)(nil),               // 54: lethe.preferences.v1.GetPolicyAcceptanceRequest
+	(*CheckPolicyConsentRequest)(nil),                // 55: lethe.preferences.v1.CheckPolicyConsentRequest
+	(*CheckPolicyConsentResponse)(nil),               // 56: lethe.preferences.v1.CheckPolicyConsentResponse
+	(*timestamppb.Timestamp)(nil),                    // 57: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),                    // 58: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                            // 59: google.protobuf.Empty
 }
 var file_lethe_preferences_v1_preferences_proto_depIdxs = []int32{
 	0,  // 0: lethe.preferences.v1.Subscription.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 1: lethe.preferences.v1.Subscription.topic:type_name -> lethe.preferences.v1.Topic
-	53, // 2: lethe.preferences.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	57, // 2: lethe.preferences.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 3: lethe.preferences.v1.CommunicationPreferences.subscriptions:type_name -> lethe.preferences.v1.Subscription
 	0,  // 4: lethe.preferences.v1.SubscriptionChange.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 5: lethe.preferences.v1.SubscriptionChange.topic:type_name -> lethe.preferences.v1.Topic
@@ -3720,101 +3955,107 @@ var file_lethe_preferences_v1_preferences_proto_depIdxs = []int32{
 	2,  // 7: lethe.preferences.v1.UpdateCommunicationPreferencesRequest.source:type_name -> lethe.preferences.v1.ConsentSource
 	2,  // 8: lethe.preferences.v1.StopAllMarketingRequest.source:type_name -> lethe.preferences.v1.ConsentSource
 	2,  // 9: lethe.preferences.v1.ConsentRecord.source:type_name -> lethe.preferences.v1.ConsentSource
-	53, // 10: lethe.preferences.v1.ConsentRecord.create_time:type_name -> google.protobuf.Timestamp
+	57, // 10: lethe.preferences.v1.ConsentRecord.create_time:type_name -> google.protobuf.Timestamp
 	10, // 11: lethe.preferences.v1.ListConsentRecordsResponse.consent_records:type_name -> lethe.preferences.v1.ConsentRecord
-	53, // 12: lethe.preferences.v1.AdPreferences.gpc_signal_time:type_name -> google.protobuf.Timestamp
-	53, // 13: lethe.preferences.v1.AdPreferences.update_time:type_name -> google.protobuf.Timestamp
+	57, // 12: lethe.preferences.v1.AdPreferences.gpc_signal_time:type_name -> google.protobuf.Timestamp
+	57, // 13: lethe.preferences.v1.AdPreferences.update_time:type_name -> google.protobuf.Timestamp
 	13, // 14: lethe.preferences.v1.UpdateAdPreferencesRequest.ad_preferences:type_name -> lethe.preferences.v1.AdPreferences
-	54, // 15: lethe.preferences.v1.UpdateAdPreferencesRequest.update_mask:type_name -> google.protobuf.FieldMask
+	58, // 15: lethe.preferences.v1.UpdateAdPreferencesRequest.update_mask:type_name -> google.protobuf.FieldMask
 	2,  // 16: lethe.preferences.v1.UpdateAdPreferencesRequest.source:type_name -> lethe.preferences.v1.ConsentSource
-	3,  // 17: lethe.preferences.v1.ProfileVisibility.display_name:type_name -> lethe.preferences.v1.Visibility
-	3,  // 18: lethe.preferences.v1.ProfileVisibility.viewing_history:type_name -> lethe.preferences.v1.Visibility
-	3,  // 19: lethe.preferences.v1.ProfileVisibility.ratings:type_name -> lethe.preferences.v1.Visibility
-	3,  // 20: lethe.preferences.v1.ProfileVisibility.social_connections:type_name -> lethe.preferences.v1.Visibility
-	17, // 21: lethe.preferences.v1.UpdateProfileVisibilityRequest.profile_visibility:type_name -> lethe.preferences.v1.ProfileVisibility
-	54, // 22: lethe.preferences.v1.UpdateProfileVisibilityRequest.update_mask:type_name -> google.protobuf.FieldMask
-	53, // 23: lethe.preferences.v1.SocialConnection.create_time:type_name -> google.protobuf.Timestamp
-	20, // 24: lethe.preferences.v1.ListSocialConnectionsResponse.social_connections:type_name -> lethe.preferences.v1.SocialConnection
-	20, // 25: lethe.preferences.v1.CreateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
-	20, // 26: lethe.preferences.v1.UpdateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
-	54, // 27: lethe.preferences.v1.UpdateSocialConnectionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	53, // 28: lethe.preferences.v1.ViewingEvent.view_time:type_name -> google.protobuf.Timestamp
-	26, // 29: lethe.preferences.v1.CreateViewingEventRequest.viewing_event:type_name -> lethe.preferences.v1.ViewingEvent
-	26, // 30: lethe.preferences.v1.ListViewingEventsResponse.viewing_events:type_name -> lethe.preferences.v1.ViewingEvent
-	53, // 31: lethe.preferences.v1.Rating.update_time:type_name -> google.protobuf.Timestamp
-	33, // 32: lethe.preferences.v1.SetRatingRequest.rating:type_name -> lethe.preferences.v1.Rating
-	33, // 33: lethe.preferences.v1.ListRatingsResponse.ratings:type_name -> lethe.preferences.v1.Rating
-	0,  // 34: lethe.preferences.v1.CreateUnsubscribeTokenRequest.channel:type_name -> lethe.preferences.v1.Channel
-	1,  // 35: lethe.preferences.v1.CreateUnsubscribeTokenRequest.topic:type_name -> lethe.preferences.v1.Topic
-	53, // 36: lethe.preferences.v1.UnsubscribeToken.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 37: lethe.preferences.v1.UnsubscribeResponse.channel:type_name -> lethe.preferences.v1.Channel
-	1,  // 38: lethe.preferences.v1.UnsubscribeResponse.topic:type_name -> lethe.preferences.v1.Topic
-	53, // 39: lethe.preferences.v1.PolicyVersion.effective_time:type_name -> google.protobuf.Timestamp
-	53, // 40: lethe.preferences.v1.PolicyVersion.create_time:type_name -> google.protobuf.Timestamp
-	44, // 41: lethe.preferences.v1.CreatePolicyVersionRequest.policy_version:type_name -> lethe.preferences.v1.PolicyVersion
-	44, // 42: lethe.preferences.v1.ListPolicyVersionsResponse.policy_versions:type_name -> lethe.preferences.v1.PolicyVersion
-	53, // 43: lethe.preferences.v1.PolicyAcceptance.accept_time:type_name -> google.protobuf.Timestamp
-	6,  // 44: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:input_type -> lethe.preferences.v1.GetCommunicationPreferencesRequest
-	8,  // 45: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:input_type -> lethe.preferences.v1.UpdateCommunicationPreferencesRequest
-	9,  // 46: lethe.preferences.v1.PreferencesService.StopAllMarketing:input_type -> lethe.preferences.v1.StopAllMarketingRequest
-	11, // 47: lethe.preferences.v1.PreferencesService.ListConsentRecords:input_type -> lethe.preferences.v1.ListConsentRecordsRequest
-	14, // 48: lethe.preferences.v1.PreferencesService.GetAdPreferences:input_type -> lethe.preferences.v1.GetAdPreferencesRequest
-	15, // 49: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:input_type -> lethe.preferences.v1.UpdateAdPreferencesRequest
-	16, // 50: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordGlobalPrivacyControlRequest
-	18, // 51: lethe.preferences.v1.PreferencesService.GetProfileVisibility:input_type -> lethe.preferences.v1.GetProfileVisibilityRequest
-	19, // 52: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:input_type -> lethe.preferences.v1.UpdateProfileVisibilityRequest
-	21, // 53: lethe.preferences.v1.PreferencesService.ListSocialConnections:input_type -> lethe.preferences.v1.ListSocialConnectionsRequest
-	23, // 54: lethe.preferences.v1.PreferencesService.CreateSocialConnection:input_type -> lethe.preferences.v1.CreateSocialConnectionRequest
-	24, // 55: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:input_type -> lethe.preferences.v1.UpdateSocialConnectionRequest
-	25, // 56: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:input_type -> lethe.preferences.v1.DeleteSocialConnectionRequest
-	27, // 57: lethe.preferences.v1.PreferencesService.CreateViewingEvent:input_type -> lethe.preferences.v1.CreateViewingEventRequest
-	28, // 58: lethe.preferences.v1.PreferencesService.ListViewingEvents:input_type -> lethe.preferences.v1.ListViewingEventsRequest
-	30, // 59: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:input_type -> lethe.preferences.v1.DeleteViewingEventRequest
-	31, // 60: lethe.preferences.v1.PreferencesService.ClearViewingHistory:input_type -> lethe.preferences.v1.ClearViewingHistoryRequest
-	34, // 61: lethe.preferences.v1.PreferencesService.SetRating:input_type -> lethe.preferences.v1.SetRatingRequest
-	35, // 62: lethe.preferences.v1.PreferencesService.ListRatings:input_type -> lethe.preferences.v1.ListRatingsRequest
-	37, // 63: lethe.preferences.v1.PreferencesService.DeleteRating:input_type -> lethe.preferences.v1.DeleteRatingRequest
-	38, // 64: lethe.preferences.v1.PreferencesService.GetTitleStatistics:input_type -> lethe.preferences.v1.GetTitleStatisticsRequest
-	40, // 65: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:input_type -> lethe.preferences.v1.CreateUnsubscribeTokenRequest
-	42, // 66: lethe.preferences.v1.PreferencesService.Unsubscribe:input_type -> lethe.preferences.v1.UnsubscribeRequest
-	45, // 67: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:input_type -> lethe.preferences.v1.CreatePolicyVersionRequest
-	46, // 68: lethe.preferences.v1.PreferencesService.ListPolicyVersions:input_type -> lethe.preferences.v1.ListPolicyVersionsRequest
-	49, // 69: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:input_type -> lethe.preferences.v1.AcceptPolicyVersionRequest
-	50, // 70: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:input_type -> lethe.preferences.v1.GetPolicyAcceptanceRequest
-	51, // 71: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:input_type -> lethe.preferences.v1.CheckPolicyConsentRequest
-	5,  // 72: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
-	5,  // 73: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
-	5,  // 74: lethe.preferences.v1.PreferencesService.StopAllMarketing:output_type -> lethe.preferences.v1.CommunicationPreferences
-	12, // 75: lethe.preferences.v1.PreferencesService.ListConsentRecords:output_type -> lethe.preferences.v1.ListConsentRecordsResponse
-	13, // 76: lethe.preferences.v1.PreferencesService.GetAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
-	13, // 77: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
-	13, // 78: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:output_type -> lethe.preferences.v1.AdPreferences
-	17, // 79: lethe.preferences.v1.PreferencesService.GetProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
-	17, // 80: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
-	22, // 81: lethe.preferences.v1.PreferencesService.ListSocialConnections:output_type -> lethe.preferences.v1.ListSocialConnectionsResponse
-	20, // 82: lethe.preferences.v1.PreferencesService.CreateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
-	20, // 83: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
-	55, // 84: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:output_type -> google.protobuf.Empty
-	26, // 85: lethe.preferences.v1.PreferencesService.CreateViewingEvent:output_type -> lethe.preferences.v1.ViewingEvent
-	29, // 86: lethe.preferences.v1.PreferencesService.ListViewingEvents:output_type -> lethe.preferences.v1.ListViewingEventsResponse
-	55, // 87: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:output_type -> google.protobuf.Empty
-	32, // 88: lethe.preferences.v1.PreferencesService.ClearViewingHistory:output_type -> lethe.preferences.v1.ClearViewingHistoryResponse
-	33, // 89: lethe.preferences.v1.PreferencesService.SetRating:output_type -> lethe.preferences.v1.Rating
-	36, // 90: lethe.preferences.v1.PreferencesService.ListRatings:output_type -> lethe.preferences.v1.ListRatingsResponse
-	55, // 91: lethe.preferences.v1.PreferencesService.DeleteRating:output_type -> google.protobuf.Empty
-	39, // 92: lethe.preferences.v1.PreferencesService.GetTitleStatistics:output_type -> lethe.preferences.v1.TitleStatistics
-	41, // 93: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:output_type -> lethe.preferences.v1.UnsubscribeToken
-	43, // 94: lethe.preferences.v1.PreferencesService.Unsubscribe:output_type -> lethe.preferences.v1.UnsubscribeResponse
-	44, // 95: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:output_type -> lethe.preferences.v1.PolicyVersion
-	47, // 96: lethe.preferences.v1.PreferencesService.ListPolicyVersions:output_type -> lethe.preferences.v1.ListPolicyVersionsResponse
-	48, // 97: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:output_type -> lethe.preferences.v1.PolicyAcceptance
-	48, // 98: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:output_type -> lethe.preferences.v1.PolicyAcceptance
-	52, // 99: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:output_type -> lethe.preferences.v1.CheckPolicyConsentResponse
-	72, // [72:100] is the sub-list for method output_type
-	44, // [44:72] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	57, // 17: lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse.signal_time:type_name -> google.protobuf.Timestamp
+	13, // 18: lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse.ad_preferences:type_name -> lethe.preferences.v1.AdPreferences
+	3,  // 19: lethe.preferences.v1.ProfileVisibility.display_name:type_name -> lethe.preferences.v1.Visibility
+	3,  // 20: lethe.preferences.v1.ProfileVisibility.viewing_history:type_name -> lethe.preferences.v1.Visibility
+	3,  // 21: lethe.preferences.v1.ProfileVisibility.ratings:type_name -> lethe.preferences.v1.Visibility
+	3,  // 22: lethe.preferences.v1.ProfileVisibility.social_connections:type_name -> lethe.preferences.v1.Visibility
+	21, // 23: lethe.preferences.v1.UpdateProfileVisibilityRequest.profile_visibility:type_name -> lethe.preferences.v1.ProfileVisibility
+	58, // 24: lethe.preferences.v1.UpdateProfileVisibilityRequest.update_mask:type_name -> google.protobuf.FieldMask
+	57, // 25: lethe.preferences.v1.SocialConnection.create_time:type_name -> google.protobuf.Timestamp
+	24, // 26: lethe.preferences.v1.ListSocialConnectionsResponse.social_connections:type_name -> lethe.preferences.v1.SocialConnection
+	24, // 27: lethe.preferences.v1.CreateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
+	24, // 28: lethe.preferences.v1.UpdateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
+	58, // 29: lethe.preferences.v1.UpdateSocialConnectionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	57, // 30: lethe.preferences.v1.ViewingEvent.view_time:type_name -> google.protobuf.Timestamp
+	30, // 31: lethe.preferences.v1.CreateViewingEventRequest.viewing_event:type_name -> lethe.preferences.v1.ViewingEvent
+	30, // 32: lethe.preferences.v1.ListViewingEventsResponse.viewing_events:type_name -> lethe.preferences.v1.ViewingEvent
+	57, // 33: lethe.preferences.v1.Rating.update_time:type_name -> google.protobuf.Timestamp
+	37, // 34: lethe.preferences.v1.SetRatingRequest.rating:type_name -> lethe.preferences.v1.Rating
+	37, // 35: lethe.preferences.v1.ListRatingsResponse.ratings:type_name -> lethe.preferences.v1.Rating
+	0,  // 36: lethe.preferences.v1.CreateUnsubscribeTokenRequest.channel:type_name -> lethe.preferences.v1.Channel
+	1,  // 37: lethe.preferences.v1.CreateUnsubscribeTokenRequest.topic:type_name -> lethe.preferences.v1.Topic
+	57, // 38: lethe.preferences.v1.UnsubscribeToken.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 39: lethe.preferences.v1.UnsubscribeResponse.channel:type_name -> lethe.preferences.v1.Channel
+	1,  // 40: lethe.preferences.v1.UnsubscribeResponse.topic:type_name -> lethe.preferences.v1.Topic
+	57, // 41: lethe.preferences.v1.PolicyVersion.effective_time:type_name -> google.protobuf.Timestamp
+	57, // 42: lethe.preferences.v1.PolicyVersion.create_time:type_name -> google.protobuf.Timestamp
+	48, // 43: lethe.preferences.v1.CreatePolicyVersionRequest.policy_version:type_name -> lethe.preferences.v1.PolicyVersion
+	48, // 44: lethe.preferences.v1.ListPolicyVersionsResponse.policy_versions:type_name -> lethe.preferences.v1.PolicyVersion
+	57, // 45: lethe.preferences.v1.PolicyAcceptance.accept_time:type_name -> google.protobuf.Timestamp
+	6,  // 46: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:input_type -> lethe.preferences.v1.GetCommunicationPreferencesRequest
+	8,  // 47: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:input_type -> lethe.preferences.v1.UpdateCommunicationPreferencesRequest
+	9,  // 48: lethe.preferences.v1.PreferencesService.StopAllMarketing:input_type -> lethe.preferences.v1.StopAllMarketingRequest
+	11, // 49: lethe.preferences.v1.PreferencesService.ListConsentRecords:input_type -> lethe.preferences.v1.ListConsentRecordsRequest
+	14, // 50: lethe.preferences.v1.PreferencesService.GetAdPreferences:input_type -> lethe.preferences.v1.GetAdPreferencesRequest
+	15, // 51: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:input_type -> lethe.preferences.v1.UpdateAdPreferencesRequest
+	16, // 52: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordGlobalPrivacyControlRequest
+	17, // 53: lethe.preferences.v1.PreferencesService.RecordDeviceGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordDeviceGlobalPrivacyControlRequest
+	19, // 54: lethe.preferences.v1.PreferencesService.ApplyDeviceGlobalPrivacyControl:input_type -> lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlRequest
+	22, // 55: lethe.preferences.v1.PreferencesService.GetProfileVisibility:input_type -> lethe.preferences.v1.GetProfileVisibilityRequest
+	23, // 56: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:input_type -> lethe.preferences.v1.UpdateProfileVisibilityRequest
+	25, // 57: lethe.preferences.v1.PreferencesService.ListSocialConnections:input_type -> lethe.preferences.v1.ListSocialConnectionsRequest
+	27, // 58: lethe.preferences.v1.PreferencesService.CreateSocialConnection:input_type -> lethe.preferences.v1.CreateSocialConnectionRequest
+	28, // 59: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:input_type -> lethe.preferences.v1.UpdateSocialConnectionRequest
+	29, // 60: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:input_type -> lethe.preferences.v1.DeleteSocialConnectionRequest
+	31, // 61: lethe.preferences.v1.PreferencesService.CreateViewingEvent:input_type -> lethe.preferences.v1.CreateViewingEventRequest
+	32, // 62: lethe.preferences.v1.PreferencesService.ListViewingEvents:input_type -> lethe.preferences.v1.ListViewingEventsRequest
+	34, // 63: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:input_type -> lethe.preferences.v1.DeleteViewingEventRequest
+	35, // 64: lethe.preferences.v1.PreferencesService.ClearViewingHistory:input_type -> lethe.preferences.v1.ClearViewingHistoryRequest
+	38, // 65: lethe.preferences.v1.PreferencesService.SetRating:input_type -> lethe.preferences.v1.SetRatingRequest
+	39, // 66: lethe.preferences.v1.PreferencesService.ListRatings:input_type -> lethe.preferences.v1.ListRatingsRequest
+	41, // 67: lethe.preferences.v1.PreferencesService.DeleteRating:input_type -> lethe.preferences.v1.DeleteRatingRequest
+	42, // 68: lethe.preferences.v1.PreferencesService.GetTitleStatistics:input_type -> lethe.preferences.v1.GetTitleStatisticsRequest
+	44, // 69: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:input_type -> lethe.preferences.v1.CreateUnsubscribeTokenRequest
+	46, // 70: lethe.preferences.v1.PreferencesService.Unsubscribe:input_type -> lethe.preferences.v1.UnsubscribeRequest
+	49, // 71: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:input_type -> lethe.preferences.v1.CreatePolicyVersionRequest
+	50, // 72: lethe.preferences.v1.PreferencesService.ListPolicyVersions:input_type -> lethe.preferences.v1.ListPolicyVersionsRequest
+	53, // 73: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:input_type -> lethe.preferences.v1.AcceptPolicyVersionRequest
+	54, // 74: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:input_type -> lethe.preferences.v1.GetPolicyAcceptanceRequest
+	55, // 75: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:input_type -> lethe.preferences.v1.CheckPolicyConsentRequest
+	5,  // 76: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
+	5,  // 77: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
+	5,  // 78: lethe.preferences.v1.PreferencesService.StopAllMarketing:output_type -> lethe.preferences.v1.CommunicationPreferences
+	12, // 79: lethe.preferences.v1.PreferencesService.ListConsentRecords:output_type -> lethe.preferences.v1.ListConsentRecordsResponse
+	13, // 80: lethe.preferences.v1.PreferencesService.GetAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
+	13, // 81: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
+	13, // 82: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:output_type -> lethe.preferences.v1.AdPreferences
+	18, // 83: lethe.preferences.v1.PreferencesService.RecordDeviceGlobalPrivacyControl:output_type -> lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse
+	20, // 84: lethe.preferences.v1.PreferencesService.ApplyDeviceGlobalPrivacyControl:output_type -> lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse
+	21, // 85: lethe.preferences.v1.PreferencesService.GetProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
+	21, // 86: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
+	26, // 87: lethe.preferences.v1.PreferencesService.ListSocialConnections:output_type -> lethe.preferences.v1.ListSocialConnectionsResponse
+	24, // 88: lethe.preferences.v1.PreferencesService.CreateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
+	24, // 89: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
+	59, // 90: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:output_type -> google.protobuf.Empty
+	30, // 91: lethe.preferences.v1.PreferencesService.CreateViewingEvent:output_type -> lethe.preferences.v1.ViewingEvent
+	33, // 92: lethe.preferences.v1.PreferencesService.ListViewingEvents:output_type -> lethe.preferences.v1.ListViewingEventsResponse
+	59, // 93: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:output_type -> google.protobuf.Empty
+	36, // 94: lethe.preferences.v1.PreferencesService.ClearViewingHistory:output_type -> lethe.preferences.v1.ClearViewingHistoryResponse
+	37, // 95: lethe.preferences.v1.PreferencesService.SetRating:output_type -> lethe.preferences.v1.Rating
+	40, // 96: lethe.preferences.v1.PreferencesService.ListRatings:output_type -> lethe.preferences.v1.ListRatingsResponse
+	59, // 97: lethe.preferences.v1.PreferencesService.DeleteRating:output_type -> google.protobuf.Empty
+	43, // 98: lethe.preferences.v1.PreferencesService.GetTitleStatistics:output_type -> lethe.preferences.v1.TitleStatistics
+	45, // 99: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:output_type -> lethe.preferences.v1.UnsubscribeToken
+	47, // 100: lethe.preferences.v1.PreferencesService.Unsubscribe:output_type -> lethe.preferences.v1.UnsubscribeResponse
+	48, // 101: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:output_type -> lethe.preferences.v1.PolicyVersion
+	51, // 102: lethe.preferences.v1.PreferencesService.ListPolicyVersions:output_type -> lethe.preferences.v1.ListPolicyVersionsResponse
+	52, // 103: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:output_type -> lethe.preferences.v1.PolicyAcceptance
+	52, // 104: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:output_type -> lethe.preferences.v1.PolicyAcceptance
+	56, // 105: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:output_type -> lethe.preferences.v1.CheckPolicyConsentResponse
+	76, // [76:106] is the sub-list for method output_type
+	46, // [46:76] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_lethe_preferences_v1_preferences_proto_init() }
@@ -3828,7 +4069,7 @@ func file_lethe_preferences_v1_preferences_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_preferences_v1_preferences_proto_rawDesc), len(file_lethe_preferences_v1_preferences_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   49,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

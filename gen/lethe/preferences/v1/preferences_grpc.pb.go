@@ -20,34 +20,36 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PreferencesService_GetCommunicationPreferences_FullMethodName    = "/lethe.preferences.v1.PreferencesService/GetCommunicationPreferences"
-	PreferencesService_UpdateCommunicationPreferences_FullMethodName = "/lethe.preferences.v1.PreferencesService/UpdateCommunicationPreferences"
-	PreferencesService_StopAllMarketing_FullMethodName               = "/lethe.preferences.v1.PreferencesService/StopAllMarketing"
-	PreferencesService_ListConsentRecords_FullMethodName             = "/lethe.preferences.v1.PreferencesService/ListConsentRecords"
-	PreferencesService_GetAdPreferences_FullMethodName               = "/lethe.preferences.v1.PreferencesService/GetAdPreferences"
-	PreferencesService_UpdateAdPreferences_FullMethodName            = "/lethe.preferences.v1.PreferencesService/UpdateAdPreferences"
-	PreferencesService_RecordGlobalPrivacyControl_FullMethodName     = "/lethe.preferences.v1.PreferencesService/RecordGlobalPrivacyControl"
-	PreferencesService_GetProfileVisibility_FullMethodName           = "/lethe.preferences.v1.PreferencesService/GetProfileVisibility"
-	PreferencesService_UpdateProfileVisibility_FullMethodName        = "/lethe.preferences.v1.PreferencesService/UpdateProfileVisibility"
-	PreferencesService_ListSocialConnections_FullMethodName          = "/lethe.preferences.v1.PreferencesService/ListSocialConnections"
-	PreferencesService_CreateSocialConnection_FullMethodName         = "/lethe.preferences.v1.PreferencesService/CreateSocialConnection"
-	PreferencesService_UpdateSocialConnection_FullMethodName         = "/lethe.preferences.v1.PreferencesService/UpdateSocialConnection"
-	PreferencesService_DeleteSocialConnection_FullMethodName         = "/lethe.preferences.v1.PreferencesService/DeleteSocialConnection"
-	PreferencesService_CreateViewingEvent_FullMethodName             = "/lethe.preferences.v1.PreferencesService/CreateViewingEvent"
-	PreferencesService_ListViewingEvents_FullMethodName              = "/lethe.preferences.v1.PreferencesService/ListViewingEvents"
-	PreferencesService_DeleteViewingEvent_FullMethodName             = "/lethe.preferences.v1.PreferencesService/DeleteViewingEvent"
-	PreferencesService_ClearViewingHistory_FullMethodName            = "/lethe.preferences.v1.PreferencesService/ClearViewingHistory"
-	PreferencesService_SetRating_FullMethodName                      = "/lethe.preferences.v1.PreferencesService/SetRating"
-	PreferencesService_ListRatings_FullMethodName                    = "/lethe.preferences.v1.PreferencesService/ListRatings"
-	PreferencesService_DeleteRating_FullMethodName                   = "/lethe.preferences.v1.PreferencesService/DeleteRating"
-	PreferencesService_GetTitleStatistics_FullMethodName             = "/lethe.preferences.v1.PreferencesService/GetTitleStatistics"
-	PreferencesService_CreateUnsubscribeToken_FullMethodName         = "/lethe.preferences.v1.PreferencesService/CreateUnsubscribeToken"
-	PreferencesService_Unsubscribe_FullMethodName                    = "/lethe.preferences.v1.PreferencesService/Unsubscribe"
-	PreferencesService_CreatePolicyVersion_FullMethodName            = "/lethe.preferences.v1.PreferencesService/CreatePolicyVersion"
-	PreferencesService_ListPolicyVersions_FullMethodName             = "/lethe.preferences.v1.PreferencesService/ListPolicyVersions"
-	PreferencesService_AcceptPolicyVersion_FullMethodName            = "/lethe.preferences.v1.PreferencesService/AcceptPolicyVersion"
-	PreferencesService_GetPolicyAcceptance_FullMethodName            = "/lethe.preferences.v1.PreferencesService/GetPolicyAcceptance"
-	PreferencesService_CheckPolicyConsent_FullMethodName             = "/lethe.preferences.v1.PreferencesService/CheckPolicyConsent"
+	PreferencesService_GetCommunicationPreferences_FullMethodName      = "/lethe.preferences.v1.PreferencesService/GetCommunicationPreferences"
+	PreferencesService_UpdateCommunicationPreferences_FullMethodName   = "/lethe.preferences.v1.PreferencesService/UpdateCommunicationPreferences"
+	PreferencesService_StopAllMarketing_FullMethodName                 = "/lethe.preferences.v1.PreferencesService/StopAllMarketing"
+	PreferencesService_ListConsentRecords_FullMethodName               = "/lethe.preferences.v1.PreferencesService/ListConsentRecords"
+	PreferencesService_GetAdPreferences_FullMethodName                 = "/lethe.preferences.v1.PreferencesService/GetAdPreferences"
+	PreferencesService_UpdateAdPreferences_FullMethodName              = "/lethe.preferences.v1.PreferencesService/UpdateAdPreferences"
+	PreferencesService_RecordGlobalPrivacyControl_FullMethodName       = "/lethe.preferences.v1.PreferencesService/RecordGlobalPrivacyControl"
+	PreferencesService_RecordDeviceGlobalPrivacyControl_FullMethodName = "/lethe.preferences.v1.PreferencesService/RecordDeviceGlobalPrivacyControl"
+	PreferencesService_ApplyDeviceGlobalPrivacyControl_FullMethodName  = "/lethe.preferences.v1.PreferencesService/ApplyDeviceGlobalPrivacyControl"
+	PreferencesService_GetProfileVisibility_FullMethodName             = "/lethe.preferences.v1.PreferencesService/GetProfileVisibility"
+	PreferencesService_UpdateProfileVisibility_FullMethodName          = "/lethe.preferences.v1.PreferencesService/UpdateProfileVisibility"
+	PreferencesService_ListSocialConnections_FullMethodName            = "/lethe.preferences.v1.PreferencesService/ListSocialConnections"
+	PreferencesService_CreateSocialConnection_FullMethodName           = "/lethe.preferences.v1.PreferencesService/CreateSocialConnection"
+	PreferencesService_UpdateSocialConnection_FullMethodName           = "/lethe.preferences.v1.PreferencesService/UpdateSocialConnection"
+	PreferencesService_DeleteSocialConnection_FullMethodName           = "/lethe.preferences.v1.PreferencesService/DeleteSocialConnection"
+	PreferencesService_CreateViewingEvent_FullMethodName               = "/lethe.preferences.v1.PreferencesService/CreateViewingEvent"
+	PreferencesService_ListViewingEvents_FullMethodName                = "/lethe.preferences.v1.PreferencesService/ListViewingEvents"
+	PreferencesService_DeleteViewingEvent_FullMethodName               = "/lethe.preferences.v1.PreferencesService/DeleteViewingEvent"
+	PreferencesService_ClearViewingHistory_FullMethodName              = "/lethe.preferences.v1.PreferencesService/ClearViewingHistory"
+	PreferencesService_SetRating_FullMethodName                        = "/lethe.preferences.v1.PreferencesService/SetRating"
+	PreferencesService_ListRatings_FullMethodName                      = "/lethe.preferences.v1.PreferencesService/ListRatings"
+	PreferencesService_DeleteRating_FullMethodName                     = "/lethe.preferences.v1.PreferencesService/DeleteRating"
+	PreferencesService_GetTitleStatistics_FullMethodName               = "/lethe.preferences.v1.PreferencesService/GetTitleStatistics"
+	PreferencesService_CreateUnsubscribeToken_FullMethodName           = "/lethe.preferences.v1.PreferencesService/CreateUnsubscribeToken"
+	PreferencesService_Unsubscribe_FullMethodName                      = "/lethe.preferences.v1.PreferencesService/Unsubscribe"
+	PreferencesService_CreatePolicyVersion_FullMethodName              = "/lethe.preferences.v1.PreferencesService/CreatePolicyVersion"
+	PreferencesService_ListPolicyVersions_FullMethodName               = "/lethe.preferences.v1.PreferencesService/ListPolicyVersions"
+	PreferencesService_AcceptPolicyVersion_FullMethodName              = "/lethe.preferences.v1.PreferencesService/AcceptPolicyVersion"
+	PreferencesService_GetPolicyAcceptance_FullMethodName              = "/lethe.preferences.v1.PreferencesService/GetPolicyAcceptance"
+	PreferencesService_CheckPolicyConsent_FullMethodName               = "/lethe.preferences.v1.PreferencesService/CheckPolicyConsent"
 )
 
 // PreferencesServiceClient is the client API for PreferencesService service.
@@ -73,6 +75,14 @@ type PreferencesServiceClient interface {
 	// RecordGlobalPrivacyControl records a Sec-GPC: 1 signal, which opts the member out
 	// of the sale and sharing of their data for ads.
 	RecordGlobalPrivacyControl(ctx context.Context, in *RecordGlobalPrivacyControlRequest, opts ...grpc.CallOption) (*AdPreferences, error)
+	// RecordDeviceGlobalPrivacyControl records a Sec-GPC: 1 signal from a signed-out
+	// visitor against their device (the gateway's device cookie), so it is applied to the
+	// member who later signs in on that device. Internal: called by the gateway.
+	RecordDeviceGlobalPrivacyControl(ctx context.Context, in *RecordDeviceGlobalPrivacyControlRequest, opts ...grpc.CallOption) (*RecordDeviceGlobalPrivacyControlResponse, error)
+	// ApplyDeviceGlobalPrivacyControl applies a device's recorded signal (or one sent with
+	// the sign-in itself) to the member who signed in on it: the same opt-out and consent
+	// record as RecordGlobalPrivacyControl. Internal: called by the gateway at sign-in.
+	ApplyDeviceGlobalPrivacyControl(ctx context.Context, in *ApplyDeviceGlobalPrivacyControlRequest, opts ...grpc.CallOption) (*ApplyDeviceGlobalPrivacyControlResponse, error)
 	// GetProfileVisibility returns who sees each profile field.
 	GetProfileVisibility(ctx context.Context, in *GetProfileVisibilityRequest, opts ...grpc.CallOption) (*ProfileVisibility, error)
 	// UpdateProfileVisibility changes who sees each profile field.
@@ -200,6 +210,26 @@ func (c *preferencesServiceClient) RecordGlobalPrivacyControl(ctx context.Contex
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AdPreferences)
 	err := c.cc.Invoke(ctx, PreferencesService_RecordGlobalPrivacyControl_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *preferencesServiceClient) RecordDeviceGlobalPrivacyControl(ctx context.Context, in *RecordDeviceGlobalPrivacyControlRequest, opts ...grpc.CallOption) (*RecordDeviceGlobalPrivacyControlResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordDeviceGlobalPrivacyControlResponse)
+	err := c.cc.Invoke(ctx, PreferencesService_RecordDeviceGlobalPrivacyControl_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *preferencesServiceClient) ApplyDeviceGlobalPrivacyControl(ctx context.Context, in *ApplyDeviceGlobalPrivacyControlRequest, opts ...grpc.CallOption) (*ApplyDeviceGlobalPrivacyControlResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyDeviceGlobalPrivacyControlResponse)
+	err := c.cc.Invoke(ctx, PreferencesService_ApplyDeviceGlobalPrivacyControl_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -439,6 +469,14 @@ type PreferencesServiceServer interface {
 	// RecordGlobalPrivacyControl records a Sec-GPC: 1 signal, which opts the member out
 	// of the sale and sharing of their data for ads.
 	RecordGlobalPrivacyControl(context.Context, *RecordGlobalPrivacyControlRequest) (*AdPreferences, error)
+	// RecordDeviceGlobalPrivacyControl records a Sec-GPC: 1 signal from a signed-out
+	// visitor against their device (the gateway's device cookie), so it is applied to the
+	// member who later signs in on that device. Internal: called by the gateway.
+	RecordDeviceGlobalPrivacyControl(context.Context, *RecordDeviceGlobalPrivacyControlRequest) (*RecordDeviceGlobalPrivacyControlResponse, error)
+	// ApplyDeviceGlobalPrivacyControl applies a device's recorded signal (or one sent with
+	// the sign-in itself) to the member who signed in on it: the same opt-out and consent
+	// record as RecordGlobalPrivacyControl. Internal: called by the gateway at sign-in.
+	ApplyDeviceGlobalPrivacyControl(context.Context, *ApplyDeviceGlobalPrivacyControlRequest) (*ApplyDeviceGlobalPrivacyControlResponse, error)
 	// GetProfileVisibility returns who sees each profile field.
 	GetProfileVisibility(context.Context, *GetProfileVisibilityRequest) (*ProfileVisibility, error)
 	// UpdateProfileVisibility changes who sees each profile field.
@@ -522,6 +560,12 @@ func (UnimplementedPreferencesServiceServer) UpdateAdPreferences(context.Context
 }
 func (UnimplementedPreferencesServiceServer) RecordGlobalPrivacyControl(context.Context, *RecordGlobalPrivacyControlRequest) (*AdPreferences, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RecordGlobalPrivacyControl not implemented")
+}
+func (UnimplementedPreferencesServiceServer) RecordDeviceGlobalPrivacyControl(context.Context, *RecordDeviceGlobalPrivacyControlRequest) (*RecordDeviceGlobalPrivacyControlResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RecordDeviceGlobalPrivacyControl not implemented")
+}
+func (UnimplementedPreferencesServiceServer) ApplyDeviceGlobalPrivacyControl(context.Context, *ApplyDeviceGlobalPrivacyControlRequest) (*ApplyDeviceGlobalPrivacyControlResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ApplyDeviceGlobalPrivacyControl not implemented")
 }
 func (UnimplementedPreferencesServiceServer) GetProfileVisibility(context.Context, *GetProfileVisibilityRequest) (*ProfileVisibility, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetProfileVisibility not implemented")
@@ -729,6 +773,42 @@ func _PreferencesService_RecordGlobalPrivacyControl_Handler(srv interface{}, ctx
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(PreferencesServiceServer).RecordGlobalPrivacyControl(ctx, req.(*RecordGlobalPrivacyControlRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PreferencesService_RecordDeviceGlobalPrivacyControl_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordDeviceGlobalPrivacyControlRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PreferencesServiceServer).RecordDeviceGlobalPrivacyControl(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PreferencesService_RecordDeviceGlobalPrivacyControl_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PreferencesServiceServer).RecordDeviceGlobalPrivacyControl(ctx, req.(*RecordDeviceGlobalPrivacyControlRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PreferencesService_ApplyDeviceGlobalPrivacyControl_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApplyDeviceGlobalPrivacyControlRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PreferencesServiceServer).ApplyDeviceGlobalPrivacyControl(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PreferencesService_ApplyDeviceGlobalPrivacyControl_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PreferencesServiceServer).ApplyDeviceGlobalPrivacyControl(ctx, req.(*ApplyDeviceGlobalPrivacyControlRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1145,6 +1225,14 @@ var PreferencesService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordGlobalPrivacyControl",
 			Handler:    _PreferencesService_RecordGlobalPrivacyControl_Handler,
+		},
+		{
+			MethodName: "RecordDeviceGlobalPrivacyControl",
+			Handler:    _PreferencesService_RecordDeviceGlobalPrivacyControl_Handler,
+		},
+		{
+			MethodName: "ApplyDeviceGlobalPrivacyControl",
+			Handler:    _PreferencesService_ApplyDeviceGlobalPrivacyControl_Handler,
 		},
 		{
 			MethodName: "GetProfileVisibility",

@@ -166,6 +166,14 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 			}
 			verified = agentVerified
 		}
+		if origin == fulfillmentv1.RequestOrigin_REQUEST_ORIGIN_ACCOUNT_DISABLED {
+			// Only the disabled-account workflow files these, when the account's grace period
+			// ended: the disable was authenticated and the grace period was the cooling-off.
+			if authz.FromContext(ctx).Role != authz.RoleService || in.GetKind() != fulfillmentv1.RequestKind_REQUEST_KIND_ERASURE {
+				return nil, errs.Invalid(errs.FieldViolation{Field: "privacy_request.origin", Description: "ACCOUNT_DISABLED erasures are filed when a disabled account's grace period ends"})
+			}
+			cooling, verified = 0, true
+		}
 		if in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE {
 			cooling, verified = 0, true // children's data goes as soon as it is discovered
 		}

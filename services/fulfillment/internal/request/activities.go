@@ -59,6 +59,10 @@ type Activities struct {
 	// StateChanged, when set, is told after every state change (the Data Rights
 	// Protocol logs the statuses of agents' requests from it).
 	StateChanged func(ctx context.Context, requestID string) error
+	// FileErasure files an erasure of the member through the intake (idempotent by
+	// clientRequestID) and returns the request's id; used when a disabled account's grace
+	// period ends (DisabledAccount).
+	FileErasure func(ctx context.Context, memberID, clientRequestID string) (string, error)
 }
 
 // RequestRef names a request and its member.

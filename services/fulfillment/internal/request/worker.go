@@ -12,6 +12,7 @@ func NewWorker(c client.Client, a *Activities) worker.Worker {
 	w.RegisterWorkflow(OnwardErasure)
 	w.RegisterWorkflow(ArchiveExpiry)
 	w.RegisterWorkflow(Retention)
+	w.RegisterWorkflow(DisabledAccount)
 	w.RegisterActivity(a)
 	return w
 }

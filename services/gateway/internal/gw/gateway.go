@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	authv1 "lethe.dev/gen/lethe/auth/v1"
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
@@ -85,6 +86,7 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	routes := Routes()
+	prefs := preferencesv1.NewPreferencesServiceClient(b.Preferences)
 	mux := runtime.NewServeMux(
 		runtime.WithMetadata(func(ctx context.Context, r *http.Request) metadata.MD {
 			// The caller the gateway verified, for the backends' own authorization
@@ -133,6 +135,13 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 				next(w, r, params)
 			}
 		}),
+		// A sign-in carries the device's Global Privacy Control signal to the member.
+		runtime.WithForwardResponseOption(func(ctx context.Context, w http.ResponseWriter, m proto.Message) error {
+			if res, ok := m.(*identityv1.SignInResponse); ok {
+				applyDeviceGPC(ctx, o.Logger, prefs, res)
+			}
+			return nil
+		}),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: false}, UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false}}),
 	)
 	for _, reg := range []func() error{
@@ -160,7 +169,7 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 		routes: routes, mux: mux, opts: o, backends: b,
 		verifier:  &Verifier{Identity: identityv1.NewIdentityServiceClient(b.Identity), RefetchEvery: o.JWKSRefetch},
 		sessions:  &Sessions{Identity: identityv1.NewIdentityServiceClient(b.Identity), TTL: o.SessionCheckTTL},
-		prefs:     preferencesv1.NewPreferencesServiceClient(b.Preferences),
+		prefs:     prefs,
 		perIP:     &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst},
 		perMember: &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst},
 		signUps:   &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst},
@@ -201,7 +210,7 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 	top.Handle("/", g)
 	var h http.Handler = top
 	h = cors.New(cors.Options{AllowedOrigins: o.CORSOrigins, AllowedMethods: []string{"GET", "POST", "PATCH", "PUT", "DELETE"},
-		AllowedHeaders: []string{"Authorization", "Content-Type", "Sec-GPC"}, MaxAge: 600}).Handler(h)
+		AllowedHeaders: []string{"Authorization", "Content-Type", "Sec-GPC", DeviceHeader}, MaxAge: 600}).Handler(h)
 	return g.logged(h), nil
 }
 
@@ -308,11 +317,21 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if p != nil && p.Role == authz.RoleMember && r.Header.Get("Sec-GPC") == "1" {
+	gpc := r.Header.Get("Sec-GPC") == "1"
+	if p != nil && p.Role == authz.RoleMember && gpc {
 		g.recordGPC(p.Member)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.opts.Timeout)
 	defer cancel()
+	if p == nil {
+		// A signed-out visitor: their signal is kept against their device, and a sign-in
+		// on it carries it to the member (applyDeviceGPC).
+		dev := deviceID(r)
+		if gpc {
+			dev = g.recordDeviceGPC(w, dev)
+		}
+		ctx = context.WithValue(ctx, deviceKey{}, deviceSignal{ID: dev, GPC: gpc})
+	}
 	if p != nil {
 		ctx = context.WithValue(ctx, principalKey{}, p)
 	}

@@ -172,7 +172,7 @@ func tokensProto(t *identity.Tokens) *identityv1.SignInResponse {
 
 // SignIn implements IdentityService.
 func (s *Server) SignIn(ctx context.Context, req *identityv1.SignInRequest) (*identityv1.SignInResponse, error) {
-	t, err := s.Svc.SignIn(ctx, req.GetEmail(), req.GetPassword(), req.GetDeviceName(), req.GetRememberMe(), clientIP(ctx))
+	t, err := s.Svc.SignIn(ctx, req.GetEmail(), req.GetPassword(), req.GetDeviceName(), req.GetRememberMe(), clientIP(ctx), req.GetReactivate())
 	if err != nil {
 		return nil, err
 	}

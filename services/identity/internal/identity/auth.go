@@ -119,8 +119,9 @@ func (s *Service) recordFailure(ctx context.Context, key, account []byte, now ti
 // give the same error. Failures are throttled per (account, client address) with
 // exponential backoff, so guessing from one client slows that client down without
 // locking the owner out from theirs. clientIP is the caller's address as the gateway
-// saw it ("" for internal callers).
-func (s *Service) SignIn(ctx context.Context, email, password, device string, remember bool, clientIP string) (*Tokens, error) {
+// saw it ("" for internal callers). With reactivate, a disabled account is re-enabled
+// first (an "enabled" event stops its pending erasure).
+func (s *Service) SignIn(ctx context.Context, email, password, device string, remember bool, clientIP string, reactivate bool) (*Tokens, error) {
 	email = NormalizeEmail(email)
 	var v errs.Violations
 	if email == "" {
@@ -157,6 +158,12 @@ func (s *Service) SignIn(ctx context.Context, email, password, device string, re
 			return nil, err
 		}
 		return nil, ErrBadLogin
+	}
+	if r.state == StateDisabled && reactivate {
+		if err := s.reactivate(ctx, r.id); err != nil {
+			return nil, err
+		}
+		r.state = StateActive
 	}
 	if r.state != StateActive {
 		return nil, errs.New(errs.PermissionDenied, "MEMBER_NOT_ACTIVE", "the account cannot sign in")

@@ -394,6 +394,24 @@ func (s *Service) Disable(ctx context.Context, id string) (*Member, error) {
 	return s.setState(ctx, id, StateDisabled, "disabled")
 }
 
+// reactivate re-enables a disabled account, recording an "enabled" event (fulfillment
+// stops the account's pending erasure on it). Only a disabled account: a child's or an
+// erased one stays as it is.
+func (s *Service) reactivate(ctx context.Context, id string) error {
+	return s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		now := micros(s.now())
+		res, err := tx.ExecContext(ctx, `UPDATE members SET state = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND state = $4`, StateActive, now, id, StateDisabled)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return errs.New(errs.FailedPrecondition, "MEMBER_NOT_ACTIVE", "the account cannot sign in")
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO events (id, member_id, kind, created_at) VALUES ($1, $2, $3, $4)`, ids.New(), id, "enabled", now)
+		return err
+	})
+}
+
 // ReportChild marks an account as a child's, revokes every session, and records a
 // child_reported event that starts expedited erasure.
 func (s *Service) ReportChild(ctx context.Context, id string) (*Member, error) {

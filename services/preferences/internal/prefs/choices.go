@@ -363,26 +363,32 @@ func (s *Server) RecordGlobalPrivacyControl(ctx context.Context, req *preference
 		return nil, err
 	}
 	var out *preferencesv1.AdPreferences
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		cur, err := s.loadAds(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		now := s.now()
-		if cur.GetPersonalizedAds() || !cur.GetSaleSharingOptOut() || cur.GetGpcSignalTime() == nil {
-			if err := s.consent(ctx, tx, id, "ads/sale_sharing", "opted_out", "", preferencesv1.ConsentSource_CONSENT_SOURCE_GLOBAL_PRIVACY_CONTROL, now); err != nil {
-				return err
-			}
-		}
-		cur.PersonalizedAds, cur.SaleSharingOptOut, cur.GpcSignalTime = false, true, timestamppb.New(now)
-		if err := s.saveAds(ctx, tx, id, cur); err != nil {
-			return err
-		}
-		cur.UpdateTime = timestamppb.New(now)
-		out = cur
-		return nil
+	err = s.DB.InTx(ctx, func(tx *sql.Tx) (err error) {
+		out, err = s.applyGPC(ctx, tx, id)
+		return err
 	})
 	return out, err
+}
+
+// applyGPC opts the member out of sale and sharing and of ad personalization for a
+// Global Privacy Control signal, with a consent record when anything changed.
+func (s *Server) applyGPC(ctx context.Context, tx *sql.Tx, id string) (*preferencesv1.AdPreferences, error) {
+	cur, err := s.loadAds(ctx, tx, id)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	if cur.GetPersonalizedAds() || !cur.GetSaleSharingOptOut() || cur.GetGpcSignalTime() == nil {
+		if err := s.consent(ctx, tx, id, "ads/sale_sharing", "opted_out", "", preferencesv1.ConsentSource_CONSENT_SOURCE_GLOBAL_PRIVACY_CONTROL, now); err != nil {
+			return nil, err
+		}
+	}
+	cur.PersonalizedAds, cur.SaleSharingOptOut, cur.GpcSignalTime = false, true, timestamppb.New(now)
+	if err := s.saveAds(ctx, tx, id, cur); err != nil {
+		return nil, err
+	}
+	cur.UpdateTime = timestamppb.New(now)
+	return cur, nil
 }
 
 const visSuffix = "/profileVisibility"
