@@ -1,84 +1,116 @@
 package main
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"strings"
-	"time"
+
+	"github.com/spf13/cobra"
 
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
-	"lethe.dev/platform/config"
-	"lethe.dev/platform/transport"
 )
 
-const agentsUsage = `usage: lethectl agents create -id AGENT-ID -name NAME -verify-key KEY -contact ADDRESS [-fulfillment HOST:PORT]
-       lethectl agents list [-fulfillment HOST:PORT]
-       lethectl agents delete -id AGENT-ID [-fulfillment HOST:PORT]
-KEY is the agent's Ed25519 verify key: base64 (as the DRP directory publishes it) or hex.`
-
-// runAgents manages the Data Rights Protocol's authorized agents in fulfillment.
-func runAgents(ctx context.Context, args []string, out io.Writer) error {
-	if len(args) == 0 {
-		return errors.New(agentsUsage)
+// agentsCmd manages the Data Rights Protocol's authorized agents in fulfillment.
+func agentsCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "agents",
+		Short: "Register, list and remove Data Rights Protocol authorized agents",
+		Long: `Authorized agents (e.g. Permission Slip) send signed Data Rights Protocol requests for
+members. Register each with its DRP agent-id, name, Ed25519 verify key and technical contact.`,
 	}
-	fs := flag.NewFlagSet("agents "+args[0], flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	id := fs.String("id", "", "the agent's DRP agent-id")
-	name := fs.String("name", "", "the agent's consumer-legible name")
-	key := fs.String("verify-key", "", "the agent's Ed25519 verify key (base64 or hex)")
-	contact := fs.String("contact", "", "the agent's technical contact")
-	addr := fs.String("fulfillment", config.Env("FULFILLMENT_ADDRESS", "127.0.0.1:7104"), "fulfillment's gRPC address (FULFILLMENT_ADDRESS)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return fmt.Errorf("%v\n%s", err, agentsUsage)
-	}
-	conn, err := transport.FromEnv().Dial(*addr)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	c := fulfillmentv1.NewDataRightsServiceClient(conn)
-	switch args[0] {
-	case "create":
-		raw, err := decodeKey(*key)
-		if err != nil {
-			return err
-		}
-		a, err := c.CreateAuthorizedAgent(ctx, &fulfillmentv1.CreateAuthorizedAgentRequest{AuthorizedAgentId: *id,
-			AuthorizedAgent: &fulfillmentv1.AuthorizedAgent{DisplayName: *name, VerifyKey: raw, Contact: *contact}})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "registered %s (%s)\n", a.GetName(), a.GetDisplayName())
-	case "list":
-		token := ""
-		for {
-			res, err := c.ListAuthorizedAgents(ctx, &fulfillmentv1.ListAuthorizedAgentsRequest{PageSize: 500, PageToken: token})
+	var id, name, key, contact string
+	create := &cobra.Command{
+		Use:     "create --id AGENT-ID --name NAME --verify-key KEY --contact ADDRESS",
+		Short:   "Register an agent",
+		Long:    "Registers an agent. KEY is its Ed25519 verify key: base64 (as the DRP directory publishes it) or hex.",
+		Example: "  lethectl agents create --id PERMISSION_SLIP --name 'Permission Slip' --verify-key <base64> --contact drp@agent.example",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			raw, err := decodeKey(key)
 			if err != nil {
 				return err
 			}
-			for _, a := range res.GetAuthorizedAgents() {
-				fmt.Fprintf(out, "%s\t%s\t%s\t%s\n", strings.TrimPrefix(a.GetName(), "authorizedAgents/"), a.GetDisplayName(), a.GetContact(), base64.StdEncoding.EncodeToString(a.GetVerifyKey()))
+			c, ctx, cancel, err := g.dataRights(cmd)
+			if err != nil {
+				return err
 			}
-			if token = res.GetNextPageToken(); token == "" {
-				return nil
+			defer cancel()
+			a, err := c.CreateAuthorizedAgent(ctx, &fulfillmentv1.CreateAuthorizedAgentRequest{AuthorizedAgentId: id,
+				AuthorizedAgent: &fulfillmentv1.AuthorizedAgent{DisplayName: name, VerifyKey: raw, Contact: contact}})
+			if err != nil {
+				return err
 			}
-		}
-	case "delete":
-		if _, err := c.DeleteAuthorizedAgent(ctx, &fulfillmentv1.DeleteAuthorizedAgentRequest{Name: "authorizedAgents/" + *id}); err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "deleted authorizedAgents/%s; its tokens no longer work\n", *id)
-	default:
-		return errors.New(agentsUsage)
+			if g.output == "json" {
+				return printJSON(cmd.OutOrStdout(), a)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "registered %s (%s)\n", a.GetName(), a.GetDisplayName())
+			return nil
+		},
 	}
-	return nil
+	create.Flags().StringVar(&id, "id", "", "the agent's DRP agent-id")
+	create.Flags().StringVar(&name, "name", "", "the agent's consumer-legible name")
+	create.Flags().StringVar(&key, "verify-key", "", "the agent's Ed25519 verify key (base64 or hex)")
+	create.Flags().StringVar(&contact, "contact", "", "the agent's technical contact")
+	for _, f := range []string{"id", "name", "verify-key", "contact"} {
+		_ = create.MarkFlagRequired(f)
+	}
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List agents: id, name, contact, verify key (tab-separated)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ctx, cancel, err := g.dataRights(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			all := &fulfillmentv1.ListAuthorizedAgentsResponse{}
+			token := ""
+			for {
+				res, err := c.ListAuthorizedAgents(ctx, &fulfillmentv1.ListAuthorizedAgentsRequest{PageSize: 500, PageToken: token})
+				if err != nil {
+					return err
+				}
+				all.AuthorizedAgents = append(all.AuthorizedAgents, res.GetAuthorizedAgents()...)
+				if token = res.GetNextPageToken(); token == "" {
+					break
+				}
+			}
+			if g.output == "json" {
+				return printJSON(cmd.OutOrStdout(), all)
+			}
+			for _, a := range all.GetAuthorizedAgents() {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\t%s\n", strings.TrimPrefix(a.GetName(), "authorizedAgents/"), a.GetDisplayName(), a.GetContact(), base64.StdEncoding.EncodeToString(a.GetVerifyKey()))
+			}
+			return nil
+		},
+	}
+
+	var delID string
+	del := &cobra.Command{
+		Use:   "delete --id AGENT-ID",
+		Short: "Remove an agent; its tokens stop working",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ctx, cancel, err := g.dataRights(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			if _, err := c.DeleteAuthorizedAgent(ctx, &fulfillmentv1.DeleteAuthorizedAgentRequest{Name: "authorizedAgents/" + delID}); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted authorizedAgents/%s; its tokens no longer work\n", delID)
+			return nil
+		},
+	}
+	del.Flags().StringVar(&delID, "id", "", "the agent's DRP agent-id")
+	_ = del.MarkFlagRequired("id")
+	c.AddCommand(create, list, del)
+	return c
 }
 
 // decodeKey reads a 32-byte Ed25519 verify key in base64 or hex.
@@ -91,5 +123,5 @@ func decodeKey(s string) ([]byte, error) {
 			return b, nil
 		}
 	}
-	return nil, errors.New("-verify-key must be a 32-byte Ed25519 public key in base64 or hex")
+	return nil, errors.New("--verify-key must be a 32-byte Ed25519 public key in base64 or hex")
 }

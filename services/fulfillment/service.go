@@ -241,7 +241,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		Archives: archives, Temporal: tc, Signer: receipts.signer, KeyID: receipts.keyID, Now: time.Now,
 	}
 	s.API = &grpcapi.Server{
-		DB: db, Temporal: tc, Identity: s.Activities.Identity, CoolingOff: cfg.CoolingOff, VerificationWindow: cfg.VerificationWindow,
+		DB: db, Temporal: tc, Identity: s.Activities.Identity, Preferences: s.Activities.Preferences, Sharing: s.Activities.Sharing, CoolingOff: cfg.CoolingOff, VerificationWindow: cfg.VerificationWindow,
 		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadMAC: links, ReceiptKeys: receipts.published, Now: time.Now, Archives: archives,
 		TokenKey: tokenKey, Logger: logger,
 		Audit: &audit.Store{DB: db, Now: time.Now}, ServiceToken: sec.ServiceToken,

@@ -69,7 +69,16 @@ func main() {
 		fmt.Fprintf(w, "\nService credential (every internal gRPC call carries it; set LETHE_SERVICE_TOKEN to choose it):\n")
 		fmt.Fprintf(w, "  %s\t%s\n", transport.TokenHeader, os.Getenv("LETHE_SERVICE_TOKEN"))
 		fmt.Fprintf(w, "  grpcurl\tgrpcurl -plaintext -H '%s: %s' %s lethe.identity.v1.IdentityService/ListMembers\n", transport.TokenHeader, os.Getenv("LETHE_SERVICE_TOKEN"), s.Addresses["identity"])
-		fmt.Fprintf(w, "  lethectl\tgo run ./cmd/lethectl -h\n")
+		gwFlag := ""
+		if gw := "http://" + s.Addresses["gateway"]; gw != "http://127.0.0.1:8080" {
+			gwFlag = " --gateway " + gw
+		}
+		fmt.Fprintf(w, "\nlethectl, the operator CLI (go run ./cmd/lethectl --help; cmd/lethectl/README.md):\n")
+		fmt.Fprintf(w, "  sign in\tgo run ./cmd/lethectl%s login --credentials %s\n", gwFlag, s.OperatorFile)
+		fmt.Fprintf(w, "  the queue\tgo run ./cmd/lethectl requests list --open   (then: requests show NAME, requests extend|hold|release NAME --reason …)\n")
+		fmt.Fprintf(w, "  figures\tgo run ./cmd/lethectl stats; partners list\n")
+		fmt.Fprintf(w, "  receipts\tgo run ./cmd/lethectl receipt verify receipt.json%s   (no account needed)\n", gwFlag)
+		fmt.Fprintf(w, "  service credential\tLETHE_SERVICE_TOKEN=%s go run ./cmd/lethectl --direct requests list   (reads; operators create)\n", os.Getenv("LETHE_SERVICE_TOKEN"))
 		w.Flush()
 		<-ctx.Done()
 		logger.Info("shutting down")

@@ -163,6 +163,21 @@ const (
 	RequestKind_REQUEST_KIND_ERASURE RequestKind = 2
 	// REQUEST_KIND_CHILD_ERASURE is expedited erasure of a child's account.
 	RequestKind_REQUEST_KIND_CHILD_ERASURE RequestKind = 3
+	// REQUEST_KIND_RECTIFICATION corrects data the member cannot edit themselves; an
+	// operator reviews it (GDPR Art. 16).
+	RequestKind_REQUEST_KIND_RECTIFICATION RequestKind = 4
+	// REQUEST_KIND_RESTRICTION keeps the member's data but excludes it from marketing,
+	// sharing and personalization until lifted (GDPR Art. 18).
+	RequestKind_REQUEST_KIND_RESTRICTION RequestKind = 5
+	// REQUEST_KIND_OBJECTION objects to a purpose, e.g. direct marketing or a partner
+	// (GDPR Art. 21).
+	RequestKind_REQUEST_KIND_OBJECTION RequestKind = 6
+	// REQUEST_KIND_SALE_OPT_OUT opts out of the sale and sharing of personal information
+	// (CCPA 1798.120).
+	RequestKind_REQUEST_KIND_SALE_OPT_OUT RequestKind = 7
+	// REQUEST_KIND_PORTABILITY is the member's data in a machine-readable form with a
+	// documented schema (GDPR Art. 20; docs/portability.md).
+	RequestKind_REQUEST_KIND_PORTABILITY RequestKind = 8
 )
 
 // Enum value maps for RequestKind.
@@ -172,12 +187,22 @@ var (
 		1: "REQUEST_KIND_ACCESS",
 		2: "REQUEST_KIND_ERASURE",
 		3: "REQUEST_KIND_CHILD_ERASURE",
+		4: "REQUEST_KIND_RECTIFICATION",
+		5: "REQUEST_KIND_RESTRICTION",
+		6: "REQUEST_KIND_OBJECTION",
+		7: "REQUEST_KIND_SALE_OPT_OUT",
+		8: "REQUEST_KIND_PORTABILITY",
 	}
 	RequestKind_value = map[string]int32{
 		"REQUEST_KIND_UNSPECIFIED":   0,
 		"REQUEST_KIND_ACCESS":        1,
 		"REQUEST_KIND_ERASURE":       2,
 		"REQUEST_KIND_CHILD_ERASURE": 3,
+		"REQUEST_KIND_RECTIFICATION": 4,
+		"REQUEST_KIND_RESTRICTION":   5,
+		"REQUEST_KIND_OBJECTION":     6,
+		"REQUEST_KIND_SALE_OPT_OUT":  7,
+		"REQUEST_KIND_PORTABILITY":   8,
 	}
 )
 
@@ -206,6 +231,124 @@ func (x RequestKind) Number() protoreflect.EnumNumber {
 // Deprecated: Use RequestKind.Descriptor instead.
 func (RequestKind) EnumDescriptor() ([]byte, []int) {
 	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{2}
+}
+
+// DenialReason is why a request was refused.
+type DenialReason int32
+
+const (
+	// DENIAL_REASON_UNSPECIFIED is invalid.
+	DenialReason_DENIAL_REASON_UNSPECIFIED DenialReason = 0
+	// DENIAL_REASON_UNVERIFIABLE: the requester could not be verified as the member.
+	DenialReason_DENIAL_REASON_UNVERIFIABLE DenialReason = 1
+	// DENIAL_REASON_MANIFESTLY_UNFOUNDED: the request is manifestly unfounded.
+	DenialReason_DENIAL_REASON_MANIFESTLY_UNFOUNDED DenialReason = 2
+	// DENIAL_REASON_EXCESSIVE: the request is excessive, e.g. repetitive.
+	DenialReason_DENIAL_REASON_EXCESSIVE DenialReason = 3
+	// DENIAL_REASON_LEGAL_OBLIGATION: a legal obligation requires keeping or using the data.
+	DenialReason_DENIAL_REASON_LEGAL_OBLIGATION DenialReason = 4
+)
+
+// Enum value maps for DenialReason.
+var (
+	DenialReason_name = map[int32]string{
+		0: "DENIAL_REASON_UNSPECIFIED",
+		1: "DENIAL_REASON_UNVERIFIABLE",
+		2: "DENIAL_REASON_MANIFESTLY_UNFOUNDED",
+		3: "DENIAL_REASON_EXCESSIVE",
+		4: "DENIAL_REASON_LEGAL_OBLIGATION",
+	}
+	DenialReason_value = map[string]int32{
+		"DENIAL_REASON_UNSPECIFIED":          0,
+		"DENIAL_REASON_UNVERIFIABLE":         1,
+		"DENIAL_REASON_MANIFESTLY_UNFOUNDED": 2,
+		"DENIAL_REASON_EXCESSIVE":            3,
+		"DENIAL_REASON_LEGAL_OBLIGATION":     4,
+	}
+)
+
+func (x DenialReason) Enum() *DenialReason {
+	p := new(DenialReason)
+	*p = x
+	return p
+}
+
+func (x DenialReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DenialReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[3].Descriptor()
+}
+
+func (DenialReason) Type() protoreflect.EnumType {
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[3]
+}
+
+func (x DenialReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DenialReason.Descriptor instead.
+func (DenialReason) EnumDescriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{3}
+}
+
+// RectifiableField is a piece of personal data a rectification corrects.
+type RectifiableField int32
+
+const (
+	// RECTIFIABLE_FIELD_UNSPECIFIED is invalid.
+	RectifiableField_RECTIFIABLE_FIELD_UNSPECIFIED RectifiableField = 0
+	// RECTIFIABLE_FIELD_FULL_NAME is the member's name.
+	RectifiableField_RECTIFIABLE_FIELD_FULL_NAME RectifiableField = 1
+	// RECTIFIABLE_FIELD_BIRTH_DATE is the birth date ("YYYY-MM-DD").
+	RectifiableField_RECTIFIABLE_FIELD_BIRTH_DATE RectifiableField = 2
+	// RECTIFIABLE_FIELD_PHONE_NUMBER is the phone number (E.164).
+	RectifiableField_RECTIFIABLE_FIELD_PHONE_NUMBER RectifiableField = 3
+)
+
+// Enum value maps for RectifiableField.
+var (
+	RectifiableField_name = map[int32]string{
+		0: "RECTIFIABLE_FIELD_UNSPECIFIED",
+		1: "RECTIFIABLE_FIELD_FULL_NAME",
+		2: "RECTIFIABLE_FIELD_BIRTH_DATE",
+		3: "RECTIFIABLE_FIELD_PHONE_NUMBER",
+	}
+	RectifiableField_value = map[string]int32{
+		"RECTIFIABLE_FIELD_UNSPECIFIED":  0,
+		"RECTIFIABLE_FIELD_FULL_NAME":    1,
+		"RECTIFIABLE_FIELD_BIRTH_DATE":   2,
+		"RECTIFIABLE_FIELD_PHONE_NUMBER": 3,
+	}
+)
+
+func (x RectifiableField) Enum() *RectifiableField {
+	p := new(RectifiableField)
+	*p = x
+	return p
+}
+
+func (x RectifiableField) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RectifiableField) Descriptor() protoreflect.EnumDescriptor {
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[4].Descriptor()
+}
+
+func (RectifiableField) Type() protoreflect.EnumType {
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[4]
+}
+
+func (x RectifiableField) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RectifiableField.Descriptor instead.
+func (RectifiableField) EnumDescriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{4}
 }
 
 // Jurisdiction picks the deadline rule.
@@ -249,11 +392,11 @@ func (x Jurisdiction) String() string {
 }
 
 func (Jurisdiction) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[3].Descriptor()
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[5].Descriptor()
 }
 
 func (Jurisdiction) Type() protoreflect.EnumType {
-	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[3]
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[5]
 }
 
 func (x Jurisdiction) Number() protoreflect.EnumNumber {
@@ -262,7 +405,7 @@ func (x Jurisdiction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Jurisdiction.Descriptor instead.
 func (Jurisdiction) EnumDescriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{3}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{5}
 }
 
 // RequestState is where a request is.
@@ -330,11 +473,11 @@ func (x RequestState) String() string {
 }
 
 func (RequestState) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[4].Descriptor()
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[6].Descriptor()
 }
 
 func (RequestState) Type() protoreflect.EnumType {
-	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[4]
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[6]
 }
 
 func (x RequestState) Number() protoreflect.EnumNumber {
@@ -343,7 +486,7 @@ func (x RequestState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RequestState.Descriptor instead.
 func (RequestState) EnumDescriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{4}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{6}
 }
 
 // RequestOrigin says who filed a request.
@@ -392,11 +535,11 @@ func (x RequestOrigin) String() string {
 }
 
 func (RequestOrigin) Descriptor() protoreflect.EnumDescriptor {
-	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[5].Descriptor()
+	return file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[7].Descriptor()
 }
 
 func (RequestOrigin) Type() protoreflect.EnumType {
-	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[5]
+	return &file_lethe_fulfillment_v1_fulfillment_proto_enumTypes[7]
 }
 
 func (x RequestOrigin) Number() protoreflect.EnumNumber {
@@ -405,7 +548,7 @@ func (x RequestOrigin) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RequestOrigin.Descriptor instead.
 func (RequestOrigin) EnumDescriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{5}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{7}
 }
 
 // Complaint is a member's complaint about their data.
@@ -966,6 +1109,145 @@ func (x *ComplaintStatistics) GetMedianDaysToResolve() float64 {
 	return 0
 }
 
+// Rectification is the correction a member asserts.
+type Rectification struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// field to correct.
+	Field RectifiableField `protobuf:"varint,1,opt,name=field,proto3,enum=lethe.fulfillment.v1.RectifiableField" json:"field,omitempty"`
+	// value is the corrected value; kept only until the review, never in a workflow.
+	Value string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// statement is the member's explanation of the correction; kept only until the review.
+	Statement string `protobuf:"bytes,3,opt,name=statement,proto3" json:"statement,omitempty"`
+	// approved is set once an operator approved the correction (then applied).
+	Approved      bool `protobuf:"varint,4,opt,name=approved,proto3" json:"approved,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rectification) Reset() {
+	*x = Rectification{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rectification) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rectification) ProtoMessage() {}
+
+func (x *Rectification) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rectification.ProtoReflect.Descriptor instead.
+func (*Rectification) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Rectification) GetField() RectifiableField {
+	if x != nil {
+		return x.Field
+	}
+	return RectifiableField_RECTIFIABLE_FIELD_UNSPECIFIED
+}
+
+func (x *Rectification) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *Rectification) GetStatement() string {
+	if x != nil {
+		return x.Statement
+	}
+	return ""
+}
+
+func (x *Rectification) GetApproved() bool {
+	if x != nil {
+		return x.Approved
+	}
+	return false
+}
+
+// ObjectionTarget is what an objection or a restriction request is about.
+type ObjectionTarget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// purpose objected to (a sharing purpose id such as "ads"), or empty for every
+	// purpose of the partner.
+	Purpose string `protobuf:"bytes,1,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	// partner objected to ("partners/{partner}"), or empty for the purpose with every
+	// partner.
+	Partner string `protobuf:"bytes,2,opt,name=partner,proto3" json:"partner,omitempty"`
+	// direct_marketing objects to direct marketing: every marketing subscription ends.
+	DirectMarketing bool `protobuf:"varint,3,opt,name=direct_marketing,json=directMarketing,proto3" json:"direct_marketing,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ObjectionTarget) Reset() {
+	*x = ObjectionTarget{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectionTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectionTarget) ProtoMessage() {}
+
+func (x *ObjectionTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectionTarget.ProtoReflect.Descriptor instead.
+func (*ObjectionTarget) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ObjectionTarget) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *ObjectionTarget) GetPartner() string {
+	if x != nil {
+		return x.Partner
+	}
+	return ""
+}
+
+func (x *ObjectionTarget) GetDirectMarketing() bool {
+	if x != nil {
+		return x.DirectMarketing
+	}
+	return false
+}
+
 // StepProgress is one step of a request's workflow.
 type StepProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -983,7 +1265,7 @@ type StepProgress struct {
 
 func (x *StepProgress) Reset() {
 	*x = StepProgress{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1277,7 @@ func (x *StepProgress) String() string {
 func (*StepProgress) ProtoMessage() {}
 
 func (x *StepProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[8]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1290,7 @@ func (x *StepProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepProgress.ProtoReflect.Descriptor instead.
 func (*StepProgress) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{8}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StepProgress) GetStep() string {
@@ -1070,13 +1352,26 @@ type PrivacyRequest struct {
 	ReceiptToken string `protobuf:"bytes,13,opt,name=receipt_token,json=receiptToken,proto3" json:"receipt_token,omitempty"`
 	// cooling_off_end_time is when an erasure's cooling-off ends.
 	CoolingOffEndTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=cooling_off_end_time,json=coolingOffEndTime,proto3" json:"cooling_off_end_time,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// denial_reason is set on a denied request.
+	DenialReason DenialReason `protobuf:"varint,15,opt,name=denial_reason,json=denialReason,proto3,enum=lethe.fulfillment.v1.DenialReason" json:"denial_reason,omitempty"`
+	// denial_explanation is the operator's explanation told to the member (no personal data).
+	DenialExplanation string `protobuf:"bytes,16,opt,name=denial_explanation,json=denialExplanation,proto3" json:"denial_explanation,omitempty"`
+	// rectification is the correction asserted (REQUEST_KIND_RECTIFICATION).
+	Rectification *Rectification `protobuf:"bytes,17,opt,name=rectification,proto3" json:"rectification,omitempty"`
+	// objection is what is objected to (REQUEST_KIND_OBJECTION).
+	Objection *ObjectionTarget `protobuf:"bytes,18,opt,name=objection,proto3" json:"objection,omitempty"`
+	// restriction_lift_time is when a restriction of processing was lifted.
+	RestrictionLiftTime *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=restriction_lift_time,json=restrictionLiftTime,proto3" json:"restriction_lift_time,omitempty"`
+	// acknowledge_time is when receipt of the request was confirmed to the member (CCPA:
+	// within 10 business days).
+	AcknowledgeTime *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=acknowledge_time,json=acknowledgeTime,proto3" json:"acknowledge_time,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PrivacyRequest) Reset() {
 	*x = PrivacyRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1383,7 @@ func (x *PrivacyRequest) String() string {
 func (*PrivacyRequest) ProtoMessage() {}
 
 func (x *PrivacyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[9]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1396,7 @@ func (x *PrivacyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrivacyRequest.ProtoReflect.Descriptor instead.
 func (*PrivacyRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{9}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PrivacyRequest) GetName() string {
@@ -1202,6 +1497,48 @@ func (x *PrivacyRequest) GetCoolingOffEndTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PrivacyRequest) GetDenialReason() DenialReason {
+	if x != nil {
+		return x.DenialReason
+	}
+	return DenialReason_DENIAL_REASON_UNSPECIFIED
+}
+
+func (x *PrivacyRequest) GetDenialExplanation() string {
+	if x != nil {
+		return x.DenialExplanation
+	}
+	return ""
+}
+
+func (x *PrivacyRequest) GetRectification() *Rectification {
+	if x != nil {
+		return x.Rectification
+	}
+	return nil
+}
+
+func (x *PrivacyRequest) GetObjection() *ObjectionTarget {
+	if x != nil {
+		return x.Objection
+	}
+	return nil
+}
+
+func (x *PrivacyRequest) GetRestrictionLiftTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RestrictionLiftTime
+	}
+	return nil
+}
+
+func (x *PrivacyRequest) GetAcknowledgeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgeTime
+	}
+	return nil
+}
+
 // CreatePrivacyRequestRequest files a request.
 type CreatePrivacyRequestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1217,7 +1554,7 @@ type CreatePrivacyRequestRequest struct {
 
 func (x *CreatePrivacyRequestRequest) Reset() {
 	*x = CreatePrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1566,7 @@ func (x *CreatePrivacyRequestRequest) String() string {
 func (*CreatePrivacyRequestRequest) ProtoMessage() {}
 
 func (x *CreatePrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[10]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1579,7 @@ func (x *CreatePrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*CreatePrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{10}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreatePrivacyRequestRequest) GetParent() string {
@@ -1277,7 +1614,7 @@ type GetPrivacyRequestRequest struct {
 
 func (x *GetPrivacyRequestRequest) Reset() {
 	*x = GetPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1626,7 @@ func (x *GetPrivacyRequestRequest) String() string {
 func (*GetPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *GetPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[11]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1639,7 @@ func (x *GetPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*GetPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{11}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetPrivacyRequestRequest) GetName() string {
@@ -1333,7 +1670,7 @@ type ListPrivacyRequestsRequest struct {
 
 func (x *ListPrivacyRequestsRequest) Reset() {
 	*x = ListPrivacyRequestsRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1682,7 @@ func (x *ListPrivacyRequestsRequest) String() string {
 func (*ListPrivacyRequestsRequest) ProtoMessage() {}
 
 func (x *ListPrivacyRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[12]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1695,7 @@ func (x *ListPrivacyRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrivacyRequestsRequest.ProtoReflect.Descriptor instead.
 func (*ListPrivacyRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{12}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListPrivacyRequestsRequest) GetParent() string {
@@ -1426,7 +1763,7 @@ type ListPrivacyRequestsResponse struct {
 
 func (x *ListPrivacyRequestsResponse) Reset() {
 	*x = ListPrivacyRequestsResponse{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1775,7 @@ func (x *ListPrivacyRequestsResponse) String() string {
 func (*ListPrivacyRequestsResponse) ProtoMessage() {}
 
 func (x *ListPrivacyRequestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[13]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1788,7 @@ func (x *ListPrivacyRequestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrivacyRequestsResponse.ProtoReflect.Descriptor instead.
 func (*ListPrivacyRequestsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{13}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListPrivacyRequestsResponse) GetPrivacyRequests() []*PrivacyRequest {
@@ -1509,7 +1846,7 @@ type StateCount struct {
 
 func (x *StateCount) Reset() {
 	*x = StateCount{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1858,7 @@ func (x *StateCount) String() string {
 func (*StateCount) ProtoMessage() {}
 
 func (x *StateCount) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[14]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1871,7 @@ func (x *StateCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateCount.ProtoReflect.Descriptor instead.
 func (*StateCount) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{14}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StateCount) GetState() RequestState {
@@ -1564,7 +1901,7 @@ type VerifyPrivacyRequestRequest struct {
 
 func (x *VerifyPrivacyRequestRequest) Reset() {
 	*x = VerifyPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1576,7 +1913,7 @@ func (x *VerifyPrivacyRequestRequest) String() string {
 func (*VerifyPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *VerifyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[15]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1589,7 +1926,7 @@ func (x *VerifyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*VerifyPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{15}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *VerifyPrivacyRequestRequest) GetName() string {
@@ -1620,7 +1957,7 @@ type CancelPrivacyRequestRequest struct {
 
 func (x *CancelPrivacyRequestRequest) Reset() {
 	*x = CancelPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1969,7 @@ func (x *CancelPrivacyRequestRequest) String() string {
 func (*CancelPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *CancelPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +1982,7 @@ func (x *CancelPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*CancelPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{16}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelPrivacyRequestRequest) GetName() string {
@@ -1675,7 +2012,7 @@ type ExtendPrivacyRequestRequest struct {
 
 func (x *ExtendPrivacyRequestRequest) Reset() {
 	*x = ExtendPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1687,7 +2024,7 @@ func (x *ExtendPrivacyRequestRequest) String() string {
 func (*ExtendPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *ExtendPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1700,7 +2037,7 @@ func (x *ExtendPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*ExtendPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{17}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExtendPrivacyRequestRequest) GetName() string {
@@ -1730,7 +2067,7 @@ type SetLegalHoldRequest struct {
 
 func (x *SetLegalHoldRequest) Reset() {
 	*x = SetLegalHoldRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +2079,7 @@ func (x *SetLegalHoldRequest) String() string {
 func (*SetLegalHoldRequest) ProtoMessage() {}
 
 func (x *SetLegalHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +2092,7 @@ func (x *SetLegalHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLegalHoldRequest.ProtoReflect.Descriptor instead.
 func (*SetLegalHoldRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{18}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetLegalHoldRequest) GetName() string {
@@ -1786,7 +2123,7 @@ type ReleaseLegalHoldRequest struct {
 
 func (x *ReleaseLegalHoldRequest) Reset() {
 	*x = ReleaseLegalHoldRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1798,7 +2135,7 @@ func (x *ReleaseLegalHoldRequest) String() string {
 func (*ReleaseLegalHoldRequest) ProtoMessage() {}
 
 func (x *ReleaseLegalHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +2148,7 @@ func (x *ReleaseLegalHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLegalHoldRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseLegalHoldRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{19}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReleaseLegalHoldRequest) GetName() string {
@@ -1822,6 +2159,200 @@ func (x *ReleaseLegalHoldRequest) GetName() string {
 }
 
 func (x *ReleaseLegalHoldRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// DenyPrivacyRequestRequest refuses a request.
+type DenyPrivacyRequestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/privacyRequests/{request}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// denial_reason is the coded reason.
+	DenialReason DenialReason `protobuf:"varint,2,opt,name=denial_reason,json=denialReason,proto3,enum=lethe.fulfillment.v1.DenialReason" json:"denial_reason,omitempty"`
+	// reason is the explanation told to the member, 10 to 500 characters, no personal
+	// data; it also goes to the audit log.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DenyPrivacyRequestRequest) Reset() {
+	*x = DenyPrivacyRequestRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DenyPrivacyRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DenyPrivacyRequestRequest) ProtoMessage() {}
+
+func (x *DenyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DenyPrivacyRequestRequest.ProtoReflect.Descriptor instead.
+func (*DenyPrivacyRequestRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DenyPrivacyRequestRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DenyPrivacyRequestRequest) GetDenialReason() DenialReason {
+	if x != nil {
+		return x.DenialReason
+	}
+	return DenialReason_DENIAL_REASON_UNSPECIFIED
+}
+
+func (x *DenyPrivacyRequestRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ReviewRectificationRequest decides on a rectification.
+type ReviewRectificationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/privacyRequests/{request}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// approve applies the correction; false rejects it with denial_reason.
+	Approve bool `protobuf:"varint,2,opt,name=approve,proto3" json:"approve,omitempty"`
+	// denial_reason is required when rejecting.
+	DenialReason DenialReason `protobuf:"varint,3,opt,name=denial_reason,json=denialReason,proto3,enum=lethe.fulfillment.v1.DenialReason" json:"denial_reason,omitempty"`
+	// reason is the operator's reason, 10 to 500 characters, no personal data (told to
+	// the member when rejecting; in the audit log either way).
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReviewRectificationRequest) Reset() {
+	*x = ReviewRectificationRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReviewRectificationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReviewRectificationRequest) ProtoMessage() {}
+
+func (x *ReviewRectificationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReviewRectificationRequest.ProtoReflect.Descriptor instead.
+func (*ReviewRectificationRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReviewRectificationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReviewRectificationRequest) GetApprove() bool {
+	if x != nil {
+		return x.Approve
+	}
+	return false
+}
+
+func (x *ReviewRectificationRequest) GetDenialReason() DenialReason {
+	if x != nil {
+		return x.DenialReason
+	}
+	return DenialReason_DENIAL_REASON_UNSPECIFIED
+}
+
+func (x *ReviewRectificationRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// LiftRestrictionRequest ends a restriction of processing.
+type LiftRestrictionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/privacyRequests/{request}" of the restriction request.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// reason is required from operators (a case reference, no personal data).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LiftRestrictionRequest) Reset() {
+	*x = LiftRestrictionRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LiftRestrictionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LiftRestrictionRequest) ProtoMessage() {}
+
+func (x *LiftRestrictionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LiftRestrictionRequest.ProtoReflect.Descriptor instead.
+func (*LiftRestrictionRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *LiftRestrictionRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LiftRestrictionRequest) GetReason() string {
 	if x != nil {
 		return x.Reason
 	}
@@ -1839,7 +2370,7 @@ type GetExportDownloadRequest struct {
 
 func (x *GetExportDownloadRequest) Reset() {
 	*x = GetExportDownloadRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +2382,7 @@ func (x *GetExportDownloadRequest) String() string {
 func (*GetExportDownloadRequest) ProtoMessage() {}
 
 func (x *GetExportDownloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +2395,7 @@ func (x *GetExportDownloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExportDownloadRequest.ProtoReflect.Descriptor instead.
 func (*GetExportDownloadRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{20}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetExportDownloadRequest) GetName() string {
@@ -1891,7 +2422,7 @@ type ExportDownload struct {
 
 func (x *ExportDownload) Reset() {
 	*x = ExportDownload{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +2434,7 @@ func (x *ExportDownload) String() string {
 func (*ExportDownload) ProtoMessage() {}
 
 func (x *ExportDownload) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +2447,7 @@ func (x *ExportDownload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDownload.ProtoReflect.Descriptor instead.
 func (*ExportDownload) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{21}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ExportDownload) GetDownloadUri() string {
@@ -1960,7 +2491,7 @@ type GetErasureReceiptRequest struct {
 
 func (x *GetErasureReceiptRequest) Reset() {
 	*x = GetErasureReceiptRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2503,7 @@ func (x *GetErasureReceiptRequest) String() string {
 func (*GetErasureReceiptRequest) ProtoMessage() {}
 
 func (x *GetErasureReceiptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2516,7 @@ func (x *GetErasureReceiptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetErasureReceiptRequest.ProtoReflect.Descriptor instead.
 func (*GetErasureReceiptRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{22}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetErasureReceiptRequest) GetRequestId() string {
@@ -2018,7 +2549,7 @@ type ErasureReceipt struct {
 
 func (x *ErasureReceipt) Reset() {
 	*x = ErasureReceipt{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2561,7 @@ func (x *ErasureReceipt) String() string {
 func (*ErasureReceipt) ProtoMessage() {}
 
 func (x *ErasureReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2574,7 @@ func (x *ErasureReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErasureReceipt.ProtoReflect.Descriptor instead.
 func (*ErasureReceipt) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{23}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ErasureReceipt) GetPayload() []byte {
@@ -2076,7 +2607,7 @@ type GetReceiptKeysRequest struct {
 
 func (x *GetReceiptKeysRequest) Reset() {
 	*x = GetReceiptKeysRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2619,7 @@ func (x *GetReceiptKeysRequest) String() string {
 func (*GetReceiptKeysRequest) ProtoMessage() {}
 
 func (x *GetReceiptKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2632,7 @@ func (x *GetReceiptKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReceiptKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetReceiptKeysRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{24}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{29}
 }
 
 // ReceiptKey is a public verification key.
@@ -2119,7 +2650,7 @@ type ReceiptKey struct {
 
 func (x *ReceiptKey) Reset() {
 	*x = ReceiptKey{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2131,7 +2662,7 @@ func (x *ReceiptKey) String() string {
 func (*ReceiptKey) ProtoMessage() {}
 
 func (x *ReceiptKey) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2144,7 +2675,7 @@ func (x *ReceiptKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptKey.ProtoReflect.Descriptor instead.
 func (*ReceiptKey) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{25}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReceiptKey) GetKeyId() string {
@@ -2179,7 +2710,7 @@ type ReceiptKeys struct {
 
 func (x *ReceiptKeys) Reset() {
 	*x = ReceiptKeys{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2722,7 @@ func (x *ReceiptKeys) String() string {
 func (*ReceiptKeys) ProtoMessage() {}
 
 func (x *ReceiptKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2735,7 @@ func (x *ReceiptKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptKeys.ProtoReflect.Descriptor instead.
 func (*ReceiptKeys) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{26}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReceiptKeys) GetKeys() []*ReceiptKey {
@@ -2225,7 +2756,7 @@ type GetRequestStatisticsRequest struct {
 
 func (x *GetRequestStatisticsRequest) Reset() {
 	*x = GetRequestStatisticsRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2237,7 +2768,7 @@ func (x *GetRequestStatisticsRequest) String() string {
 func (*GetRequestStatisticsRequest) ProtoMessage() {}
 
 func (x *GetRequestStatisticsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2250,7 +2781,7 @@ func (x *GetRequestStatisticsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequestStatisticsRequest.ProtoReflect.Descriptor instead.
 func (*GetRequestStatisticsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{27}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetRequestStatisticsRequest) GetYear() int32 {
@@ -2282,7 +2813,7 @@ type KindStatistics struct {
 
 func (x *KindStatistics) Reset() {
 	*x = KindStatistics{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2294,7 +2825,7 @@ func (x *KindStatistics) String() string {
 func (*KindStatistics) ProtoMessage() {}
 
 func (x *KindStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2307,7 +2838,7 @@ func (x *KindStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KindStatistics.ProtoReflect.Descriptor instead.
 func (*KindStatistics) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{28}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *KindStatistics) GetKind() RequestKind {
@@ -2370,7 +2901,7 @@ type RequestStatistics struct {
 
 func (x *RequestStatistics) Reset() {
 	*x = RequestStatistics{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2382,7 +2913,7 @@ func (x *RequestStatistics) String() string {
 func (*RequestStatistics) ProtoMessage() {}
 
 func (x *RequestStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2395,7 +2926,7 @@ func (x *RequestStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestStatistics.ProtoReflect.Descriptor instead.
 func (*RequestStatistics) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{29}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RequestStatistics) GetYear() int32 {
@@ -2439,7 +2970,7 @@ type ActionCount struct {
 
 func (x *ActionCount) Reset() {
 	*x = ActionCount{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2451,7 +2982,7 @@ func (x *ActionCount) String() string {
 func (*ActionCount) ProtoMessage() {}
 
 func (x *ActionCount) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2464,7 +2995,7 @@ func (x *ActionCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionCount.ProtoReflect.Descriptor instead.
 func (*ActionCount) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{30}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ActionCount) GetAction() string {
@@ -2503,7 +3034,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2515,7 +3046,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2528,7 +3059,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{31}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AuditEvent) GetName() string {
@@ -2586,7 +3117,7 @@ type RecordAuditEventRequest struct {
 
 func (x *RecordAuditEventRequest) Reset() {
 	*x = RecordAuditEventRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[32]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2598,7 +3129,7 @@ func (x *RecordAuditEventRequest) String() string {
 func (*RecordAuditEventRequest) ProtoMessage() {}
 
 func (x *RecordAuditEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[32]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2611,7 +3142,7 @@ func (x *RecordAuditEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAuditEventRequest.ProtoReflect.Descriptor instead.
 func (*RecordAuditEventRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{32}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RecordAuditEventRequest) GetAuditEvent() *AuditEvent {
@@ -2643,7 +3174,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[33]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +3186,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[33]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +3199,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{33}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListAuditEventsRequest) GetPageSize() int32 {
@@ -2705,7 +3236,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[34]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2717,7 +3248,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[34]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2730,7 +3261,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{34}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListAuditEventsResponse) GetAuditEvents() []*AuditEvent {
@@ -2758,7 +3289,7 @@ type GetPrivacyRequestTimelineRequest struct {
 
 func (x *GetPrivacyRequestTimelineRequest) Reset() {
 	*x = GetPrivacyRequestTimelineRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[35]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2770,7 +3301,7 @@ func (x *GetPrivacyRequestTimelineRequest) String() string {
 func (*GetPrivacyRequestTimelineRequest) ProtoMessage() {}
 
 func (x *GetPrivacyRequestTimelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[35]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2783,7 +3314,7 @@ func (x *GetPrivacyRequestTimelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrivacyRequestTimelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPrivacyRequestTimelineRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{35}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetPrivacyRequestTimelineRequest) GetName() string {
@@ -2807,7 +3338,7 @@ type ResendVerificationRequest struct {
 
 func (x *ResendVerificationRequest) Reset() {
 	*x = ResendVerificationRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[36]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2819,7 +3350,7 @@ func (x *ResendVerificationRequest) String() string {
 func (*ResendVerificationRequest) ProtoMessage() {}
 
 func (x *ResendVerificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[36]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2832,7 +3363,7 @@ func (x *ResendVerificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendVerificationRequest.ProtoReflect.Descriptor instead.
 func (*ResendVerificationRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{36}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ResendVerificationRequest) GetName() string {
@@ -2873,7 +3404,7 @@ type PrivacyRequestTimeline struct {
 
 func (x *PrivacyRequestTimeline) Reset() {
 	*x = PrivacyRequestTimeline{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[37]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2885,7 +3416,7 @@ func (x *PrivacyRequestTimeline) String() string {
 func (*PrivacyRequestTimeline) ProtoMessage() {}
 
 func (x *PrivacyRequestTimeline) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[37]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2898,7 +3429,7 @@ func (x *PrivacyRequestTimeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrivacyRequestTimeline.ProtoReflect.Descriptor instead.
 func (*PrivacyRequestTimeline) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{37}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PrivacyRequestTimeline) GetPrivacyRequest() *PrivacyRequest {
@@ -2974,7 +3505,7 @@ type TimelineEntry struct {
 
 func (x *TimelineEntry) Reset() {
 	*x = TimelineEntry{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[38]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2986,7 +3517,7 @@ func (x *TimelineEntry) String() string {
 func (*TimelineEntry) ProtoMessage() {}
 
 func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[38]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2999,7 +3530,7 @@ func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimelineEntry.ProtoReflect.Descriptor instead.
 func (*TimelineEntry) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{38}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TimelineEntry) GetTime() *timestamppb.Timestamp {
@@ -3068,7 +3599,7 @@ type OnwardErasureStatus struct {
 
 func (x *OnwardErasureStatus) Reset() {
 	*x = OnwardErasureStatus{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[39]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3080,7 +3611,7 @@ func (x *OnwardErasureStatus) String() string {
 func (*OnwardErasureStatus) ProtoMessage() {}
 
 func (x *OnwardErasureStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[39]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3093,7 +3624,7 @@ func (x *OnwardErasureStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OnwardErasureStatus.ProtoReflect.Descriptor instead.
 func (*OnwardErasureStatus) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{39}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *OnwardErasureStatus) GetProcessor() string {
@@ -3202,7 +3733,23 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\tescalated\x18\x04 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\tescalated\x12N\n" +
 	"\x16median_days_to_resolve\x18\x05 \x01(\x01B\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x13medianDaysToResolve\"\xf7\x01\n" +
+	"\x11system.operations\x10\x04R\x13medianDaysToResolve\"\xef\x01\n" +
+	"\rRectification\x12W\n" +
+	"\x05field\x18\x01 \x01(\x0e2&.lethe.fulfillment.v1.RectifiableFieldB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05field\x12\"\n" +
+	"\x05value\x18\x02 \x01(\tB\f\xea\xe0\x18\b\n" +
+	"\x04user\x10\x01R\x05value\x12*\n" +
+	"\tstatement\x18\x03 \x01(\tB\f\xea\xe0\x18\b\n" +
+	"\x04user\x10\x01R\tstatement\x125\n" +
+	"\bapproved\x18\x04 \x01(\bB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\bapproved\"\xc1\x01\n" +
+	"\x0fObjectionTarget\x123\n" +
+	"\apurpose\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\apurpose\x123\n" +
+	"\apartner\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\apartner\x12D\n" +
+	"\x10direct_marketing\x18\x03 \x01(\bB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0fdirectMarketing\"\xf7\x01\n" +
 	"\fStepProgress\x12-\n" +
 	"\x04step\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x04step\x12/\n" +
@@ -3212,7 +3759,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x11system.operations\x10\x04R\x05count\x12V\n" +
 	"\vupdate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\n" +
-	"updateTime\"\xe5\b\n" +
+	"updateTime\"\xf0\f\n" +
 	"\x0ePrivacyRequest\x12F\n" +
 	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
 	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x12P\n" +
@@ -3243,7 +3790,17 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\rreceipt_token\x18\r \x01(\tB\x1d\xea\xe0\x18\x19\n" +
 	"\x15system.authentication\x10\x04R\freceiptToken\x12f\n" +
 	"\x14cooling_off_end_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x11coolingOffEndTime\"\xf2\x01\n" +
+	"\x11system.operations\x10\x04R\x11coolingOffEndTime\x12b\n" +
+	"\rdenial_reason\x18\x0f \x01(\x0e2\".lethe.fulfillment.v1.DenialReasonB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\fdenialReason\x12H\n" +
+	"\x12denial_explanation\x18\x10 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x11denialExplanation\x12I\n" +
+	"\rrectification\x18\x11 \x01(\v2#.lethe.fulfillment.v1.RectificationR\rrectification\x12C\n" +
+	"\tobjection\x18\x12 \x01(\v2%.lethe.fulfillment.v1.ObjectionTargetR\tobjection\x12i\n" +
+	"\x15restriction_lift_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x13restrictionLiftTime\x12`\n" +
+	"\x10acknowledge_time\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0facknowledgeTime\"\xf2\x01\n" +
 	"\x1bCreatePrivacyRequestRequest\x12J\n" +
 	"\x06parent\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
 	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x06parent\x12M\n" +
@@ -3307,6 +3864,27 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x06reason\"\x94\x01\n" +
 	"\x17ReleaseLegalHoldRequest\x12F\n" +
+	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x121\n" +
+	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"\xfa\x01\n" +
+	"\x19DenyPrivacyRequestRequest\x12F\n" +
+	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x12b\n" +
+	"\rdenial_reason\x18\x02 \x01(\x0e2\".lethe.fulfillment.v1.DenialReasonB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\fdenialReason\x121\n" +
+	"\x06reason\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"\xb0\x02\n" +
+	"\x1aReviewRectificationRequest\x12F\n" +
+	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x123\n" +
+	"\aapprove\x18\x02 \x01(\bB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\aapprove\x12b\n" +
+	"\rdenial_reason\x18\x03 \x01(\x0e2\".lethe.fulfillment.v1.DenialReasonB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\fdenialReason\x121\n" +
+	"\x06reason\x18\x04 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"\x93\x01\n" +
+	"\x16LiftRestrictionRequest\x12F\n" +
 	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
 	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x121\n" +
 	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
@@ -3469,12 +4047,28 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x1bCOMPLAINT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18COMPLAINT_STATE_RECEIVED\x10\x01\x12 \n" +
 	"\x1cCOMPLAINT_STATE_ACKNOWLEDGED\x10\x02\x12\x1c\n" +
-	"\x18COMPLAINT_STATE_RESOLVED\x10\x03*~\n" +
+	"\x18COMPLAINT_STATE_RESOLVED\x10\x03*\x95\x02\n" +
 	"\vRequestKind\x12\x1c\n" +
 	"\x18REQUEST_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REQUEST_KIND_ACCESS\x10\x01\x12\x18\n" +
 	"\x14REQUEST_KIND_ERASURE\x10\x02\x12\x1e\n" +
-	"\x1aREQUEST_KIND_CHILD_ERASURE\x10\x03*s\n" +
+	"\x1aREQUEST_KIND_CHILD_ERASURE\x10\x03\x12\x1e\n" +
+	"\x1aREQUEST_KIND_RECTIFICATION\x10\x04\x12\x1c\n" +
+	"\x18REQUEST_KIND_RESTRICTION\x10\x05\x12\x1a\n" +
+	"\x16REQUEST_KIND_OBJECTION\x10\x06\x12\x1d\n" +
+	"\x19REQUEST_KIND_SALE_OPT_OUT\x10\a\x12\x1c\n" +
+	"\x18REQUEST_KIND_PORTABILITY\x10\b*\xb6\x01\n" +
+	"\fDenialReason\x12\x1d\n" +
+	"\x19DENIAL_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aDENIAL_REASON_UNVERIFIABLE\x10\x01\x12&\n" +
+	"\"DENIAL_REASON_MANIFESTLY_UNFOUNDED\x10\x02\x12\x1b\n" +
+	"\x17DENIAL_REASON_EXCESSIVE\x10\x03\x12\"\n" +
+	"\x1eDENIAL_REASON_LEGAL_OBLIGATION\x10\x04*\x9c\x01\n" +
+	"\x10RectifiableField\x12!\n" +
+	"\x1dRECTIFIABLE_FIELD_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bRECTIFIABLE_FIELD_FULL_NAME\x10\x01\x12 \n" +
+	"\x1cRECTIFIABLE_FIELD_BIRTH_DATE\x10\x02\x12\"\n" +
+	"\x1eRECTIFIABLE_FIELD_PHONE_NUMBER\x10\x03*s\n" +
 	"\fJurisdiction\x12\x1c\n" +
 	"\x18JURISDICTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13JURISDICTION_POLICY\x10\x01\x12\x15\n" +
@@ -3496,7 +4090,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x15REQUEST_ORIGIN_MEMBER\x10\x01\x12\x1b\n" +
 	"\x17REQUEST_ORIGIN_OPERATOR\x10\x02\x12\x18\n" +
 	"\x14REQUEST_ORIGIN_AGENT\x10\x03\x12#\n" +
-	"\x1fREQUEST_ORIGIN_ACCOUNT_DISABLED\x10<2\xee\x1a\n" +
+	"\x1fREQUEST_ORIGIN_ACCOUNT_DISABLED\x10<2\xf5\x1e\n" +
 	"\x12FulfillmentService\x12\xb4\x01\n" +
 	"\x14CreatePrivacyRequest\x121.lethe.fulfillment.v1.CreatePrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"C\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x029:\x0fprivacy_request\"&/v1/{parent=members/*}/privacyRequests\x12\x9d\x01\n" +
 	"\x11GetPrivacyRequest\x12..lethe.fulfillment.v1.GetPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/privacyRequests/*}\x12\xae\x01\n" +
@@ -3513,7 +4107,10 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x0fListAuditEvents\x12,.lethe.fulfillment.v1.ListAuditEventsRequest\x1a-.lethe.fulfillment.v1.ListAuditEventsResponse\"\x18\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/auditLog\x12\xbe\x01\n" +
 	"\x19GetPrivacyRequestTimeline\x126.lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest\x1a,.lethe.fulfillment.v1.PrivacyRequestTimeline\";\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x021\x12//v1/{name=members/*/privacyRequests/*}/timeline\x12\xb5\x01\n" +
 	"\x12ResendVerification\x12/.lethe.fulfillment.v1.ResendVerificationRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"H\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02>:\x01*\"9/v1/{name=members/*/privacyRequests/*}:resendVerification\x12i\n" +
-	"\x10RecordAuditEvent\x12-.lethe.fulfillment.v1.RecordAuditEventRequest\x1a .lethe.fulfillment.v1.AuditEvent\"\x04\xf0\xe0\x18\x05\x12\x9a\x01\n" +
+	"\x10RecordAuditEvent\x12-.lethe.fulfillment.v1.RecordAuditEventRequest\x1a .lethe.fulfillment.v1.AuditEvent\"\x04\xf0\xe0\x18\x05\x12\xa7\x01\n" +
+	"\x12DenyPrivacyRequest\x12/.lethe.fulfillment.v1.DenyPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\":\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x020:\x01*\"+/v1/{name=members/*/privacyRequests/*}:deny\x12\xab\x01\n" +
+	"\x13ReviewRectification\x120.lethe.fulfillment.v1.ReviewRectificationRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"<\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:review\x12\xac\x01\n" +
+	"\x0fLiftRestriction\x12,.lethe.fulfillment.v1.LiftRestrictionRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"E\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02;:\x01*\"6/v1/{name=members/*/privacyRequests/*}:liftRestriction\x12\x9a\x01\n" +
 	"\x0fCreateComplaint\x12,.lethe.fulfillment.v1.CreateComplaintRequest\x1a\x1f.lethe.fulfillment.v1.Complaint\"8\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02.:\tcomplaint\"!/v1/{parent=members/*}/complaints\x12\x89\x01\n" +
 	"\fGetComplaint\x12).lethe.fulfillment.v1.GetComplaintRequest\x1a\x1f.lethe.fulfillment.v1.Complaint\"-\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02#\x12!/v1/{name=members/*/complaints/*}\x12\x9a\x01\n" +
 	"\x0eListComplaints\x12+.lethe.fulfillment.v1.ListComplaintsRequest\x1a,.lethe.fulfillment.v1.ListComplaintsResponse\"-\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02#\x12!/v1/{parent=members/*}/complaints\x12\xa8\x01\n" +
@@ -3532,146 +4129,167 @@ func file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP() []byte {
 	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescData
 }
 
-var file_lethe_fulfillment_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_lethe_fulfillment_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_lethe_fulfillment_v1_fulfillment_proto_goTypes = []any{
 	(ComplaintCategory)(0),                   // 0: lethe.fulfillment.v1.ComplaintCategory
 	(ComplaintState)(0),                      // 1: lethe.fulfillment.v1.ComplaintState
 	(RequestKind)(0),                         // 2: lethe.fulfillment.v1.RequestKind
-	(Jurisdiction)(0),                        // 3: lethe.fulfillment.v1.Jurisdiction
-	(RequestState)(0),                        // 4: lethe.fulfillment.v1.RequestState
-	(RequestOrigin)(0),                       // 5: lethe.fulfillment.v1.RequestOrigin
-	(*Complaint)(nil),                        // 6: lethe.fulfillment.v1.Complaint
-	(*CreateComplaintRequest)(nil),           // 7: lethe.fulfillment.v1.CreateComplaintRequest
-	(*GetComplaintRequest)(nil),              // 8: lethe.fulfillment.v1.GetComplaintRequest
-	(*ListComplaintsRequest)(nil),            // 9: lethe.fulfillment.v1.ListComplaintsRequest
-	(*ListComplaintsResponse)(nil),           // 10: lethe.fulfillment.v1.ListComplaintsResponse
-	(*AcknowledgeComplaintRequest)(nil),      // 11: lethe.fulfillment.v1.AcknowledgeComplaintRequest
-	(*ResolveComplaintRequest)(nil),          // 12: lethe.fulfillment.v1.ResolveComplaintRequest
-	(*ComplaintStatistics)(nil),              // 13: lethe.fulfillment.v1.ComplaintStatistics
-	(*StepProgress)(nil),                     // 14: lethe.fulfillment.v1.StepProgress
-	(*PrivacyRequest)(nil),                   // 15: lethe.fulfillment.v1.PrivacyRequest
-	(*CreatePrivacyRequestRequest)(nil),      // 16: lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	(*GetPrivacyRequestRequest)(nil),         // 17: lethe.fulfillment.v1.GetPrivacyRequestRequest
-	(*ListPrivacyRequestsRequest)(nil),       // 18: lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	(*ListPrivacyRequestsResponse)(nil),      // 19: lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	(*StateCount)(nil),                       // 20: lethe.fulfillment.v1.StateCount
-	(*VerifyPrivacyRequestRequest)(nil),      // 21: lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	(*CancelPrivacyRequestRequest)(nil),      // 22: lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	(*ExtendPrivacyRequestRequest)(nil),      // 23: lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	(*SetLegalHoldRequest)(nil),              // 24: lethe.fulfillment.v1.SetLegalHoldRequest
-	(*ReleaseLegalHoldRequest)(nil),          // 25: lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	(*GetExportDownloadRequest)(nil),         // 26: lethe.fulfillment.v1.GetExportDownloadRequest
-	(*ExportDownload)(nil),                   // 27: lethe.fulfillment.v1.ExportDownload
-	(*GetErasureReceiptRequest)(nil),         // 28: lethe.fulfillment.v1.GetErasureReceiptRequest
-	(*ErasureReceipt)(nil),                   // 29: lethe.fulfillment.v1.ErasureReceipt
-	(*GetReceiptKeysRequest)(nil),            // 30: lethe.fulfillment.v1.GetReceiptKeysRequest
-	(*ReceiptKey)(nil),                       // 31: lethe.fulfillment.v1.ReceiptKey
-	(*ReceiptKeys)(nil),                      // 32: lethe.fulfillment.v1.ReceiptKeys
-	(*GetRequestStatisticsRequest)(nil),      // 33: lethe.fulfillment.v1.GetRequestStatisticsRequest
-	(*KindStatistics)(nil),                   // 34: lethe.fulfillment.v1.KindStatistics
-	(*RequestStatistics)(nil),                // 35: lethe.fulfillment.v1.RequestStatistics
-	(*ActionCount)(nil),                      // 36: lethe.fulfillment.v1.ActionCount
-	(*AuditEvent)(nil),                       // 37: lethe.fulfillment.v1.AuditEvent
-	(*RecordAuditEventRequest)(nil),          // 38: lethe.fulfillment.v1.RecordAuditEventRequest
-	(*ListAuditEventsRequest)(nil),           // 39: lethe.fulfillment.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),          // 40: lethe.fulfillment.v1.ListAuditEventsResponse
-	(*GetPrivacyRequestTimelineRequest)(nil), // 41: lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest
-	(*ResendVerificationRequest)(nil),        // 42: lethe.fulfillment.v1.ResendVerificationRequest
-	(*PrivacyRequestTimeline)(nil),           // 43: lethe.fulfillment.v1.PrivacyRequestTimeline
-	(*TimelineEntry)(nil),                    // 44: lethe.fulfillment.v1.TimelineEntry
-	(*OnwardErasureStatus)(nil),              // 45: lethe.fulfillment.v1.OnwardErasureStatus
-	(*timestamppb.Timestamp)(nil),            // 46: google.protobuf.Timestamp
+	(DenialReason)(0),                        // 3: lethe.fulfillment.v1.DenialReason
+	(RectifiableField)(0),                    // 4: lethe.fulfillment.v1.RectifiableField
+	(Jurisdiction)(0),                        // 5: lethe.fulfillment.v1.Jurisdiction
+	(RequestState)(0),                        // 6: lethe.fulfillment.v1.RequestState
+	(RequestOrigin)(0),                       // 7: lethe.fulfillment.v1.RequestOrigin
+	(*Complaint)(nil),                        // 8: lethe.fulfillment.v1.Complaint
+	(*CreateComplaintRequest)(nil),           // 9: lethe.fulfillment.v1.CreateComplaintRequest
+	(*GetComplaintRequest)(nil),              // 10: lethe.fulfillment.v1.GetComplaintRequest
+	(*ListComplaintsRequest)(nil),            // 11: lethe.fulfillment.v1.ListComplaintsRequest
+	(*ListComplaintsResponse)(nil),           // 12: lethe.fulfillment.v1.ListComplaintsResponse
+	(*AcknowledgeComplaintRequest)(nil),      // 13: lethe.fulfillment.v1.AcknowledgeComplaintRequest
+	(*ResolveComplaintRequest)(nil),          // 14: lethe.fulfillment.v1.ResolveComplaintRequest
+	(*ComplaintStatistics)(nil),              // 15: lethe.fulfillment.v1.ComplaintStatistics
+	(*Rectification)(nil),                    // 16: lethe.fulfillment.v1.Rectification
+	(*ObjectionTarget)(nil),                  // 17: lethe.fulfillment.v1.ObjectionTarget
+	(*StepProgress)(nil),                     // 18: lethe.fulfillment.v1.StepProgress
+	(*PrivacyRequest)(nil),                   // 19: lethe.fulfillment.v1.PrivacyRequest
+	(*CreatePrivacyRequestRequest)(nil),      // 20: lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	(*GetPrivacyRequestRequest)(nil),         // 21: lethe.fulfillment.v1.GetPrivacyRequestRequest
+	(*ListPrivacyRequestsRequest)(nil),       // 22: lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	(*ListPrivacyRequestsResponse)(nil),      // 23: lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	(*StateCount)(nil),                       // 24: lethe.fulfillment.v1.StateCount
+	(*VerifyPrivacyRequestRequest)(nil),      // 25: lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	(*CancelPrivacyRequestRequest)(nil),      // 26: lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	(*ExtendPrivacyRequestRequest)(nil),      // 27: lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	(*SetLegalHoldRequest)(nil),              // 28: lethe.fulfillment.v1.SetLegalHoldRequest
+	(*ReleaseLegalHoldRequest)(nil),          // 29: lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	(*DenyPrivacyRequestRequest)(nil),        // 30: lethe.fulfillment.v1.DenyPrivacyRequestRequest
+	(*ReviewRectificationRequest)(nil),       // 31: lethe.fulfillment.v1.ReviewRectificationRequest
+	(*LiftRestrictionRequest)(nil),           // 32: lethe.fulfillment.v1.LiftRestrictionRequest
+	(*GetExportDownloadRequest)(nil),         // 33: lethe.fulfillment.v1.GetExportDownloadRequest
+	(*ExportDownload)(nil),                   // 34: lethe.fulfillment.v1.ExportDownload
+	(*GetErasureReceiptRequest)(nil),         // 35: lethe.fulfillment.v1.GetErasureReceiptRequest
+	(*ErasureReceipt)(nil),                   // 36: lethe.fulfillment.v1.ErasureReceipt
+	(*GetReceiptKeysRequest)(nil),            // 37: lethe.fulfillment.v1.GetReceiptKeysRequest
+	(*ReceiptKey)(nil),                       // 38: lethe.fulfillment.v1.ReceiptKey
+	(*ReceiptKeys)(nil),                      // 39: lethe.fulfillment.v1.ReceiptKeys
+	(*GetRequestStatisticsRequest)(nil),      // 40: lethe.fulfillment.v1.GetRequestStatisticsRequest
+	(*KindStatistics)(nil),                   // 41: lethe.fulfillment.v1.KindStatistics
+	(*RequestStatistics)(nil),                // 42: lethe.fulfillment.v1.RequestStatistics
+	(*ActionCount)(nil),                      // 43: lethe.fulfillment.v1.ActionCount
+	(*AuditEvent)(nil),                       // 44: lethe.fulfillment.v1.AuditEvent
+	(*RecordAuditEventRequest)(nil),          // 45: lethe.fulfillment.v1.RecordAuditEventRequest
+	(*ListAuditEventsRequest)(nil),           // 46: lethe.fulfillment.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),          // 47: lethe.fulfillment.v1.ListAuditEventsResponse
+	(*GetPrivacyRequestTimelineRequest)(nil), // 48: lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest
+	(*ResendVerificationRequest)(nil),        // 49: lethe.fulfillment.v1.ResendVerificationRequest
+	(*PrivacyRequestTimeline)(nil),           // 50: lethe.fulfillment.v1.PrivacyRequestTimeline
+	(*TimelineEntry)(nil),                    // 51: lethe.fulfillment.v1.TimelineEntry
+	(*OnwardErasureStatus)(nil),              // 52: lethe.fulfillment.v1.OnwardErasureStatus
+	(*timestamppb.Timestamp)(nil),            // 53: google.protobuf.Timestamp
 }
 var file_lethe_fulfillment_v1_fulfillment_proto_depIdxs = []int32{
 	0,  // 0: lethe.fulfillment.v1.Complaint.category:type_name -> lethe.fulfillment.v1.ComplaintCategory
 	1,  // 1: lethe.fulfillment.v1.Complaint.state:type_name -> lethe.fulfillment.v1.ComplaintState
-	46, // 2: lethe.fulfillment.v1.Complaint.create_time:type_name -> google.protobuf.Timestamp
-	46, // 3: lethe.fulfillment.v1.Complaint.acknowledge_due_time:type_name -> google.protobuf.Timestamp
-	46, // 4: lethe.fulfillment.v1.Complaint.resolve_due_time:type_name -> google.protobuf.Timestamp
-	46, // 5: lethe.fulfillment.v1.Complaint.acknowledge_time:type_name -> google.protobuf.Timestamp
-	46, // 6: lethe.fulfillment.v1.Complaint.resolve_time:type_name -> google.protobuf.Timestamp
-	6,  // 7: lethe.fulfillment.v1.CreateComplaintRequest.complaint:type_name -> lethe.fulfillment.v1.Complaint
-	6,  // 8: lethe.fulfillment.v1.ListComplaintsResponse.complaints:type_name -> lethe.fulfillment.v1.Complaint
-	46, // 9: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
-	2,  // 10: lethe.fulfillment.v1.PrivacyRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
-	3,  // 11: lethe.fulfillment.v1.PrivacyRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
-	5,  // 12: lethe.fulfillment.v1.PrivacyRequest.origin:type_name -> lethe.fulfillment.v1.RequestOrigin
-	4,  // 13: lethe.fulfillment.v1.PrivacyRequest.state:type_name -> lethe.fulfillment.v1.RequestState
-	46, // 14: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
-	46, // 15: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
-	46, // 16: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
-	14, // 17: lethe.fulfillment.v1.PrivacyRequest.progress:type_name -> lethe.fulfillment.v1.StepProgress
-	46, // 18: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
-	15, // 19: lethe.fulfillment.v1.CreatePrivacyRequestRequest.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	2,  // 20: lethe.fulfillment.v1.ListPrivacyRequestsRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
-	3,  // 21: lethe.fulfillment.v1.ListPrivacyRequestsRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
-	15, // 22: lethe.fulfillment.v1.ListPrivacyRequestsResponse.privacy_requests:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	20, // 23: lethe.fulfillment.v1.ListPrivacyRequestsResponse.state_counts:type_name -> lethe.fulfillment.v1.StateCount
-	4,  // 24: lethe.fulfillment.v1.StateCount.state:type_name -> lethe.fulfillment.v1.RequestState
-	46, // 25: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
-	31, // 26: lethe.fulfillment.v1.ReceiptKeys.keys:type_name -> lethe.fulfillment.v1.ReceiptKey
-	2,  // 27: lethe.fulfillment.v1.KindStatistics.kind:type_name -> lethe.fulfillment.v1.RequestKind
-	34, // 28: lethe.fulfillment.v1.RequestStatistics.kinds:type_name -> lethe.fulfillment.v1.KindStatistics
-	36, // 29: lethe.fulfillment.v1.RequestStatistics.operator_actions:type_name -> lethe.fulfillment.v1.ActionCount
-	13, // 30: lethe.fulfillment.v1.RequestStatistics.complaints:type_name -> lethe.fulfillment.v1.ComplaintStatistics
-	46, // 31: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	37, // 32: lethe.fulfillment.v1.RecordAuditEventRequest.audit_event:type_name -> lethe.fulfillment.v1.AuditEvent
-	37, // 33: lethe.fulfillment.v1.ListAuditEventsResponse.audit_events:type_name -> lethe.fulfillment.v1.AuditEvent
-	15, // 34: lethe.fulfillment.v1.PrivacyRequestTimeline.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	44, // 35: lethe.fulfillment.v1.PrivacyRequestTimeline.entries:type_name -> lethe.fulfillment.v1.TimelineEntry
-	45, // 36: lethe.fulfillment.v1.PrivacyRequestTimeline.onward_erasures:type_name -> lethe.fulfillment.v1.OnwardErasureStatus
-	46, // 37: lethe.fulfillment.v1.PrivacyRequestTimeline.original_due_time:type_name -> google.protobuf.Timestamp
-	46, // 38: lethe.fulfillment.v1.PrivacyRequestTimeline.acknowledge_by_time:type_name -> google.protobuf.Timestamp
-	46, // 39: lethe.fulfillment.v1.TimelineEntry.time:type_name -> google.protobuf.Timestamp
-	46, // 40: lethe.fulfillment.v1.OnwardErasureStatus.update_time:type_name -> google.protobuf.Timestamp
-	16, // 41: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	17, // 42: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
-	18, // 43: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	21, // 44: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	22, // 45: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	23, // 46: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	24, // 47: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
-	25, // 48: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	26, // 49: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
-	28, // 50: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
-	30, // 51: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
-	33, // 52: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
-	39, // 53: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
-	41, // 54: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequestTimeline:input_type -> lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest
-	42, // 55: lethe.fulfillment.v1.FulfillmentService.ResendVerification:input_type -> lethe.fulfillment.v1.ResendVerificationRequest
-	38, // 56: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
-	7,  // 57: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:input_type -> lethe.fulfillment.v1.CreateComplaintRequest
-	8,  // 58: lethe.fulfillment.v1.FulfillmentService.GetComplaint:input_type -> lethe.fulfillment.v1.GetComplaintRequest
-	9,  // 59: lethe.fulfillment.v1.FulfillmentService.ListComplaints:input_type -> lethe.fulfillment.v1.ListComplaintsRequest
-	11, // 60: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:input_type -> lethe.fulfillment.v1.AcknowledgeComplaintRequest
-	12, // 61: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:input_type -> lethe.fulfillment.v1.ResolveComplaintRequest
-	15, // 62: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	15, // 63: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 64: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	15, // 65: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	15, // 66: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	15, // 67: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	15, // 68: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	15, // 69: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	27, // 70: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
-	29, // 71: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
-	32, // 72: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
-	35, // 73: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
-	40, // 74: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
-	43, // 75: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequestTimeline:output_type -> lethe.fulfillment.v1.PrivacyRequestTimeline
-	15, // 76: lethe.fulfillment.v1.FulfillmentService.ResendVerification:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	37, // 77: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
-	6,  // 78: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	6,  // 79: lethe.fulfillment.v1.FulfillmentService.GetComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	10, // 80: lethe.fulfillment.v1.FulfillmentService.ListComplaints:output_type -> lethe.fulfillment.v1.ListComplaintsResponse
-	6,  // 81: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	6,  // 82: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	62, // [62:83] is the sub-list for method output_type
-	41, // [41:62] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	53, // 2: lethe.fulfillment.v1.Complaint.create_time:type_name -> google.protobuf.Timestamp
+	53, // 3: lethe.fulfillment.v1.Complaint.acknowledge_due_time:type_name -> google.protobuf.Timestamp
+	53, // 4: lethe.fulfillment.v1.Complaint.resolve_due_time:type_name -> google.protobuf.Timestamp
+	53, // 5: lethe.fulfillment.v1.Complaint.acknowledge_time:type_name -> google.protobuf.Timestamp
+	53, // 6: lethe.fulfillment.v1.Complaint.resolve_time:type_name -> google.protobuf.Timestamp
+	8,  // 7: lethe.fulfillment.v1.CreateComplaintRequest.complaint:type_name -> lethe.fulfillment.v1.Complaint
+	8,  // 8: lethe.fulfillment.v1.ListComplaintsResponse.complaints:type_name -> lethe.fulfillment.v1.Complaint
+	4,  // 9: lethe.fulfillment.v1.Rectification.field:type_name -> lethe.fulfillment.v1.RectifiableField
+	53, // 10: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
+	2,  // 11: lethe.fulfillment.v1.PrivacyRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
+	5,  // 12: lethe.fulfillment.v1.PrivacyRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
+	7,  // 13: lethe.fulfillment.v1.PrivacyRequest.origin:type_name -> lethe.fulfillment.v1.RequestOrigin
+	6,  // 14: lethe.fulfillment.v1.PrivacyRequest.state:type_name -> lethe.fulfillment.v1.RequestState
+	53, // 15: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
+	53, // 16: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
+	53, // 17: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
+	18, // 18: lethe.fulfillment.v1.PrivacyRequest.progress:type_name -> lethe.fulfillment.v1.StepProgress
+	53, // 19: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
+	3,  // 20: lethe.fulfillment.v1.PrivacyRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
+	16, // 21: lethe.fulfillment.v1.PrivacyRequest.rectification:type_name -> lethe.fulfillment.v1.Rectification
+	17, // 22: lethe.fulfillment.v1.PrivacyRequest.objection:type_name -> lethe.fulfillment.v1.ObjectionTarget
+	53, // 23: lethe.fulfillment.v1.PrivacyRequest.restriction_lift_time:type_name -> google.protobuf.Timestamp
+	53, // 24: lethe.fulfillment.v1.PrivacyRequest.acknowledge_time:type_name -> google.protobuf.Timestamp
+	19, // 25: lethe.fulfillment.v1.CreatePrivacyRequestRequest.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
+	2,  // 26: lethe.fulfillment.v1.ListPrivacyRequestsRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
+	5,  // 27: lethe.fulfillment.v1.ListPrivacyRequestsRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
+	19, // 28: lethe.fulfillment.v1.ListPrivacyRequestsResponse.privacy_requests:type_name -> lethe.fulfillment.v1.PrivacyRequest
+	24, // 29: lethe.fulfillment.v1.ListPrivacyRequestsResponse.state_counts:type_name -> lethe.fulfillment.v1.StateCount
+	6,  // 30: lethe.fulfillment.v1.StateCount.state:type_name -> lethe.fulfillment.v1.RequestState
+	3,  // 31: lethe.fulfillment.v1.DenyPrivacyRequestRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
+	3,  // 32: lethe.fulfillment.v1.ReviewRectificationRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
+	53, // 33: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
+	38, // 34: lethe.fulfillment.v1.ReceiptKeys.keys:type_name -> lethe.fulfillment.v1.ReceiptKey
+	2,  // 35: lethe.fulfillment.v1.KindStatistics.kind:type_name -> lethe.fulfillment.v1.RequestKind
+	41, // 36: lethe.fulfillment.v1.RequestStatistics.kinds:type_name -> lethe.fulfillment.v1.KindStatistics
+	43, // 37: lethe.fulfillment.v1.RequestStatistics.operator_actions:type_name -> lethe.fulfillment.v1.ActionCount
+	15, // 38: lethe.fulfillment.v1.RequestStatistics.complaints:type_name -> lethe.fulfillment.v1.ComplaintStatistics
+	53, // 39: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	44, // 40: lethe.fulfillment.v1.RecordAuditEventRequest.audit_event:type_name -> lethe.fulfillment.v1.AuditEvent
+	44, // 41: lethe.fulfillment.v1.ListAuditEventsResponse.audit_events:type_name -> lethe.fulfillment.v1.AuditEvent
+	19, // 42: lethe.fulfillment.v1.PrivacyRequestTimeline.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
+	51, // 43: lethe.fulfillment.v1.PrivacyRequestTimeline.entries:type_name -> lethe.fulfillment.v1.TimelineEntry
+	52, // 44: lethe.fulfillment.v1.PrivacyRequestTimeline.onward_erasures:type_name -> lethe.fulfillment.v1.OnwardErasureStatus
+	53, // 45: lethe.fulfillment.v1.PrivacyRequestTimeline.original_due_time:type_name -> google.protobuf.Timestamp
+	53, // 46: lethe.fulfillment.v1.PrivacyRequestTimeline.acknowledge_by_time:type_name -> google.protobuf.Timestamp
+	53, // 47: lethe.fulfillment.v1.TimelineEntry.time:type_name -> google.protobuf.Timestamp
+	53, // 48: lethe.fulfillment.v1.OnwardErasureStatus.update_time:type_name -> google.protobuf.Timestamp
+	20, // 49: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	21, // 50: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
+	22, // 51: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	25, // 52: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	26, // 53: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	27, // 54: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	28, // 55: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
+	29, // 56: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	33, // 57: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
+	35, // 58: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
+	37, // 59: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
+	40, // 60: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
+	46, // 61: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
+	48, // 62: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequestTimeline:input_type -> lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest
+	49, // 63: lethe.fulfillment.v1.FulfillmentService.ResendVerification:input_type -> lethe.fulfillment.v1.ResendVerificationRequest
+	45, // 64: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
+	30, // 65: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:input_type -> lethe.fulfillment.v1.DenyPrivacyRequestRequest
+	31, // 66: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:input_type -> lethe.fulfillment.v1.ReviewRectificationRequest
+	32, // 67: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:input_type -> lethe.fulfillment.v1.LiftRestrictionRequest
+	9,  // 68: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:input_type -> lethe.fulfillment.v1.CreateComplaintRequest
+	10, // 69: lethe.fulfillment.v1.FulfillmentService.GetComplaint:input_type -> lethe.fulfillment.v1.GetComplaintRequest
+	11, // 70: lethe.fulfillment.v1.FulfillmentService.ListComplaints:input_type -> lethe.fulfillment.v1.ListComplaintsRequest
+	13, // 71: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:input_type -> lethe.fulfillment.v1.AcknowledgeComplaintRequest
+	14, // 72: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:input_type -> lethe.fulfillment.v1.ResolveComplaintRequest
+	19, // 73: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 74: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	23, // 75: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	19, // 76: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 77: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 78: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 79: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 80: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	34, // 81: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
+	36, // 82: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
+	39, // 83: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
+	42, // 84: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
+	47, // 85: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
+	50, // 86: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequestTimeline:output_type -> lethe.fulfillment.v1.PrivacyRequestTimeline
+	19, // 87: lethe.fulfillment.v1.FulfillmentService.ResendVerification:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	44, // 88: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
+	19, // 89: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 90: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 91: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	8,  // 92: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	8,  // 93: lethe.fulfillment.v1.FulfillmentService.GetComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	12, // 94: lethe.fulfillment.v1.FulfillmentService.ListComplaints:output_type -> lethe.fulfillment.v1.ListComplaintsResponse
+	8,  // 95: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	8,  // 96: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	73, // [73:97] is the sub-list for method output_type
+	49, // [49:73] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_lethe_fulfillment_v1_fulfillment_proto_init() }
@@ -3684,8 +4302,8 @@ func file_lethe_fulfillment_v1_fulfillment_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc), len(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   40,
+			NumEnums:      8,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

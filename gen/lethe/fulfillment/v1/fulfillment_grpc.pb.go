@@ -35,6 +35,9 @@ const (
 	FulfillmentService_GetPrivacyRequestTimeline_FullMethodName = "/lethe.fulfillment.v1.FulfillmentService/GetPrivacyRequestTimeline"
 	FulfillmentService_ResendVerification_FullMethodName        = "/lethe.fulfillment.v1.FulfillmentService/ResendVerification"
 	FulfillmentService_RecordAuditEvent_FullMethodName          = "/lethe.fulfillment.v1.FulfillmentService/RecordAuditEvent"
+	FulfillmentService_DenyPrivacyRequest_FullMethodName        = "/lethe.fulfillment.v1.FulfillmentService/DenyPrivacyRequest"
+	FulfillmentService_ReviewRectification_FullMethodName       = "/lethe.fulfillment.v1.FulfillmentService/ReviewRectification"
+	FulfillmentService_LiftRestriction_FullMethodName           = "/lethe.fulfillment.v1.FulfillmentService/LiftRestriction"
 	FulfillmentService_CreateComplaint_FullMethodName           = "/lethe.fulfillment.v1.FulfillmentService/CreateComplaint"
 	FulfillmentService_GetComplaint_FullMethodName              = "/lethe.fulfillment.v1.FulfillmentService/GetComplaint"
 	FulfillmentService_ListComplaints_FullMethodName            = "/lethe.fulfillment.v1.FulfillmentService/ListComplaints"
@@ -93,6 +96,16 @@ type FulfillmentServiceClient interface {
 	// backend's authorization interceptor calls it after an operator's call succeeds.
 	// Idempotent per request_id.
 	RecordAuditEvent(ctx context.Context, in *RecordAuditEventRequest, opts ...grpc.CallOption) (*AuditEvent, error)
+	// DenyPrivacyRequest refuses a request with a coded reason (operators), before its work
+	// starts (a rectification until it is reviewed). The member is told why and how to
+	// complain; the yearly figures count the denial.
+	DenyPrivacyRequest(ctx context.Context, in *DenyPrivacyRequestRequest, opts ...grpc.CallOption) (*PrivacyRequest, error)
+	// ReviewRectification approves a member's correction, which is then applied, or
+	// rejects it with a coded reason (a denial) (operators).
+	ReviewRectification(ctx context.Context, in *ReviewRectificationRequest, opts ...grpc.CallOption) (*PrivacyRequest, error)
+	// LiftRestriction ends a restriction of processing that a completed restriction
+	// request put in force (the member, or an operator with a reason).
+	LiftRestriction(ctx context.Context, in *LiftRestrictionRequest, opts ...grpc.CallOption) (*PrivacyRequest, error)
 	// CreateComplaint files a member's complaint about how their data is handled (Trakt
 	// §8). It is tracked to an acknowledgement and a resolution deadline and escalated when
 	// one passes. Idempotent by request_id.
@@ -277,6 +290,36 @@ func (c *fulfillmentServiceClient) RecordAuditEvent(ctx context.Context, in *Rec
 	return out, nil
 }
 
+func (c *fulfillmentServiceClient) DenyPrivacyRequest(ctx context.Context, in *DenyPrivacyRequestRequest, opts ...grpc.CallOption) (*PrivacyRequest, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PrivacyRequest)
+	err := c.cc.Invoke(ctx, FulfillmentService_DenyPrivacyRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fulfillmentServiceClient) ReviewRectification(ctx context.Context, in *ReviewRectificationRequest, opts ...grpc.CallOption) (*PrivacyRequest, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PrivacyRequest)
+	err := c.cc.Invoke(ctx, FulfillmentService_ReviewRectification_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fulfillmentServiceClient) LiftRestriction(ctx context.Context, in *LiftRestrictionRequest, opts ...grpc.CallOption) (*PrivacyRequest, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PrivacyRequest)
+	err := c.cc.Invoke(ctx, FulfillmentService_LiftRestriction_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *fulfillmentServiceClient) CreateComplaint(ctx context.Context, in *CreateComplaintRequest, opts ...grpc.CallOption) (*Complaint, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Complaint)
@@ -378,6 +421,16 @@ type FulfillmentServiceServer interface {
 	// backend's authorization interceptor calls it after an operator's call succeeds.
 	// Idempotent per request_id.
 	RecordAuditEvent(context.Context, *RecordAuditEventRequest) (*AuditEvent, error)
+	// DenyPrivacyRequest refuses a request with a coded reason (operators), before its work
+	// starts (a rectification until it is reviewed). The member is told why and how to
+	// complain; the yearly figures count the denial.
+	DenyPrivacyRequest(context.Context, *DenyPrivacyRequestRequest) (*PrivacyRequest, error)
+	// ReviewRectification approves a member's correction, which is then applied, or
+	// rejects it with a coded reason (a denial) (operators).
+	ReviewRectification(context.Context, *ReviewRectificationRequest) (*PrivacyRequest, error)
+	// LiftRestriction ends a restriction of processing that a completed restriction
+	// request put in force (the member, or an operator with a reason).
+	LiftRestriction(context.Context, *LiftRestrictionRequest) (*PrivacyRequest, error)
 	// CreateComplaint files a member's complaint about how their data is handled (Trakt
 	// §8). It is tracked to an acknowledgement and a resolution deadline and escalated when
 	// one passes. Idempotent by request_id.
@@ -449,6 +502,15 @@ func (UnimplementedFulfillmentServiceServer) ResendVerification(context.Context,
 }
 func (UnimplementedFulfillmentServiceServer) RecordAuditEvent(context.Context, *RecordAuditEventRequest) (*AuditEvent, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RecordAuditEvent not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) DenyPrivacyRequest(context.Context, *DenyPrivacyRequestRequest) (*PrivacyRequest, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DenyPrivacyRequest not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) ReviewRectification(context.Context, *ReviewRectificationRequest) (*PrivacyRequest, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReviewRectification not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) LiftRestriction(context.Context, *LiftRestrictionRequest) (*PrivacyRequest, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LiftRestriction not implemented")
 }
 func (UnimplementedFulfillmentServiceServer) CreateComplaint(context.Context, *CreateComplaintRequest) (*Complaint, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CreateComplaint not implemented")
@@ -774,6 +836,60 @@ func _FulfillmentService_RecordAuditEvent_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FulfillmentService_DenyPrivacyRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DenyPrivacyRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).DenyPrivacyRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_DenyPrivacyRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).DenyPrivacyRequest(ctx, req.(*DenyPrivacyRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FulfillmentService_ReviewRectification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReviewRectificationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).ReviewRectification(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_ReviewRectification_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).ReviewRectification(ctx, req.(*ReviewRectificationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FulfillmentService_LiftRestriction_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LiftRestrictionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).LiftRestriction(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_LiftRestriction_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).LiftRestriction(ctx, req.(*LiftRestrictionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _FulfillmentService_CreateComplaint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateComplaintRequest)
 	if err := dec(in); err != nil {
@@ -934,6 +1050,18 @@ var FulfillmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordAuditEvent",
 			Handler:    _FulfillmentService_RecordAuditEvent_Handler,
+		},
+		{
+			MethodName: "DenyPrivacyRequest",
+			Handler:    _FulfillmentService_DenyPrivacyRequest_Handler,
+		},
+		{
+			MethodName: "ReviewRectification",
+			Handler:    _FulfillmentService_ReviewRectification_Handler,
+		},
+		{
+			MethodName: "LiftRestriction",
+			Handler:    _FulfillmentService_LiftRestriction_Handler,
 		},
 		{
 			MethodName: "CreateComplaint",

@@ -211,6 +211,15 @@ const (
 	// MESSAGE_TEMPLATE_SHARING_NOTICE tells the member, in advance, that their data will be
 	// shared with a partner for a purpose, and how to object with one click.
 	MessageTemplate_MESSAGE_TEMPLATE_SHARING_NOTICE MessageTemplate = 4
+	// MESSAGE_TEMPLATE_REQUEST_DENIED tells the member their request was refused, why
+	// (the detail), and how to complain.
+	MessageTemplate_MESSAGE_TEMPLATE_REQUEST_DENIED MessageTemplate = 5
+	// MESSAGE_TEMPLATE_REQUEST_RECEIVED confirms receipt of a request (CCPA: within 10
+	// business days) and says when it is due.
+	MessageTemplate_MESSAGE_TEMPLATE_REQUEST_RECEIVED MessageTemplate = 6
+	// MESSAGE_TEMPLATE_REQUEST_COMPLETED tells the member a request that produces no
+	// download was carried out (rectification, restriction, objection, opt-out).
+	MessageTemplate_MESSAGE_TEMPLATE_REQUEST_COMPLETED MessageTemplate = 7
 	// MESSAGE_TEMPLATE_POLICY_CHANGE tells the member a new version of the privacy policy
 	// was published, what changed, and (for a change lowering protection) that the affected
 	// processing stays off until they accept it.
@@ -232,6 +241,9 @@ var (
 		2:  "MESSAGE_TEMPLATE_EXPORT_READY",
 		3:  "MESSAGE_TEMPLATE_ERASURE_CONFIRMED",
 		4:  "MESSAGE_TEMPLATE_SHARING_NOTICE",
+		5:  "MESSAGE_TEMPLATE_REQUEST_DENIED",
+		6:  "MESSAGE_TEMPLATE_REQUEST_RECEIVED",
+		7:  "MESSAGE_TEMPLATE_REQUEST_COMPLETED",
 		50: "MESSAGE_TEMPLATE_POLICY_CHANGE",
 		51: "MESSAGE_TEMPLATE_BUSINESS_TRANSFER",
 		52: "MESSAGE_TEMPLATE_COMPLAINT_UPDATE",
@@ -242,6 +254,9 @@ var (
 		"MESSAGE_TEMPLATE_EXPORT_READY":      2,
 		"MESSAGE_TEMPLATE_ERASURE_CONFIRMED": 3,
 		"MESSAGE_TEMPLATE_SHARING_NOTICE":    4,
+		"MESSAGE_TEMPLATE_REQUEST_DENIED":    5,
+		"MESSAGE_TEMPLATE_REQUEST_RECEIVED":  6,
+		"MESSAGE_TEMPLATE_REQUEST_COMPLETED": 7,
 		"MESSAGE_TEMPLATE_POLICY_CHANGE":     50,
 		"MESSAGE_TEMPLATE_BUSINESS_TRANSFER": 51,
 		"MESSAGE_TEMPLATE_COMPLAINT_UPDATE":  52,
@@ -2975,13 +2990,16 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\x13VerificationPurpose\x12$\n" +
 	" VERIFICATION_PURPOSE_UNSPECIFIED\x10\x00\x12(\n" +
 	"$VERIFICATION_PURPOSE_PRIVACY_REQUEST\x10\x01\x12%\n" +
-	"!VERIFICATION_PURPOSE_EMAIL_CHANGE\x10\x02*\xbd\x02\n" +
+	"!VERIFICATION_PURPOSE_EMAIL_CHANGE\x10\x02*\xb1\x03\n" +
 	"\x0fMessageTemplate\x12 \n" +
 	"\x1cMESSAGE_TEMPLATE_UNSPECIFIED\x10\x00\x12%\n" +
 	"!MESSAGE_TEMPLATE_REQUEST_EXTENDED\x10\x01\x12!\n" +
 	"\x1dMESSAGE_TEMPLATE_EXPORT_READY\x10\x02\x12&\n" +
 	"\"MESSAGE_TEMPLATE_ERASURE_CONFIRMED\x10\x03\x12#\n" +
-	"\x1fMESSAGE_TEMPLATE_SHARING_NOTICE\x10\x04\x12\"\n" +
+	"\x1fMESSAGE_TEMPLATE_SHARING_NOTICE\x10\x04\x12#\n" +
+	"\x1fMESSAGE_TEMPLATE_REQUEST_DENIED\x10\x05\x12%\n" +
+	"!MESSAGE_TEMPLATE_REQUEST_RECEIVED\x10\x06\x12&\n" +
+	"\"MESSAGE_TEMPLATE_REQUEST_COMPLETED\x10\a\x12\"\n" +
 	"\x1eMESSAGE_TEMPLATE_POLICY_CHANGE\x102\x12&\n" +
 	"\"MESSAGE_TEMPLATE_BUSINESS_TRANSFER\x103\x12%\n" +
 	"!MESSAGE_TEMPLATE_COMPLAINT_UPDATE\x1042\x9d\x17\n" +

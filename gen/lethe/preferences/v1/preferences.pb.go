@@ -902,9 +902,12 @@ type AdPreferences struct {
 	// gpc_signal_time is when a Global Privacy Control signal was last seen.
 	GpcSignalTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=gpc_signal_time,json=gpcSignalTime,proto3" json:"gpc_signal_time,omitempty"`
 	// update_time is the last change.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// processing_restricted is true while a restriction of processing is in force (a
+	// restriction request): nothing is personalized and no marketing is sent.
+	ProcessingRestricted bool `protobuf:"varint,6,opt,name=processing_restricted,json=processingRestricted,proto3" json:"processing_restricted,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *AdPreferences) Reset() {
@@ -972,6 +975,196 @@ func (x *AdPreferences) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *AdPreferences) GetProcessingRestricted() bool {
+	if x != nil {
+		return x.ProcessingRestricted
+	}
+	return false
+}
+
+// AuthorizeMarketingRequest asks whether a marketing message may be sent.
+type AuthorizeMarketingRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// member is "members/{member}".
+	Member string `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// channel of the message.
+	Channel Channel `protobuf:"varint,2,opt,name=channel,proto3,enum=lethe.preferences.v1.Channel" json:"channel,omitempty"`
+	// topic of the message (not TOPIC_TRANSACTIONAL, which is not marketing).
+	Topic         Topic `protobuf:"varint,3,opt,name=topic,proto3,enum=lethe.preferences.v1.Topic" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizeMarketingRequest) Reset() {
+	*x = AuthorizeMarketingRequest{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizeMarketingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizeMarketingRequest) ProtoMessage() {}
+
+func (x *AuthorizeMarketingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizeMarketingRequest.ProtoReflect.Descriptor instead.
+func (*AuthorizeMarketingRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AuthorizeMarketingRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *AuthorizeMarketingRequest) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *AuthorizeMarketingRequest) GetTopic() Topic {
+	if x != nil {
+		return x.Topic
+	}
+	return Topic_TOPIC_UNSPECIFIED
+}
+
+// AuthorizeMarketingResponse answers.
+type AuthorizeMarketingResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// allowed is true when the message may be sent.
+	Allowed bool `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// reason is "ALLOWED", "NOT_SUBSCRIBED" or "PROCESSING_RESTRICTED".
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizeMarketingResponse) Reset() {
+	*x = AuthorizeMarketingResponse{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizeMarketingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizeMarketingResponse) ProtoMessage() {}
+
+func (x *AuthorizeMarketingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizeMarketingResponse.ProtoReflect.Descriptor instead.
+func (*AuthorizeMarketingResponse) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AuthorizeMarketingResponse) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *AuthorizeMarketingResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// SetProcessingRestrictionRequest restricts or lifts.
+type SetProcessingRestrictionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/adPreferences".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// restricted is true to restrict, false to lift.
+	Restricted bool `protobuf:"varint,2,opt,name=restricted,proto3" json:"restricted,omitempty"`
+	// reference is the privacy request that asked for it.
+	Reference     string `protobuf:"bytes,3,opt,name=reference,proto3" json:"reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetProcessingRestrictionRequest) Reset() {
+	*x = SetProcessingRestrictionRequest{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetProcessingRestrictionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetProcessingRestrictionRequest) ProtoMessage() {}
+
+func (x *SetProcessingRestrictionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetProcessingRestrictionRequest.ProtoReflect.Descriptor instead.
+func (*SetProcessingRestrictionRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SetProcessingRestrictionRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetProcessingRestrictionRequest) GetRestricted() bool {
+	if x != nil {
+		return x.Restricted
+	}
+	return false
+}
+
+func (x *SetProcessingRestrictionRequest) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
 // GetAdPreferencesRequest names ad settings.
 type GetAdPreferencesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -983,7 +1176,7 @@ type GetAdPreferencesRequest struct {
 
 func (x *GetAdPreferencesRequest) Reset() {
 	*x = GetAdPreferencesRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[10]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1188,7 @@ func (x *GetAdPreferencesRequest) String() string {
 func (*GetAdPreferencesRequest) ProtoMessage() {}
 
 func (x *GetAdPreferencesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[10]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1201,7 @@ func (x *GetAdPreferencesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAdPreferencesRequest.ProtoReflect.Descriptor instead.
 func (*GetAdPreferencesRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{10}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetAdPreferencesRequest) GetName() string {
@@ -1035,7 +1228,7 @@ type UpdateAdPreferencesRequest struct {
 
 func (x *UpdateAdPreferencesRequest) Reset() {
 	*x = UpdateAdPreferencesRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[11]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1240,7 @@ func (x *UpdateAdPreferencesRequest) String() string {
 func (*UpdateAdPreferencesRequest) ProtoMessage() {}
 
 func (x *UpdateAdPreferencesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[11]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1253,7 @@ func (x *UpdateAdPreferencesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAdPreferencesRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAdPreferencesRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{11}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateAdPreferencesRequest) GetAdPreferences() *AdPreferences {
@@ -1102,7 +1295,7 @@ type RecordGlobalPrivacyControlRequest struct {
 
 func (x *RecordGlobalPrivacyControlRequest) Reset() {
 	*x = RecordGlobalPrivacyControlRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[12]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1307,7 @@ func (x *RecordGlobalPrivacyControlRequest) String() string {
 func (*RecordGlobalPrivacyControlRequest) ProtoMessage() {}
 
 func (x *RecordGlobalPrivacyControlRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[12]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1320,7 @@ func (x *RecordGlobalPrivacyControlRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use RecordGlobalPrivacyControlRequest.ProtoReflect.Descriptor instead.
 func (*RecordGlobalPrivacyControlRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{12}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RecordGlobalPrivacyControlRequest) GetName() string {
@@ -1148,7 +1341,7 @@ type RecordDeviceGlobalPrivacyControlRequest struct {
 
 func (x *RecordDeviceGlobalPrivacyControlRequest) Reset() {
 	*x = RecordDeviceGlobalPrivacyControlRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[13]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1353,7 @@ func (x *RecordDeviceGlobalPrivacyControlRequest) String() string {
 func (*RecordDeviceGlobalPrivacyControlRequest) ProtoMessage() {}
 
 func (x *RecordDeviceGlobalPrivacyControlRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[13]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1366,7 @@ func (x *RecordDeviceGlobalPrivacyControlRequest) ProtoReflect() protoreflect.Me
 
 // Deprecated: Use RecordDeviceGlobalPrivacyControlRequest.ProtoReflect.Descriptor instead.
 func (*RecordDeviceGlobalPrivacyControlRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{13}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RecordDeviceGlobalPrivacyControlRequest) GetDeviceId() string {
@@ -1194,7 +1387,7 @@ type RecordDeviceGlobalPrivacyControlResponse struct {
 
 func (x *RecordDeviceGlobalPrivacyControlResponse) Reset() {
 	*x = RecordDeviceGlobalPrivacyControlResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[14]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1399,7 @@ func (x *RecordDeviceGlobalPrivacyControlResponse) String() string {
 func (*RecordDeviceGlobalPrivacyControlResponse) ProtoMessage() {}
 
 func (x *RecordDeviceGlobalPrivacyControlResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[14]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1412,7 @@ func (x *RecordDeviceGlobalPrivacyControlResponse) ProtoReflect() protoreflect.M
 
 // Deprecated: Use RecordDeviceGlobalPrivacyControlResponse.ProtoReflect.Descriptor instead.
 func (*RecordDeviceGlobalPrivacyControlResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{14}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RecordDeviceGlobalPrivacyControlResponse) GetSignalTime() *timestamppb.Timestamp {
@@ -1244,7 +1437,7 @@ type ApplyDeviceGlobalPrivacyControlRequest struct {
 
 func (x *ApplyDeviceGlobalPrivacyControlRequest) Reset() {
 	*x = ApplyDeviceGlobalPrivacyControlRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[15]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1449,7 @@ func (x *ApplyDeviceGlobalPrivacyControlRequest) String() string {
 func (*ApplyDeviceGlobalPrivacyControlRequest) ProtoMessage() {}
 
 func (x *ApplyDeviceGlobalPrivacyControlRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[15]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1462,7 @@ func (x *ApplyDeviceGlobalPrivacyControlRequest) ProtoReflect() protoreflect.Mes
 
 // Deprecated: Use ApplyDeviceGlobalPrivacyControlRequest.ProtoReflect.Descriptor instead.
 func (*ApplyDeviceGlobalPrivacyControlRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{15}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ApplyDeviceGlobalPrivacyControlRequest) GetName() string {
@@ -1306,7 +1499,7 @@ type ApplyDeviceGlobalPrivacyControlResponse struct {
 
 func (x *ApplyDeviceGlobalPrivacyControlResponse) Reset() {
 	*x = ApplyDeviceGlobalPrivacyControlResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[16]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1511,7 @@ func (x *ApplyDeviceGlobalPrivacyControlResponse) String() string {
 func (*ApplyDeviceGlobalPrivacyControlResponse) ProtoMessage() {}
 
 func (x *ApplyDeviceGlobalPrivacyControlResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[16]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1524,7 @@ func (x *ApplyDeviceGlobalPrivacyControlResponse) ProtoReflect() protoreflect.Me
 
 // Deprecated: Use ApplyDeviceGlobalPrivacyControlResponse.ProtoReflect.Descriptor instead.
 func (*ApplyDeviceGlobalPrivacyControlResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{16}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ApplyDeviceGlobalPrivacyControlResponse) GetApplied() bool {
@@ -1367,7 +1560,7 @@ type ProfileVisibility struct {
 
 func (x *ProfileVisibility) Reset() {
 	*x = ProfileVisibility{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[17]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1572,7 @@ func (x *ProfileVisibility) String() string {
 func (*ProfileVisibility) ProtoMessage() {}
 
 func (x *ProfileVisibility) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[17]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1585,7 @@ func (x *ProfileVisibility) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProfileVisibility.ProtoReflect.Descriptor instead.
 func (*ProfileVisibility) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{17}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ProfileVisibility) GetName() string {
@@ -1441,7 +1634,7 @@ type GetProfileVisibilityRequest struct {
 
 func (x *GetProfileVisibilityRequest) Reset() {
 	*x = GetProfileVisibilityRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[18]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1646,7 @@ func (x *GetProfileVisibilityRequest) String() string {
 func (*GetProfileVisibilityRequest) ProtoMessage() {}
 
 func (x *GetProfileVisibilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[18]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1659,7 @@ func (x *GetProfileVisibilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileVisibilityRequest.ProtoReflect.Descriptor instead.
 func (*GetProfileVisibilityRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{18}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetProfileVisibilityRequest) GetName() string {
@@ -1489,7 +1682,7 @@ type UpdateProfileVisibilityRequest struct {
 
 func (x *UpdateProfileVisibilityRequest) Reset() {
 	*x = UpdateProfileVisibilityRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[19]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1694,7 @@ func (x *UpdateProfileVisibilityRequest) String() string {
 func (*UpdateProfileVisibilityRequest) ProtoMessage() {}
 
 func (x *UpdateProfileVisibilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[19]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1707,7 @@ func (x *UpdateProfileVisibilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProfileVisibilityRequest.ProtoReflect.Descriptor instead.
 func (*UpdateProfileVisibilityRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{19}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateProfileVisibilityRequest) GetProfileVisibility() *ProfileVisibility {
@@ -1552,7 +1745,7 @@ type SocialConnection struct {
 
 func (x *SocialConnection) Reset() {
 	*x = SocialConnection{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[20]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1564,7 +1757,7 @@ func (x *SocialConnection) String() string {
 func (*SocialConnection) ProtoMessage() {}
 
 func (x *SocialConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[20]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1577,7 +1770,7 @@ func (x *SocialConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SocialConnection.ProtoReflect.Descriptor instead.
 func (*SocialConnection) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{20}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SocialConnection) GetName() string {
@@ -1633,7 +1826,7 @@ type ListSocialConnectionsRequest struct {
 
 func (x *ListSocialConnectionsRequest) Reset() {
 	*x = ListSocialConnectionsRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[21]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1838,7 @@ func (x *ListSocialConnectionsRequest) String() string {
 func (*ListSocialConnectionsRequest) ProtoMessage() {}
 
 func (x *ListSocialConnectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[21]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1851,7 @@ func (x *ListSocialConnectionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSocialConnectionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSocialConnectionsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{21}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListSocialConnectionsRequest) GetParent() string {
@@ -1679,7 +1872,7 @@ type ListSocialConnectionsResponse struct {
 
 func (x *ListSocialConnectionsResponse) Reset() {
 	*x = ListSocialConnectionsResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[22]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +1884,7 @@ func (x *ListSocialConnectionsResponse) String() string {
 func (*ListSocialConnectionsResponse) ProtoMessage() {}
 
 func (x *ListSocialConnectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[22]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +1897,7 @@ func (x *ListSocialConnectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSocialConnectionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSocialConnectionsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{22}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListSocialConnectionsResponse) GetSocialConnections() []*SocialConnection {
@@ -1729,7 +1922,7 @@ type CreateSocialConnectionRequest struct {
 
 func (x *CreateSocialConnectionRequest) Reset() {
 	*x = CreateSocialConnectionRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[23]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1741,7 +1934,7 @@ func (x *CreateSocialConnectionRequest) String() string {
 func (*CreateSocialConnectionRequest) ProtoMessage() {}
 
 func (x *CreateSocialConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[23]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1754,7 +1947,7 @@ func (x *CreateSocialConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSocialConnectionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSocialConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{23}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateSocialConnectionRequest) GetParent() string {
@@ -1791,7 +1984,7 @@ type UpdateSocialConnectionRequest struct {
 
 func (x *UpdateSocialConnectionRequest) Reset() {
 	*x = UpdateSocialConnectionRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[24]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +1996,7 @@ func (x *UpdateSocialConnectionRequest) String() string {
 func (*UpdateSocialConnectionRequest) ProtoMessage() {}
 
 func (x *UpdateSocialConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[24]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +2009,7 @@ func (x *UpdateSocialConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSocialConnectionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSocialConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{24}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpdateSocialConnectionRequest) GetSocialConnection() *SocialConnection {
@@ -1844,7 +2037,7 @@ type DeleteSocialConnectionRequest struct {
 
 func (x *DeleteSocialConnectionRequest) Reset() {
 	*x = DeleteSocialConnectionRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[25]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1856,7 +2049,7 @@ func (x *DeleteSocialConnectionRequest) String() string {
 func (*DeleteSocialConnectionRequest) ProtoMessage() {}
 
 func (x *DeleteSocialConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[25]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1869,7 +2062,7 @@ func (x *DeleteSocialConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSocialConnectionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSocialConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{25}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeleteSocialConnectionRequest) GetName() string {
@@ -1898,7 +2091,7 @@ type ViewingEvent struct {
 
 func (x *ViewingEvent) Reset() {
 	*x = ViewingEvent{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[26]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1910,7 +2103,7 @@ func (x *ViewingEvent) String() string {
 func (*ViewingEvent) ProtoMessage() {}
 
 func (x *ViewingEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[26]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1923,7 +2116,7 @@ func (x *ViewingEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ViewingEvent.ProtoReflect.Descriptor instead.
 func (*ViewingEvent) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{26}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ViewingEvent) GetName() string {
@@ -1976,7 +2169,7 @@ type CreateViewingEventRequest struct {
 
 func (x *CreateViewingEventRequest) Reset() {
 	*x = CreateViewingEventRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[27]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1988,7 +2181,7 @@ func (x *CreateViewingEventRequest) String() string {
 func (*CreateViewingEventRequest) ProtoMessage() {}
 
 func (x *CreateViewingEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[27]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2001,7 +2194,7 @@ func (x *CreateViewingEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateViewingEventRequest.ProtoReflect.Descriptor instead.
 func (*CreateViewingEventRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{27}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CreateViewingEventRequest) GetParent() string {
@@ -2040,7 +2233,7 @@ type ListViewingEventsRequest struct {
 
 func (x *ListViewingEventsRequest) Reset() {
 	*x = ListViewingEventsRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[28]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2052,7 +2245,7 @@ func (x *ListViewingEventsRequest) String() string {
 func (*ListViewingEventsRequest) ProtoMessage() {}
 
 func (x *ListViewingEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[28]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2065,7 +2258,7 @@ func (x *ListViewingEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListViewingEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListViewingEventsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{28}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListViewingEventsRequest) GetParent() string {
@@ -2102,7 +2295,7 @@ type ListViewingEventsResponse struct {
 
 func (x *ListViewingEventsResponse) Reset() {
 	*x = ListViewingEventsResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[29]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2307,7 @@ func (x *ListViewingEventsResponse) String() string {
 func (*ListViewingEventsResponse) ProtoMessage() {}
 
 func (x *ListViewingEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[29]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2320,7 @@ func (x *ListViewingEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListViewingEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListViewingEventsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{29}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListViewingEventsResponse) GetViewingEvents() []*ViewingEvent {
@@ -2155,7 +2348,7 @@ type DeleteViewingEventRequest struct {
 
 func (x *DeleteViewingEventRequest) Reset() {
 	*x = DeleteViewingEventRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[30]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +2360,7 @@ func (x *DeleteViewingEventRequest) String() string {
 func (*DeleteViewingEventRequest) ProtoMessage() {}
 
 func (x *DeleteViewingEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[30]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2373,7 @@ func (x *DeleteViewingEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteViewingEventRequest.ProtoReflect.Descriptor instead.
 func (*DeleteViewingEventRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{30}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeleteViewingEventRequest) GetName() string {
@@ -2201,7 +2394,7 @@ type ClearViewingHistoryRequest struct {
 
 func (x *ClearViewingHistoryRequest) Reset() {
 	*x = ClearViewingHistoryRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[31]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2406,7 @@ func (x *ClearViewingHistoryRequest) String() string {
 func (*ClearViewingHistoryRequest) ProtoMessage() {}
 
 func (x *ClearViewingHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[31]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2419,7 @@ func (x *ClearViewingHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearViewingHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ClearViewingHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{31}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ClearViewingHistoryRequest) GetParent() string {
@@ -2247,7 +2440,7 @@ type ClearViewingHistoryResponse struct {
 
 func (x *ClearViewingHistoryResponse) Reset() {
 	*x = ClearViewingHistoryResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[32]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2452,7 @@ func (x *ClearViewingHistoryResponse) String() string {
 func (*ClearViewingHistoryResponse) ProtoMessage() {}
 
 func (x *ClearViewingHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[32]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +2465,7 @@ func (x *ClearViewingHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearViewingHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ClearViewingHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{32}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ClearViewingHistoryResponse) GetDeletedCount() int64 {
@@ -2297,7 +2490,7 @@ type Rating struct {
 
 func (x *Rating) Reset() {
 	*x = Rating{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[33]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2309,7 +2502,7 @@ func (x *Rating) String() string {
 func (*Rating) ProtoMessage() {}
 
 func (x *Rating) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[33]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2322,7 +2515,7 @@ func (x *Rating) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rating.ProtoReflect.Descriptor instead.
 func (*Rating) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{33}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Rating) GetName() string {
@@ -2357,7 +2550,7 @@ type SetRatingRequest struct {
 
 func (x *SetRatingRequest) Reset() {
 	*x = SetRatingRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[34]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2369,7 +2562,7 @@ func (x *SetRatingRequest) String() string {
 func (*SetRatingRequest) ProtoMessage() {}
 
 func (x *SetRatingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[34]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2382,7 +2575,7 @@ func (x *SetRatingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRatingRequest.ProtoReflect.Descriptor instead.
 func (*SetRatingRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{34}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SetRatingRequest) GetRating() *Rating {
@@ -2407,7 +2600,7 @@ type ListRatingsRequest struct {
 
 func (x *ListRatingsRequest) Reset() {
 	*x = ListRatingsRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[35]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2419,7 +2612,7 @@ func (x *ListRatingsRequest) String() string {
 func (*ListRatingsRequest) ProtoMessage() {}
 
 func (x *ListRatingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[35]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2432,7 +2625,7 @@ func (x *ListRatingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRatingsRequest.ProtoReflect.Descriptor instead.
 func (*ListRatingsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{35}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListRatingsRequest) GetParent() string {
@@ -2469,7 +2662,7 @@ type ListRatingsResponse struct {
 
 func (x *ListRatingsResponse) Reset() {
 	*x = ListRatingsResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[36]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2481,7 +2674,7 @@ func (x *ListRatingsResponse) String() string {
 func (*ListRatingsResponse) ProtoMessage() {}
 
 func (x *ListRatingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[36]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2494,7 +2687,7 @@ func (x *ListRatingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRatingsResponse.ProtoReflect.Descriptor instead.
 func (*ListRatingsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{36}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListRatingsResponse) GetRatings() []*Rating {
@@ -2522,7 +2715,7 @@ type DeleteRatingRequest struct {
 
 func (x *DeleteRatingRequest) Reset() {
 	*x = DeleteRatingRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[37]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2534,7 +2727,7 @@ func (x *DeleteRatingRequest) String() string {
 func (*DeleteRatingRequest) ProtoMessage() {}
 
 func (x *DeleteRatingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[37]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2547,7 +2740,7 @@ func (x *DeleteRatingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRatingRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRatingRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{37}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DeleteRatingRequest) GetName() string {
@@ -2568,7 +2761,7 @@ type GetTitleStatisticsRequest struct {
 
 func (x *GetTitleStatisticsRequest) Reset() {
 	*x = GetTitleStatisticsRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[38]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2580,7 +2773,7 @@ func (x *GetTitleStatisticsRequest) String() string {
 func (*GetTitleStatisticsRequest) ProtoMessage() {}
 
 func (x *GetTitleStatisticsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[38]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2593,7 +2786,7 @@ func (x *GetTitleStatisticsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTitleStatisticsRequest.ProtoReflect.Descriptor instead.
 func (*GetTitleStatisticsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{38}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetTitleStatisticsRequest) GetName() string {
@@ -2620,7 +2813,7 @@ type TitleStatistics struct {
 
 func (x *TitleStatistics) Reset() {
 	*x = TitleStatistics{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[39]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +2825,7 @@ func (x *TitleStatistics) String() string {
 func (*TitleStatistics) ProtoMessage() {}
 
 func (x *TitleStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[39]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +2838,7 @@ func (x *TitleStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TitleStatistics.ProtoReflect.Descriptor instead.
 func (*TitleStatistics) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{39}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TitleStatistics) GetName() string {
@@ -2691,7 +2884,7 @@ type CreateUnsubscribeTokenRequest struct {
 
 func (x *CreateUnsubscribeTokenRequest) Reset() {
 	*x = CreateUnsubscribeTokenRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[40]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2703,7 +2896,7 @@ func (x *CreateUnsubscribeTokenRequest) String() string {
 func (*CreateUnsubscribeTokenRequest) ProtoMessage() {}
 
 func (x *CreateUnsubscribeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[40]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2716,7 +2909,7 @@ func (x *CreateUnsubscribeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUnsubscribeTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateUnsubscribeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{40}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CreateUnsubscribeTokenRequest) GetName() string {
@@ -2753,7 +2946,7 @@ type UnsubscribeToken struct {
 
 func (x *UnsubscribeToken) Reset() {
 	*x = UnsubscribeToken{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[41]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2765,7 +2958,7 @@ func (x *UnsubscribeToken) String() string {
 func (*UnsubscribeToken) ProtoMessage() {}
 
 func (x *UnsubscribeToken) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[41]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2778,7 +2971,7 @@ func (x *UnsubscribeToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsubscribeToken.ProtoReflect.Descriptor instead.
 func (*UnsubscribeToken) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{41}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UnsubscribeToken) GetToken() string {
@@ -2806,7 +2999,7 @@ type UnsubscribeRequest struct {
 
 func (x *UnsubscribeRequest) Reset() {
 	*x = UnsubscribeRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[42]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2818,7 +3011,7 @@ func (x *UnsubscribeRequest) String() string {
 func (*UnsubscribeRequest) ProtoMessage() {}
 
 func (x *UnsubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[42]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2831,7 +3024,7 @@ func (x *UnsubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsubscribeRequest.ProtoReflect.Descriptor instead.
 func (*UnsubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{42}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *UnsubscribeRequest) GetToken() string {
@@ -2854,7 +3047,7 @@ type UnsubscribeResponse struct {
 
 func (x *UnsubscribeResponse) Reset() {
 	*x = UnsubscribeResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[43]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2866,7 +3059,7 @@ func (x *UnsubscribeResponse) String() string {
 func (*UnsubscribeResponse) ProtoMessage() {}
 
 func (x *UnsubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[43]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2879,7 +3072,7 @@ func (x *UnsubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsubscribeResponse.ProtoReflect.Descriptor instead.
 func (*UnsubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{43}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UnsubscribeResponse) GetChannel() Channel {
@@ -2923,7 +3116,7 @@ type PolicyVersion struct {
 
 func (x *PolicyVersion) Reset() {
 	*x = PolicyVersion{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[44]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2935,7 +3128,7 @@ func (x *PolicyVersion) String() string {
 func (*PolicyVersion) ProtoMessage() {}
 
 func (x *PolicyVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[44]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2948,7 +3141,7 @@ func (x *PolicyVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyVersion.ProtoReflect.Descriptor instead.
 func (*PolicyVersion) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{44}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PolicyVersion) GetName() string {
@@ -3022,7 +3215,7 @@ type CreatePolicyVersionRequest struct {
 
 func (x *CreatePolicyVersionRequest) Reset() {
 	*x = CreatePolicyVersionRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[45]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3034,7 +3227,7 @@ func (x *CreatePolicyVersionRequest) String() string {
 func (*CreatePolicyVersionRequest) ProtoMessage() {}
 
 func (x *CreatePolicyVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[45]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3047,7 +3240,7 @@ func (x *CreatePolicyVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePolicyVersionRequest.ProtoReflect.Descriptor instead.
 func (*CreatePolicyVersionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{45}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CreatePolicyVersionRequest) GetParent() string {
@@ -3082,7 +3275,7 @@ type ListPolicyVersionsRequest struct {
 
 func (x *ListPolicyVersionsRequest) Reset() {
 	*x = ListPolicyVersionsRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[46]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3094,7 +3287,7 @@ func (x *ListPolicyVersionsRequest) String() string {
 func (*ListPolicyVersionsRequest) ProtoMessage() {}
 
 func (x *ListPolicyVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[46]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3107,7 +3300,7 @@ func (x *ListPolicyVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPolicyVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListPolicyVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{46}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListPolicyVersionsRequest) GetParent() string {
@@ -3128,7 +3321,7 @@ type ListPolicyVersionsResponse struct {
 
 func (x *ListPolicyVersionsResponse) Reset() {
 	*x = ListPolicyVersionsResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[47]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3140,7 +3333,7 @@ func (x *ListPolicyVersionsResponse) String() string {
 func (*ListPolicyVersionsResponse) ProtoMessage() {}
 
 func (x *ListPolicyVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[47]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3153,7 +3346,7 @@ func (x *ListPolicyVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPolicyVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListPolicyVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{47}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListPolicyVersionsResponse) GetPolicyVersions() []*PolicyVersion {
@@ -3184,7 +3377,7 @@ type PolicyAcceptance struct {
 
 func (x *PolicyAcceptance) Reset() {
 	*x = PolicyAcceptance{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[48]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3196,7 +3389,7 @@ func (x *PolicyAcceptance) String() string {
 func (*PolicyAcceptance) ProtoMessage() {}
 
 func (x *PolicyAcceptance) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[48]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3209,7 +3402,7 @@ func (x *PolicyAcceptance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyAcceptance.ProtoReflect.Descriptor instead.
 func (*PolicyAcceptance) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{48}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PolicyAcceptance) GetName() string {
@@ -3262,7 +3455,7 @@ type AcceptPolicyVersionRequest struct {
 
 func (x *AcceptPolicyVersionRequest) Reset() {
 	*x = AcceptPolicyVersionRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[49]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3274,7 +3467,7 @@ func (x *AcceptPolicyVersionRequest) String() string {
 func (*AcceptPolicyVersionRequest) ProtoMessage() {}
 
 func (x *AcceptPolicyVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[49]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3287,7 +3480,7 @@ func (x *AcceptPolicyVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptPolicyVersionRequest.ProtoReflect.Descriptor instead.
 func (*AcceptPolicyVersionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{49}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *AcceptPolicyVersionRequest) GetName() string {
@@ -3322,7 +3515,7 @@ type GetPolicyAcceptanceRequest struct {
 
 func (x *GetPolicyAcceptanceRequest) Reset() {
 	*x = GetPolicyAcceptanceRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[50]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3334,7 +3527,7 @@ func (x *GetPolicyAcceptanceRequest) String() string {
 func (*GetPolicyAcceptanceRequest) ProtoMessage() {}
 
 func (x *GetPolicyAcceptanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[50]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3347,7 +3540,7 @@ func (x *GetPolicyAcceptanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyAcceptanceRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyAcceptanceRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{50}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetPolicyAcceptanceRequest) GetName() string {
@@ -3370,7 +3563,7 @@ type CheckPolicyConsentRequest struct {
 
 func (x *CheckPolicyConsentRequest) Reset() {
 	*x = CheckPolicyConsentRequest{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[51]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3382,7 +3575,7 @@ func (x *CheckPolicyConsentRequest) String() string {
 func (*CheckPolicyConsentRequest) ProtoMessage() {}
 
 func (x *CheckPolicyConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[51]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3395,7 +3588,7 @@ func (x *CheckPolicyConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckPolicyConsentRequest.ProtoReflect.Descriptor instead.
 func (*CheckPolicyConsentRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{51}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CheckPolicyConsentRequest) GetMember() string {
@@ -3426,7 +3619,7 @@ type CheckPolicyConsentResponse struct {
 
 func (x *CheckPolicyConsentResponse) Reset() {
 	*x = CheckPolicyConsentResponse{}
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[52]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3438,7 +3631,7 @@ func (x *CheckPolicyConsentResponse) String() string {
 func (*CheckPolicyConsentResponse) ProtoMessage() {}
 
 func (x *CheckPolicyConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[52]
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3451,7 +3644,7 @@ func (x *CheckPolicyConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckPolicyConsentResponse.ProtoReflect.Descriptor instead.
 func (*CheckPolicyConsentResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{52}
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CheckPolicyConsentResponse) GetAllowed() bool {
@@ -3547,7 +3740,7 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x1aListConsentRecordsResponse\x12L\n" +
 	"\x0fconsent_records\x18\x01 \x03(\v2#.lethe.preferences.v1.ConsentRecordR\x0econsentRecords\x12A\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\rnextPageToken\"\xa0\x03\n" +
+	"\x11system.operations\x10\x04R\rnextPageToken\"\xf7\x03\n" +
 	"\rAdPreferences\x12*\n" +
 	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
 	"\x0euser.unique_id\x10\x01R\x04name\x12K\n" +
@@ -3559,7 +3752,30 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x18user.privacy_preferences\x10\x01R\rgpcSignalTime\x12]\n" +
 	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB \xea\xe0\x18\x1c\n" +
 	"\x18user.privacy_preferences\x10\x01R\n" +
-	"updateTime\"E\n" +
+	"updateTime\x12U\n" +
+	"\x15processing_restricted\x18\x06 \x01(\bB \xea\xe0\x18\x1c\n" +
+	"\x18user.privacy_preferences\x10\x01R\x14processingRestricted\"\xed\x01\n" +
+	"\x19AuthorizeMarketingRequest\x12.\n" +
+	"\x06member\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x06member\x12R\n" +
+	"\achannel\x18\x02 \x01(\x0e2\x1d.lethe.preferences.v1.ChannelB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\achannel\x12L\n" +
+	"\x05topic\x18\x03 \x01(\x0e2\x1b.lethe.preferences.v1.TopicB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05topic\"\x84\x01\n" +
+	"\x1aAuthorizeMarketingResponse\x123\n" +
+	"\aallowed\x18\x01 \x01(\bB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\aallowed\x121\n" +
+	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"\xc8\x01\n" +
+	"\x1fSetProcessingRestrictionRequest\x12*\n" +
+	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x04name\x12@\n" +
+	"\n" +
+	"restricted\x18\x02 \x01(\bB \xea\xe0\x18\x1c\n" +
+	"\x18user.privacy_preferences\x10\x01R\n" +
+	"restricted\x127\n" +
+	"\treference\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\treference\"E\n" +
 	"\x17GetAdPreferencesRequest\x12*\n" +
 	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
 	"\x0euser.unique_id\x10\x01R\x04name\"\xe8\x02\n" +
@@ -3835,7 +4051,7 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x16VISIBILITY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VISIBILITY_PUBLIC\x10\x01\x12\x16\n" +
 	"\x12VISIBILITY_MEMBERS\x10\x02\x12\x16\n" +
-	"\x12VISIBILITY_PRIVATE\x10\x032\xfe'\n" +
+	"\x12VISIBILITY_PRIVATE\x10\x032\xfb)\n" +
 	"\x12PreferencesService\x12\xc2\x01\n" +
 	"\x1bGetCommunicationPreferences\x128.lethe.preferences.v1.GetCommunicationPreferencesRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"9\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02/\x12-/v1/{name=members/*/communicationPreferences}\x12\xcb\x01\n" +
 	"\x1eUpdateCommunicationPreferences\x12;.lethe.preferences.v1.UpdateCommunicationPreferencesRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"<\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x022:\x01*2-/v1/{name=members/*/communicationPreferences}\x12\xc0\x01\n" +
@@ -3843,7 +4059,9 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x12ListConsentRecords\x12/.lethe.preferences.v1.ListConsentRecordsRequest\x1a0.lethe.preferences.v1.ListConsentRecordsResponse\"1\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02'\x12%/v1/{parent=members/*}/consentRecords\x12\x96\x01\n" +
 	"\x10GetAdPreferences\x12-.lethe.preferences.v1.GetAdPreferencesRequest\x1a#.lethe.preferences.v1.AdPreferences\".\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02$\x12\"/v1/{name=members/*/adPreferences}\x12\xbb\x01\n" +
 	"\x13UpdateAdPreferences\x120.lethe.preferences.v1.UpdateAdPreferencesRequest\x1a#.lethe.preferences.v1.AdPreferences\"M\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02C:\x0ead_preferences21/v1/{ad_preferences.name=members/*/adPreferences}\x12\xc8\x01\n" +
-	"\x1aRecordGlobalPrivacyControl\x127.lethe.preferences.v1.RecordGlobalPrivacyControlRequest\x1a#.lethe.preferences.v1.AdPreferences\"L\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02B:\x01*\"=/v1/{name=members/*/adPreferences}:recordGlobalPrivacyControl\x12\xa7\x01\n" +
+	"\x1aRecordGlobalPrivacyControl\x127.lethe.preferences.v1.RecordGlobalPrivacyControlRequest\x1a#.lethe.preferences.v1.AdPreferences\"L\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02B:\x01*\"=/v1/{name=members/*/adPreferences}:recordGlobalPrivacyControl\x12}\n" +
+	"\x12AuthorizeMarketing\x12/.lethe.preferences.v1.AuthorizeMarketingRequest\x1a0.lethe.preferences.v1.AuthorizeMarketingResponse\"\x04\xf0\xe0\x18\x05\x12|\n" +
+	"\x18SetProcessingRestriction\x125.lethe.preferences.v1.SetProcessingRestrictionRequest\x1a#.lethe.preferences.v1.AdPreferences\"\x04\xf0\xe0\x18\x05\x12\xa7\x01\n" +
 	" RecordDeviceGlobalPrivacyControl\x12=.lethe.preferences.v1.RecordDeviceGlobalPrivacyControlRequest\x1a>.lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse\"\x04\xf0\xe0\x18\x05\x12\xa4\x01\n" +
 	"\x1fApplyDeviceGlobalPrivacyControl\x12<.lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlRequest\x1a=.lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse\"\x04\xf0\xe0\x18\x05\x12\xa6\x01\n" +
 	"\x14GetProfileVisibility\x121.lethe.preferences.v1.GetProfileVisibilityRequest\x1a'.lethe.preferences.v1.ProfileVisibility\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/profileVisibility}\x12\xd3\x01\n" +
@@ -3881,7 +4099,7 @@ func file_lethe_preferences_v1_preferences_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_preferences_v1_preferences_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lethe_preferences_v1_preferences_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_lethe_preferences_v1_preferences_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_lethe_preferences_v1_preferences_proto_goTypes = []any{
 	(Channel)(0),                     // 0: lethe.preferences.v1.Channel
 	(Topic)(0),                       // 1: lethe.preferences.v1.Topic
@@ -3897,57 +4115,60 @@ var file_lethe_preferences_v1_preferences_proto_goTypes = []any{
 	(*ListConsentRecordsRequest)(nil),                // 11: lethe.preferences.v1.ListConsentRecordsRequest
 	(*ListConsentRecordsResponse)(nil),               // 12: lethe.preferences.v1.ListConsentRecordsResponse
 	(*AdPreferences)(nil),                            // 13: lethe.preferences.v1.AdPreferences
-	(*GetAdPreferencesRequest)(nil),                  // 14: lethe.preferences.v1.GetAdPreferencesRequest
-	(*UpdateAdPreferencesRequest)(nil),               // 15: lethe.preferences.v1.UpdateAdPreferencesRequest
-	(*RecordGlobalPrivacyControlRequest)(nil),        // 16: lethe.preferences.v1.RecordGlobalPrivacyControlRequest
-	(*RecordDeviceGlobalPrivacyControlRequest)(nil),  // 17: lethe.preferences.v1.RecordDeviceGlobalPrivacyControlRequest
-	(*RecordDeviceGlobalPrivacyControlResponse)(nil), // 18: lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse
-	(*ApplyDeviceGlobalPrivacyControlRequest)(nil),   // 19: lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlRequest
-	(*ApplyDeviceGlobalPrivacyControlResponse)(nil),  // 20: lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse
-	(*ProfileVisibility)(nil),                        // 21: lethe.preferences.v1.ProfileVisibility
-	(*GetProfileVisibilityRequest)(nil),              // 22: lethe.preferences.v1.GetProfileVisibilityRequest
-	(*UpdateProfileVisibilityRequest)(nil),           // 23: lethe.preferences.v1.UpdateProfileVisibilityRequest
-	(*SocialConnection)(nil),                         // 24: lethe.preferences.v1.SocialConnection
-	(*ListSocialConnectionsRequest)(nil),             // 25: lethe.preferences.v1.ListSocialConnectionsRequest
-	(*ListSocialConnectionsResponse)(nil),            // 26: lethe.preferences.v1.ListSocialConnectionsResponse
-	(*CreateSocialConnectionRequest)(nil),            // 27: lethe.preferences.v1.CreateSocialConnectionRequest
-	(*UpdateSocialConnectionRequest)(nil),            // 28: lethe.preferences.v1.UpdateSocialConnectionRequest
-	(*DeleteSocialConnectionRequest)(nil),            // 29: lethe.preferences.v1.DeleteSocialConnectionRequest
-	(*ViewingEvent)(nil),                             // 30: lethe.preferences.v1.ViewingEvent
-	(*CreateViewingEventRequest)(nil),                // 31: lethe.preferences.v1.CreateViewingEventRequest
-	(*ListViewingEventsRequest)(nil),                 // 32: lethe.preferences.v1.ListViewingEventsRequest
-	(*ListViewingEventsResponse)(nil),                // 33: lethe.preferences.v1.ListViewingEventsResponse
-	(*DeleteViewingEventRequest)(nil),                // 34: lethe.preferences.v1.DeleteViewingEventRequest
-	(*ClearViewingHistoryRequest)(nil),               // 35: lethe.preferences.v1.ClearViewingHistoryRequest
-	(*ClearViewingHistoryResponse)(nil),              // 36: lethe.preferences.v1.ClearViewingHistoryResponse
-	(*Rating)(nil),                                   // 37: lethe.preferences.v1.Rating
-	(*SetRatingRequest)(nil),                         // 38: lethe.preferences.v1.SetRatingRequest
-	(*ListRatingsRequest)(nil),                       // 39: lethe.preferences.v1.ListRatingsRequest
-	(*ListRatingsResponse)(nil),                      // 40: lethe.preferences.v1.ListRatingsResponse
-	(*DeleteRatingRequest)(nil),                      // 41: lethe.preferences.v1.DeleteRatingRequest
-	(*GetTitleStatisticsRequest)(nil),                // 42: lethe.preferences.v1.GetTitleStatisticsRequest
-	(*TitleStatistics)(nil),                          // 43: lethe.preferences.v1.TitleStatistics
-	(*CreateUnsubscribeTokenRequest)(nil),            // 44: lethe.preferences.v1.CreateUnsubscribeTokenRequest
-	(*UnsubscribeToken)(nil),                         // 45: lethe.preferences.v1.UnsubscribeToken
-	(*UnsubscribeRequest)(nil),                       // 46: lethe.preferences.v1.UnsubscribeRequest
-	(*UnsubscribeResponse)(nil),                      // 47: lethe.preferences.v1.UnsubscribeResponse
-	(*PolicyVersion)(nil),                            // 48: lethe.preferences.v1.PolicyVersion
-	(*CreatePolicyVersionRequest)(nil),               // 49: lethe.preferences.v1.CreatePolicyVersionRequest
-	(*ListPolicyVersionsRequest)(nil),                // 50: lethe.preferences.v1.ListPolicyVersionsRequest
-	(*ListPolicyVersionsResponse)(nil),               // 51: lethe.preferences.v1.ListPolicyVersionsResponse
-	(*PolicyAcceptance)(nil),                         // 52: lethe.preferences.v1.PolicyAcceptance
-	(*AcceptPolicyVersionRequest)(nil),               // 53: lethe.preferences.v1.AcceptPolicyVersionRequest
-	(*GetPolicyAcceptanceRequest)(nil),               // 54: lethe.preferences.v1.GetPolicyAcceptanceRequest
-	(*CheckPolicyConsentRequest)(nil),                // 55: lethe.preferences.v1.CheckPolicyConsentRequest
-	(*CheckPolicyConsentResponse)(nil),               // 56: lethe.preferences.v1.CheckPolicyConsentResponse
-	(*timestamppb.Timestamp)(nil),                    // 57: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),                    // 58: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                            // 59: google.protobuf.Empty
+	(*AuthorizeMarketingRequest)(nil),                // 14: lethe.preferences.v1.AuthorizeMarketingRequest
+	(*AuthorizeMarketingResponse)(nil),               // 15: lethe.preferences.v1.AuthorizeMarketingResponse
+	(*SetProcessingRestrictionRequest)(nil),          // 16: lethe.preferences.v1.SetProcessingRestrictionRequest
+	(*GetAdPreferencesRequest)(nil),                  // 17: lethe.preferences.v1.GetAdPreferencesRequest
+	(*UpdateAdPreferencesRequest)(nil),               // 18: lethe.preferences.v1.UpdateAdPreferencesRequest
+	(*RecordGlobalPrivacyControlRequest)(nil),        // 19: lethe.preferences.v1.RecordGlobalPrivacyControlRequest
+	(*RecordDeviceGlobalPrivacyControlRequest)(nil),  // 20: lethe.preferences.v1.RecordDeviceGlobalPrivacyControlRequest
+	(*RecordDeviceGlobalPrivacyControlResponse)(nil), // 21: lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse
+	(*ApplyDeviceGlobalPrivacyControlRequest)(nil),   // 22: lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlRequest
+	(*ApplyDeviceGlobalPrivacyControlResponse)(nil),  // 23: lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse
+	(*ProfileVisibility)(nil),                        // 24: lethe.preferences.v1.ProfileVisibility
+	(*GetProfileVisibilityRequest)(nil),              // 25: lethe.preferences.v1.GetProfileVisibilityRequest
+	(*UpdateProfileVisibilityRequest)(nil),           // 26: lethe.preferences.v1.UpdateProfileVisibilityRequest
+	(*SocialConnection)(nil),                         // 27: lethe.preferences.v1.SocialConnection
+	(*ListSocialConnectionsRequest)(nil),             // 28: lethe.preferences.v1.ListSocialConnectionsRequest
+	(*ListSocialConnectionsResponse)(nil),            // 29: lethe.preferences.v1.ListSocialConnectionsResponse
+	(*CreateSocialConnectionRequest)(nil),            // 30: lethe.preferences.v1.CreateSocialConnectionRequest
+	(*UpdateSocialConnectionRequest)(nil),            // 31: lethe.preferences.v1.UpdateSocialConnectionRequest
+	(*DeleteSocialConnectionRequest)(nil),            // 32: lethe.preferences.v1.DeleteSocialConnectionRequest
+	(*ViewingEvent)(nil),                             // 33: lethe.preferences.v1.ViewingEvent
+	(*CreateViewingEventRequest)(nil),                // 34: lethe.preferences.v1.CreateViewingEventRequest
+	(*ListViewingEventsRequest)(nil),                 // 35: lethe.preferences.v1.ListViewingEventsRequest
+	(*ListViewingEventsResponse)(nil),                // 36: lethe.preferences.v1.ListViewingEventsResponse
+	(*DeleteViewingEventRequest)(nil),                // 37: lethe.preferences.v1.DeleteViewingEventRequest
+	(*ClearViewingHistoryRequest)(nil),               // 38: lethe.preferences.v1.ClearViewingHistoryRequest
+	(*ClearViewingHistoryResponse)(nil),              // 39: lethe.preferences.v1.ClearViewingHistoryResponse
+	(*Rating)(nil),                                   // 40: lethe.preferences.v1.Rating
+	(*SetRatingRequest)(nil),                         // 41: lethe.preferences.v1.SetRatingRequest
+	(*ListRatingsRequest)(nil),                       // 42: lethe.preferences.v1.ListRatingsRequest
+	(*ListRatingsResponse)(nil),                      // 43: lethe.preferences.v1.ListRatingsResponse
+	(*DeleteRatingRequest)(nil),                      // 44: lethe.preferences.v1.DeleteRatingRequest
+	(*GetTitleStatisticsRequest)(nil),                // 45: lethe.preferences.v1.GetTitleStatisticsRequest
+	(*TitleStatistics)(nil),                          // 46: lethe.preferences.v1.TitleStatistics
+	(*CreateUnsubscribeTokenRequest)(nil),            // 47: lethe.preferences.v1.CreateUnsubscribeTokenRequest
+	(*UnsubscribeToken)(nil),                         // 48: lethe.preferences.v1.UnsubscribeToken
+	(*UnsubscribeRequest)(nil),                       // 49: lethe.preferences.v1.UnsubscribeRequest
+	(*UnsubscribeResponse)(nil),                      // 50: lethe.preferences.v1.UnsubscribeResponse
+	(*PolicyVersion)(nil),                            // 51: lethe.preferences.v1.PolicyVersion
+	(*CreatePolicyVersionRequest)(nil),               // 52: lethe.preferences.v1.CreatePolicyVersionRequest
+	(*ListPolicyVersionsRequest)(nil),                // 53: lethe.preferences.v1.ListPolicyVersionsRequest
+	(*ListPolicyVersionsResponse)(nil),               // 54: lethe.preferences.v1.ListPolicyVersionsResponse
+	(*PolicyAcceptance)(nil),                         // 55: lethe.preferences.v1.PolicyAcceptance
+	(*AcceptPolicyVersionRequest)(nil),               // 56: lethe.preferences.v1.AcceptPolicyVersionRequest
+	(*GetPolicyAcceptanceRequest)(nil),               // 57: lethe.preferences.v1.GetPolicyAcceptanceRequest
+	(*CheckPolicyConsentRequest)(nil),                // 58: lethe.preferences.v1.CheckPolicyConsentRequest
+	(*CheckPolicyConsentResponse)(nil),               // 59: lethe.preferences.v1.CheckPolicyConsentResponse
+	(*timestamppb.Timestamp)(nil),                    // 60: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),                    // 61: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                            // 62: google.protobuf.Empty
 }
 var file_lethe_preferences_v1_preferences_proto_depIdxs = []int32{
 	0,  // 0: lethe.preferences.v1.Subscription.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 1: lethe.preferences.v1.Subscription.topic:type_name -> lethe.preferences.v1.Topic
-	57, // 2: lethe.preferences.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	60, // 2: lethe.preferences.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 3: lethe.preferences.v1.CommunicationPreferences.subscriptions:type_name -> lethe.preferences.v1.Subscription
 	0,  // 4: lethe.preferences.v1.SubscriptionChange.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 5: lethe.preferences.v1.SubscriptionChange.topic:type_name -> lethe.preferences.v1.Topic
@@ -3955,107 +4176,113 @@ var file_lethe_preferences_v1_preferences_proto_depIdxs = []int32{
 	2,  // 7: lethe.preferences.v1.UpdateCommunicationPreferencesRequest.source:type_name -> lethe.preferences.v1.ConsentSource
 	2,  // 8: lethe.preferences.v1.StopAllMarketingRequest.source:type_name -> lethe.preferences.v1.ConsentSource
 	2,  // 9: lethe.preferences.v1.ConsentRecord.source:type_name -> lethe.preferences.v1.ConsentSource
-	57, // 10: lethe.preferences.v1.ConsentRecord.create_time:type_name -> google.protobuf.Timestamp
+	60, // 10: lethe.preferences.v1.ConsentRecord.create_time:type_name -> google.protobuf.Timestamp
 	10, // 11: lethe.preferences.v1.ListConsentRecordsResponse.consent_records:type_name -> lethe.preferences.v1.ConsentRecord
-	57, // 12: lethe.preferences.v1.AdPreferences.gpc_signal_time:type_name -> google.protobuf.Timestamp
-	57, // 13: lethe.preferences.v1.AdPreferences.update_time:type_name -> google.protobuf.Timestamp
-	13, // 14: lethe.preferences.v1.UpdateAdPreferencesRequest.ad_preferences:type_name -> lethe.preferences.v1.AdPreferences
-	58, // 15: lethe.preferences.v1.UpdateAdPreferencesRequest.update_mask:type_name -> google.protobuf.FieldMask
-	2,  // 16: lethe.preferences.v1.UpdateAdPreferencesRequest.source:type_name -> lethe.preferences.v1.ConsentSource
-	57, // 17: lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse.signal_time:type_name -> google.protobuf.Timestamp
-	13, // 18: lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse.ad_preferences:type_name -> lethe.preferences.v1.AdPreferences
-	3,  // 19: lethe.preferences.v1.ProfileVisibility.display_name:type_name -> lethe.preferences.v1.Visibility
-	3,  // 20: lethe.preferences.v1.ProfileVisibility.viewing_history:type_name -> lethe.preferences.v1.Visibility
-	3,  // 21: lethe.preferences.v1.ProfileVisibility.ratings:type_name -> lethe.preferences.v1.Visibility
-	3,  // 22: lethe.preferences.v1.ProfileVisibility.social_connections:type_name -> lethe.preferences.v1.Visibility
-	21, // 23: lethe.preferences.v1.UpdateProfileVisibilityRequest.profile_visibility:type_name -> lethe.preferences.v1.ProfileVisibility
-	58, // 24: lethe.preferences.v1.UpdateProfileVisibilityRequest.update_mask:type_name -> google.protobuf.FieldMask
-	57, // 25: lethe.preferences.v1.SocialConnection.create_time:type_name -> google.protobuf.Timestamp
-	24, // 26: lethe.preferences.v1.ListSocialConnectionsResponse.social_connections:type_name -> lethe.preferences.v1.SocialConnection
-	24, // 27: lethe.preferences.v1.CreateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
-	24, // 28: lethe.preferences.v1.UpdateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
-	58, // 29: lethe.preferences.v1.UpdateSocialConnectionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	57, // 30: lethe.preferences.v1.ViewingEvent.view_time:type_name -> google.protobuf.Timestamp
-	30, // 31: lethe.preferences.v1.CreateViewingEventRequest.viewing_event:type_name -> lethe.preferences.v1.ViewingEvent
-	30, // 32: lethe.preferences.v1.ListViewingEventsResponse.viewing_events:type_name -> lethe.preferences.v1.ViewingEvent
-	57, // 33: lethe.preferences.v1.Rating.update_time:type_name -> google.protobuf.Timestamp
-	37, // 34: lethe.preferences.v1.SetRatingRequest.rating:type_name -> lethe.preferences.v1.Rating
-	37, // 35: lethe.preferences.v1.ListRatingsResponse.ratings:type_name -> lethe.preferences.v1.Rating
-	0,  // 36: lethe.preferences.v1.CreateUnsubscribeTokenRequest.channel:type_name -> lethe.preferences.v1.Channel
-	1,  // 37: lethe.preferences.v1.CreateUnsubscribeTokenRequest.topic:type_name -> lethe.preferences.v1.Topic
-	57, // 38: lethe.preferences.v1.UnsubscribeToken.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 39: lethe.preferences.v1.UnsubscribeResponse.channel:type_name -> lethe.preferences.v1.Channel
-	1,  // 40: lethe.preferences.v1.UnsubscribeResponse.topic:type_name -> lethe.preferences.v1.Topic
-	57, // 41: lethe.preferences.v1.PolicyVersion.effective_time:type_name -> google.protobuf.Timestamp
-	57, // 42: lethe.preferences.v1.PolicyVersion.create_time:type_name -> google.protobuf.Timestamp
-	48, // 43: lethe.preferences.v1.CreatePolicyVersionRequest.policy_version:type_name -> lethe.preferences.v1.PolicyVersion
-	48, // 44: lethe.preferences.v1.ListPolicyVersionsResponse.policy_versions:type_name -> lethe.preferences.v1.PolicyVersion
-	57, // 45: lethe.preferences.v1.PolicyAcceptance.accept_time:type_name -> google.protobuf.Timestamp
-	6,  // 46: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:input_type -> lethe.preferences.v1.GetCommunicationPreferencesRequest
-	8,  // 47: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:input_type -> lethe.preferences.v1.UpdateCommunicationPreferencesRequest
-	9,  // 48: lethe.preferences.v1.PreferencesService.StopAllMarketing:input_type -> lethe.preferences.v1.StopAllMarketingRequest
-	11, // 49: lethe.preferences.v1.PreferencesService.ListConsentRecords:input_type -> lethe.preferences.v1.ListConsentRecordsRequest
-	14, // 50: lethe.preferences.v1.PreferencesService.GetAdPreferences:input_type -> lethe.preferences.v1.GetAdPreferencesRequest
-	15, // 51: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:input_type -> lethe.preferences.v1.UpdateAdPreferencesRequest
-	16, // 52: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordGlobalPrivacyControlRequest
-	17, // 53: lethe.preferences.v1.PreferencesService.RecordDeviceGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordDeviceGlobalPrivacyControlRequest
-	19, // 54: lethe.preferences.v1.PreferencesService.ApplyDeviceGlobalPrivacyControl:input_type -> lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlRequest
-	22, // 55: lethe.preferences.v1.PreferencesService.GetProfileVisibility:input_type -> lethe.preferences.v1.GetProfileVisibilityRequest
-	23, // 56: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:input_type -> lethe.preferences.v1.UpdateProfileVisibilityRequest
-	25, // 57: lethe.preferences.v1.PreferencesService.ListSocialConnections:input_type -> lethe.preferences.v1.ListSocialConnectionsRequest
-	27, // 58: lethe.preferences.v1.PreferencesService.CreateSocialConnection:input_type -> lethe.preferences.v1.CreateSocialConnectionRequest
-	28, // 59: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:input_type -> lethe.preferences.v1.UpdateSocialConnectionRequest
-	29, // 60: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:input_type -> lethe.preferences.v1.DeleteSocialConnectionRequest
-	31, // 61: lethe.preferences.v1.PreferencesService.CreateViewingEvent:input_type -> lethe.preferences.v1.CreateViewingEventRequest
-	32, // 62: lethe.preferences.v1.PreferencesService.ListViewingEvents:input_type -> lethe.preferences.v1.ListViewingEventsRequest
-	34, // 63: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:input_type -> lethe.preferences.v1.DeleteViewingEventRequest
-	35, // 64: lethe.preferences.v1.PreferencesService.ClearViewingHistory:input_type -> lethe.preferences.v1.ClearViewingHistoryRequest
-	38, // 65: lethe.preferences.v1.PreferencesService.SetRating:input_type -> lethe.preferences.v1.SetRatingRequest
-	39, // 66: lethe.preferences.v1.PreferencesService.ListRatings:input_type -> lethe.preferences.v1.ListRatingsRequest
-	41, // 67: lethe.preferences.v1.PreferencesService.DeleteRating:input_type -> lethe.preferences.v1.DeleteRatingRequest
-	42, // 68: lethe.preferences.v1.PreferencesService.GetTitleStatistics:input_type -> lethe.preferences.v1.GetTitleStatisticsRequest
-	44, // 69: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:input_type -> lethe.preferences.v1.CreateUnsubscribeTokenRequest
-	46, // 70: lethe.preferences.v1.PreferencesService.Unsubscribe:input_type -> lethe.preferences.v1.UnsubscribeRequest
-	49, // 71: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:input_type -> lethe.preferences.v1.CreatePolicyVersionRequest
-	50, // 72: lethe.preferences.v1.PreferencesService.ListPolicyVersions:input_type -> lethe.preferences.v1.ListPolicyVersionsRequest
-	53, // 73: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:input_type -> lethe.preferences.v1.AcceptPolicyVersionRequest
-	54, // 74: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:input_type -> lethe.preferences.v1.GetPolicyAcceptanceRequest
-	55, // 75: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:input_type -> lethe.preferences.v1.CheckPolicyConsentRequest
-	5,  // 76: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
-	5,  // 77: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
-	5,  // 78: lethe.preferences.v1.PreferencesService.StopAllMarketing:output_type -> lethe.preferences.v1.CommunicationPreferences
-	12, // 79: lethe.preferences.v1.PreferencesService.ListConsentRecords:output_type -> lethe.preferences.v1.ListConsentRecordsResponse
-	13, // 80: lethe.preferences.v1.PreferencesService.GetAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
-	13, // 81: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
-	13, // 82: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:output_type -> lethe.preferences.v1.AdPreferences
-	18, // 83: lethe.preferences.v1.PreferencesService.RecordDeviceGlobalPrivacyControl:output_type -> lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse
-	20, // 84: lethe.preferences.v1.PreferencesService.ApplyDeviceGlobalPrivacyControl:output_type -> lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse
-	21, // 85: lethe.preferences.v1.PreferencesService.GetProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
-	21, // 86: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
-	26, // 87: lethe.preferences.v1.PreferencesService.ListSocialConnections:output_type -> lethe.preferences.v1.ListSocialConnectionsResponse
-	24, // 88: lethe.preferences.v1.PreferencesService.CreateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
-	24, // 89: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
-	59, // 90: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:output_type -> google.protobuf.Empty
-	30, // 91: lethe.preferences.v1.PreferencesService.CreateViewingEvent:output_type -> lethe.preferences.v1.ViewingEvent
-	33, // 92: lethe.preferences.v1.PreferencesService.ListViewingEvents:output_type -> lethe.preferences.v1.ListViewingEventsResponse
-	59, // 93: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:output_type -> google.protobuf.Empty
-	36, // 94: lethe.preferences.v1.PreferencesService.ClearViewingHistory:output_type -> lethe.preferences.v1.ClearViewingHistoryResponse
-	37, // 95: lethe.preferences.v1.PreferencesService.SetRating:output_type -> lethe.preferences.v1.Rating
-	40, // 96: lethe.preferences.v1.PreferencesService.ListRatings:output_type -> lethe.preferences.v1.ListRatingsResponse
-	59, // 97: lethe.preferences.v1.PreferencesService.DeleteRating:output_type -> google.protobuf.Empty
-	43, // 98: lethe.preferences.v1.PreferencesService.GetTitleStatistics:output_type -> lethe.preferences.v1.TitleStatistics
-	45, // 99: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:output_type -> lethe.preferences.v1.UnsubscribeToken
-	47, // 100: lethe.preferences.v1.PreferencesService.Unsubscribe:output_type -> lethe.preferences.v1.UnsubscribeResponse
-	48, // 101: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:output_type -> lethe.preferences.v1.PolicyVersion
-	51, // 102: lethe.preferences.v1.PreferencesService.ListPolicyVersions:output_type -> lethe.preferences.v1.ListPolicyVersionsResponse
-	52, // 103: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:output_type -> lethe.preferences.v1.PolicyAcceptance
-	52, // 104: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:output_type -> lethe.preferences.v1.PolicyAcceptance
-	56, // 105: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:output_type -> lethe.preferences.v1.CheckPolicyConsentResponse
-	76, // [76:106] is the sub-list for method output_type
-	46, // [46:76] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	60, // 12: lethe.preferences.v1.AdPreferences.gpc_signal_time:type_name -> google.protobuf.Timestamp
+	60, // 13: lethe.preferences.v1.AdPreferences.update_time:type_name -> google.protobuf.Timestamp
+	0,  // 14: lethe.preferences.v1.AuthorizeMarketingRequest.channel:type_name -> lethe.preferences.v1.Channel
+	1,  // 15: lethe.preferences.v1.AuthorizeMarketingRequest.topic:type_name -> lethe.preferences.v1.Topic
+	13, // 16: lethe.preferences.v1.UpdateAdPreferencesRequest.ad_preferences:type_name -> lethe.preferences.v1.AdPreferences
+	61, // 17: lethe.preferences.v1.UpdateAdPreferencesRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 18: lethe.preferences.v1.UpdateAdPreferencesRequest.source:type_name -> lethe.preferences.v1.ConsentSource
+	60, // 19: lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse.signal_time:type_name -> google.protobuf.Timestamp
+	13, // 20: lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse.ad_preferences:type_name -> lethe.preferences.v1.AdPreferences
+	3,  // 21: lethe.preferences.v1.ProfileVisibility.display_name:type_name -> lethe.preferences.v1.Visibility
+	3,  // 22: lethe.preferences.v1.ProfileVisibility.viewing_history:type_name -> lethe.preferences.v1.Visibility
+	3,  // 23: lethe.preferences.v1.ProfileVisibility.ratings:type_name -> lethe.preferences.v1.Visibility
+	3,  // 24: lethe.preferences.v1.ProfileVisibility.social_connections:type_name -> lethe.preferences.v1.Visibility
+	24, // 25: lethe.preferences.v1.UpdateProfileVisibilityRequest.profile_visibility:type_name -> lethe.preferences.v1.ProfileVisibility
+	61, // 26: lethe.preferences.v1.UpdateProfileVisibilityRequest.update_mask:type_name -> google.protobuf.FieldMask
+	60, // 27: lethe.preferences.v1.SocialConnection.create_time:type_name -> google.protobuf.Timestamp
+	27, // 28: lethe.preferences.v1.ListSocialConnectionsResponse.social_connections:type_name -> lethe.preferences.v1.SocialConnection
+	27, // 29: lethe.preferences.v1.CreateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
+	27, // 30: lethe.preferences.v1.UpdateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
+	61, // 31: lethe.preferences.v1.UpdateSocialConnectionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	60, // 32: lethe.preferences.v1.ViewingEvent.view_time:type_name -> google.protobuf.Timestamp
+	33, // 33: lethe.preferences.v1.CreateViewingEventRequest.viewing_event:type_name -> lethe.preferences.v1.ViewingEvent
+	33, // 34: lethe.preferences.v1.ListViewingEventsResponse.viewing_events:type_name -> lethe.preferences.v1.ViewingEvent
+	60, // 35: lethe.preferences.v1.Rating.update_time:type_name -> google.protobuf.Timestamp
+	40, // 36: lethe.preferences.v1.SetRatingRequest.rating:type_name -> lethe.preferences.v1.Rating
+	40, // 37: lethe.preferences.v1.ListRatingsResponse.ratings:type_name -> lethe.preferences.v1.Rating
+	0,  // 38: lethe.preferences.v1.CreateUnsubscribeTokenRequest.channel:type_name -> lethe.preferences.v1.Channel
+	1,  // 39: lethe.preferences.v1.CreateUnsubscribeTokenRequest.topic:type_name -> lethe.preferences.v1.Topic
+	60, // 40: lethe.preferences.v1.UnsubscribeToken.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 41: lethe.preferences.v1.UnsubscribeResponse.channel:type_name -> lethe.preferences.v1.Channel
+	1,  // 42: lethe.preferences.v1.UnsubscribeResponse.topic:type_name -> lethe.preferences.v1.Topic
+	60, // 43: lethe.preferences.v1.PolicyVersion.effective_time:type_name -> google.protobuf.Timestamp
+	60, // 44: lethe.preferences.v1.PolicyVersion.create_time:type_name -> google.protobuf.Timestamp
+	51, // 45: lethe.preferences.v1.CreatePolicyVersionRequest.policy_version:type_name -> lethe.preferences.v1.PolicyVersion
+	51, // 46: lethe.preferences.v1.ListPolicyVersionsResponse.policy_versions:type_name -> lethe.preferences.v1.PolicyVersion
+	60, // 47: lethe.preferences.v1.PolicyAcceptance.accept_time:type_name -> google.protobuf.Timestamp
+	6,  // 48: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:input_type -> lethe.preferences.v1.GetCommunicationPreferencesRequest
+	8,  // 49: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:input_type -> lethe.preferences.v1.UpdateCommunicationPreferencesRequest
+	9,  // 50: lethe.preferences.v1.PreferencesService.StopAllMarketing:input_type -> lethe.preferences.v1.StopAllMarketingRequest
+	11, // 51: lethe.preferences.v1.PreferencesService.ListConsentRecords:input_type -> lethe.preferences.v1.ListConsentRecordsRequest
+	17, // 52: lethe.preferences.v1.PreferencesService.GetAdPreferences:input_type -> lethe.preferences.v1.GetAdPreferencesRequest
+	18, // 53: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:input_type -> lethe.preferences.v1.UpdateAdPreferencesRequest
+	19, // 54: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordGlobalPrivacyControlRequest
+	14, // 55: lethe.preferences.v1.PreferencesService.AuthorizeMarketing:input_type -> lethe.preferences.v1.AuthorizeMarketingRequest
+	16, // 56: lethe.preferences.v1.PreferencesService.SetProcessingRestriction:input_type -> lethe.preferences.v1.SetProcessingRestrictionRequest
+	20, // 57: lethe.preferences.v1.PreferencesService.RecordDeviceGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordDeviceGlobalPrivacyControlRequest
+	22, // 58: lethe.preferences.v1.PreferencesService.ApplyDeviceGlobalPrivacyControl:input_type -> lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlRequest
+	25, // 59: lethe.preferences.v1.PreferencesService.GetProfileVisibility:input_type -> lethe.preferences.v1.GetProfileVisibilityRequest
+	26, // 60: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:input_type -> lethe.preferences.v1.UpdateProfileVisibilityRequest
+	28, // 61: lethe.preferences.v1.PreferencesService.ListSocialConnections:input_type -> lethe.preferences.v1.ListSocialConnectionsRequest
+	30, // 62: lethe.preferences.v1.PreferencesService.CreateSocialConnection:input_type -> lethe.preferences.v1.CreateSocialConnectionRequest
+	31, // 63: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:input_type -> lethe.preferences.v1.UpdateSocialConnectionRequest
+	32, // 64: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:input_type -> lethe.preferences.v1.DeleteSocialConnectionRequest
+	34, // 65: lethe.preferences.v1.PreferencesService.CreateViewingEvent:input_type -> lethe.preferences.v1.CreateViewingEventRequest
+	35, // 66: lethe.preferences.v1.PreferencesService.ListViewingEvents:input_type -> lethe.preferences.v1.ListViewingEventsRequest
+	37, // 67: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:input_type -> lethe.preferences.v1.DeleteViewingEventRequest
+	38, // 68: lethe.preferences.v1.PreferencesService.ClearViewingHistory:input_type -> lethe.preferences.v1.ClearViewingHistoryRequest
+	41, // 69: lethe.preferences.v1.PreferencesService.SetRating:input_type -> lethe.preferences.v1.SetRatingRequest
+	42, // 70: lethe.preferences.v1.PreferencesService.ListRatings:input_type -> lethe.preferences.v1.ListRatingsRequest
+	44, // 71: lethe.preferences.v1.PreferencesService.DeleteRating:input_type -> lethe.preferences.v1.DeleteRatingRequest
+	45, // 72: lethe.preferences.v1.PreferencesService.GetTitleStatistics:input_type -> lethe.preferences.v1.GetTitleStatisticsRequest
+	47, // 73: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:input_type -> lethe.preferences.v1.CreateUnsubscribeTokenRequest
+	49, // 74: lethe.preferences.v1.PreferencesService.Unsubscribe:input_type -> lethe.preferences.v1.UnsubscribeRequest
+	52, // 75: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:input_type -> lethe.preferences.v1.CreatePolicyVersionRequest
+	53, // 76: lethe.preferences.v1.PreferencesService.ListPolicyVersions:input_type -> lethe.preferences.v1.ListPolicyVersionsRequest
+	56, // 77: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:input_type -> lethe.preferences.v1.AcceptPolicyVersionRequest
+	57, // 78: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:input_type -> lethe.preferences.v1.GetPolicyAcceptanceRequest
+	58, // 79: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:input_type -> lethe.preferences.v1.CheckPolicyConsentRequest
+	5,  // 80: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
+	5,  // 81: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
+	5,  // 82: lethe.preferences.v1.PreferencesService.StopAllMarketing:output_type -> lethe.preferences.v1.CommunicationPreferences
+	12, // 83: lethe.preferences.v1.PreferencesService.ListConsentRecords:output_type -> lethe.preferences.v1.ListConsentRecordsResponse
+	13, // 84: lethe.preferences.v1.PreferencesService.GetAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
+	13, // 85: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
+	13, // 86: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:output_type -> lethe.preferences.v1.AdPreferences
+	15, // 87: lethe.preferences.v1.PreferencesService.AuthorizeMarketing:output_type -> lethe.preferences.v1.AuthorizeMarketingResponse
+	13, // 88: lethe.preferences.v1.PreferencesService.SetProcessingRestriction:output_type -> lethe.preferences.v1.AdPreferences
+	21, // 89: lethe.preferences.v1.PreferencesService.RecordDeviceGlobalPrivacyControl:output_type -> lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse
+	23, // 90: lethe.preferences.v1.PreferencesService.ApplyDeviceGlobalPrivacyControl:output_type -> lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse
+	24, // 91: lethe.preferences.v1.PreferencesService.GetProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
+	24, // 92: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
+	29, // 93: lethe.preferences.v1.PreferencesService.ListSocialConnections:output_type -> lethe.preferences.v1.ListSocialConnectionsResponse
+	27, // 94: lethe.preferences.v1.PreferencesService.CreateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
+	27, // 95: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
+	62, // 96: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:output_type -> google.protobuf.Empty
+	33, // 97: lethe.preferences.v1.PreferencesService.CreateViewingEvent:output_type -> lethe.preferences.v1.ViewingEvent
+	36, // 98: lethe.preferences.v1.PreferencesService.ListViewingEvents:output_type -> lethe.preferences.v1.ListViewingEventsResponse
+	62, // 99: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:output_type -> google.protobuf.Empty
+	39, // 100: lethe.preferences.v1.PreferencesService.ClearViewingHistory:output_type -> lethe.preferences.v1.ClearViewingHistoryResponse
+	40, // 101: lethe.preferences.v1.PreferencesService.SetRating:output_type -> lethe.preferences.v1.Rating
+	43, // 102: lethe.preferences.v1.PreferencesService.ListRatings:output_type -> lethe.preferences.v1.ListRatingsResponse
+	62, // 103: lethe.preferences.v1.PreferencesService.DeleteRating:output_type -> google.protobuf.Empty
+	46, // 104: lethe.preferences.v1.PreferencesService.GetTitleStatistics:output_type -> lethe.preferences.v1.TitleStatistics
+	48, // 105: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:output_type -> lethe.preferences.v1.UnsubscribeToken
+	50, // 106: lethe.preferences.v1.PreferencesService.Unsubscribe:output_type -> lethe.preferences.v1.UnsubscribeResponse
+	51, // 107: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:output_type -> lethe.preferences.v1.PolicyVersion
+	54, // 108: lethe.preferences.v1.PreferencesService.ListPolicyVersions:output_type -> lethe.preferences.v1.ListPolicyVersionsResponse
+	55, // 109: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:output_type -> lethe.preferences.v1.PolicyAcceptance
+	55, // 110: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:output_type -> lethe.preferences.v1.PolicyAcceptance
+	59, // 111: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:output_type -> lethe.preferences.v1.CheckPolicyConsentResponse
+	80, // [80:112] is the sub-list for method output_type
+	48, // [48:80] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_lethe_preferences_v1_preferences_proto_init() }
@@ -4069,7 +4296,7 @@ func file_lethe_preferences_v1_preferences_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_preferences_v1_preferences_proto_rawDesc), len(file_lethe_preferences_v1_preferences_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   53,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

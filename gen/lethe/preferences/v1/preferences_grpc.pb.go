@@ -27,6 +27,8 @@ const (
 	PreferencesService_GetAdPreferences_FullMethodName                 = "/lethe.preferences.v1.PreferencesService/GetAdPreferences"
 	PreferencesService_UpdateAdPreferences_FullMethodName              = "/lethe.preferences.v1.PreferencesService/UpdateAdPreferences"
 	PreferencesService_RecordGlobalPrivacyControl_FullMethodName       = "/lethe.preferences.v1.PreferencesService/RecordGlobalPrivacyControl"
+	PreferencesService_AuthorizeMarketing_FullMethodName               = "/lethe.preferences.v1.PreferencesService/AuthorizeMarketing"
+	PreferencesService_SetProcessingRestriction_FullMethodName         = "/lethe.preferences.v1.PreferencesService/SetProcessingRestriction"
 	PreferencesService_RecordDeviceGlobalPrivacyControl_FullMethodName = "/lethe.preferences.v1.PreferencesService/RecordDeviceGlobalPrivacyControl"
 	PreferencesService_ApplyDeviceGlobalPrivacyControl_FullMethodName  = "/lethe.preferences.v1.PreferencesService/ApplyDeviceGlobalPrivacyControl"
 	PreferencesService_GetProfileVisibility_FullMethodName             = "/lethe.preferences.v1.PreferencesService/GetProfileVisibility"
@@ -75,6 +77,15 @@ type PreferencesServiceClient interface {
 	// RecordGlobalPrivacyControl records a Sec-GPC: 1 signal, which opts the member out
 	// of the sale and sharing of their data for ads.
 	RecordGlobalPrivacyControl(ctx context.Context, in *RecordGlobalPrivacyControlRequest, opts ...grpc.CallOption) (*AdPreferences, error)
+	// AuthorizeMarketing answers whether a marketing message on a channel and topic may be
+	// sent to a member now: the one check before any marketing send. Refused while the
+	// member is unsubscribed (NOT_SUBSCRIBED) or their processing is restricted
+	// (PROCESSING_RESTRICTED). Internal.
+	AuthorizeMarketing(ctx context.Context, in *AuthorizeMarketingRequest, opts ...grpc.CallOption) (*AuthorizeMarketingResponse, error)
+	// SetProcessingRestriction puts a restriction of processing in force for a member, or
+	// lifts it: while restricted no marketing is sent and nothing is personalized.
+	// Internal: fulfillment calls it for restriction requests. Idempotent.
+	SetProcessingRestriction(ctx context.Context, in *SetProcessingRestrictionRequest, opts ...grpc.CallOption) (*AdPreferences, error)
 	// RecordDeviceGlobalPrivacyControl records a Sec-GPC: 1 signal from a signed-out
 	// visitor against their device (the gateway's device cookie), so it is applied to the
 	// member who later signs in on that device. Internal: called by the gateway.
@@ -210,6 +221,26 @@ func (c *preferencesServiceClient) RecordGlobalPrivacyControl(ctx context.Contex
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AdPreferences)
 	err := c.cc.Invoke(ctx, PreferencesService_RecordGlobalPrivacyControl_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *preferencesServiceClient) AuthorizeMarketing(ctx context.Context, in *AuthorizeMarketingRequest, opts ...grpc.CallOption) (*AuthorizeMarketingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuthorizeMarketingResponse)
+	err := c.cc.Invoke(ctx, PreferencesService_AuthorizeMarketing_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *preferencesServiceClient) SetProcessingRestriction(ctx context.Context, in *SetProcessingRestrictionRequest, opts ...grpc.CallOption) (*AdPreferences, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AdPreferences)
+	err := c.cc.Invoke(ctx, PreferencesService_SetProcessingRestriction_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -469,6 +500,15 @@ type PreferencesServiceServer interface {
 	// RecordGlobalPrivacyControl records a Sec-GPC: 1 signal, which opts the member out
 	// of the sale and sharing of their data for ads.
 	RecordGlobalPrivacyControl(context.Context, *RecordGlobalPrivacyControlRequest) (*AdPreferences, error)
+	// AuthorizeMarketing answers whether a marketing message on a channel and topic may be
+	// sent to a member now: the one check before any marketing send. Refused while the
+	// member is unsubscribed (NOT_SUBSCRIBED) or their processing is restricted
+	// (PROCESSING_RESTRICTED). Internal.
+	AuthorizeMarketing(context.Context, *AuthorizeMarketingRequest) (*AuthorizeMarketingResponse, error)
+	// SetProcessingRestriction puts a restriction of processing in force for a member, or
+	// lifts it: while restricted no marketing is sent and nothing is personalized.
+	// Internal: fulfillment calls it for restriction requests. Idempotent.
+	SetProcessingRestriction(context.Context, *SetProcessingRestrictionRequest) (*AdPreferences, error)
 	// RecordDeviceGlobalPrivacyControl records a Sec-GPC: 1 signal from a signed-out
 	// visitor against their device (the gateway's device cookie), so it is applied to the
 	// member who later signs in on that device. Internal: called by the gateway.
@@ -560,6 +600,12 @@ func (UnimplementedPreferencesServiceServer) UpdateAdPreferences(context.Context
 }
 func (UnimplementedPreferencesServiceServer) RecordGlobalPrivacyControl(context.Context, *RecordGlobalPrivacyControlRequest) (*AdPreferences, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RecordGlobalPrivacyControl not implemented")
+}
+func (UnimplementedPreferencesServiceServer) AuthorizeMarketing(context.Context, *AuthorizeMarketingRequest) (*AuthorizeMarketingResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AuthorizeMarketing not implemented")
+}
+func (UnimplementedPreferencesServiceServer) SetProcessingRestriction(context.Context, *SetProcessingRestrictionRequest) (*AdPreferences, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetProcessingRestriction not implemented")
 }
 func (UnimplementedPreferencesServiceServer) RecordDeviceGlobalPrivacyControl(context.Context, *RecordDeviceGlobalPrivacyControlRequest) (*RecordDeviceGlobalPrivacyControlResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RecordDeviceGlobalPrivacyControl not implemented")
@@ -773,6 +819,42 @@ func _PreferencesService_RecordGlobalPrivacyControl_Handler(srv interface{}, ctx
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(PreferencesServiceServer).RecordGlobalPrivacyControl(ctx, req.(*RecordGlobalPrivacyControlRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PreferencesService_AuthorizeMarketing_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuthorizeMarketingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PreferencesServiceServer).AuthorizeMarketing(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PreferencesService_AuthorizeMarketing_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PreferencesServiceServer).AuthorizeMarketing(ctx, req.(*AuthorizeMarketingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PreferencesService_SetProcessingRestriction_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetProcessingRestrictionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PreferencesServiceServer).SetProcessingRestriction(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PreferencesService_SetProcessingRestriction_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PreferencesServiceServer).SetProcessingRestriction(ctx, req.(*SetProcessingRestrictionRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1225,6 +1307,14 @@ var PreferencesService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordGlobalPrivacyControl",
 			Handler:    _PreferencesService_RecordGlobalPrivacyControl_Handler,
+		},
+		{
+			MethodName: "AuthorizeMarketing",
+			Handler:    _PreferencesService_AuthorizeMarketing_Handler,
+		},
+		{
+			MethodName: "SetProcessingRestriction",
+			Handler:    _PreferencesService_SetProcessingRestriction_Handler,
 		},
 		{
 			MethodName: "RecordDeviceGlobalPrivacyControl",

@@ -2468,6 +2468,116 @@ func (x *BlockSharingResponse) GetBlockTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// SetProcessingRestrictionRequest restricts or lifts.
+type SetProcessingRestrictionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// member is "members/{member}".
+	Member string `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// restricted is true to restrict, false to lift.
+	Restricted bool `protobuf:"varint,2,opt,name=restricted,proto3" json:"restricted,omitempty"`
+	// reference is the privacy request that asked for it.
+	Reference     string `protobuf:"bytes,3,opt,name=reference,proto3" json:"reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetProcessingRestrictionRequest) Reset() {
+	*x = SetProcessingRestrictionRequest{}
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetProcessingRestrictionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetProcessingRestrictionRequest) ProtoMessage() {}
+
+func (x *SetProcessingRestrictionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetProcessingRestrictionRequest.ProtoReflect.Descriptor instead.
+func (*SetProcessingRestrictionRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SetProcessingRestrictionRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *SetProcessingRestrictionRequest) GetRestricted() bool {
+	if x != nil {
+		return x.Restricted
+	}
+	return false
+}
+
+func (x *SetProcessingRestrictionRequest) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+// SetProcessingRestrictionResponse confirms.
+type SetProcessingRestrictionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// restricted is the state now in force.
+	Restricted    bool `protobuf:"varint,1,opt,name=restricted,proto3" json:"restricted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetProcessingRestrictionResponse) Reset() {
+	*x = SetProcessingRestrictionResponse{}
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetProcessingRestrictionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetProcessingRestrictionResponse) ProtoMessage() {}
+
+func (x *SetProcessingRestrictionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetProcessingRestrictionResponse.ProtoReflect.Descriptor instead.
+func (*SetProcessingRestrictionResponse) Descriptor() ([]byte, []int) {
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SetProcessingRestrictionResponse) GetRestricted() bool {
+	if x != nil {
+		return x.Restricted
+	}
+	return false
+}
+
 // ListErasureRecipientsRequest names a member.
 type ListErasureRecipientsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2479,7 +2589,7 @@ type ListErasureRecipientsRequest struct {
 
 func (x *ListErasureRecipientsRequest) Reset() {
 	*x = ListErasureRecipientsRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[34]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2491,7 +2601,7 @@ func (x *ListErasureRecipientsRequest) String() string {
 func (*ListErasureRecipientsRequest) ProtoMessage() {}
 
 func (x *ListErasureRecipientsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[34]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2504,7 +2614,7 @@ func (x *ListErasureRecipientsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListErasureRecipientsRequest.ProtoReflect.Descriptor instead.
 func (*ListErasureRecipientsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{34}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListErasureRecipientsRequest) GetMember() string {
@@ -2525,7 +2635,7 @@ type ListErasureRecipientsResponse struct {
 
 func (x *ListErasureRecipientsResponse) Reset() {
 	*x = ListErasureRecipientsResponse{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[35]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2537,7 +2647,7 @@ func (x *ListErasureRecipientsResponse) String() string {
 func (*ListErasureRecipientsResponse) ProtoMessage() {}
 
 func (x *ListErasureRecipientsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[35]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2550,7 +2660,7 @@ func (x *ListErasureRecipientsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListErasureRecipientsResponse.ProtoReflect.Descriptor instead.
 func (*ListErasureRecipientsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{35}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListErasureRecipientsResponse) GetPartners() []string {
@@ -2583,7 +2693,7 @@ type OnwardErasure struct {
 
 func (x *OnwardErasure) Reset() {
 	*x = OnwardErasure{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[36]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2595,7 +2705,7 @@ func (x *OnwardErasure) String() string {
 func (*OnwardErasure) ProtoMessage() {}
 
 func (x *OnwardErasure) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[36]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2608,7 +2718,7 @@ func (x *OnwardErasure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OnwardErasure.ProtoReflect.Descriptor instead.
 func (*OnwardErasure) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{36}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *OnwardErasure) GetName() string {
@@ -2675,7 +2785,7 @@ type SendOnwardErasureRequest struct {
 
 func (x *SendOnwardErasureRequest) Reset() {
 	*x = SendOnwardErasureRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[37]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2687,7 +2797,7 @@ func (x *SendOnwardErasureRequest) String() string {
 func (*SendOnwardErasureRequest) ProtoMessage() {}
 
 func (x *SendOnwardErasureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[37]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2700,7 +2810,7 @@ func (x *SendOnwardErasureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendOnwardErasureRequest.ProtoReflect.Descriptor instead.
 func (*SendOnwardErasureRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{37}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SendOnwardErasureRequest) GetMember() string {
@@ -2735,7 +2845,7 @@ type GetOnwardErasureRequest struct {
 
 func (x *GetOnwardErasureRequest) Reset() {
 	*x = GetOnwardErasureRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[38]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2747,7 +2857,7 @@ func (x *GetOnwardErasureRequest) String() string {
 func (*GetOnwardErasureRequest) ProtoMessage() {}
 
 func (x *GetOnwardErasureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[38]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2760,7 +2870,7 @@ func (x *GetOnwardErasureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOnwardErasureRequest.ProtoReflect.Descriptor instead.
 func (*GetOnwardErasureRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{38}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetOnwardErasureRequest) GetName() string {
@@ -2787,7 +2897,7 @@ type AcknowledgeErasureRequest struct {
 
 func (x *AcknowledgeErasureRequest) Reset() {
 	*x = AcknowledgeErasureRequest{}
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[39]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2799,7 +2909,7 @@ func (x *AcknowledgeErasureRequest) String() string {
 func (*AcknowledgeErasureRequest) ProtoMessage() {}
 
 func (x *AcknowledgeErasureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[39]
+	mi := &file_lethe_sharing_v1_sharing_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2812,7 +2922,7 @@ func (x *AcknowledgeErasureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeErasureRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeErasureRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{39}
+	return file_lethe_sharing_v1_sharing_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AcknowledgeErasureRequest) GetName() string {
@@ -3101,7 +3211,21 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	"\x14BlockSharingResponse\x12T\n" +
 	"\n" +
 	"block_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\tblockTime\"N\n" +
+	"\x11system.operations\x10\x04R\tblockTime\"\xcc\x01\n" +
+	"\x1fSetProcessingRestrictionRequest\x12.\n" +
+	"\x06member\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x06member\x12@\n" +
+	"\n" +
+	"restricted\x18\x02 \x01(\bB \xea\xe0\x18\x1c\n" +
+	"\x18user.privacy_preferences\x10\x01R\n" +
+	"restricted\x127\n" +
+	"\treference\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\treference\"d\n" +
+	" SetProcessingRestrictionResponse\x12@\n" +
+	"\n" +
+	"restricted\x18\x01 \x01(\bB \xea\xe0\x18\x1c\n" +
+	"\x18user.privacy_preferences\x10\x01R\n" +
+	"restricted\"N\n" +
 	"\x1cListErasureRecipientsRequest\x12.\n" +
 	"\x06member\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
 	"\x0euser.unique_id\x10\x01R\x06member\"V\n" +
@@ -3167,7 +3291,7 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	" ONWARD_ERASURE_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19ONWARD_ERASURE_STATE_SENT\x10\x01\x12%\n" +
 	"!ONWARD_ERASURE_STATE_ACKNOWLEDGED\x10\x02\x12\x1f\n" +
-	"\x1bONWARD_ERASURE_STATE_FAILED\x10\x032\xdc\x17\n" +
+	"\x1bONWARD_ERASURE_STATE_FAILED\x10\x032\xe6\x18\n" +
 	"\x0eSharingService\x12u\n" +
 	"\rCreatePartner\x12&.lethe.sharing.v1.CreatePartnerRequest\x1a\x19.lethe.sharing.v1.Partner\"!\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x17:\apartner\"\f/v1/partners\x12o\n" +
 	"\n" +
@@ -3185,7 +3309,8 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	"\x13AuthorizeDisclosure\x12,.lethe.sharing.v1.AuthorizeDisclosureRequest\x1a-.lethe.sharing.v1.AuthorizeDisclosureResponse\"\x04\xf0\xe0\x18\x05\x12\x96\x01\n" +
 	"\x0fListDisclosures\x12(.lethe.sharing.v1.ListDisclosuresRequest\x1a).lethe.sharing.v1.ListDisclosuresResponse\".\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02$\x12\"/v1/{parent=members/*}/disclosures\x12\xac\x01\n" +
 	"\x13VerifyDisclosureLog\x12,.lethe.sharing.v1.VerifyDisclosureLogRequest\x1a-.lethe.sharing.v1.VerifyDisclosureLogResponse\"8\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{parent=members/*}/disclosures:verify\x12c\n" +
-	"\fBlockSharing\x12%.lethe.sharing.v1.BlockSharingRequest\x1a&.lethe.sharing.v1.BlockSharingResponse\"\x04\xf0\xe0\x18\x05\x12~\n" +
+	"\fBlockSharing\x12%.lethe.sharing.v1.BlockSharingRequest\x1a&.lethe.sharing.v1.BlockSharingResponse\"\x04\xf0\xe0\x18\x05\x12\x87\x01\n" +
+	"\x18SetProcessingRestriction\x121.lethe.sharing.v1.SetProcessingRestrictionRequest\x1a2.lethe.sharing.v1.SetProcessingRestrictionResponse\"\x04\xf0\xe0\x18\x05\x12~\n" +
 	"\x15ListErasureRecipients\x12..lethe.sharing.v1.ListErasureRecipientsRequest\x1a/.lethe.sharing.v1.ListErasureRecipientsResponse\"\x04\xf0\xe0\x18\x05\x12f\n" +
 	"\x11SendOnwardErasure\x12*.lethe.sharing.v1.SendOnwardErasureRequest\x1a\x1f.lethe.sharing.v1.OnwardErasure\"\x04\xf0\xe0\x18\x05\x12d\n" +
 	"\x10GetOnwardErasure\x12).lethe.sharing.v1.GetOnwardErasureRequest\x1a\x1f.lethe.sharing.v1.OnwardErasure\"\x04\xf0\xe0\x18\x05\x12\x9c\x01\n" +
@@ -3206,88 +3331,90 @@ func file_lethe_sharing_v1_sharing_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_sharing_v1_sharing_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lethe_sharing_v1_sharing_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_lethe_sharing_v1_sharing_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_lethe_sharing_v1_sharing_proto_goTypes = []any{
-	(BusinessTransferState)(0),            // 0: lethe.sharing.v1.BusinessTransferState
-	(PartnerKind)(0),                      // 1: lethe.sharing.v1.PartnerKind
-	(NoticeState)(0),                      // 2: lethe.sharing.v1.NoticeState
-	(OnwardErasureState)(0),               // 3: lethe.sharing.v1.OnwardErasureState
-	(*BusinessTransfer)(nil),              // 4: lethe.sharing.v1.BusinessTransfer
-	(*CreateBusinessTransferRequest)(nil), // 5: lethe.sharing.v1.CreateBusinessTransferRequest
-	(*GetBusinessTransferRequest)(nil),    // 6: lethe.sharing.v1.GetBusinessTransferRequest
-	(*Partner)(nil),                       // 7: lethe.sharing.v1.Partner
-	(*CreatePartnerRequest)(nil),          // 8: lethe.sharing.v1.CreatePartnerRequest
-	(*GetPartnerRequest)(nil),             // 9: lethe.sharing.v1.GetPartnerRequest
-	(*ListPartnersRequest)(nil),           // 10: lethe.sharing.v1.ListPartnersRequest
-	(*ListPartnersResponse)(nil),          // 11: lethe.sharing.v1.ListPartnersResponse
-	(*UpdatePartnerRequest)(nil),          // 12: lethe.sharing.v1.UpdatePartnerRequest
-	(*Purpose)(nil),                       // 13: lethe.sharing.v1.Purpose
-	(*CreatePurposeRequest)(nil),          // 14: lethe.sharing.v1.CreatePurposeRequest
-	(*ListPurposesRequest)(nil),           // 15: lethe.sharing.v1.ListPurposesRequest
-	(*ListPurposesResponse)(nil),          // 16: lethe.sharing.v1.ListPurposesResponse
-	(*NotifyMembersRequest)(nil),          // 17: lethe.sharing.v1.NotifyMembersRequest
-	(*NotifyMembersResponse)(nil),         // 18: lethe.sharing.v1.NotifyMembersResponse
-	(*Notice)(nil),                        // 19: lethe.sharing.v1.Notice
-	(*ListNoticesRequest)(nil),            // 20: lethe.sharing.v1.ListNoticesRequest
-	(*ListNoticesResponse)(nil),           // 21: lethe.sharing.v1.ListNoticesResponse
-	(*Objection)(nil),                     // 22: lethe.sharing.v1.Objection
-	(*CreateObjectionRequest)(nil),        // 23: lethe.sharing.v1.CreateObjectionRequest
-	(*ObjectToNoticeRequest)(nil),         // 24: lethe.sharing.v1.ObjectToNoticeRequest
-	(*ObjectToNoticeResponse)(nil),        // 25: lethe.sharing.v1.ObjectToNoticeResponse
-	(*ListObjectionsRequest)(nil),         // 26: lethe.sharing.v1.ListObjectionsRequest
-	(*ListObjectionsResponse)(nil),        // 27: lethe.sharing.v1.ListObjectionsResponse
-	(*WithdrawObjectionRequest)(nil),      // 28: lethe.sharing.v1.WithdrawObjectionRequest
-	(*AuthorizeDisclosureRequest)(nil),    // 29: lethe.sharing.v1.AuthorizeDisclosureRequest
-	(*AuthorizeDisclosureResponse)(nil),   // 30: lethe.sharing.v1.AuthorizeDisclosureResponse
-	(*Disclosure)(nil),                    // 31: lethe.sharing.v1.Disclosure
-	(*ListDisclosuresRequest)(nil),        // 32: lethe.sharing.v1.ListDisclosuresRequest
-	(*ListDisclosuresResponse)(nil),       // 33: lethe.sharing.v1.ListDisclosuresResponse
-	(*VerifyDisclosureLogRequest)(nil),    // 34: lethe.sharing.v1.VerifyDisclosureLogRequest
-	(*VerifyDisclosureLogResponse)(nil),   // 35: lethe.sharing.v1.VerifyDisclosureLogResponse
-	(*BlockSharingRequest)(nil),           // 36: lethe.sharing.v1.BlockSharingRequest
-	(*BlockSharingResponse)(nil),          // 37: lethe.sharing.v1.BlockSharingResponse
-	(*ListErasureRecipientsRequest)(nil),  // 38: lethe.sharing.v1.ListErasureRecipientsRequest
-	(*ListErasureRecipientsResponse)(nil), // 39: lethe.sharing.v1.ListErasureRecipientsResponse
-	(*OnwardErasure)(nil),                 // 40: lethe.sharing.v1.OnwardErasure
-	(*SendOnwardErasureRequest)(nil),      // 41: lethe.sharing.v1.SendOnwardErasureRequest
-	(*GetOnwardErasureRequest)(nil),       // 42: lethe.sharing.v1.GetOnwardErasureRequest
-	(*AcknowledgeErasureRequest)(nil),     // 43: lethe.sharing.v1.AcknowledgeErasureRequest
-	(*timestamppb.Timestamp)(nil),         // 44: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 45: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),         // 46: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                 // 47: google.protobuf.Empty
+	(BusinessTransferState)(0),               // 0: lethe.sharing.v1.BusinessTransferState
+	(PartnerKind)(0),                         // 1: lethe.sharing.v1.PartnerKind
+	(NoticeState)(0),                         // 2: lethe.sharing.v1.NoticeState
+	(OnwardErasureState)(0),                  // 3: lethe.sharing.v1.OnwardErasureState
+	(*BusinessTransfer)(nil),                 // 4: lethe.sharing.v1.BusinessTransfer
+	(*CreateBusinessTransferRequest)(nil),    // 5: lethe.sharing.v1.CreateBusinessTransferRequest
+	(*GetBusinessTransferRequest)(nil),       // 6: lethe.sharing.v1.GetBusinessTransferRequest
+	(*Partner)(nil),                          // 7: lethe.sharing.v1.Partner
+	(*CreatePartnerRequest)(nil),             // 8: lethe.sharing.v1.CreatePartnerRequest
+	(*GetPartnerRequest)(nil),                // 9: lethe.sharing.v1.GetPartnerRequest
+	(*ListPartnersRequest)(nil),              // 10: lethe.sharing.v1.ListPartnersRequest
+	(*ListPartnersResponse)(nil),             // 11: lethe.sharing.v1.ListPartnersResponse
+	(*UpdatePartnerRequest)(nil),             // 12: lethe.sharing.v1.UpdatePartnerRequest
+	(*Purpose)(nil),                          // 13: lethe.sharing.v1.Purpose
+	(*CreatePurposeRequest)(nil),             // 14: lethe.sharing.v1.CreatePurposeRequest
+	(*ListPurposesRequest)(nil),              // 15: lethe.sharing.v1.ListPurposesRequest
+	(*ListPurposesResponse)(nil),             // 16: lethe.sharing.v1.ListPurposesResponse
+	(*NotifyMembersRequest)(nil),             // 17: lethe.sharing.v1.NotifyMembersRequest
+	(*NotifyMembersResponse)(nil),            // 18: lethe.sharing.v1.NotifyMembersResponse
+	(*Notice)(nil),                           // 19: lethe.sharing.v1.Notice
+	(*ListNoticesRequest)(nil),               // 20: lethe.sharing.v1.ListNoticesRequest
+	(*ListNoticesResponse)(nil),              // 21: lethe.sharing.v1.ListNoticesResponse
+	(*Objection)(nil),                        // 22: lethe.sharing.v1.Objection
+	(*CreateObjectionRequest)(nil),           // 23: lethe.sharing.v1.CreateObjectionRequest
+	(*ObjectToNoticeRequest)(nil),            // 24: lethe.sharing.v1.ObjectToNoticeRequest
+	(*ObjectToNoticeResponse)(nil),           // 25: lethe.sharing.v1.ObjectToNoticeResponse
+	(*ListObjectionsRequest)(nil),            // 26: lethe.sharing.v1.ListObjectionsRequest
+	(*ListObjectionsResponse)(nil),           // 27: lethe.sharing.v1.ListObjectionsResponse
+	(*WithdrawObjectionRequest)(nil),         // 28: lethe.sharing.v1.WithdrawObjectionRequest
+	(*AuthorizeDisclosureRequest)(nil),       // 29: lethe.sharing.v1.AuthorizeDisclosureRequest
+	(*AuthorizeDisclosureResponse)(nil),      // 30: lethe.sharing.v1.AuthorizeDisclosureResponse
+	(*Disclosure)(nil),                       // 31: lethe.sharing.v1.Disclosure
+	(*ListDisclosuresRequest)(nil),           // 32: lethe.sharing.v1.ListDisclosuresRequest
+	(*ListDisclosuresResponse)(nil),          // 33: lethe.sharing.v1.ListDisclosuresResponse
+	(*VerifyDisclosureLogRequest)(nil),       // 34: lethe.sharing.v1.VerifyDisclosureLogRequest
+	(*VerifyDisclosureLogResponse)(nil),      // 35: lethe.sharing.v1.VerifyDisclosureLogResponse
+	(*BlockSharingRequest)(nil),              // 36: lethe.sharing.v1.BlockSharingRequest
+	(*BlockSharingResponse)(nil),             // 37: lethe.sharing.v1.BlockSharingResponse
+	(*SetProcessingRestrictionRequest)(nil),  // 38: lethe.sharing.v1.SetProcessingRestrictionRequest
+	(*SetProcessingRestrictionResponse)(nil), // 39: lethe.sharing.v1.SetProcessingRestrictionResponse
+	(*ListErasureRecipientsRequest)(nil),     // 40: lethe.sharing.v1.ListErasureRecipientsRequest
+	(*ListErasureRecipientsResponse)(nil),    // 41: lethe.sharing.v1.ListErasureRecipientsResponse
+	(*OnwardErasure)(nil),                    // 42: lethe.sharing.v1.OnwardErasure
+	(*SendOnwardErasureRequest)(nil),         // 43: lethe.sharing.v1.SendOnwardErasureRequest
+	(*GetOnwardErasureRequest)(nil),          // 44: lethe.sharing.v1.GetOnwardErasureRequest
+	(*AcknowledgeErasureRequest)(nil),        // 45: lethe.sharing.v1.AcknowledgeErasureRequest
+	(*timestamppb.Timestamp)(nil),            // 46: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),              // 47: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),            // 48: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                    // 49: google.protobuf.Empty
 }
 var file_lethe_sharing_v1_sharing_proto_depIdxs = []int32{
-	44, // 0: lethe.sharing.v1.BusinessTransfer.effective_time:type_name -> google.protobuf.Timestamp
+	46, // 0: lethe.sharing.v1.BusinessTransfer.effective_time:type_name -> google.protobuf.Timestamp
 	0,  // 1: lethe.sharing.v1.BusinessTransfer.state:type_name -> lethe.sharing.v1.BusinessTransferState
-	44, // 2: lethe.sharing.v1.BusinessTransfer.create_time:type_name -> google.protobuf.Timestamp
+	46, // 2: lethe.sharing.v1.BusinessTransfer.create_time:type_name -> google.protobuf.Timestamp
 	4,  // 3: lethe.sharing.v1.CreateBusinessTransferRequest.business_transfer:type_name -> lethe.sharing.v1.BusinessTransfer
 	1,  // 4: lethe.sharing.v1.Partner.kind:type_name -> lethe.sharing.v1.PartnerKind
-	45, // 5: lethe.sharing.v1.Partner.ack_deadline:type_name -> google.protobuf.Duration
-	44, // 6: lethe.sharing.v1.Partner.create_time:type_name -> google.protobuf.Timestamp
+	47, // 5: lethe.sharing.v1.Partner.ack_deadline:type_name -> google.protobuf.Duration
+	46, // 6: lethe.sharing.v1.Partner.create_time:type_name -> google.protobuf.Timestamp
 	7,  // 7: lethe.sharing.v1.CreatePartnerRequest.partner:type_name -> lethe.sharing.v1.Partner
 	7,  // 8: lethe.sharing.v1.ListPartnersResponse.partners:type_name -> lethe.sharing.v1.Partner
 	7,  // 9: lethe.sharing.v1.UpdatePartnerRequest.partner:type_name -> lethe.sharing.v1.Partner
-	46, // 10: lethe.sharing.v1.UpdatePartnerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	45, // 11: lethe.sharing.v1.Purpose.notice_period:type_name -> google.protobuf.Duration
-	44, // 12: lethe.sharing.v1.Purpose.create_time:type_name -> google.protobuf.Timestamp
+	48, // 10: lethe.sharing.v1.UpdatePartnerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	47, // 11: lethe.sharing.v1.Purpose.notice_period:type_name -> google.protobuf.Duration
+	46, // 12: lethe.sharing.v1.Purpose.create_time:type_name -> google.protobuf.Timestamp
 	13, // 13: lethe.sharing.v1.CreatePurposeRequest.purpose:type_name -> lethe.sharing.v1.Purpose
 	13, // 14: lethe.sharing.v1.ListPurposesResponse.purposes:type_name -> lethe.sharing.v1.Purpose
 	2,  // 15: lethe.sharing.v1.Notice.state:type_name -> lethe.sharing.v1.NoticeState
-	44, // 16: lethe.sharing.v1.Notice.notify_time:type_name -> google.protobuf.Timestamp
-	44, // 17: lethe.sharing.v1.Notice.effective_time:type_name -> google.protobuf.Timestamp
+	46, // 16: lethe.sharing.v1.Notice.notify_time:type_name -> google.protobuf.Timestamp
+	46, // 17: lethe.sharing.v1.Notice.effective_time:type_name -> google.protobuf.Timestamp
 	19, // 18: lethe.sharing.v1.ListNoticesResponse.notices:type_name -> lethe.sharing.v1.Notice
-	44, // 19: lethe.sharing.v1.Objection.create_time:type_name -> google.protobuf.Timestamp
-	44, // 20: lethe.sharing.v1.Objection.withdraw_time:type_name -> google.protobuf.Timestamp
+	46, // 19: lethe.sharing.v1.Objection.create_time:type_name -> google.protobuf.Timestamp
+	46, // 20: lethe.sharing.v1.Objection.withdraw_time:type_name -> google.protobuf.Timestamp
 	22, // 21: lethe.sharing.v1.CreateObjectionRequest.objection:type_name -> lethe.sharing.v1.Objection
 	22, // 22: lethe.sharing.v1.ListObjectionsResponse.objections:type_name -> lethe.sharing.v1.Objection
 	31, // 23: lethe.sharing.v1.AuthorizeDisclosureResponse.disclosure:type_name -> lethe.sharing.v1.Disclosure
-	44, // 24: lethe.sharing.v1.Disclosure.disclose_time:type_name -> google.protobuf.Timestamp
+	46, // 24: lethe.sharing.v1.Disclosure.disclose_time:type_name -> google.protobuf.Timestamp
 	31, // 25: lethe.sharing.v1.ListDisclosuresResponse.disclosures:type_name -> lethe.sharing.v1.Disclosure
-	44, // 26: lethe.sharing.v1.BlockSharingResponse.block_time:type_name -> google.protobuf.Timestamp
+	46, // 26: lethe.sharing.v1.BlockSharingResponse.block_time:type_name -> google.protobuf.Timestamp
 	3,  // 27: lethe.sharing.v1.OnwardErasure.state:type_name -> lethe.sharing.v1.OnwardErasureState
-	44, // 28: lethe.sharing.v1.OnwardErasure.send_time:type_name -> google.protobuf.Timestamp
-	44, // 29: lethe.sharing.v1.OnwardErasure.acknowledge_time:type_name -> google.protobuf.Timestamp
+	46, // 28: lethe.sharing.v1.OnwardErasure.send_time:type_name -> google.protobuf.Timestamp
+	46, // 29: lethe.sharing.v1.OnwardErasure.acknowledge_time:type_name -> google.protobuf.Timestamp
 	8,  // 30: lethe.sharing.v1.SharingService.CreatePartner:input_type -> lethe.sharing.v1.CreatePartnerRequest
 	9,  // 31: lethe.sharing.v1.SharingService.GetPartner:input_type -> lethe.sharing.v1.GetPartnerRequest
 	10, // 32: lethe.sharing.v1.SharingService.ListPartners:input_type -> lethe.sharing.v1.ListPartnersRequest
@@ -3304,36 +3431,38 @@ var file_lethe_sharing_v1_sharing_proto_depIdxs = []int32{
 	32, // 43: lethe.sharing.v1.SharingService.ListDisclosures:input_type -> lethe.sharing.v1.ListDisclosuresRequest
 	34, // 44: lethe.sharing.v1.SharingService.VerifyDisclosureLog:input_type -> lethe.sharing.v1.VerifyDisclosureLogRequest
 	36, // 45: lethe.sharing.v1.SharingService.BlockSharing:input_type -> lethe.sharing.v1.BlockSharingRequest
-	38, // 46: lethe.sharing.v1.SharingService.ListErasureRecipients:input_type -> lethe.sharing.v1.ListErasureRecipientsRequest
-	41, // 47: lethe.sharing.v1.SharingService.SendOnwardErasure:input_type -> lethe.sharing.v1.SendOnwardErasureRequest
-	42, // 48: lethe.sharing.v1.SharingService.GetOnwardErasure:input_type -> lethe.sharing.v1.GetOnwardErasureRequest
-	43, // 49: lethe.sharing.v1.SharingService.AcknowledgeErasure:input_type -> lethe.sharing.v1.AcknowledgeErasureRequest
-	5,  // 50: lethe.sharing.v1.SharingService.CreateBusinessTransfer:input_type -> lethe.sharing.v1.CreateBusinessTransferRequest
-	6,  // 51: lethe.sharing.v1.SharingService.GetBusinessTransfer:input_type -> lethe.sharing.v1.GetBusinessTransferRequest
-	7,  // 52: lethe.sharing.v1.SharingService.CreatePartner:output_type -> lethe.sharing.v1.Partner
-	7,  // 53: lethe.sharing.v1.SharingService.GetPartner:output_type -> lethe.sharing.v1.Partner
-	11, // 54: lethe.sharing.v1.SharingService.ListPartners:output_type -> lethe.sharing.v1.ListPartnersResponse
-	7,  // 55: lethe.sharing.v1.SharingService.UpdatePartner:output_type -> lethe.sharing.v1.Partner
-	13, // 56: lethe.sharing.v1.SharingService.CreatePurpose:output_type -> lethe.sharing.v1.Purpose
-	16, // 57: lethe.sharing.v1.SharingService.ListPurposes:output_type -> lethe.sharing.v1.ListPurposesResponse
-	18, // 58: lethe.sharing.v1.SharingService.NotifyMembers:output_type -> lethe.sharing.v1.NotifyMembersResponse
-	21, // 59: lethe.sharing.v1.SharingService.ListNotices:output_type -> lethe.sharing.v1.ListNoticesResponse
-	22, // 60: lethe.sharing.v1.SharingService.CreateObjection:output_type -> lethe.sharing.v1.Objection
-	27, // 61: lethe.sharing.v1.SharingService.ListObjections:output_type -> lethe.sharing.v1.ListObjectionsResponse
-	22, // 62: lethe.sharing.v1.SharingService.WithdrawObjection:output_type -> lethe.sharing.v1.Objection
-	25, // 63: lethe.sharing.v1.SharingService.ObjectToNotice:output_type -> lethe.sharing.v1.ObjectToNoticeResponse
-	30, // 64: lethe.sharing.v1.SharingService.AuthorizeDisclosure:output_type -> lethe.sharing.v1.AuthorizeDisclosureResponse
-	33, // 65: lethe.sharing.v1.SharingService.ListDisclosures:output_type -> lethe.sharing.v1.ListDisclosuresResponse
-	35, // 66: lethe.sharing.v1.SharingService.VerifyDisclosureLog:output_type -> lethe.sharing.v1.VerifyDisclosureLogResponse
-	37, // 67: lethe.sharing.v1.SharingService.BlockSharing:output_type -> lethe.sharing.v1.BlockSharingResponse
-	39, // 68: lethe.sharing.v1.SharingService.ListErasureRecipients:output_type -> lethe.sharing.v1.ListErasureRecipientsResponse
-	40, // 69: lethe.sharing.v1.SharingService.SendOnwardErasure:output_type -> lethe.sharing.v1.OnwardErasure
-	40, // 70: lethe.sharing.v1.SharingService.GetOnwardErasure:output_type -> lethe.sharing.v1.OnwardErasure
-	47, // 71: lethe.sharing.v1.SharingService.AcknowledgeErasure:output_type -> google.protobuf.Empty
-	4,  // 72: lethe.sharing.v1.SharingService.CreateBusinessTransfer:output_type -> lethe.sharing.v1.BusinessTransfer
-	4,  // 73: lethe.sharing.v1.SharingService.GetBusinessTransfer:output_type -> lethe.sharing.v1.BusinessTransfer
-	52, // [52:74] is the sub-list for method output_type
-	30, // [30:52] is the sub-list for method input_type
+	38, // 46: lethe.sharing.v1.SharingService.SetProcessingRestriction:input_type -> lethe.sharing.v1.SetProcessingRestrictionRequest
+	40, // 47: lethe.sharing.v1.SharingService.ListErasureRecipients:input_type -> lethe.sharing.v1.ListErasureRecipientsRequest
+	43, // 48: lethe.sharing.v1.SharingService.SendOnwardErasure:input_type -> lethe.sharing.v1.SendOnwardErasureRequest
+	44, // 49: lethe.sharing.v1.SharingService.GetOnwardErasure:input_type -> lethe.sharing.v1.GetOnwardErasureRequest
+	45, // 50: lethe.sharing.v1.SharingService.AcknowledgeErasure:input_type -> lethe.sharing.v1.AcknowledgeErasureRequest
+	5,  // 51: lethe.sharing.v1.SharingService.CreateBusinessTransfer:input_type -> lethe.sharing.v1.CreateBusinessTransferRequest
+	6,  // 52: lethe.sharing.v1.SharingService.GetBusinessTransfer:input_type -> lethe.sharing.v1.GetBusinessTransferRequest
+	7,  // 53: lethe.sharing.v1.SharingService.CreatePartner:output_type -> lethe.sharing.v1.Partner
+	7,  // 54: lethe.sharing.v1.SharingService.GetPartner:output_type -> lethe.sharing.v1.Partner
+	11, // 55: lethe.sharing.v1.SharingService.ListPartners:output_type -> lethe.sharing.v1.ListPartnersResponse
+	7,  // 56: lethe.sharing.v1.SharingService.UpdatePartner:output_type -> lethe.sharing.v1.Partner
+	13, // 57: lethe.sharing.v1.SharingService.CreatePurpose:output_type -> lethe.sharing.v1.Purpose
+	16, // 58: lethe.sharing.v1.SharingService.ListPurposes:output_type -> lethe.sharing.v1.ListPurposesResponse
+	18, // 59: lethe.sharing.v1.SharingService.NotifyMembers:output_type -> lethe.sharing.v1.NotifyMembersResponse
+	21, // 60: lethe.sharing.v1.SharingService.ListNotices:output_type -> lethe.sharing.v1.ListNoticesResponse
+	22, // 61: lethe.sharing.v1.SharingService.CreateObjection:output_type -> lethe.sharing.v1.Objection
+	27, // 62: lethe.sharing.v1.SharingService.ListObjections:output_type -> lethe.sharing.v1.ListObjectionsResponse
+	22, // 63: lethe.sharing.v1.SharingService.WithdrawObjection:output_type -> lethe.sharing.v1.Objection
+	25, // 64: lethe.sharing.v1.SharingService.ObjectToNotice:output_type -> lethe.sharing.v1.ObjectToNoticeResponse
+	30, // 65: lethe.sharing.v1.SharingService.AuthorizeDisclosure:output_type -> lethe.sharing.v1.AuthorizeDisclosureResponse
+	33, // 66: lethe.sharing.v1.SharingService.ListDisclosures:output_type -> lethe.sharing.v1.ListDisclosuresResponse
+	35, // 67: lethe.sharing.v1.SharingService.VerifyDisclosureLog:output_type -> lethe.sharing.v1.VerifyDisclosureLogResponse
+	37, // 68: lethe.sharing.v1.SharingService.BlockSharing:output_type -> lethe.sharing.v1.BlockSharingResponse
+	39, // 69: lethe.sharing.v1.SharingService.SetProcessingRestriction:output_type -> lethe.sharing.v1.SetProcessingRestrictionResponse
+	41, // 70: lethe.sharing.v1.SharingService.ListErasureRecipients:output_type -> lethe.sharing.v1.ListErasureRecipientsResponse
+	42, // 71: lethe.sharing.v1.SharingService.SendOnwardErasure:output_type -> lethe.sharing.v1.OnwardErasure
+	42, // 72: lethe.sharing.v1.SharingService.GetOnwardErasure:output_type -> lethe.sharing.v1.OnwardErasure
+	49, // 73: lethe.sharing.v1.SharingService.AcknowledgeErasure:output_type -> google.protobuf.Empty
+	4,  // 74: lethe.sharing.v1.SharingService.CreateBusinessTransfer:output_type -> lethe.sharing.v1.BusinessTransfer
+	4,  // 75: lethe.sharing.v1.SharingService.GetBusinessTransfer:output_type -> lethe.sharing.v1.BusinessTransfer
+	53, // [53:76] is the sub-list for method output_type
+	30, // [30:53] is the sub-list for method input_type
 	30, // [30:30] is the sub-list for extension type_name
 	30, // [30:30] is the sub-list for extension extendee
 	0,  // [0:30] is the sub-list for field type_name
@@ -3350,7 +3479,7 @@ func file_lethe_sharing_v1_sharing_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_sharing_v1_sharing_proto_rawDesc), len(file_lethe_sharing_v1_sharing_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   40,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

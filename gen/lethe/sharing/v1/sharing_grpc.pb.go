@@ -20,28 +20,29 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SharingService_CreatePartner_FullMethodName          = "/lethe.sharing.v1.SharingService/CreatePartner"
-	SharingService_GetPartner_FullMethodName             = "/lethe.sharing.v1.SharingService/GetPartner"
-	SharingService_ListPartners_FullMethodName           = "/lethe.sharing.v1.SharingService/ListPartners"
-	SharingService_UpdatePartner_FullMethodName          = "/lethe.sharing.v1.SharingService/UpdatePartner"
-	SharingService_CreatePurpose_FullMethodName          = "/lethe.sharing.v1.SharingService/CreatePurpose"
-	SharingService_ListPurposes_FullMethodName           = "/lethe.sharing.v1.SharingService/ListPurposes"
-	SharingService_NotifyMembers_FullMethodName          = "/lethe.sharing.v1.SharingService/NotifyMembers"
-	SharingService_ListNotices_FullMethodName            = "/lethe.sharing.v1.SharingService/ListNotices"
-	SharingService_CreateObjection_FullMethodName        = "/lethe.sharing.v1.SharingService/CreateObjection"
-	SharingService_ListObjections_FullMethodName         = "/lethe.sharing.v1.SharingService/ListObjections"
-	SharingService_WithdrawObjection_FullMethodName      = "/lethe.sharing.v1.SharingService/WithdrawObjection"
-	SharingService_ObjectToNotice_FullMethodName         = "/lethe.sharing.v1.SharingService/ObjectToNotice"
-	SharingService_AuthorizeDisclosure_FullMethodName    = "/lethe.sharing.v1.SharingService/AuthorizeDisclosure"
-	SharingService_ListDisclosures_FullMethodName        = "/lethe.sharing.v1.SharingService/ListDisclosures"
-	SharingService_VerifyDisclosureLog_FullMethodName    = "/lethe.sharing.v1.SharingService/VerifyDisclosureLog"
-	SharingService_BlockSharing_FullMethodName           = "/lethe.sharing.v1.SharingService/BlockSharing"
-	SharingService_ListErasureRecipients_FullMethodName  = "/lethe.sharing.v1.SharingService/ListErasureRecipients"
-	SharingService_SendOnwardErasure_FullMethodName      = "/lethe.sharing.v1.SharingService/SendOnwardErasure"
-	SharingService_GetOnwardErasure_FullMethodName       = "/lethe.sharing.v1.SharingService/GetOnwardErasure"
-	SharingService_AcknowledgeErasure_FullMethodName     = "/lethe.sharing.v1.SharingService/AcknowledgeErasure"
-	SharingService_CreateBusinessTransfer_FullMethodName = "/lethe.sharing.v1.SharingService/CreateBusinessTransfer"
-	SharingService_GetBusinessTransfer_FullMethodName    = "/lethe.sharing.v1.SharingService/GetBusinessTransfer"
+	SharingService_CreatePartner_FullMethodName            = "/lethe.sharing.v1.SharingService/CreatePartner"
+	SharingService_GetPartner_FullMethodName               = "/lethe.sharing.v1.SharingService/GetPartner"
+	SharingService_ListPartners_FullMethodName             = "/lethe.sharing.v1.SharingService/ListPartners"
+	SharingService_UpdatePartner_FullMethodName            = "/lethe.sharing.v1.SharingService/UpdatePartner"
+	SharingService_CreatePurpose_FullMethodName            = "/lethe.sharing.v1.SharingService/CreatePurpose"
+	SharingService_ListPurposes_FullMethodName             = "/lethe.sharing.v1.SharingService/ListPurposes"
+	SharingService_NotifyMembers_FullMethodName            = "/lethe.sharing.v1.SharingService/NotifyMembers"
+	SharingService_ListNotices_FullMethodName              = "/lethe.sharing.v1.SharingService/ListNotices"
+	SharingService_CreateObjection_FullMethodName          = "/lethe.sharing.v1.SharingService/CreateObjection"
+	SharingService_ListObjections_FullMethodName           = "/lethe.sharing.v1.SharingService/ListObjections"
+	SharingService_WithdrawObjection_FullMethodName        = "/lethe.sharing.v1.SharingService/WithdrawObjection"
+	SharingService_ObjectToNotice_FullMethodName           = "/lethe.sharing.v1.SharingService/ObjectToNotice"
+	SharingService_AuthorizeDisclosure_FullMethodName      = "/lethe.sharing.v1.SharingService/AuthorizeDisclosure"
+	SharingService_ListDisclosures_FullMethodName          = "/lethe.sharing.v1.SharingService/ListDisclosures"
+	SharingService_VerifyDisclosureLog_FullMethodName      = "/lethe.sharing.v1.SharingService/VerifyDisclosureLog"
+	SharingService_BlockSharing_FullMethodName             = "/lethe.sharing.v1.SharingService/BlockSharing"
+	SharingService_SetProcessingRestriction_FullMethodName = "/lethe.sharing.v1.SharingService/SetProcessingRestriction"
+	SharingService_ListErasureRecipients_FullMethodName    = "/lethe.sharing.v1.SharingService/ListErasureRecipients"
+	SharingService_SendOnwardErasure_FullMethodName        = "/lethe.sharing.v1.SharingService/SendOnwardErasure"
+	SharingService_GetOnwardErasure_FullMethodName         = "/lethe.sharing.v1.SharingService/GetOnwardErasure"
+	SharingService_AcknowledgeErasure_FullMethodName       = "/lethe.sharing.v1.SharingService/AcknowledgeErasure"
+	SharingService_CreateBusinessTransfer_FullMethodName   = "/lethe.sharing.v1.SharingService/CreateBusinessTransfer"
+	SharingService_GetBusinessTransfer_FullMethodName      = "/lethe.sharing.v1.SharingService/GetBusinessTransfer"
 )
 
 // SharingServiceClient is the client API for SharingService service.
@@ -89,6 +90,10 @@ type SharingServiceClient interface {
 	VerifyDisclosureLog(ctx context.Context, in *VerifyDisclosureLogRequest, opts ...grpc.CallOption) (*VerifyDisclosureLogResponse, error)
 	// BlockSharing stops all further sharing of a member's data (erasure step).
 	BlockSharing(ctx context.Context, in *BlockSharingRequest, opts ...grpc.CallOption) (*BlockSharingResponse, error)
+	// SetProcessingRestriction puts a restriction of processing in force for a member, or
+	// lifts it: while restricted, every disclosure is refused (PROCESSING_RESTRICTED).
+	// Internal: fulfillment calls it for restriction requests. Idempotent.
+	SetProcessingRestriction(ctx context.Context, in *SetProcessingRestrictionRequest, opts ...grpc.CallOption) (*SetProcessingRestrictionResponse, error)
 	// ListErasureRecipients lists the processors that ever received a member's data.
 	ListErasureRecipients(ctx context.Context, in *ListErasureRecipientsRequest, opts ...grpc.CallOption) (*ListErasureRecipientsResponse, error)
 	// SendOnwardErasure sends (or re-sends) a signed erasure request to one processor.
@@ -277,6 +282,16 @@ func (c *sharingServiceClient) BlockSharing(ctx context.Context, in *BlockSharin
 	return out, nil
 }
 
+func (c *sharingServiceClient) SetProcessingRestriction(ctx context.Context, in *SetProcessingRestrictionRequest, opts ...grpc.CallOption) (*SetProcessingRestrictionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetProcessingRestrictionResponse)
+	err := c.cc.Invoke(ctx, SharingService_SetProcessingRestriction_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *sharingServiceClient) ListErasureRecipients(ctx context.Context, in *ListErasureRecipientsRequest, opts ...grpc.CallOption) (*ListErasureRecipientsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListErasureRecipientsResponse)
@@ -382,6 +397,10 @@ type SharingServiceServer interface {
 	VerifyDisclosureLog(context.Context, *VerifyDisclosureLogRequest) (*VerifyDisclosureLogResponse, error)
 	// BlockSharing stops all further sharing of a member's data (erasure step).
 	BlockSharing(context.Context, *BlockSharingRequest) (*BlockSharingResponse, error)
+	// SetProcessingRestriction puts a restriction of processing in force for a member, or
+	// lifts it: while restricted, every disclosure is refused (PROCESSING_RESTRICTED).
+	// Internal: fulfillment calls it for restriction requests. Idempotent.
+	SetProcessingRestriction(context.Context, *SetProcessingRestrictionRequest) (*SetProcessingRestrictionResponse, error)
 	// ListErasureRecipients lists the processors that ever received a member's data.
 	ListErasureRecipients(context.Context, *ListErasureRecipientsRequest) (*ListErasureRecipientsResponse, error)
 	// SendOnwardErasure sends (or re-sends) a signed erasure request to one processor.
@@ -457,6 +476,9 @@ func (UnimplementedSharingServiceServer) VerifyDisclosureLog(context.Context, *V
 }
 func (UnimplementedSharingServiceServer) BlockSharing(context.Context, *BlockSharingRequest) (*BlockSharingResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method BlockSharing not implemented")
+}
+func (UnimplementedSharingServiceServer) SetProcessingRestriction(context.Context, *SetProcessingRestrictionRequest) (*SetProcessingRestrictionResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetProcessingRestriction not implemented")
 }
 func (UnimplementedSharingServiceServer) ListErasureRecipients(context.Context, *ListErasureRecipientsRequest) (*ListErasureRecipientsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListErasureRecipients not implemented")
@@ -785,6 +807,24 @@ func _SharingService_BlockSharing_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SharingService_SetProcessingRestriction_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetProcessingRestrictionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SharingServiceServer).SetProcessingRestriction(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SharingService_SetProcessingRestriction_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SharingServiceServer).SetProcessingRestriction(ctx, req.(*SetProcessingRestrictionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SharingService_ListErasureRecipients_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListErasureRecipientsRequest)
 	if err := dec(in); err != nil {
@@ -963,6 +1003,10 @@ var SharingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "BlockSharing",
 			Handler:    _SharingService_BlockSharing_Handler,
+		},
+		{
+			MethodName: "SetProcessingRestriction",
+			Handler:    _SharingService_SetProcessingRestriction_Handler,
 		},
 		{
 			MethodName: "ListErasureRecipients",

@@ -26,6 +26,8 @@ import (
 
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
+	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
+	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	"lethe.dev/platform/authz"
 	"lethe.dev/platform/errs"
 	"lethe.dev/platform/grpcserver"
@@ -42,6 +44,8 @@ type Server struct {
 	DB                 *storage.DB
 	Temporal           client.Client
 	Identity           identityv1.IdentityServiceClient
+	Preferences        preferencesv1.PreferencesServiceClient // lifts restrictions of processing
+	Sharing            sharingv1.SharingServiceClient
 	CoolingOff         time.Duration
 	VerificationWindow time.Duration
 	ArchiveTTL         time.Duration
@@ -64,6 +68,16 @@ var kindNames = map[fulfillmentv1.RequestKind]string{
 	fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS:        request.KindAccess,
 	fulfillmentv1.RequestKind_REQUEST_KIND_ERASURE:       request.KindErasure,
 	fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE: request.KindChildErasure,
+	fulfillmentv1.RequestKind_REQUEST_KIND_RECTIFICATION: request.KindRectification,
+	fulfillmentv1.RequestKind_REQUEST_KIND_RESTRICTION:   request.KindRestriction,
+	fulfillmentv1.RequestKind_REQUEST_KIND_OBJECTION:     request.KindObjection,
+	fulfillmentv1.RequestKind_REQUEST_KIND_SALE_OPT_OUT:  request.KindSaleOptOut,
+	fulfillmentv1.RequestKind_REQUEST_KIND_PORTABILITY:   request.KindPortability,
+}
+
+// isErasure reports whether a kind erases (erasure and child erasure share one workflow id).
+func isErasure(k fulfillmentv1.RequestKind) bool {
+	return k == fulfillmentv1.RequestKind_REQUEST_KIND_ERASURE || k == fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE
 }
 
 func parseName(name string) (member, id string, err error) {
@@ -82,7 +96,10 @@ func recentSignIn(ctx context.Context) bool {
 	return len(v) == 1 && v[0] == "true"
 }
 
-const reqCols = `id, member_id, kind, jurisdiction, origin, state, created_at, due_at, completed_at, extended, extension_reason, hold_reason, cooling_off_end, progress, challenge_id, archive_path, breached, is_open, verified, workflow_started, receipt_token_hash`
+const reqCols = `id, member_id, kind, jurisdiction, origin, state, created_at, due_at, completed_at, extended, extension_reason, hold_reason, cooling_off_end, progress, challenge_id, archive_path, breached, is_open, verified, workflow_started, receipt_token_hash,
+	denial_reason, denial_explanation, objection_purpose, objection_partner, objection_marketing, restriction_lifted_at, acknowledged_at,
+	COALESCE((SELECT field FROM rectifications rf WHERE rf.request_id = requests.id), 0), COALESCE((SELECT value FROM rectifications rf WHERE rf.request_id = requests.id), ''),
+	COALESCE((SELECT statement FROM rectifications rf WHERE rf.request_id = requests.id), ''), COALESCE((SELECT approved FROM rectifications rf WHERE rf.request_id = requests.id), FALSE)`
 
 type row struct {
 	pr        *fulfillmentv1.PrivacyRequest
@@ -105,7 +122,12 @@ func scanRow(r interface{ Scan(...any) error }) (*row, error) {
 	var completed, cooling sql.NullInt64
 	var extended, breached bool
 	var extReason, hold, progress string
-	if err := r.Scan(&x.id, &x.member, &kind, &jur, &origin, &state, &created, &due, &completed, &extended, &extReason, &hold, &cooling, &progress, &x.challenge, &x.archive, &breached, &x.open, &x.verified, &x.started, &x.tokenHash); err != nil {
+	var denial, rectField int32
+	var denialText, objPurpose, objPartner, rectValue, rectStatement string
+	var objMarketing, rectApproved bool
+	var lifted, acked sql.NullInt64
+	if err := r.Scan(&x.id, &x.member, &kind, &jur, &origin, &state, &created, &due, &completed, &extended, &extReason, &hold, &cooling, &progress, &x.challenge, &x.archive, &breached, &x.open, &x.verified, &x.started, &x.tokenHash,
+		&denial, &denialText, &objPurpose, &objPartner, &objMarketing, &lifted, &acked, &rectField, &rectValue, &rectStatement, &rectApproved); err != nil {
 		return nil, err
 	}
 	x.due, x.created = time.UnixMicro(due).UTC(), time.UnixMicro(created).UTC()
@@ -119,6 +141,19 @@ func scanRow(r interface{ Scan(...any) error }) (*row, error) {
 	}
 	if cooling.Valid {
 		pr.CoolingOffEndTime = timestamppb.New(time.UnixMicro(cooling.Int64))
+	}
+	pr.DenialReason, pr.DenialExplanation = fulfillmentv1.DenialReason(denial), denialText
+	if pr.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_OBJECTION {
+		pr.Objection = &fulfillmentv1.ObjectionTarget{Purpose: objPurpose, Partner: objPartner, DirectMarketing: objMarketing}
+	}
+	if rectField != 0 {
+		pr.Rectification = &fulfillmentv1.Rectification{Field: fulfillmentv1.RectifiableField(rectField), Value: rectValue, Statement: rectStatement, Approved: rectApproved}
+	}
+	if lifted.Valid {
+		pr.RestrictionLiftTime = timestamppb.New(time.UnixMicro(lifted.Int64))
+	}
+	if acked.Valid {
+		pr.AcknowledgeTime = timestamppb.New(time.UnixMicro(acked.Int64))
 	}
 	var steps []request.Step
 	_ = json.Unmarshal([]byte(progress), &steps)
@@ -422,7 +457,7 @@ func (s *Server) GetExportDownload(ctx context.Context, req *fulfillmentv1.GetEx
 	if err := s.DB.QueryRowContext(ctx, `SELECT archive_size, archive_sha256, archive_expires_at FROM requests WHERE id = $1`, r.id).Scan(&size, &sum, &exp); err != nil {
 		return nil, err
 	}
-	if r.pr.GetKind() != fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS || r.archive == "" || !exp.Valid || time.UnixMicro(exp.Int64).Before(s.now()) {
+	if (r.pr.GetKind() != fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS && r.pr.GetKind() != fulfillmentv1.RequestKind_REQUEST_KIND_PORTABILITY) || r.archive == "" || !exp.Valid || time.UnixMicro(exp.Int64).Before(s.now()) {
 		return nil, errs.New(errs.FailedPrecondition, "NO_ARCHIVE", "no export archive is ready for this request")
 	}
 	e := time.UnixMicro(exp.Int64).Unix()
@@ -537,7 +572,7 @@ func (s *Server) GetRequestStatistics(ctx context.Context, req *fulfillmentv1.Ge
 	from := time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
 	to := time.Date(y+1, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
 	out := &fulfillmentv1.RequestStatistics{Year: req.GetYear()}
-	for _, kind := range []fulfillmentv1.RequestKind{fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS, fulfillmentv1.RequestKind_REQUEST_KIND_ERASURE, fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE} {
+	for kind := fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS; int(kind) < len(fulfillmentv1.RequestKind_name); kind++ {
 		k := &fulfillmentv1.KindStatistics{Kind: kind}
 		if err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM requests WHERE kind = $1 AND created_at >= $2 AND created_at < $3`, int32(kind), from, to).Scan(&k.Received); err != nil {
 			return nil, err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -102,8 +103,9 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 	}
 	_, known := kindNames[in.GetKind()]
 	if !known {
-		v.Add("privacy_request.kind", "must be ACCESS, ERASURE or CHILD_ERASURE")
+		v.Add("privacy_request.kind", "must be ACCESS, ERASURE, CHILD_ERASURE, RECTIFICATION, RESTRICTION, OBJECTION, SALE_OPT_OUT or PORTABILITY")
 	}
+	checkKindDetails(in, &v)
 	if in.GetJurisdiction() < 0 || in.GetJurisdiction() > 3 {
 		v.Add("privacy_request.jurisdiction", "unknown jurisdiction")
 	}
@@ -116,7 +118,7 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 	if in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE && !childErasureAllowed(ctx) {
 		return nil, errs.New(errs.PermissionDenied, "CHILD_ERASURE_OPERATOR_ONLY", "child erasure is filed by operators or by a child report")
 	}
-	erasure := in.GetKind() != fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS
+	erasure := isErasure(in.GetKind())
 	// Two rounds at most: a concurrent filing can win the insert, then we answer with its row.
 	for round := 0; ; round++ {
 		if r, err := s.load(ctx, `member_id = $1 AND client_request_id = $2`, member, req.GetRequestId()); err == nil {
@@ -135,6 +137,15 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 			return s.answer(ctx, r, false) // one open request per kind: the first answers
 		} else if !isNotFound(err) {
 			return nil, err
+		}
+		if in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_RESTRICTION {
+			// A restriction in force answers another: there is one restriction to lift.
+			if r, err := s.load(ctx, `member_id = $1 AND kind = $2 AND state = $3 AND restriction_lifted_at IS NULL`, member,
+				int32(in.GetKind()), int32(fulfillmentv1.RequestState_REQUEST_STATE_COMPLETED)); err == nil {
+				return r.pr, nil
+			} else if !isNotFound(err) {
+				return nil, err
+			}
 		}
 		if round > 0 {
 			return nil, errs.New(errs.Aborted, "CONCURRENT_FILING", "another filing for this member changed the request; retry")
@@ -190,11 +201,24 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 			h := sha256.Sum256([]byte(s.receiptToken(id)))
 			tokenHash = h[:]
 		}
-		_, err := s.DB.ExecContext(ctx, `INSERT INTO requests (id, member_id, kind, jurisdiction, origin, state, is_open, client_request_id, created_at, due_at, extended, extension_reason,
-			hold_reason, cooling_off_end, progress, challenge_id, tombstone_id, archive_path, archive_size, archive_sha256, breached, receipt_token_hash, verified, workflow_started)
-			VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8, $9, FALSE, '', '', $10, '[]', '', $11, '', 0, '', FALSE, $12, $13, FALSE)`,
-			id, member, int32(in.GetKind()), int32(in.GetJurisdiction()), int32(origin), int32(fulfillmentv1.RequestState_REQUEST_STATE_IN_PROGRESS), req.GetRequestId(),
-			now.UnixMicro(), due.UnixMicro(), coolingEnd, ids.New(), tokenHash, verified)
+		obj := in.GetObjection()
+		err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO requests (id, member_id, kind, jurisdiction, origin, state, is_open, client_request_id, created_at, due_at, extended, extension_reason,
+			hold_reason, cooling_off_end, progress, challenge_id, tombstone_id, archive_path, archive_size, archive_sha256, breached, receipt_token_hash, verified, workflow_started,
+			objection_purpose, objection_partner, objection_marketing)
+			VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8, $9, FALSE, '', '', $10, '[]', '', $11, '', 0, '', FALSE, $12, $13, FALSE, $14, $15, $16)`,
+				id, member, int32(in.GetKind()), int32(in.GetJurisdiction()), int32(origin), int32(fulfillmentv1.RequestState_REQUEST_STATE_IN_PROGRESS), req.GetRequestId(),
+				now.UnixMicro(), due.UnixMicro(), coolingEnd, ids.New(), tokenHash, verified, obj.GetPurpose(), obj.GetPartner(), obj.GetDirectMarketing()); err != nil {
+				return err
+			}
+			if rc := in.GetRectification(); in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_RECTIFICATION {
+				// The asserted value stays here, never in the workflow, until the review.
+				_, err := tx.ExecContext(ctx, `INSERT INTO rectifications (request_id, member_id, field, value, statement) VALUES ($1, $2, $3, $4, $5)`,
+					id, member, int32(rc.GetField()), rc.GetValue(), rc.GetStatement())
+				return err
+			}
+			return nil
+		})
 		if storage.IsUniqueViolation(err) {
 			continue // a concurrent filing (or an earlier attempt) got there first
 		}
@@ -380,9 +404,14 @@ func (s *Server) workflowInput(r *row, kind string) request.Input {
 			cooling = time.Second // the period was promised: still enter (and at once leave) it
 		}
 	}
+	var ackBy time.Time
+	if rule := request.RuleFor(r.pr.GetJurisdiction()); rule.AcknowledgeBy != nil {
+		ackBy = rule.AcknowledgeBy(r.created)
+	}
 	return request.Input{
 		RequestID: r.id, MemberID: r.member, Kind: kind, Jurisdiction: r.pr.GetJurisdiction().String(), Verified: r.verified, DueTime: r.due,
 		CoolingOff: cooling, VerificationWindow: s.VerificationWindow, ArchiveTTL: s.ArchiveTTL, OnwardPollInterval: s.OnwardPollInterval,
+		AcknowledgeBy: ackBy,
 	}
 }
 

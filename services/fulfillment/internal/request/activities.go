@@ -297,6 +297,9 @@ type ArchiveInput struct {
 	RequestID string
 	Services  []string
 	ExpiresAt time.Time
+	// Portability builds the portability form: one portability.json in the documented
+	// schema (docs/portability.md) instead of a file per dataset.
+	Portability bool
 }
 
 // ArchiveResult describes the archive.
@@ -363,7 +366,17 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 		_ = a.Archives.Bucket.Delete(context.WithoutCancel(ctx), key)
 		return ArchiveResult{}, err
 	}
+	if in.Portability {
+		f, err := a.writePortability(ctx, zw, in)
+		if err != nil {
+			return fail(err)
+		}
+		man.Files, total = []ManifestFile{f}, f.Records
+	}
 	for _, svc := range in.Services {
+		if in.Portability {
+			break
+		}
 		files, err := a.datasets(ctx, partsPrefix(in.RequestID, svc))
 		if err != nil {
 			return fail(err)
@@ -386,9 +399,13 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 		return fail(err)
 	}
 	rw, _ := zw.Create("README.txt")
-	io.WriteString(rw, archiveReadme)
-	if err := a.writeReport(ctx, zw, in, man); err != nil {
-		return fail(err)
+	if in.Portability {
+		io.WriteString(rw, portabilityReadme)
+	} else {
+		io.WriteString(rw, archiveReadme)
+		if err := a.writeReport(ctx, zw, in, man); err != nil {
+			return fail(err)
+		}
 	}
 	if err := zw.Close(); err != nil {
 		return fail(err)
@@ -491,16 +508,23 @@ func (a *Activities) DeleteParts(ctx context.Context, in RequestRef) error {
 // worker writes another part), then deletes every archive and staging part of every
 // export of the member and destroys their keys; download links die with the archives.
 func (a *Activities) EraseArchives(ctx context.Context, in RequestRef) (ServiceErasure, error) {
-	err := a.Temporal.TerminateWorkflow(ctx, WorkflowID(KindAccess, in.MemberID), "", "the member is being erased")
-	var nf *serviceerror.NotFound
-	if err != nil && !errors.As(err, &nf) {
+	for _, kind := range []string{KindAccess, KindPortability} {
+		err := a.Temporal.TerminateWorkflow(ctx, WorkflowID(kind, in.MemberID), "", "the member is being erased")
+		var nf *serviceerror.NotFound
+		if err != nil && !errors.As(err, &nf) {
+			return ServiceErasure{}, err
+		}
+	}
+	if _, err := a.DB.ExecContext(ctx, `UPDATE requests SET state = $1, is_open = FALSE, completed_at = COALESCE(completed_at, $2) WHERE member_id = $3 AND kind IN ($4, $5) AND is_open`,
+		int32(stateCodes["cancelled"]), a.Now().UnixMicro(), in.MemberID, int32(fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS), int32(fulfillmentv1.RequestKind_REQUEST_KIND_PORTABILITY)); err != nil {
 		return ServiceErasure{}, err
 	}
-	if _, err := a.DB.ExecContext(ctx, `UPDATE requests SET state = $1, is_open = FALSE, completed_at = COALESCE(completed_at, $2) WHERE member_id = $3 AND kind = $4 AND is_open`,
-		int32(stateCodes["cancelled"]), a.Now().UnixMicro(), in.MemberID, int32(fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS)); err != nil {
+	// Asserted corrections (rectification requests) are the member's data too.
+	if _, err := a.DB.ExecContext(ctx, `DELETE FROM rectifications WHERE member_id = $1`, in.MemberID); err != nil {
 		return ServiceErasure{}, err
 	}
-	rows, err := a.DB.QueryContext(ctx, `SELECT id FROM requests WHERE member_id = $1 AND kind = $2`, in.MemberID, int32(fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS))
+	rows, err := a.DB.QueryContext(ctx, `SELECT id FROM requests WHERE member_id = $1 AND kind IN ($2, $3)`, in.MemberID, int32(fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS),
+		int32(fulfillmentv1.RequestKind_REQUEST_KIND_PORTABILITY))
 	if err != nil {
 		return ServiceErasure{}, err
 	}
@@ -737,7 +761,8 @@ const LegalBasisRequests = "accountability record of privacy requests (GDPR Art.
 // archive key of any export of the member is a leftover (none has a legal basis).
 // The request records themselves are kept under LegalBasisRequests.
 func (a *Activities) heldHere(ctx context.Context, memberID string) ([]string, error) {
-	rows, err := a.DB.QueryContext(ctx, `SELECT id FROM requests WHERE member_id = $1 AND kind = $2`, memberID, int32(fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS))
+	rows, err := a.DB.QueryContext(ctx, `SELECT id FROM requests WHERE member_id = $1 AND kind IN ($2, $3)`, memberID, int32(fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS),
+		int32(fulfillmentv1.RequestKind_REQUEST_KIND_PORTABILITY))
 	if err != nil {
 		return nil, err
 	}

@@ -28,6 +28,16 @@ const (
 	ProgressQuery      = "progress"
 )
 
+// Updates (with validators, so the caller learns whether the workflow took them).
+const (
+	// DenyUpdate refuses the request: accepted until its work starts (a rectification
+	// until it is reviewed); the RPC has recorded the coded reason first.
+	DenyUpdate = "deny"
+	// ApproveUpdate approves a rectification waiting for review; the correction is then
+	// applied.
+	ApproveUpdate = "approve"
+)
+
 // Search attributes the workflows set, registered in the namespace by the dev server and
 // by deploy/temporal/setup.sh.
 const (
@@ -47,9 +57,14 @@ var SearchAttributes = map[string]enums.IndexedValueType{
 
 // Kinds as workflow-facing names.
 const (
-	KindAccess       = "access"
-	KindErasure      = "erasure"
-	KindChildErasure = "child_erasure"
+	KindAccess        = "access"
+	KindErasure       = "erasure"
+	KindChildErasure  = "child_erasure"
+	KindRectification = "rectification"
+	KindRestriction   = "restriction"
+	KindObjection     = "objection"
+	KindSaleOptOut    = "sale_opt_out"
+	KindPortability   = "portability"
 )
 
 // WorkflowID is the id of a member's open request of a kind. Erasure and child erasure
@@ -90,11 +105,14 @@ type Input struct {
 	// OnwardPollInterval is how often processors that have not acknowledged are checked
 	// again; zero means OnwardPollInterval.
 	OnwardPollInterval time.Duration
+	// AcknowledgeBy is when receipt must be confirmed to the member (CCPA: 10 business
+	// days); zero when the jurisdiction has no such rule.
+	AcknowledgeBy time.Time
 }
 
 // Result is how a request ended.
 type Result struct {
-	State string // completed, cancelled, expired, failed
+	State string // completed, cancelled, expired, denied, failed
 }
 
 // Step is one line of a request's progress.

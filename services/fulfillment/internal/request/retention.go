@@ -52,14 +52,14 @@ func (a *Activities) PurgeExpired(ctx context.Context) (PurgeResult, error) {
 		return out, err
 	}
 	out.Downloads, _ = res.RowsAffected()
-	access := int32(fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS)
+	access, portability := int32(fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS), int32(fulfillmentv1.RequestKind_REQUEST_KIND_PORTABILITY)
 	for _, q := range []struct {
 		n   *int64
 		sql string
 		arg []any
 	}{
-		{&out.FailedExports, `SELECT id FROM requests WHERE kind = $1 AND NOT is_open AND state <> $2`, []any{access, int32(fulfillmentv1.RequestState_REQUEST_STATE_COMPLETED)}},
-		{&out.MissedExpiries, `SELECT id FROM requests WHERE kind = $1 AND archive_path <> '' AND archive_expires_at < $2`, []any{access, now.UnixMicro()}},
+		{&out.FailedExports, `SELECT id FROM requests WHERE kind IN ($1, $3) AND NOT is_open AND state <> $2`, []any{access, int32(fulfillmentv1.RequestState_REQUEST_STATE_COMPLETED), portability}},
+		{&out.MissedExpiries, `SELECT id FROM requests WHERE kind IN ($1, $3) AND archive_path <> '' AND archive_expires_at < $2`, []any{access, now.UnixMicro(), portability}},
 	} {
 		ids, err := a.requestIDs(ctx, q.sql, q.arg...)
 		if err != nil {

@@ -41,6 +41,13 @@ type run struct {
 	// came: the erasure is a child's now — verified, no cooling-off, no cancelling.
 	childUpgrade bool
 	upgraded     bool
+	// kinds is set on runs new enough to take the deny and approve updates and to
+	// confirm receipt (CCPA); denied says a denial was accepted, committed that the
+	// request's work began (no denial after that), approved that a rectification was.
+	kinds     bool
+	denied    bool
+	committed bool
+	approved  bool
 }
 
 func (r *run) setStatus(ctx workflow.Context, status string) error {
@@ -119,6 +126,13 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 	r.replanOnExtend = workflow.GetVersion(ctx, "replan-on-extend", workflow.DefaultVersion, 1) == 1
 	r.archiveLifecycle = workflow.GetVersion(ctx, "archive-lifecycle", workflow.DefaultVersion, 1) == 1
 	r.childUpgrade = r.in.Kind == KindErasure && workflow.GetVersion(ctx, "child-upgrade", workflow.DefaultVersion, 1) == 1
+	r.kinds = workflow.GetVersion(ctx, "request-kinds", workflow.DefaultVersion, 1) == 1
+	if r.kinds {
+		if err := r.handleDecisions(ctx); err != nil {
+			return Result{}, err
+		}
+		r.acknowledge(ctx)
+	}
 	r.listen(ctx)
 	r.escalate(ctx)
 	r.verified = r.in.Verified
@@ -131,7 +145,10 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 		if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.SendVerification, RequestRef{RequestID: r.in.RequestID, MemberID: r.in.MemberID}).Get(ctx, nil); err != nil {
 			return r.fail(ctx, err)
 		}
-		ok, _ := workflow.AwaitWithTimeout(ctx, r.in.VerificationWindow, func() bool { return r.verified || r.canceled })
+		ok, _ := workflow.AwaitWithTimeout(ctx, r.in.VerificationWindow, func() bool { return r.verified || r.canceled || r.denied })
+		if r.denied {
+			return r.deny(ctx)
+		}
 		if !ok || !r.verified {
 			state := "expired"
 			if r.canceled {
@@ -141,11 +158,14 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 		}
 	}
 
-	if r.in.Kind != KindAccess && r.in.CoolingOff > 0 && !r.upgraded {
+	if (r.in.Kind == KindErasure || r.in.Kind == KindChildErasure) && r.in.CoolingOff > 0 && !r.upgraded {
 		if err := r.setStatus(ctx, "cooling_off"); err != nil {
 			return Result{}, err
 		}
-		workflow.AwaitWithTimeout(ctx, r.in.CoolingOff, func() bool { return r.canceled || r.upgraded })
+		workflow.AwaitWithTimeout(ctx, r.in.CoolingOff, func() bool { return r.canceled || r.upgraded || r.denied })
+		if r.denied {
+			return r.deny(ctx)
+		}
 		if r.canceled {
 			return r.end(ctx, "cancelled")
 		}
@@ -154,17 +174,26 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 	if err := r.waitWhileHeld(ctx); err != nil {
 		return Result{}, err
 	}
+	if r.denied {
+		return r.deny(ctx)
+	}
+	r.committed = r.in.Kind != KindRectification // a rectification commits once approved
 	if err := r.setStatus(ctx, "in_progress"); err != nil {
 		return Result{}, err
 	}
 	var err error
-	if r.in.Kind == KindAccess {
+	switch r.in.Kind {
+	case KindAccess, KindPortability:
 		err = r.export(ctx)
-	} else {
+	case KindErasure, KindChildErasure:
 		err = r.eraseToTheEnd(ctx)
+	default:
+		if err = r.fulfil(ctx); err == nil && r.denied {
+			return r.deny(ctx)
+		}
 	}
 	if err != nil {
-		if r.archiveLifecycle && r.in.Kind == KindAccess {
+		if r.archiveLifecycle && r.hasArchive() {
 			// Whatever the export wrote goes with it, and its key.
 			dctx, _ := workflow.NewDisconnectedContext(ctx)
 			var a *Activities
@@ -172,7 +201,7 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 		}
 		return r.fail(ctx, err)
 	}
-	if r.in.Kind == KindAccess && r.archiveLifecycle {
+	if r.hasArchive() && r.archiveLifecycle {
 		// The archive outlives this workflow in its own, so the member can ask again; it
 		// is started before the request shows completed, so this workflow closes at once.
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: ArchiveExpiryWorkflowID(r.in.RequestID),
@@ -244,8 +273,11 @@ func (r *run) waitWhileHeld(ctx workflow.Context) error {
 	if err := r.setStatus(ctx, "on_hold"); err != nil {
 		return err
 	}
-	if err := workflow.Await(ctx, func() bool { return !r.held }); err != nil {
+	if err := workflow.Await(ctx, func() bool { return !r.held || r.denied }); err != nil {
 		return err
+	}
+	if r.denied {
+		return nil // the caller ends the request as denied
 	}
 	return r.setStatus(ctx, prev)
 }
@@ -283,7 +315,7 @@ func (r *run) escalate(ctx workflow.Context) {
 					break
 				}
 			}
-			if r.status == "completed" || r.status == "cancelled" || r.status == "expired" {
+			if r.status == "completed" || r.status == "cancelled" || r.status == "expired" || r.status == "denied" {
 				return
 			}
 			_ = workflow.ExecuteActivity(r.shortCtx(ctx), a.RecordEscalation, EscalationInput{RequestID: r.in.RequestID, Level: lv.name}).Get(ctx, nil)
@@ -330,7 +362,8 @@ func (r *run) export(ctx workflow.Context) error {
 		return err
 	}
 	var archive ArchiveResult
-	if err := workflow.ExecuteActivity(r.longCtx(ctx), a.BuildArchive, ArchiveInput{RequestID: r.in.RequestID, Services: ExportServices, ExpiresAt: workflow.Now(ctx).Add(r.in.ArchiveTTL)}).Get(ctx, &archive); err != nil {
+	if err := workflow.ExecuteActivity(r.longCtx(ctx), a.BuildArchive, ArchiveInput{RequestID: r.in.RequestID, Services: ExportServices, ExpiresAt: workflow.Now(ctx).Add(r.in.ArchiveTTL),
+		Portability: r.in.Kind == KindPortability}).Get(ctx, &archive); err != nil {
 		return err
 	}
 	r.step(ctx, "archive", "done", archive.Records)

@@ -19,6 +19,9 @@ const (
 	TemplateExportReady      = 2
 	TemplateErasureConfirmed = 3
 	TemplateSharingNotice    = 4
+	TemplateRequestDenied    = 5
+	TemplateRequestReceived  = 6
+	TemplateRequestCompleted = 7
 	TemplatePolicyChange     = 50
 	TemplateBusinessTransfer = 51
 	TemplateComplaintUpdate  = 52
@@ -39,6 +42,15 @@ func render(template int, reference, detail string) (subject, body string, ok bo
 		return "Before we share your data with a partner",
 			"We are telling you in advance (" + reference + ") that we plan to share some of your data with a partner, as our privacy policy allows.\n\n" + detail +
 				"\n\nYou can also object, or withdraw an objection, at any time from your privacy settings. If you think we handle your data unlawfully, you can complain to us or to your data protection authority.\n", true
+	case TemplateRequestDenied:
+		return "We cannot act on your privacy request",
+			"We have decided not to act on your privacy request (" + reference + ").\n\n" + detail + "\n", true
+	case TemplateRequestReceived:
+		return "We received your privacy request",
+			"This confirms that we received your privacy request (" + reference + ").\n\n" + detail + "\n", true
+	case TemplateRequestCompleted:
+		return "Your privacy request is done",
+			"We carried out your privacy request (" + reference + ").\n\n" + detail + "\n", true
 	case TemplatePolicyChange:
 		return "Our privacy policy is changing",
 			"We have published a new version of our privacy policy (" + reference + ").\n\n" + detail +

@@ -278,7 +278,16 @@ func (s *Server) GetAdPreferences(ctx context.Context, req *preferencesv1.GetAdP
 	if err != nil {
 		return nil, err
 	}
-	return s.loadAds(ctx, s.DB, id)
+	out, err := s.loadAds(ctx, s.DB, id)
+	if err != nil {
+		return nil, err
+	}
+	// While processing is restricted nothing is personalized; the member's own choice
+	// is kept for after the lift.
+	if out.ProcessingRestricted, err = restricted(ctx, s.DB, id); out.ProcessingRestricted {
+		out.PersonalizedAds = false
+	}
+	return out, err
 }
 
 func boolValue(b bool, yes, no string) string {

@@ -228,6 +228,9 @@ func (s *Server) EraseSubjectData(ctx context.Context, req *subjectv1.EraseSubje
 			n, _ := res.RowsAffected()
 			results = append(results, &subjectv1.CategoryResult{Dataset: d.dataset, Category: "user.behavior.media_consumption", Action: privacyv1.ErasureAction_ERASURE_ACTION_ANONYMIZE, Count: n})
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM processing_restrictions WHERE member_id = $1`, id); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM request_log WHERE member_id = $1`, id); err != nil {
 			return err
 		}
@@ -277,6 +280,7 @@ func (s *Server) ReportSubjectData(ctx context.Context, req *subjectv1.ReportSub
 		{"viewing_history", "user.behavior.media_consumption", `SELECT COUNT(*) FROM viewing_events WHERE owner = $1`},
 		{"ratings", "user.behavior.media_consumption", `SELECT COUNT(*) FROM ratings WHERE owner = $1`},
 		{"request_log", "user.unique_id", `SELECT COUNT(*) FROM request_log WHERE member_id = $1`},
+		{"processing_restrictions", "user.privacy_preferences", `SELECT COUNT(*) FROM processing_restrictions WHERE member_id = $1`},
 	} {
 		var n int64
 		if err := s.DB.QueryRowContext(ctx, d.q, id).Scan(&n); err != nil {

@@ -130,6 +130,12 @@ func (s *Server) AuthorizeDisclosure(ctx context.Context, req *sharingv1.Authori
 	if blocked > 0 {
 		return s.deny(ctx, pid, req.GetPurpose(), "SHARING_BLOCKED")
 	}
+	// A restriction of processing (GDPR Art. 18) keeps the data but lets none of it flow.
+	if restricted, err := s.restricted(ctx, mid); err != nil {
+		return nil, err
+	} else if restricted {
+		return s.deny(ctx, pid, req.GetPurpose(), "PROCESSING_RESTRICTED")
+	}
 	if !slices.Contains(partner.p.GetPurposes(), req.GetPurpose()) {
 		return s.deny(ctx, pid, req.GetPurpose(), "PURPOSE_NOT_DECLARED")
 	}

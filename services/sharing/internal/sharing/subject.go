@@ -115,6 +115,11 @@ func (s *Server) EraseSubjectData(ctx context.Context, req *subjectv1.EraseSubje
 			n, _ := res.RowsAffected()
 			out.Results = append(out.Results, &subjectv1.CategoryResult{Dataset: d.dataset, Category: "user.privacy_preferences", Action: privacyv1.ErasureAction_ERASURE_ACTION_DELETE, Count: n})
 		}
+		if res, err := tx.ExecContext(ctx, `DELETE FROM restrictions WHERE member_id = $1`, mid); err != nil {
+			return err
+		} else if n, _ := res.RowsAffected(); n > 0 {
+			out.Results = append(out.Results, &subjectv1.CategoryResult{Dataset: "restrictions", Category: "user.privacy_preferences", Action: privacyv1.ErasureAction_ERASURE_ACTION_DELETE, Count: n})
+		}
 		res, err := tx.ExecContext(ctx, `UPDATE disclosures SET subject = $1, request_id = NULL WHERE subject = $2`, req.GetTombstoneId(), mid)
 		if err != nil {
 			return err
@@ -150,6 +155,7 @@ func (s *Server) ReportSubjectData(ctx context.Context, req *subjectv1.ReportSub
 	for _, d := range []struct{ dataset, category, q string }{
 		{"objections", "user.privacy_preferences", `SELECT COUNT(*) FROM objections WHERE member_id = $1`},
 		{"notices", "user.privacy_preferences", `SELECT COUNT(*) FROM notices WHERE member_id = $1`},
+		{"restrictions", "user.privacy_preferences", `SELECT COUNT(*) FROM restrictions WHERE member_id = $1`},
 		{"disclosures", "user.unique_id", `SELECT COUNT(*) FROM disclosures WHERE subject = $1`},
 	} {
 		n, err := count(d.q, mid)
