@@ -52,7 +52,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	root.SetOut(out)
 	root.SetErr(os.Stderr)
 	defer g.close()
-	return describe(root.ExecuteContext(ctx))
+	err := root.ExecuteContext(ctx)
+	return describe(err, g.direct)
 }
 
 func newRoot(g *globals) *cobra.Command {
@@ -137,7 +138,7 @@ func trimName(s string) string {
 
 // describe renders a gRPC status (from either path) as one line: the code, the message,
 // the AIP-193 reason and any field violations.
-func describe(err error) error {
+func describe(err error, direct bool) error {
 	st, ok := status.FromError(err)
 	if !ok || err == nil {
 		return err
@@ -154,7 +155,10 @@ func describe(err error) error {
 			}
 		}
 	}
-	if st.Code() == codes.Unauthenticated {
+	switch {
+	case st.Code() == codes.Unauthenticated && direct:
+		b.WriteString(" — set LETHE_SERVICE_TOKEN to the deployment's service credential")
+	case st.Code() == codes.Unauthenticated:
 		b.WriteString(" — sign in with `lethectl login`, or pass --token")
 	}
 	return &statusError{msg: b.String(), st: st}

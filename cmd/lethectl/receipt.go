@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -73,17 +74,21 @@ Exit status: 0 valid, 1 not valid, 2 could not check (unreadable file, keys unre
 			if keysFile != "" && keysURL != "" {
 				return usageError("--keys and --keys-url exclude each other")
 			}
-			receipt := &fulfillmentv1.ErasureReceipt{}
-			if err := readProtoJSON(args[0], receipt); err != nil {
-				return fmt.Errorf("receipt %s: %w", args[0], err)
+			raw, err := readFile(args[0])
+			if err != nil {
+				return fmt.Errorf("receipt: %w", err)
 			}
+			receipt, perr := parseReceipt(raw)
 			ctx, cancel := g.ctx(cmd.Context())
 			defer cancel()
 			keys, source, err := g.receiptKeys(ctx, keysFile, keysURL)
 			if err != nil {
 				return err
 			}
-			p, verr := verifyReceipt(receipt, keys)
+			p, verr := (*receiptPayload)(nil), perr
+			if perr == nil {
+				p, verr = verifyReceipt(receipt, keys)
+			}
 			w := cmd.OutOrStdout()
 			if g.output == "json" {
 				res := map[string]any{"valid": verr == nil, "keys": source}
@@ -115,7 +120,7 @@ Exit status: 0 valid, 1 not valid, 2 could not check (unreadable file, keys unre
 			st := newTable(w, "SYSTEM", "DATASET", "CATEGORY", "ACTION", "RECORDS")
 			for _, s := range p.Systems {
 				for _, r := range s.Results {
-					st.row(s.Service, r.Dataset, r.Category, r.Action, strconv.FormatInt(r.Count, 10))
+					st.row(s.Service, r.Dataset, r.Category, short(r.Action, "ERASURE_ACTION_"), strconv.FormatInt(r.Count, 10))
 				}
 				if len(s.Results) == 0 {
 					st.row(s.Service, "-", "-", "-", "0")
@@ -141,6 +146,30 @@ Exit status: 0 valid, 1 not valid, 2 could not check (unreadable file, keys unre
 	return c
 }
 
+// parseReceipt reads a receipt as the gateway serves it (protojson of ErasureReceipt)
+// strictly: no unknown fields, and payload and signature in canonical base64, so that no
+// changed byte of the file reads as the same receipt.
+func parseReceipt(raw []byte) (*fulfillmentv1.ErasureReceipt, error) {
+	r := &fulfillmentv1.ErasureReceipt{}
+	if err := protojson.Unmarshal(raw, r); err != nil {
+		return nil, &receiptInvalid{"the file is not an erasure receipt (" + err.Error() + ")"}
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, &receiptInvalid{"the file is not an erasure receipt"}
+	}
+	for name, want := range map[string][]byte{"payload": r.GetPayload(), "signature": r.GetSignature()} {
+		var s string
+		if err := json.Unmarshal(fields[name], &s); err != nil || s != base64.StdEncoding.EncodeToString(want) {
+			return nil, &receiptInvalid{"the " + name + " is not in canonical base64"}
+		}
+	}
+	if r.GetKeyId() == "" {
+		return nil, &receiptInvalid{"the receipt names no key (keyId)"}
+	}
+	return r, nil
+}
+
 // verifyReceipt checks a receipt against published keys: the payload names the key that
 // signed it (under the signature), the receipt's key_id must agree, the key must be
 // published as Ed25519, and the signature must verify over the exact payload bytes.
@@ -157,7 +186,7 @@ func verifyReceipt(r *fulfillmentv1.ErasureReceipt, keys *fulfillmentv1.ReceiptK
 	if p.KeyID == "" {
 		return nil, &receiptInvalid{"the payload names no signing key"}
 	}
-	if r.GetKeyId() != "" && r.GetKeyId() != p.KeyID {
+	if r.GetKeyId() != p.KeyID {
 		return nil, &receiptInvalid{fmt.Sprintf("the receipt names key %s but its signed payload key %s", r.GetKeyId(), p.KeyID)}
 	}
 	for _, k := range keys.GetKeys() {
@@ -215,15 +244,17 @@ func (g *globals) receiptKeys(ctx context.Context, file, url string) (*fulfillme
 	return keys, strings.TrimRight(pub.base, "/") + "/v1/receipts:keys", nil
 }
 
+// readFile reads a file, or standard input for "-".
+func readFile(path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
+	}
+	return os.ReadFile(path)
+}
+
 // readProtoJSON reads a message as the gateway's JSON from a file or "-" (stdin).
 func readProtoJSON(path string, m proto.Message) error {
-	var raw []byte
-	var err error
-	if path == "-" {
-		raw, err = io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
-	} else {
-		raw, err = os.ReadFile(path)
-	}
+	raw, err := readFile(path)
 	if err != nil {
 		return err
 	}

@@ -250,7 +250,11 @@ func printRequest(w io.Writer, r *fulfillmentv1.PrivacyRequest, tl []event) erro
 	if r.GetCoolingOffEndTime() != nil {
 		t.row("cooling-off ends", ts(r.GetCoolingOffEndTime()))
 	}
-	t.row("legal due date", ts(r.GetDueTime())+"  ("+left(r, time.Now())+" left)")
+	due := ts(r.GetDueTime())
+	if l := left(r, time.Now()); l != "-" {
+		due += "  (" + l + " left)"
+	}
+	t.row("legal due date", due)
 	if r.GetExtended() {
 		t.row("extended", "yes: "+r.GetExtensionReason())
 	} else {

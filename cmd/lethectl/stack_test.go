@@ -15,7 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"lethe.dev/devstack"
+	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 )
 
 // gw talks JSON to the dev stack's gateway, as a member's browser would: the tests use it
@@ -155,7 +158,12 @@ func TestLethectlOnTheDevStack(t *testing.T) {
 	if _, err := cli(t, "requests", "extend", held, "--reason", "a second extension attempt"); err == nil || !strings.Contains(err.Error(), "ALREADY_EXTENDED") {
 		t.Fatalf("second extension: %v", err)
 	}
-	if _, err := cli(t, "--direct", "requests", "hold", held, "--reason", "x"); err == nil || !strings.Contains(err.Error(), "audit log") {
+	// The service credential (the stack put it in LETHE_SERVICE_TOKEN) reads directly
+	// over gRPC, but takes no action on a member's request: no operator to audit.
+	if out := mustCLI(t, "--fulfillment", s.Addresses["fulfillment"], "requests", "list", "--open"); !strings.Contains(out, held) {
+		t.Fatalf("requests list --direct:\n%s", out)
+	}
+	if _, err := cli(t, "--fulfillment", s.Addresses["fulfillment"], "requests", "hold", held, "--reason", "litigation hold LH-10"); err == nil || !strings.Contains(err.Error(), "audit log") {
 		t.Fatalf("an unaudited hold over the service credential: %v", err)
 	}
 
@@ -270,7 +278,28 @@ func TestLethectlOnTheDevStack(t *testing.T) {
 			t.Fatalf("case %d: a changed receipt: %v", i, err)
 		}
 	}
-	// A byte changed in the file itself (not re-encoded): still refused.
+	// Every byte of the file, changed one at a time (two ways), is refused.
+	keyset := &fulfillmentv1.ReceiptKeys{}
+	if err := protojson.Unmarshal(kr, keyset); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := parseReceipt(raw); err != nil {
+		t.Fatalf("the fetched receipt: %v", err)
+	} else if _, err := verifyReceipt(r, keyset); err != nil {
+		t.Fatalf("the fetched receipt: %v", err)
+	}
+	for i := range raw {
+		for _, mask := range []byte{0x01, 0x20} {
+			b := bytes.Clone(raw)
+			b[i] ^= mask
+			if r, err := parseReceipt(b); err == nil {
+				if _, err := verifyReceipt(r, keyset); err == nil {
+					t.Fatalf("byte %d changed from %q to %q and the receipt still verifies", i, raw[i], b[i])
+				}
+			}
+		}
+	}
+	// A byte changed in the file through the CLI: exit status 1.
 	flipped := bytes.Clone(raw)
 	at := bytes.Index(flipped, []byte(`"payload":"`)) + len(`"payload":"`) + 20
 	flipped[at] = map[bool]byte{true: 'B', false: 'A'}[flipped[at] == 'A']

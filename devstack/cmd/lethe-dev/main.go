@@ -78,7 +78,11 @@ func main() {
 		fmt.Fprintf(w, "  the queue\tgo run ./cmd/lethectl requests list --open   (then: requests show NAME, requests extend|hold|release NAME --reason …)\n")
 		fmt.Fprintf(w, "  figures\tgo run ./cmd/lethectl stats; partners list\n")
 		fmt.Fprintf(w, "  receipts\tgo run ./cmd/lethectl receipt verify receipt.json%s   (no account needed)\n", gwFlag)
-		fmt.Fprintf(w, "  service credential\tLETHE_SERVICE_TOKEN=%s go run ./cmd/lethectl --direct requests list   (reads; operators create)\n", os.Getenv("LETHE_SERVICE_TOKEN"))
+		direct := "--direct"
+		if a := s.Addresses["fulfillment"]; a != "127.0.0.1:7104" {
+			direct = "--fulfillment " + a // an address flag implies --direct
+		}
+		fmt.Fprintf(w, "  service credential\tLETHE_SERVICE_TOKEN=%s go run ./cmd/lethectl %s requests list   (automation and reads; operators create)\n", os.Getenv("LETHE_SERVICE_TOKEN"), direct)
 		w.Flush()
 		<-ctx.Done()
 		logger.Info("shutting down")
