@@ -8,10 +8,19 @@ TOOLS := github.com/bufbuild/buf/cmd/buf \
 	github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway \
 	github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2
 
-.PHONY: tools generate lint
+.PHONY: tools generate lint promtool rules
 tools: ## Build the pinned code generators (tools/go.mod) into bin/.
 	GOWORK=off go -C tools build -o ../bin/ $(TOOLS)
 	./scripts/googleapis.sh
+
+# promtool has a module of its own (tools/promtool/go.mod): in tools/go.mod its
+# dependencies would raise the code generators' versions and change gen/.
+promtool: ## Build the pinned promtool (tools/promtool/go.mod) into bin/.
+	GOWORK=off go -C tools/promtool build -o ../../bin/ github.com/prometheus/prometheus/cmd/promtool
+
+rules: promtool ## Check the Prometheus alerting rules and run their unit tests (deploy/prometheus).
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/alerts_test.yml
 
 generate: tools ## Regenerate gen/ from proto/.
 	rm -rf gen/lethe gen/openapiv2/*.json
@@ -52,7 +61,7 @@ export LETHE_CONSOLE_ARTIFACTS
 node-deps: ## Install the pinned browser-test dependencies (axe-core) from package-lock.json.
 	@if [ ! -f node_modules/axe-core/axe.min.js ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
 
-test: lint check-generated datamap vet node-deps ## Everything CI checks: lint, generated code, classification, vet, all tests on SQLite and PostgreSQL.
+test: lint check-generated datamap vet node-deps ## Everything CI checks: lint, generated code, classification, vet, alerting rules, all tests on SQLite and PostgreSQL.
 	rm -f $(LETHE_TEST_FIGURES)
 	go test -count=1 -timeout 45m $(PKGS)
 	@echo "== Figures from the end-to-end tests"; cat $(LETHE_TEST_FIGURES) 2>/dev/null || echo "(none recorded)"

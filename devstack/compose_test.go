@@ -1,6 +1,7 @@
 package devstack_test
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"lethe.dev/devstack"
+	"lethe.dev/platform/app"
 )
 
 // composeService is the part of a docker-compose.yml service the test reads.
@@ -21,6 +23,8 @@ type composeService struct {
 	} `yaml:"build"`
 	Environment map[string]string `yaml:"environment"`
 	Ports       []string          `yaml:"ports"`
+	Profiles    []string          `yaml:"profiles"`
+	Volumes     []string          `yaml:"volumes"`
 	DependsOn   map[string]struct {
 		Condition string `yaml:"condition"`
 	} `yaml:"depends_on"`
@@ -59,6 +63,17 @@ func checkEnv(t *testing.T, svc devstack.ServiceInfo, env map[string]string) {
 		if devstack.PlatformEnv[k] {
 			continue
 		}
+		if k == strings.ToUpper(svc.Name)+"_METRICS_ADDR" {
+			// Read by platform/app for every binary, outside its Config.
+			var a app.AdminConfig
+			fs := flag.NewFlagSet(svc.Name, flag.ContinueOnError)
+			t.Setenv(k, v)
+			a.RegisterFlags(fs, svc.Name)
+			if a.Addr != v {
+				t.Errorf("%s=%s is not the admin address %s's binary reads (%q)", k, v, svc.Name, a.Addr)
+			}
+			continue
+		}
 		if svc.Snapshot(t, map[string]string{k: v}) == svc.Snapshot(t, map[string]string{k: v + "0"}) {
 			t.Errorf("%s=%s does not change %s's configuration: the binary does not read it", k, v, svc.Name)
 		}
@@ -86,15 +101,16 @@ func TestPlatformEnvIsRead(t *testing.T) {
 // TestComposeMatchesWhatTheBinariesRead checks docker-compose.yml: Temporal is the
 // project's own lethe-temporal (the server version the code embeds, not the auto-setup
 // image); every Lethe service is built from the Dockerfile with its own cmd, sets the
-// service credential, and sets only variables its binary reads; only the gateway and the
-// Temporal Web UI are published; every service has a health check and waits for what it
-// needs to be healthy.
+// service credential, sets only variables its binary reads, and serves its admin
+// listener on :9100 for Prometheus; only the gateway, the Temporal Web UI and the
+// optional ("observe" profile) Prometheus and Grafana are published; mounted files exist;
+// every service has a health check and waits for what it needs to be healthy.
 func TestComposeMatchesWhatTheBinariesRead(t *testing.T) {
 	f := loadCompose(t)
-	published := map[string][]string{"gateway": {"8080:8080"}, "temporal": {"8233:8233"}}
+	published := map[string][]string{"gateway": {"8080:8080"}, "temporal": {"8233:8233"}, "prometheus": {"9090:9090"}, "grafana": {"3000:3000"}}
 	for name, c := range f.Services {
 		if strings.Join(c.Ports, ",") != strings.Join(published[name], ",") {
-			t.Errorf("%s publishes %v; only the gateway (8080) and the Temporal Web UI (8233) may be published", name, c.Ports)
+			t.Errorf("%s publishes %v; only the gateway (8080), the Temporal Web UI (8233), Prometheus (9090) and Grafana (3000) may be published", name, c.Ports)
 		}
 		if c.Healthcheck == nil || len(c.Healthcheck.Test) < 2 {
 			t.Errorf("%s has no health check", name)
@@ -102,6 +118,16 @@ func TestComposeMatchesWhatTheBinariesRead(t *testing.T) {
 		for dep, d := range c.DependsOn {
 			if _, ok := f.Services[dep]; !ok || d.Condition != "service_healthy" {
 				t.Errorf("%s depends on %s with condition %q; want an existing service and service_healthy", name, dep, d.Condition)
+			}
+		}
+		if (name == "prometheus" || name == "grafana") && strings.Join(c.Profiles, ",") != "observe" {
+			t.Errorf("%s must be in the optional profile observe, not %v", name, c.Profiles)
+		}
+		for _, v := range c.Volumes {
+			if src := strings.Split(v, ":")[0]; strings.HasPrefix(src, "./") {
+				if _, err := os.Stat(filepath.Join("..", src)); err != nil {
+					t.Errorf("%s mounts %s: %v", name, src, err)
+				}
 			}
 		}
 		if strings.Contains(c.Image, "temporalio/") {
@@ -144,6 +170,9 @@ func TestComposeMatchesWhatTheBinariesRead(t *testing.T) {
 				t.Errorf("%s's health check %v does not probe its listen port %s", svc.Name, c.Healthcheck.Test, port)
 			}
 			checkEnv(t, svc, c.Environment)
+			if c.Environment[strings.ToUpper(svc.Name)+"_METRICS_ADDR"] != "0.0.0.0:9100" {
+				t.Errorf("%s must serve its admin listener on :9100, where deploy/prometheus/prometheus.yml scrapes it", svc.Name)
+			}
 		})
 	}
 }

@@ -57,7 +57,9 @@ func TestObservability(t *testing.T) {
 		t.Fatalf("file erasure: %d %s", resp.StatusCode, body)
 	}
 	reqName := strings.Split(strings.Split(string(body), `"name":"`)[1], `"`)[0]
-	c.awaitState(reqName, tok, "REQUEST_STATE_COMPLETED")
+	// The erasure ends the member's sessions: an operator watches it finish.
+	opTok := c.must("POST", "/v1/operators:signIn", "", map[string]any{"email": s.Operator.Email, "password": s.Operator.Password, "totpCode": s.Operator.TOTPCode(time.Now())})["accessToken"].(string)
+	c.awaitState(reqName, opTok, "REQUEST_STATE_COMPLETED")
 
 	const eraseRPC = "lethe.subject.v1.DataSubjectService/EraseSubjectData"
 	t.Run("one trace from the gateway to every service's erase", func(t *testing.T) {

@@ -4,6 +4,8 @@ go 1.26.8
 
 require (
 	github.com/tink-crypto/tink-go/v2 v2.9.0
+	go.opentelemetry.io/otel v1.46.0
+	go.opentelemetry.io/otel/metric v1.46.0
 	golang.org/x/crypto v0.59.0
 	golang.org/x/text v0.44.0
 	google.golang.org/protobuf v1.36.11

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/app"
@@ -74,9 +76,10 @@ func (c Config) Database() (string, fs.FS) { return c.DatabaseURL, store.Migrati
 // Service is a built identity service.
 type Service struct {
 	authz.AuditLink
-	Domain *domain.Service
-	db     *storage.DB
-	logger *slog.Logger
+	Domain  *domain.Service
+	db      *storage.DB
+	logger  *slog.Logger
+	metrics metric.Registration
 }
 
 // New opens the database (migrating it) and the key ring.
@@ -103,10 +106,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		db.Close()
 		return nil, err
 	}
+	metrics, err := domain.RegisterMetrics(db, time.Now)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	return &Service{AuditLink: link,
 		Domain: &domain.Service{DB: db, Keys: ring, Sender: sender, Logger: logger, Now: time.Now,
 			Vacuum: shred.NewVacuumer(db, "members", "sessions", "outbox")},
-		db: db, logger: logger,
+		db: db, logger: logger, metrics: metrics,
 	}, nil
 }
 
@@ -156,7 +164,13 @@ const PurgeInterval = time.Hour
 const VacuumInterval = 10 * time.Second
 
 // Close closes the database.
-func (s *Service) Close() error { _ = s.CloseAudit(); return s.db.Close() }
+func (s *Service) Close() error {
+	_ = s.CloseAudit()
+	if s.metrics != nil {
+		_ = s.metrics.Unregister()
+	}
+	return s.db.Close()
+}
 
 // PII is a member's personal data, for in-process callers such as the dev stack's tests.
 type PII = domain.PII

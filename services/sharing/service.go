@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tink-crypto/tink-go/v2/prf"
+	"go.opentelemetry.io/otel/metric"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -103,6 +104,7 @@ type Service struct {
 	authz.AuditLink
 	Server   *impl.Server
 	db       *storage.DB
+	metrics  metric.Registration
 	prefs    *grpc.ClientConn
 	identity *grpc.ClientConn
 	temporal client.Client
@@ -146,6 +148,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		return nil, err
 	}
 	s := &Service{AuditLink: link, db: db, logger: logger}
+	if s.metrics, err = impl.RegisterMetrics(db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	s.Server = &impl.Server{
 		DB: db, Secrets: secrets, Keys: keys, Logger: logger, Now: time.Now,
 		AllowLoopbackHTTP: cfg.AllowLoopbackHTTP, PublicURL: cfg.PublicURL,
@@ -219,6 +225,9 @@ func (s *Service) Run(ctx context.Context) error {
 // Close closes the Temporal client and the database.
 func (s *Service) Close() error {
 	_ = s.CloseAudit()
+	if s.metrics != nil {
+		_ = s.metrics.Unregister()
+	}
 	if s.temporal != nil {
 		s.temporal.Close()
 	}

@@ -2,7 +2,7 @@
 // server and Web UI, every service on SQLite, the workers and the gateway, with all
 // state under one data directory. Ctrl-C shuts it down cleanly.
 //
-//	go run ./devstack/cmd/lethe-dev [-data data] [-temporal host:port | -temporal-postgres URL] [-gateway-port 8080 ...]
+//	go run ./devstack/cmd/lethe-dev [-demo] [-data data] [-temporal host:port | -temporal-postgres URL] [-gateway-port 8080 ...]
 //
 // A service whose *_DATABASE_URL is set (IDENTITY_DATABASE_URL=postgres://…) runs on
 // that database; the others use SQLite under the data directory.
@@ -38,6 +38,7 @@ func main() {
 			{"sharing", &o.SharingPort}, {"fulfillment", &o.FulfillmentPort}, {"fulfillment-http", &o.FulfillmentHTTP}, {"gateway", &o.GatewayPort}, {"admin", &o.AdminPort}} {
 			flag.IntVar(p.port, p.name+"-port", *p.port, p.name+" port (0 picks a free one; -1 disables the Web UI)")
 		}
+		demo := flag.Bool("demo", false, "seed demo members, partners (a processor with a loopback webhook) and privacy requests in every state through the public APIs; kept in DATA/demo.json")
 		flag.BoolVar(&o.Pprof, "pprof", config.Env("LETHE_PPROF", "") == "1", "serve /debug/pprof on the admin port (LETHE_PPROF=1)")
 		flag.Parse()
 		stopTracing, err := observe.StartTracing(ctx, "dev")
@@ -84,6 +85,14 @@ func main() {
 		}
 		fmt.Fprintf(w, "  service credential\tLETHE_SERVICE_TOKEN=%s go run ./cmd/lethectl %s requests list   (automation and reads; operators create)\n", os.Getenv("LETHE_SERVICE_TOKEN"), direct)
 		w.Flush()
+		if *demo {
+			fmt.Println("\nSeeding the demo (about 30 s on a fresh data directory)…")
+			d, err := devstack.SeedDemo(ctx, s)
+			if err != nil {
+				return err
+			}
+			printDemo(d)
+		}
 		<-ctx.Done()
 		logger.Info("shutting down")
 		if err := s.Stop(); err != nil {
@@ -91,4 +100,20 @@ func main() {
 		}
 		return s.Wait()
 	})
+}
+
+func printDemo(d *devstack.Demo) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "\nDemo data (kept in demo.json under the data directory):\n")
+	for _, m := range d.Members {
+		fmt.Fprintf(w, "  member\t%s\t%s\tpassword %q\n", m.Name, m.Email, m.Password)
+	}
+	for _, p := range d.Partners {
+		fmt.Fprintf(w, "  partner\t%s\n", p)
+	}
+	fmt.Fprintf(w, "  processor webhook\t%s (served by lethe-dev)\n", d.WebhookURL)
+	for _, r := range d.Requests {
+		fmt.Fprintf(w, "  request\t%s\t%s\t%s\n", r.Name, strings.TrimPrefix(r.State, "REQUEST_STATE_"), r.Note)
+	}
+	w.Flush()
 }

@@ -506,7 +506,9 @@ func (s *Server) DownloadHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/zip")
 		w.Header().Set("Content-Disposition", `attachment; filename="lethe-export.zip"`)
 		w.Header().Set("Cache-Control", "no-store")
-		http.ServeContent(w, req, "lethe-export.zip", f.ModTime, f) // the decrypting reader seeks: ranges work
+		cw := &countingResponse{ResponseWriter: w}
+		http.ServeContent(cw, req, "lethe-export.zip", f.ModTime, f) // the decrypting reader seeks: ranges work
+		request.CountDownloaded(req.Context(), cw.n)
 	})
 }
 
@@ -619,4 +621,16 @@ func (s *Server) GetRequestStatistics(ctx context.Context, req *fulfillmentv1.Ge
 		out.OperatorActions = append(out.OperatorActions, &fulfillmentv1.ActionCount{Action: a, Count: counts[a]})
 	}
 	return out, nil
+}
+
+// countingResponse counts the body bytes written, for lethe_export_downloaded_bytes_total.
+type countingResponse struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingResponse) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -416,6 +416,9 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 	digest := hex.EncodeToString(sum.Sum(nil))
 	_, err = a.DB.ExecContext(ctx, `UPDATE requests SET archive_path = $1, archive_size = $2, archive_sha256 = $3, archive_expires_at = $4 WHERE id = $5`,
 		key, size.n, digest, in.ExpiresAt.UnixMicro(), in.RequestID)
+	if err == nil {
+		archiveSize.Record(ctx, size.n)
+	}
 	return ArchiveResult{Path: key, Size: size.n, SHA256: digest, Records: total}, err
 }
 

@@ -21,6 +21,20 @@ var completion, _ = otel.Meter("lethe.dev/fulfillment").Float64Histogram("lethe.
 	metric.WithUnit("s"), metric.WithDescription("Time from filing to completion of privacy requests, by kind."),
 	metric.WithExplicitBucketBoundaries(1, 10, 60, 600, 3600, 6*3600, 86400, 3*86400, 7*86400, 14*86400, 30*86400, 45*86400, 90*86400))
 
+// archiveSize is the size of each export archive built; its _sum is the bytes exported.
+var archiveSize, _ = otel.Meter("lethe.dev/fulfillment").Int64Histogram("lethe.export.archive.size",
+	metric.WithUnit("By"), metric.WithDescription("Size of the export archives built (ZIP, before encryption at rest)."),
+	metric.WithExplicitBucketBoundaries(1<<10, 16<<10, 128<<10, 1<<20, 8<<20, 64<<20, 256<<20, 1<<30, 4<<30, 16<<30))
+
+// downloaded counts the archive bytes served to members and operators.
+var downloaded, _ = otel.Meter("lethe.dev/fulfillment").Int64Counter("lethe.export.downloaded",
+	metric.WithUnit("By"), metric.WithDescription("Export archive bytes served by download links."))
+
+// CountDownloaded adds n bytes served by a download link.
+func CountDownloaded(ctx context.Context, n int64) {
+	downloaded.Add(context.WithoutCancel(ctx), n)
+}
+
 func kindLabel(k int32) string {
 	return strings.TrimPrefix(fulfillmentv1.RequestKind(k).String(), "REQUEST_KIND_")
 }
@@ -47,6 +61,10 @@ func RegisterMetrics(db *storage.DB, now func() time.Time) (metric.Registration,
 		return nil, err
 	}
 	breached, err := m.Int64ObservableGauge("lethe.privacy_requests.breached", metric.WithDescription("Privacy requests that missed their legal deadline, by kind."))
+	if err != nil {
+		return nil, err
+	}
+	onwardBreaches, err := m.Int64ObservableGauge("lethe.onward_erasure.breaches", metric.WithDescription("Onward erasures a processor did not acknowledge by its deadline, by partner."))
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +104,31 @@ func RegisterMetrics(db *storage.DB, now func() time.Time) (metric.Registration,
 			o.ObserveInt64(overdue, late[k], a)
 			o.ObserveInt64(breached, broke[k], a)
 		}
-		return rows.Err()
-	}, byState, atRisk, overdue, breached)
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return observeOnwardBreaches(ctx, db, o, onwardBreaches)
+	}, byState, atRisk, overdue, breached, onwardBreaches)
+}
+
+// onwardBreachLevel prefixes the escalation level of a processor's missed deadline
+// ("onward-breach:partners/ID").
+const onwardBreachLevel = "onward-breach:"
+
+func observeOnwardBreaches(ctx context.Context, db *storage.DB, o metric.Observer, g metric.Int64ObservableGauge) error {
+	rows, err := db.QueryContext(ctx, `SELECT level, COUNT(*) FROM escalations WHERE level LIKE 'onward-breach:%' GROUP BY level`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var level string
+		var n int64
+		if err := rows.Scan(&level, &n); err != nil {
+			return err
+		}
+		partner := strings.TrimPrefix(strings.TrimPrefix(level, onwardBreachLevel), "partners/")
+		o.ObserveInt64(g, n, metric.WithAttributes(attribute.String("partner", partner)))
+	}
+	return rows.Err()
 }

@@ -134,13 +134,15 @@ func (s *Service) deliver(ctx context.Context, q queued) (bool, error) {
 	sendErr := s.send(ctx, q)
 	if sendErr == nil {
 		_, err := s.DB.ExecContext(context.WithoutCancel(ctx), `UPDATE outbox SET sent_at = $1, claimed_until = 0 WHERE id = $2 AND claim_id = $3`, micros(s.now()), q.id, claim)
+		countDelivery(ctx, mailSent)
 		return err == nil, err
 	}
 	attempts := q.attempts + 1
 	var dead any
 	next := s.now().Add(mailBackoff(attempts))
+	outcome := mailRetry
 	if attempts >= MailAttempts {
-		dead = micros(s.now())
+		dead, outcome = micros(s.now()), mailDeadLetter
 		if s.Logger != nil {
 			s.Logger.Warn("mail dead-lettered after its last attempt", "message", q.id, "attempts", attempts)
 		}
@@ -149,6 +151,7 @@ func (s *Service) deliver(ctx context.Context, q queued) (bool, error) {
 		attempts, micros(next), dead, q.id, claim); err != nil {
 		return false, err
 	}
+	countDelivery(ctx, outcome)
 	// The relay's error can quote the recipient address: keep it out of logs.
 	return false, fmt.Errorf("identity: delivering message %s failed (attempt %d, %T)", q.id, attempts, sendErr)
 }

@@ -138,9 +138,12 @@ func (s *Server) SendOnwardErasure(ctx context.Context, req *sharingv1.SendOnwar
 		acked = s.now().UnixMicro()
 	}
 	if _, err := s.DB.ExecContext(ctx, `UPDATE onward_erasures SET state = CASE WHEN state = $1 THEN state ELSE $2 END, attempts = attempts + 1, sent_at = $3,
-		acked_at = COALESCE(acked_at, $4), last_error = $5 WHERE id = $6`,
+		first_sent_at = COALESCE(first_sent_at, $3), acked_at = COALESCE(acked_at, $4), last_error = $5 WHERE id = $6`,
 		int32(sharingv1.OnwardErasureState_ONWARD_ERASURE_STATE_ACKNOWLEDGED), int32(state), now.UnixMicro(), acked, code, eid); err != nil {
 		return nil, err
+	}
+	if acked != nil && cur.GetAcknowledgeTime() == nil {
+		s.observeAck(ctx, pid, eid)
 	}
 	return scanOnward(s.DB.QueryRowContext(ctx, `SELECT `+onwardCols+` FROM onward_erasures WHERE id = $1`, eid))
 }
@@ -202,6 +205,14 @@ func onwardName(name string) (string, string, error) {
 	return pid, eid, nil
 }
 
+// observeAck records an onward erasure's acknowledgement latency, from its first delivery.
+func (s *Server) observeAck(ctx context.Context, pid, eid string) {
+	var first, acked sql.NullInt64
+	if err := s.DB.QueryRowContext(ctx, `SELECT COALESCE(first_sent_at, sent_at), acked_at FROM onward_erasures WHERE id = $1`, eid).Scan(&first, &acked); err == nil {
+		recordAck(ctx, pid, first.Int64, acked.Int64)
+	}
+}
+
 func (s *Server) rejectCallback(ctx context.Context, pid, reason, msg string) error {
 	_, _ = s.DB.ExecContext(ctx, `INSERT INTO rejected_callbacks (id, partner_id, reason, received_at) VALUES ($1, $2, $3, $4)`, ids.New(), pid, reason, s.now().UnixMicro())
 	if s.Logger != nil {
@@ -247,13 +258,24 @@ func (s *Server) AcknowledgeErasure(ctx context.Context, req *sharingv1.Acknowle
 	if _, err := s.DB.ExecContext(ctx, `INSERT INTO callback_nonces (nonce, received_at) VALUES ($1, $2)`, pid+":"+req.GetNonce(), s.now().UnixMicro()); err != nil {
 		return nil, s.rejectCallback(ctx, pid, "REPLAYED_NONCE", "the callback nonce was already used")
 	}
-	res, err := s.DB.ExecContext(ctx, `UPDATE onward_erasures SET state = $1, acked_at = COALESCE(acked_at, $2) WHERE id = $3 AND partner_id = $4`,
+	// The first acknowledgement stamps acked_at (and is measured); a repeat only
+	// confirms the state.
+	res, err := s.DB.ExecContext(ctx, `UPDATE onward_erasures SET state = $1, acked_at = $2 WHERE id = $3 AND partner_id = $4 AND acked_at IS NULL`,
 		int32(sharingv1.OnwardErasureState_ONWARD_ERASURE_STATE_ACKNOWLEDGED), s.now().UnixMicro(), eid, pid)
 	if err != nil {
 		return nil, err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return nil, errs.NotFoundf("ONWARD_ERASURE_NOT_FOUND", "onward erasure")
+	if n, _ := res.RowsAffected(); n == 1 {
+		s.observeAck(ctx, pid, eid)
+	} else {
+		res, err := s.DB.ExecContext(ctx, `UPDATE onward_erasures SET state = $1 WHERE id = $2 AND partner_id = $3`,
+			int32(sharingv1.OnwardErasureState_ONWARD_ERASURE_STATE_ACKNOWLEDGED), eid, pid)
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil, errs.NotFoundf("ONWARD_ERASURE_NOT_FOUND", "onward erasure")
+		}
 	}
 	if s.Acks != nil {
 		// Best effort: the acknowledgement is recorded; if the signal is lost, the
