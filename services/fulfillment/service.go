@@ -45,6 +45,7 @@ import (
 	"lethe.dev/platform/temporalclient"
 	"lethe.dev/platform/transport"
 	"lethe.dev/services/fulfillment/internal/audit"
+	"lethe.dev/services/fulfillment/internal/complaint"
 	"lethe.dev/services/fulfillment/internal/drp"
 	"lethe.dev/services/fulfillment/internal/grpcapi"
 	"lethe.dev/services/fulfillment/internal/request"
@@ -71,7 +72,11 @@ type Config struct {
 	ArchiveTTL         time.Duration
 	ArchiveBucket      string
 	OnwardPollInterval time.Duration
-	KEKURI             string
+	// ComplaintAckWindow and ComplaintResolveWindow are a complaint's acknowledgement
+	// and resolution deadlines.
+	ComplaintAckWindow     time.Duration
+	ComplaintResolveWindow time.Duration
+	KEKURI                 string
 	// DRPBusinessID is this business's Data Rights Protocol business-id; DRPAPIBase is
 	// where the gateway serves /drp (user_verification_url and results_url start with it).
 	DRPBusinessID   string
@@ -100,6 +105,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.VerificationWindow, "verification-window", config.EnvDuration("FULFILLMENT_VERIFICATION_WINDOW", 48*time.Hour), "time to confirm a request with the emailed code (FULFILLMENT_VERIFICATION_WINDOW)")
 	fs.StringVar(&c.ArchiveBucket, "archive-bucket", config.Env("FULFILLMENT_ARCHIVE_BUCKET", ""), "archive storage as a Go CDK blob URL, e.g. s3://bucket or gs://bucket (with its driver linked); empty: a directory under -data-dir (FULFILLMENT_ARCHIVE_BUCKET)")
 	fs.DurationVar(&c.OnwardPollInterval, "onward-poll-interval", config.EnvDuration("FULFILLMENT_ONWARD_POLL_INTERVAL", request.OnwardPollInterval), "how often a processor that has not acknowledged an erasure is checked and re-sent (FULFILLMENT_ONWARD_POLL_INTERVAL)")
+	fs.DurationVar(&c.ComplaintAckWindow, "complaint-ack-window", config.EnvDuration("FULFILLMENT_COMPLAINT_ACK_WINDOW", complaint.DefaultAckWindow), "time to acknowledge a member's complaint before it escalates (FULFILLMENT_COMPLAINT_ACK_WINDOW)")
+	fs.DurationVar(&c.ComplaintResolveWindow, "complaint-resolve-window", config.EnvDuration("FULFILLMENT_COMPLAINT_RESOLVE_WINDOW", complaint.DefaultResolveWindow), "time to resolve a member's complaint before it escalates (FULFILLMENT_COMPLAINT_RESOLVE_WINDOW)")
 	fs.StringVar(&c.DRPBusinessID, "drp-business-id", config.Env("DRP_BUSINESS_ID", "LETHE"), "this business's Data Rights Protocol business-id (DRP_BUSINESS_ID)")
 	fs.StringVar(&c.DRPAPIBase, "drp-api-base", config.Env("DRP_API_BASE", "http://127.0.0.1:8080/drp"), "the gateway's public /drp URL, the DRP api_base (DRP_API_BASE)")
 	fs.DurationVar(&c.DRPCallbackPoll, "drp-callback-poll", config.EnvDuration("DRP_CALLBACK_POLL", drp.DefaultPollInterval), "how often DRP status callbacks look for missed changes (DRP_CALLBACK_POLL)")
@@ -143,11 +150,11 @@ type Service struct {
 	conns      []*grpc.ClientConn
 	// disableGrace is Config.DisableGrace.
 	disableGrace time.Duration
-	httpAddr   string
-	httpLis    net.Listener
-	logger     *slog.Logger
-	bucket     *blob.Bucket
-	keys       *shred.Keys
+	httpAddr     string
+	httpLis      net.Listener
+	logger       *slog.Logger
+	bucket       *blob.Bucket
+	keys         *shred.Keys
 }
 
 // New opens the database, keys, service clients and the Temporal client.
@@ -245,7 +252,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		ArchiveTTL: cfg.ArchiveTTL, OnwardPollInterval: cfg.OnwardPollInterval, DownloadMAC: links, ReceiptKeys: receipts.published, Now: time.Now, Archives: archives,
 		TokenKey: tokenKey, Logger: logger,
 		Audit: &audit.Store{DB: db, Now: time.Now}, ServiceToken: sec.ServiceToken,
+		Complaints: &complaint.Store{DB: db, Now: time.Now}, ComplaintAckWindow: cfg.ComplaintAckWindow, ComplaintResolveWindow: cfg.ComplaintResolveWindow,
 	}
+	s.Activities.Complaints = s.API.Complaints
 	poll := cfg.DRPCallbackPoll
 	if poll <= 0 {
 		poll = drp.DefaultPollInterval
@@ -299,6 +308,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	w := request.NewWorker(s.temporal, s.Activities)
 	w.RegisterWorkflow(drp.StatusCallbacks)
+	complaint.Register(w, &complaint.Activities{Store: s.API.Complaints, Identity: s.Activities.Identity})
 	w.RegisterActivity(s.DataRights.CallbackActivities())
 	if err := w.Start(); err != nil {
 		return err

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
-	impl "lethe.dev/services/sharing/internal/sharing"
 	"lethe.dev/services/sharing/internal/notice"
+	impl "lethe.dev/services/sharing/internal/sharing"
 )
 
 // pagedMembers is identity's member list, two per page.
@@ -72,7 +72,10 @@ func TestBusinessTransfer(t *testing.T) {
 				Acquirer: acquirer, Purpose: "acquisition", DataCategories: cats, EffectiveTime: timestamppb.New(at)}})
 		}
 		for name, err := range map[string]error{
-			"past date":         func() error { _, err := create("bad-1", "partners/newco", now.Add(-time.Hour), "user.contact.email"); return err }(),
+			"past date": func() error {
+				_, err := create("bad-1", "partners/newco", now.Add(-time.Hour), "user.contact.email")
+				return err
+			}(),
 			"not an acquirer":   func() error { _, err := create("bad-2", "partners/acme-pay", eff, "user.contact.email"); return err }(),
 			"category too wide": func() error { _, err := create("bad-3", "partners/newco", eff, "user.financial"); return err }(),
 		} {

@@ -35,6 +35,7 @@ import (
 	"lethe.dev/platform/storage"
 	"lethe.dev/platform/transport"
 	"lethe.dev/services/fulfillment/internal/audit"
+	"lethe.dev/services/fulfillment/internal/complaint"
 	"lethe.dev/services/fulfillment/internal/request"
 )
 
@@ -60,6 +61,11 @@ type Server struct {
 	Logger       *slog.Logger
 	Audit        *audit.Store
 	ServiceToken string // checks the gateway's vouching for operator downloads
+	// Complaints is the complaints store; the windows are the acknowledgement and
+	// resolution deadlines (zero: complaint.DefaultAckWindow, DefaultResolveWindow).
+	Complaints             *complaint.Store
+	ComplaintAckWindow     time.Duration
+	ComplaintResolveWindow time.Duration
 }
 
 func (s *Server) now() time.Time { return s.Now().UTC() }
@@ -607,6 +613,13 @@ func (s *Server) GetRequestStatistics(ctx context.Context, req *fulfillmentv1.Ge
 			}
 		}
 		out.Kinds = append(out.Kinds, k)
+	}
+	if s.Complaints != nil {
+		c, err := s.Complaints.Statistics(ctx, time.UnixMicro(from), time.UnixMicro(to))
+		if err != nil {
+			return nil, err
+		}
+		out.Complaints = c
 	}
 	counts, err := s.Audit.Counts(ctx, time.UnixMicro(from), time.UnixMicro(to))
 	if err != nil {

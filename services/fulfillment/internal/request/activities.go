@@ -30,6 +30,7 @@ import (
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/storage"
+	"lethe.dev/services/fulfillment/internal/complaint"
 )
 
 // ErrPermanent is the error type of failures retrying cannot fix.
@@ -59,6 +60,9 @@ type Activities struct {
 	// StateChanged, when set, is told after every state change (the Data Rights
 	// Protocol logs the statuses of agents' requests from it).
 	StateChanged func(ctx context.Context, requestID string) error
+	// Complaints, when set, has the member's complaint texts cleared by their erasure
+	// (with fulfillment's own copies, EraseArchives).
+	Complaints *complaint.Store
 	// FileErasure files an erasure of the member through the intake (idempotent by
 	// clientRequestID) and returns the request's id; used when a disabled account's grace
 	// period ends (DisabledAccount).
@@ -511,6 +515,11 @@ func (a *Activities) DeleteParts(ctx context.Context, in RequestRef) error {
 // worker writes another part), then deletes every archive and staging part of every
 // export of the member and destroys their keys; download links die with the archives.
 func (a *Activities) EraseArchives(ctx context.Context, in RequestRef) (ServiceErasure, error) {
+	if a.Complaints != nil { // the member's words in their complaints go with them
+		if _, err := a.Complaints.EraseText(ctx, in.MemberID); err != nil {
+			return ServiceErasure{}, err
+		}
+	}
 	for _, kind := range []string{KindAccess, KindPortability} {
 		err := a.Temporal.TerminateWorkflow(ctx, WorkflowID(kind, in.MemberID), "", "the member is being erased")
 		var nf *serviceerror.NotFound
