@@ -175,3 +175,42 @@ func isCode(err error, c codes.Code) bool {
 	got, _ := reason(err)
 	return err != nil && got == c
 }
+
+// TestPolicyChangeGatesMarketing: a version lowering protection for partner offers
+// ("marketing_partner_offers") stops that mail to a subscribed member until they accept
+// it; other topics go on.
+func TestPolicyChangeGatesMarketing(t *testing.T) {
+	engines(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		email := preferencesv1.Channel_CHANNEL_EMAIL
+		if _, err := h.client.UpdateCommunicationPreferences(ctx, &preferencesv1.UpdateCommunicationPreferencesRequest{Name: alice + "/communicationPreferences", RequestId: "sub",
+			Changes: []*preferencesv1.SubscriptionChange{{Channel: email, Topic: preferencesv1.Topic_TOPIC_PARTNER_OFFERS, Subscribed: true}, {Channel: email, Topic: preferencesv1.Topic_TOPIC_NEWSLETTER, Subscribed: true}}}); err != nil {
+			t.Fatal(err)
+		}
+		send := func(topic preferencesv1.Topic) string {
+			t.Helper()
+			res, err := h.client.AuthorizeMarketing(ctx, &preferencesv1.AuthorizeMarketingRequest{Member: alice, Channel: email, Topic: topic})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res.GetReason()
+		}
+		if _, err := h.client.CreatePolicyVersion(ctx, &preferencesv1.CreatePolicyVersionRequest{Parent: "policies/netflix", PolicyVersionId: "2026-12-01",
+			PolicyVersion: &preferencesv1.PolicyVersion{Summary: "Partner offers use your viewing history.", EffectiveTime: timestamppb.New(time.Now().Add(-time.Minute)),
+				LowersProtection: true, AffectedPurposes: []string{"marketing_partner_offers"}}}); err != nil {
+			t.Fatal(err)
+		}
+		if r := send(preferencesv1.Topic_TOPIC_PARTNER_OFFERS); r != "POLICY_CONSENT_REQUIRED" {
+			t.Fatalf("partner offers before consent: %s", r)
+		}
+		if r := send(preferencesv1.Topic_TOPIC_NEWSLETTER); r != "ALLOWED" {
+			t.Fatalf("newsletter: %s", r)
+		}
+		if _, err := h.client.AcceptPolicyVersion(ctx, &preferencesv1.AcceptPolicyVersionRequest{Name: alice + "/policyAcceptances/netflix", Version: "policies/netflix/versions/2026-12-01"}); err != nil {
+			t.Fatal(err)
+		}
+		if r := send(preferencesv1.Topic_TOPIC_PARTNER_OFFERS); r != "ALLOWED" {
+			t.Fatalf("partner offers after consent: %s", r)
+		}
+	})
+}

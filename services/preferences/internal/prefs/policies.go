@@ -308,14 +308,24 @@ func (s *Server) CheckPolicyConsent(ctx context.Context, req *preferencesv1.Chec
 	if !purposeRE.MatchString(req.GetPurpose()) {
 		return nil, errs.Invalid(errs.FieldViolation{Field: "purpose", Description: "must be a purpose id"})
 	}
+	missing, err := s.missingVersions(ctx, memberID, req.GetPurpose())
+	if err != nil {
+		return nil, err
+	}
+	return &preferencesv1.CheckPolicyConsentResponse{Allowed: len(missing) == 0, MissingVersions: missing}, nil
+}
+
+// missingVersions names the versions lowering protection for any of purposes that are
+// in effect and that the member has not accepted (nor a later version of their policy).
+func (s *Server) missingVersions(ctx context.Context, memberID string, purposes ...string) ([]string, error) {
 	vs, err := s.versions(ctx, `lowers_protection = TRUE AND effective_at <= $1`, micros(s.now()))
 	if err != nil {
 		return nil, err
 	}
-	out := &preferencesv1.CheckPolicyConsentResponse{Allowed: true}
+	var missing []string
 	published := map[string]int64{}
 	for _, v := range vs {
-		if !slices.Contains(v.purposes, req.GetPurpose()) {
+		if !slices.ContainsFunc(purposes, func(p string) bool { return slices.Contains(v.purposes, p) }) {
 			continue
 		}
 		pub, ok := published[v.policy]
@@ -326,11 +336,27 @@ func (s *Server) CheckPolicyConsent(ctx context.Context, req *preferencesv1.Chec
 			published[v.policy] = pub
 		}
 		if v.created > pub {
-			out.Allowed = false
-			out.MissingVersions = append(out.MissingVersions, v.name())
+			missing = append(missing, v.name())
 		}
 	}
-	return out, nil
+	return missing, nil
+}
+
+// MarketingPurposes are the purposes a policy version names to affect marketing mail of
+// a topic: "marketing" (every topic) and "marketing_{topic}", e.g.
+// "marketing_partner_offers".
+func MarketingPurposes(t preferencesv1.Topic) []string {
+	return []string{"marketing", "marketing_" + strings.ToLower(strings.TrimPrefix(t.String(), "TOPIC_"))}
+}
+
+// marketingPolicyRefusal returns POLICY_CONSENT_REQUIRED while a version lowering
+// protection for marketing of topic t is in effect and not accepted by the member.
+func (s *Server) marketingPolicyRefusal(ctx context.Context, memberID string, t preferencesv1.Topic) (string, error) {
+	missing, err := s.missingVersions(ctx, memberID, MarketingPurposes(t)...)
+	if err != nil || len(missing) == 0 {
+		return "", err
+	}
+	return "POLICY_CONSENT_REQUIRED", nil
 }
 
 // NotifyPolicyChanges sends the change email of every version not yet sent to every

@@ -78,5 +78,11 @@ func (s *Server) AuthorizeMarketing(ctx context.Context, req *preferencesv1.Auth
 	if !sub {
 		return &preferencesv1.AuthorizeMarketingResponse{Allowed: false, Reason: "NOT_SUBSCRIBED"}, nil
 	}
+	// A policy change lowering protection for this marketing waits for the member's consent.
+	if reason, err := s.marketingPolicyRefusal(ctx, id, req.GetTopic()); err != nil {
+		return nil, err
+	} else if reason != "" {
+		return &preferencesv1.AuthorizeMarketingResponse{Allowed: false, Reason: reason}, nil
+	}
 	return &preferencesv1.AuthorizeMarketingResponse{Allowed: true, Reason: "ALLOWED"}, nil
 }
