@@ -192,6 +192,16 @@ func (s *Server) GetPrivacyRequest(ctx context.Context, req *fulfillmentv1.GetPr
 	if err != nil {
 		return nil, err
 	}
+	// A running request's steps are the workflow's (lean-bookkeeping runs store them
+	// only with state changes); a closed one's, or when Temporal does not answer, stored.
+	if r.open && r.started && s.Temporal != nil {
+		if steps, ok := request.QueryProgress(ctx, s.Temporal, kindNames[r.pr.GetKind()], r.member, r.id); ok {
+			r.pr.Progress = r.pr.Progress[:0]
+			for _, st := range steps {
+				r.pr.Progress = append(r.pr.Progress, &fulfillmentv1.StepProgress{Step: st.Step, State: st.State, Count: st.Count, UpdateTime: timestamppb.New(st.Time)})
+			}
+		}
+	}
 	return r.pr, nil
 }
 

@@ -81,10 +81,20 @@ func (r RequestRef) member() string { return "members/" + r.MemberID }
 type SetStateInput struct {
 	RequestID string
 	State     string
+	// Steps are stored with the state when WithSteps is set (lean-bookkeeping runs keep
+	// progress in the workflow and write it only with state changes).
+	Steps     []Step
+	WithSteps bool
 }
 
-// SetState records a request's state in the read model.
+// SetState records a request's state in the read model, and its progress with it when
+// the input carries the steps.
 func (a *Activities) SetState(ctx context.Context, in SetStateInput) error {
+	if in.WithSteps {
+		if err := a.SaveProgress(ctx, ProgressInput{RequestID: in.RequestID, Steps: in.Steps}); err != nil {
+			return err
+		}
+	}
 	if err := SetState(ctx, a.DB, in.RequestID, in.State, a.Now()); err != nil {
 		return err
 	}
@@ -301,6 +311,9 @@ type ArchiveInput struct {
 	RequestID string
 	Services  []string
 	ExpiresAt time.Time
+	// DeleteParts deletes the staging parts once the archive is written (lean-bookkeeping
+	// runs; older runs delete them in a DeleteParts activity of their own).
+	DeleteParts bool
 	// Portability builds the portability form: one portability.json in the documented
 	// schema (docs/portability.md) instead of a file per dataset.
 	Portability bool
@@ -418,12 +431,17 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 		return fail(err)
 	}
 	digest := hex.EncodeToString(sum.Sum(nil))
-	_, err = a.DB.ExecContext(ctx, `UPDATE requests SET archive_path = $1, archive_size = $2, archive_sha256 = $3, archive_expires_at = $4 WHERE id = $5`,
-		key, size.n, digest, in.ExpiresAt.UnixMicro(), in.RequestID)
-	if err == nil {
-		archiveSize.Record(ctx, size.n)
+	if _, err := a.DB.ExecContext(ctx, `UPDATE requests SET archive_path = $1, archive_size = $2, archive_sha256 = $3, archive_expires_at = $4 WHERE id = $5`,
+		key, size.n, digest, in.ExpiresAt.UnixMicro(), in.RequestID); err != nil {
+		return ArchiveResult{}, err
 	}
-	return ArchiveResult{Path: key, Size: size.n, SHA256: digest, Records: total}, err
+	archiveSize.Record(ctx, size.n)
+	if in.DeleteParts {
+		if err := a.DeleteParts(ctx, RequestRef{RequestID: in.RequestID}); err != nil {
+			return ArchiveResult{}, err
+		}
+	}
+	return ArchiveResult{Path: key, Size: size.n, SHA256: digest, Records: total}, nil
 }
 
 type datasetParts struct {

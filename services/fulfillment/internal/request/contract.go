@@ -5,9 +5,11 @@
 package request
 
 import (
+	"context"
 	"time"
 
 	enums "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
 )
 
 // TaskQueue is where fulfillment's workers poll.
@@ -138,4 +140,30 @@ type OnwardResult struct {
 	Partner      string
 	Acknowledged bool
 	Attempts     int
+}
+
+// progressAnswer is what ProgressQuery answers.
+type progressAnswer struct {
+	Request string `json:"request"`
+	Status  string `json:"status"`
+	Held    bool   `json:"held"`
+	Steps   []Step `json:"steps"`
+}
+
+// QueryProgress asks the running workflow of a request for its steps: runs since lean
+// bookkeeping keep them there and store them only with state changes. ok is false when
+// the workflow does not answer for this request (closed, another run under the same id,
+// Temporal unreachable within a second): the caller then reads the stored steps.
+func QueryProgress(ctx context.Context, c client.Client, kind, memberID, requestID string) (steps []Step, ok bool) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	v, err := c.QueryWorkflow(ctx, WorkflowID(kind, memberID), "", ProgressQuery)
+	if err != nil {
+		return nil, false
+	}
+	var ans progressAnswer
+	if err := v.Get(&ans); err != nil || ans.Request != requestID {
+		return nil, false
+	}
+	return ans.Steps, true
 }

@@ -41,6 +41,11 @@ type run struct {
 	// came: the erasure is a child's now — verified, no cooling-off, no cancelling.
 	childUpgrade bool
 	upgraded     bool
+	// lean is set on runs new enough to keep bookkeeping off the task queue: steps live
+	// in the workflow (ProgressQuery) and reach the database with the next state change,
+	// which a local activity records; independent steps run side by side, and the
+	// archive step deletes its own staging parts.
+	lean bool
 	// kinds is set on runs new enough to take the deny and approve updates and to
 	// confirm receipt (CCPA); denied says a denial was accepted, committed that the
 	// request's work began (no denial after that), approved that a rectification was.
@@ -54,7 +59,23 @@ func (r *run) setStatus(ctx workflow.Context, status string) error {
 	r.status = status
 	_ = workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyKeyword(SAStatus).ValueSet(status))
 	var a *Activities
+	if r.lean {
+		in := SetStateInput{RequestID: r.in.RequestID, State: status, Steps: r.steps, WithSteps: true}
+		return workflow.ExecuteLocalActivity(r.localCtx(ctx), a.SetState, in).Get(ctx, nil)
+	}
 	return workflow.ExecuteActivity(r.shortCtx(ctx), a.SetState, SetStateInput{RequestID: r.in.RequestID, State: status}).Get(ctx, nil)
+}
+
+// localCtx is for the bookkeeping that runs as local activities (one database write in
+// fulfillment's own worker, recorded as a marker instead of a task-queue round trip):
+// retried like shortCtx, bounded by the due date (at least an hour).
+func (r *run) localCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: r.untilDue(ctx, shortBudgetFloor, 24*time.Hour),
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrPermanent}},
+	})
 }
 
 // Activity budgets: bounded by the due date, but never below a floor — a request held or
@@ -112,20 +133,28 @@ func (r *run) step(ctx workflow.Context, name, state string, count int64) {
 	r.saveProgress(ctx)
 }
 
+// saveProgress stores the steps for GetPrivacyRequest: an activity per step on runs
+// older than lean bookkeeping; lean runs answer ProgressQuery and store the steps with
+// the next state change.
+
 func (r *run) saveProgress(ctx workflow.Context) {
+	if r.lean {
+		return
+	}
 	var a *Activities
 	_ = workflow.ExecuteActivity(r.shortCtx(ctx), a.SaveProgress, ProgressInput{RequestID: r.in.RequestID, Steps: r.steps}).Get(ctx, nil)
 }
 
 func (r *run) run(ctx workflow.Context) (Result, error) {
 	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (map[string]any, error) {
-		return map[string]any{"status": r.status, "held": r.held, "steps": r.steps}, nil
+		return map[string]any{"request": r.in.RequestID, "status": r.status, "held": r.held, "steps": r.steps}, nil
 	}); err != nil {
 		return Result{}, err
 	}
 	r.replanOnExtend = workflow.GetVersion(ctx, "replan-on-extend", workflow.DefaultVersion, 1) == 1
 	r.archiveLifecycle = workflow.GetVersion(ctx, "archive-lifecycle", workflow.DefaultVersion, 1) == 1
 	r.childUpgrade = r.in.Kind == KindErasure && workflow.GetVersion(ctx, "child-upgrade", workflow.DefaultVersion, 1) == 1
+	r.lean = workflow.GetVersion(ctx, "lean-bookkeeping", workflow.DefaultVersion, 1) == 1
 	r.kinds = workflow.GetVersion(ctx, "request-kinds", workflow.DefaultVersion, 1) == 1
 	if r.kinds {
 		if err := r.handleDecisions(ctx); err != nil {
@@ -363,11 +392,13 @@ func (r *run) export(ctx workflow.Context) error {
 	}
 	var archive ArchiveResult
 	if err := workflow.ExecuteActivity(r.longCtx(ctx), a.BuildArchive, ArchiveInput{RequestID: r.in.RequestID, Services: ExportServices, ExpiresAt: workflow.Now(ctx).Add(r.in.ArchiveTTL),
-		Portability: r.in.Kind == KindPortability}).Get(ctx, &archive); err != nil {
+		DeleteParts: r.lean, Portability: r.in.Kind == KindPortability}).Get(ctx, &archive); err != nil {
 		return err
 	}
 	r.step(ctx, "archive", "done", archive.Records)
-	if r.archiveLifecycle {
+	if r.lean {
+		r.step(ctx, "parts.deleted", "done", 0)
+	} else if r.archiveLifecycle {
 		if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.DeleteParts, RequestRef{RequestID: r.in.RequestID}).Get(ctx, nil); err != nil {
 			return err
 		}
@@ -444,39 +475,19 @@ func (r *run) erase(ctx workflow.Context) error {
 	if err := r.waitWhileHeld(ctx); err != nil {
 		return err
 	}
-	var archives ServiceErasure
-	if r.archiveLifecycle {
-		// Fulfillment's own copies first: a running export is stopped before it can
-		// write more, then every archive and part of the member goes with its key.
-		if err := workflow.ExecuteActivity(r.longCtx(ctx), a.EraseArchives, ref).Get(ctx, &archives); err != nil {
-			return err
-		}
-		r.step(ctx, "erase.fulfillment", "done", archives.Total())
+	var (
+		archives   ServiceErasure
+		recipients []Recipient
+		results    []ServiceErasure
+		err        error
+	)
+	if r.lean {
+		archives, recipients, results, err = r.eraseDataLean(ctx, ref)
+	} else {
+		archives, recipients, results, err = r.eraseData(ctx, ref)
 	}
-	// Recipients come from sharing's disclosure log, which erasing sharing re-keys to the
-	// tombstone: runs since this version take them first and keep them in the workflow.
-	// Histories recorded before it replay the old order (which found no recipients).
-	var recipients []Recipient
-	early := workflow.GetVersion(ctx, "recipients-before-erasure", workflow.DefaultVersion, 1) == 1
-	if early {
-		if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.ErasureRecipients, ref).Get(ctx, &recipients); err != nil {
-			return err
-		}
-		r.step(ctx, "onward.recipients", "done", int64(len(recipients)))
-	}
-	var results []ServiceErasure
-	for _, svc := range EraseFirst {
-		var res ServiceErasure
-		if err := workflow.ExecuteActivity(r.longCtx(ctx), a.EraseService, EraseInput{RequestRef: ref, Service: svc}).Get(ctx, &res); err != nil {
-			return err
-		}
-		results = append(results, res)
-		r.step(ctx, "erase."+svc, "done", res.Total())
-	}
-	if !early {
-		if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.ErasureRecipients, ref).Get(ctx, &recipients); err != nil {
-			return err
-		}
+	if err != nil {
+		return err
 	}
 	var acks []OnwardResult
 	var children []workflow.ChildWorkflowFuture
@@ -582,4 +593,76 @@ func OnwardErasure(ctx workflow.Context, in OnwardInput) (OnwardResult, error) {
 		sel.AddFuture(workflow.NewTimer(ctx, wait), func(workflow.Future) {})
 		sel.Select(ctx)
 	}
+}
+
+// eraseData erases fulfillment's archives, takes the processors to tell and erases
+// preferences and sharing, one step after another (runs older than lean bookkeeping).
+func (r *run) eraseData(ctx workflow.Context, ref RequestRef) (ServiceErasure, []Recipient, []ServiceErasure, error) {
+	var a *Activities
+	var archives ServiceErasure
+	if r.archiveLifecycle {
+		// Fulfillment's own copies first: a running export is stopped before it can
+		// write more, then every archive and part of the member goes with its key.
+		if err := workflow.ExecuteActivity(r.longCtx(ctx), a.EraseArchives, ref).Get(ctx, &archives); err != nil {
+			return ServiceErasure{}, nil, nil, err
+		}
+		r.step(ctx, "erase.fulfillment", "done", archives.Total())
+	}
+	// Recipients come from sharing's disclosure log, which erasing sharing re-keys to the
+	// tombstone: runs since this version take them first and keep them in the workflow.
+	// Histories recorded before it replay the old order (which found no recipients).
+	var recipients []Recipient
+	early := workflow.GetVersion(ctx, "recipients-before-erasure", workflow.DefaultVersion, 1) == 1
+	if early {
+		if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.ErasureRecipients, ref).Get(ctx, &recipients); err != nil {
+			return ServiceErasure{}, nil, nil, err
+		}
+		r.step(ctx, "onward.recipients", "done", int64(len(recipients)))
+	}
+	var results []ServiceErasure
+	for _, svc := range EraseFirst {
+		var res ServiceErasure
+		if err := workflow.ExecuteActivity(r.longCtx(ctx), a.EraseService, EraseInput{RequestRef: ref, Service: svc}).Get(ctx, &res); err != nil {
+			return ServiceErasure{}, nil, nil, err
+		}
+		results = append(results, res)
+		r.step(ctx, "erase."+svc, "done", res.Total())
+	}
+	if !early {
+		if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.ErasureRecipients, ref).Get(ctx, &recipients); err != nil {
+			return ServiceErasure{}, nil, nil, err
+		}
+	}
+	return archives, recipients, results, nil
+}
+
+// eraseDataLean does what eraseData does with the independent steps side by side:
+// fulfillment's archives while the recipients are taken from sharing's disclosure log
+// (before erasing sharing re-keys it), then preferences and sharing together.
+func (r *run) eraseDataLean(ctx workflow.Context, ref RequestRef) (ServiceErasure, []Recipient, []ServiceErasure, error) {
+	var a *Activities
+	var archives ServiceErasure
+	var recipients []Recipient
+	fArchives := workflow.ExecuteActivity(r.longCtx(ctx), a.EraseArchives, ref)
+	fRecipients := workflow.ExecuteActivity(r.shortCtx(ctx), a.ErasureRecipients, ref)
+	errA, errR := fArchives.Get(ctx, &archives), fRecipients.Get(ctx, &recipients)
+	if err := errors.Join(errA, errR); err != nil {
+		return ServiceErasure{}, nil, nil, err
+	}
+	r.step(ctx, "erase.fulfillment", "done", archives.Total())
+	r.step(ctx, "onward.recipients", "done", int64(len(recipients)))
+	futures := make([]workflow.Future, len(EraseFirst))
+	for i, svc := range EraseFirst {
+		futures[i] = workflow.ExecuteActivity(r.longCtx(ctx), a.EraseService, EraseInput{RequestRef: ref, Service: svc})
+	}
+	results := make([]ServiceErasure, len(EraseFirst))
+	var errs []error
+	for i, svc := range EraseFirst {
+		if err := futures[i].Get(ctx, &results[i]); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.step(ctx, "erase."+svc, "done", results[i].Total())
+	}
+	return archives, recipients, results, errors.Join(errs...)
 }

@@ -68,8 +68,11 @@ func env(t *testing.T, recipients []request.Recipient, onwardAcks bool) (*testsu
 		r.add("export:" + in.Service)
 		return request.ExportResult{Service: in.Service, Records: 10}, nil
 	})
-	e.OnActivity(a.BuildArchive, mock.Anything, mock.Anything).Return(func(context.Context, request.ArchiveInput) (request.ArchiveResult, error) {
+	e.OnActivity(a.BuildArchive, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.ArchiveInput) (request.ArchiveResult, error) {
 		r.add("archive")
+		if in.DeleteParts { // lean-bookkeeping runs: the archive step deletes its parts
+			r.add("delete-parts")
+		}
 		return request.ArchiveResult{Records: 30}, nil
 	})
 	e.OnActivity(a.DeleteArchive, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) error { r.add("delete-archive"); return nil })
@@ -205,14 +208,21 @@ func TestErasureRunsEveryStepInOrder(t *testing.T) {
 	if res := result(t, e); res.State != "completed" {
 		t.Fatalf("state %s", res.State)
 	}
-	order := []string{"state:cooling_off", "RevokeSessions", "erase:archives", "erase:preferences", "erase:sharing", "onward:partners/acme-pay", "QueueConfirmation", "erase:identity", "VerifyErased", "receipt", "state:completed"}
+	// Preferences and sharing are erased side by side (lean bookkeeping): either order,
+	// both after the archives and recipients and before anything downstream.
+	order := [][]string{{"state:cooling_off"}, {"RevokeSessions"}, {"erase:archives", "recipients"}, {"erase:preferences", "erase:sharing"},
+		{"onward:partners/acme-pay"}, {"QueueConfirmation"}, {"erase:identity"}, {"VerifyErased"}, {"receipt"}, {"state:completed"}}
 	last := -1
-	for _, step := range order {
-		i := r.index(step)
-		if i < 0 || i < last {
-			t.Fatalf("step %s out of order in %v", step, r.calls)
+	for _, group := range order {
+		end := last
+		for _, step := range group {
+			i := r.index(step)
+			if i < 0 || i < last {
+				t.Fatalf("step %s out of order in %v", step, r.calls)
+			}
+			end = max(end, i)
 		}
-		last = i
+		last = end
 	}
 }
 
