@@ -3278,6 +3278,271 @@ func (x *ListAuditEventsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// MemberLegalHold is a legal hold on all of one member's data.
+type MemberLegalHold struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/legalHold".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// active is true while the hold blocks deletion (set, not released, not expired).
+	Active bool `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	// reason for the hold, e.g. a case reference.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// expire_time is when the hold releases by itself.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// set_by is the operator who set it ("operators/{id}").
+	SetBy string `protobuf:"bytes,5,opt,name=set_by,json=setBy,proto3" json:"set_by,omitempty"`
+	// set_time is when it was set.
+	SetTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=set_time,json=setTime,proto3" json:"set_time,omitempty"`
+	// release_time is when an operator released it; unset while it runs to its expiry.
+	ReleaseTime   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=release_time,json=releaseTime,proto3" json:"release_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberLegalHold) Reset() {
+	*x = MemberLegalHold{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberLegalHold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberLegalHold) ProtoMessage() {}
+
+func (x *MemberLegalHold) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberLegalHold.ProtoReflect.Descriptor instead.
+func (*MemberLegalHold) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *MemberLegalHold) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MemberLegalHold) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *MemberLegalHold) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *MemberLegalHold) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *MemberLegalHold) GetSetBy() string {
+	if x != nil {
+		return x.SetBy
+	}
+	return ""
+}
+
+func (x *MemberLegalHold) GetSetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SetTime
+	}
+	return nil
+}
+
+func (x *MemberLegalHold) GetReleaseTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReleaseTime
+	}
+	return nil
+}
+
+// SetMemberLegalHoldRequest sets a member's legal hold.
+type SetMemberLegalHoldRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/legalHold".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// reason for the hold (required, at most 500 characters, no personal data).
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// expire_time is when it releases by itself (required, in the future, at most 10 years).
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMemberLegalHoldRequest) Reset() {
+	*x = SetMemberLegalHoldRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMemberLegalHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMemberLegalHoldRequest) ProtoMessage() {}
+
+func (x *SetMemberLegalHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMemberLegalHoldRequest.ProtoReflect.Descriptor instead.
+func (*SetMemberLegalHoldRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *SetMemberLegalHoldRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetMemberLegalHoldRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SetMemberLegalHoldRequest) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// ReleaseMemberLegalHoldRequest releases a member's legal hold.
+type ReleaseMemberLegalHoldRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/legalHold".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// reason for the release (for the audit log).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseMemberLegalHoldRequest) Reset() {
+	*x = ReleaseMemberLegalHoldRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseMemberLegalHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseMemberLegalHoldRequest) ProtoMessage() {}
+
+func (x *ReleaseMemberLegalHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseMemberLegalHoldRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseMemberLegalHoldRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ReleaseMemberLegalHoldRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReleaseMemberLegalHoldRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// GetMemberLegalHoldRequest names a member's legal hold.
+type GetMemberLegalHoldRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/legalHold".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMemberLegalHoldRequest) Reset() {
+	*x = GetMemberLegalHoldRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMemberLegalHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMemberLegalHoldRequest) ProtoMessage() {}
+
+func (x *GetMemberLegalHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMemberLegalHoldRequest.ProtoReflect.Descriptor instead.
+func (*GetMemberLegalHoldRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *GetMemberLegalHoldRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 // GetPrivacyRequestTimelineRequest names a request.
 type GetPrivacyRequestTimelineRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3289,7 +3554,7 @@ type GetPrivacyRequestTimelineRequest struct {
 
 func (x *GetPrivacyRequestTimelineRequest) Reset() {
 	*x = GetPrivacyRequestTimelineRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[40]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3301,7 +3566,7 @@ func (x *GetPrivacyRequestTimelineRequest) String() string {
 func (*GetPrivacyRequestTimelineRequest) ProtoMessage() {}
 
 func (x *GetPrivacyRequestTimelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[40]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3314,7 +3579,7 @@ func (x *GetPrivacyRequestTimelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrivacyRequestTimelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPrivacyRequestTimelineRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{40}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetPrivacyRequestTimelineRequest) GetName() string {
@@ -3338,7 +3603,7 @@ type ResendVerificationRequest struct {
 
 func (x *ResendVerificationRequest) Reset() {
 	*x = ResendVerificationRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[41]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3350,7 +3615,7 @@ func (x *ResendVerificationRequest) String() string {
 func (*ResendVerificationRequest) ProtoMessage() {}
 
 func (x *ResendVerificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[41]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3363,7 +3628,7 @@ func (x *ResendVerificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendVerificationRequest.ProtoReflect.Descriptor instead.
 func (*ResendVerificationRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{41}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ResendVerificationRequest) GetName() string {
@@ -3404,7 +3669,7 @@ type PrivacyRequestTimeline struct {
 
 func (x *PrivacyRequestTimeline) Reset() {
 	*x = PrivacyRequestTimeline{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[42]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3416,7 +3681,7 @@ func (x *PrivacyRequestTimeline) String() string {
 func (*PrivacyRequestTimeline) ProtoMessage() {}
 
 func (x *PrivacyRequestTimeline) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[42]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3429,7 +3694,7 @@ func (x *PrivacyRequestTimeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrivacyRequestTimeline.ProtoReflect.Descriptor instead.
 func (*PrivacyRequestTimeline) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{42}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PrivacyRequestTimeline) GetPrivacyRequest() *PrivacyRequest {
@@ -3505,7 +3770,7 @@ type TimelineEntry struct {
 
 func (x *TimelineEntry) Reset() {
 	*x = TimelineEntry{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[43]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3517,7 +3782,7 @@ func (x *TimelineEntry) String() string {
 func (*TimelineEntry) ProtoMessage() {}
 
 func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[43]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3530,7 +3795,7 @@ func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimelineEntry.ProtoReflect.Descriptor instead.
 func (*TimelineEntry) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{43}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TimelineEntry) GetTime() *timestamppb.Timestamp {
@@ -3599,7 +3864,7 @@ type OnwardErasureStatus struct {
 
 func (x *OnwardErasureStatus) Reset() {
 	*x = OnwardErasureStatus{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[44]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3611,7 +3876,7 @@ func (x *OnwardErasureStatus) String() string {
 func (*OnwardErasureStatus) ProtoMessage() {}
 
 func (x *OnwardErasureStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[44]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3624,7 +3889,7 @@ func (x *OnwardErasureStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OnwardErasureStatus.ProtoReflect.Descriptor instead.
 func (*OnwardErasureStatus) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{44}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *OnwardErasureStatus) GetProcessor() string {
@@ -3988,7 +4253,39 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x17ListAuditEventsResponse\x12C\n" +
 	"\faudit_events\x18\x01 \x03(\v2 .lethe.fulfillment.v1.AuditEventR\vauditEvents\x12A\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\rnextPageToken\"j\n" +
+	"\x11system.operations\x10\x04R\rnextPageToken\"\xf0\x03\n" +
+	"\x0fMemberLegalHold\x12A\n" +
+	"\x04name\x18\x01 \x01(\tB-\xea\xe0\x18)\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x15record of legal holdsR\x04name\x121\n" +
+	"\x06active\x18\x02 \x01(\bB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06active\x121\n" +
+	"\x06reason\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\x12V\n" +
+	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\n" +
+	"expireTime\x120\n" +
+	"\x06set_by\x18\x05 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05setBy\x12P\n" +
+	"\bset_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\asetTime\x12X\n" +
+	"\frelease_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\vreleaseTime\"\xe9\x01\n" +
+	"\x19SetMemberLegalHoldRequest\x12A\n" +
+	"\x04name\x18\x01 \x01(\tB-\xea\xe0\x18)\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x15record of legal holdsR\x04name\x121\n" +
+	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\x12V\n" +
+	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\n" +
+	"expireTime\"\x95\x01\n" +
+	"\x1dReleaseMemberLegalHoldRequest\x12A\n" +
+	"\x04name\x18\x01 \x01(\tB-\xea\xe0\x18)\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x15record of legal holdsR\x04name\x121\n" +
+	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"^\n" +
+	"\x19GetMemberLegalHoldRequest\x12A\n" +
+	"\x04name\x18\x01 \x01(\tB-\xea\xe0\x18)\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x15record of legal holdsR\x04name\"j\n" +
 	" GetPrivacyRequestTimelineRequest\x12F\n" +
 	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
 	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\"\x96\x01\n" +
@@ -4090,7 +4387,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x15REQUEST_ORIGIN_MEMBER\x10\x01\x12\x1b\n" +
 	"\x17REQUEST_ORIGIN_OPERATOR\x10\x02\x12\x18\n" +
 	"\x14REQUEST_ORIGIN_AGENT\x10\x03\x12#\n" +
-	"\x1fREQUEST_ORIGIN_ACCOUNT_DISABLED\x10<2\xf5\x1e\n" +
+	"\x1fREQUEST_ORIGIN_ACCOUNT_DISABLED\x10<2\xe0\"\n" +
 	"\x12FulfillmentService\x12\xb4\x01\n" +
 	"\x14CreatePrivacyRequest\x121.lethe.fulfillment.v1.CreatePrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"C\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x029:\x0fprivacy_request\"&/v1/{parent=members/*}/privacyRequests\x12\x9d\x01\n" +
 	"\x11GetPrivacyRequest\x12..lethe.fulfillment.v1.GetPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/privacyRequests/*}\x12\xae\x01\n" +
@@ -4099,7 +4396,10 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x14CancelPrivacyRequest\x121.lethe.fulfillment.v1.CancelPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"<\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:cancel\x12\xad\x01\n" +
 	"\x14ExtendPrivacyRequest\x121.lethe.fulfillment.v1.ExtendPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"<\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:extend\x12\xa3\x01\n" +
 	"\fSetLegalHold\x12).lethe.fulfillment.v1.SetLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"B\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x028:\x01*\"3/v1/{name=members/*/privacyRequests/*}:setLegalHold\x12\xaf\x01\n" +
-	"\x10ReleaseLegalHold\x12-.lethe.fulfillment.v1.ReleaseLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"F\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02<:\x01*\"7/v1/{name=members/*/privacyRequests/*}:releaseLegalHold\x12\xac\x01\n" +
+	"\x10ReleaseLegalHold\x12-.lethe.fulfillment.v1.ReleaseLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"F\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02<:\x01*\"7/v1/{name=members/*/privacyRequests/*}:releaseLegalHold\x12\x9f\x01\n" +
+	"\x12SetMemberLegalHold\x12/.lethe.fulfillment.v1.SetMemberLegalHoldRequest\x1a%.lethe.fulfillment.v1.MemberLegalHold\"1\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/{name=members/*/legalHold}:set\x12\xab\x01\n" +
+	"\x16ReleaseMemberLegalHold\x123.lethe.fulfillment.v1.ReleaseMemberLegalHoldRequest\x1a%.lethe.fulfillment.v1.MemberLegalHold\"5\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/{name=members/*/legalHold}:release\x12\x98\x01\n" +
+	"\x12GetMemberLegalHold\x12/.lethe.fulfillment.v1.GetMemberLegalHoldRequest\x1a%.lethe.fulfillment.v1.MemberLegalHold\"*\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=members/*/legalHold}\x12\xac\x01\n" +
 	"\x11GetExportDownload\x12..lethe.fulfillment.v1.GetExportDownloadRequest\x1a$.lethe.fulfillment.v1.ExportDownload\"A\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x027\x125/v1/{name=members/*/privacyRequests/*}/exportDownload\x12\x99\x01\n" +
 	"\x11GetErasureReceipt\x12..lethe.fulfillment.v1.GetErasureReceiptRequest\x1a$.lethe.fulfillment.v1.ErasureReceipt\".\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/receipts/{request_id}:fetch\x12\x7f\n" +
 	"\x0eGetReceiptKeys\x12+.lethe.fulfillment.v1.GetReceiptKeysRequest\x1a!.lethe.fulfillment.v1.ReceiptKeys\"\x1d\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/receipts:keys\x12\x9c\x01\n" +
@@ -4130,7 +4430,7 @@ func file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_fulfillment_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_lethe_fulfillment_v1_fulfillment_proto_goTypes = []any{
 	(ComplaintCategory)(0),                   // 0: lethe.fulfillment.v1.ComplaintCategory
 	(ComplaintState)(0),                      // 1: lethe.fulfillment.v1.ComplaintState
@@ -4180,39 +4480,43 @@ var file_lethe_fulfillment_v1_fulfillment_proto_goTypes = []any{
 	(*RecordAuditEventRequest)(nil),          // 45: lethe.fulfillment.v1.RecordAuditEventRequest
 	(*ListAuditEventsRequest)(nil),           // 46: lethe.fulfillment.v1.ListAuditEventsRequest
 	(*ListAuditEventsResponse)(nil),          // 47: lethe.fulfillment.v1.ListAuditEventsResponse
-	(*GetPrivacyRequestTimelineRequest)(nil), // 48: lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest
-	(*ResendVerificationRequest)(nil),        // 49: lethe.fulfillment.v1.ResendVerificationRequest
-	(*PrivacyRequestTimeline)(nil),           // 50: lethe.fulfillment.v1.PrivacyRequestTimeline
-	(*TimelineEntry)(nil),                    // 51: lethe.fulfillment.v1.TimelineEntry
-	(*OnwardErasureStatus)(nil),              // 52: lethe.fulfillment.v1.OnwardErasureStatus
-	(*timestamppb.Timestamp)(nil),            // 53: google.protobuf.Timestamp
+	(*MemberLegalHold)(nil),                  // 48: lethe.fulfillment.v1.MemberLegalHold
+	(*SetMemberLegalHoldRequest)(nil),        // 49: lethe.fulfillment.v1.SetMemberLegalHoldRequest
+	(*ReleaseMemberLegalHoldRequest)(nil),    // 50: lethe.fulfillment.v1.ReleaseMemberLegalHoldRequest
+	(*GetMemberLegalHoldRequest)(nil),        // 51: lethe.fulfillment.v1.GetMemberLegalHoldRequest
+	(*GetPrivacyRequestTimelineRequest)(nil), // 52: lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest
+	(*ResendVerificationRequest)(nil),        // 53: lethe.fulfillment.v1.ResendVerificationRequest
+	(*PrivacyRequestTimeline)(nil),           // 54: lethe.fulfillment.v1.PrivacyRequestTimeline
+	(*TimelineEntry)(nil),                    // 55: lethe.fulfillment.v1.TimelineEntry
+	(*OnwardErasureStatus)(nil),              // 56: lethe.fulfillment.v1.OnwardErasureStatus
+	(*timestamppb.Timestamp)(nil),            // 57: google.protobuf.Timestamp
 }
 var file_lethe_fulfillment_v1_fulfillment_proto_depIdxs = []int32{
 	0,  // 0: lethe.fulfillment.v1.Complaint.category:type_name -> lethe.fulfillment.v1.ComplaintCategory
 	1,  // 1: lethe.fulfillment.v1.Complaint.state:type_name -> lethe.fulfillment.v1.ComplaintState
-	53, // 2: lethe.fulfillment.v1.Complaint.create_time:type_name -> google.protobuf.Timestamp
-	53, // 3: lethe.fulfillment.v1.Complaint.acknowledge_due_time:type_name -> google.protobuf.Timestamp
-	53, // 4: lethe.fulfillment.v1.Complaint.resolve_due_time:type_name -> google.protobuf.Timestamp
-	53, // 5: lethe.fulfillment.v1.Complaint.acknowledge_time:type_name -> google.protobuf.Timestamp
-	53, // 6: lethe.fulfillment.v1.Complaint.resolve_time:type_name -> google.protobuf.Timestamp
+	57, // 2: lethe.fulfillment.v1.Complaint.create_time:type_name -> google.protobuf.Timestamp
+	57, // 3: lethe.fulfillment.v1.Complaint.acknowledge_due_time:type_name -> google.protobuf.Timestamp
+	57, // 4: lethe.fulfillment.v1.Complaint.resolve_due_time:type_name -> google.protobuf.Timestamp
+	57, // 5: lethe.fulfillment.v1.Complaint.acknowledge_time:type_name -> google.protobuf.Timestamp
+	57, // 6: lethe.fulfillment.v1.Complaint.resolve_time:type_name -> google.protobuf.Timestamp
 	8,  // 7: lethe.fulfillment.v1.CreateComplaintRequest.complaint:type_name -> lethe.fulfillment.v1.Complaint
 	8,  // 8: lethe.fulfillment.v1.ListComplaintsResponse.complaints:type_name -> lethe.fulfillment.v1.Complaint
 	4,  // 9: lethe.fulfillment.v1.Rectification.field:type_name -> lethe.fulfillment.v1.RectifiableField
-	53, // 10: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
+	57, // 10: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
 	2,  // 11: lethe.fulfillment.v1.PrivacyRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
 	5,  // 12: lethe.fulfillment.v1.PrivacyRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
 	7,  // 13: lethe.fulfillment.v1.PrivacyRequest.origin:type_name -> lethe.fulfillment.v1.RequestOrigin
 	6,  // 14: lethe.fulfillment.v1.PrivacyRequest.state:type_name -> lethe.fulfillment.v1.RequestState
-	53, // 15: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
-	53, // 16: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
-	53, // 17: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
+	57, // 15: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
+	57, // 16: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
+	57, // 17: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
 	18, // 18: lethe.fulfillment.v1.PrivacyRequest.progress:type_name -> lethe.fulfillment.v1.StepProgress
-	53, // 19: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
+	57, // 19: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
 	3,  // 20: lethe.fulfillment.v1.PrivacyRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
 	16, // 21: lethe.fulfillment.v1.PrivacyRequest.rectification:type_name -> lethe.fulfillment.v1.Rectification
 	17, // 22: lethe.fulfillment.v1.PrivacyRequest.objection:type_name -> lethe.fulfillment.v1.ObjectionTarget
-	53, // 23: lethe.fulfillment.v1.PrivacyRequest.restriction_lift_time:type_name -> google.protobuf.Timestamp
-	53, // 24: lethe.fulfillment.v1.PrivacyRequest.acknowledge_time:type_name -> google.protobuf.Timestamp
+	57, // 23: lethe.fulfillment.v1.PrivacyRequest.restriction_lift_time:type_name -> google.protobuf.Timestamp
+	57, // 24: lethe.fulfillment.v1.PrivacyRequest.acknowledge_time:type_name -> google.protobuf.Timestamp
 	19, // 25: lethe.fulfillment.v1.CreatePrivacyRequestRequest.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
 	2,  // 26: lethe.fulfillment.v1.ListPrivacyRequestsRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
 	5,  // 27: lethe.fulfillment.v1.ListPrivacyRequestsRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
@@ -4221,75 +4525,85 @@ var file_lethe_fulfillment_v1_fulfillment_proto_depIdxs = []int32{
 	6,  // 30: lethe.fulfillment.v1.StateCount.state:type_name -> lethe.fulfillment.v1.RequestState
 	3,  // 31: lethe.fulfillment.v1.DenyPrivacyRequestRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
 	3,  // 32: lethe.fulfillment.v1.ReviewRectificationRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
-	53, // 33: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
+	57, // 33: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
 	38, // 34: lethe.fulfillment.v1.ReceiptKeys.keys:type_name -> lethe.fulfillment.v1.ReceiptKey
 	2,  // 35: lethe.fulfillment.v1.KindStatistics.kind:type_name -> lethe.fulfillment.v1.RequestKind
 	41, // 36: lethe.fulfillment.v1.RequestStatistics.kinds:type_name -> lethe.fulfillment.v1.KindStatistics
 	43, // 37: lethe.fulfillment.v1.RequestStatistics.operator_actions:type_name -> lethe.fulfillment.v1.ActionCount
 	15, // 38: lethe.fulfillment.v1.RequestStatistics.complaints:type_name -> lethe.fulfillment.v1.ComplaintStatistics
-	53, // 39: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	57, // 39: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	44, // 40: lethe.fulfillment.v1.RecordAuditEventRequest.audit_event:type_name -> lethe.fulfillment.v1.AuditEvent
 	44, // 41: lethe.fulfillment.v1.ListAuditEventsResponse.audit_events:type_name -> lethe.fulfillment.v1.AuditEvent
-	19, // 42: lethe.fulfillment.v1.PrivacyRequestTimeline.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	51, // 43: lethe.fulfillment.v1.PrivacyRequestTimeline.entries:type_name -> lethe.fulfillment.v1.TimelineEntry
-	52, // 44: lethe.fulfillment.v1.PrivacyRequestTimeline.onward_erasures:type_name -> lethe.fulfillment.v1.OnwardErasureStatus
-	53, // 45: lethe.fulfillment.v1.PrivacyRequestTimeline.original_due_time:type_name -> google.protobuf.Timestamp
-	53, // 46: lethe.fulfillment.v1.PrivacyRequestTimeline.acknowledge_by_time:type_name -> google.protobuf.Timestamp
-	53, // 47: lethe.fulfillment.v1.TimelineEntry.time:type_name -> google.protobuf.Timestamp
-	53, // 48: lethe.fulfillment.v1.OnwardErasureStatus.update_time:type_name -> google.protobuf.Timestamp
-	20, // 49: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	21, // 50: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
-	22, // 51: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	25, // 52: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	26, // 53: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	27, // 54: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	28, // 55: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
-	29, // 56: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	33, // 57: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
-	35, // 58: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
-	37, // 59: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
-	40, // 60: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
-	46, // 61: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
-	48, // 62: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequestTimeline:input_type -> lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest
-	49, // 63: lethe.fulfillment.v1.FulfillmentService.ResendVerification:input_type -> lethe.fulfillment.v1.ResendVerificationRequest
-	45, // 64: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
-	30, // 65: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:input_type -> lethe.fulfillment.v1.DenyPrivacyRequestRequest
-	31, // 66: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:input_type -> lethe.fulfillment.v1.ReviewRectificationRequest
-	32, // 67: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:input_type -> lethe.fulfillment.v1.LiftRestrictionRequest
-	9,  // 68: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:input_type -> lethe.fulfillment.v1.CreateComplaintRequest
-	10, // 69: lethe.fulfillment.v1.FulfillmentService.GetComplaint:input_type -> lethe.fulfillment.v1.GetComplaintRequest
-	11, // 70: lethe.fulfillment.v1.FulfillmentService.ListComplaints:input_type -> lethe.fulfillment.v1.ListComplaintsRequest
-	13, // 71: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:input_type -> lethe.fulfillment.v1.AcknowledgeComplaintRequest
-	14, // 72: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:input_type -> lethe.fulfillment.v1.ResolveComplaintRequest
-	19, // 73: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 74: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	23, // 75: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	19, // 76: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 77: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 78: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 79: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 80: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	34, // 81: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
-	36, // 82: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
-	39, // 83: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
-	42, // 84: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
-	47, // 85: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
-	50, // 86: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequestTimeline:output_type -> lethe.fulfillment.v1.PrivacyRequestTimeline
-	19, // 87: lethe.fulfillment.v1.FulfillmentService.ResendVerification:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	44, // 88: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
-	19, // 89: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 90: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 91: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	8,  // 92: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	8,  // 93: lethe.fulfillment.v1.FulfillmentService.GetComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	12, // 94: lethe.fulfillment.v1.FulfillmentService.ListComplaints:output_type -> lethe.fulfillment.v1.ListComplaintsResponse
-	8,  // 95: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	8,  // 96: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	73, // [73:97] is the sub-list for method output_type
-	49, // [49:73] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	57, // 42: lethe.fulfillment.v1.MemberLegalHold.expire_time:type_name -> google.protobuf.Timestamp
+	57, // 43: lethe.fulfillment.v1.MemberLegalHold.set_time:type_name -> google.protobuf.Timestamp
+	57, // 44: lethe.fulfillment.v1.MemberLegalHold.release_time:type_name -> google.protobuf.Timestamp
+	57, // 45: lethe.fulfillment.v1.SetMemberLegalHoldRequest.expire_time:type_name -> google.protobuf.Timestamp
+	19, // 46: lethe.fulfillment.v1.PrivacyRequestTimeline.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
+	55, // 47: lethe.fulfillment.v1.PrivacyRequestTimeline.entries:type_name -> lethe.fulfillment.v1.TimelineEntry
+	56, // 48: lethe.fulfillment.v1.PrivacyRequestTimeline.onward_erasures:type_name -> lethe.fulfillment.v1.OnwardErasureStatus
+	57, // 49: lethe.fulfillment.v1.PrivacyRequestTimeline.original_due_time:type_name -> google.protobuf.Timestamp
+	57, // 50: lethe.fulfillment.v1.PrivacyRequestTimeline.acknowledge_by_time:type_name -> google.protobuf.Timestamp
+	57, // 51: lethe.fulfillment.v1.TimelineEntry.time:type_name -> google.protobuf.Timestamp
+	57, // 52: lethe.fulfillment.v1.OnwardErasureStatus.update_time:type_name -> google.protobuf.Timestamp
+	20, // 53: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	21, // 54: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
+	22, // 55: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	25, // 56: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	26, // 57: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	27, // 58: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	28, // 59: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
+	29, // 60: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	49, // 61: lethe.fulfillment.v1.FulfillmentService.SetMemberLegalHold:input_type -> lethe.fulfillment.v1.SetMemberLegalHoldRequest
+	50, // 62: lethe.fulfillment.v1.FulfillmentService.ReleaseMemberLegalHold:input_type -> lethe.fulfillment.v1.ReleaseMemberLegalHoldRequest
+	51, // 63: lethe.fulfillment.v1.FulfillmentService.GetMemberLegalHold:input_type -> lethe.fulfillment.v1.GetMemberLegalHoldRequest
+	33, // 64: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
+	35, // 65: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
+	37, // 66: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
+	40, // 67: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
+	46, // 68: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
+	52, // 69: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequestTimeline:input_type -> lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest
+	53, // 70: lethe.fulfillment.v1.FulfillmentService.ResendVerification:input_type -> lethe.fulfillment.v1.ResendVerificationRequest
+	45, // 71: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
+	30, // 72: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:input_type -> lethe.fulfillment.v1.DenyPrivacyRequestRequest
+	31, // 73: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:input_type -> lethe.fulfillment.v1.ReviewRectificationRequest
+	32, // 74: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:input_type -> lethe.fulfillment.v1.LiftRestrictionRequest
+	9,  // 75: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:input_type -> lethe.fulfillment.v1.CreateComplaintRequest
+	10, // 76: lethe.fulfillment.v1.FulfillmentService.GetComplaint:input_type -> lethe.fulfillment.v1.GetComplaintRequest
+	11, // 77: lethe.fulfillment.v1.FulfillmentService.ListComplaints:input_type -> lethe.fulfillment.v1.ListComplaintsRequest
+	13, // 78: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:input_type -> lethe.fulfillment.v1.AcknowledgeComplaintRequest
+	14, // 79: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:input_type -> lethe.fulfillment.v1.ResolveComplaintRequest
+	19, // 80: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 81: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	23, // 82: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	19, // 83: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 84: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 85: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 86: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 87: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	48, // 88: lethe.fulfillment.v1.FulfillmentService.SetMemberLegalHold:output_type -> lethe.fulfillment.v1.MemberLegalHold
+	48, // 89: lethe.fulfillment.v1.FulfillmentService.ReleaseMemberLegalHold:output_type -> lethe.fulfillment.v1.MemberLegalHold
+	48, // 90: lethe.fulfillment.v1.FulfillmentService.GetMemberLegalHold:output_type -> lethe.fulfillment.v1.MemberLegalHold
+	34, // 91: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
+	36, // 92: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
+	39, // 93: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
+	42, // 94: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
+	47, // 95: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
+	54, // 96: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequestTimeline:output_type -> lethe.fulfillment.v1.PrivacyRequestTimeline
+	19, // 97: lethe.fulfillment.v1.FulfillmentService.ResendVerification:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	44, // 98: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
+	19, // 99: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 100: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 101: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	8,  // 102: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	8,  // 103: lethe.fulfillment.v1.FulfillmentService.GetComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	12, // 104: lethe.fulfillment.v1.FulfillmentService.ListComplaints:output_type -> lethe.fulfillment.v1.ListComplaintsResponse
+	8,  // 105: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	8,  // 106: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	80, // [80:107] is the sub-list for method output_type
+	53, // [53:80] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_lethe_fulfillment_v1_fulfillment_proto_init() }
@@ -4303,7 +4617,7 @@ func file_lethe_fulfillment_v1_fulfillment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc), len(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   45,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
