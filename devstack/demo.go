@@ -23,6 +23,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	"lethe.dev/platform/transport"
 )
@@ -43,6 +45,10 @@ type Demo struct {
 	HeldPseudonyms []string `json:"heldPseudonyms"`
 	// WebhookURL is where the processor's loopback webhook listens (this run's).
 	WebhookURL string `json:"-"`
+	// OperatorToken is an access token of the bootstrap operator from SeedDemo's own
+	// sign-in (a TOTP code is accepted once, so a caller that wants to act as the
+	// operator right away uses this one); empty when demo.json existed. Not saved.
+	OperatorToken string `json:"-"`
 }
 
 // DemoMember is a demo member's sign-in.
@@ -88,11 +94,15 @@ func SeedDemo(ctx context.Context, s *Stack) (*Demo, error) {
 	d := &Demo{}
 	path := filepath.Join(filepath.Dir(filepath.Dir(s.OperatorFile)), "demo.json")
 	api := &demoAPI{base: "http://" + s.Addresses["gateway"], mailbox: filepath.Join(filepath.Dir(s.OperatorFile), "mailbox.jsonl")}
-	op, err := api.operatorToken(ctx, s.Operator)
+	conn, err := transport.FromEnv().Dial(s.Addresses["sharing"])
 	if err != nil {
 		return nil, err
 	}
+	defer conn.Close()
+	sharing := sharingv1.NewSharingServiceClient(conn)
 	if raw, err := os.ReadFile(path); err == nil {
+		// Seeded before: serve the webhook again and point the processor at it (with the
+		// service credential, so no operator code is spent).
 		if err := json.Unmarshal(raw, d); err != nil {
 			return nil, fmt.Errorf("demo: %s: %w", path, err)
 		}
@@ -101,10 +111,19 @@ func SeedDemo(ctx context.Context, s *Stack) (*Demo, error) {
 			return nil, err
 		}
 		d.WebhookURL = hook.url
-		_, err = api.call(ctx, "PATCH", "/v1/partners/"+DemoProcessor+"?updateMask=erasure_webhook_url,webhook_secret", op,
-			map[string]any{"erasureWebhookUrl": hook.url, "webhookSecret": d.WebhookSecret})
-		return d, err
+		_, err = sharing.UpdatePartner(ctx, &sharingv1.UpdatePartnerRequest{
+			Partner:    &sharingv1.Partner{Name: "partners/" + DemoProcessor, ErasureWebhookUrl: hook.url, WebhookSecret: d.WebhookSecret},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"erasure_webhook_url", "webhook_secret"}}})
+		if err != nil {
+			return nil, fmt.Errorf("demo: pointing %s at its webhook: %w", DemoProcessor, err)
+		}
+		return d, nil
 	}
+	op, err := api.operatorToken(ctx, s.Operator)
+	if err != nil {
+		return nil, err
+	}
+	d.OperatorToken = op
 
 	d.WebhookSecret = randomHex(24)
 	hook, err := serveDemoWebhook(ctx, d.WebhookSecret, nil)
@@ -127,13 +146,6 @@ func SeedDemo(ctx context.Context, s *Stack) (*Demo, error) {
 		}
 		d.Partners = append(d.Partners, "partners/"+p.id)
 	}
-	conn, err := transport.FromEnv().Dial(s.Addresses["sharing"])
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	sharing := sharingv1.NewSharingServiceClient(conn)
-
 	type member struct {
 		DemoMember
 		token string

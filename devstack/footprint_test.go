@@ -124,7 +124,9 @@ func footprint(t *testing.T, env map[string]string, postgresURL string) {
 		rawKeys[k+" (raw)"] = raw
 	}
 	er := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=erase-fp", tok, map[string]any{"kind": "REQUEST_KIND_ERASURE"})
-	c.awaitState(er["name"].(string), tok, "REQUEST_STATE_COMPLETED")
+	// The erasure ends the member's sessions: an operator watches it finish.
+	opTok := c.must("POST", "/v1/operators:signIn", "", map[string]any{"email": s.Operator.Email, "password": s.Operator.Password, "totpCode": s.Operator.TOTPCode(time.Now())})["accessToken"].(string)
+	c.awaitState(er["name"].(string), opTok, "REQUEST_STATE_COMPLETED")
 
 	// PostgreSQL keeps dead rows until VACUUM: wait for the services' batched vacuums,
 	// then flush everything to the data directory.

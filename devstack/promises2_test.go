@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +62,7 @@ func TestPolicyPromises2Journey(t *testing.T) {
 	dir := t.TempDir()
 	s, err := devstack.Start(t.Context(), devstack.Options{DataDir: dir, UIPort: -1, Env: map[string]string{
 		"FULFILLMENT_DISABLE_GRACE": "6s", // the grace period before a disabled account is erased
+		"FULFILLMENT_COOLING_OFF":   "0s",
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +79,55 @@ func TestPolicyPromises2Journey(t *testing.T) {
 
 	p.signedOutGPC()
 	p.disableAccount()
+	p.memberLegalHold()
+}
+
+// memberLegalHold: an operator puts a member's data on legal hold (reason, expiry); the
+// member's own history and rating deletes are refused and their erasure waits on hold
+// until the operator releases it; then both go through.
+func (p *promises2) memberLegalHold() {
+	t, c := p.t, p.c
+	name, tok := p.signUp("Held Harriet", "harriet@example.com")
+	ev := c.must("POST", "/v1/"+name+"/viewingEvents?requestId=view-held", tok, map[string]any{"titleId": "tt0068646", "durationSeconds": 600})
+	c.must("PUT", "/v1/"+name+"/ratings/tt0068646", tok, map[string]any{"stars": 5})
+	hold := c.must("POST", "/v1/"+name+"/legalHold:set", p.opTok, map[string]any{"reason": "case 2026-17 preservation order",
+		"expireTime": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
+	if hold["active"] != true || hold["setBy"] == "" {
+		t.Fatalf("hold: %v", hold)
+	}
+	if code, m := c.do("POST", "/v1/"+name+"/legalHold:set", p.opTok, map[string]any{"reason": "no expiry"}); code != http.StatusBadRequest {
+		t.Fatalf("hold without expiry: %d %v", code, m)
+	}
+	for _, del := range []string{"/v1/" + ev["name"].(string), "/v1/" + name + "/ratings/tt0068646"} {
+		if code, m := c.do("DELETE", del, tok, nil); code != http.StatusBadRequest || reasonOf(m) != "LEGAL_HOLD" {
+			t.Fatalf("DELETE %s under a legal hold: %d %v", del, code, m)
+		}
+	}
+	if code, m := c.do("POST", "/v1/"+name+"/viewingEvents:clear", tok, map[string]any{}); code != http.StatusBadRequest || reasonOf(m) != "LEGAL_HOLD" {
+		t.Fatalf("clearing history under a legal hold: %d %v", code, m)
+	}
+	er := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=erase-held", tok, map[string]any{"kind": "REQUEST_KIND_ERASURE"})
+	c.awaitState(er["name"].(string), p.opTok, "REQUEST_STATE_ON_HOLD")
+	time.Sleep(time.Second)
+	if m := c.must("GET", "/v1/"+er["name"].(string), p.opTok, nil); m["state"] != "REQUEST_STATE_ON_HOLD" {
+		t.Fatalf("erasure under a legal hold: %v", m)
+	}
+	if h := c.must("GET", "/v1/"+name+"/legalHold", p.opTok, nil); h["active"] != true {
+		t.Fatalf("hold while active: %v", h)
+	}
+	// The audit log names the hold.
+	audited := false
+	for _, e := range items(c.must("GET", "/v1/auditLog", p.opTok, nil), "auditEvents") {
+		audited = audited || strings.Contains(fmt.Sprint(e), "SetMemberLegalHold")
+	}
+	if !audited {
+		t.Fatal("setting the legal hold is not in the audit log")
+	}
+	rel := c.must("POST", "/v1/"+name+"/legalHold:release", p.opTok, map[string]any{"reason": "case closed"})
+	if rel["active"] == true || rel["releaseTime"] == nil {
+		t.Fatalf("released hold: %v", rel)
+	}
+	c.awaitState(er["name"].(string), p.opTok, "REQUEST_STATE_COMPLETED")
 }
 
 // signUp creates a member and signs them in; it returns the member's name and token.

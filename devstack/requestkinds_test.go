@@ -45,6 +45,11 @@ func TestRequestKindsJourney(t *testing.T) {
 }
 
 func requestKinds(t *testing.T, env map[string]string) {
+	if env == nil {
+		env = map[string]string{}
+	}
+	env["FULFILLMENT_COOLING_OFF"] = "1s"
+	env["GATEWAY_SENSITIVE_PER_MINUTE"] = "100" // a dozen filings in a minute; the limit is tested elsewhere
 	dir := t.TempDir()
 	s, err := devstack.Start(t.Context(), devstack.Options{DataDir: dir, UIPort: -1, Env: env})
 	if err != nil {
@@ -294,6 +299,17 @@ func requestKinds(t *testing.T, env map[string]string) {
 		if !strings.Contains(string(doc), want) {
 			t.Errorf("portability.json lacks %s", want)
 		}
+	}
+
+	// Erasure takes the member's other requests with it: a rectification waiting for
+	// review is closed and its asserted value deleted (else the erasure's sweep fails).
+	pending := file("rectify-3", map[string]any{"kind": "REQUEST_KIND_RECTIFICATION",
+		"rectification": map[string]any{"field": "RECTIFIABLE_FIELD_PHONE_NUMBER", "value": "+14155550100"}})
+	c.awaitState(pending, tok, "REQUEST_STATE_IN_PROGRESS")
+	erasure := file("erase-1", map[string]any{"kind": "REQUEST_KIND_ERASURE"})
+	c.awaitState(erasure, opTok, "REQUEST_STATE_COMPLETED")
+	if got := c.must("GET", "/v1/"+pending, opTok, nil); got["state"] != "REQUEST_STATE_CANCELLED" || got["rectification"] != nil && got["rectification"].(map[string]any)["value"] != nil {
+		t.Fatalf("pending rectification after the erasure: %v", got)
 	}
 }
 

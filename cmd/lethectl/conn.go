@@ -31,6 +31,8 @@ type globals struct {
 	fulfill  string
 	sharing  string
 
+	expired time.Time // when the stored session expired, if it has
+
 	conns []*grpc.ClientConn
 }
 
@@ -68,10 +70,11 @@ func (g *globals) prepare(cmd *cobra.Command) error {
 			g.gateway = s.Gateway
 		}
 		if g.token == "" && strings.TrimRight(s.Gateway, "/") == strings.TrimRight(g.gateway, "/") {
-			if time.Now().After(s.ExpireTime) {
-				return fmt.Errorf("the operator session stored by `lethectl login` expired at %s: sign in again", s.ExpireTime.Format(time.RFC3339))
+			if time.Now().Before(s.ExpireTime) {
+				g.token = s.AccessToken
+			} else {
+				g.expired = s.ExpireTime // no token: the gateway answers Unauthenticated, and the error says why
 			}
-			g.token = s.AccessToken
 		}
 	}
 	if g.gateway == "" {

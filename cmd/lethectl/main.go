@@ -20,6 +20,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -53,7 +54,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	root.SetErr(os.Stderr)
 	defer g.close()
 	err := root.ExecuteContext(ctx)
-	return describe(err, g.direct)
+	err = describe(err, g.direct)
+	if status.Code(err) == codes.Unauthenticated && !g.expired.IsZero() {
+		err = fmt.Errorf("%w (the session of `lethectl login` expired at %s)", err, g.expired.Local().Format(time.RFC3339))
+	}
+	return err
 }
 
 func newRoot(g *globals) *cobra.Command {

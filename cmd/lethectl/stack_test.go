@@ -102,6 +102,15 @@ func TestLethectlOnTheDevStack(t *testing.T) {
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("session file: %v %v", info, err)
 	}
+	// An expired session is not sent, and the error says so.
+	live, _ := loadSession()
+	stale := live
+	stale.ExpireTime = time.Now().Add(-time.Minute)
+	saveSession(stale)
+	if _, err := cli(t, "requests", "list"); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("an expired session: %v", err)
+	}
+	saveSession(live)
 
 	// Two members: one asks for an export (completes), one for an erasure filed under
 	// GDPR (it completes too; its receipt is verified below), and a third's erasure that

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
@@ -86,6 +87,7 @@ type Service struct {
 	db     *storage.DB
 	// identity is the connection policy change emails go through; nil sends none.
 	identity       *grpc.ClientConn
+	fulfillment    *grpc.ClientConn
 	notifyInterval time.Duration
 }
 
@@ -133,6 +135,16 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		}
 		svc.identity = conn
 		svc.Server.PolicyMailer = identityMailer{identityv1.NewIdentityServiceClient(conn)}
+	}
+	if cfg.FulfillmentAddress != "" {
+		// Per-member legal holds live in fulfillment; deletions ask it first.
+		conn, err := transport.FromEnv().Dial(cfg.FulfillmentAddress)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		svc.fulfillment = conn
+		svc.Server.Holds = prefs.FulfillmentHolds{Client: fulfillmentv1.NewFulfillmentServiceClient(conn)}
 	}
 	return svc, nil
 }
@@ -197,6 +209,9 @@ func (s *Service) Close() error {
 	_ = s.CloseAudit()
 	if s.identity != nil {
 		_ = s.identity.Close()
+	}
+	if s.fulfillment != nil {
+		_ = s.fulfillment.Close()
 	}
 	return s.db.Close()
 }

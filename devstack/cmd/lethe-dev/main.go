@@ -66,7 +66,7 @@ func main() {
 		}
 		fmt.Fprintf(w, "\nBootstrap operator (privacy staff; saved in %s):\n", s.OperatorFile)
 		fmt.Fprintf(w, "  email\t%s\n  password\t%s\n  TOTP secret\t%s\n", s.Operator.Email, s.Operator.Password, s.Operator.TOTPSecret)
-		fmt.Fprintf(w, "  sign in\tPOST /v1/operators:signIn {email, password, totpCode}; a code now: go run ./cmd/lethectl operators code -secret %s\n", s.Operator.TOTPSecret)
+		fmt.Fprintf(w, "  sign in\tPOST /v1/operators:signIn {email, password, totpCode}; a code now: go run ./cmd/lethectl operators code --secret %s\n", s.Operator.TOTPSecret)
 		fmt.Fprintf(w, "\nService credential (every internal gRPC call carries it; set LETHE_SERVICE_TOKEN to choose it):\n")
 		fmt.Fprintf(w, "  %s\t%s\n", transport.TokenHeader, os.Getenv("LETHE_SERVICE_TOKEN"))
 		fmt.Fprintf(w, "  grpcurl\tgrpcurl -plaintext -H '%s: %s' %s lethe.identity.v1.IdentityService/ListMembers\n", transport.TokenHeader, os.Getenv("LETHE_SERVICE_TOKEN"), s.Addresses["identity"])

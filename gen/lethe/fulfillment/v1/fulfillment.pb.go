@@ -3147,6 +3147,271 @@ func (x *ListAuditEventsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// MemberLegalHold is a legal hold on all of one member's data.
+type MemberLegalHold struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/legalHold".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// active is true while the hold blocks deletion (set, not released, not expired).
+	Active bool `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	// reason for the hold, e.g. a case reference.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// expire_time is when the hold releases by itself.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// set_by is the operator who set it ("operators/{id}").
+	SetBy string `protobuf:"bytes,5,opt,name=set_by,json=setBy,proto3" json:"set_by,omitempty"`
+	// set_time is when it was set.
+	SetTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=set_time,json=setTime,proto3" json:"set_time,omitempty"`
+	// release_time is when an operator released it; unset while it runs to its expiry.
+	ReleaseTime   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=release_time,json=releaseTime,proto3" json:"release_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberLegalHold) Reset() {
+	*x = MemberLegalHold{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberLegalHold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberLegalHold) ProtoMessage() {}
+
+func (x *MemberLegalHold) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberLegalHold.ProtoReflect.Descriptor instead.
+func (*MemberLegalHold) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *MemberLegalHold) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MemberLegalHold) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *MemberLegalHold) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *MemberLegalHold) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *MemberLegalHold) GetSetBy() string {
+	if x != nil {
+		return x.SetBy
+	}
+	return ""
+}
+
+func (x *MemberLegalHold) GetSetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SetTime
+	}
+	return nil
+}
+
+func (x *MemberLegalHold) GetReleaseTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReleaseTime
+	}
+	return nil
+}
+
+// SetMemberLegalHoldRequest sets a member's legal hold.
+type SetMemberLegalHoldRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/legalHold".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// reason for the hold (required, at most 500 characters, no personal data).
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// expire_time is when it releases by itself (required, in the future, at most 10 years).
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMemberLegalHoldRequest) Reset() {
+	*x = SetMemberLegalHoldRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMemberLegalHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMemberLegalHoldRequest) ProtoMessage() {}
+
+func (x *SetMemberLegalHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMemberLegalHoldRequest.ProtoReflect.Descriptor instead.
+func (*SetMemberLegalHoldRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *SetMemberLegalHoldRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetMemberLegalHoldRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SetMemberLegalHoldRequest) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// ReleaseMemberLegalHoldRequest releases a member's legal hold.
+type ReleaseMemberLegalHoldRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/legalHold".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// reason for the release (for the audit log).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseMemberLegalHoldRequest) Reset() {
+	*x = ReleaseMemberLegalHoldRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseMemberLegalHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseMemberLegalHoldRequest) ProtoMessage() {}
+
+func (x *ReleaseMemberLegalHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseMemberLegalHoldRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseMemberLegalHoldRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ReleaseMemberLegalHoldRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReleaseMemberLegalHoldRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// GetMemberLegalHoldRequest names a member's legal hold.
+type GetMemberLegalHoldRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/legalHold".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMemberLegalHoldRequest) Reset() {
+	*x = GetMemberLegalHoldRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMemberLegalHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMemberLegalHoldRequest) ProtoMessage() {}
+
+func (x *GetMemberLegalHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMemberLegalHoldRequest.ProtoReflect.Descriptor instead.
+func (*GetMemberLegalHoldRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *GetMemberLegalHoldRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 var File_lethe_fulfillment_v1_fulfillment_proto protoreflect.FileDescriptor
 
 const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
@@ -3458,7 +3723,39 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x17ListAuditEventsResponse\x12C\n" +
 	"\faudit_events\x18\x01 \x03(\v2 .lethe.fulfillment.v1.AuditEventR\vauditEvents\x12A\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\rnextPageToken*\x82\x02\n" +
+	"\x11system.operations\x10\x04R\rnextPageToken\"\xf0\x03\n" +
+	"\x0fMemberLegalHold\x12A\n" +
+	"\x04name\x18\x01 \x01(\tB-\xea\xe0\x18)\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x15record of legal holdsR\x04name\x121\n" +
+	"\x06active\x18\x02 \x01(\bB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06active\x121\n" +
+	"\x06reason\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\x12V\n" +
+	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\n" +
+	"expireTime\x120\n" +
+	"\x06set_by\x18\x05 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05setBy\x12P\n" +
+	"\bset_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\asetTime\x12X\n" +
+	"\frelease_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\vreleaseTime\"\xe9\x01\n" +
+	"\x19SetMemberLegalHoldRequest\x12A\n" +
+	"\x04name\x18\x01 \x01(\tB-\xea\xe0\x18)\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x15record of legal holdsR\x04name\x121\n" +
+	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\x12V\n" +
+	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\n" +
+	"expireTime\"\x95\x01\n" +
+	"\x1dReleaseMemberLegalHoldRequest\x12A\n" +
+	"\x04name\x18\x01 \x01(\tB-\xea\xe0\x18)\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x15record of legal holdsR\x04name\x121\n" +
+	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"^\n" +
+	"\x19GetMemberLegalHoldRequest\x12A\n" +
+	"\x04name\x18\x01 \x01(\tB-\xea\xe0\x18)\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x15record of legal holdsR\x04name*\x82\x02\n" +
 	"\x11ComplaintCategory\x12\"\n" +
 	"\x1eCOMPLAINT_CATEGORY_UNSPECIFIED\x10\x00\x12'\n" +
 	"#COMPLAINT_CATEGORY_REQUEST_HANDLING\x10\x01\x12\x1e\n" +
@@ -3514,7 +3811,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x15REQUEST_ORIGIN_MEMBER\x10\x01\x12\x1b\n" +
 	"\x17REQUEST_ORIGIN_OPERATOR\x10\x02\x12\x18\n" +
 	"\x14REQUEST_ORIGIN_AGENT\x10\x03\x12#\n" +
-	"\x1fREQUEST_ORIGIN_ACCOUNT_DISABLED\x10<2\xfc\x1b\n" +
+	"\x1fREQUEST_ORIGIN_ACCOUNT_DISABLED\x10<2\xe7\x1f\n" +
 	"\x12FulfillmentService\x12\xb4\x01\n" +
 	"\x14CreatePrivacyRequest\x121.lethe.fulfillment.v1.CreatePrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"C\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x029:\x0fprivacy_request\"&/v1/{parent=members/*}/privacyRequests\x12\x9d\x01\n" +
 	"\x11GetPrivacyRequest\x12..lethe.fulfillment.v1.GetPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/privacyRequests/*}\x12\xae\x01\n" +
@@ -3523,7 +3820,10 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x14CancelPrivacyRequest\x121.lethe.fulfillment.v1.CancelPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"<\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:cancel\x12\xad\x01\n" +
 	"\x14ExtendPrivacyRequest\x121.lethe.fulfillment.v1.ExtendPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"<\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:extend\x12\xa3\x01\n" +
 	"\fSetLegalHold\x12).lethe.fulfillment.v1.SetLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"B\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x028:\x01*\"3/v1/{name=members/*/privacyRequests/*}:setLegalHold\x12\xaf\x01\n" +
-	"\x10ReleaseLegalHold\x12-.lethe.fulfillment.v1.ReleaseLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"F\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02<:\x01*\"7/v1/{name=members/*/privacyRequests/*}:releaseLegalHold\x12\xac\x01\n" +
+	"\x10ReleaseLegalHold\x12-.lethe.fulfillment.v1.ReleaseLegalHoldRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"F\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02<:\x01*\"7/v1/{name=members/*/privacyRequests/*}:releaseLegalHold\x12\x9f\x01\n" +
+	"\x12SetMemberLegalHold\x12/.lethe.fulfillment.v1.SetMemberLegalHoldRequest\x1a%.lethe.fulfillment.v1.MemberLegalHold\"1\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/{name=members/*/legalHold}:set\x12\xab\x01\n" +
+	"\x16ReleaseMemberLegalHold\x123.lethe.fulfillment.v1.ReleaseMemberLegalHoldRequest\x1a%.lethe.fulfillment.v1.MemberLegalHold\"5\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/{name=members/*/legalHold}:release\x12\x98\x01\n" +
+	"\x12GetMemberLegalHold\x12/.lethe.fulfillment.v1.GetMemberLegalHoldRequest\x1a%.lethe.fulfillment.v1.MemberLegalHold\"*\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=members/*/legalHold}\x12\xac\x01\n" +
 	"\x11GetExportDownload\x12..lethe.fulfillment.v1.GetExportDownloadRequest\x1a$.lethe.fulfillment.v1.ExportDownload\"A\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x027\x125/v1/{name=members/*/privacyRequests/*}/exportDownload\x12\x99\x01\n" +
 	"\x11GetErasureReceipt\x12..lethe.fulfillment.v1.GetErasureReceiptRequest\x1a$.lethe.fulfillment.v1.ErasureReceipt\".\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/receipts/{request_id}:fetch\x12\x7f\n" +
 	"\x0eGetReceiptKeys\x12+.lethe.fulfillment.v1.GetReceiptKeysRequest\x1a!.lethe.fulfillment.v1.ReceiptKeys\"\x1d\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/receipts:keys\x12\x9c\x01\n" +
@@ -3552,145 +3852,159 @@ func file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_fulfillment_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_lethe_fulfillment_v1_fulfillment_proto_goTypes = []any{
-	(ComplaintCategory)(0),              // 0: lethe.fulfillment.v1.ComplaintCategory
-	(ComplaintState)(0),                 // 1: lethe.fulfillment.v1.ComplaintState
-	(RequestKind)(0),                    // 2: lethe.fulfillment.v1.RequestKind
-	(DenialReason)(0),                   // 3: lethe.fulfillment.v1.DenialReason
-	(RectifiableField)(0),               // 4: lethe.fulfillment.v1.RectifiableField
-	(Jurisdiction)(0),                   // 5: lethe.fulfillment.v1.Jurisdiction
-	(RequestState)(0),                   // 6: lethe.fulfillment.v1.RequestState
-	(RequestOrigin)(0),                  // 7: lethe.fulfillment.v1.RequestOrigin
-	(*Complaint)(nil),                   // 8: lethe.fulfillment.v1.Complaint
-	(*CreateComplaintRequest)(nil),      // 9: lethe.fulfillment.v1.CreateComplaintRequest
-	(*GetComplaintRequest)(nil),         // 10: lethe.fulfillment.v1.GetComplaintRequest
-	(*ListComplaintsRequest)(nil),       // 11: lethe.fulfillment.v1.ListComplaintsRequest
-	(*ListComplaintsResponse)(nil),      // 12: lethe.fulfillment.v1.ListComplaintsResponse
-	(*AcknowledgeComplaintRequest)(nil), // 13: lethe.fulfillment.v1.AcknowledgeComplaintRequest
-	(*ResolveComplaintRequest)(nil),     // 14: lethe.fulfillment.v1.ResolveComplaintRequest
-	(*ComplaintStatistics)(nil),         // 15: lethe.fulfillment.v1.ComplaintStatistics
-	(*Rectification)(nil),               // 16: lethe.fulfillment.v1.Rectification
-	(*ObjectionTarget)(nil),             // 17: lethe.fulfillment.v1.ObjectionTarget
-	(*StepProgress)(nil),                // 18: lethe.fulfillment.v1.StepProgress
-	(*PrivacyRequest)(nil),              // 19: lethe.fulfillment.v1.PrivacyRequest
-	(*CreatePrivacyRequestRequest)(nil), // 20: lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	(*GetPrivacyRequestRequest)(nil),    // 21: lethe.fulfillment.v1.GetPrivacyRequestRequest
-	(*ListPrivacyRequestsRequest)(nil),  // 22: lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	(*ListPrivacyRequestsResponse)(nil), // 23: lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	(*VerifyPrivacyRequestRequest)(nil), // 24: lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	(*CancelPrivacyRequestRequest)(nil), // 25: lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	(*ExtendPrivacyRequestRequest)(nil), // 26: lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	(*SetLegalHoldRequest)(nil),         // 27: lethe.fulfillment.v1.SetLegalHoldRequest
-	(*ReleaseLegalHoldRequest)(nil),     // 28: lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	(*DenyPrivacyRequestRequest)(nil),   // 29: lethe.fulfillment.v1.DenyPrivacyRequestRequest
-	(*ReviewRectificationRequest)(nil),  // 30: lethe.fulfillment.v1.ReviewRectificationRequest
-	(*LiftRestrictionRequest)(nil),      // 31: lethe.fulfillment.v1.LiftRestrictionRequest
-	(*GetExportDownloadRequest)(nil),    // 32: lethe.fulfillment.v1.GetExportDownloadRequest
-	(*ExportDownload)(nil),              // 33: lethe.fulfillment.v1.ExportDownload
-	(*GetErasureReceiptRequest)(nil),    // 34: lethe.fulfillment.v1.GetErasureReceiptRequest
-	(*ErasureReceipt)(nil),              // 35: lethe.fulfillment.v1.ErasureReceipt
-	(*GetReceiptKeysRequest)(nil),       // 36: lethe.fulfillment.v1.GetReceiptKeysRequest
-	(*ReceiptKey)(nil),                  // 37: lethe.fulfillment.v1.ReceiptKey
-	(*ReceiptKeys)(nil),                 // 38: lethe.fulfillment.v1.ReceiptKeys
-	(*GetRequestStatisticsRequest)(nil), // 39: lethe.fulfillment.v1.GetRequestStatisticsRequest
-	(*KindStatistics)(nil),              // 40: lethe.fulfillment.v1.KindStatistics
-	(*RequestStatistics)(nil),           // 41: lethe.fulfillment.v1.RequestStatistics
-	(*ActionCount)(nil),                 // 42: lethe.fulfillment.v1.ActionCount
-	(*AuditEvent)(nil),                  // 43: lethe.fulfillment.v1.AuditEvent
-	(*RecordAuditEventRequest)(nil),     // 44: lethe.fulfillment.v1.RecordAuditEventRequest
-	(*ListAuditEventsRequest)(nil),      // 45: lethe.fulfillment.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),     // 46: lethe.fulfillment.v1.ListAuditEventsResponse
-	(*timestamppb.Timestamp)(nil),       // 47: google.protobuf.Timestamp
+	(ComplaintCategory)(0),                // 0: lethe.fulfillment.v1.ComplaintCategory
+	(ComplaintState)(0),                   // 1: lethe.fulfillment.v1.ComplaintState
+	(RequestKind)(0),                      // 2: lethe.fulfillment.v1.RequestKind
+	(DenialReason)(0),                     // 3: lethe.fulfillment.v1.DenialReason
+	(RectifiableField)(0),                 // 4: lethe.fulfillment.v1.RectifiableField
+	(Jurisdiction)(0),                     // 5: lethe.fulfillment.v1.Jurisdiction
+	(RequestState)(0),                     // 6: lethe.fulfillment.v1.RequestState
+	(RequestOrigin)(0),                    // 7: lethe.fulfillment.v1.RequestOrigin
+	(*Complaint)(nil),                     // 8: lethe.fulfillment.v1.Complaint
+	(*CreateComplaintRequest)(nil),        // 9: lethe.fulfillment.v1.CreateComplaintRequest
+	(*GetComplaintRequest)(nil),           // 10: lethe.fulfillment.v1.GetComplaintRequest
+	(*ListComplaintsRequest)(nil),         // 11: lethe.fulfillment.v1.ListComplaintsRequest
+	(*ListComplaintsResponse)(nil),        // 12: lethe.fulfillment.v1.ListComplaintsResponse
+	(*AcknowledgeComplaintRequest)(nil),   // 13: lethe.fulfillment.v1.AcknowledgeComplaintRequest
+	(*ResolveComplaintRequest)(nil),       // 14: lethe.fulfillment.v1.ResolveComplaintRequest
+	(*ComplaintStatistics)(nil),           // 15: lethe.fulfillment.v1.ComplaintStatistics
+	(*Rectification)(nil),                 // 16: lethe.fulfillment.v1.Rectification
+	(*ObjectionTarget)(nil),               // 17: lethe.fulfillment.v1.ObjectionTarget
+	(*StepProgress)(nil),                  // 18: lethe.fulfillment.v1.StepProgress
+	(*PrivacyRequest)(nil),                // 19: lethe.fulfillment.v1.PrivacyRequest
+	(*CreatePrivacyRequestRequest)(nil),   // 20: lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	(*GetPrivacyRequestRequest)(nil),      // 21: lethe.fulfillment.v1.GetPrivacyRequestRequest
+	(*ListPrivacyRequestsRequest)(nil),    // 22: lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	(*ListPrivacyRequestsResponse)(nil),   // 23: lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	(*VerifyPrivacyRequestRequest)(nil),   // 24: lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	(*CancelPrivacyRequestRequest)(nil),   // 25: lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	(*ExtendPrivacyRequestRequest)(nil),   // 26: lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	(*SetLegalHoldRequest)(nil),           // 27: lethe.fulfillment.v1.SetLegalHoldRequest
+	(*ReleaseLegalHoldRequest)(nil),       // 28: lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	(*DenyPrivacyRequestRequest)(nil),     // 29: lethe.fulfillment.v1.DenyPrivacyRequestRequest
+	(*ReviewRectificationRequest)(nil),    // 30: lethe.fulfillment.v1.ReviewRectificationRequest
+	(*LiftRestrictionRequest)(nil),        // 31: lethe.fulfillment.v1.LiftRestrictionRequest
+	(*GetExportDownloadRequest)(nil),      // 32: lethe.fulfillment.v1.GetExportDownloadRequest
+	(*ExportDownload)(nil),                // 33: lethe.fulfillment.v1.ExportDownload
+	(*GetErasureReceiptRequest)(nil),      // 34: lethe.fulfillment.v1.GetErasureReceiptRequest
+	(*ErasureReceipt)(nil),                // 35: lethe.fulfillment.v1.ErasureReceipt
+	(*GetReceiptKeysRequest)(nil),         // 36: lethe.fulfillment.v1.GetReceiptKeysRequest
+	(*ReceiptKey)(nil),                    // 37: lethe.fulfillment.v1.ReceiptKey
+	(*ReceiptKeys)(nil),                   // 38: lethe.fulfillment.v1.ReceiptKeys
+	(*GetRequestStatisticsRequest)(nil),   // 39: lethe.fulfillment.v1.GetRequestStatisticsRequest
+	(*KindStatistics)(nil),                // 40: lethe.fulfillment.v1.KindStatistics
+	(*RequestStatistics)(nil),             // 41: lethe.fulfillment.v1.RequestStatistics
+	(*ActionCount)(nil),                   // 42: lethe.fulfillment.v1.ActionCount
+	(*AuditEvent)(nil),                    // 43: lethe.fulfillment.v1.AuditEvent
+	(*RecordAuditEventRequest)(nil),       // 44: lethe.fulfillment.v1.RecordAuditEventRequest
+	(*ListAuditEventsRequest)(nil),        // 45: lethe.fulfillment.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),       // 46: lethe.fulfillment.v1.ListAuditEventsResponse
+	(*MemberLegalHold)(nil),               // 47: lethe.fulfillment.v1.MemberLegalHold
+	(*SetMemberLegalHoldRequest)(nil),     // 48: lethe.fulfillment.v1.SetMemberLegalHoldRequest
+	(*ReleaseMemberLegalHoldRequest)(nil), // 49: lethe.fulfillment.v1.ReleaseMemberLegalHoldRequest
+	(*GetMemberLegalHoldRequest)(nil),     // 50: lethe.fulfillment.v1.GetMemberLegalHoldRequest
+	(*timestamppb.Timestamp)(nil),         // 51: google.protobuf.Timestamp
 }
 var file_lethe_fulfillment_v1_fulfillment_proto_depIdxs = []int32{
 	0,  // 0: lethe.fulfillment.v1.Complaint.category:type_name -> lethe.fulfillment.v1.ComplaintCategory
 	1,  // 1: lethe.fulfillment.v1.Complaint.state:type_name -> lethe.fulfillment.v1.ComplaintState
-	47, // 2: lethe.fulfillment.v1.Complaint.create_time:type_name -> google.protobuf.Timestamp
-	47, // 3: lethe.fulfillment.v1.Complaint.acknowledge_due_time:type_name -> google.protobuf.Timestamp
-	47, // 4: lethe.fulfillment.v1.Complaint.resolve_due_time:type_name -> google.protobuf.Timestamp
-	47, // 5: lethe.fulfillment.v1.Complaint.acknowledge_time:type_name -> google.protobuf.Timestamp
-	47, // 6: lethe.fulfillment.v1.Complaint.resolve_time:type_name -> google.protobuf.Timestamp
+	51, // 2: lethe.fulfillment.v1.Complaint.create_time:type_name -> google.protobuf.Timestamp
+	51, // 3: lethe.fulfillment.v1.Complaint.acknowledge_due_time:type_name -> google.protobuf.Timestamp
+	51, // 4: lethe.fulfillment.v1.Complaint.resolve_due_time:type_name -> google.protobuf.Timestamp
+	51, // 5: lethe.fulfillment.v1.Complaint.acknowledge_time:type_name -> google.protobuf.Timestamp
+	51, // 6: lethe.fulfillment.v1.Complaint.resolve_time:type_name -> google.protobuf.Timestamp
 	8,  // 7: lethe.fulfillment.v1.CreateComplaintRequest.complaint:type_name -> lethe.fulfillment.v1.Complaint
 	8,  // 8: lethe.fulfillment.v1.ListComplaintsResponse.complaints:type_name -> lethe.fulfillment.v1.Complaint
 	4,  // 9: lethe.fulfillment.v1.Rectification.field:type_name -> lethe.fulfillment.v1.RectifiableField
-	47, // 10: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
+	51, // 10: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
 	2,  // 11: lethe.fulfillment.v1.PrivacyRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
 	5,  // 12: lethe.fulfillment.v1.PrivacyRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
 	7,  // 13: lethe.fulfillment.v1.PrivacyRequest.origin:type_name -> lethe.fulfillment.v1.RequestOrigin
 	6,  // 14: lethe.fulfillment.v1.PrivacyRequest.state:type_name -> lethe.fulfillment.v1.RequestState
-	47, // 15: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
-	47, // 16: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
-	47, // 17: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
+	51, // 15: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
+	51, // 16: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
+	51, // 17: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
 	18, // 18: lethe.fulfillment.v1.PrivacyRequest.progress:type_name -> lethe.fulfillment.v1.StepProgress
-	47, // 19: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
+	51, // 19: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
 	3,  // 20: lethe.fulfillment.v1.PrivacyRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
 	16, // 21: lethe.fulfillment.v1.PrivacyRequest.rectification:type_name -> lethe.fulfillment.v1.Rectification
 	17, // 22: lethe.fulfillment.v1.PrivacyRequest.objection:type_name -> lethe.fulfillment.v1.ObjectionTarget
-	47, // 23: lethe.fulfillment.v1.PrivacyRequest.restriction_lift_time:type_name -> google.protobuf.Timestamp
-	47, // 24: lethe.fulfillment.v1.PrivacyRequest.acknowledge_time:type_name -> google.protobuf.Timestamp
+	51, // 23: lethe.fulfillment.v1.PrivacyRequest.restriction_lift_time:type_name -> google.protobuf.Timestamp
+	51, // 24: lethe.fulfillment.v1.PrivacyRequest.acknowledge_time:type_name -> google.protobuf.Timestamp
 	19, // 25: lethe.fulfillment.v1.CreatePrivacyRequestRequest.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
 	19, // 26: lethe.fulfillment.v1.ListPrivacyRequestsResponse.privacy_requests:type_name -> lethe.fulfillment.v1.PrivacyRequest
 	3,  // 27: lethe.fulfillment.v1.DenyPrivacyRequestRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
 	3,  // 28: lethe.fulfillment.v1.ReviewRectificationRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
-	47, // 29: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
+	51, // 29: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
 	37, // 30: lethe.fulfillment.v1.ReceiptKeys.keys:type_name -> lethe.fulfillment.v1.ReceiptKey
 	2,  // 31: lethe.fulfillment.v1.KindStatistics.kind:type_name -> lethe.fulfillment.v1.RequestKind
 	40, // 32: lethe.fulfillment.v1.RequestStatistics.kinds:type_name -> lethe.fulfillment.v1.KindStatistics
 	42, // 33: lethe.fulfillment.v1.RequestStatistics.operator_actions:type_name -> lethe.fulfillment.v1.ActionCount
 	15, // 34: lethe.fulfillment.v1.RequestStatistics.complaints:type_name -> lethe.fulfillment.v1.ComplaintStatistics
-	47, // 35: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	51, // 35: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	43, // 36: lethe.fulfillment.v1.RecordAuditEventRequest.audit_event:type_name -> lethe.fulfillment.v1.AuditEvent
 	43, // 37: lethe.fulfillment.v1.ListAuditEventsResponse.audit_events:type_name -> lethe.fulfillment.v1.AuditEvent
-	20, // 38: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	21, // 39: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
-	22, // 40: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	24, // 41: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	25, // 42: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	26, // 43: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	27, // 44: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
-	28, // 45: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	32, // 46: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
-	34, // 47: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
-	36, // 48: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
-	39, // 49: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
-	45, // 50: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
-	44, // 51: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
-	29, // 52: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:input_type -> lethe.fulfillment.v1.DenyPrivacyRequestRequest
-	30, // 53: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:input_type -> lethe.fulfillment.v1.ReviewRectificationRequest
-	31, // 54: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:input_type -> lethe.fulfillment.v1.LiftRestrictionRequest
-	9,  // 55: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:input_type -> lethe.fulfillment.v1.CreateComplaintRequest
-	10, // 56: lethe.fulfillment.v1.FulfillmentService.GetComplaint:input_type -> lethe.fulfillment.v1.GetComplaintRequest
-	11, // 57: lethe.fulfillment.v1.FulfillmentService.ListComplaints:input_type -> lethe.fulfillment.v1.ListComplaintsRequest
-	13, // 58: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:input_type -> lethe.fulfillment.v1.AcknowledgeComplaintRequest
-	14, // 59: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:input_type -> lethe.fulfillment.v1.ResolveComplaintRequest
-	19, // 60: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 61: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	23, // 62: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	19, // 63: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 64: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 65: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 66: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 67: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	33, // 68: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
-	35, // 69: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
-	38, // 70: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
-	41, // 71: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
-	46, // 72: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
-	43, // 73: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
-	19, // 74: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 75: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 76: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	8,  // 77: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	8,  // 78: lethe.fulfillment.v1.FulfillmentService.GetComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	12, // 79: lethe.fulfillment.v1.FulfillmentService.ListComplaints:output_type -> lethe.fulfillment.v1.ListComplaintsResponse
-	8,  // 80: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	8,  // 81: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	60, // [60:82] is the sub-list for method output_type
-	38, // [38:60] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	51, // 38: lethe.fulfillment.v1.MemberLegalHold.expire_time:type_name -> google.protobuf.Timestamp
+	51, // 39: lethe.fulfillment.v1.MemberLegalHold.set_time:type_name -> google.protobuf.Timestamp
+	51, // 40: lethe.fulfillment.v1.MemberLegalHold.release_time:type_name -> google.protobuf.Timestamp
+	51, // 41: lethe.fulfillment.v1.SetMemberLegalHoldRequest.expire_time:type_name -> google.protobuf.Timestamp
+	20, // 42: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	21, // 43: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
+	22, // 44: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	24, // 45: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	25, // 46: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	26, // 47: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	27, // 48: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
+	28, // 49: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	48, // 50: lethe.fulfillment.v1.FulfillmentService.SetMemberLegalHold:input_type -> lethe.fulfillment.v1.SetMemberLegalHoldRequest
+	49, // 51: lethe.fulfillment.v1.FulfillmentService.ReleaseMemberLegalHold:input_type -> lethe.fulfillment.v1.ReleaseMemberLegalHoldRequest
+	50, // 52: lethe.fulfillment.v1.FulfillmentService.GetMemberLegalHold:input_type -> lethe.fulfillment.v1.GetMemberLegalHoldRequest
+	32, // 53: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
+	34, // 54: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
+	36, // 55: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
+	39, // 56: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
+	45, // 57: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
+	44, // 58: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
+	29, // 59: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:input_type -> lethe.fulfillment.v1.DenyPrivacyRequestRequest
+	30, // 60: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:input_type -> lethe.fulfillment.v1.ReviewRectificationRequest
+	31, // 61: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:input_type -> lethe.fulfillment.v1.LiftRestrictionRequest
+	9,  // 62: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:input_type -> lethe.fulfillment.v1.CreateComplaintRequest
+	10, // 63: lethe.fulfillment.v1.FulfillmentService.GetComplaint:input_type -> lethe.fulfillment.v1.GetComplaintRequest
+	11, // 64: lethe.fulfillment.v1.FulfillmentService.ListComplaints:input_type -> lethe.fulfillment.v1.ListComplaintsRequest
+	13, // 65: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:input_type -> lethe.fulfillment.v1.AcknowledgeComplaintRequest
+	14, // 66: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:input_type -> lethe.fulfillment.v1.ResolveComplaintRequest
+	19, // 67: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 68: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	23, // 69: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	19, // 70: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 71: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 72: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 73: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 74: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	47, // 75: lethe.fulfillment.v1.FulfillmentService.SetMemberLegalHold:output_type -> lethe.fulfillment.v1.MemberLegalHold
+	47, // 76: lethe.fulfillment.v1.FulfillmentService.ReleaseMemberLegalHold:output_type -> lethe.fulfillment.v1.MemberLegalHold
+	47, // 77: lethe.fulfillment.v1.FulfillmentService.GetMemberLegalHold:output_type -> lethe.fulfillment.v1.MemberLegalHold
+	33, // 78: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
+	35, // 79: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
+	38, // 80: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
+	41, // 81: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
+	46, // 82: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
+	43, // 83: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
+	19, // 84: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 85: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 86: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	8,  // 87: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	8,  // 88: lethe.fulfillment.v1.FulfillmentService.GetComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	12, // 89: lethe.fulfillment.v1.FulfillmentService.ListComplaints:output_type -> lethe.fulfillment.v1.ListComplaintsResponse
+	8,  // 90: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	8,  // 91: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	67, // [67:92] is the sub-list for method output_type
+	42, // [42:67] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_lethe_fulfillment_v1_fulfillment_proto_init() }
@@ -3704,7 +4018,7 @@ func file_lethe_fulfillment_v1_fulfillment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc), len(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   39,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,28 +19,31 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	FulfillmentService_CreatePrivacyRequest_FullMethodName = "/lethe.fulfillment.v1.FulfillmentService/CreatePrivacyRequest"
-	FulfillmentService_GetPrivacyRequest_FullMethodName    = "/lethe.fulfillment.v1.FulfillmentService/GetPrivacyRequest"
-	FulfillmentService_ListPrivacyRequests_FullMethodName  = "/lethe.fulfillment.v1.FulfillmentService/ListPrivacyRequests"
-	FulfillmentService_VerifyPrivacyRequest_FullMethodName = "/lethe.fulfillment.v1.FulfillmentService/VerifyPrivacyRequest"
-	FulfillmentService_CancelPrivacyRequest_FullMethodName = "/lethe.fulfillment.v1.FulfillmentService/CancelPrivacyRequest"
-	FulfillmentService_ExtendPrivacyRequest_FullMethodName = "/lethe.fulfillment.v1.FulfillmentService/ExtendPrivacyRequest"
-	FulfillmentService_SetLegalHold_FullMethodName         = "/lethe.fulfillment.v1.FulfillmentService/SetLegalHold"
-	FulfillmentService_ReleaseLegalHold_FullMethodName     = "/lethe.fulfillment.v1.FulfillmentService/ReleaseLegalHold"
-	FulfillmentService_GetExportDownload_FullMethodName    = "/lethe.fulfillment.v1.FulfillmentService/GetExportDownload"
-	FulfillmentService_GetErasureReceipt_FullMethodName    = "/lethe.fulfillment.v1.FulfillmentService/GetErasureReceipt"
-	FulfillmentService_GetReceiptKeys_FullMethodName       = "/lethe.fulfillment.v1.FulfillmentService/GetReceiptKeys"
-	FulfillmentService_GetRequestStatistics_FullMethodName = "/lethe.fulfillment.v1.FulfillmentService/GetRequestStatistics"
-	FulfillmentService_ListAuditEvents_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/ListAuditEvents"
-	FulfillmentService_RecordAuditEvent_FullMethodName     = "/lethe.fulfillment.v1.FulfillmentService/RecordAuditEvent"
-	FulfillmentService_DenyPrivacyRequest_FullMethodName   = "/lethe.fulfillment.v1.FulfillmentService/DenyPrivacyRequest"
-	FulfillmentService_ReviewRectification_FullMethodName  = "/lethe.fulfillment.v1.FulfillmentService/ReviewRectification"
-	FulfillmentService_LiftRestriction_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/LiftRestriction"
-	FulfillmentService_CreateComplaint_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/CreateComplaint"
-	FulfillmentService_GetComplaint_FullMethodName         = "/lethe.fulfillment.v1.FulfillmentService/GetComplaint"
-	FulfillmentService_ListComplaints_FullMethodName       = "/lethe.fulfillment.v1.FulfillmentService/ListComplaints"
-	FulfillmentService_AcknowledgeComplaint_FullMethodName = "/lethe.fulfillment.v1.FulfillmentService/AcknowledgeComplaint"
-	FulfillmentService_ResolveComplaint_FullMethodName     = "/lethe.fulfillment.v1.FulfillmentService/ResolveComplaint"
+	FulfillmentService_CreatePrivacyRequest_FullMethodName   = "/lethe.fulfillment.v1.FulfillmentService/CreatePrivacyRequest"
+	FulfillmentService_GetPrivacyRequest_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/GetPrivacyRequest"
+	FulfillmentService_ListPrivacyRequests_FullMethodName    = "/lethe.fulfillment.v1.FulfillmentService/ListPrivacyRequests"
+	FulfillmentService_VerifyPrivacyRequest_FullMethodName   = "/lethe.fulfillment.v1.FulfillmentService/VerifyPrivacyRequest"
+	FulfillmentService_CancelPrivacyRequest_FullMethodName   = "/lethe.fulfillment.v1.FulfillmentService/CancelPrivacyRequest"
+	FulfillmentService_ExtendPrivacyRequest_FullMethodName   = "/lethe.fulfillment.v1.FulfillmentService/ExtendPrivacyRequest"
+	FulfillmentService_SetLegalHold_FullMethodName           = "/lethe.fulfillment.v1.FulfillmentService/SetLegalHold"
+	FulfillmentService_ReleaseLegalHold_FullMethodName       = "/lethe.fulfillment.v1.FulfillmentService/ReleaseLegalHold"
+	FulfillmentService_SetMemberLegalHold_FullMethodName     = "/lethe.fulfillment.v1.FulfillmentService/SetMemberLegalHold"
+	FulfillmentService_ReleaseMemberLegalHold_FullMethodName = "/lethe.fulfillment.v1.FulfillmentService/ReleaseMemberLegalHold"
+	FulfillmentService_GetMemberLegalHold_FullMethodName     = "/lethe.fulfillment.v1.FulfillmentService/GetMemberLegalHold"
+	FulfillmentService_GetExportDownload_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/GetExportDownload"
+	FulfillmentService_GetErasureReceipt_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/GetErasureReceipt"
+	FulfillmentService_GetReceiptKeys_FullMethodName         = "/lethe.fulfillment.v1.FulfillmentService/GetReceiptKeys"
+	FulfillmentService_GetRequestStatistics_FullMethodName   = "/lethe.fulfillment.v1.FulfillmentService/GetRequestStatistics"
+	FulfillmentService_ListAuditEvents_FullMethodName        = "/lethe.fulfillment.v1.FulfillmentService/ListAuditEvents"
+	FulfillmentService_RecordAuditEvent_FullMethodName       = "/lethe.fulfillment.v1.FulfillmentService/RecordAuditEvent"
+	FulfillmentService_DenyPrivacyRequest_FullMethodName     = "/lethe.fulfillment.v1.FulfillmentService/DenyPrivacyRequest"
+	FulfillmentService_ReviewRectification_FullMethodName    = "/lethe.fulfillment.v1.FulfillmentService/ReviewRectification"
+	FulfillmentService_LiftRestriction_FullMethodName        = "/lethe.fulfillment.v1.FulfillmentService/LiftRestriction"
+	FulfillmentService_CreateComplaint_FullMethodName        = "/lethe.fulfillment.v1.FulfillmentService/CreateComplaint"
+	FulfillmentService_GetComplaint_FullMethodName           = "/lethe.fulfillment.v1.FulfillmentService/GetComplaint"
+	FulfillmentService_ListComplaints_FullMethodName         = "/lethe.fulfillment.v1.FulfillmentService/ListComplaints"
+	FulfillmentService_AcknowledgeComplaint_FullMethodName   = "/lethe.fulfillment.v1.FulfillmentService/AcknowledgeComplaint"
+	FulfillmentService_ResolveComplaint_FullMethodName       = "/lethe.fulfillment.v1.FulfillmentService/ResolveComplaint"
 )
 
 // FulfillmentServiceClient is the client API for FulfillmentService service.
@@ -70,6 +73,16 @@ type FulfillmentServiceClient interface {
 	SetLegalHold(ctx context.Context, in *SetLegalHoldRequest, opts ...grpc.CallOption) (*PrivacyRequest, error)
 	// ReleaseLegalHold resumes a held request (operators).
 	ReleaseLegalHold(ctx context.Context, in *ReleaseLegalHoldRequest, opts ...grpc.CallOption) (*PrivacyRequest, error)
+	// SetMemberLegalHold puts a member's data on legal hold (operators): with a reason and
+	// an expiry, it blocks every deletion path — the member's own deletes of history and
+	// ratings, erasure requests (which wait on hold) and retention purges — until released
+	// or expired. Setting it again replaces reason and expiry.
+	SetMemberLegalHold(ctx context.Context, in *SetMemberLegalHoldRequest, opts ...grpc.CallOption) (*MemberLegalHold, error)
+	// ReleaseMemberLegalHold releases a member's legal hold (operators); held erasures go on.
+	ReleaseMemberLegalHold(ctx context.Context, in *ReleaseMemberLegalHoldRequest, opts ...grpc.CallOption) (*MemberLegalHold, error)
+	// GetMemberLegalHold returns a member's legal hold; active is false when there is none,
+	// it was released or it expired. Services ask it before deleting a member's data.
+	GetMemberLegalHold(ctx context.Context, in *GetMemberLegalHoldRequest, opts ...grpc.CallOption) (*MemberLegalHold, error)
 	// GetExportDownload returns a signed, expiring link to a finished export archive.
 	GetExportDownload(ctx context.Context, in *GetExportDownloadRequest, opts ...grpc.CallOption) (*ExportDownload, error)
 	// GetErasureReceipt returns the signed receipt of a finished erasure. It needs the
@@ -194,6 +207,36 @@ func (c *fulfillmentServiceClient) ReleaseLegalHold(ctx context.Context, in *Rel
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PrivacyRequest)
 	err := c.cc.Invoke(ctx, FulfillmentService_ReleaseLegalHold_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fulfillmentServiceClient) SetMemberLegalHold(ctx context.Context, in *SetMemberLegalHoldRequest, opts ...grpc.CallOption) (*MemberLegalHold, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MemberLegalHold)
+	err := c.cc.Invoke(ctx, FulfillmentService_SetMemberLegalHold_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fulfillmentServiceClient) ReleaseMemberLegalHold(ctx context.Context, in *ReleaseMemberLegalHoldRequest, opts ...grpc.CallOption) (*MemberLegalHold, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MemberLegalHold)
+	err := c.cc.Invoke(ctx, FulfillmentService_ReleaseMemberLegalHold_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fulfillmentServiceClient) GetMemberLegalHold(ctx context.Context, in *GetMemberLegalHoldRequest, opts ...grpc.CallOption) (*MemberLegalHold, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MemberLegalHold)
+	err := c.cc.Invoke(ctx, FulfillmentService_GetMemberLegalHold_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -367,6 +410,16 @@ type FulfillmentServiceServer interface {
 	SetLegalHold(context.Context, *SetLegalHoldRequest) (*PrivacyRequest, error)
 	// ReleaseLegalHold resumes a held request (operators).
 	ReleaseLegalHold(context.Context, *ReleaseLegalHoldRequest) (*PrivacyRequest, error)
+	// SetMemberLegalHold puts a member's data on legal hold (operators): with a reason and
+	// an expiry, it blocks every deletion path — the member's own deletes of history and
+	// ratings, erasure requests (which wait on hold) and retention purges — until released
+	// or expired. Setting it again replaces reason and expiry.
+	SetMemberLegalHold(context.Context, *SetMemberLegalHoldRequest) (*MemberLegalHold, error)
+	// ReleaseMemberLegalHold releases a member's legal hold (operators); held erasures go on.
+	ReleaseMemberLegalHold(context.Context, *ReleaseMemberLegalHoldRequest) (*MemberLegalHold, error)
+	// GetMemberLegalHold returns a member's legal hold; active is false when there is none,
+	// it was released or it expired. Services ask it before deleting a member's data.
+	GetMemberLegalHold(context.Context, *GetMemberLegalHoldRequest) (*MemberLegalHold, error)
 	// GetExportDownload returns a signed, expiring link to a finished export archive.
 	GetExportDownload(context.Context, *GetExportDownloadRequest) (*ExportDownload, error)
 	// GetErasureReceipt returns the signed receipt of a finished erasure. It needs the
@@ -440,6 +493,15 @@ func (UnimplementedFulfillmentServiceServer) SetLegalHold(context.Context, *SetL
 }
 func (UnimplementedFulfillmentServiceServer) ReleaseLegalHold(context.Context, *ReleaseLegalHoldRequest) (*PrivacyRequest, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReleaseLegalHold not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) SetMemberLegalHold(context.Context, *SetMemberLegalHoldRequest) (*MemberLegalHold, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetMemberLegalHold not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) ReleaseMemberLegalHold(context.Context, *ReleaseMemberLegalHoldRequest) (*MemberLegalHold, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReleaseMemberLegalHold not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) GetMemberLegalHold(context.Context, *GetMemberLegalHoldRequest) (*MemberLegalHold, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetMemberLegalHold not implemented")
 }
 func (UnimplementedFulfillmentServiceServer) GetExportDownload(context.Context, *GetExportDownloadRequest) (*ExportDownload, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetExportDownload not implemented")
@@ -644,6 +706,60 @@ func _FulfillmentService_ReleaseLegalHold_Handler(srv interface{}, ctx context.C
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(FulfillmentServiceServer).ReleaseLegalHold(ctx, req.(*ReleaseLegalHoldRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FulfillmentService_SetMemberLegalHold_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetMemberLegalHoldRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).SetMemberLegalHold(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_SetMemberLegalHold_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).SetMemberLegalHold(ctx, req.(*SetMemberLegalHoldRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FulfillmentService_ReleaseMemberLegalHold_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseMemberLegalHoldRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).ReleaseMemberLegalHold(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_ReleaseMemberLegalHold_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).ReleaseMemberLegalHold(ctx, req.(*ReleaseMemberLegalHoldRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FulfillmentService_GetMemberLegalHold_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMemberLegalHoldRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).GetMemberLegalHold(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_GetMemberLegalHold_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).GetMemberLegalHold(ctx, req.(*GetMemberLegalHoldRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -938,6 +1054,18 @@ var FulfillmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReleaseLegalHold",
 			Handler:    _FulfillmentService_ReleaseLegalHold_Handler,
+		},
+		{
+			MethodName: "SetMemberLegalHold",
+			Handler:    _FulfillmentService_SetMemberLegalHold_Handler,
+		},
+		{
+			MethodName: "ReleaseMemberLegalHold",
+			Handler:    _FulfillmentService_ReleaseMemberLegalHold_Handler,
+		},
+		{
+			MethodName: "GetMemberLegalHold",
+			Handler:    _FulfillmentService_GetMemberLegalHold_Handler,
 		},
 		{
 			MethodName: "GetExportDownload",

@@ -538,15 +538,17 @@ func (a *Activities) EraseArchives(ctx context.Context, in RequestRef) (ServiceE
 			return ServiceErasure{}, err
 		}
 	}
-	for _, kind := range []string{KindAccess, KindPortability} {
+	// Every other request of the member stops too (an export writing parts, a
+	// rectification waiting for review…): nothing is left to do for an erased member.
+	for _, kind := range []string{KindAccess, KindPortability, KindRectification, KindRestriction, KindObjection, KindSaleOptOut} {
 		err := a.Temporal.TerminateWorkflow(ctx, WorkflowID(kind, in.MemberID), "", "the member is being erased")
 		var nf *serviceerror.NotFound
 		if err != nil && !errors.As(err, &nf) {
 			return ServiceErasure{}, err
 		}
 	}
-	if _, err := a.DB.ExecContext(ctx, `UPDATE requests SET state = $1, is_open = FALSE, completed_at = COALESCE(completed_at, $2) WHERE member_id = $3 AND kind IN ($4, $5) AND is_open`,
-		int32(stateCodes["cancelled"]), a.Now().UnixMicro(), in.MemberID, int32(fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS), int32(fulfillmentv1.RequestKind_REQUEST_KIND_PORTABILITY)); err != nil {
+	if _, err := a.DB.ExecContext(ctx, `UPDATE requests SET state = $1, is_open = FALSE, completed_at = COALESCE(completed_at, $2) WHERE member_id = $3 AND kind NOT IN ($4, $5) AND is_open`,
+		int32(stateCodes["cancelled"]), a.Now().UnixMicro(), in.MemberID, int32(fulfillmentv1.RequestKind_REQUEST_KIND_ERASURE), int32(fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE)); err != nil {
 		return ServiceErasure{}, err
 	}
 	// Asserted corrections (rectification requests) are the member's data too.
@@ -831,11 +833,15 @@ func (a *Activities) heldHere(ctx context.Context, memberID string) ([]string, e
 			links++
 		}
 	}
+	var rectifications int
+	if err := a.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM rectifications WHERE member_id = $1`, memberID).Scan(&rectifications); err != nil {
+		return nil, err
+	}
 	var out []string
 	for _, l := range []struct {
 		name string
 		n    int
-	}{{"export_archives", objects}, {"archive_keys", keys}, {"download_links", links}} {
+	}{{"export_archives", objects}, {"archive_keys", keys}, {"download_links", links}, {"rectifications", rectifications}} {
 		if l.n > 0 {
 			out = append(out, fmt.Sprintf("fulfillment.%s=%d", l.name, l.n))
 		}

@@ -18,6 +18,12 @@ const (
 	RetentionInterval = time.Hour
 )
 
+// Active member legal holds (holds.Hold.Active) in SQL, with now as $2 or $4.
+const (
+	heldNow = `h.released_at IS NULL AND h.expire_at > $2`
+	heldAt4 = `h.released_at IS NULL AND h.expire_at > $4`
+)
+
 // RetentionScheduleID is the Temporal schedule that runs Retention.
 const RetentionScheduleID = "lethe-retention"
 
@@ -47,7 +53,10 @@ func Retention(ctx workflow.Context) (PurgeResult, error) {
 func (a *Activities) PurgeExpired(ctx context.Context) (PurgeResult, error) {
 	var out PurgeResult
 	now := a.Now()
-	res, err := a.DB.ExecContext(ctx, `DELETE FROM downloads WHERE downloaded_at < $1`, now.Add(-DownloadRetention).UnixMicro())
+	// Members whose data is on legal hold keep everything until the hold ends.
+	res, err := a.DB.ExecContext(ctx, `DELETE FROM downloads WHERE downloaded_at < $1
+		AND request_id NOT IN (SELECT r.id FROM requests r JOIN member_holds h ON h.member_id = r.member_id WHERE `+heldNow+`)`,
+		now.Add(-DownloadRetention).UnixMicro(), now.UnixMicro())
 	if err != nil {
 		return out, err
 	}
@@ -58,8 +67,10 @@ func (a *Activities) PurgeExpired(ctx context.Context) (PurgeResult, error) {
 		sql string
 		arg []any
 	}{
-		{&out.FailedExports, `SELECT id FROM requests WHERE kind IN ($1, $3) AND NOT is_open AND state <> $2`, []any{access, int32(fulfillmentv1.RequestState_REQUEST_STATE_COMPLETED), portability}},
-		{&out.MissedExpiries, `SELECT id FROM requests WHERE kind IN ($1, $3) AND archive_path <> '' AND archive_expires_at < $2`, []any{access, now.UnixMicro(), portability}},
+		{&out.FailedExports, `SELECT id FROM requests WHERE kind IN ($1, $3) AND NOT is_open AND state <> $2
+			AND member_id NOT IN (SELECT h.member_id FROM member_holds h WHERE ` + heldAt4 + `)`, []any{access, int32(fulfillmentv1.RequestState_REQUEST_STATE_COMPLETED), portability, now.UnixMicro()}},
+		{&out.MissedExpiries, `SELECT id FROM requests WHERE kind IN ($1, $3) AND archive_path <> '' AND archive_expires_at < $2
+			AND member_id NOT IN (SELECT h.member_id FROM member_holds h WHERE h.released_at IS NULL AND h.expire_at > $2)`, []any{access, now.UnixMicro(), portability}},
 	} {
 		ids, err := a.requestIDs(ctx, q.sql, q.arg...)
 		if err != nil {

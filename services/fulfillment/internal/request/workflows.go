@@ -53,6 +53,11 @@ type run struct {
 	denied    bool
 	committed bool
 	approved  bool
+	// memberHolds is set on erasures new enough to wait while their member's data is on
+	// legal hold (operators' per-member holds); memberHoldChanged says a hold was set or
+	// released since the last look.
+	memberHolds       bool
+	memberHoldChanged bool
 }
 
 func (r *run) setStatus(ctx workflow.Context, status string) error {
@@ -162,6 +167,7 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 		}
 		r.acknowledge(ctx)
 	}
+	r.memberHolds = (r.in.Kind == KindErasure || r.in.Kind == KindChildErasure) && workflow.GetVersion(ctx, "member-hold", workflow.DefaultVersion, 1) == 1
 	r.listen(ctx)
 	r.escalate(ctx)
 	r.verified = r.in.Verified
@@ -205,6 +211,11 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 	}
 	if r.denied {
 		return r.deny(ctx)
+	}
+	if r.memberHolds {
+		if err := r.waitWhileMemberHeld(ctx); err != nil {
+			return r.fail(ctx, err)
+		}
 	}
 	r.committed = r.in.Kind != KindRectification // a rectification commits once approved
 	if err := r.setStatus(ctx, "in_progress"); err != nil {
@@ -261,6 +272,7 @@ func (r *run) listen(ctx workflow.Context) {
 		release := workflow.GetSignalChannel(ctx, ReleaseSignal)
 		extend := workflow.GetSignalChannel(ctx, ExtendSignal)
 		child := workflow.GetSignalChannel(ctx, ChildErasureSignal)
+		memberHold := workflow.GetSignalChannel(ctx, MemberHoldSignal)
 		for {
 			sel := workflow.NewSelector(ctx)
 			if r.replanOnExtend {
@@ -283,6 +295,9 @@ func (r *run) listen(ctx workflow.Context) {
 						_ = workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyKeyword(SAKind).ValueSet(KindChildErasure))
 					}
 				})
+			}
+			if r.memberHolds {
+				sel.AddReceive(memberHold, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.memberHoldChanged = true })
 			}
 			sel.AddReceive(verify, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.verified = true })
 			sel.AddReceive(cancel, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.canceled = !r.upgraded })

@@ -25,6 +25,8 @@ type rec struct {
 	now   func() time.Time
 	// erase, when set, answers EraseService instead of succeeding at once.
 	erase func(request.EraseInput) (request.ServiceErasure, error)
+	// holdUntil, when set, is the expiry of the member's legal hold (released: zero again).
+	holdUntil time.Time
 }
 
 func (r *rec) add(s string) {
@@ -93,6 +95,16 @@ func env(t *testing.T, recipients []request.Recipient, onwardAcks bool) (*testsu
 		}
 		r.add("erase:" + in.Service)
 		return request.ServiceErasure{Service: in.Service}, nil
+	})
+	e.OnActivity(a.MemberHold, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) (request.MemberHoldResult, error) {
+		r.mu.Lock()
+		until := r.holdUntil
+		r.mu.Unlock()
+		if e.Now().Before(until) {
+			r.add("member-held")
+			return request.MemberHoldResult{Held: true, Until: until}, nil
+		}
+		return request.MemberHoldResult{}, nil
 	})
 	e.OnActivity(a.ErasureRecipients, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) ([]request.Recipient, error) {
 		r.add("recipients")

@@ -639,6 +639,9 @@ func (s *Server) DeleteSocialConnection(ctx context.Context, req *preferencesv1.
 	if err != nil {
 		return nil, err
 	}
+	if err := s.refuseHeld(ctx, mid); err != nil {
+		return nil, err
+	}
 	res, err := s.DB.ExecContext(ctx, `DELETE FROM social_connections WHERE id = $1 AND member_id = $2`, cid, mid)
 	if err != nil {
 		return nil, err

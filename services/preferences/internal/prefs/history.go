@@ -176,6 +176,9 @@ func (s *Server) DeleteViewingEvent(ctx context.Context, req *preferencesv1.Dele
 	if err != nil {
 		return nil, err
 	}
+	if err := s.refuseHeld(ctx, mid); err != nil {
+		return nil, err
+	}
 	res, err := s.DB.ExecContext(ctx, `DELETE FROM viewing_events WHERE id = $1 AND owner = $2`, eid, mid)
 	if err != nil {
 		return nil, err
@@ -190,6 +193,9 @@ func (s *Server) DeleteViewingEvent(ctx context.Context, req *preferencesv1.Dele
 func (s *Server) ClearViewingHistory(ctx context.Context, req *preferencesv1.ClearViewingHistoryRequest) (*preferencesv1.ClearViewingHistoryResponse, error) {
 	id, err := member(req.GetParent(), "", "parent")
 	if err != nil {
+		return nil, err
+	}
+	if err := s.refuseHeld(ctx, id); err != nil {
 		return nil, err
 	}
 	res, err := s.DB.ExecContext(ctx, `DELETE FROM viewing_events WHERE owner = $1`, id)
@@ -284,6 +290,9 @@ func (s *Server) ratingPage(ctx context.Context, memberID string, c cursor, n in
 func (s *Server) DeleteRating(ctx context.Context, req *preferencesv1.DeleteRatingRequest) (*emptypb.Empty, error) {
 	mid, title, err := child(req.GetName(), "ratings", "name")
 	if err != nil {
+		return nil, err
+	}
+	if err := s.refuseHeld(ctx, mid); err != nil {
 		return nil, err
 	}
 	res, err := s.DB.ExecContext(ctx, `DELETE FROM ratings WHERE owner = $1 AND title_id = $2`, mid, title)

@@ -34,6 +34,9 @@ type Server struct {
 	Keys   *shred.Keys
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Holds answers whether a member's data is on legal hold (fulfillment's per-member
+	// holds); nil: no holds are configured (no fulfillment address).
+	Holds Holds
 	// TokenTTL is how long an unsubscribe link works.
 	TokenTTL time.Duration
 	// PolicyMailer emails members about policy changes (through identity); nil sends none.
