@@ -80,6 +80,65 @@ func TestPolicyPromises2Journey(t *testing.T) {
 	p.signedOutGPC()
 	p.disableAccount()
 	p.memberLegalHold()
+	p.profileAndSocial()
+}
+
+// profileAndSocial: the profile read path shows each section only to whom its visibility
+// allows (the public, other members, the member); a social connection is given only what
+// its share flags allow, and disconnecting deletes what it was given.
+func (p *promises2) profileAndSocial() {
+	t, c := p.t, p.c
+	name, tok := p.signUp("Profiled Paula", "paula@example.com")
+	_, otherTok := p.signUp("Other Oscar", "oscar@example.com")
+	conn := c.must("POST", "/v1/"+name+"/socialConnections?requestId=fb", tok, map[string]any{"network": "facebook", "externalAccountRef": "fb-paula",
+		"shareViewingActivity": true, "shareRatings": false})
+	c.must("POST", "/v1/"+name+"/viewingEvents?requestId=view-p1", tok, map[string]any{"titleId": "tt0111161", "durationSeconds": 900})
+	c.must("PUT", "/v1/"+name+"/ratings/tt0111161", tok, map[string]any{"stars": 4})
+	c.must("PATCH", "/v1/"+name+"/profileVisibility?updateMask=display_name,viewing_history,ratings,social_connections", tok, map[string]any{
+		"displayName": "VISIBILITY_PUBLIC", "viewingHistory": "VISIBILITY_MEMBERS", "ratings": "VISIBILITY_PRIVATE", "socialConnections": "VISIBILITY_MEMBERS"})
+
+	public := c.must("GET", "/v1/"+name+"/profile", "", nil)
+	member := c.must("GET", "/v1/"+name+"/profile", otherTok, nil)
+	self := c.must("GET", "/v1/"+name+"/profile", tok, nil)
+	for _, tc := range []struct {
+		who                     string
+		m                       map[string]any
+		history, rates, network bool
+	}{{"public", public, false, false, false}, {"another member", member, true, false, true}, {"the member", self, true, true, true}} {
+		if tc.m["displayName"] != "Profiled Paula" {
+			t.Errorf("%s: display name %v", tc.who, tc.m["displayName"])
+		}
+		if got := len(items(tc.m, "viewingEvents")) > 0; got != tc.history {
+			t.Errorf("%s sees viewing history: %v, want %v (%v)", tc.who, got, tc.history, tc.m)
+		}
+		if got := len(items(tc.m, "ratings")) > 0; got != tc.rates {
+			t.Errorf("%s sees ratings: %v, want %v (%v)", tc.who, got, tc.rates, tc.m)
+		}
+		if got := len(items(tc.m, "socialNetworks")) > 0; got != tc.network {
+			t.Errorf("%s sees social networks: %v, want %v (%v)", tc.who, got, tc.network, tc.m)
+		}
+	}
+
+	// The network got the viewing activity, not the rating (share_ratings off); then the
+	// member turns ratings on and the next rating is posted too.
+	posts := func() []any { return items(c.must("GET", "/v1/"+name+"/socialPosts", tok, nil), "socialPosts") }
+	if ps := posts(); len(ps) != 1 || ps[0].(map[string]any)["kind"] != "viewing_activity" {
+		t.Fatalf("posts with share_ratings off: %v", ps)
+	}
+	c.must("PATCH", "/v1/"+conn["name"].(string)+"?updateMask=share_ratings", tok, map[string]any{"shareRatings": true})
+	c.must("PUT", "/v1/"+name+"/ratings/tt0068646", tok, map[string]any{"stars": 5})
+	if ps := posts(); len(ps) != 2 || ps[0].(map[string]any)["kind"] != "rating" {
+		t.Fatalf("posts with share_ratings on: %v", ps)
+	}
+	// Disconnecting deletes what the network was given.
+	c.must("DELETE", "/v1/"+conn["name"].(string), tok, nil)
+	if ps := posts(); len(ps) != 0 {
+		t.Fatalf("posts after disconnecting: %v", ps)
+	}
+	c.must("POST", "/v1/"+name+"/viewingEvents?requestId=view-p2", tok, map[string]any{"titleId": "tt0068646", "durationSeconds": 900})
+	if ps := posts(); len(ps) != 0 {
+		t.Fatalf("posted after disconnecting: %v", ps)
+	}
 }
 
 // memberLegalHold: an operator puts a member's data on legal hold (reason, expiry); the

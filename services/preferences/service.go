@@ -135,6 +135,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		}
 		svc.identity = conn
 		svc.Server.PolicyMailer = identityMailer{identityv1.NewIdentityServiceClient(conn)}
+		svc.Server.Names = identityMailer{identityv1.NewIdentityServiceClient(conn)}
 	}
 	if cfg.FulfillmentAddress != "" {
 		// Per-member legal holds live in fulfillment; deletions ask it first.
@@ -164,6 +165,16 @@ func (m identityMailer) MemberPage(ctx context.Context, token string) ([]string,
 		ids = append(ids, strings.TrimPrefix(mb.GetName(), "members/"))
 	}
 	return ids, res.GetNextPageToken(), nil
+}
+
+// DisplayName is the member's name as identity keeps it (profiles show it when its
+// visibility allows).
+func (m identityMailer) DisplayName(ctx context.Context, memberID string) (string, error) {
+	res, err := m.c.GetMember(ctx, &identityv1.GetMemberRequest{Name: "members/" + memberID})
+	if err != nil {
+		return "", err
+	}
+	return res.GetFullName(), nil
 }
 
 func (m identityMailer) MailPolicyChange(ctx context.Context, memberID, reference, detail, requestID string) error {

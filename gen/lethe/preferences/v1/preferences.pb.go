@@ -3661,6 +3661,335 @@ func (x *CheckPolicyConsentResponse) GetMissingVersions() []string {
 	return nil
 }
 
+// GetProfileRequest names a profile.
+type GetProfileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/profile".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProfileRequest) Reset() {
+	*x = GetProfileRequest{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProfileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProfileRequest) ProtoMessage() {}
+
+func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProfileRequest.ProtoReflect.Descriptor instead.
+func (*GetProfileRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *GetProfileRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Profile is what the caller may see of a member's profile.
+type Profile struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/profile".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// display_name is the member's name, when its visibility allows.
+	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// viewing_events are the most recent titles watched (at most 20), when visible.
+	ViewingEvents []*ViewingEvent `protobuf:"bytes,3,rep,name=viewing_events,json=viewingEvents,proto3" json:"viewing_events,omitempty"`
+	// ratings are the most recent ratings (at most 20), when visible.
+	Ratings []*Rating `protobuf:"bytes,4,rep,name=ratings,proto3" json:"ratings,omitempty"`
+	// social_networks names the connected networks, when visible.
+	SocialNetworks []string `protobuf:"bytes,5,rep,name=social_networks,json=socialNetworks,proto3" json:"social_networks,omitempty"`
+	// hidden_sections names the sections the caller may not see, e.g. "ratings".
+	HiddenSections []string `protobuf:"bytes,6,rep,name=hidden_sections,json=hiddenSections,proto3" json:"hidden_sections,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Profile) Reset() {
+	*x = Profile{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Profile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Profile) ProtoMessage() {}
+
+func (x *Profile) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Profile.ProtoReflect.Descriptor instead.
+func (*Profile) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *Profile) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Profile) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *Profile) GetViewingEvents() []*ViewingEvent {
+	if x != nil {
+		return x.ViewingEvents
+	}
+	return nil
+}
+
+func (x *Profile) GetRatings() []*Rating {
+	if x != nil {
+		return x.Ratings
+	}
+	return nil
+}
+
+func (x *Profile) GetSocialNetworks() []string {
+	if x != nil {
+		return x.SocialNetworks
+	}
+	return nil
+}
+
+func (x *Profile) GetHiddenSections() []string {
+	if x != nil {
+		return x.HiddenSections
+	}
+	return nil
+}
+
+// SocialPost is one item given to a connected network.
+type SocialPost struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/socialPosts/{post}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// social_connection is the connection it went through.
+	SocialConnection string `protobuf:"bytes,2,opt,name=social_connection,json=socialConnection,proto3" json:"social_connection,omitempty"`
+	// network is the connection's network, e.g. "facebook".
+	Network string `protobuf:"bytes,3,opt,name=network,proto3" json:"network,omitempty"`
+	// kind is "viewing_activity" or "rating".
+	Kind string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	// title_id is the title watched or rated.
+	TitleId string `protobuf:"bytes,5,opt,name=title_id,json=titleId,proto3" json:"title_id,omitempty"`
+	// stars of a rating (0 for viewing activity).
+	Stars int32 `protobuf:"varint,6,opt,name=stars,proto3" json:"stars,omitempty"`
+	// post_time is when it was posted.
+	PostTime      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=post_time,json=postTime,proto3" json:"post_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SocialPost) Reset() {
+	*x = SocialPost{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SocialPost) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SocialPost) ProtoMessage() {}
+
+func (x *SocialPost) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SocialPost.ProtoReflect.Descriptor instead.
+func (*SocialPost) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *SocialPost) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SocialPost) GetSocialConnection() string {
+	if x != nil {
+		return x.SocialConnection
+	}
+	return ""
+}
+
+func (x *SocialPost) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *SocialPost) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *SocialPost) GetTitleId() string {
+	if x != nil {
+		return x.TitleId
+	}
+	return ""
+}
+
+func (x *SocialPost) GetStars() int32 {
+	if x != nil {
+		return x.Stars
+	}
+	return 0
+}
+
+func (x *SocialPost) GetPostTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PostTime
+	}
+	return nil
+}
+
+// ListSocialPostsRequest lists what was posted.
+type ListSocialPostsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// parent is "members/{member}".
+	Parent        string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSocialPostsRequest) Reset() {
+	*x = ListSocialPostsRequest{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSocialPostsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSocialPostsRequest) ProtoMessage() {}
+
+func (x *ListSocialPostsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSocialPostsRequest.ProtoReflect.Descriptor instead.
+func (*ListSocialPostsRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ListSocialPostsRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+// ListSocialPostsResponse lists posts, newest first (at most 500).
+type ListSocialPostsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// social_posts of the member.
+	SocialPosts   []*SocialPost `protobuf:"bytes,1,rep,name=social_posts,json=socialPosts,proto3" json:"social_posts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSocialPostsResponse) Reset() {
+	*x = ListSocialPostsResponse{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSocialPostsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSocialPostsResponse) ProtoMessage() {}
+
+func (x *ListSocialPostsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSocialPostsResponse.ProtoReflect.Descriptor instead.
+func (*ListSocialPostsResponse) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ListSocialPostsResponse) GetSocialPosts() []*SocialPost {
+	if x != nil {
+		return x.SocialPosts
+	}
+	return nil
+}
+
 var File_lethe_preferences_v1_preferences_proto protoreflect.FileDescriptor
 
 const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
@@ -4022,7 +4351,42 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\aallowed\x18\x01 \x01(\bB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\aallowed\x12D\n" +
 	"\x10missing_versions\x18\x02 \x03(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x0fmissingVersions*[\n" +
+	"\x11system.operations\x10\x04R\x0fmissingVersions\"?\n" +
+	"\x11GetProfileRequest\x12*\n" +
+	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x04name\"\xf0\x02\n" +
+	"\aProfile\x12*\n" +
+	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x04name\x124\n" +
+	"\fdisplay_name\x18\x02 \x01(\tB\x11\xea\xe0\x18\r\n" +
+	"\tuser.name\x10\x01R\vdisplayName\x12I\n" +
+	"\x0eviewing_events\x18\x03 \x03(\v2\".lethe.preferences.v1.ViewingEventR\rviewingEvents\x126\n" +
+	"\aratings\x18\x04 \x03(\v2\x1c.lethe.preferences.v1.RatingR\aratings\x12<\n" +
+	"\x0fsocial_networks\x18\x05 \x03(\tB\x13\xea\xe0\x18\x0f\n" +
+	"\vuser.social\x10\x01R\x0esocialNetworks\x12B\n" +
+	"\x0fhidden_sections\x18\x06 \x03(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0ehiddenSections\"\xa3\x03\n" +
+	"\n" +
+	"SocialPost\x12*\n" +
+	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x04name\x12@\n" +
+	"\x11social_connection\x18\x02 \x01(\tB\x13\xea\xe0\x18\x0f\n" +
+	"\vuser.social\x10\x01R\x10socialConnection\x12-\n" +
+	"\anetwork\x18\x03 \x01(\tB\x13\xea\xe0\x18\x0f\n" +
+	"\vuser.social\x10\x01R\anetwork\x12'\n" +
+	"\x04kind\x18\x04 \x01(\tB\x13\xea\xe0\x18\x0f\n" +
+	"\vuser.social\x10\x01R\x04kind\x12B\n" +
+	"\btitle_id\x18\x05 \x01(\tB'\xea\xe0\x18#\n" +
+	"\x1fuser.behavior.media_consumption\x10\x01R\atitleId\x12=\n" +
+	"\x05stars\x18\x06 \x01(\x05B'\xea\xe0\x18#\n" +
+	"\x1fuser.behavior.media_consumption\x10\x01R\x05stars\x12L\n" +
+	"\tpost_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x13\xea\xe0\x18\x0f\n" +
+	"\vuser.social\x10\x01R\bpostTime\"H\n" +
+	"\x16ListSocialPostsRequest\x12.\n" +
+	"\x06parent\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
+	"\x0euser.unique_id\x10\x01R\x06parent\"^\n" +
+	"\x17ListSocialPostsResponse\x12C\n" +
+	"\fsocial_posts\x18\x01 \x03(\v2 .lethe.preferences.v1.SocialPostR\vsocialPosts*[\n" +
 	"\aChannel\x12\x17\n" +
 	"\x13CHANNEL_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rCHANNEL_EMAIL\x10\x01\x12\x12\n" +
@@ -4051,7 +4415,7 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x16VISIBILITY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VISIBILITY_PUBLIC\x10\x01\x12\x16\n" +
 	"\x12VISIBILITY_MEMBERS\x10\x02\x12\x16\n" +
-	"\x12VISIBILITY_PRIVATE\x10\x032\xfb)\n" +
+	"\x12VISIBILITY_PRIVATE\x10\x032\x9c,\n" +
 	"\x12PreferencesService\x12\xc2\x01\n" +
 	"\x1bGetCommunicationPreferences\x128.lethe.preferences.v1.GetCommunicationPreferencesRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"9\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02/\x12-/v1/{name=members/*/communicationPreferences}\x12\xcb\x01\n" +
 	"\x1eUpdateCommunicationPreferences\x12;.lethe.preferences.v1.UpdateCommunicationPreferencesRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"<\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x022:\x01*2-/v1/{name=members/*/communicationPreferences}\x12\xc0\x01\n" +
@@ -4065,7 +4429,10 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	" RecordDeviceGlobalPrivacyControl\x12=.lethe.preferences.v1.RecordDeviceGlobalPrivacyControlRequest\x1a>.lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse\"\x04\xf0\xe0\x18\x05\x12\xa4\x01\n" +
 	"\x1fApplyDeviceGlobalPrivacyControl\x12<.lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlRequest\x1a=.lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse\"\x04\xf0\xe0\x18\x05\x12\xa6\x01\n" +
 	"\x14GetProfileVisibility\x121.lethe.preferences.v1.GetProfileVisibilityRequest\x1a'.lethe.preferences.v1.ProfileVisibility\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/profileVisibility}\x12\xd3\x01\n" +
-	"\x17UpdateProfileVisibility\x124.lethe.preferences.v1.UpdateProfileVisibilityRequest\x1a'.lethe.preferences.v1.ProfileVisibility\"Y\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02O:\x12profile_visibility29/v1/{profile_visibility.name=members/*/profileVisibility}\x12\xb6\x01\n" +
+	"\x17UpdateProfileVisibility\x124.lethe.preferences.v1.UpdateProfileVisibilityRequest\x1a'.lethe.preferences.v1.ProfileVisibility\"Y\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02O:\x12profile_visibility29/v1/{profile_visibility.name=members/*/profileVisibility}\x12~\n" +
+	"\n" +
+	"GetProfile\x12'.lethe.preferences.v1.GetProfileRequest\x1a\x1d.lethe.preferences.v1.Profile\"(\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{name=members/*/profile}\x12\x9e\x01\n" +
+	"\x0fListSocialPosts\x12,.lethe.preferences.v1.ListSocialPostsRequest\x1a-.lethe.preferences.v1.ListSocialPostsResponse\".\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02$\x12\"/v1/{parent=members/*}/socialPosts\x12\xb6\x01\n" +
 	"\x15ListSocialConnections\x122.lethe.preferences.v1.ListSocialConnectionsRequest\x1a3.lethe.preferences.v1.ListSocialConnectionsResponse\"4\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=members/*}/socialConnections\x12\xbe\x01\n" +
 	"\x16CreateSocialConnection\x123.lethe.preferences.v1.CreateSocialConnectionRequest\x1a&.lethe.preferences.v1.SocialConnection\"G\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02=:\x11social_connection\"(/v1/{parent=members/*}/socialConnections\x12\xd0\x01\n" +
 	"\x16UpdateSocialConnection\x123.lethe.preferences.v1.UpdateSocialConnectionRequest\x1a&.lethe.preferences.v1.SocialConnection\"Y\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02O:\x11social_connection2:/v1/{social_connection.name=members/*/socialConnections/*}\x12\x9b\x01\n" +
@@ -4099,7 +4466,7 @@ func file_lethe_preferences_v1_preferences_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_preferences_v1_preferences_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lethe_preferences_v1_preferences_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_lethe_preferences_v1_preferences_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_lethe_preferences_v1_preferences_proto_goTypes = []any{
 	(Channel)(0),                     // 0: lethe.preferences.v1.Channel
 	(Topic)(0),                       // 1: lethe.preferences.v1.Topic
@@ -4161,14 +4528,19 @@ var file_lethe_preferences_v1_preferences_proto_goTypes = []any{
 	(*GetPolicyAcceptanceRequest)(nil),               // 57: lethe.preferences.v1.GetPolicyAcceptanceRequest
 	(*CheckPolicyConsentRequest)(nil),                // 58: lethe.preferences.v1.CheckPolicyConsentRequest
 	(*CheckPolicyConsentResponse)(nil),               // 59: lethe.preferences.v1.CheckPolicyConsentResponse
-	(*timestamppb.Timestamp)(nil),                    // 60: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),                    // 61: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                            // 62: google.protobuf.Empty
+	(*GetProfileRequest)(nil),                        // 60: lethe.preferences.v1.GetProfileRequest
+	(*Profile)(nil),                                  // 61: lethe.preferences.v1.Profile
+	(*SocialPost)(nil),                               // 62: lethe.preferences.v1.SocialPost
+	(*ListSocialPostsRequest)(nil),                   // 63: lethe.preferences.v1.ListSocialPostsRequest
+	(*ListSocialPostsResponse)(nil),                  // 64: lethe.preferences.v1.ListSocialPostsResponse
+	(*timestamppb.Timestamp)(nil),                    // 65: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),                    // 66: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                            // 67: google.protobuf.Empty
 }
 var file_lethe_preferences_v1_preferences_proto_depIdxs = []int32{
 	0,  // 0: lethe.preferences.v1.Subscription.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 1: lethe.preferences.v1.Subscription.topic:type_name -> lethe.preferences.v1.Topic
-	60, // 2: lethe.preferences.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	65, // 2: lethe.preferences.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 3: lethe.preferences.v1.CommunicationPreferences.subscriptions:type_name -> lethe.preferences.v1.Subscription
 	0,  // 4: lethe.preferences.v1.SubscriptionChange.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 5: lethe.preferences.v1.SubscriptionChange.topic:type_name -> lethe.preferences.v1.Topic
@@ -4176,113 +4548,121 @@ var file_lethe_preferences_v1_preferences_proto_depIdxs = []int32{
 	2,  // 7: lethe.preferences.v1.UpdateCommunicationPreferencesRequest.source:type_name -> lethe.preferences.v1.ConsentSource
 	2,  // 8: lethe.preferences.v1.StopAllMarketingRequest.source:type_name -> lethe.preferences.v1.ConsentSource
 	2,  // 9: lethe.preferences.v1.ConsentRecord.source:type_name -> lethe.preferences.v1.ConsentSource
-	60, // 10: lethe.preferences.v1.ConsentRecord.create_time:type_name -> google.protobuf.Timestamp
+	65, // 10: lethe.preferences.v1.ConsentRecord.create_time:type_name -> google.protobuf.Timestamp
 	10, // 11: lethe.preferences.v1.ListConsentRecordsResponse.consent_records:type_name -> lethe.preferences.v1.ConsentRecord
-	60, // 12: lethe.preferences.v1.AdPreferences.gpc_signal_time:type_name -> google.protobuf.Timestamp
-	60, // 13: lethe.preferences.v1.AdPreferences.update_time:type_name -> google.protobuf.Timestamp
+	65, // 12: lethe.preferences.v1.AdPreferences.gpc_signal_time:type_name -> google.protobuf.Timestamp
+	65, // 13: lethe.preferences.v1.AdPreferences.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 14: lethe.preferences.v1.AuthorizeMarketingRequest.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 15: lethe.preferences.v1.AuthorizeMarketingRequest.topic:type_name -> lethe.preferences.v1.Topic
 	13, // 16: lethe.preferences.v1.UpdateAdPreferencesRequest.ad_preferences:type_name -> lethe.preferences.v1.AdPreferences
-	61, // 17: lethe.preferences.v1.UpdateAdPreferencesRequest.update_mask:type_name -> google.protobuf.FieldMask
+	66, // 17: lethe.preferences.v1.UpdateAdPreferencesRequest.update_mask:type_name -> google.protobuf.FieldMask
 	2,  // 18: lethe.preferences.v1.UpdateAdPreferencesRequest.source:type_name -> lethe.preferences.v1.ConsentSource
-	60, // 19: lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse.signal_time:type_name -> google.protobuf.Timestamp
+	65, // 19: lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse.signal_time:type_name -> google.protobuf.Timestamp
 	13, // 20: lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse.ad_preferences:type_name -> lethe.preferences.v1.AdPreferences
 	3,  // 21: lethe.preferences.v1.ProfileVisibility.display_name:type_name -> lethe.preferences.v1.Visibility
 	3,  // 22: lethe.preferences.v1.ProfileVisibility.viewing_history:type_name -> lethe.preferences.v1.Visibility
 	3,  // 23: lethe.preferences.v1.ProfileVisibility.ratings:type_name -> lethe.preferences.v1.Visibility
 	3,  // 24: lethe.preferences.v1.ProfileVisibility.social_connections:type_name -> lethe.preferences.v1.Visibility
 	24, // 25: lethe.preferences.v1.UpdateProfileVisibilityRequest.profile_visibility:type_name -> lethe.preferences.v1.ProfileVisibility
-	61, // 26: lethe.preferences.v1.UpdateProfileVisibilityRequest.update_mask:type_name -> google.protobuf.FieldMask
-	60, // 27: lethe.preferences.v1.SocialConnection.create_time:type_name -> google.protobuf.Timestamp
+	66, // 26: lethe.preferences.v1.UpdateProfileVisibilityRequest.update_mask:type_name -> google.protobuf.FieldMask
+	65, // 27: lethe.preferences.v1.SocialConnection.create_time:type_name -> google.protobuf.Timestamp
 	27, // 28: lethe.preferences.v1.ListSocialConnectionsResponse.social_connections:type_name -> lethe.preferences.v1.SocialConnection
 	27, // 29: lethe.preferences.v1.CreateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
 	27, // 30: lethe.preferences.v1.UpdateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
-	61, // 31: lethe.preferences.v1.UpdateSocialConnectionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	60, // 32: lethe.preferences.v1.ViewingEvent.view_time:type_name -> google.protobuf.Timestamp
+	66, // 31: lethe.preferences.v1.UpdateSocialConnectionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	65, // 32: lethe.preferences.v1.ViewingEvent.view_time:type_name -> google.protobuf.Timestamp
 	33, // 33: lethe.preferences.v1.CreateViewingEventRequest.viewing_event:type_name -> lethe.preferences.v1.ViewingEvent
 	33, // 34: lethe.preferences.v1.ListViewingEventsResponse.viewing_events:type_name -> lethe.preferences.v1.ViewingEvent
-	60, // 35: lethe.preferences.v1.Rating.update_time:type_name -> google.protobuf.Timestamp
+	65, // 35: lethe.preferences.v1.Rating.update_time:type_name -> google.protobuf.Timestamp
 	40, // 36: lethe.preferences.v1.SetRatingRequest.rating:type_name -> lethe.preferences.v1.Rating
 	40, // 37: lethe.preferences.v1.ListRatingsResponse.ratings:type_name -> lethe.preferences.v1.Rating
 	0,  // 38: lethe.preferences.v1.CreateUnsubscribeTokenRequest.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 39: lethe.preferences.v1.CreateUnsubscribeTokenRequest.topic:type_name -> lethe.preferences.v1.Topic
-	60, // 40: lethe.preferences.v1.UnsubscribeToken.expire_time:type_name -> google.protobuf.Timestamp
+	65, // 40: lethe.preferences.v1.UnsubscribeToken.expire_time:type_name -> google.protobuf.Timestamp
 	0,  // 41: lethe.preferences.v1.UnsubscribeResponse.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 42: lethe.preferences.v1.UnsubscribeResponse.topic:type_name -> lethe.preferences.v1.Topic
-	60, // 43: lethe.preferences.v1.PolicyVersion.effective_time:type_name -> google.protobuf.Timestamp
-	60, // 44: lethe.preferences.v1.PolicyVersion.create_time:type_name -> google.protobuf.Timestamp
+	65, // 43: lethe.preferences.v1.PolicyVersion.effective_time:type_name -> google.protobuf.Timestamp
+	65, // 44: lethe.preferences.v1.PolicyVersion.create_time:type_name -> google.protobuf.Timestamp
 	51, // 45: lethe.preferences.v1.CreatePolicyVersionRequest.policy_version:type_name -> lethe.preferences.v1.PolicyVersion
 	51, // 46: lethe.preferences.v1.ListPolicyVersionsResponse.policy_versions:type_name -> lethe.preferences.v1.PolicyVersion
-	60, // 47: lethe.preferences.v1.PolicyAcceptance.accept_time:type_name -> google.protobuf.Timestamp
-	6,  // 48: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:input_type -> lethe.preferences.v1.GetCommunicationPreferencesRequest
-	8,  // 49: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:input_type -> lethe.preferences.v1.UpdateCommunicationPreferencesRequest
-	9,  // 50: lethe.preferences.v1.PreferencesService.StopAllMarketing:input_type -> lethe.preferences.v1.StopAllMarketingRequest
-	11, // 51: lethe.preferences.v1.PreferencesService.ListConsentRecords:input_type -> lethe.preferences.v1.ListConsentRecordsRequest
-	17, // 52: lethe.preferences.v1.PreferencesService.GetAdPreferences:input_type -> lethe.preferences.v1.GetAdPreferencesRequest
-	18, // 53: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:input_type -> lethe.preferences.v1.UpdateAdPreferencesRequest
-	19, // 54: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordGlobalPrivacyControlRequest
-	14, // 55: lethe.preferences.v1.PreferencesService.AuthorizeMarketing:input_type -> lethe.preferences.v1.AuthorizeMarketingRequest
-	16, // 56: lethe.preferences.v1.PreferencesService.SetProcessingRestriction:input_type -> lethe.preferences.v1.SetProcessingRestrictionRequest
-	20, // 57: lethe.preferences.v1.PreferencesService.RecordDeviceGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordDeviceGlobalPrivacyControlRequest
-	22, // 58: lethe.preferences.v1.PreferencesService.ApplyDeviceGlobalPrivacyControl:input_type -> lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlRequest
-	25, // 59: lethe.preferences.v1.PreferencesService.GetProfileVisibility:input_type -> lethe.preferences.v1.GetProfileVisibilityRequest
-	26, // 60: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:input_type -> lethe.preferences.v1.UpdateProfileVisibilityRequest
-	28, // 61: lethe.preferences.v1.PreferencesService.ListSocialConnections:input_type -> lethe.preferences.v1.ListSocialConnectionsRequest
-	30, // 62: lethe.preferences.v1.PreferencesService.CreateSocialConnection:input_type -> lethe.preferences.v1.CreateSocialConnectionRequest
-	31, // 63: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:input_type -> lethe.preferences.v1.UpdateSocialConnectionRequest
-	32, // 64: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:input_type -> lethe.preferences.v1.DeleteSocialConnectionRequest
-	34, // 65: lethe.preferences.v1.PreferencesService.CreateViewingEvent:input_type -> lethe.preferences.v1.CreateViewingEventRequest
-	35, // 66: lethe.preferences.v1.PreferencesService.ListViewingEvents:input_type -> lethe.preferences.v1.ListViewingEventsRequest
-	37, // 67: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:input_type -> lethe.preferences.v1.DeleteViewingEventRequest
-	38, // 68: lethe.preferences.v1.PreferencesService.ClearViewingHistory:input_type -> lethe.preferences.v1.ClearViewingHistoryRequest
-	41, // 69: lethe.preferences.v1.PreferencesService.SetRating:input_type -> lethe.preferences.v1.SetRatingRequest
-	42, // 70: lethe.preferences.v1.PreferencesService.ListRatings:input_type -> lethe.preferences.v1.ListRatingsRequest
-	44, // 71: lethe.preferences.v1.PreferencesService.DeleteRating:input_type -> lethe.preferences.v1.DeleteRatingRequest
-	45, // 72: lethe.preferences.v1.PreferencesService.GetTitleStatistics:input_type -> lethe.preferences.v1.GetTitleStatisticsRequest
-	47, // 73: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:input_type -> lethe.preferences.v1.CreateUnsubscribeTokenRequest
-	49, // 74: lethe.preferences.v1.PreferencesService.Unsubscribe:input_type -> lethe.preferences.v1.UnsubscribeRequest
-	52, // 75: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:input_type -> lethe.preferences.v1.CreatePolicyVersionRequest
-	53, // 76: lethe.preferences.v1.PreferencesService.ListPolicyVersions:input_type -> lethe.preferences.v1.ListPolicyVersionsRequest
-	56, // 77: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:input_type -> lethe.preferences.v1.AcceptPolicyVersionRequest
-	57, // 78: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:input_type -> lethe.preferences.v1.GetPolicyAcceptanceRequest
-	58, // 79: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:input_type -> lethe.preferences.v1.CheckPolicyConsentRequest
-	5,  // 80: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
-	5,  // 81: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
-	5,  // 82: lethe.preferences.v1.PreferencesService.StopAllMarketing:output_type -> lethe.preferences.v1.CommunicationPreferences
-	12, // 83: lethe.preferences.v1.PreferencesService.ListConsentRecords:output_type -> lethe.preferences.v1.ListConsentRecordsResponse
-	13, // 84: lethe.preferences.v1.PreferencesService.GetAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
-	13, // 85: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
-	13, // 86: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:output_type -> lethe.preferences.v1.AdPreferences
-	15, // 87: lethe.preferences.v1.PreferencesService.AuthorizeMarketing:output_type -> lethe.preferences.v1.AuthorizeMarketingResponse
-	13, // 88: lethe.preferences.v1.PreferencesService.SetProcessingRestriction:output_type -> lethe.preferences.v1.AdPreferences
-	21, // 89: lethe.preferences.v1.PreferencesService.RecordDeviceGlobalPrivacyControl:output_type -> lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse
-	23, // 90: lethe.preferences.v1.PreferencesService.ApplyDeviceGlobalPrivacyControl:output_type -> lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse
-	24, // 91: lethe.preferences.v1.PreferencesService.GetProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
-	24, // 92: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
-	29, // 93: lethe.preferences.v1.PreferencesService.ListSocialConnections:output_type -> lethe.preferences.v1.ListSocialConnectionsResponse
-	27, // 94: lethe.preferences.v1.PreferencesService.CreateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
-	27, // 95: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
-	62, // 96: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:output_type -> google.protobuf.Empty
-	33, // 97: lethe.preferences.v1.PreferencesService.CreateViewingEvent:output_type -> lethe.preferences.v1.ViewingEvent
-	36, // 98: lethe.preferences.v1.PreferencesService.ListViewingEvents:output_type -> lethe.preferences.v1.ListViewingEventsResponse
-	62, // 99: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:output_type -> google.protobuf.Empty
-	39, // 100: lethe.preferences.v1.PreferencesService.ClearViewingHistory:output_type -> lethe.preferences.v1.ClearViewingHistoryResponse
-	40, // 101: lethe.preferences.v1.PreferencesService.SetRating:output_type -> lethe.preferences.v1.Rating
-	43, // 102: lethe.preferences.v1.PreferencesService.ListRatings:output_type -> lethe.preferences.v1.ListRatingsResponse
-	62, // 103: lethe.preferences.v1.PreferencesService.DeleteRating:output_type -> google.protobuf.Empty
-	46, // 104: lethe.preferences.v1.PreferencesService.GetTitleStatistics:output_type -> lethe.preferences.v1.TitleStatistics
-	48, // 105: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:output_type -> lethe.preferences.v1.UnsubscribeToken
-	50, // 106: lethe.preferences.v1.PreferencesService.Unsubscribe:output_type -> lethe.preferences.v1.UnsubscribeResponse
-	51, // 107: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:output_type -> lethe.preferences.v1.PolicyVersion
-	54, // 108: lethe.preferences.v1.PreferencesService.ListPolicyVersions:output_type -> lethe.preferences.v1.ListPolicyVersionsResponse
-	55, // 109: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:output_type -> lethe.preferences.v1.PolicyAcceptance
-	55, // 110: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:output_type -> lethe.preferences.v1.PolicyAcceptance
-	59, // 111: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:output_type -> lethe.preferences.v1.CheckPolicyConsentResponse
-	80, // [80:112] is the sub-list for method output_type
-	48, // [48:80] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	65, // 47: lethe.preferences.v1.PolicyAcceptance.accept_time:type_name -> google.protobuf.Timestamp
+	33, // 48: lethe.preferences.v1.Profile.viewing_events:type_name -> lethe.preferences.v1.ViewingEvent
+	40, // 49: lethe.preferences.v1.Profile.ratings:type_name -> lethe.preferences.v1.Rating
+	65, // 50: lethe.preferences.v1.SocialPost.post_time:type_name -> google.protobuf.Timestamp
+	62, // 51: lethe.preferences.v1.ListSocialPostsResponse.social_posts:type_name -> lethe.preferences.v1.SocialPost
+	6,  // 52: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:input_type -> lethe.preferences.v1.GetCommunicationPreferencesRequest
+	8,  // 53: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:input_type -> lethe.preferences.v1.UpdateCommunicationPreferencesRequest
+	9,  // 54: lethe.preferences.v1.PreferencesService.StopAllMarketing:input_type -> lethe.preferences.v1.StopAllMarketingRequest
+	11, // 55: lethe.preferences.v1.PreferencesService.ListConsentRecords:input_type -> lethe.preferences.v1.ListConsentRecordsRequest
+	17, // 56: lethe.preferences.v1.PreferencesService.GetAdPreferences:input_type -> lethe.preferences.v1.GetAdPreferencesRequest
+	18, // 57: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:input_type -> lethe.preferences.v1.UpdateAdPreferencesRequest
+	19, // 58: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordGlobalPrivacyControlRequest
+	14, // 59: lethe.preferences.v1.PreferencesService.AuthorizeMarketing:input_type -> lethe.preferences.v1.AuthorizeMarketingRequest
+	16, // 60: lethe.preferences.v1.PreferencesService.SetProcessingRestriction:input_type -> lethe.preferences.v1.SetProcessingRestrictionRequest
+	20, // 61: lethe.preferences.v1.PreferencesService.RecordDeviceGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordDeviceGlobalPrivacyControlRequest
+	22, // 62: lethe.preferences.v1.PreferencesService.ApplyDeviceGlobalPrivacyControl:input_type -> lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlRequest
+	25, // 63: lethe.preferences.v1.PreferencesService.GetProfileVisibility:input_type -> lethe.preferences.v1.GetProfileVisibilityRequest
+	26, // 64: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:input_type -> lethe.preferences.v1.UpdateProfileVisibilityRequest
+	60, // 65: lethe.preferences.v1.PreferencesService.GetProfile:input_type -> lethe.preferences.v1.GetProfileRequest
+	63, // 66: lethe.preferences.v1.PreferencesService.ListSocialPosts:input_type -> lethe.preferences.v1.ListSocialPostsRequest
+	28, // 67: lethe.preferences.v1.PreferencesService.ListSocialConnections:input_type -> lethe.preferences.v1.ListSocialConnectionsRequest
+	30, // 68: lethe.preferences.v1.PreferencesService.CreateSocialConnection:input_type -> lethe.preferences.v1.CreateSocialConnectionRequest
+	31, // 69: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:input_type -> lethe.preferences.v1.UpdateSocialConnectionRequest
+	32, // 70: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:input_type -> lethe.preferences.v1.DeleteSocialConnectionRequest
+	34, // 71: lethe.preferences.v1.PreferencesService.CreateViewingEvent:input_type -> lethe.preferences.v1.CreateViewingEventRequest
+	35, // 72: lethe.preferences.v1.PreferencesService.ListViewingEvents:input_type -> lethe.preferences.v1.ListViewingEventsRequest
+	37, // 73: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:input_type -> lethe.preferences.v1.DeleteViewingEventRequest
+	38, // 74: lethe.preferences.v1.PreferencesService.ClearViewingHistory:input_type -> lethe.preferences.v1.ClearViewingHistoryRequest
+	41, // 75: lethe.preferences.v1.PreferencesService.SetRating:input_type -> lethe.preferences.v1.SetRatingRequest
+	42, // 76: lethe.preferences.v1.PreferencesService.ListRatings:input_type -> lethe.preferences.v1.ListRatingsRequest
+	44, // 77: lethe.preferences.v1.PreferencesService.DeleteRating:input_type -> lethe.preferences.v1.DeleteRatingRequest
+	45, // 78: lethe.preferences.v1.PreferencesService.GetTitleStatistics:input_type -> lethe.preferences.v1.GetTitleStatisticsRequest
+	47, // 79: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:input_type -> lethe.preferences.v1.CreateUnsubscribeTokenRequest
+	49, // 80: lethe.preferences.v1.PreferencesService.Unsubscribe:input_type -> lethe.preferences.v1.UnsubscribeRequest
+	52, // 81: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:input_type -> lethe.preferences.v1.CreatePolicyVersionRequest
+	53, // 82: lethe.preferences.v1.PreferencesService.ListPolicyVersions:input_type -> lethe.preferences.v1.ListPolicyVersionsRequest
+	56, // 83: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:input_type -> lethe.preferences.v1.AcceptPolicyVersionRequest
+	57, // 84: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:input_type -> lethe.preferences.v1.GetPolicyAcceptanceRequest
+	58, // 85: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:input_type -> lethe.preferences.v1.CheckPolicyConsentRequest
+	5,  // 86: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
+	5,  // 87: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
+	5,  // 88: lethe.preferences.v1.PreferencesService.StopAllMarketing:output_type -> lethe.preferences.v1.CommunicationPreferences
+	12, // 89: lethe.preferences.v1.PreferencesService.ListConsentRecords:output_type -> lethe.preferences.v1.ListConsentRecordsResponse
+	13, // 90: lethe.preferences.v1.PreferencesService.GetAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
+	13, // 91: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
+	13, // 92: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:output_type -> lethe.preferences.v1.AdPreferences
+	15, // 93: lethe.preferences.v1.PreferencesService.AuthorizeMarketing:output_type -> lethe.preferences.v1.AuthorizeMarketingResponse
+	13, // 94: lethe.preferences.v1.PreferencesService.SetProcessingRestriction:output_type -> lethe.preferences.v1.AdPreferences
+	21, // 95: lethe.preferences.v1.PreferencesService.RecordDeviceGlobalPrivacyControl:output_type -> lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse
+	23, // 96: lethe.preferences.v1.PreferencesService.ApplyDeviceGlobalPrivacyControl:output_type -> lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse
+	24, // 97: lethe.preferences.v1.PreferencesService.GetProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
+	24, // 98: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
+	61, // 99: lethe.preferences.v1.PreferencesService.GetProfile:output_type -> lethe.preferences.v1.Profile
+	64, // 100: lethe.preferences.v1.PreferencesService.ListSocialPosts:output_type -> lethe.preferences.v1.ListSocialPostsResponse
+	29, // 101: lethe.preferences.v1.PreferencesService.ListSocialConnections:output_type -> lethe.preferences.v1.ListSocialConnectionsResponse
+	27, // 102: lethe.preferences.v1.PreferencesService.CreateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
+	27, // 103: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
+	67, // 104: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:output_type -> google.protobuf.Empty
+	33, // 105: lethe.preferences.v1.PreferencesService.CreateViewingEvent:output_type -> lethe.preferences.v1.ViewingEvent
+	36, // 106: lethe.preferences.v1.PreferencesService.ListViewingEvents:output_type -> lethe.preferences.v1.ListViewingEventsResponse
+	67, // 107: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:output_type -> google.protobuf.Empty
+	39, // 108: lethe.preferences.v1.PreferencesService.ClearViewingHistory:output_type -> lethe.preferences.v1.ClearViewingHistoryResponse
+	40, // 109: lethe.preferences.v1.PreferencesService.SetRating:output_type -> lethe.preferences.v1.Rating
+	43, // 110: lethe.preferences.v1.PreferencesService.ListRatings:output_type -> lethe.preferences.v1.ListRatingsResponse
+	67, // 111: lethe.preferences.v1.PreferencesService.DeleteRating:output_type -> google.protobuf.Empty
+	46, // 112: lethe.preferences.v1.PreferencesService.GetTitleStatistics:output_type -> lethe.preferences.v1.TitleStatistics
+	48, // 113: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:output_type -> lethe.preferences.v1.UnsubscribeToken
+	50, // 114: lethe.preferences.v1.PreferencesService.Unsubscribe:output_type -> lethe.preferences.v1.UnsubscribeResponse
+	51, // 115: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:output_type -> lethe.preferences.v1.PolicyVersion
+	54, // 116: lethe.preferences.v1.PreferencesService.ListPolicyVersions:output_type -> lethe.preferences.v1.ListPolicyVersionsResponse
+	55, // 117: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:output_type -> lethe.preferences.v1.PolicyAcceptance
+	55, // 118: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:output_type -> lethe.preferences.v1.PolicyAcceptance
+	59, // 119: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:output_type -> lethe.preferences.v1.CheckPolicyConsentResponse
+	86, // [86:120] is the sub-list for method output_type
+	52, // [52:86] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_lethe_preferences_v1_preferences_proto_init() }
@@ -4296,7 +4676,7 @@ func file_lethe_preferences_v1_preferences_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_preferences_v1_preferences_proto_rawDesc), len(file_lethe_preferences_v1_preferences_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   56,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -33,6 +33,8 @@ const (
 	PreferencesService_ApplyDeviceGlobalPrivacyControl_FullMethodName  = "/lethe.preferences.v1.PreferencesService/ApplyDeviceGlobalPrivacyControl"
 	PreferencesService_GetProfileVisibility_FullMethodName             = "/lethe.preferences.v1.PreferencesService/GetProfileVisibility"
 	PreferencesService_UpdateProfileVisibility_FullMethodName          = "/lethe.preferences.v1.PreferencesService/UpdateProfileVisibility"
+	PreferencesService_GetProfile_FullMethodName                       = "/lethe.preferences.v1.PreferencesService/GetProfile"
+	PreferencesService_ListSocialPosts_FullMethodName                  = "/lethe.preferences.v1.PreferencesService/ListSocialPosts"
 	PreferencesService_ListSocialConnections_FullMethodName            = "/lethe.preferences.v1.PreferencesService/ListSocialConnections"
 	PreferencesService_CreateSocialConnection_FullMethodName           = "/lethe.preferences.v1.PreferencesService/CreateSocialConnection"
 	PreferencesService_UpdateSocialConnection_FullMethodName           = "/lethe.preferences.v1.PreferencesService/UpdateSocialConnection"
@@ -98,6 +100,15 @@ type PreferencesServiceClient interface {
 	GetProfileVisibility(ctx context.Context, in *GetProfileVisibilityRequest, opts ...grpc.CallOption) (*ProfileVisibility, error)
 	// UpdateProfileVisibility changes who sees each profile field.
 	UpdateProfileVisibility(ctx context.Context, in *UpdateProfileVisibilityRequest, opts ...grpc.CallOption) (*ProfileVisibility, error)
+	// GetProfile reads a member's profile as the caller may see it: the member themself
+	// (and operators) see every section; another signed-in member sees sections whose
+	// visibility is PUBLIC or MEMBERS; a signed-out visitor only PUBLIC ones. A hidden
+	// section is left empty, so an unknown member and a private one look alike.
+	GetProfile(ctx context.Context, in *GetProfileRequest, opts ...grpc.CallOption) (*Profile, error)
+	// ListSocialPosts lists what was posted to the member's connected networks: the record
+	// of what each network was given (by the connection's share flags). Disconnecting
+	// deletes the connection's posts.
+	ListSocialPosts(ctx context.Context, in *ListSocialPostsRequest, opts ...grpc.CallOption) (*ListSocialPostsResponse, error)
 	// ListSocialConnections lists connected social accounts.
 	ListSocialConnections(ctx context.Context, in *ListSocialConnectionsRequest, opts ...grpc.CallOption) (*ListSocialConnectionsResponse, error)
 	// CreateSocialConnection connects a social account.
@@ -281,6 +292,26 @@ func (c *preferencesServiceClient) UpdateProfileVisibility(ctx context.Context, 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ProfileVisibility)
 	err := c.cc.Invoke(ctx, PreferencesService_UpdateProfileVisibility_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *preferencesServiceClient) GetProfile(ctx context.Context, in *GetProfileRequest, opts ...grpc.CallOption) (*Profile, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Profile)
+	err := c.cc.Invoke(ctx, PreferencesService_GetProfile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *preferencesServiceClient) ListSocialPosts(ctx context.Context, in *ListSocialPostsRequest, opts ...grpc.CallOption) (*ListSocialPostsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSocialPostsResponse)
+	err := c.cc.Invoke(ctx, PreferencesService_ListSocialPosts_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -521,6 +552,15 @@ type PreferencesServiceServer interface {
 	GetProfileVisibility(context.Context, *GetProfileVisibilityRequest) (*ProfileVisibility, error)
 	// UpdateProfileVisibility changes who sees each profile field.
 	UpdateProfileVisibility(context.Context, *UpdateProfileVisibilityRequest) (*ProfileVisibility, error)
+	// GetProfile reads a member's profile as the caller may see it: the member themself
+	// (and operators) see every section; another signed-in member sees sections whose
+	// visibility is PUBLIC or MEMBERS; a signed-out visitor only PUBLIC ones. A hidden
+	// section is left empty, so an unknown member and a private one look alike.
+	GetProfile(context.Context, *GetProfileRequest) (*Profile, error)
+	// ListSocialPosts lists what was posted to the member's connected networks: the record
+	// of what each network was given (by the connection's share flags). Disconnecting
+	// deletes the connection's posts.
+	ListSocialPosts(context.Context, *ListSocialPostsRequest) (*ListSocialPostsResponse, error)
 	// ListSocialConnections lists connected social accounts.
 	ListSocialConnections(context.Context, *ListSocialConnectionsRequest) (*ListSocialConnectionsResponse, error)
 	// CreateSocialConnection connects a social account.
@@ -618,6 +658,12 @@ func (UnimplementedPreferencesServiceServer) GetProfileVisibility(context.Contex
 }
 func (UnimplementedPreferencesServiceServer) UpdateProfileVisibility(context.Context, *UpdateProfileVisibilityRequest) (*ProfileVisibility, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UpdateProfileVisibility not implemented")
+}
+func (UnimplementedPreferencesServiceServer) GetProfile(context.Context, *GetProfileRequest) (*Profile, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetProfile not implemented")
+}
+func (UnimplementedPreferencesServiceServer) ListSocialPosts(context.Context, *ListSocialPostsRequest) (*ListSocialPostsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListSocialPosts not implemented")
 }
 func (UnimplementedPreferencesServiceServer) ListSocialConnections(context.Context, *ListSocialConnectionsRequest) (*ListSocialConnectionsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListSocialConnections not implemented")
@@ -927,6 +973,42 @@ func _PreferencesService_UpdateProfileVisibility_Handler(srv interface{}, ctx co
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(PreferencesServiceServer).UpdateProfileVisibility(ctx, req.(*UpdateProfileVisibilityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PreferencesService_GetProfile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetProfileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PreferencesServiceServer).GetProfile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PreferencesService_GetProfile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PreferencesServiceServer).GetProfile(ctx, req.(*GetProfileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PreferencesService_ListSocialPosts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSocialPostsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PreferencesServiceServer).ListSocialPosts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PreferencesService_ListSocialPosts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PreferencesServiceServer).ListSocialPosts(ctx, req.(*ListSocialPostsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1331,6 +1413,14 @@ var PreferencesService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateProfileVisibility",
 			Handler:    _PreferencesService_UpdateProfileVisibility_Handler,
+		},
+		{
+			MethodName: "GetProfile",
+			Handler:    _PreferencesService_GetProfile_Handler,
+		},
+		{
+			MethodName: "ListSocialPosts",
+			Handler:    _PreferencesService_ListSocialPosts_Handler,
 		},
 		{
 			MethodName: "ListSocialConnections",

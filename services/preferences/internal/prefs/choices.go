@@ -642,12 +642,20 @@ func (s *Server) DeleteSocialConnection(ctx context.Context, req *preferencesv1.
 	if err := s.refuseHeld(ctx, mid); err != nil {
 		return nil, err
 	}
-	res, err := s.DB.ExecContext(ctx, `DELETE FROM social_connections WHERE id = $1 AND member_id = $2`, cid, mid)
+	// Disconnecting deletes what the network was given through this connection, with it.
+	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM social_connections WHERE id = $1 AND member_id = $2`, cid, mid)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return errs.NotFoundf("SOCIAL_CONNECTION_NOT_FOUND", "social connection")
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM social_posts WHERE connection_id = $1 AND member_id = $2`, cid, mid)
+		return err
+	})
 	if err != nil {
 		return nil, err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return nil, errs.NotFoundf("SOCIAL_CONNECTION_NOT_FOUND", "social connection")
 	}
 	return &emptypb.Empty{}, nil
 }

@@ -113,6 +113,9 @@ func (s *Server) CreateViewingEvent(ctx context.Context, req *preferencesv1.Crea
 		eid, id, e.GetTitleId(), micros(at), e.GetDurationSeconds(), e.GetDeviceType(), reqID); err != nil {
 		return nil, err
 	}
+	if err := s.postToNetworks(ctx, id, PostViewingActivity, e.GetTitleId(), 0); err != nil {
+		return nil, err
+	}
 	return &preferencesv1.ViewingEvent{Name: "members/" + id + "/viewingEvents/" + eid, TitleId: e.GetTitleId(), ViewTime: timestamppb.New(at),
 		DurationSeconds: e.GetDurationSeconds(), DeviceType: e.GetDeviceType()}, nil
 }
@@ -228,6 +231,9 @@ func (s *Server) SetRating(ctx context.Context, req *preferencesv1.SetRatingRequ
 	now := s.now()
 	if _, err := s.DB.ExecContext(ctx, `INSERT INTO ratings (owner, title_id, stars, updated_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (owner, title_id) DO UPDATE SET stars = excluded.stars, updated_at = excluded.updated_at`, mid, title, req.GetRating().GetStars(), micros(now)); err != nil {
+		return nil, err
+	}
+	if err := s.postToNetworks(ctx, mid, PostRating, title, req.GetRating().GetStars()); err != nil {
 		return nil, err
 	}
 	return &preferencesv1.Rating{Name: req.GetRating().GetName(), Stars: req.GetRating().GetStars(), UpdateTime: timestamppb.New(now)}, nil

@@ -37,6 +37,8 @@ type Server struct {
 	// Holds answers whether a member's data is on legal hold (fulfillment's per-member
 	// holds); nil: no holds are configured (no fulfillment address).
 	Holds Holds
+	// Names gives display names for profiles (identity); nil: profiles show none.
+	Names Names
 	// TokenTTL is how long an unsubscribe link works.
 	TokenTTL time.Duration
 	// PolicyMailer emails members about policy changes (through identity); nil sends none.

@@ -90,6 +90,11 @@ var datasets = []dataset{
 			c = *next
 		}
 	}},
+	// Appended last: an export cursor names its dataset by position, so a new dataset
+	// never moves the ones before it (an export in flight resumes where it was).
+	{"social_posts", "user.social", single(func(ctx context.Context, s *Server, m string) (proto.Message, error) {
+		return s.ListSocialPosts(ctx, &preferencesv1.ListSocialPostsRequest{Parent: "members/" + m})
+	})},
 }
 
 func tokenOf(c cursor) string {
@@ -207,6 +212,7 @@ func (s *Server) EraseSubjectData(ctx context.Context, req *subjectv1.EraseSubje
 			{"ad_preferences", "user.privacy_preferences", "ad_preferences", "member_id"},
 			{"profile_visibility", "user.privacy_preferences", "profile_visibility", "member_id"},
 			{"social_connections", "user.social", "social_connections", "member_id"},
+			{"social_posts", "user.social", "social_posts", "member_id"},
 		} {
 			res, err := tx.ExecContext(ctx, `DELETE FROM `+d.table+` WHERE `+d.col+` = $1`, id)
 			if err != nil {
@@ -277,6 +283,7 @@ func (s *Server) ReportSubjectData(ctx context.Context, req *subjectv1.ReportSub
 		{"ad_preferences", "user.privacy_preferences", `SELECT COUNT(*) FROM ad_preferences WHERE member_id = $1`},
 		{"profile_visibility", "user.privacy_preferences", `SELECT COUNT(*) FROM profile_visibility WHERE member_id = $1`},
 		{"social_connections", "user.social", `SELECT COUNT(*) FROM social_connections WHERE member_id = $1`},
+		{"social_posts", "user.social", `SELECT COUNT(*) FROM social_posts WHERE member_id = $1`},
 		{"viewing_history", "user.behavior.media_consumption", `SELECT COUNT(*) FROM viewing_events WHERE owner = $1`},
 		{"ratings", "user.behavior.media_consumption", `SELECT COUNT(*) FROM ratings WHERE owner = $1`},
 		{"request_log", "user.unique_id", `SELECT COUNT(*) FROM request_log WHERE member_id = $1`},
