@@ -55,10 +55,19 @@ vet:
 LETHE_TEST_FIGURES ?= $(CURDIR)/test-figures.txt
 export LETHE_TEST_FIGURES
 
-test: lint check-generated datamap vet rules ## Everything CI checks: lint, generated code, classification, vet, alerting rules, all tests on SQLite and PostgreSQL.
+# The operator console's browser test (devstack/console_test.go) saves its screenshots here.
+LETHE_CONSOLE_ARTIFACTS ?= $(CURDIR)/artifacts/console
+export LETHE_CONSOLE_ARTIFACTS
+
+.PHONY: node-deps
+node-deps: ## Install the pinned browser-test dependencies (axe-core) from package-lock.json.
+	@if [ ! -f node_modules/axe-core/axe.min.js ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
+
+test: lint check-generated datamap vet rules node-deps ## Everything CI checks: lint, generated code, classification, vet, alerting rules, all tests on SQLite and PostgreSQL.
 	rm -f $(LETHE_TEST_FIGURES)
 	go test -count=1 -timeout 45m $(PKGS)
 	@echo "== Figures from the end-to-end tests"; cat $(LETHE_TEST_FIGURES) 2>/dev/null || echo "(none recorded)"
+	@echo "== Operator console screenshots (headless Chromium): $(LETHE_CONSOLE_ARTIFACTS)"; ls $(LETHE_CONSOLE_ARTIFACTS) 2>/dev/null || echo "(none saved)"
 
 bench: ## Benchmarks quoted in the READMEs.
 	go test -run '^$$' -bench . -benchmem $(PKGS)

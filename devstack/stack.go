@@ -86,7 +86,8 @@ type Stack struct {
 
 // Endpoints lists what a developer opens, in a stable order.
 func (s *Stack) Endpoints() [][2]string {
-	out := [][2]string{{"gateway (JSON/REST)", "http://" + s.Addresses["gateway"]}, {"OpenAPI", "http://" + s.Addresses["gateway"] + "/openapi.json"}}
+	out := [][2]string{{"gateway (JSON/REST)", "http://" + s.Addresses["gateway"]}, {"OpenAPI", "http://" + s.Addresses["gateway"] + "/openapi.json"},
+		{"operator console", "http://" + s.Addresses["gateway"] + "/console/"}}
 	if s.UIURL != "" {
 		out = append(out, [2]string{"Temporal Web UI", s.UIURL + "/namespaces/lethe/workflows"})
 	}
@@ -166,7 +167,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		"IDENTITY_ADDRESS": s.Addresses["identity"], "PREFERENCES_ADDRESS": s.Addresses["preferences"],
 		"SHARING_ADDRESS": s.Addresses["sharing"], "FULFILLMENT_ADDRESS": s.Addresses["fulfillment"],
 		"FULFILLMENT_HTTP_ADDRESS": "http://" + s.Addresses["fulfillment-http"], "SHARING_PUBLIC_URL": "http://" + s.Addresses["gateway"],
-		"DRP_API_BASE": "http://" + s.Addresses["gateway"] + "/drp",
+		"DRP_API_BASE": "http://" + s.Addresses["gateway"] + "/drp", "GATEWAY_TEMPORAL_UI_URL": s.UIURL,
 	}
 	// Every setting is set explicitly (SQLite under DataDir unless o.Env says otherwise),
 	// so nothing leaks in from an earlier stack in the same process.

@@ -39,6 +39,7 @@ type Config struct {
 	TrustedProxies      string
 	DRPRedirectHosts    string
 	ReadTimeout         time.Duration
+	TemporalUIURL       string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -58,6 +59,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", config.Env("GATEWAY_TRUSTED_PROXIES", ""), "reverse proxies (CIDRs or addresses, comma-separated) whose X-Forwarded-For names the client (GATEWAY_TRUSTED_PROXIES)")
 	fs.StringVar(&c.DRPRedirectHosts, "drp-redirect-hosts", config.Env("GATEWAY_DRP_REDIRECT_HOSTS", ""), "hosts an authorized agent's redirect_to may name after a member confirms a DRP request, comma-separated; https only; none by default (GATEWAY_DRP_REDIRECT_HOSTS)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", config.EnvDuration("GATEWAY_READ_TIMEOUT", time.Minute), "longest time to read a whole request, body included (GATEWAY_READ_TIMEOUT)")
+	fs.StringVar(&c.TemporalUIURL, "temporal-ui-url", config.Env("GATEWAY_TEMPORAL_UI_URL", ""), "Temporal Web UI base URL the console links each request's workflow to; empty: no link (GATEWAY_TEMPORAL_UI_URL)")
 	fs.IntVar(&c.SensitivePerMinute, "sensitive-per-minute", config.EnvInt("GATEWAY_SENSITIVE_PER_MINUTE", 10), "sign-in, verification and request creation per IP and per member per minute (GATEWAY_SENSITIVE_PER_MINUTE)")
 }
 
@@ -143,7 +145,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	g.handler, err = gw.New(ctx, b, gw.Options{
 		Logger: logger, CORSOrigins: origins, MaxBodyBytes: cfg.MaxBodyBytes, Timeout: cfg.Timeout, ServiceToken: sec.ServiceToken,
 		RecentSignIn: recent, SensitiveRate: float64(cfg.SensitivePerMinute) / 60, SensitiveBurst: cfg.SensitivePerMinute, JWKSRefetch: cfg.JWKSRefetch,
-		SessionCheckTTL: sessionTTL, TrustedProxies: proxies, DRPRedirectHosts: splitList(cfg.DRPRedirectHosts),
+		SessionCheckTTL: sessionTTL, TrustedProxies: proxies, DRPRedirectHosts: splitList(cfg.DRPRedirectHosts), TemporalUI: cfg.TemporalUIURL,
 	})
 	if err != nil {
 		g.Close()

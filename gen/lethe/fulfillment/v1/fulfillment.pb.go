@@ -1659,7 +1659,11 @@ type ListPrivacyRequestsRequest struct {
 	// page_token continues a previous listing.
 	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// filter is one of "", "open", "at_risk" (due within 3 days), "overdue", or a state name.
-	Filter        string `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
+	Filter string `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
+	// kind, when set, keeps only requests of this kind.
+	Kind RequestKind `protobuf:"varint,5,opt,name=kind,proto3,enum=lethe.fulfillment.v1.RequestKind" json:"kind,omitempty"`
+	// jurisdiction, when set, keeps only requests under this deadline rule.
+	Jurisdiction  Jurisdiction `protobuf:"varint,6,opt,name=jurisdiction,proto3,enum=lethe.fulfillment.v1.Jurisdiction" json:"jurisdiction,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1722,6 +1726,20 @@ func (x *ListPrivacyRequestsRequest) GetFilter() string {
 	return ""
 }
 
+func (x *ListPrivacyRequestsRequest) GetKind() RequestKind {
+	if x != nil {
+		return x.Kind
+	}
+	return RequestKind_REQUEST_KIND_UNSPECIFIED
+}
+
+func (x *ListPrivacyRequestsRequest) GetJurisdiction() Jurisdiction {
+	if x != nil {
+		return x.Jurisdiction
+	}
+	return Jurisdiction_JURISDICTION_UNSPECIFIED
+}
+
 // ListPrivacyRequestsResponse is a page of requests.
 type ListPrivacyRequestsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1729,6 +1747,16 @@ type ListPrivacyRequestsResponse struct {
 	PrivacyRequests []*PrivacyRequest `protobuf:"bytes,1,rep,name=privacy_requests,json=privacyRequests,proto3" json:"privacy_requests,omitempty"`
 	// next_page_token is empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// state_counts counts the requests per state under the parent, kind and jurisdiction
+	// (not the filter), states with none left out.
+	StateCounts []*StateCount `protobuf:"bytes,3,rep,name=state_counts,json=stateCounts,proto3" json:"state_counts,omitempty"`
+	// total_size is the number of requests matching the whole query, filter included.
+	TotalSize int32 `protobuf:"varint,4,opt,name=total_size,json=totalSize,proto3" json:"total_size,omitempty"`
+	// at_risk_count is the number of open requests due within 3 days (parent, kind and
+	// jurisdiction applied).
+	AtRiskCount int64 `protobuf:"varint,5,opt,name=at_risk_count,json=atRiskCount,proto3" json:"at_risk_count,omitempty"`
+	// overdue_count is the number of open requests past their due date.
+	OverdueCount  int64 `protobuf:"varint,6,opt,name=overdue_count,json=overdueCount,proto3" json:"overdue_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1777,6 +1805,89 @@ func (x *ListPrivacyRequestsResponse) GetNextPageToken() string {
 	return ""
 }
 
+func (x *ListPrivacyRequestsResponse) GetStateCounts() []*StateCount {
+	if x != nil {
+		return x.StateCounts
+	}
+	return nil
+}
+
+func (x *ListPrivacyRequestsResponse) GetTotalSize() int32 {
+	if x != nil {
+		return x.TotalSize
+	}
+	return 0
+}
+
+func (x *ListPrivacyRequestsResponse) GetAtRiskCount() int64 {
+	if x != nil {
+		return x.AtRiskCount
+	}
+	return 0
+}
+
+func (x *ListPrivacyRequestsResponse) GetOverdueCount() int64 {
+	if x != nil {
+		return x.OverdueCount
+	}
+	return 0
+}
+
+// StateCount is how many requests are in one state.
+type StateCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// state counted.
+	State RequestState `protobuf:"varint,1,opt,name=state,proto3,enum=lethe.fulfillment.v1.RequestState" json:"state,omitempty"`
+	// count of requests in the state.
+	Count         int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateCount) Reset() {
+	*x = StateCount{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateCount) ProtoMessage() {}
+
+func (x *StateCount) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateCount.ProtoReflect.Descriptor instead.
+func (*StateCount) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *StateCount) GetState() RequestState {
+	if x != nil {
+		return x.State
+	}
+	return RequestState_REQUEST_STATE_UNSPECIFIED
+}
+
+func (x *StateCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // VerifyPrivacyRequestRequest confirms with a code.
 type VerifyPrivacyRequestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1790,7 +1901,7 @@ type VerifyPrivacyRequestRequest struct {
 
 func (x *VerifyPrivacyRequestRequest) Reset() {
 	*x = VerifyPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +1913,7 @@ func (x *VerifyPrivacyRequestRequest) String() string {
 func (*VerifyPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *VerifyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[16]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +1926,7 @@ func (x *VerifyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*VerifyPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{16}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *VerifyPrivacyRequestRequest) GetName() string {
@@ -1836,14 +1947,17 @@ func (x *VerifyPrivacyRequestRequest) GetCode() string {
 type CancelPrivacyRequestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name is "members/{member}/privacyRequests/{request}".
-	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// reason is an operator's reason for cancelling on the member's behalf (a case
+	// reference, no personal data); it goes to the audit log. Required from operators.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CancelPrivacyRequestRequest) Reset() {
 	*x = CancelPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1855,7 +1969,7 @@ func (x *CancelPrivacyRequestRequest) String() string {
 func (*CancelPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *CancelPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1868,12 +1982,19 @@ func (x *CancelPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*CancelPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{17}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelPrivacyRequestRequest) GetName() string {
 	if x != nil {
 		return x.Name
+	}
+	return ""
+}
+
+func (x *CancelPrivacyRequestRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -1891,7 +2012,7 @@ type ExtendPrivacyRequestRequest struct {
 
 func (x *ExtendPrivacyRequestRequest) Reset() {
 	*x = ExtendPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +2024,7 @@ func (x *ExtendPrivacyRequestRequest) String() string {
 func (*ExtendPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *ExtendPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +2037,7 @@ func (x *ExtendPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*ExtendPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{18}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExtendPrivacyRequestRequest) GetName() string {
@@ -1946,7 +2067,7 @@ type SetLegalHoldRequest struct {
 
 func (x *SetLegalHoldRequest) Reset() {
 	*x = SetLegalHoldRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2079,7 @@ func (x *SetLegalHoldRequest) String() string {
 func (*SetLegalHoldRequest) ProtoMessage() {}
 
 func (x *SetLegalHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,7 +2092,7 @@ func (x *SetLegalHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLegalHoldRequest.ProtoReflect.Descriptor instead.
 func (*SetLegalHoldRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{19}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetLegalHoldRequest) GetName() string {
@@ -2002,7 +2123,7 @@ type ReleaseLegalHoldRequest struct {
 
 func (x *ReleaseLegalHoldRequest) Reset() {
 	*x = ReleaseLegalHoldRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2135,7 @@ func (x *ReleaseLegalHoldRequest) String() string {
 func (*ReleaseLegalHoldRequest) ProtoMessage() {}
 
 func (x *ReleaseLegalHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[20]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2148,7 @@ func (x *ReleaseLegalHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLegalHoldRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseLegalHoldRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{20}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReleaseLegalHoldRequest) GetName() string {
@@ -2060,7 +2181,7 @@ type DenyPrivacyRequestRequest struct {
 
 func (x *DenyPrivacyRequestRequest) Reset() {
 	*x = DenyPrivacyRequestRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2193,7 @@ func (x *DenyPrivacyRequestRequest) String() string {
 func (*DenyPrivacyRequestRequest) ProtoMessage() {}
 
 func (x *DenyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[21]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2206,7 @@ func (x *DenyPrivacyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DenyPrivacyRequestRequest.ProtoReflect.Descriptor instead.
 func (*DenyPrivacyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{21}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DenyPrivacyRequestRequest) GetName() string {
@@ -2127,7 +2248,7 @@ type ReviewRectificationRequest struct {
 
 func (x *ReviewRectificationRequest) Reset() {
 	*x = ReviewRectificationRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2260,7 @@ func (x *ReviewRectificationRequest) String() string {
 func (*ReviewRectificationRequest) ProtoMessage() {}
 
 func (x *ReviewRectificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[22]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2273,7 @@ func (x *ReviewRectificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewRectificationRequest.ProtoReflect.Descriptor instead.
 func (*ReviewRectificationRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{22}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReviewRectificationRequest) GetName() string {
@@ -2196,7 +2317,7 @@ type LiftRestrictionRequest struct {
 
 func (x *LiftRestrictionRequest) Reset() {
 	*x = LiftRestrictionRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2329,7 @@ func (x *LiftRestrictionRequest) String() string {
 func (*LiftRestrictionRequest) ProtoMessage() {}
 
 func (x *LiftRestrictionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[23]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2342,7 @@ func (x *LiftRestrictionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LiftRestrictionRequest.ProtoReflect.Descriptor instead.
 func (*LiftRestrictionRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{23}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LiftRestrictionRequest) GetName() string {
@@ -2249,7 +2370,7 @@ type GetExportDownloadRequest struct {
 
 func (x *GetExportDownloadRequest) Reset() {
 	*x = GetExportDownloadRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2261,7 +2382,7 @@ func (x *GetExportDownloadRequest) String() string {
 func (*GetExportDownloadRequest) ProtoMessage() {}
 
 func (x *GetExportDownloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[24]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2274,7 +2395,7 @@ func (x *GetExportDownloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExportDownloadRequest.ProtoReflect.Descriptor instead.
 func (*GetExportDownloadRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{24}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetExportDownloadRequest) GetName() string {
@@ -2301,7 +2422,7 @@ type ExportDownload struct {
 
 func (x *ExportDownload) Reset() {
 	*x = ExportDownload{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2313,7 +2434,7 @@ func (x *ExportDownload) String() string {
 func (*ExportDownload) ProtoMessage() {}
 
 func (x *ExportDownload) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[25]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2326,7 +2447,7 @@ func (x *ExportDownload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDownload.ProtoReflect.Descriptor instead.
 func (*ExportDownload) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{25}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ExportDownload) GetDownloadUri() string {
@@ -2370,7 +2491,7 @@ type GetErasureReceiptRequest struct {
 
 func (x *GetErasureReceiptRequest) Reset() {
 	*x = GetErasureReceiptRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2382,7 +2503,7 @@ func (x *GetErasureReceiptRequest) String() string {
 func (*GetErasureReceiptRequest) ProtoMessage() {}
 
 func (x *GetErasureReceiptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[26]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2395,7 +2516,7 @@ func (x *GetErasureReceiptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetErasureReceiptRequest.ProtoReflect.Descriptor instead.
 func (*GetErasureReceiptRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{26}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetErasureReceiptRequest) GetRequestId() string {
@@ -2428,7 +2549,7 @@ type ErasureReceipt struct {
 
 func (x *ErasureReceipt) Reset() {
 	*x = ErasureReceipt{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2561,7 @@ func (x *ErasureReceipt) String() string {
 func (*ErasureReceipt) ProtoMessage() {}
 
 func (x *ErasureReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[27]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2574,7 @@ func (x *ErasureReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErasureReceipt.ProtoReflect.Descriptor instead.
 func (*ErasureReceipt) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{27}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ErasureReceipt) GetPayload() []byte {
@@ -2486,7 +2607,7 @@ type GetReceiptKeysRequest struct {
 
 func (x *GetReceiptKeysRequest) Reset() {
 	*x = GetReceiptKeysRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2498,7 +2619,7 @@ func (x *GetReceiptKeysRequest) String() string {
 func (*GetReceiptKeysRequest) ProtoMessage() {}
 
 func (x *GetReceiptKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[28]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2511,7 +2632,7 @@ func (x *GetReceiptKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReceiptKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetReceiptKeysRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{28}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{29}
 }
 
 // ReceiptKey is a public verification key.
@@ -2529,7 +2650,7 @@ type ReceiptKey struct {
 
 func (x *ReceiptKey) Reset() {
 	*x = ReceiptKey{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2541,7 +2662,7 @@ func (x *ReceiptKey) String() string {
 func (*ReceiptKey) ProtoMessage() {}
 
 func (x *ReceiptKey) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[29]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2554,7 +2675,7 @@ func (x *ReceiptKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptKey.ProtoReflect.Descriptor instead.
 func (*ReceiptKey) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{29}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReceiptKey) GetKeyId() string {
@@ -2589,7 +2710,7 @@ type ReceiptKeys struct {
 
 func (x *ReceiptKeys) Reset() {
 	*x = ReceiptKeys{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2601,7 +2722,7 @@ func (x *ReceiptKeys) String() string {
 func (*ReceiptKeys) ProtoMessage() {}
 
 func (x *ReceiptKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[30]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2614,7 +2735,7 @@ func (x *ReceiptKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptKeys.ProtoReflect.Descriptor instead.
 func (*ReceiptKeys) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{30}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReceiptKeys) GetKeys() []*ReceiptKey {
@@ -2635,7 +2756,7 @@ type GetRequestStatisticsRequest struct {
 
 func (x *GetRequestStatisticsRequest) Reset() {
 	*x = GetRequestStatisticsRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2647,7 +2768,7 @@ func (x *GetRequestStatisticsRequest) String() string {
 func (*GetRequestStatisticsRequest) ProtoMessage() {}
 
 func (x *GetRequestStatisticsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[31]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2660,7 +2781,7 @@ func (x *GetRequestStatisticsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequestStatisticsRequest.ProtoReflect.Descriptor instead.
 func (*GetRequestStatisticsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{31}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetRequestStatisticsRequest) GetYear() int32 {
@@ -2683,13 +2804,16 @@ type KindStatistics struct {
 	Denied int64 `protobuf:"varint,4,opt,name=denied,proto3" json:"denied,omitempty"`
 	// median_days_to_respond over completed requests.
 	MedianDaysToRespond float64 `protobuf:"fixed64,5,opt,name=median_days_to_respond,json=medianDaysToRespond,proto3" json:"median_days_to_respond,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// p90_days_to_respond is the 90th percentile (nearest rank) of days to respond over
+	// completed requests.
+	P90DaysToRespond float64 `protobuf:"fixed64,6,opt,name=p90_days_to_respond,json=p90DaysToRespond,proto3" json:"p90_days_to_respond,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *KindStatistics) Reset() {
 	*x = KindStatistics{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[32]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2701,7 +2825,7 @@ func (x *KindStatistics) String() string {
 func (*KindStatistics) ProtoMessage() {}
 
 func (x *KindStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[32]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2714,7 +2838,7 @@ func (x *KindStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KindStatistics.ProtoReflect.Descriptor instead.
 func (*KindStatistics) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{32}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *KindStatistics) GetKind() RequestKind {
@@ -2752,6 +2876,13 @@ func (x *KindStatistics) GetMedianDaysToRespond() float64 {
 	return 0
 }
 
+func (x *KindStatistics) GetP90DaysToRespond() float64 {
+	if x != nil {
+		return x.P90DaysToRespond
+	}
+	return 0
+}
+
 // RequestStatistics are the yearly figures.
 type RequestStatistics struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2770,7 +2901,7 @@ type RequestStatistics struct {
 
 func (x *RequestStatistics) Reset() {
 	*x = RequestStatistics{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[33]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2782,7 +2913,7 @@ func (x *RequestStatistics) String() string {
 func (*RequestStatistics) ProtoMessage() {}
 
 func (x *RequestStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[33]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2795,7 +2926,7 @@ func (x *RequestStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestStatistics.ProtoReflect.Descriptor instead.
 func (*RequestStatistics) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{33}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RequestStatistics) GetYear() int32 {
@@ -2839,7 +2970,7 @@ type ActionCount struct {
 
 func (x *ActionCount) Reset() {
 	*x = ActionCount{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[34]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +2982,7 @@ func (x *ActionCount) String() string {
 func (*ActionCount) ProtoMessage() {}
 
 func (x *ActionCount) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[34]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +2995,7 @@ func (x *ActionCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionCount.ProtoReflect.Descriptor instead.
 func (*ActionCount) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{34}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ActionCount) GetAction() string {
@@ -2903,7 +3034,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[35]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2915,7 +3046,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[35]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2928,7 +3059,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{35}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AuditEvent) GetName() string {
@@ -2986,7 +3117,7 @@ type RecordAuditEventRequest struct {
 
 func (x *RecordAuditEventRequest) Reset() {
 	*x = RecordAuditEventRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[36]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2998,7 +3129,7 @@ func (x *RecordAuditEventRequest) String() string {
 func (*RecordAuditEventRequest) ProtoMessage() {}
 
 func (x *RecordAuditEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[36]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3011,7 +3142,7 @@ func (x *RecordAuditEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAuditEventRequest.ProtoReflect.Descriptor instead.
 func (*RecordAuditEventRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{36}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RecordAuditEventRequest) GetAuditEvent() *AuditEvent {
@@ -3043,7 +3174,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[37]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3055,7 +3186,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[37]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3068,7 +3199,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{37}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListAuditEventsRequest) GetPageSize() int32 {
@@ -3105,7 +3236,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[38]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3117,7 +3248,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[38]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3130,7 +3261,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{38}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListAuditEventsResponse) GetAuditEvents() []*AuditEvent {
@@ -3170,7 +3301,7 @@ type MemberLegalHold struct {
 
 func (x *MemberLegalHold) Reset() {
 	*x = MemberLegalHold{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[39]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3182,7 +3313,7 @@ func (x *MemberLegalHold) String() string {
 func (*MemberLegalHold) ProtoMessage() {}
 
 func (x *MemberLegalHold) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[39]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3195,7 +3326,7 @@ func (x *MemberLegalHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberLegalHold.ProtoReflect.Descriptor instead.
 func (*MemberLegalHold) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{39}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MemberLegalHold) GetName() string {
@@ -3262,7 +3393,7 @@ type SetMemberLegalHoldRequest struct {
 
 func (x *SetMemberLegalHoldRequest) Reset() {
 	*x = SetMemberLegalHoldRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[40]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3274,7 +3405,7 @@ func (x *SetMemberLegalHoldRequest) String() string {
 func (*SetMemberLegalHoldRequest) ProtoMessage() {}
 
 func (x *SetMemberLegalHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[40]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3287,7 +3418,7 @@ func (x *SetMemberLegalHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMemberLegalHoldRequest.ProtoReflect.Descriptor instead.
 func (*SetMemberLegalHoldRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{40}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SetMemberLegalHoldRequest) GetName() string {
@@ -3324,7 +3455,7 @@ type ReleaseMemberLegalHoldRequest struct {
 
 func (x *ReleaseMemberLegalHoldRequest) Reset() {
 	*x = ReleaseMemberLegalHoldRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[41]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3336,7 +3467,7 @@ func (x *ReleaseMemberLegalHoldRequest) String() string {
 func (*ReleaseMemberLegalHoldRequest) ProtoMessage() {}
 
 func (x *ReleaseMemberLegalHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[41]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3349,7 +3480,7 @@ func (x *ReleaseMemberLegalHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseMemberLegalHoldRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseMemberLegalHoldRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{41}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ReleaseMemberLegalHoldRequest) GetName() string {
@@ -3377,7 +3508,7 @@ type GetMemberLegalHoldRequest struct {
 
 func (x *GetMemberLegalHoldRequest) Reset() {
 	*x = GetMemberLegalHoldRequest{}
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[42]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3389,7 +3520,7 @@ func (x *GetMemberLegalHoldRequest) String() string {
 func (*GetMemberLegalHoldRequest) ProtoMessage() {}
 
 func (x *GetMemberLegalHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[42]
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3402,7 +3533,7 @@ func (x *GetMemberLegalHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMemberLegalHoldRequest.ProtoReflect.Descriptor instead.
 func (*GetMemberLegalHoldRequest) Descriptor() ([]byte, []int) {
-	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{42}
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetMemberLegalHoldRequest) GetName() string {
@@ -3410,6 +3541,383 @@ func (x *GetMemberLegalHoldRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+// GetPrivacyRequestTimelineRequest names a request.
+type GetPrivacyRequestTimelineRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/privacyRequests/{request}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPrivacyRequestTimelineRequest) Reset() {
+	*x = GetPrivacyRequestTimelineRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPrivacyRequestTimelineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPrivacyRequestTimelineRequest) ProtoMessage() {}
+
+func (x *GetPrivacyRequestTimelineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPrivacyRequestTimelineRequest.ProtoReflect.Descriptor instead.
+func (*GetPrivacyRequestTimelineRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *GetPrivacyRequestTimelineRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ResendVerificationRequest asks for a new verification code.
+type ResendVerificationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "members/{member}/privacyRequests/{request}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// reason is an operator's reason (no personal data); it goes to the audit log.
+	// Required from operators.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendVerificationRequest) Reset() {
+	*x = ResendVerificationRequest{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendVerificationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendVerificationRequest) ProtoMessage() {}
+
+func (x *ResendVerificationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendVerificationRequest.ProtoReflect.Descriptor instead.
+func (*ResendVerificationRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ResendVerificationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResendVerificationRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// PrivacyRequestTimeline is a request's history, oldest first.
+type PrivacyRequestTimeline struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// privacy_request is the request as GetPrivacyRequest returns it.
+	PrivacyRequest *PrivacyRequest `protobuf:"bytes,1,opt,name=privacy_request,json=privacyRequest,proto3" json:"privacy_request,omitempty"`
+	// entries, oldest first.
+	Entries []*TimelineEntry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	// onward_erasures lists each processor's erasure and its acknowledgement state.
+	OnwardErasures []*OnwardErasureStatus `protobuf:"bytes,3,rep,name=onward_erasures,json=onwardErasures,proto3" json:"onward_erasures,omitempty"`
+	// due_rule names the rule that set the legal due date, e.g. "GDPR Art. 12(3): one
+	// month from receipt, extended by two further months".
+	DueRule string `protobuf:"bytes,4,opt,name=due_rule,json=dueRule,proto3" json:"due_rule,omitempty"`
+	// original_due_time is the due date before any extension.
+	OriginalDueTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=original_due_time,json=originalDueTime,proto3" json:"original_due_time,omitempty"`
+	// acknowledge_by_time is when receipt had to be confirmed (CCPA), when the rule has one.
+	AcknowledgeByTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=acknowledge_by_time,json=acknowledgeByTime,proto3" json:"acknowledge_by_time,omitempty"`
+	// workflow_id is the request's Temporal workflow id (namespace lethe).
+	WorkflowId    string `protobuf:"bytes,7,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrivacyRequestTimeline) Reset() {
+	*x = PrivacyRequestTimeline{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrivacyRequestTimeline) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrivacyRequestTimeline) ProtoMessage() {}
+
+func (x *PrivacyRequestTimeline) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrivacyRequestTimeline.ProtoReflect.Descriptor instead.
+func (*PrivacyRequestTimeline) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *PrivacyRequestTimeline) GetPrivacyRequest() *PrivacyRequest {
+	if x != nil {
+		return x.PrivacyRequest
+	}
+	return nil
+}
+
+func (x *PrivacyRequestTimeline) GetEntries() []*TimelineEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *PrivacyRequestTimeline) GetOnwardErasures() []*OnwardErasureStatus {
+	if x != nil {
+		return x.OnwardErasures
+	}
+	return nil
+}
+
+func (x *PrivacyRequestTimeline) GetDueRule() string {
+	if x != nil {
+		return x.DueRule
+	}
+	return ""
+}
+
+func (x *PrivacyRequestTimeline) GetOriginalDueTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OriginalDueTime
+	}
+	return nil
+}
+
+func (x *PrivacyRequestTimeline) GetAcknowledgeByTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgeByTime
+	}
+	return nil
+}
+
+func (x *PrivacyRequestTimeline) GetWorkflowId() string {
+	if x != nil {
+		return x.WorkflowId
+	}
+	return ""
+}
+
+// TimelineEntry is one event in a request's history.
+type TimelineEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// time of the event.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// kind is "received", "step", "escalation", "hold", "release", "extension",
+	// "notification", "operator_action" or "closed".
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// title says what happened, e.g. "erase.preferences", "escalation 80%".
+	Title string `protobuf:"bytes,3,opt,name=title,proto3" json:"title,omitempty"`
+	// state of a step ("done", "failed", …) or the request's state when closed.
+	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	// count of records a step handled.
+	Count int64 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
+	// reason an operator gave (holds, extension, cancellation), no personal data.
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// actor is the operator who acted, "operators/{operator}".
+	Actor         string `protobuf:"bytes,7,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimelineEntry) Reset() {
+	*x = TimelineEntry{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimelineEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimelineEntry) ProtoMessage() {}
+
+func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimelineEntry.ProtoReflect.Descriptor instead.
+func (*TimelineEntry) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *TimelineEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *TimelineEntry) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *TimelineEntry) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *TimelineEntry) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *TimelineEntry) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *TimelineEntry) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *TimelineEntry) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+// OnwardErasureStatus is one processor's onward erasure.
+type OnwardErasureStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// processor is the partner id.
+	Processor string `protobuf:"bytes,1,opt,name=processor,proto3" json:"processor,omitempty"`
+	// state is "acknowledged", "unacknowledged" (deadline passed), or "pending".
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// attempts is how many times the erasure was sent.
+	Attempts int64 `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// update_time is the last change.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OnwardErasureStatus) Reset() {
+	*x = OnwardErasureStatus{}
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OnwardErasureStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OnwardErasureStatus) ProtoMessage() {}
+
+func (x *OnwardErasureStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_fulfillment_v1_fulfillment_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OnwardErasureStatus.ProtoReflect.Descriptor instead.
+func (*OnwardErasureStatus) Descriptor() ([]byte, []int) {
+	return file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *OnwardErasureStatus) GetProcessor() string {
+	if x != nil {
+		return x.Processor
+	}
+	return ""
+}
+
+func (x *OnwardErasureStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *OnwardErasureStatus) GetAttempts() int64 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *OnwardErasureStatus) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
 }
 
 var File_lethe_fulfillment_v1_fulfillment_proto protoreflect.FileDescriptor
@@ -3567,7 +4075,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x11system.operations\x10\x04R\trequestId\"b\n" +
 	"\x18GetPrivacyRequestRequest\x12F\n" +
 	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
-	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\"\x8d\x02\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\"\xc2\x03\n" +
 	"\x1aListPrivacyRequestsRequest\x12J\n" +
 	"\x06parent\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
 	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x06parent\x126\n" +
@@ -3577,19 +4085,39 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\tpageToken\x121\n" +
 	"\x06filter\x18\x04 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x06filter\"\xb1\x01\n" +
+	"\x11system.operations\x10\x04R\x06filter\x12P\n" +
+	"\x04kind\x18\x05 \x01(\x0e2!.lethe.fulfillment.v1.RequestKindB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04kind\x12a\n" +
+	"\fjurisdiction\x18\x06 \x01(\x0e2\".lethe.fulfillment.v1.JurisdictionB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\fjurisdiction\"\xaf\x03\n" +
 	"\x1bListPrivacyRequestsResponse\x12O\n" +
 	"\x10privacy_requests\x18\x01 \x03(\v2$.lethe.fulfillment.v1.PrivacyRequestR\x0fprivacyRequests\x12A\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\rnextPageToken\"\x98\x01\n" +
+	"\x11system.operations\x10\x04R\rnextPageToken\x12C\n" +
+	"\fstate_counts\x18\x03 \x03(\v2 .lethe.fulfillment.v1.StateCountR\vstateCounts\x128\n" +
+	"\n" +
+	"total_size\x18\x04 \x01(\x05B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\ttotalSize\x12=\n" +
+	"\rat_risk_count\x18\x05 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\vatRiskCount\x12>\n" +
+	"\roverdue_count\x18\x06 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\foverdueCount\"\x92\x01\n" +
+	"\n" +
+	"StateCount\x12S\n" +
+	"\x05state\x18\x01 \x01(\x0e2\".lethe.fulfillment.v1.RequestStateB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05state\x12/\n" +
+	"\x05count\x18\x02 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05count\"\x98\x01\n" +
 	"\x1bVerifyPrivacyRequestRequest\x12F\n" +
 	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
 	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x121\n" +
 	"\x04code\x18\x02 \x01(\tB\x1d\xea\xe0\x18\x19\n" +
-	"\x15system.authentication\x10\x04R\x04code\"e\n" +
+	"\x15system.authentication\x10\x04R\x04code\"\x98\x01\n" +
 	"\x1bCancelPrivacyRequestRequest\x12F\n" +
 	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
-	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\"\x98\x01\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x121\n" +
+	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"\x98\x01\n" +
 	"\x1bExtendPrivacyRequestRequest\x12F\n" +
 	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
 	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x121\n" +
@@ -3667,7 +4195,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x04keys\x18\x01 \x03(\v2 .lethe.fulfillment.v1.ReceiptKeyR\x04keys\"L\n" +
 	"\x1bGetRequestStatisticsRequest\x12-\n" +
 	"\x04year\x18\x01 \x01(\x05B\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x04year\"\xd5\x02\n" +
+	"\x11system.operations\x10\x04R\x04year\"\x9f\x03\n" +
 	"\x0eKindStatistics\x12P\n" +
 	"\x04kind\x18\x01 \x01(\x0e2!.lethe.fulfillment.v1.RequestKindB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x04kind\x125\n" +
@@ -3678,7 +4206,9 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x06denied\x18\x04 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x06denied\x12N\n" +
 	"\x16median_days_to_respond\x18\x05 \x01(\x01B\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x13medianDaysToRespond\"\x97\x02\n" +
+	"\x11system.operations\x10\x04R\x13medianDaysToRespond\x12H\n" +
+	"\x13p90_days_to_respond\x18\x06 \x01(\x01B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x10p90DaysToRespond\"\x97\x02\n" +
 	"\x11RequestStatistics\x12-\n" +
 	"\x04year\x18\x01 \x01(\x05B\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x04year\x12:\n" +
@@ -3755,7 +4285,53 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x11system.operations\x10\x04R\x06reason\"^\n" +
 	"\x19GetMemberLegalHoldRequest\x12A\n" +
 	"\x04name\x18\x01 \x01(\tB-\xea\xe0\x18)\n" +
-	"\x0euser.unique_id\x10\x03\x1a\x15record of legal holdsR\x04name*\x82\x02\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x15record of legal holdsR\x04name\"j\n" +
+	" GetPrivacyRequestTimelineRequest\x12F\n" +
+	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\"\x96\x01\n" +
+	"\x19ResendVerificationRequest\x12F\n" +
+	"\x04name\x18\x01 \x01(\tB2\xea\xe0\x18.\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\x04name\x121\n" +
+	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"\xcf\x04\n" +
+	"\x16PrivacyRequestTimeline\x12M\n" +
+	"\x0fprivacy_request\x18\x01 \x01(\v2$.lethe.fulfillment.v1.PrivacyRequestR\x0eprivacyRequest\x12=\n" +
+	"\aentries\x18\x02 \x03(\v2#.lethe.fulfillment.v1.TimelineEntryR\aentries\x12R\n" +
+	"\x0fonward_erasures\x18\x03 \x03(\v2).lethe.fulfillment.v1.OnwardErasureStatusR\x0eonwardErasures\x124\n" +
+	"\bdue_rule\x18\x04 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\adueRule\x12a\n" +
+	"\x11original_due_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x0foriginalDueTime\x12e\n" +
+	"\x13acknowledge_by_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x11acknowledgeByTime\x12S\n" +
+	"\vworkflow_id\x18\a \x01(\tB2\xea\xe0\x18.\n" +
+	"\x0euser.unique_id\x10\x03\x1a\x1arecord of privacy requestsR\n" +
+	"workflowId\"\x80\x03\n" +
+	"\rTimelineEntry\x12I\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04time\x12-\n" +
+	"\x04kind\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04kind\x12/\n" +
+	"\x05title\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05title\x12/\n" +
+	"\x05state\x18\x04 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05state\x12/\n" +
+	"\x05count\x18\x05 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05count\x121\n" +
+	"\x06reason\x18\x06 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\x12/\n" +
+	"\x05actor\x18\a \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05actor\"\x8e\x02\n" +
+	"\x13OnwardErasureStatus\x127\n" +
+	"\tprocessor\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\tprocessor\x12/\n" +
+	"\x05state\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05state\x125\n" +
+	"\battempts\x18\x03 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\battempts\x12V\n" +
+	"\vupdate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\n" +
+	"updateTime*\x82\x02\n" +
 	"\x11ComplaintCategory\x12\"\n" +
 	"\x1eCOMPLAINT_CATEGORY_UNSPECIFIED\x10\x00\x12'\n" +
 	"#COMPLAINT_CATEGORY_REQUEST_HANDLING\x10\x01\x12\x1e\n" +
@@ -3811,7 +4387,7 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x15REQUEST_ORIGIN_MEMBER\x10\x01\x12\x1b\n" +
 	"\x17REQUEST_ORIGIN_OPERATOR\x10\x02\x12\x18\n" +
 	"\x14REQUEST_ORIGIN_AGENT\x10\x03\x12#\n" +
-	"\x1fREQUEST_ORIGIN_ACCOUNT_DISABLED\x10<2\xe7\x1f\n" +
+	"\x1fREQUEST_ORIGIN_ACCOUNT_DISABLED\x10<2\xe0\"\n" +
 	"\x12FulfillmentService\x12\xb4\x01\n" +
 	"\x14CreatePrivacyRequest\x121.lethe.fulfillment.v1.CreatePrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"C\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x029:\x0fprivacy_request\"&/v1/{parent=members/*}/privacyRequests\x12\x9d\x01\n" +
 	"\x11GetPrivacyRequest\x12..lethe.fulfillment.v1.GetPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"2\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02(\x12&/v1/{name=members/*/privacyRequests/*}\x12\xae\x01\n" +
@@ -3828,7 +4404,9 @@ const file_lethe_fulfillment_v1_fulfillment_proto_rawDesc = "" +
 	"\x11GetErasureReceipt\x12..lethe.fulfillment.v1.GetErasureReceiptRequest\x1a$.lethe.fulfillment.v1.ErasureReceipt\".\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/receipts/{request_id}:fetch\x12\x7f\n" +
 	"\x0eGetReceiptKeys\x12+.lethe.fulfillment.v1.GetReceiptKeysRequest\x1a!.lethe.fulfillment.v1.ReceiptKeys\"\x1d\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/receipts:keys\x12\x9c\x01\n" +
 	"\x14GetRequestStatistics\x121.lethe.fulfillment.v1.GetRequestStatisticsRequest\x1a'.lethe.fulfillment.v1.RequestStatistics\"(\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/requestStatistics/{year}\x12\x88\x01\n" +
-	"\x0fListAuditEvents\x12,.lethe.fulfillment.v1.ListAuditEventsRequest\x1a-.lethe.fulfillment.v1.ListAuditEventsResponse\"\x18\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/auditLog\x12i\n" +
+	"\x0fListAuditEvents\x12,.lethe.fulfillment.v1.ListAuditEventsRequest\x1a-.lethe.fulfillment.v1.ListAuditEventsResponse\"\x18\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/auditLog\x12\xbe\x01\n" +
+	"\x19GetPrivacyRequestTimeline\x126.lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest\x1a,.lethe.fulfillment.v1.PrivacyRequestTimeline\";\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x021\x12//v1/{name=members/*/privacyRequests/*}/timeline\x12\xb5\x01\n" +
+	"\x12ResendVerification\x12/.lethe.fulfillment.v1.ResendVerificationRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"H\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02>:\x01*\"9/v1/{name=members/*/privacyRequests/*}:resendVerification\x12i\n" +
 	"\x10RecordAuditEvent\x12-.lethe.fulfillment.v1.RecordAuditEventRequest\x1a .lethe.fulfillment.v1.AuditEvent\"\x04\xf0\xe0\x18\x05\x12\xa7\x01\n" +
 	"\x12DenyPrivacyRequest\x12/.lethe.fulfillment.v1.DenyPrivacyRequestRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\":\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x020:\x01*\"+/v1/{name=members/*/privacyRequests/*}:deny\x12\xab\x01\n" +
 	"\x13ReviewRectification\x120.lethe.fulfillment.v1.ReviewRectificationRequest\x1a$.lethe.fulfillment.v1.PrivacyRequest\"<\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{name=members/*/privacyRequests/*}:review\x12\xac\x01\n" +
@@ -3852,159 +4430,180 @@ func file_lethe_fulfillment_v1_fulfillment_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_fulfillment_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_lethe_fulfillment_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_lethe_fulfillment_v1_fulfillment_proto_goTypes = []any{
-	(ComplaintCategory)(0),                // 0: lethe.fulfillment.v1.ComplaintCategory
-	(ComplaintState)(0),                   // 1: lethe.fulfillment.v1.ComplaintState
-	(RequestKind)(0),                      // 2: lethe.fulfillment.v1.RequestKind
-	(DenialReason)(0),                     // 3: lethe.fulfillment.v1.DenialReason
-	(RectifiableField)(0),                 // 4: lethe.fulfillment.v1.RectifiableField
-	(Jurisdiction)(0),                     // 5: lethe.fulfillment.v1.Jurisdiction
-	(RequestState)(0),                     // 6: lethe.fulfillment.v1.RequestState
-	(RequestOrigin)(0),                    // 7: lethe.fulfillment.v1.RequestOrigin
-	(*Complaint)(nil),                     // 8: lethe.fulfillment.v1.Complaint
-	(*CreateComplaintRequest)(nil),        // 9: lethe.fulfillment.v1.CreateComplaintRequest
-	(*GetComplaintRequest)(nil),           // 10: lethe.fulfillment.v1.GetComplaintRequest
-	(*ListComplaintsRequest)(nil),         // 11: lethe.fulfillment.v1.ListComplaintsRequest
-	(*ListComplaintsResponse)(nil),        // 12: lethe.fulfillment.v1.ListComplaintsResponse
-	(*AcknowledgeComplaintRequest)(nil),   // 13: lethe.fulfillment.v1.AcknowledgeComplaintRequest
-	(*ResolveComplaintRequest)(nil),       // 14: lethe.fulfillment.v1.ResolveComplaintRequest
-	(*ComplaintStatistics)(nil),           // 15: lethe.fulfillment.v1.ComplaintStatistics
-	(*Rectification)(nil),                 // 16: lethe.fulfillment.v1.Rectification
-	(*ObjectionTarget)(nil),               // 17: lethe.fulfillment.v1.ObjectionTarget
-	(*StepProgress)(nil),                  // 18: lethe.fulfillment.v1.StepProgress
-	(*PrivacyRequest)(nil),                // 19: lethe.fulfillment.v1.PrivacyRequest
-	(*CreatePrivacyRequestRequest)(nil),   // 20: lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	(*GetPrivacyRequestRequest)(nil),      // 21: lethe.fulfillment.v1.GetPrivacyRequestRequest
-	(*ListPrivacyRequestsRequest)(nil),    // 22: lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	(*ListPrivacyRequestsResponse)(nil),   // 23: lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	(*VerifyPrivacyRequestRequest)(nil),   // 24: lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	(*CancelPrivacyRequestRequest)(nil),   // 25: lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	(*ExtendPrivacyRequestRequest)(nil),   // 26: lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	(*SetLegalHoldRequest)(nil),           // 27: lethe.fulfillment.v1.SetLegalHoldRequest
-	(*ReleaseLegalHoldRequest)(nil),       // 28: lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	(*DenyPrivacyRequestRequest)(nil),     // 29: lethe.fulfillment.v1.DenyPrivacyRequestRequest
-	(*ReviewRectificationRequest)(nil),    // 30: lethe.fulfillment.v1.ReviewRectificationRequest
-	(*LiftRestrictionRequest)(nil),        // 31: lethe.fulfillment.v1.LiftRestrictionRequest
-	(*GetExportDownloadRequest)(nil),      // 32: lethe.fulfillment.v1.GetExportDownloadRequest
-	(*ExportDownload)(nil),                // 33: lethe.fulfillment.v1.ExportDownload
-	(*GetErasureReceiptRequest)(nil),      // 34: lethe.fulfillment.v1.GetErasureReceiptRequest
-	(*ErasureReceipt)(nil),                // 35: lethe.fulfillment.v1.ErasureReceipt
-	(*GetReceiptKeysRequest)(nil),         // 36: lethe.fulfillment.v1.GetReceiptKeysRequest
-	(*ReceiptKey)(nil),                    // 37: lethe.fulfillment.v1.ReceiptKey
-	(*ReceiptKeys)(nil),                   // 38: lethe.fulfillment.v1.ReceiptKeys
-	(*GetRequestStatisticsRequest)(nil),   // 39: lethe.fulfillment.v1.GetRequestStatisticsRequest
-	(*KindStatistics)(nil),                // 40: lethe.fulfillment.v1.KindStatistics
-	(*RequestStatistics)(nil),             // 41: lethe.fulfillment.v1.RequestStatistics
-	(*ActionCount)(nil),                   // 42: lethe.fulfillment.v1.ActionCount
-	(*AuditEvent)(nil),                    // 43: lethe.fulfillment.v1.AuditEvent
-	(*RecordAuditEventRequest)(nil),       // 44: lethe.fulfillment.v1.RecordAuditEventRequest
-	(*ListAuditEventsRequest)(nil),        // 45: lethe.fulfillment.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),       // 46: lethe.fulfillment.v1.ListAuditEventsResponse
-	(*MemberLegalHold)(nil),               // 47: lethe.fulfillment.v1.MemberLegalHold
-	(*SetMemberLegalHoldRequest)(nil),     // 48: lethe.fulfillment.v1.SetMemberLegalHoldRequest
-	(*ReleaseMemberLegalHoldRequest)(nil), // 49: lethe.fulfillment.v1.ReleaseMemberLegalHoldRequest
-	(*GetMemberLegalHoldRequest)(nil),     // 50: lethe.fulfillment.v1.GetMemberLegalHoldRequest
-	(*timestamppb.Timestamp)(nil),         // 51: google.protobuf.Timestamp
+	(ComplaintCategory)(0),                   // 0: lethe.fulfillment.v1.ComplaintCategory
+	(ComplaintState)(0),                      // 1: lethe.fulfillment.v1.ComplaintState
+	(RequestKind)(0),                         // 2: lethe.fulfillment.v1.RequestKind
+	(DenialReason)(0),                        // 3: lethe.fulfillment.v1.DenialReason
+	(RectifiableField)(0),                    // 4: lethe.fulfillment.v1.RectifiableField
+	(Jurisdiction)(0),                        // 5: lethe.fulfillment.v1.Jurisdiction
+	(RequestState)(0),                        // 6: lethe.fulfillment.v1.RequestState
+	(RequestOrigin)(0),                       // 7: lethe.fulfillment.v1.RequestOrigin
+	(*Complaint)(nil),                        // 8: lethe.fulfillment.v1.Complaint
+	(*CreateComplaintRequest)(nil),           // 9: lethe.fulfillment.v1.CreateComplaintRequest
+	(*GetComplaintRequest)(nil),              // 10: lethe.fulfillment.v1.GetComplaintRequest
+	(*ListComplaintsRequest)(nil),            // 11: lethe.fulfillment.v1.ListComplaintsRequest
+	(*ListComplaintsResponse)(nil),           // 12: lethe.fulfillment.v1.ListComplaintsResponse
+	(*AcknowledgeComplaintRequest)(nil),      // 13: lethe.fulfillment.v1.AcknowledgeComplaintRequest
+	(*ResolveComplaintRequest)(nil),          // 14: lethe.fulfillment.v1.ResolveComplaintRequest
+	(*ComplaintStatistics)(nil),              // 15: lethe.fulfillment.v1.ComplaintStatistics
+	(*Rectification)(nil),                    // 16: lethe.fulfillment.v1.Rectification
+	(*ObjectionTarget)(nil),                  // 17: lethe.fulfillment.v1.ObjectionTarget
+	(*StepProgress)(nil),                     // 18: lethe.fulfillment.v1.StepProgress
+	(*PrivacyRequest)(nil),                   // 19: lethe.fulfillment.v1.PrivacyRequest
+	(*CreatePrivacyRequestRequest)(nil),      // 20: lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	(*GetPrivacyRequestRequest)(nil),         // 21: lethe.fulfillment.v1.GetPrivacyRequestRequest
+	(*ListPrivacyRequestsRequest)(nil),       // 22: lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	(*ListPrivacyRequestsResponse)(nil),      // 23: lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	(*StateCount)(nil),                       // 24: lethe.fulfillment.v1.StateCount
+	(*VerifyPrivacyRequestRequest)(nil),      // 25: lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	(*CancelPrivacyRequestRequest)(nil),      // 26: lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	(*ExtendPrivacyRequestRequest)(nil),      // 27: lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	(*SetLegalHoldRequest)(nil),              // 28: lethe.fulfillment.v1.SetLegalHoldRequest
+	(*ReleaseLegalHoldRequest)(nil),          // 29: lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	(*DenyPrivacyRequestRequest)(nil),        // 30: lethe.fulfillment.v1.DenyPrivacyRequestRequest
+	(*ReviewRectificationRequest)(nil),       // 31: lethe.fulfillment.v1.ReviewRectificationRequest
+	(*LiftRestrictionRequest)(nil),           // 32: lethe.fulfillment.v1.LiftRestrictionRequest
+	(*GetExportDownloadRequest)(nil),         // 33: lethe.fulfillment.v1.GetExportDownloadRequest
+	(*ExportDownload)(nil),                   // 34: lethe.fulfillment.v1.ExportDownload
+	(*GetErasureReceiptRequest)(nil),         // 35: lethe.fulfillment.v1.GetErasureReceiptRequest
+	(*ErasureReceipt)(nil),                   // 36: lethe.fulfillment.v1.ErasureReceipt
+	(*GetReceiptKeysRequest)(nil),            // 37: lethe.fulfillment.v1.GetReceiptKeysRequest
+	(*ReceiptKey)(nil),                       // 38: lethe.fulfillment.v1.ReceiptKey
+	(*ReceiptKeys)(nil),                      // 39: lethe.fulfillment.v1.ReceiptKeys
+	(*GetRequestStatisticsRequest)(nil),      // 40: lethe.fulfillment.v1.GetRequestStatisticsRequest
+	(*KindStatistics)(nil),                   // 41: lethe.fulfillment.v1.KindStatistics
+	(*RequestStatistics)(nil),                // 42: lethe.fulfillment.v1.RequestStatistics
+	(*ActionCount)(nil),                      // 43: lethe.fulfillment.v1.ActionCount
+	(*AuditEvent)(nil),                       // 44: lethe.fulfillment.v1.AuditEvent
+	(*RecordAuditEventRequest)(nil),          // 45: lethe.fulfillment.v1.RecordAuditEventRequest
+	(*ListAuditEventsRequest)(nil),           // 46: lethe.fulfillment.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),          // 47: lethe.fulfillment.v1.ListAuditEventsResponse
+	(*MemberLegalHold)(nil),                  // 48: lethe.fulfillment.v1.MemberLegalHold
+	(*SetMemberLegalHoldRequest)(nil),        // 49: lethe.fulfillment.v1.SetMemberLegalHoldRequest
+	(*ReleaseMemberLegalHoldRequest)(nil),    // 50: lethe.fulfillment.v1.ReleaseMemberLegalHoldRequest
+	(*GetMemberLegalHoldRequest)(nil),        // 51: lethe.fulfillment.v1.GetMemberLegalHoldRequest
+	(*GetPrivacyRequestTimelineRequest)(nil), // 52: lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest
+	(*ResendVerificationRequest)(nil),        // 53: lethe.fulfillment.v1.ResendVerificationRequest
+	(*PrivacyRequestTimeline)(nil),           // 54: lethe.fulfillment.v1.PrivacyRequestTimeline
+	(*TimelineEntry)(nil),                    // 55: lethe.fulfillment.v1.TimelineEntry
+	(*OnwardErasureStatus)(nil),              // 56: lethe.fulfillment.v1.OnwardErasureStatus
+	(*timestamppb.Timestamp)(nil),            // 57: google.protobuf.Timestamp
 }
 var file_lethe_fulfillment_v1_fulfillment_proto_depIdxs = []int32{
 	0,  // 0: lethe.fulfillment.v1.Complaint.category:type_name -> lethe.fulfillment.v1.ComplaintCategory
 	1,  // 1: lethe.fulfillment.v1.Complaint.state:type_name -> lethe.fulfillment.v1.ComplaintState
-	51, // 2: lethe.fulfillment.v1.Complaint.create_time:type_name -> google.protobuf.Timestamp
-	51, // 3: lethe.fulfillment.v1.Complaint.acknowledge_due_time:type_name -> google.protobuf.Timestamp
-	51, // 4: lethe.fulfillment.v1.Complaint.resolve_due_time:type_name -> google.protobuf.Timestamp
-	51, // 5: lethe.fulfillment.v1.Complaint.acknowledge_time:type_name -> google.protobuf.Timestamp
-	51, // 6: lethe.fulfillment.v1.Complaint.resolve_time:type_name -> google.protobuf.Timestamp
+	57, // 2: lethe.fulfillment.v1.Complaint.create_time:type_name -> google.protobuf.Timestamp
+	57, // 3: lethe.fulfillment.v1.Complaint.acknowledge_due_time:type_name -> google.protobuf.Timestamp
+	57, // 4: lethe.fulfillment.v1.Complaint.resolve_due_time:type_name -> google.protobuf.Timestamp
+	57, // 5: lethe.fulfillment.v1.Complaint.acknowledge_time:type_name -> google.protobuf.Timestamp
+	57, // 6: lethe.fulfillment.v1.Complaint.resolve_time:type_name -> google.protobuf.Timestamp
 	8,  // 7: lethe.fulfillment.v1.CreateComplaintRequest.complaint:type_name -> lethe.fulfillment.v1.Complaint
 	8,  // 8: lethe.fulfillment.v1.ListComplaintsResponse.complaints:type_name -> lethe.fulfillment.v1.Complaint
 	4,  // 9: lethe.fulfillment.v1.Rectification.field:type_name -> lethe.fulfillment.v1.RectifiableField
-	51, // 10: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
+	57, // 10: lethe.fulfillment.v1.StepProgress.update_time:type_name -> google.protobuf.Timestamp
 	2,  // 11: lethe.fulfillment.v1.PrivacyRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
 	5,  // 12: lethe.fulfillment.v1.PrivacyRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
 	7,  // 13: lethe.fulfillment.v1.PrivacyRequest.origin:type_name -> lethe.fulfillment.v1.RequestOrigin
 	6,  // 14: lethe.fulfillment.v1.PrivacyRequest.state:type_name -> lethe.fulfillment.v1.RequestState
-	51, // 15: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
-	51, // 16: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
-	51, // 17: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
+	57, // 15: lethe.fulfillment.v1.PrivacyRequest.create_time:type_name -> google.protobuf.Timestamp
+	57, // 16: lethe.fulfillment.v1.PrivacyRequest.due_time:type_name -> google.protobuf.Timestamp
+	57, // 17: lethe.fulfillment.v1.PrivacyRequest.complete_time:type_name -> google.protobuf.Timestamp
 	18, // 18: lethe.fulfillment.v1.PrivacyRequest.progress:type_name -> lethe.fulfillment.v1.StepProgress
-	51, // 19: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
+	57, // 19: lethe.fulfillment.v1.PrivacyRequest.cooling_off_end_time:type_name -> google.protobuf.Timestamp
 	3,  // 20: lethe.fulfillment.v1.PrivacyRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
 	16, // 21: lethe.fulfillment.v1.PrivacyRequest.rectification:type_name -> lethe.fulfillment.v1.Rectification
 	17, // 22: lethe.fulfillment.v1.PrivacyRequest.objection:type_name -> lethe.fulfillment.v1.ObjectionTarget
-	51, // 23: lethe.fulfillment.v1.PrivacyRequest.restriction_lift_time:type_name -> google.protobuf.Timestamp
-	51, // 24: lethe.fulfillment.v1.PrivacyRequest.acknowledge_time:type_name -> google.protobuf.Timestamp
+	57, // 23: lethe.fulfillment.v1.PrivacyRequest.restriction_lift_time:type_name -> google.protobuf.Timestamp
+	57, // 24: lethe.fulfillment.v1.PrivacyRequest.acknowledge_time:type_name -> google.protobuf.Timestamp
 	19, // 25: lethe.fulfillment.v1.CreatePrivacyRequestRequest.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 26: lethe.fulfillment.v1.ListPrivacyRequestsResponse.privacy_requests:type_name -> lethe.fulfillment.v1.PrivacyRequest
-	3,  // 27: lethe.fulfillment.v1.DenyPrivacyRequestRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
-	3,  // 28: lethe.fulfillment.v1.ReviewRectificationRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
-	51, // 29: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
-	37, // 30: lethe.fulfillment.v1.ReceiptKeys.keys:type_name -> lethe.fulfillment.v1.ReceiptKey
-	2,  // 31: lethe.fulfillment.v1.KindStatistics.kind:type_name -> lethe.fulfillment.v1.RequestKind
-	40, // 32: lethe.fulfillment.v1.RequestStatistics.kinds:type_name -> lethe.fulfillment.v1.KindStatistics
-	42, // 33: lethe.fulfillment.v1.RequestStatistics.operator_actions:type_name -> lethe.fulfillment.v1.ActionCount
-	15, // 34: lethe.fulfillment.v1.RequestStatistics.complaints:type_name -> lethe.fulfillment.v1.ComplaintStatistics
-	51, // 35: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	43, // 36: lethe.fulfillment.v1.RecordAuditEventRequest.audit_event:type_name -> lethe.fulfillment.v1.AuditEvent
-	43, // 37: lethe.fulfillment.v1.ListAuditEventsResponse.audit_events:type_name -> lethe.fulfillment.v1.AuditEvent
-	51, // 38: lethe.fulfillment.v1.MemberLegalHold.expire_time:type_name -> google.protobuf.Timestamp
-	51, // 39: lethe.fulfillment.v1.MemberLegalHold.set_time:type_name -> google.protobuf.Timestamp
-	51, // 40: lethe.fulfillment.v1.MemberLegalHold.release_time:type_name -> google.protobuf.Timestamp
-	51, // 41: lethe.fulfillment.v1.SetMemberLegalHoldRequest.expire_time:type_name -> google.protobuf.Timestamp
-	20, // 42: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
-	21, // 43: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
-	22, // 44: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
-	24, // 45: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
-	25, // 46: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
-	26, // 47: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
-	27, // 48: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
-	28, // 49: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
-	48, // 50: lethe.fulfillment.v1.FulfillmentService.SetMemberLegalHold:input_type -> lethe.fulfillment.v1.SetMemberLegalHoldRequest
-	49, // 51: lethe.fulfillment.v1.FulfillmentService.ReleaseMemberLegalHold:input_type -> lethe.fulfillment.v1.ReleaseMemberLegalHoldRequest
-	50, // 52: lethe.fulfillment.v1.FulfillmentService.GetMemberLegalHold:input_type -> lethe.fulfillment.v1.GetMemberLegalHoldRequest
-	32, // 53: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
-	34, // 54: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
-	36, // 55: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
-	39, // 56: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
-	45, // 57: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
-	44, // 58: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
-	29, // 59: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:input_type -> lethe.fulfillment.v1.DenyPrivacyRequestRequest
-	30, // 60: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:input_type -> lethe.fulfillment.v1.ReviewRectificationRequest
-	31, // 61: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:input_type -> lethe.fulfillment.v1.LiftRestrictionRequest
-	9,  // 62: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:input_type -> lethe.fulfillment.v1.CreateComplaintRequest
-	10, // 63: lethe.fulfillment.v1.FulfillmentService.GetComplaint:input_type -> lethe.fulfillment.v1.GetComplaintRequest
-	11, // 64: lethe.fulfillment.v1.FulfillmentService.ListComplaints:input_type -> lethe.fulfillment.v1.ListComplaintsRequest
-	13, // 65: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:input_type -> lethe.fulfillment.v1.AcknowledgeComplaintRequest
-	14, // 66: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:input_type -> lethe.fulfillment.v1.ResolveComplaintRequest
-	19, // 67: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 68: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	23, // 69: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
-	19, // 70: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 71: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 72: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 73: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 74: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	47, // 75: lethe.fulfillment.v1.FulfillmentService.SetMemberLegalHold:output_type -> lethe.fulfillment.v1.MemberLegalHold
-	47, // 76: lethe.fulfillment.v1.FulfillmentService.ReleaseMemberLegalHold:output_type -> lethe.fulfillment.v1.MemberLegalHold
-	47, // 77: lethe.fulfillment.v1.FulfillmentService.GetMemberLegalHold:output_type -> lethe.fulfillment.v1.MemberLegalHold
-	33, // 78: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
-	35, // 79: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
-	38, // 80: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
-	41, // 81: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
-	46, // 82: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
-	43, // 83: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
-	19, // 84: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 85: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	19, // 86: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:output_type -> lethe.fulfillment.v1.PrivacyRequest
-	8,  // 87: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	8,  // 88: lethe.fulfillment.v1.FulfillmentService.GetComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	12, // 89: lethe.fulfillment.v1.FulfillmentService.ListComplaints:output_type -> lethe.fulfillment.v1.ListComplaintsResponse
-	8,  // 90: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	8,  // 91: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:output_type -> lethe.fulfillment.v1.Complaint
-	67, // [67:92] is the sub-list for method output_type
-	42, // [42:67] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	2,  // 26: lethe.fulfillment.v1.ListPrivacyRequestsRequest.kind:type_name -> lethe.fulfillment.v1.RequestKind
+	5,  // 27: lethe.fulfillment.v1.ListPrivacyRequestsRequest.jurisdiction:type_name -> lethe.fulfillment.v1.Jurisdiction
+	19, // 28: lethe.fulfillment.v1.ListPrivacyRequestsResponse.privacy_requests:type_name -> lethe.fulfillment.v1.PrivacyRequest
+	24, // 29: lethe.fulfillment.v1.ListPrivacyRequestsResponse.state_counts:type_name -> lethe.fulfillment.v1.StateCount
+	6,  // 30: lethe.fulfillment.v1.StateCount.state:type_name -> lethe.fulfillment.v1.RequestState
+	3,  // 31: lethe.fulfillment.v1.DenyPrivacyRequestRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
+	3,  // 32: lethe.fulfillment.v1.ReviewRectificationRequest.denial_reason:type_name -> lethe.fulfillment.v1.DenialReason
+	57, // 33: lethe.fulfillment.v1.ExportDownload.expire_time:type_name -> google.protobuf.Timestamp
+	38, // 34: lethe.fulfillment.v1.ReceiptKeys.keys:type_name -> lethe.fulfillment.v1.ReceiptKey
+	2,  // 35: lethe.fulfillment.v1.KindStatistics.kind:type_name -> lethe.fulfillment.v1.RequestKind
+	41, // 36: lethe.fulfillment.v1.RequestStatistics.kinds:type_name -> lethe.fulfillment.v1.KindStatistics
+	43, // 37: lethe.fulfillment.v1.RequestStatistics.operator_actions:type_name -> lethe.fulfillment.v1.ActionCount
+	15, // 38: lethe.fulfillment.v1.RequestStatistics.complaints:type_name -> lethe.fulfillment.v1.ComplaintStatistics
+	57, // 39: lethe.fulfillment.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	44, // 40: lethe.fulfillment.v1.RecordAuditEventRequest.audit_event:type_name -> lethe.fulfillment.v1.AuditEvent
+	44, // 41: lethe.fulfillment.v1.ListAuditEventsResponse.audit_events:type_name -> lethe.fulfillment.v1.AuditEvent
+	57, // 42: lethe.fulfillment.v1.MemberLegalHold.expire_time:type_name -> google.protobuf.Timestamp
+	57, // 43: lethe.fulfillment.v1.MemberLegalHold.set_time:type_name -> google.protobuf.Timestamp
+	57, // 44: lethe.fulfillment.v1.MemberLegalHold.release_time:type_name -> google.protobuf.Timestamp
+	57, // 45: lethe.fulfillment.v1.SetMemberLegalHoldRequest.expire_time:type_name -> google.protobuf.Timestamp
+	19, // 46: lethe.fulfillment.v1.PrivacyRequestTimeline.privacy_request:type_name -> lethe.fulfillment.v1.PrivacyRequest
+	55, // 47: lethe.fulfillment.v1.PrivacyRequestTimeline.entries:type_name -> lethe.fulfillment.v1.TimelineEntry
+	56, // 48: lethe.fulfillment.v1.PrivacyRequestTimeline.onward_erasures:type_name -> lethe.fulfillment.v1.OnwardErasureStatus
+	57, // 49: lethe.fulfillment.v1.PrivacyRequestTimeline.original_due_time:type_name -> google.protobuf.Timestamp
+	57, // 50: lethe.fulfillment.v1.PrivacyRequestTimeline.acknowledge_by_time:type_name -> google.protobuf.Timestamp
+	57, // 51: lethe.fulfillment.v1.TimelineEntry.time:type_name -> google.protobuf.Timestamp
+	57, // 52: lethe.fulfillment.v1.OnwardErasureStatus.update_time:type_name -> google.protobuf.Timestamp
+	20, // 53: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:input_type -> lethe.fulfillment.v1.CreatePrivacyRequestRequest
+	21, // 54: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:input_type -> lethe.fulfillment.v1.GetPrivacyRequestRequest
+	22, // 55: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:input_type -> lethe.fulfillment.v1.ListPrivacyRequestsRequest
+	25, // 56: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:input_type -> lethe.fulfillment.v1.VerifyPrivacyRequestRequest
+	26, // 57: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:input_type -> lethe.fulfillment.v1.CancelPrivacyRequestRequest
+	27, // 58: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:input_type -> lethe.fulfillment.v1.ExtendPrivacyRequestRequest
+	28, // 59: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:input_type -> lethe.fulfillment.v1.SetLegalHoldRequest
+	29, // 60: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:input_type -> lethe.fulfillment.v1.ReleaseLegalHoldRequest
+	49, // 61: lethe.fulfillment.v1.FulfillmentService.SetMemberLegalHold:input_type -> lethe.fulfillment.v1.SetMemberLegalHoldRequest
+	50, // 62: lethe.fulfillment.v1.FulfillmentService.ReleaseMemberLegalHold:input_type -> lethe.fulfillment.v1.ReleaseMemberLegalHoldRequest
+	51, // 63: lethe.fulfillment.v1.FulfillmentService.GetMemberLegalHold:input_type -> lethe.fulfillment.v1.GetMemberLegalHoldRequest
+	33, // 64: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:input_type -> lethe.fulfillment.v1.GetExportDownloadRequest
+	35, // 65: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:input_type -> lethe.fulfillment.v1.GetErasureReceiptRequest
+	37, // 66: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:input_type -> lethe.fulfillment.v1.GetReceiptKeysRequest
+	40, // 67: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:input_type -> lethe.fulfillment.v1.GetRequestStatisticsRequest
+	46, // 68: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:input_type -> lethe.fulfillment.v1.ListAuditEventsRequest
+	52, // 69: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequestTimeline:input_type -> lethe.fulfillment.v1.GetPrivacyRequestTimelineRequest
+	53, // 70: lethe.fulfillment.v1.FulfillmentService.ResendVerification:input_type -> lethe.fulfillment.v1.ResendVerificationRequest
+	45, // 71: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:input_type -> lethe.fulfillment.v1.RecordAuditEventRequest
+	30, // 72: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:input_type -> lethe.fulfillment.v1.DenyPrivacyRequestRequest
+	31, // 73: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:input_type -> lethe.fulfillment.v1.ReviewRectificationRequest
+	32, // 74: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:input_type -> lethe.fulfillment.v1.LiftRestrictionRequest
+	9,  // 75: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:input_type -> lethe.fulfillment.v1.CreateComplaintRequest
+	10, // 76: lethe.fulfillment.v1.FulfillmentService.GetComplaint:input_type -> lethe.fulfillment.v1.GetComplaintRequest
+	11, // 77: lethe.fulfillment.v1.FulfillmentService.ListComplaints:input_type -> lethe.fulfillment.v1.ListComplaintsRequest
+	13, // 78: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:input_type -> lethe.fulfillment.v1.AcknowledgeComplaintRequest
+	14, // 79: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:input_type -> lethe.fulfillment.v1.ResolveComplaintRequest
+	19, // 80: lethe.fulfillment.v1.FulfillmentService.CreatePrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 81: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	23, // 82: lethe.fulfillment.v1.FulfillmentService.ListPrivacyRequests:output_type -> lethe.fulfillment.v1.ListPrivacyRequestsResponse
+	19, // 83: lethe.fulfillment.v1.FulfillmentService.VerifyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 84: lethe.fulfillment.v1.FulfillmentService.CancelPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 85: lethe.fulfillment.v1.FulfillmentService.ExtendPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 86: lethe.fulfillment.v1.FulfillmentService.SetLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 87: lethe.fulfillment.v1.FulfillmentService.ReleaseLegalHold:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	48, // 88: lethe.fulfillment.v1.FulfillmentService.SetMemberLegalHold:output_type -> lethe.fulfillment.v1.MemberLegalHold
+	48, // 89: lethe.fulfillment.v1.FulfillmentService.ReleaseMemberLegalHold:output_type -> lethe.fulfillment.v1.MemberLegalHold
+	48, // 90: lethe.fulfillment.v1.FulfillmentService.GetMemberLegalHold:output_type -> lethe.fulfillment.v1.MemberLegalHold
+	34, // 91: lethe.fulfillment.v1.FulfillmentService.GetExportDownload:output_type -> lethe.fulfillment.v1.ExportDownload
+	36, // 92: lethe.fulfillment.v1.FulfillmentService.GetErasureReceipt:output_type -> lethe.fulfillment.v1.ErasureReceipt
+	39, // 93: lethe.fulfillment.v1.FulfillmentService.GetReceiptKeys:output_type -> lethe.fulfillment.v1.ReceiptKeys
+	42, // 94: lethe.fulfillment.v1.FulfillmentService.GetRequestStatistics:output_type -> lethe.fulfillment.v1.RequestStatistics
+	47, // 95: lethe.fulfillment.v1.FulfillmentService.ListAuditEvents:output_type -> lethe.fulfillment.v1.ListAuditEventsResponse
+	54, // 96: lethe.fulfillment.v1.FulfillmentService.GetPrivacyRequestTimeline:output_type -> lethe.fulfillment.v1.PrivacyRequestTimeline
+	19, // 97: lethe.fulfillment.v1.FulfillmentService.ResendVerification:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	44, // 98: lethe.fulfillment.v1.FulfillmentService.RecordAuditEvent:output_type -> lethe.fulfillment.v1.AuditEvent
+	19, // 99: lethe.fulfillment.v1.FulfillmentService.DenyPrivacyRequest:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 100: lethe.fulfillment.v1.FulfillmentService.ReviewRectification:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	19, // 101: lethe.fulfillment.v1.FulfillmentService.LiftRestriction:output_type -> lethe.fulfillment.v1.PrivacyRequest
+	8,  // 102: lethe.fulfillment.v1.FulfillmentService.CreateComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	8,  // 103: lethe.fulfillment.v1.FulfillmentService.GetComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	12, // 104: lethe.fulfillment.v1.FulfillmentService.ListComplaints:output_type -> lethe.fulfillment.v1.ListComplaintsResponse
+	8,  // 105: lethe.fulfillment.v1.FulfillmentService.AcknowledgeComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	8,  // 106: lethe.fulfillment.v1.FulfillmentService.ResolveComplaint:output_type -> lethe.fulfillment.v1.Complaint
+	80, // [80:107] is the sub-list for method output_type
+	53, // [53:80] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_lethe_fulfillment_v1_fulfillment_proto_init() }
@@ -4018,7 +4617,7 @@ func file_lethe_fulfillment_v1_fulfillment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc), len(file_lethe_fulfillment_v1_fulfillment_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   43,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

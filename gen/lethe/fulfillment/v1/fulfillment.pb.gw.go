@@ -719,6 +719,90 @@ func local_request_FulfillmentService_ListAuditEvents_0(ctx context.Context, mar
 	return msg, metadata, err
 }
 
+func request_FulfillmentService_GetPrivacyRequestTimeline_0(ctx context.Context, marshaler runtime.Marshaler, client FulfillmentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetPrivacyRequestTimelineRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	val, ok := pathParams["name"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "name")
+	}
+	protoReq.Name, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
+	}
+	msg, err := client.GetPrivacyRequestTimeline(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_FulfillmentService_GetPrivacyRequestTimeline_0(ctx context.Context, marshaler runtime.Marshaler, server FulfillmentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetPrivacyRequestTimelineRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["name"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "name")
+	}
+	protoReq.Name, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
+	}
+	msg, err := server.GetPrivacyRequestTimeline(ctx, &protoReq)
+	return msg, metadata, err
+}
+
+func request_FulfillmentService_ResendVerification_0(ctx context.Context, marshaler runtime.Marshaler, client FulfillmentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq ResendVerificationRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	val, ok := pathParams["name"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "name")
+	}
+	protoReq.Name, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
+	}
+	msg, err := client.ResendVerification(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_FulfillmentService_ResendVerification_0(ctx context.Context, marshaler runtime.Marshaler, server FulfillmentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq ResendVerificationRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	val, ok := pathParams["name"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "name")
+	}
+	protoReq.Name, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
+	}
+	msg, err := server.ResendVerification(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 func request_FulfillmentService_DenyPrivacyRequest_0(ctx context.Context, marshaler runtime.Marshaler, client FulfillmentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
 		protoReq DenyPrivacyRequestRequest
@@ -1421,6 +1505,46 @@ func RegisterFulfillmentServiceHandlerServer(ctx context.Context, mux *runtime.S
 		}
 		forward_FulfillmentService_ListAuditEvents_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_FulfillmentService_GetPrivacyRequestTimeline_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/lethe.fulfillment.v1.FulfillmentService/GetPrivacyRequestTimeline", runtime.WithHTTPPathPattern("/v1/{name=members/*/privacyRequests/*}/timeline"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_FulfillmentService_GetPrivacyRequestTimeline_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_FulfillmentService_GetPrivacyRequestTimeline_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodPost, pattern_FulfillmentService_ResendVerification_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/lethe.fulfillment.v1.FulfillmentService/ResendVerification", runtime.WithHTTPPathPattern("/v1/{name=members/*/privacyRequests/*}:resendVerification"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_FulfillmentService_ResendVerification_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_FulfillmentService_ResendVerification_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_FulfillmentService_DenyPrivacyRequest_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -1893,6 +2017,40 @@ func RegisterFulfillmentServiceHandlerClient(ctx context.Context, mux *runtime.S
 		}
 		forward_FulfillmentService_ListAuditEvents_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_FulfillmentService_GetPrivacyRequestTimeline_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/lethe.fulfillment.v1.FulfillmentService/GetPrivacyRequestTimeline", runtime.WithHTTPPathPattern("/v1/{name=members/*/privacyRequests/*}/timeline"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_FulfillmentService_GetPrivacyRequestTimeline_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_FulfillmentService_GetPrivacyRequestTimeline_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodPost, pattern_FulfillmentService_ResendVerification_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/lethe.fulfillment.v1.FulfillmentService/ResendVerification", runtime.WithHTTPPathPattern("/v1/{name=members/*/privacyRequests/*}:resendVerification"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_FulfillmentService_ResendVerification_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_FulfillmentService_ResendVerification_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_FulfillmentService_DenyPrivacyRequest_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -2033,55 +2191,59 @@ func RegisterFulfillmentServiceHandlerClient(ctx context.Context, mux *runtime.S
 }
 
 var (
-	pattern_FulfillmentService_CreatePrivacyRequest_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "privacyRequests"}, ""))
-	pattern_FulfillmentService_GetPrivacyRequest_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, ""))
-	pattern_FulfillmentService_ListPrivacyRequests_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "privacyRequests"}, ""))
-	pattern_FulfillmentService_VerifyPrivacyRequest_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "verify"))
-	pattern_FulfillmentService_CancelPrivacyRequest_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "cancel"))
-	pattern_FulfillmentService_ExtendPrivacyRequest_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "extend"))
-	pattern_FulfillmentService_SetLegalHold_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "setLegalHold"))
-	pattern_FulfillmentService_ReleaseLegalHold_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "releaseLegalHold"))
-	pattern_FulfillmentService_SetMemberLegalHold_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 4, 3, 5, 3}, []string{"v1", "members", "legalHold", "name"}, "set"))
-	pattern_FulfillmentService_ReleaseMemberLegalHold_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 4, 3, 5, 3}, []string{"v1", "members", "legalHold", "name"}, "release"))
-	pattern_FulfillmentService_GetMemberLegalHold_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 4, 3, 5, 3}, []string{"v1", "members", "legalHold", "name"}, ""))
-	pattern_FulfillmentService_GetExportDownload_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3, 2, 4}, []string{"v1", "members", "privacyRequests", "name", "exportDownload"}, ""))
-	pattern_FulfillmentService_GetErasureReceipt_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "receipts", "request_id"}, "fetch"))
-	pattern_FulfillmentService_GetReceiptKeys_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "receipts"}, "keys"))
-	pattern_FulfillmentService_GetRequestStatistics_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "requestStatistics", "year"}, ""))
-	pattern_FulfillmentService_ListAuditEvents_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "auditLog"}, ""))
-	pattern_FulfillmentService_DenyPrivacyRequest_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "deny"))
-	pattern_FulfillmentService_ReviewRectification_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "review"))
-	pattern_FulfillmentService_LiftRestriction_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "liftRestriction"))
-	pattern_FulfillmentService_CreateComplaint_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "complaints"}, ""))
-	pattern_FulfillmentService_GetComplaint_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "complaints", "name"}, ""))
-	pattern_FulfillmentService_ListComplaints_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "complaints"}, ""))
-	pattern_FulfillmentService_AcknowledgeComplaint_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "complaints", "name"}, "acknowledge"))
-	pattern_FulfillmentService_ResolveComplaint_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "complaints", "name"}, "resolve"))
+	pattern_FulfillmentService_CreatePrivacyRequest_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "privacyRequests"}, ""))
+	pattern_FulfillmentService_GetPrivacyRequest_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, ""))
+	pattern_FulfillmentService_ListPrivacyRequests_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "privacyRequests"}, ""))
+	pattern_FulfillmentService_VerifyPrivacyRequest_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "verify"))
+	pattern_FulfillmentService_CancelPrivacyRequest_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "cancel"))
+	pattern_FulfillmentService_ExtendPrivacyRequest_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "extend"))
+	pattern_FulfillmentService_SetLegalHold_0              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "setLegalHold"))
+	pattern_FulfillmentService_ReleaseLegalHold_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "releaseLegalHold"))
+	pattern_FulfillmentService_SetMemberLegalHold_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 4, 3, 5, 3}, []string{"v1", "members", "legalHold", "name"}, "set"))
+	pattern_FulfillmentService_ReleaseMemberLegalHold_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 4, 3, 5, 3}, []string{"v1", "members", "legalHold", "name"}, "release"))
+	pattern_FulfillmentService_GetMemberLegalHold_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 4, 3, 5, 3}, []string{"v1", "members", "legalHold", "name"}, ""))
+	pattern_FulfillmentService_GetExportDownload_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3, 2, 4}, []string{"v1", "members", "privacyRequests", "name", "exportDownload"}, ""))
+	pattern_FulfillmentService_GetErasureReceipt_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "receipts", "request_id"}, "fetch"))
+	pattern_FulfillmentService_GetReceiptKeys_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "receipts"}, "keys"))
+	pattern_FulfillmentService_GetRequestStatistics_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "requestStatistics", "year"}, ""))
+	pattern_FulfillmentService_ListAuditEvents_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "auditLog"}, ""))
+	pattern_FulfillmentService_GetPrivacyRequestTimeline_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3, 2, 4}, []string{"v1", "members", "privacyRequests", "name", "timeline"}, ""))
+	pattern_FulfillmentService_ResendVerification_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "resendVerification"))
+	pattern_FulfillmentService_DenyPrivacyRequest_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "deny"))
+	pattern_FulfillmentService_ReviewRectification_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "review"))
+	pattern_FulfillmentService_LiftRestriction_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "privacyRequests", "name"}, "liftRestriction"))
+	pattern_FulfillmentService_CreateComplaint_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "complaints"}, ""))
+	pattern_FulfillmentService_GetComplaint_0              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "complaints", "name"}, ""))
+	pattern_FulfillmentService_ListComplaints_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "members", "parent", "complaints"}, ""))
+	pattern_FulfillmentService_AcknowledgeComplaint_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "complaints", "name"}, "acknowledge"))
+	pattern_FulfillmentService_ResolveComplaint_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "members", "complaints", "name"}, "resolve"))
 )
 
 var (
-	forward_FulfillmentService_CreatePrivacyRequest_0   = runtime.ForwardResponseMessage
-	forward_FulfillmentService_GetPrivacyRequest_0      = runtime.ForwardResponseMessage
-	forward_FulfillmentService_ListPrivacyRequests_0    = runtime.ForwardResponseMessage
-	forward_FulfillmentService_VerifyPrivacyRequest_0   = runtime.ForwardResponseMessage
-	forward_FulfillmentService_CancelPrivacyRequest_0   = runtime.ForwardResponseMessage
-	forward_FulfillmentService_ExtendPrivacyRequest_0   = runtime.ForwardResponseMessage
-	forward_FulfillmentService_SetLegalHold_0           = runtime.ForwardResponseMessage
-	forward_FulfillmentService_ReleaseLegalHold_0       = runtime.ForwardResponseMessage
-	forward_FulfillmentService_SetMemberLegalHold_0     = runtime.ForwardResponseMessage
-	forward_FulfillmentService_ReleaseMemberLegalHold_0 = runtime.ForwardResponseMessage
-	forward_FulfillmentService_GetMemberLegalHold_0     = runtime.ForwardResponseMessage
-	forward_FulfillmentService_GetExportDownload_0      = runtime.ForwardResponseMessage
-	forward_FulfillmentService_GetErasureReceipt_0      = runtime.ForwardResponseMessage
-	forward_FulfillmentService_GetReceiptKeys_0         = runtime.ForwardResponseMessage
-	forward_FulfillmentService_GetRequestStatistics_0   = runtime.ForwardResponseMessage
-	forward_FulfillmentService_ListAuditEvents_0        = runtime.ForwardResponseMessage
-	forward_FulfillmentService_DenyPrivacyRequest_0     = runtime.ForwardResponseMessage
-	forward_FulfillmentService_ReviewRectification_0    = runtime.ForwardResponseMessage
-	forward_FulfillmentService_LiftRestriction_0        = runtime.ForwardResponseMessage
-	forward_FulfillmentService_CreateComplaint_0        = runtime.ForwardResponseMessage
-	forward_FulfillmentService_GetComplaint_0           = runtime.ForwardResponseMessage
-	forward_FulfillmentService_ListComplaints_0         = runtime.ForwardResponseMessage
-	forward_FulfillmentService_AcknowledgeComplaint_0   = runtime.ForwardResponseMessage
-	forward_FulfillmentService_ResolveComplaint_0       = runtime.ForwardResponseMessage
+	forward_FulfillmentService_CreatePrivacyRequest_0      = runtime.ForwardResponseMessage
+	forward_FulfillmentService_GetPrivacyRequest_0         = runtime.ForwardResponseMessage
+	forward_FulfillmentService_ListPrivacyRequests_0       = runtime.ForwardResponseMessage
+	forward_FulfillmentService_VerifyPrivacyRequest_0      = runtime.ForwardResponseMessage
+	forward_FulfillmentService_CancelPrivacyRequest_0      = runtime.ForwardResponseMessage
+	forward_FulfillmentService_ExtendPrivacyRequest_0      = runtime.ForwardResponseMessage
+	forward_FulfillmentService_SetLegalHold_0              = runtime.ForwardResponseMessage
+	forward_FulfillmentService_ReleaseLegalHold_0          = runtime.ForwardResponseMessage
+	forward_FulfillmentService_SetMemberLegalHold_0        = runtime.ForwardResponseMessage
+	forward_FulfillmentService_ReleaseMemberLegalHold_0    = runtime.ForwardResponseMessage
+	forward_FulfillmentService_GetMemberLegalHold_0        = runtime.ForwardResponseMessage
+	forward_FulfillmentService_GetExportDownload_0         = runtime.ForwardResponseMessage
+	forward_FulfillmentService_GetErasureReceipt_0         = runtime.ForwardResponseMessage
+	forward_FulfillmentService_GetReceiptKeys_0            = runtime.ForwardResponseMessage
+	forward_FulfillmentService_GetRequestStatistics_0      = runtime.ForwardResponseMessage
+	forward_FulfillmentService_ListAuditEvents_0           = runtime.ForwardResponseMessage
+	forward_FulfillmentService_GetPrivacyRequestTimeline_0 = runtime.ForwardResponseMessage
+	forward_FulfillmentService_ResendVerification_0        = runtime.ForwardResponseMessage
+	forward_FulfillmentService_DenyPrivacyRequest_0        = runtime.ForwardResponseMessage
+	forward_FulfillmentService_ReviewRectification_0       = runtime.ForwardResponseMessage
+	forward_FulfillmentService_LiftRestriction_0           = runtime.ForwardResponseMessage
+	forward_FulfillmentService_CreateComplaint_0           = runtime.ForwardResponseMessage
+	forward_FulfillmentService_GetComplaint_0              = runtime.ForwardResponseMessage
+	forward_FulfillmentService_ListComplaints_0            = runtime.ForwardResponseMessage
+	forward_FulfillmentService_AcknowledgeComplaint_0      = runtime.ForwardResponseMessage
+	forward_FulfillmentService_ResolveComplaint_0          = runtime.ForwardResponseMessage
 )

@@ -19,31 +19,33 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	FulfillmentService_CreatePrivacyRequest_FullMethodName   = "/lethe.fulfillment.v1.FulfillmentService/CreatePrivacyRequest"
-	FulfillmentService_GetPrivacyRequest_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/GetPrivacyRequest"
-	FulfillmentService_ListPrivacyRequests_FullMethodName    = "/lethe.fulfillment.v1.FulfillmentService/ListPrivacyRequests"
-	FulfillmentService_VerifyPrivacyRequest_FullMethodName   = "/lethe.fulfillment.v1.FulfillmentService/VerifyPrivacyRequest"
-	FulfillmentService_CancelPrivacyRequest_FullMethodName   = "/lethe.fulfillment.v1.FulfillmentService/CancelPrivacyRequest"
-	FulfillmentService_ExtendPrivacyRequest_FullMethodName   = "/lethe.fulfillment.v1.FulfillmentService/ExtendPrivacyRequest"
-	FulfillmentService_SetLegalHold_FullMethodName           = "/lethe.fulfillment.v1.FulfillmentService/SetLegalHold"
-	FulfillmentService_ReleaseLegalHold_FullMethodName       = "/lethe.fulfillment.v1.FulfillmentService/ReleaseLegalHold"
-	FulfillmentService_SetMemberLegalHold_FullMethodName     = "/lethe.fulfillment.v1.FulfillmentService/SetMemberLegalHold"
-	FulfillmentService_ReleaseMemberLegalHold_FullMethodName = "/lethe.fulfillment.v1.FulfillmentService/ReleaseMemberLegalHold"
-	FulfillmentService_GetMemberLegalHold_FullMethodName     = "/lethe.fulfillment.v1.FulfillmentService/GetMemberLegalHold"
-	FulfillmentService_GetExportDownload_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/GetExportDownload"
-	FulfillmentService_GetErasureReceipt_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/GetErasureReceipt"
-	FulfillmentService_GetReceiptKeys_FullMethodName         = "/lethe.fulfillment.v1.FulfillmentService/GetReceiptKeys"
-	FulfillmentService_GetRequestStatistics_FullMethodName   = "/lethe.fulfillment.v1.FulfillmentService/GetRequestStatistics"
-	FulfillmentService_ListAuditEvents_FullMethodName        = "/lethe.fulfillment.v1.FulfillmentService/ListAuditEvents"
-	FulfillmentService_RecordAuditEvent_FullMethodName       = "/lethe.fulfillment.v1.FulfillmentService/RecordAuditEvent"
-	FulfillmentService_DenyPrivacyRequest_FullMethodName     = "/lethe.fulfillment.v1.FulfillmentService/DenyPrivacyRequest"
-	FulfillmentService_ReviewRectification_FullMethodName    = "/lethe.fulfillment.v1.FulfillmentService/ReviewRectification"
-	FulfillmentService_LiftRestriction_FullMethodName        = "/lethe.fulfillment.v1.FulfillmentService/LiftRestriction"
-	FulfillmentService_CreateComplaint_FullMethodName        = "/lethe.fulfillment.v1.FulfillmentService/CreateComplaint"
-	FulfillmentService_GetComplaint_FullMethodName           = "/lethe.fulfillment.v1.FulfillmentService/GetComplaint"
-	FulfillmentService_ListComplaints_FullMethodName         = "/lethe.fulfillment.v1.FulfillmentService/ListComplaints"
-	FulfillmentService_AcknowledgeComplaint_FullMethodName   = "/lethe.fulfillment.v1.FulfillmentService/AcknowledgeComplaint"
-	FulfillmentService_ResolveComplaint_FullMethodName       = "/lethe.fulfillment.v1.FulfillmentService/ResolveComplaint"
+	FulfillmentService_CreatePrivacyRequest_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/CreatePrivacyRequest"
+	FulfillmentService_GetPrivacyRequest_FullMethodName         = "/lethe.fulfillment.v1.FulfillmentService/GetPrivacyRequest"
+	FulfillmentService_ListPrivacyRequests_FullMethodName       = "/lethe.fulfillment.v1.FulfillmentService/ListPrivacyRequests"
+	FulfillmentService_VerifyPrivacyRequest_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/VerifyPrivacyRequest"
+	FulfillmentService_CancelPrivacyRequest_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/CancelPrivacyRequest"
+	FulfillmentService_ExtendPrivacyRequest_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/ExtendPrivacyRequest"
+	FulfillmentService_SetLegalHold_FullMethodName              = "/lethe.fulfillment.v1.FulfillmentService/SetLegalHold"
+	FulfillmentService_ReleaseLegalHold_FullMethodName          = "/lethe.fulfillment.v1.FulfillmentService/ReleaseLegalHold"
+	FulfillmentService_SetMemberLegalHold_FullMethodName        = "/lethe.fulfillment.v1.FulfillmentService/SetMemberLegalHold"
+	FulfillmentService_ReleaseMemberLegalHold_FullMethodName    = "/lethe.fulfillment.v1.FulfillmentService/ReleaseMemberLegalHold"
+	FulfillmentService_GetMemberLegalHold_FullMethodName        = "/lethe.fulfillment.v1.FulfillmentService/GetMemberLegalHold"
+	FulfillmentService_GetExportDownload_FullMethodName         = "/lethe.fulfillment.v1.FulfillmentService/GetExportDownload"
+	FulfillmentService_GetErasureReceipt_FullMethodName         = "/lethe.fulfillment.v1.FulfillmentService/GetErasureReceipt"
+	FulfillmentService_GetReceiptKeys_FullMethodName            = "/lethe.fulfillment.v1.FulfillmentService/GetReceiptKeys"
+	FulfillmentService_GetRequestStatistics_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/GetRequestStatistics"
+	FulfillmentService_ListAuditEvents_FullMethodName           = "/lethe.fulfillment.v1.FulfillmentService/ListAuditEvents"
+	FulfillmentService_GetPrivacyRequestTimeline_FullMethodName = "/lethe.fulfillment.v1.FulfillmentService/GetPrivacyRequestTimeline"
+	FulfillmentService_ResendVerification_FullMethodName        = "/lethe.fulfillment.v1.FulfillmentService/ResendVerification"
+	FulfillmentService_RecordAuditEvent_FullMethodName          = "/lethe.fulfillment.v1.FulfillmentService/RecordAuditEvent"
+	FulfillmentService_DenyPrivacyRequest_FullMethodName        = "/lethe.fulfillment.v1.FulfillmentService/DenyPrivacyRequest"
+	FulfillmentService_ReviewRectification_FullMethodName       = "/lethe.fulfillment.v1.FulfillmentService/ReviewRectification"
+	FulfillmentService_LiftRestriction_FullMethodName           = "/lethe.fulfillment.v1.FulfillmentService/LiftRestriction"
+	FulfillmentService_CreateComplaint_FullMethodName           = "/lethe.fulfillment.v1.FulfillmentService/CreateComplaint"
+	FulfillmentService_GetComplaint_FullMethodName              = "/lethe.fulfillment.v1.FulfillmentService/GetComplaint"
+	FulfillmentService_ListComplaints_FullMethodName            = "/lethe.fulfillment.v1.FulfillmentService/ListComplaints"
+	FulfillmentService_AcknowledgeComplaint_FullMethodName      = "/lethe.fulfillment.v1.FulfillmentService/AcknowledgeComplaint"
+	FulfillmentService_ResolveComplaint_FullMethodName          = "/lethe.fulfillment.v1.FulfillmentService/ResolveComplaint"
 )
 
 // FulfillmentServiceClient is the client API for FulfillmentService service.
@@ -95,6 +97,14 @@ type FulfillmentServiceClient interface {
 	GetRequestStatistics(ctx context.Context, in *GetRequestStatisticsRequest, opts ...grpc.CallOption) (*RequestStatistics, error)
 	// ListAuditEvents pages through the audit log of operator actions, newest first.
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
+	// GetPrivacyRequestTimeline returns a request's history for operators: each step
+	// with its time and count, escalations, holds and their reasons, the extension and its
+	// reason, onward erasures per processor with their acknowledgement state, and the
+	// legal due date with the rule that set it. Opaque ids and states only.
+	GetPrivacyRequestTimeline(ctx context.Context, in *GetPrivacyRequestTimelineRequest, opts ...grpc.CallOption) (*PrivacyRequestTimeline, error)
+	// ResendVerification emails the member a new one-time code for a request that waits
+	// for verification (the member, or an operator with a reason).
+	ResendVerification(ctx context.Context, in *ResendVerificationRequest, opts ...grpc.CallOption) (*PrivacyRequest, error)
 	// RecordAuditEvent appends one operator action to the audit log. Internal: every
 	// backend's authorization interceptor calls it after an operator's call succeeds.
 	// Idempotent per request_id.
@@ -293,6 +303,26 @@ func (c *fulfillmentServiceClient) ListAuditEvents(ctx context.Context, in *List
 	return out, nil
 }
 
+func (c *fulfillmentServiceClient) GetPrivacyRequestTimeline(ctx context.Context, in *GetPrivacyRequestTimelineRequest, opts ...grpc.CallOption) (*PrivacyRequestTimeline, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PrivacyRequestTimeline)
+	err := c.cc.Invoke(ctx, FulfillmentService_GetPrivacyRequestTimeline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fulfillmentServiceClient) ResendVerification(ctx context.Context, in *ResendVerificationRequest, opts ...grpc.CallOption) (*PrivacyRequest, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PrivacyRequest)
+	err := c.cc.Invoke(ctx, FulfillmentService_ResendVerification_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *fulfillmentServiceClient) RecordAuditEvent(ctx context.Context, in *RecordAuditEventRequest, opts ...grpc.CallOption) (*AuditEvent, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AuditEvent)
@@ -432,6 +462,14 @@ type FulfillmentServiceServer interface {
 	GetRequestStatistics(context.Context, *GetRequestStatisticsRequest) (*RequestStatistics, error)
 	// ListAuditEvents pages through the audit log of operator actions, newest first.
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
+	// GetPrivacyRequestTimeline returns a request's history for operators: each step
+	// with its time and count, escalations, holds and their reasons, the extension and its
+	// reason, onward erasures per processor with their acknowledgement state, and the
+	// legal due date with the rule that set it. Opaque ids and states only.
+	GetPrivacyRequestTimeline(context.Context, *GetPrivacyRequestTimelineRequest) (*PrivacyRequestTimeline, error)
+	// ResendVerification emails the member a new one-time code for a request that waits
+	// for verification (the member, or an operator with a reason).
+	ResendVerification(context.Context, *ResendVerificationRequest) (*PrivacyRequest, error)
 	// RecordAuditEvent appends one operator action to the audit log. Internal: every
 	// backend's authorization interceptor calls it after an operator's call succeeds.
 	// Idempotent per request_id.
@@ -517,6 +555,12 @@ func (UnimplementedFulfillmentServiceServer) GetRequestStatistics(context.Contex
 }
 func (UnimplementedFulfillmentServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListAuditEvents not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) GetPrivacyRequestTimeline(context.Context, *GetPrivacyRequestTimelineRequest) (*PrivacyRequestTimeline, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetPrivacyRequestTimeline not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) ResendVerification(context.Context, *ResendVerificationRequest) (*PrivacyRequest, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResendVerification not implemented")
 }
 func (UnimplementedFulfillmentServiceServer) RecordAuditEvent(context.Context, *RecordAuditEventRequest) (*AuditEvent, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RecordAuditEvent not implemented")
@@ -854,6 +898,42 @@ func _FulfillmentService_ListAuditEvents_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FulfillmentService_GetPrivacyRequestTimeline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPrivacyRequestTimelineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).GetPrivacyRequestTimeline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_GetPrivacyRequestTimeline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).GetPrivacyRequestTimeline(ctx, req.(*GetPrivacyRequestTimelineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FulfillmentService_ResendVerification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResendVerificationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).ResendVerification(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_ResendVerification_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).ResendVerification(ctx, req.(*ResendVerificationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _FulfillmentService_RecordAuditEvent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RecordAuditEventRequest)
 	if err := dec(in); err != nil {
@@ -1086,6 +1166,14 @@ var FulfillmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAuditEvents",
 			Handler:    _FulfillmentService_ListAuditEvents_Handler,
+		},
+		{
+			MethodName: "GetPrivacyRequestTimeline",
+			Handler:    _FulfillmentService_GetPrivacyRequestTimeline_Handler,
+		},
+		{
+			MethodName: "ResendVerification",
+			Handler:    _FulfillmentService_ResendVerification_Handler,
 		},
 		{
 			MethodName: "RecordAuditEvent",

@@ -567,7 +567,10 @@ func (x *CreateMemberRequest) GetRequestId() string {
 type GetMemberRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name is "members/{member}".
-	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// reason is an operator's reason for viewing the member's data (a case reference, no
+	// personal data); the audit log records it with the view.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -605,6 +608,13 @@ func (*GetMemberRequest) Descriptor() ([]byte, []int) {
 func (x *GetMemberRequest) GetName() string {
 	if x != nil {
 		return x.Name
+	}
+	return ""
+}
+
+func (x *GetMemberRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -2739,10 +2749,12 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\x1euser.authorization.credentials\x10\x01R\bpassword\x128\n" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\trequestId\">\n" +
+	"\x11system.operations\x10\x04R\trequestId\"q\n" +
 	"\x10GetMemberRequest\x12*\n" +
 	"\x04name\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
-	"\x0euser.unique_id\x10\x01R\x04name\"\xa0\x01\n" +
+	"\x0euser.unique_id\x10\x01R\x04name\x121\n" +
+	"\x06reason\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"\xa0\x01\n" +
 	"\x13UpdateMemberRequest\x121\n" +
 	"\x06member\x18\x01 \x01(\v2\x19.lethe.identity.v1.MemberR\x06member\x12V\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskB\x19\xea\xe0\x18\x15\n" +

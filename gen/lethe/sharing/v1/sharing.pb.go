@@ -505,9 +505,12 @@ type Partner struct {
 	// create_time is when it was registered.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// etag guards updates.
-	Etag          string `protobuf:"bytes,11,opt,name=etag,proto3" json:"etag,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Etag string `protobuf:"bytes,11,opt,name=etag,proto3" json:"etag,omitempty"`
+	// active_objection_count is how many members object to this partner now (objections
+	// not withdrawn). Output only.
+	ActiveObjectionCount int64 `protobuf:"varint,12,opt,name=active_objection_count,json=activeObjectionCount,proto3" json:"active_objection_count,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Partner) Reset() {
@@ -617,13 +620,22 @@ func (x *Partner) GetEtag() string {
 	return ""
 }
 
+func (x *Partner) GetActiveObjectionCount() int64 {
+	if x != nil {
+		return x.ActiveObjectionCount
+	}
+	return 0
+}
+
 // CreatePartnerRequest registers a partner.
 type CreatePartnerRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// partner to create.
 	Partner *Partner `protobuf:"bytes,1,opt,name=partner,proto3" json:"partner,omitempty"`
 	// partner_id becomes the last segment of the name ([a-z0-9-]{3,63}).
-	PartnerId     string `protobuf:"bytes,2,opt,name=partner_id,json=partnerId,proto3" json:"partner_id,omitempty"`
+	PartnerId string `protobuf:"bytes,2,opt,name=partner_id,json=partnerId,proto3" json:"partner_id,omitempty"`
+	// reason is the operator's reason (e.g. a contract reference); it goes to the audit log.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -668,6 +680,13 @@ func (x *CreatePartnerRequest) GetPartner() *Partner {
 func (x *CreatePartnerRequest) GetPartnerId() string {
 	if x != nil {
 		return x.PartnerId
+	}
+	return ""
+}
+
+func (x *CreatePartnerRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -834,7 +853,9 @@ type UpdatePartnerRequest struct {
 	// partner carries name and new values.
 	Partner *Partner `protobuf:"bytes,1,opt,name=partner,proto3" json:"partner,omitempty"`
 	// update_mask lists fields to change.
-	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	// reason is the operator's reason for the change; it goes to the audit log.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -881,6 +902,13 @@ func (x *UpdatePartnerRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
 		return x.UpdateMask
 	}
 	return nil
+}
+
+func (x *UpdatePartnerRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // Purpose is why data flows to a partner.
@@ -982,7 +1010,9 @@ type CreatePurposeRequest struct {
 	// purpose to create.
 	Purpose *Purpose `protobuf:"bytes,2,opt,name=purpose,proto3" json:"purpose,omitempty"`
 	// purpose_id becomes the last segment of the name.
-	PurposeId     string `protobuf:"bytes,3,opt,name=purpose_id,json=purposeId,proto3" json:"purpose_id,omitempty"`
+	PurposeId string `protobuf:"bytes,3,opt,name=purpose_id,json=purposeId,proto3" json:"purpose_id,omitempty"`
+	// reason is the operator's reason; it goes to the audit log.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1034,6 +1064,13 @@ func (x *CreatePurposeRequest) GetPurpose() *Purpose {
 func (x *CreatePurposeRequest) GetPurposeId() string {
 	if x != nil {
 		return x.PurposeId
+	}
+	return ""
+}
+
+func (x *CreatePurposeRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -2945,7 +2982,7 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	"\x11business_transfer\x18\x02 \x01(\v2\".lethe.sharing.v1.BusinessTransferR\x10businessTransfer\"K\n" +
 	"\x1aGetBusinessTransferRequest\x12-\n" +
 	"\x04name\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x04name\"\xf0\x05\n" +
+	"\x11system.operations\x10\x04R\x04name\"\xc1\x06\n" +
 	"\aPartner\x12-\n" +
 	"\x04name\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x04name\x12<\n" +
@@ -2970,12 +3007,16 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	"\x11system.operations\x10\x04R\n" +
 	"createTime\x12-\n" +
 	"\x04etag\x18\v \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\x04etag\"\x85\x01\n" +
+	"\x11system.operations\x10\x04R\x04etag\x12O\n" +
+	"\x16active_objection_count\x18\f \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x14activeObjectionCount\"\xb8\x01\n" +
 	"\x14CreatePartnerRequest\x123\n" +
 	"\apartner\x18\x01 \x01(\v2\x19.lethe.sharing.v1.PartnerR\apartner\x128\n" +
 	"\n" +
 	"partner_id\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\tpartnerId\"B\n" +
+	"\x11system.operations\x10\x04R\tpartnerId\x121\n" +
+	"\x06reason\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"B\n" +
 	"\x11GetPartnerRequest\x12-\n" +
 	"\x04name\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x04name\"\x87\x01\n" +
@@ -2988,12 +3029,14 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	"\x14ListPartnersResponse\x125\n" +
 	"\bpartners\x18\x01 \x03(\v2\x19.lethe.sharing.v1.PartnerR\bpartners\x12A\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\rnextPageToken\"\xa3\x01\n" +
+	"\x11system.operations\x10\x04R\rnextPageToken\"\xd6\x01\n" +
 	"\x14UpdatePartnerRequest\x123\n" +
 	"\apartner\x18\x01 \x01(\v2\x19.lethe.sharing.v1.PartnerR\apartner\x12V\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\n" +
-	"updateMask\"\xa8\x03\n" +
+	"updateMask\x121\n" +
+	"\x06reason\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"\xa8\x03\n" +
 	"\aPurpose\x12-\n" +
 	"\x04name\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x04name\x12;\n" +
@@ -3008,14 +3051,16 @@ const file_lethe_sharing_v1_sharing_proto_rawDesc = "" +
 	"\x11system.operations\x10\x04R\fnoticePeriod\x12V\n" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\n" +
-	"createTime\"\xb8\x01\n" +
+	"createTime\"\xeb\x01\n" +
 	"\x14CreatePurposeRequest\x121\n" +
 	"\x06parent\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x06parent\x123\n" +
 	"\apurpose\x18\x02 \x01(\v2\x19.lethe.sharing.v1.PurposeR\apurpose\x128\n" +
 	"\n" +
 	"purpose_id\x18\x03 \x01(\tB\x19\xea\xe0\x18\x15\n" +
-	"\x11system.operations\x10\x04R\tpurposeId\"H\n" +
+	"\x11system.operations\x10\x04R\tpurposeId\x121\n" +
+	"\x06reason\x18\x04 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x06reason\"H\n" +
 	"\x13ListPurposesRequest\x121\n" +
 	"\x06parent\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
 	"\x11system.operations\x10\x04R\x06parent\"M\n" +

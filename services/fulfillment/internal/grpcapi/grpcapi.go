@@ -231,6 +231,42 @@ func (s *Server) ListPrivacyRequests(ctx context.Context, req *fulfillmentv1.Lis
 	if member != "-" {
 		where = append(where, "member_id = "+arg(member))
 	}
+	if k := req.GetKind(); k != fulfillmentv1.RequestKind_REQUEST_KIND_UNSPECIFIED {
+		if _, ok := kindNames[k]; !ok {
+			return nil, errs.Invalid(errs.FieldViolation{Field: "kind", Description: "is not a request kind"})
+		}
+		where = append(where, "kind = "+arg(int32(k)))
+	}
+	if j := req.GetJurisdiction(); j != fulfillmentv1.Jurisdiction_JURISDICTION_UNSPECIFIED {
+		if _, ok := request.Rules[j]; !ok {
+			return nil, errs.Invalid(errs.FieldViolation{Field: "jurisdiction", Description: "is not a jurisdiction"})
+		}
+		where = append(where, "jurisdiction = "+arg(int32(j)))
+	}
+	// Counts per state and of at-risk and overdue requests, under the parent, kind and
+	// jurisdiction (not the filter), for the queue's summary.
+	base, baseArgs := strings.Join(where, " AND "), slices.Clone(args)
+	out := &fulfillmentv1.ListPrivacyRequestsResponse{}
+	counts, err := s.DB.QueryContext(ctx, `SELECT state, COUNT(*) FROM requests WHERE `+base+` GROUP BY state ORDER BY state`, baseArgs...)
+	if err != nil {
+		return nil, err
+	}
+	for counts.Next() {
+		var st int32
+		var n int64
+		if err := counts.Scan(&st, &n); err != nil {
+			counts.Close()
+			return nil, err
+		}
+		out.StateCounts = append(out.StateCounts, &fulfillmentv1.StateCount{State: fulfillmentv1.RequestState(st), Count: n})
+	}
+	counts.Close()
+	soon := now + int64(3*24*time.Hour/time.Microsecond)
+	if err := s.DB.QueryRowContext(ctx, `SELECT COALESCE(SUM(CASE WHEN due_at >= $`+strconv.Itoa(len(baseArgs)+1)+` AND due_at < $`+strconv.Itoa(len(baseArgs)+2)+` THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN due_at < $`+strconv.Itoa(len(baseArgs)+1)+` THEN 1 ELSE 0 END), 0) FROM requests WHERE `+base+` AND is_open`,
+		append(slices.Clone(baseArgs), now, soon)...).Scan(&out.AtRiskCount, &out.OverdueCount); err != nil {
+		return nil, err
+	}
 	switch f := req.GetFilter(); f {
 	case "":
 	case "open":
@@ -249,13 +285,17 @@ func (s *Server) ListPrivacyRequests(ctx context.Context, req *fulfillmentv1.Lis
 		}
 		where = append(where, "state = "+arg(code))
 	}
+	var total int64
+	if err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM requests WHERE `+strings.Join(where, " AND "), args...).Scan(&total); err != nil {
+		return nil, err
+	}
+	out.TotalSize = int32(total)
 	q := `SELECT ` + reqCols + ` FROM requests WHERE ` + strings.Join(where, " AND ") + ` ORDER BY due_at, id LIMIT ` + arg(n+1) + ` OFFSET ` + arg(offset)
 	rows, err := s.DB.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := &fulfillmentv1.ListPrivacyRequestsResponse{}
 	for rows.Next() {
 		r, err := scanRow(rows)
 		if err != nil {
@@ -304,6 +344,9 @@ func (s *Server) VerifyPrivacyRequest(ctx context.Context, req *fulfillmentv1.Ve
 // CancelPrivacyRequest implements FulfillmentService: only before verification or
 // during an erasure's cooling-off period.
 func (s *Server) CancelPrivacyRequest(ctx context.Context, req *fulfillmentv1.CancelPrivacyRequestRequest) (*fulfillmentv1.PrivacyRequest, error) {
+	if err := operatorReason(ctx, req.GetReason()); err != nil {
+		return nil, err
+	}
 	r, err := s.loadByName(ctx, req.GetName())
 	if err != nil {
 		return nil, err
@@ -572,6 +615,7 @@ func (s *Server) GetRequestStatistics(ctx context.Context, req *fulfillmentv1.Ge
 		k.Completed = int64(len(days))
 		if len(days) > 0 {
 			slices.Sort(days)
+			k.P90DaysToRespond = days[(len(days)*9+9)/10-1] // nearest rank: ⌈0.9·n⌉
 			if m := len(days) / 2; len(days)%2 == 1 {
 				k.MedianDaysToRespond = days[m]
 			} else {

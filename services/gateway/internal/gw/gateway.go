@@ -39,6 +39,7 @@ import (
 	"lethe.dev/platform/errs"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/transport"
+	"lethe.dev/services/gateway/internal/console"
 	"lethe.dev/services/gateway/internal/drp"
 )
 
@@ -66,6 +67,9 @@ type Options struct {
 	SessionCheckTTL time.Duration
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client.
 	TrustedProxies Proxies
+	// TemporalUI is the Temporal Web UI's base URL the console links workflows to ("":
+	// no link).
+	TemporalUI string
 	// DRPRedirectHosts are the hosts a DRP verification may redirect to (https only).
 	DRPRedirectHosts []string
 }
@@ -186,6 +190,23 @@ func New(ctx context.Context, b Backends, o Options) (http.Handler, error) {
 	verifyLimit := &Limiter{Rate: limitOf(o.SensitiveRate), Burst: o.SensitiveBurst}
 	(&drp.Handler{DataRights: fulfillmentv1.NewDataRightsServiceClient(b.Fulfillment), Downloads: downloads, Logger: o.Logger,
 		Timeout: o.Timeout, MaxBody: o.MaxBodyBytes, RedirectHosts: o.DRPRedirectHosts, Allow: func(r *http.Request) bool { return verifyLimit.Allow(o.TrustedProxies.ClientIP(r)) }}).Register(top)
+	// The operators' web console (server-rendered HTML behind its own cookie session).
+	con, err := console.New(console.Options{Identity: b.Identity, Sharing: b.Sharing, Fulfillment: b.Fulfillment,
+		Verify: func(ctx context.Context, tok string) (console.Operator, bool) {
+			p, err := g.verifier.Verify(ctx, tok)
+			if err != nil || p.Role != authz.RoleOperator {
+				return console.Operator{}, false
+			}
+			return console.Operator{ID: p.Operator, Session: p.Session}, true
+		},
+		ClientIP:    o.TrustedProxies.ClientIP,
+		AllowSignIn: func(r *http.Request) bool { return g.perIP.Allow(o.TrustedProxies.ClientIP(r)) },
+		TemporalUI:  o.TemporalUI, Timeout: o.Timeout, Logger: o.Logger})
+	if err != nil {
+		return nil, err
+	}
+	top.Handle("/console/", http.MaxBytesHandler(con, o.MaxBodyBytes))
+	top.Handle("GET /console", http.RedirectHandler("/console/", http.StatusSeeOther))
 	top.Handle("/", g)
 	var h http.Handler = top
 	h = cors.New(cors.Options{AllowedOrigins: o.CORSOrigins, AllowedMethods: []string{"GET", "POST", "PATCH", "PUT", "DELETE"},
@@ -219,7 +240,7 @@ func writeStatus(w http.ResponseWriter, httpStatus int, code codes.Code, reason,
 var sensitive = map[string]bool{
 	"SignIn": true, "RefreshSession": true, "SignInOperator": true, "SendVerificationCode": true,
 	"CheckVerificationCode": true, "VerifyPrivacyRequest": true, "CreatePrivacyRequest": true,
-	"ChangeEmail": true, "ConfirmEmailChange": true,
+	"ChangeEmail": true, "ConfirmEmailChange": true, "ResendVerification": true,
 }
 
 func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -161,7 +161,16 @@ func (s *Server) partner(ctx context.Context, id string) (*partnerRow, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errs.NotFoundf("PARTNER_NOT_FOUND", "partner")
 	}
+	if err == nil {
+		err = s.countObjections(ctx, r.p)
+	}
 	return r, err
+}
+
+// countObjections sets a partner's count of objections not withdrawn.
+func (s *Server) countObjections(ctx context.Context, p *sharingv1.Partner) error {
+	return s.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM objections WHERE partner_id = $1 AND withdrawn_at IS NULL`,
+		strings.TrimPrefix(p.GetName(), "partners/")).Scan(&p.ActiveObjectionCount)
 }
 
 func (s *Server) validatePartner(p *sharingv1.Partner, v *errs.Violations) {
@@ -274,7 +283,16 @@ func (s *Server) ListPartners(ctx context.Context, req *sharingv1.ListPartnersRe
 		}
 		out.Partners = append(out.Partners, r.p)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	for _, p := range out.Partners {
+		if err := s.countObjections(ctx, p); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // UpdatePartner implements SharingService.
