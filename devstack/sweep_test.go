@@ -3,6 +3,7 @@ package devstack_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"lethe.dev/devstack"
 )
@@ -28,7 +29,9 @@ func TestSweepFindsALeftoverInEachPlace(t *testing.T) {
 	c.awaitState(ex["name"].(string), tok, "REQUEST_STATE_COMPLETED")
 	exportID := ex["name"].(string)[strings.LastIndex(ex["name"].(string), "/")+1:]
 	er := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=erase-1", tok, map[string]any{"kind": "REQUEST_KIND_ERASURE"})
-	c.awaitState(er["name"].(string), tok, "REQUEST_STATE_COMPLETED")
+	// The erasure ends the member's sessions: an operator watches it finish.
+	opTok := c.must("POST", "/v1/operators:signIn", "", map[string]any{"email": s.Operator.Email, "password": s.Operator.Password, "totpCode": s.Operator.TOTPCode(time.Now())})["accessToken"].(string)
+	c.awaitState(er["name"].(string), opTok, "REQUEST_STATE_COMPLETED")
 	erasureID := er["name"].(string)[strings.LastIndex(er["name"].(string), "/")+1:]
 	ctx := t.Context()
 	if err := s.Fulfillment.VerifyErased(ctx, erasureID, id); err != nil {

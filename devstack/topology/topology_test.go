@@ -375,8 +375,18 @@ func TestProductionTopology(t *testing.T) {
 		t.Fatalf("replicas served different archives: sizes %v", sums)
 	}
 	er := gwB.must("POST", "/v1/"+m.name+"/privacyRequests?requestId=erase-1", m.token, map[string]any{"kind": "REQUEST_KIND_ERASURE"})
-	gwA.await(er["name"].(string), m.token, "REQUEST_STATE_COMPLETED", 90*time.Second)
 	reqID := er["name"].(string)[strings.LastIndex(er["name"].(string), "/")+1:]
+	// The erasure ends the member's sessions, so its end is watched through the public
+	// receipt, which exists only once the erasure completed.
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		code, rc := gwA.do("POST", "/v1/receipts/"+reqID+":fetch", "", map[string]any{"receiptToken": er["receiptToken"].(string)})
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("erasure %s: no receipt after 90 s: %d %v", er["name"], code, rc)
+		}
+	}
 	for _, g := range []api{gwA, gwB, gwA, gwB} { // the gateways balance: both replicas answer
 		rc := g.must("POST", "/v1/receipts/"+reqID+":fetch", "", map[string]any{"receiptToken": er["receiptToken"].(string)})
 		if err := g.verifyReceipt(rc); err != nil {
