@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
@@ -165,11 +167,14 @@ type event struct {
 func requestsShowCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show NAME",
-		Short: "Show a request with its timeline: steps, holds, extension, due date",
-		Long: `Shows a request: kind, jurisdiction, origin, state, the legal due date and the time left,
-the extension and hold with their reasons, and its timeline — receipt, each workflow step
-with its time and count, every operator action from the audit log (extensions, holds,
-releases, views, downloads) with actor and reason, and completion.`,
+		Short: "Show a request with its timeline: steps, escalations, holds, extension, due date",
+		Long: `Shows a request: kind, jurisdiction, origin, state, the legal due date with the rule
+that set it and the time left, the extension and hold with their reasons, onward erasures
+per processor, the Temporal workflow id, and its timeline (fulfillment's
+GetPrivacyRequestTimeline) — receipt, each workflow step with its time and count,
+escalations, notifications, extension, holds and releases with operator and reason, and
+closing. Against a deployment without that RPC the timeline is assembled from the request
+and the audit log.`,
 		Example: "  lethectl requests show members/3kq…/privacyRequests/9fz…",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -194,20 +199,35 @@ releases, views, downloads) with actor and reason, and completion.`,
 					break
 				}
 			}
+			// Fulfillment's own timeline (escalations, onward erasures, the due-date rule)
+			// when the deployment has it; else the one assembled from the request and
+			// the audit log.
+			rich, err := c.GetPrivacyRequestTimeline(ctx, &fulfillmentv1.GetPrivacyRequestTimelineRequest{Name: name})
+			if code := status.Code(err); err != nil && code != codes.Unimplemented && code != codes.NotFound {
+				return err
+			}
 			tl := timeline(r, audit.GetAuditEvents())
+			if rich != nil {
+				tl = richTimeline(rich)
+			}
 			w := cmd.OutOrStdout()
 			if g.output == "json" {
 				pr, _ := protojson.Marshal(r)
 				au, _ := protojson.Marshal(audit)
+				var detail json.RawMessage
+				if rich != nil {
+					detail, _ = protojson.Marshal(rich)
+				}
 				enc := json.NewEncoder(w)
 				enc.SetIndent("", "  ")
 				return enc.Encode(struct {
 					PrivacyRequest json.RawMessage `json:"privacyRequest"`
 					AuditLog       json.RawMessage `json:"auditLog"`
 					Timeline       []event         `json:"timeline"`
-				}{pr, au, tl})
+					Detail         json.RawMessage `json:"requestTimeline,omitempty"`
+				}{pr, au, tl, detail})
 			}
-			return printRequest(w, r, tl)
+			return printRequest(w, r, rich, tl)
 		},
 	}
 }
@@ -240,7 +260,21 @@ func timeline(r *fulfillmentv1.PrivacyRequest, audit []*fulfillmentv1.AuditEvent
 	return out
 }
 
-func printRequest(w io.Writer, r *fulfillmentv1.PrivacyRequest, tl []event) error {
+// richTimeline reads fulfillment's GetPrivacyRequestTimeline entries.
+func richTimeline(rt *fulfillmentv1.PrivacyRequestTimeline) []event {
+	var out []event
+	for _, e := range rt.GetEntries() {
+		d := e.GetState()
+		if e.GetCount() > 0 {
+			d += fmt.Sprintf(", %d records", e.GetCount())
+		}
+		out = append(out, event{Time: e.GetTime().AsTime(), What: strings.TrimSpace(e.GetKind() + " " + e.GetTitle()), Detail: strings.TrimPrefix(d, ", "), Actor: e.GetActor(), Reason: e.GetReason()})
+	}
+	slices.SortStableFunc(out, func(a, b event) int { return a.Time.Compare(b.Time) })
+	return out
+}
+
+func printRequest(w io.Writer, r *fulfillmentv1.PrivacyRequest, rich *fulfillmentv1.PrivacyRequestTimeline, tl []event) error {
 	t := newTable(w, "request", r.GetName())
 	t.row("kind", short(r.GetKind().String(), "REQUEST_KIND_"))
 	t.row("jurisdiction", short(r.GetJurisdiction().String(), "JURISDICTION_"))
@@ -255,6 +289,18 @@ func printRequest(w io.Writer, r *fulfillmentv1.PrivacyRequest, tl []event) erro
 		due += "  (" + l + " left)"
 	}
 	t.row("legal due date", due)
+	if rich.GetDueRule() != "" {
+		t.row("due-date rule", rich.GetDueRule())
+	}
+	if rich.GetOriginalDueTime() != nil && r.GetExtended() {
+		t.row("due before extension", ts(rich.GetOriginalDueTime()))
+	}
+	if rich.GetAcknowledgeByTime() != nil {
+		t.row("acknowledge by", ts(rich.GetAcknowledgeByTime()))
+	}
+	if rich.GetWorkflowId() != "" {
+		t.row("workflow", rich.GetWorkflowId()+" (Temporal namespace lethe)")
+	}
 	if r.GetExtended() {
 		t.row("extended", "yes: "+r.GetExtensionReason())
 	} else {
@@ -268,6 +314,16 @@ func printRequest(w io.Writer, r *fulfillmentv1.PrivacyRequest, tl []event) erro
 	}
 	if err := t.flush(); err != nil {
 		return err
+	}
+	if len(rich.GetOnwardErasures()) > 0 {
+		fmt.Fprintln(w, "\nOnward erasures:")
+		ot := newTable(w, "PROCESSOR", "STATE", "ATTEMPTS", "UPDATED")
+		for _, o := range rich.GetOnwardErasures() {
+			ot.row(o.GetProcessor(), o.GetState(), fmt.Sprint(o.GetAttempts()), ts(o.GetUpdateTime()))
+		}
+		if err := ot.flush(); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintln(w, "\nTimeline:")
 	tt := newTable(w, "TIME", "EVENT", "DETAIL", "BY", "REASON")

@@ -177,8 +177,8 @@ func TestLethectlOnTheDevStack(t *testing.T) {
 	}
 
 	out = mustCLI(t, "requests", "show", held)
-	for _, want := range []string{"legal due date", "yes: records spread over several archives", "received",
-		"operator ExtendPrivacyRequest", "operator SetLegalHold", "litigation hold LH-9", "operator ReleaseLegalHold", "LH-9 closed", "operators/"} {
+	for _, want := range []string{"legal due date", "yes: records spread over several archives", "due-date rule", "due before extension", "workflow", "received",
+		"extension Due date extended", "hold Legal hold set", "litigation hold LH-9", "release Legal hold released", "LH-9 closed", "operators/"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("requests show lacks %q:\n%s", want, out)
 		}
@@ -189,6 +189,9 @@ func TestLethectlOnTheDevStack(t *testing.T) {
 			AuditEvents []struct{ Actor, Action, Reason, Target string }
 		}
 		Timeline []event
+		Detail   struct {
+			WorkflowID string `json:"workflowId"`
+		} `json:"requestTimeline"`
 	}
 	if err := json.Unmarshal([]byte(mustCLI(t, "requests", "show", "/v1/"+held, "-o", "json")), &shown); err != nil {
 		t.Fatal(err)
@@ -202,13 +205,13 @@ func TestLethectlOnTheDevStack(t *testing.T) {
 	if reasons["ExtendPrivacyRequest"] != "records spread over several archives" || reasons["SetLegalHold"] != "litigation hold LH-9" || reasons["ReleaseLegalHold"] != "LH-9 closed" {
 		t.Fatalf("audit log of %s: %+v", held, shown.AuditLog)
 	}
-	if shown.PrivacyRequest.Name != held || len(shown.Timeline) < 4 || !sortedByTime(shown.Timeline) {
+	if shown.PrivacyRequest.Name != held || len(shown.Timeline) < 4 || !sortedByTime(shown.Timeline) || shown.Detail.WorkflowID == "" {
 		t.Fatalf("show -o json: %+v", shown)
 	}
 
 	// The export's timeline has its workflow steps with times and counts.
 	awaitCLI(t, func() bool { return strings.Contains(mustCLI(t, "requests", "show", exp), "completed") }, "the export to complete")
-	if out := mustCLI(t, "requests", "show", exp); !strings.Contains(out, "step export.identity") {
+	if out := mustCLI(t, "requests", "show", exp); !strings.Contains(out, "step export.identity") || !strings.Contains(out, "records") {
 		t.Fatalf("export timeline without its steps:\n%s", out)
 	}
 
