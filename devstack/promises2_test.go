@@ -1,10 +1,11 @@
 package devstack_test
 
 import (
+	"archive/zip"
 	"bytes"
 	"encoding/json"
-	"io"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -63,6 +64,8 @@ func TestPolicyPromises2Journey(t *testing.T) {
 	s, err := devstack.Start(t.Context(), devstack.Options{DataDir: dir, UIPort: -1, Env: map[string]string{
 		"FULFILLMENT_DISABLE_GRACE": "6s", // the grace period before a disabled account is erased
 		"FULFILLMENT_COOLING_OFF":   "0s",
+		// every step signs members in from this one address
+		"GATEWAY_SENSITIVE_PER_MINUTE": "600",
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +84,54 @@ func TestPolicyPromises2Journey(t *testing.T) {
 	p.disableAccount()
 	p.memberLegalHold()
 	p.profileAndSocial()
+	p.accessReport()
+}
+
+// accessReport: report.html in an export is generated from the data map and the partner
+// registry: a page per system, the recipient the member's data went to (by its registry
+// name), and how long each kind of data is kept.
+func (p *promises2) accessReport() {
+	t, c := p.t, p.c
+	name, tok := p.signUp("Reported Rosa", "rosa@example.com")
+	c.must("POST", "/v1/partners?partnerId=mailhouse", p.opTok, map[string]any{"displayName": "Mail House Ltd", "kind": "PARTNER_KIND_LEGAL_AUTHORITY",
+		"purposes": []string{"delivery"}, "dataCategories": []string{"user.contact.email"}, "agreementRef": "DPA-7"})
+	res, err := p.sh.AuthorizeDisclosure(t.Context(), &sharingv1.AuthorizeDisclosureRequest{Member: name, Partner: "partners/mailhouse", Purpose: "delivery",
+		DataCategories: []string{"user.contact.email"}, RequestId: "mail-1"})
+	if err != nil || !res.GetAllowed() {
+		t.Fatalf("legal-authority disclosure: %v %v", res, err)
+	}
+	req := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=export-rosa", tok, map[string]any{"kind": "REQUEST_KIND_ACCESS"})
+	c.awaitState(req["name"].(string), tok, "REQUEST_STATE_COMPLETED")
+	dl := c.must("GET", "/v1/"+req["name"].(string)+"/exportDownload", tok, nil)
+	code, archive := download(t, c, dl["downloadUri"].(string), "")
+	if code != http.StatusOK {
+		t.Fatalf("download: %d", code)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(archive), int64(len(archive)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report string
+	for _, f := range zr.File {
+		if f.Name == "report.html" {
+			rc, _ := f.Open()
+			b, _ := io.ReadAll(rc)
+			rc.Close()
+			report = string(b)
+		}
+	}
+	for _, want := range []string{
+		`<section id="identity">`, `<section id="preferences">`, `<section id="sharing">`, `<section id="fulfillment">`,
+		"Mail House Ltd (partners/mailhouse)", "legal_authority", "delivery",
+		"Your email address", "deleted when your account is erased", "anonymized when your account is erased", "kept after erasure",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+	if strings.Contains(report, "http://") || strings.Contains(report, "https://") || strings.Contains(report, "<script") || strings.Contains(report, "<link") {
+		t.Error("report.html is not readable offline")
+	}
 }
 
 // profileAndSocial: the profile read path shows each section only to whom its visibility

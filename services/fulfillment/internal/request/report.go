@@ -13,19 +13,6 @@ import (
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 )
 
-// systemInfo is what each system does with the data, in the policies' plain language.
-var systemInfo = map[string]struct{ Title, Purpose, Source, Retention string }{
-	"identity": {"Your account", "To run your account: sign-in, devices and sessions, billing and messages about your account.",
-		"You, when you signed up and edited your account; your devices when you sign in.",
-		"While your account exists. Erased (its encryption key destroyed) when you ask us to erase your account."},
-	"preferences": {"Your choices and your viewing", "To respect your communication and ad choices and to personalize recommendations from what you watch and rate.",
-		"You, through your settings and your use of the service; your browser's Global Privacy Control signal.",
-		"While your account exists. On erasure your choices are deleted and your viewing statistics anonymized."},
-	"sharing": {"Who received your data", "To control and record every disclosure of your data outside the company, and your objections.",
-		"Our records of each disclosure, notice and objection.",
-		"Objections and notices while your account exists. The record of disclosures is kept as a legal record (GDPR Art. 30) under an anonymous id after erasure."},
-}
-
 type reportRecipient struct {
 	Partner, Name, Kind string
 	Purposes            []string
@@ -35,8 +22,10 @@ type reportRecipient struct {
 }
 
 type reportSystem struct {
-	Service, Title, Purpose, Source, Retention string
-	Files                                      []ManifestFile
+	Service, Title string
+	Categories     []reportCategory
+	Files          []ManifestFile
+	Recipients     bool // the page lists the recipients (sharing)
 }
 
 var reportTemplate = template.Must(template.New("report").Parse(`<!doctype html>
@@ -51,18 +40,17 @@ It explains, system by system, what we hold, why, where it came from, how long w
 The data itself is in the folders of this archive, one per system.</p>
 {{range .Systems}}<section id="{{.Service}}">
 <h2>{{.Title}} <small>({{.Service}})</small></h2>
-<p><b>Why we hold it:</b> {{.Purpose}}</p>
-<p><b>Where it came from:</b> {{.Source}}</p>
-<p><b>How long we keep it:</b> {{.Retention}}</p>
-<table><tr><th>File</th><th>Records</th></tr>{{range .Files}}<tr><td>{{.Path}}</td><td>{{.Records}}</td></tr>{{end}}</table>
+<table><tr><th>What</th><th>Why we hold it</th><th>Where it came from</th><th>How long we keep it</th></tr>
+{{range .Categories}}<tr><td>{{.What}} <small>({{.Category}})</small></td><td>{{.Why}}</td><td>{{.Source}}</td><td>{{.Retention}}</td></tr>
+{{end}}</table>
+{{if .Files}}<p>Your data from this system is in these files of the archive:</p>
+<table><tr><th>File</th><th>Records</th></tr>{{range .Files}}<tr><td>{{.Path}}</td><td>{{.Records}}</td></tr>{{end}}</table>{{end}}
+{{if .Recipients}}<h3 id="recipients">Who received your data</h3>
+{{if $.Recipients}}<table><tr><th>Recipient</th><th>Kind</th><th>Purposes</th><th>Data</th><th>Times</th><th>First</th><th>Last</th></tr>
+{{range $.Recipients}}<tr><td>{{.Name}} ({{.Partner}})</td><td>{{.Kind}}</td><td>{{range $i, $p := .Purposes}}{{if $i}}, {{end}}{{$p}}{{end}}</td><td>{{range $i, $c := .Categories}}{{if $i}}, {{end}}{{$c}}{{end}}</td><td>{{.Count}}</td><td>{{.First}}</td><td>{{.Last}}</td></tr>
+{{end}}</table>{{else}}<p>Your data was not disclosed to anyone outside the company.</p>{{end}}{{end}}
 </section>
-{{end}}<section id="recipients">
-<h2>Who received your data</h2>
-{{if .Recipients}}<table><tr><th>Recipient</th><th>Kind</th><th>Purposes</th><th>Data</th><th>Times</th><th>First</th><th>Last</th></tr>
-{{range .Recipients}}<tr><td>{{.Name}} ({{.Partner}})</td><td>{{.Kind}}</td><td>{{range $i, $p := .Purposes}}{{if $i}}, {{end}}{{$p}}{{end}}</td><td>{{range $i, $c := .Categories}}{{if $i}}, {{end}}{{$c}}{{end}}</td><td>{{.Count}}</td><td>{{.First}}</td><td>{{.Last}}</td></tr>
-{{end}}</table>{{else}}<p>Your data was not disclosed to anyone outside the company.</p>{{end}}
-</section>
-<section id="rights">
+{{end}}<section id="rights">
 <h2>Your rights</h2>
 <ul><li>See your data (this archive) and take it elsewhere (the JSON files are machine-readable).</li>
 <li>Have us correct it, restrict or object to its use, and object to any partner or purpose (also from the link in each advance notice).</li>
@@ -83,12 +71,12 @@ func (a *Activities) writeReport(ctx context.Context, zw *zip.Writer, in Archive
 		Systems            []reportSystem
 		Recipients         []*reportRecipient
 	}{RequestID: in.RequestID, Created: man.Created.Format("2 January 2006")}
-	for _, svc := range in.Services {
-		info := systemInfo[svc]
-		if info.Title == "" {
-			info.Title = svc
+	for _, svc := range ReportSystems {
+		title := systemTitles[svc]
+		if title == "" {
+			title = svc
 		}
-		rs := reportSystem{Service: svc, Title: info.Title, Purpose: info.Purpose, Source: info.Source, Retention: info.Retention}
+		rs := reportSystem{Service: svc, Title: title, Categories: systemCategories(svc), Recipients: svc == "sharing"}
 		for _, f := range man.Files {
 			if strings.HasPrefix(f.Path, svc+"/") {
 				rs.Files = append(rs.Files, f)
