@@ -301,6 +301,26 @@ func TestOperatorConsoleInChromium(t *testing.T) {
 	run("back to the at-risk request", chromedp.Navigate(base+"/console/requests/"+strings.TrimPrefix(atRisk, "members/")[:strings.Index(strings.TrimPrefix(atRisk, "members/"), "/")]+"/"+idOf(atRisk)),
 		chromedp.WaitVisible("#r-view", chromedp.ByID))
 
+	// Filters by jurisdiction and kind; re-send a code to the request awaiting
+	// verification and cancel the CCPA erasure in its cooling-off period, with reasons.
+	run("CCPA filter", chromedp.Navigate(base+"/console/queue?filter=&jurisdiction=CCPA"), chromedp.WaitVisible("table.queue", chromedp.ByQuery))
+	if q := text(); !strings.Contains(q, "Requests 1–1 of 1") || !strings.Contains(q, "CCPA") {
+		t.Errorf("CCPA filter:\n%s", q)
+	}
+	var ccpaLink, waitingLink string
+	run("CCPA request", chromedp.AttributeValue("table.queue tbody a", "href", &ccpaLink, nil, chromedp.ByQuery))
+	run("cancel", chromedp.Navigate(base+ccpaLink), chromedp.WaitVisible("#r-cancel", chromedp.ByID), chromedp.SendKeys("#r-cancel", "Member asked by post, ref P-12", chromedp.ByID),
+		chromedp.Submit("#r-cancel", chromedp.ByID), chromedp.WaitVisible(".flash", chromedp.ByQuery))
+	run("awaiting verification", chromedp.Navigate(base+"/console/queue?filter=awaiting_verification&kind=ACCESS"), chromedp.WaitVisible("table.queue", chromedp.ByQuery),
+		chromedp.AttributeValue("table.queue tbody a", "href", &waitingLink, nil, chromedp.ByQuery))
+	run("resend", chromedp.Navigate(base+waitingLink), chromedp.WaitVisible("#r-resend", chromedp.ByID), chromedp.SendKeys("#r-resend", "Member lost the email, ticket T-9", chromedp.ByID),
+		chromedp.Submit("#r-resend", chromedp.ByID), chromedp.WaitVisible(".flash", chromedp.ByQuery))
+	if p := text(); !strings.Contains(p, "Verification code re-sent") || !strings.Contains(p, "ticket T-9") {
+		t.Errorf("after re-sending the code:\n%s", p)
+	}
+	run("back to the at-risk request", chromedp.Navigate(base+"/console/requests/"+strings.TrimPrefix(atRisk, "members/")[:strings.Index(strings.TrimPrefix(atRisk, "members/"), "/")]+"/"+idOf(atRisk)),
+		chromedp.WaitVisible("#r-view", chromedp.ByID))
+
 	// Viewing the member's data is an explicit, reasoned action.
 	run("view data", desktop, chromedp.SendKeys("#r-view", "DSAR-88 identity check", chromedp.ByID), chromedp.Submit("#r-view", chromedp.ByID),
 		chromedp.WaitVisible("#member-data", chromedp.ByID))
@@ -311,7 +331,7 @@ func TestOperatorConsoleInChromium(t *testing.T) {
 	// The audit log shows each action with its reason.
 	run("audit log", chromedp.Navigate(base+"/console/audit"), chromedp.WaitVisible("table.audit", chromedp.ByQuery))
 	a := text()
-	for _, want := range []string{"ExtendPrivacyRequest", "Case 2026-114", "SetLegalHold", "Litigation hold LH-77", "ReleaseLegalHold", "LH-77 closed by counsel", "GetMember", "DSAR-88 identity check"} {
+	for _, want := range []string{"CancelPrivacyRequest", "ref P-12", "ResendVerification", "ticket T-9", "ExtendPrivacyRequest", "Case 2026-114", "SetLegalHold", "Litigation hold LH-77", "ReleaseLegalHold", "LH-77 closed by counsel", "GetMember", "DSAR-88 identity check"} {
 		if !strings.Contains(a, want) {
 			t.Errorf("the audit log lacks %q:\n%s", want, a)
 		}
