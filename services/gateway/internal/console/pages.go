@@ -29,12 +29,16 @@ func enumLabel(s, prefix string) string {
 
 func (c *Console) funcs() template.FuncMap {
 	return template.FuncMap{
-		"state":        func(s fulfillmentv1.RequestState) string { return enumLabel(s.String(), "REQUEST_STATE_") },
-		"stateClass":   func(s fulfillmentv1.RequestState) string { return strings.ToLower(strings.TrimPrefix(s.String(), "REQUEST_STATE_")) },
-		"kind":         func(k fulfillmentv1.RequestKind) string { return enumLabel(k.String(), "REQUEST_KIND_") },
-		"jurisdiction": func(j fulfillmentv1.Jurisdiction) string { return strings.ToUpper(enumLabel(j.String(), "JURISDICTION_")) },
-		"origin":       func(o fulfillmentv1.RequestOrigin) string { return enumLabel(o.String(), "REQUEST_ORIGIN_") },
-		"partnerKind":  func(k sharingv1.PartnerKind) string { return enumLabel(k.String(), "PARTNER_KIND_") },
+		"state": func(s fulfillmentv1.RequestState) string { return enumLabel(s.String(), "REQUEST_STATE_") },
+		"stateClass": func(s fulfillmentv1.RequestState) string {
+			return strings.ToLower(strings.TrimPrefix(s.String(), "REQUEST_STATE_"))
+		},
+		"kind": func(k fulfillmentv1.RequestKind) string { return enumLabel(k.String(), "REQUEST_KIND_") },
+		"jurisdiction": func(j fulfillmentv1.Jurisdiction) string {
+			return strings.ToUpper(enumLabel(j.String(), "JURISDICTION_"))
+		},
+		"origin":      func(o fulfillmentv1.RequestOrigin) string { return enumLabel(o.String(), "REQUEST_ORIGIN_") },
+		"partnerKind": func(k sharingv1.PartnerKind) string { return enumLabel(k.String(), "PARTNER_KIND_") },
 		"time": func(t *timestamppb.Timestamp) string {
 			if t == nil {
 				return "—"
