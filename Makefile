@@ -69,6 +69,14 @@ test: lint check-generated datamap vet rules node-deps ## Everything CI checks: 
 	@echo "== Figures from the end-to-end tests"; cat $(LETHE_TEST_FIGURES) 2>/dev/null || echo "(none recorded)"
 	@echo "== Operator console screenshots (headless Chromium): $(LETHE_CONSOLE_ARTIFACTS)"; ls $(LETHE_CONSOLE_ARTIFACTS) 2>/dev/null || echo "(none saved)"
 
+# The load test on the multi-process topology (devstack/topology/load_test.go): 10,000
+# members, 1,000 erasures and 100 exports of 10,000 events filed at once, then the
+# Temporal floor in the same run. Smaller: LETHE_LOAD_MEMBERS, LETHE_LOAD_ERASURES,
+# LETHE_LOAD_EXPORTS, LETHE_LOAD_ITEMS; sign-ups at a time: LETHE_LOAD_CONCURRENCY.
+.PHONY: load
+load: ## Load test on the production topology (Temporal on PostgreSQL), with the Temporal floor.
+	LETHE_LOAD=1 go test -count=1 -timeout 90m -run '^TestLoad$$' -v ./devstack/topology/
+
 bench: ## Benchmarks quoted in the READMEs.
 	go test -run '^$$' -bench . -benchmem $(PKGS)
 

@@ -29,7 +29,6 @@ import (
 	"time"
 
 	"lethe.dev/devstack/internal/figures"
-	"lethe.dev/devstack/temporaldev/temporaldevtest"
 	"lethe.dev/platform/storage/storagetest"
 )
 
@@ -265,91 +264,12 @@ func TestProductionTopology(t *testing.T) {
 		figures.Report(t, "timings:%s", b.String())
 	})
 
-	began := time.Now()
-	bin := build(t)
-	mark("go build of the six binaries", began)
-
-	// Temporal on PostgreSQL, from the project's own program.
-	temporalAddr := freePort(t)
-	_, tport, _ := net.SplitHostPort(temporalAddr)
-	began = time.Now()
-	temporal := start(t, filepath.Join(bin, "lethe-temporal"), "temporal", map[string]string{
-		"TEMPORAL_POSTGRES_URL": temporaldevtest.DatabaseURL(t, base), "TEMPORAL_PORT": tport, "TEMPORAL_UI_PORT": "-1", "LETHE_LOG_LEVEL": "warn",
-	})
-	temporal.waitFor("ready", 120*time.Second, func() bool {
-		raw, _ := os.ReadFile(temporal.log)
-		return bytes.Contains(raw, []byte("Temporal is ready"))
-	})
-	mark("Temporal on PostgreSQL: fresh schema to namespace ready", began)
-
-	shared := t.TempDir() // what every replica shares: keysets and the archive bucket
-	common := map[string]string{
-		"LETHE_SERVICE_TOKEN": random() + random(), "LETHE_LOG_LEVEL": "warn", "TEMPORAL_ADDRESS": temporalAddr, "TEMPORAL_NAMESPACE": "lethe",
-	}
-	with := func(extra map[string]string) map[string]string {
-		out := map[string]string{"LETHE_DATA_DIR": t.TempDir()} // nothing local is shared
-		for k, v := range common {
-			out[k] = v
-		}
-		for k, v := range extra {
-			out[k] = v
-		}
-		return out
-	}
-	addr := map[string]string{}
-	for _, n := range []string{"identity", "preferences", "sharing", "fulfillment-a", "fulfillment-b", "fulfillment-a-http", "fulfillment-b-http", "gateway-a", "gateway-b"} {
-		addr[n] = freePort(t)
-	}
-	common["IDENTITY_ADDRESS"], common["PREFERENCES_ADDRESS"], common["SHARING_ADDRESS"] = addr["identity"], addr["preferences"], addr["sharing"]
-	fulfillmentDB := storagetest.PostgresSchemaURL(t, base)
-
-	began = time.Now()
-	procs := map[string]*process{}
-	procs["identity"] = start(t, filepath.Join(bin, "identity"), "identity", with(map[string]string{
-		"IDENTITY_LISTEN": addr["identity"], "IDENTITY_DATABASE_URL": storagetest.PostgresSchemaURL(t, base)}))
-	procs["preferences"] = start(t, filepath.Join(bin, "preferences"), "preferences", with(map[string]string{
-		"PREFERENCES_LISTEN": addr["preferences"], "PREFERENCES_DATABASE_URL": storagetest.PostgresSchemaURL(t, base),
-		"PREFERENCES_TOKEN_KEY": filepath.Join(shared, "unsubscribe.keyset.json"),
-		"PREFERENCES_KEK_URI":   "file:" + filepath.Join(shared, "preferences-kek.json")}))
-	procs["sharing"] = start(t, filepath.Join(bin, "sharing"), "sharing", with(map[string]string{
-		"SHARING_LISTEN": addr["sharing"], "SHARING_DATABASE_URL": storagetest.PostgresSchemaURL(t, base),
-		"SHARING_SECRETS_KEYSET": filepath.Join(shared, "secrets.keyset.json"), "SHARING_PSEUDONYM_KEYSET": filepath.Join(shared, "pseudonyms.keyset.json")}))
-	fulfillmentEnv := func(replica string) map[string]string {
-		return with(map[string]string{
-			"FULFILLMENT_LISTEN": addr["fulfillment-"+replica], "FULFILLMENT_HTTP_LISTEN": addr["fulfillment-"+replica+"-http"],
-			"FULFILLMENT_DATABASE_URL": fulfillmentDB, "FULFILLMENT_COOLING_OFF": "0s",
-			"FULFILLMENT_ARCHIVE_BUCKET":  "file://" + filepath.Join(shared, "archives") + "?create_dir=1",
-			"FULFILLMENT_RECEIPT_KEYSET":  "file:" + filepath.Join(shared, "receipts.keyset.json"),
-			"FULFILLMENT_DOWNLOAD_KEYSET": "file:" + filepath.Join(shared, "download-links.keyset.json"),
-			"FULFILLMENT_TOKEN_KEYSET":    "file:" + filepath.Join(shared, "receipt-tokens.keyset.json"),
-			// The per-export archive keys are wrapped by this KEK: every replica needs it.
-			"FULFILLMENT_KEK_URI": "file:" + filepath.Join(shared, "fulfillment-kek.json"),
-		})
-	}
-	// Both replicas start at once on a fresh schema: the migration lock and the exclusive
-	// keyset creation are what let them.
-	procs["fulfillment-a"] = start(t, filepath.Join(bin, "fulfillment"), "fulfillment-a", fulfillmentEnv("a"))
-	procs["fulfillment-b"] = start(t, filepath.Join(bin, "fulfillment"), "fulfillment-b", fulfillmentEnv("b"))
-	gatewayEnv := func(replica string) map[string]string {
-		return with(map[string]string{
-			"GATEWAY_LISTEN": addr["gateway-"+replica], "GATEWAY_SENSITIVE_PER_MINUTE": "100000",
-			"FULFILLMENT_ADDRESS":      addr["fulfillment-a"] + "," + addr["fulfillment-b"],
-			"FULFILLMENT_HTTP_ADDRESS": "http://" + addr["fulfillment-a-http"] + ",http://" + addr["fulfillment-b-http"],
-		})
-	}
-	procs["gateway-a"] = start(t, filepath.Join(bin, "gateway"), "gateway-a", gatewayEnv("a"))
-	procs["gateway-b"] = start(t, filepath.Join(bin, "gateway"), "gateway-b", gatewayEnv("b"))
-	for name, p := range procs {
-		p.waitFor("listener", 60*time.Second, listening(addr[name]))
-	}
-	gwA, gwB := api{t, "http://" + addr["gateway-a"]}, api{t, "http://" + addr["gateway-b"]}
-	for _, g := range []api{gwA, gwB} {
-		procs["gateway-a"].waitFor("healthy backends", 30*time.Second, func() bool { code, _ := g.do("GET", "/healthz", "", nil); return code == 200 })
-	}
-	mark("identity, preferences, sharing, 2 fulfillment, 2 gateways up", began)
+	tp := startTopology(t, base, []string{"a", "b"}, []string{"a", "b"}, mark)
+	addr, procs := tp.addr, tp.procs
+	gwA, gwB := tp.gateways[0], tp.gateways[1]
 
 	// The journey, crossing replicas at every step.
-	began = time.Now()
+	began := time.Now()
 	m := signUp(gwA, "ada-"+random()+"@example.com")
 	gwB.must("POST", "/v1/"+m.name+"/viewingEvents?requestId=v1", m.token, map[string]any{"titleId": "the-analytical-engine", "durationSeconds": 600})
 	exp := gwA.must("POST", "/v1/"+m.name+"/privacyRequests?requestId=export-1", m.token, map[string]any{"kind": "REQUEST_KIND_ACCESS"})

@@ -1,0 +1,136 @@
+//go:build linux
+
+package topology_test
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"lethe.dev/devstack/temporaldev/temporaldevtest"
+	"lethe.dev/platform/storage/storagetest"
+)
+
+// topology is Lethe running as production does: lethe-temporal on PostgreSQL and every
+// service binary as its own OS process, each service on its own PostgreSQL schema.
+type topology struct {
+	temporal     *process
+	temporalAddr string
+	addr         map[string]string   // listen addresses by process name (and "<name>-http")
+	procs        map[string]*process // the service processes by name, without Temporal
+	gateways     []api               // one per gateway replica, in the order asked for
+	// preferencesDB is preferences' database URL (its own schema), for bulk seeding.
+	preferencesDB string
+}
+
+// startTopology builds the six binaries and starts Temporal on a fresh PostgreSQL
+// database, then identity, preferences, sharing, one fulfillment process per name in
+// fulfillments and one gateway per name in gateways (replicas share nothing but the
+// database, the archive bucket and the keysets). mark records how long each stage took.
+func startTopology(t *testing.T, base string, fulfillments, gateways []string, mark func(string, time.Time)) *topology {
+	t.Helper()
+	began := time.Now()
+	bin := build(t)
+	mark("go build of the six binaries", began)
+
+	// Temporal on PostgreSQL, from the project's own program.
+	tp := &topology{temporalAddr: freePort(t), addr: map[string]string{}, procs: map[string]*process{}}
+	_, tport, _ := net.SplitHostPort(tp.temporalAddr)
+	began = time.Now()
+	temporal := start(t, filepath.Join(bin, "lethe-temporal"), "temporal", map[string]string{
+		"TEMPORAL_POSTGRES_URL": temporaldevtest.DatabaseURL(t, base), "TEMPORAL_PORT": tport, "TEMPORAL_UI_PORT": "-1", "LETHE_LOG_LEVEL": "warn",
+	})
+	temporal.waitFor("ready", 120*time.Second, func() bool {
+		raw, _ := os.ReadFile(temporal.log)
+		return bytes.Contains(raw, []byte("Temporal is ready"))
+	})
+	tp.temporal = temporal
+	mark("Temporal on PostgreSQL: fresh schema to namespace ready", began)
+
+	shared := t.TempDir() // what every replica shares: keysets and the archive bucket
+	common := map[string]string{
+		"LETHE_SERVICE_TOKEN": random() + random(), "LETHE_LOG_LEVEL": "warn", "TEMPORAL_ADDRESS": tp.temporalAddr, "TEMPORAL_NAMESPACE": "lethe",
+	}
+	with := func(extra map[string]string) map[string]string {
+		out := map[string]string{"LETHE_DATA_DIR": t.TempDir()} // nothing local is shared
+		for k, v := range common {
+			out[k] = v
+		}
+		for k, v := range extra {
+			out[k] = v
+		}
+		return out
+	}
+	addr := tp.addr
+	names := []string{"identity", "preferences", "sharing"}
+	for _, r := range fulfillments {
+		names = append(names, "fulfillment-"+r, "fulfillment-"+r+"-http")
+	}
+	for _, r := range gateways {
+		names = append(names, "gateway-"+r)
+	}
+	for _, n := range names {
+		addr[n] = freePort(t)
+	}
+	common["IDENTITY_ADDRESS"], common["PREFERENCES_ADDRESS"], common["SHARING_ADDRESS"] = addr["identity"], addr["preferences"], addr["sharing"]
+	fulfillmentDB := storagetest.PostgresSchemaURL(t, base)
+	tp.preferencesDB = storagetest.PostgresSchemaURL(t, base)
+
+	began = time.Now()
+	procs := tp.procs
+	procs["identity"] = start(t, filepath.Join(bin, "identity"), "identity", with(map[string]string{
+		"IDENTITY_LISTEN": addr["identity"], "IDENTITY_DATABASE_URL": storagetest.PostgresSchemaURL(t, base)}))
+	procs["preferences"] = start(t, filepath.Join(bin, "preferences"), "preferences", with(map[string]string{
+		"PREFERENCES_LISTEN": addr["preferences"], "PREFERENCES_DATABASE_URL": tp.preferencesDB,
+		"PREFERENCES_TOKEN_KEY": filepath.Join(shared, "unsubscribe.keyset.json"),
+		"PREFERENCES_KEK_URI":   "file:" + filepath.Join(shared, "preferences-kek.json")}))
+	procs["sharing"] = start(t, filepath.Join(bin, "sharing"), "sharing", with(map[string]string{
+		"SHARING_LISTEN": addr["sharing"], "SHARING_DATABASE_URL": storagetest.PostgresSchemaURL(t, base),
+		"SHARING_SECRETS_KEYSET": filepath.Join(shared, "secrets.keyset.json"), "SHARING_PSEUDONYM_KEYSET": filepath.Join(shared, "pseudonyms.keyset.json")}))
+	fulfillmentEnv := func(replica string) map[string]string {
+		return with(map[string]string{
+			"FULFILLMENT_LISTEN": addr["fulfillment-"+replica], "FULFILLMENT_HTTP_LISTEN": addr["fulfillment-"+replica+"-http"],
+			"FULFILLMENT_DATABASE_URL": fulfillmentDB, "FULFILLMENT_COOLING_OFF": "0s",
+			"FULFILLMENT_ARCHIVE_BUCKET":  "file://" + filepath.Join(shared, "archives") + "?create_dir=1",
+			"FULFILLMENT_RECEIPT_KEYSET":  "file:" + filepath.Join(shared, "receipts.keyset.json"),
+			"FULFILLMENT_DOWNLOAD_KEYSET": "file:" + filepath.Join(shared, "download-links.keyset.json"),
+			"FULFILLMENT_TOKEN_KEYSET":    "file:" + filepath.Join(shared, "receipt-tokens.keyset.json"),
+			// The per-export archive keys are wrapped by this KEK: every replica needs it.
+			"FULFILLMENT_KEK_URI": "file:" + filepath.Join(shared, "fulfillment-kek.json"),
+		})
+	}
+	// All replicas start at once on a fresh schema: the migration lock and the exclusive
+	// keyset creation are what let them.
+	var grpcAddrs, httpAddrs []string
+	for _, r := range fulfillments {
+		procs["fulfillment-"+r] = start(t, filepath.Join(bin, "fulfillment"), "fulfillment-"+r, fulfillmentEnv(r))
+		grpcAddrs = append(grpcAddrs, addr["fulfillment-"+r])
+		httpAddrs = append(httpAddrs, "http://"+addr["fulfillment-"+r+"-http"])
+	}
+	gatewayEnv := func(replica string) map[string]string {
+		return with(map[string]string{
+			"GATEWAY_LISTEN": addr["gateway-"+replica], "GATEWAY_SENSITIVE_PER_MINUTE": "100000",
+			"FULFILLMENT_ADDRESS":      strings.Join(grpcAddrs, ","),
+			"FULFILLMENT_HTTP_ADDRESS": strings.Join(httpAddrs, ","),
+		})
+	}
+	for _, r := range gateways {
+		procs["gateway-"+r] = start(t, filepath.Join(bin, "gateway"), "gateway-"+r, gatewayEnv(r))
+	}
+	for name, p := range procs {
+		p.waitFor("listener", 60*time.Second, listening(addr[name]))
+	}
+	for _, r := range gateways {
+		tp.gateways = append(tp.gateways, api{t, "http://" + addr["gateway-"+r]})
+	}
+	for _, g := range tp.gateways {
+		procs["gateway-"+gateways[0]].waitFor("healthy backends", 30*time.Second, func() bool { code, _ := g.do("GET", "/healthz", "", nil); return code == 200 })
+	}
+	mark(fmt.Sprintf("identity, preferences, sharing, %d fulfillment, %d gateways up", len(fulfillments), len(gateways)), began)
+	return tp
+}
