@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"runtime"
@@ -21,6 +22,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	tclient "go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -328,7 +330,9 @@ func TestLoad(t *testing.T) {
 		mark(fmt.Sprintf("%d viewing events seeded by SQL (%d members × %d)", exports*items, exports, items), began)
 	}
 
-	c, err := tclient.Dial(tclient.Options{HostPort: tp.temporalAddr, Namespace: "lethe"})
+	// The SDK logs every activity at debug level: warnings only.
+	quiet := tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	c, err := tclient.Dial(tclient.Options{HostPort: tp.temporalAddr, Namespace: "lethe", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
