@@ -63,6 +63,7 @@ func DefaultOptions(dataDir string) Options {
 
 // Stack is a running dev stack.
 type Stack struct {
+	envRestore []func() // puts back the environment variables Options.Env changed
 	Temporal        *temporaldev.Server // nil with ExternalTemporal
 	TemporalAddress string
 	UIURL           string
@@ -181,6 +182,19 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	for k, v := range o.Env {
 		env[k] = v
 	}
+	// The caller's own settings (Options.Env) last as long as this stack: Stop puts the
+	// environment back, so they do not leak into stacks started later in the process
+	// (a raised rate limit would otherwise disarm another test's limit check).
+	for k := range o.Env {
+		old, ok := os.LookupEnv(k)
+		s.envRestore = append(s.envRestore, func() {
+			if ok {
+				os.Setenv(k, old)
+			} else {
+				os.Unsetenv(k)
+			}
+		})
+	}
 	for k, v := range env {
 		os.Setenv(k, v)
 	}
@@ -274,5 +288,9 @@ func (s *Stack) Stop() error {
 		}
 	}
 	s.closers = nil
+	for _, restore := range s.envRestore {
+		restore()
+	}
+	s.envRestore = nil
 	return errors.Join(errs...)
 }

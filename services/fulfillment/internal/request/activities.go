@@ -3,9 +3,11 @@ package request
 import (
 	"archive/zip"
 	"bufio"
+	"bytes"
 	"compress/flate"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -367,6 +369,26 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 		return ArchiveResult{}, err
 	}
 	key := ArchiveKey(in.RequestID)
+	// A retry after the archive was written and recorded (the process died while the
+	// parts were being deleted) must not rebuild it from the parts that are left: it
+	// finishes the deletion and answers what was recorded.
+	var donePath, doneSum sql.NullString
+	var doneSize sql.NullInt64
+	if err := a.DB.QueryRowContext(ctx, `SELECT archive_path, archive_size, archive_sha256 FROM requests WHERE id = $1`, in.RequestID).Scan(&donePath, &doneSize, &doneSum); err != nil {
+		return ArchiveResult{}, err
+	}
+	if donePath.String == key && doneSum.String != "" {
+		total, err := a.archiveRecords(ctx, in.RequestID, key, doneSize.Int64)
+		if err != nil {
+			return ArchiveResult{}, err
+		}
+		if in.DeleteParts {
+			if err := a.DeleteParts(ctx, RequestRef{RequestID: in.RequestID}); err != nil {
+				return ArchiveResult{}, err
+			}
+		}
+		return ArchiveResult{Path: key, Size: doneSize.Int64, SHA256: doneSum.String, Records: total}, nil
+	}
 	w, err := a.Archives.NewWriter(ctx, in.RequestID, key)
 	if err != nil {
 		return ArchiveResult{}, err
@@ -442,6 +464,37 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 		}
 	}
 	return ArchiveResult{Path: key, Size: size.n, SHA256: digest, Records: total}, nil
+}
+
+// archiveRecords counts the records an archive's manifest lists.
+func (a *Activities) archiveRecords(ctx context.Context, requestID, key string, size int64) (int64, error) {
+	r, err := a.Archives.NewReader(ctx, requestID, key)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	raw, err := io.ReadAll(io.LimitReader(r, size+1))
+	if err != nil {
+		return 0, err
+	}
+	zr, err := zip.NewReader(bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		return 0, err
+	}
+	mf, err := zr.Open("manifest.json")
+	if err != nil {
+		return 0, err
+	}
+	defer mf.Close()
+	var man Manifest
+	if err := json.NewDecoder(mf).Decode(&man); err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, f := range man.Files {
+		total += f.Records
+	}
+	return total, nil
 }
 
 type datasetParts struct {
