@@ -68,6 +68,23 @@ func services(t *testing.T, temporal string) (map[string]*exec.Cmd, string, stri
 	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	// Ports are picked by binding and releasing them, so a test running beside this one
+	// can take one before its service binds it: a start that meets "address already in
+	// use" is retried on fresh ports.
+	for attempt := 1; ; attempt++ {
+		procs, gateway, dir, retry := startServices(t, bin, pkgs, temporal)
+		if !retry {
+			return procs, gateway, dir
+		}
+		if attempt == 3 {
+			t.Fatal("the services met ports already in use three times")
+		}
+	}
+}
+
+// startServices starts the service binaries once; retry is true when one of them could
+// not bind its port (the processes are then stopped again).
+func startServices(t *testing.T, bin string, pkgs []string, temporal string) (map[string]*exec.Cmd, string, string, bool) {
 	dir := t.TempDir()
 	addr := map[string]string{}
 	for _, n := range []string{"identity", "preferences", "sharing", "fulfillment", "fulfillment-http", "gateway"} {
@@ -95,6 +112,12 @@ func services(t *testing.T, temporal string) (map[string]*exec.Cmd, string, stri
 		}
 	}
 	procs := map[string]*exec.Cmd{}
+	var stops []func(report bool)
+	stopAll := func(report bool) {
+		for _, stop := range stops {
+			stop(report)
+		}
+	}
 	for _, p := range pkgs {
 		cmd := exec.Command(filepath.Join(bin, p))
 		cmd.Env = append(append([]string{}, env...), strings.ToUpper(p)+"_LISTEN="+addr[p])
@@ -104,11 +127,11 @@ func services(t *testing.T, temporal string) (map[string]*exec.Cmd, string, stri
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() {
+		stops = append(stops, func(report bool) {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			log.Close()
-			if t.Failed() {
+			if report && t.Failed() {
 				raw, _ := os.ReadFile(log.Name())
 				if len(raw) > 2000 {
 					raw = raw[len(raw)-2000:]
@@ -126,12 +149,20 @@ func services(t *testing.T, temporal string) (map[string]*exec.Cmd, string, stri
 				break
 			}
 		}
+		for _, p := range pkgs {
+			if raw, _ := os.ReadFile(filepath.Join(dir, p+".log")); strings.Contains(string(raw), "address already in use") {
+				stopAll(false)
+				return nil, "", "", true
+			}
+		}
 		if time.Now().After(deadline) {
+			t.Cleanup(func() { stopAll(true) })
 			t.Fatal("the services did not come up in 2 minutes")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return procs, "http://" + addr["gateway"], dir
+	t.Cleanup(func() { stopAll(true) })
+	return procs, "http://" + addr["gateway"], dir, false
 }
 
 // TestExportMemoryIsFlat exports viewing histories of 10^4 and 10^6 events through the

@@ -63,7 +63,7 @@ func DefaultOptions(dataDir string) Options {
 
 // Stack is a running dev stack.
 type Stack struct {
-	envRestore []func() // puts back the environment variables Options.Env changed
+	envRestore      []func()            // puts back the environment variables Options.Env changed
 	Temporal        *temporaldev.Server // nil with ExternalTemporal
 	TemporalAddress string
 	UIURL           string
