@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -57,6 +59,69 @@ func vmHWM(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// cpuTime is a process's CPU time so far (user + system), 0 if it is gone.
+func cpuTime(pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name is in parentheses and may hold spaces: fields follow the last ')'.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64) // utime, field 14
+	s, _ := strconv.ParseInt(f[12], 10, 64) // stime, field 15
+	return time.Duration(u+s) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// postgresCPU is the CPU time of every PostgreSQL process on the machine (the server is
+// shared with whatever else runs here, so this is an upper bound for the test's share).
+func postgresCPU() time.Duration {
+	entries, _ := os.ReadDir("/proc")
+	var total time.Duration
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "postgres" {
+			total += cpuTime(pid)
+		}
+	}
+	return total
+}
+
+// profile fetches a CPU profile of seconds from each admin listener into dir.
+func profile(t *testing.T, admin map[string]string, dir string, seconds int) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Error(err)
+		return &wg
+	}
+	for name, addr := range admin {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds))
+			if err != nil {
+				t.Logf("profile of %s: %v", name, err)
+				return
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				t.Logf("profile of %s: %d %s", name, resp.StatusCode, raw)
+				return
+			}
+			if err := os.WriteFile(filepath.Join(dir, name+".cpu.pprof"), raw, 0o644); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	return &wg
 }
 
 // resetHWM starts a new peak: writing 5 to clear_refs resets VmHWM to the current RSS.
@@ -347,9 +412,17 @@ func TestLoad(t *testing.T) {
 	}
 	slices.Sort(procNames[1:])
 	signupPeak := map[string]int64{}
+	cpuBefore := map[string]time.Duration{}
 	for _, name := range procNames {
 		signupPeak[name] = vmHWM(pids[name])
 		resetHWM(pids[name])
+		cpuBefore[name] = cpuTime(pids[name])
+	}
+	pgBefore := postgresCPU()
+	// LETHE_LOAD_PROFILE=DIR: CPU profiles of every service during the load.
+	profiled := &sync.WaitGroup{}
+	if dir := os.Getenv("LETHE_LOAD_PROFILE"); dir != "" {
+		profiled = profile(t, tp.admin, dir, envInt(t, "LETHE_LOAD_PROFILE_SECONDS", 15))
 	}
 
 	// Every erasure and export filed at once.
@@ -407,9 +480,14 @@ func TestLoad(t *testing.T) {
 		}
 	}
 	loadPeak := map[string]int64{}
+	cpuLoad := map[string]time.Duration{}
 	for _, name := range procNames {
 		loadPeak[name] = vmHWM(pids[name])
+		cpuLoad[name] = cpuTime(pids[name]) - cpuBefore[name]
 	}
+	pgLoad := postgresCPU() - pgBefore
+	loadSpan := time.Since(began)
+	profiled.Wait()
 	// Every erasure has its receipt, public with its token; every export is completed
 	// with every event in its archive.
 	if err := pool(erasures, conc, func(i int) error {
@@ -478,6 +556,7 @@ func TestLoad(t *testing.T) {
 	}
 	defer w.Stop()
 	resetHWM(pids["temporal"])
+	temporalBeforeFloor, testBeforeFloor, pgBeforeFloor := cpuTime(pids["temporal"]), cpuTime(os.Getpid()), postgresCPU()
 	floor := make([]filed, erasures)
 	loadAtFloor := loadAverage()
 	for i := range floor {
@@ -500,6 +579,7 @@ func TestLoad(t *testing.T) {
 		}
 	}
 	floorTemporal := vmHWM(pids["temporal"])
+	temporalFloorCPU, testFloorCPU, pgFloorCPU := cpuTime(pids["temporal"])-temporalBeforeFloor, cpuTime(os.Getpid())-testBeforeFloor, postgresCPU()-pgBeforeFloor
 	fl := summarize(split(floor))
 	floorEvents, _, err := historyShape(ctx, c, fmt.Sprintf("load-floor/%s/0", run))
 	if err != nil {
@@ -513,4 +593,10 @@ func TestLoad(t *testing.T) {
 		rss += fmt.Sprintf(" %s %s / %s;", name, mib(signupPeak[name]), mib(loadPeak[name]))
 	}
 	line("%s temporal during the floor %s", rss, mib(floorTemporal))
+	cpu := fmt.Sprintf("CPU seconds during the load (filing to last completion, %s):", loadSpan.Round(time.Millisecond))
+	for _, name := range procNames {
+		cpu += fmt.Sprintf(" %s %.1f;", name, cpuLoad[name].Seconds())
+	}
+	line("%s postgres (every process on the machine) %.1f", cpu, pgLoad.Seconds())
+	line("CPU seconds during the floor: temporal %.1f; the test process (floor worker) %.1f; postgres (every process) %.1f", temporalFloorCPU.Seconds(), testFloorCPU.Seconds(), pgFloorCPU.Seconds())
 }

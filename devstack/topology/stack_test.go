@@ -26,6 +26,9 @@ type topology struct {
 	gateways     []api               // one per gateway replica, in the order asked for
 	// preferencesDB is preferences' database URL (its own schema), for bulk seeding.
 	preferencesDB string
+	// admin is each service process's admin listener (with pprof) when profiling was
+	// asked for (LETHE_LOAD_PROFILE), by process name.
+	admin map[string]string
 }
 
 // startTopology builds the six binaries and starts Temporal on a fresh PostgreSQL
@@ -77,21 +80,33 @@ func startTopology(t *testing.T, base string, fulfillments, gateways []string, m
 	for _, n := range names {
 		addr[n] = freePort(t)
 	}
+	// Profiles of the load (LETHE_LOAD_PROFILE=DIR): every service serves pprof on its
+	// admin listener.
+	profiling := os.Getenv("LETHE_LOAD_PROFILE") != ""
+	tp.admin = map[string]string{}
+	admin := func(proc, service string, env map[string]string) map[string]string {
+		if profiling {
+			tp.admin[proc] = freePort(t)
+			env[strings.ToUpper(service)+"_METRICS_ADDR"] = tp.admin[proc]
+			env["LETHE_PPROF"] = "1"
+		}
+		return env
+	}
 	common["IDENTITY_ADDRESS"], common["PREFERENCES_ADDRESS"], common["SHARING_ADDRESS"] = addr["identity"], addr["preferences"], addr["sharing"]
 	fulfillmentDB := storagetest.PostgresSchemaURL(t, base)
 	tp.preferencesDB = storagetest.PostgresSchemaURL(t, base)
 
 	began = time.Now()
 	procs := tp.procs
-	procs["identity"] = start(t, filepath.Join(bin, "identity"), "identity", with(map[string]string{
-		"IDENTITY_LISTEN": addr["identity"], "IDENTITY_DATABASE_URL": storagetest.PostgresSchemaURL(t, base)}))
-	procs["preferences"] = start(t, filepath.Join(bin, "preferences"), "preferences", with(map[string]string{
+	procs["identity"] = start(t, filepath.Join(bin, "identity"), "identity", admin("identity", "identity", with(map[string]string{
+		"IDENTITY_LISTEN": addr["identity"], "IDENTITY_DATABASE_URL": storagetest.PostgresSchemaURL(t, base)})))
+	procs["preferences"] = start(t, filepath.Join(bin, "preferences"), "preferences", admin("preferences", "preferences", with(map[string]string{
 		"PREFERENCES_LISTEN": addr["preferences"], "PREFERENCES_DATABASE_URL": tp.preferencesDB,
 		"PREFERENCES_TOKEN_KEY": filepath.Join(shared, "unsubscribe.keyset.json"),
-		"PREFERENCES_KEK_URI":   "file:" + filepath.Join(shared, "preferences-kek.json")}))
-	procs["sharing"] = start(t, filepath.Join(bin, "sharing"), "sharing", with(map[string]string{
+		"PREFERENCES_KEK_URI":   "file:" + filepath.Join(shared, "preferences-kek.json")})))
+	procs["sharing"] = start(t, filepath.Join(bin, "sharing"), "sharing", admin("sharing", "sharing", with(map[string]string{
 		"SHARING_LISTEN": addr["sharing"], "SHARING_DATABASE_URL": storagetest.PostgresSchemaURL(t, base),
-		"SHARING_SECRETS_KEYSET": filepath.Join(shared, "secrets.keyset.json"), "SHARING_PSEUDONYM_KEYSET": filepath.Join(shared, "pseudonyms.keyset.json")}))
+		"SHARING_SECRETS_KEYSET": filepath.Join(shared, "secrets.keyset.json"), "SHARING_PSEUDONYM_KEYSET": filepath.Join(shared, "pseudonyms.keyset.json")})))
 	fulfillmentEnv := func(replica string) map[string]string {
 		return with(map[string]string{
 			"FULFILLMENT_LISTEN": addr["fulfillment-"+replica], "FULFILLMENT_HTTP_LISTEN": addr["fulfillment-"+replica+"-http"],
@@ -108,7 +123,7 @@ func startTopology(t *testing.T, base string, fulfillments, gateways []string, m
 	// keyset creation are what let them.
 	var grpcAddrs, httpAddrs []string
 	for _, r := range fulfillments {
-		procs["fulfillment-"+r] = start(t, filepath.Join(bin, "fulfillment"), "fulfillment-"+r, fulfillmentEnv(r))
+		procs["fulfillment-"+r] = start(t, filepath.Join(bin, "fulfillment"), "fulfillment-"+r, admin("fulfillment-"+r, "fulfillment", fulfillmentEnv(r)))
 		grpcAddrs = append(grpcAddrs, addr["fulfillment-"+r])
 		httpAddrs = append(httpAddrs, "http://"+addr["fulfillment-"+r+"-http"])
 	}
@@ -120,7 +135,7 @@ func startTopology(t *testing.T, base string, fulfillments, gateways []string, m
 		})
 	}
 	for _, r := range gateways {
-		procs["gateway-"+r] = start(t, filepath.Join(bin, "gateway"), "gateway-"+r, gatewayEnv(r))
+		procs["gateway-"+r] = start(t, filepath.Join(bin, "gateway"), "gateway-"+r, admin("gateway-"+r, "gateway", gatewayEnv(r)))
 	}
 	for name, p := range procs {
 		p.waitFor("listener", 60*time.Second, listening(addr[name]))

@@ -58,7 +58,16 @@ type run struct {
 	// released since the last look.
 	memberHolds       bool
 	memberHoldChanged bool
+	// allChanges is set on runs that recorded the one version gate (allChangesVersion):
+	// every change above is on, and none records a version marker of its own.
+	allChanges bool
 }
+
+// allChangesVersion is the change id of the one version gate that stands for every
+// change before it (replan-on-extend, archive-lifecycle, child-upgrade,
+// lean-bookkeeping, request-kinds, member-hold, notify-export-ready, erase-resumes,
+// recipients-before-erasure). A later change gets a GetVersion of its own, as usual.
+const allChangesVersion = "all-changes-2026-12"
 
 func (r *run) setStatus(ctx workflow.Context, status string) error {
 	r.status = status
@@ -156,18 +165,27 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 	}); err != nil {
 		return Result{}, err
 	}
-	r.replanOnExtend = workflow.GetVersion(ctx, "replan-on-extend", workflow.DefaultVersion, 1) == 1
-	r.archiveLifecycle = workflow.GetVersion(ctx, "archive-lifecycle", workflow.DefaultVersion, 1) == 1
-	r.childUpgrade = r.in.Kind == KindErasure && workflow.GetVersion(ctx, "child-upgrade", workflow.DefaultVersion, 1) == 1
-	r.lean = workflow.GetVersion(ctx, "lean-bookkeeping", workflow.DefaultVersion, 1) == 1
-	r.kinds = workflow.GetVersion(ctx, "request-kinds", workflow.DefaultVersion, 1) == 1
+	// One version gate for every change up to member holds: a run that records it takes
+	// them all without a marker each. The SDK records every first GetVersion as a marker
+	// and an upsert of TemporalChangeVersion, and each upsert is a visibility write on the
+	// Temporal server — eight of them per erasure before this gate. Runs recorded before
+	// it replay the per-change versions below, unchanged.
+	r.allChanges = workflow.GetVersion(ctx, allChangesVersion, workflow.DefaultVersion, 1) == 1
+	version := func(change string) bool {
+		return r.allChanges || workflow.GetVersion(ctx, change, workflow.DefaultVersion, 1) == 1
+	}
+	r.replanOnExtend = version("replan-on-extend")
+	r.archiveLifecycle = version("archive-lifecycle")
+	r.childUpgrade = r.in.Kind == KindErasure && version("child-upgrade")
+	r.lean = version("lean-bookkeeping")
+	r.kinds = version("request-kinds")
 	if r.kinds {
 		if err := r.handleDecisions(ctx); err != nil {
 			return Result{}, err
 		}
 		r.acknowledge(ctx)
 	}
-	r.memberHolds = (r.in.Kind == KindErasure || r.in.Kind == KindChildErasure) && workflow.GetVersion(ctx, "member-hold", workflow.DefaultVersion, 1) == 1
+	r.memberHolds = (r.in.Kind == KindErasure || r.in.Kind == KindChildErasure) && version("member-hold")
 	r.listen(ctx)
 	r.escalate(ctx)
 	r.verified = r.in.Verified
@@ -421,7 +439,7 @@ func (r *run) export(ctx workflow.Context) error {
 	}
 	// Telling the member was added after the first release: histories recorded before it
 	// replay on the default version.
-	if v := workflow.GetVersion(ctx, "notify-export-ready", workflow.DefaultVersion, 1); v == 1 {
+	if r.allChanges || workflow.GetVersion(ctx, "notify-export-ready", workflow.DefaultVersion, 1) == 1 {
 		if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.NotifyExportReady, RequestRef{RequestID: r.in.RequestID, MemberID: r.in.MemberID}).Get(ctx, nil); err != nil {
 			return err
 		}
@@ -443,7 +461,7 @@ const (
 // erasure) ends it as failed, loudly. Histories recorded before resumption existed
 // replay on the default version, which runs one round.
 func (r *run) eraseToTheEnd(ctx workflow.Context) error {
-	if workflow.GetVersion(ctx, "erase-resumes", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if !r.allChanges && workflow.GetVersion(ctx, "erase-resumes", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return r.erase(ctx)
 	}
 	pause := eraseResumeFirstPause
@@ -627,7 +645,7 @@ func (r *run) eraseData(ctx workflow.Context, ref RequestRef) (ServiceErasure, [
 	// tombstone: runs since this version take them first and keep them in the workflow.
 	// Histories recorded before it replay the old order (which found no recipients).
 	var recipients []Recipient
-	early := workflow.GetVersion(ctx, "recipients-before-erasure", workflow.DefaultVersion, 1) == 1
+	early := r.allChanges || workflow.GetVersion(ctx, "recipients-before-erasure", workflow.DefaultVersion, 1) == 1
 	if early {
 		if err := workflow.ExecuteActivity(r.shortCtx(ctx), a.ErasureRecipients, ref).Get(ctx, &recipients); err != nil {
 			return ServiceErasure{}, nil, nil, err
