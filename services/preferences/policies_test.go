@@ -12,18 +12,19 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
+	"lethe.dev/services/preferences/internal/prefs"
 )
 
 // fakeMembers is identity as the policy notifier sees it: members in pages, and a
 // mailbox that keeps one message per request id (identity's outbox does the same).
 type fakeMembers struct {
 	mu      sync.Mutex
-	members []string
+	members []prefs.PageMember
 	mails   map[string]string // request id → member
 	perMem  map[string]int
 }
 
-func (f *fakeMembers) MemberPage(_ context.Context, token string) ([]string, string, error) {
+func (f *fakeMembers) MemberPage(_ context.Context, token string) ([]prefs.PageMember, string, error) {
 	start, _ := strconv.Atoi(token)
 	end := min(start+100, len(f.members))
 	next := ""
@@ -31,6 +32,20 @@ func (f *fakeMembers) MemberPage(_ context.Context, token string) ([]string, str
 		next = strconv.Itoa(end)
 	}
 	return f.members[start:end], next, nil
+}
+
+// fakeNotices records the change-notice workflows publishing starts (Temporal's part is
+// tested in internal/policychange and over HTTP in devstack).
+type fakeNotices struct {
+	mu      sync.Mutex
+	started []string
+}
+
+func (f *fakeNotices) StartPolicyNotice(_ context.Context, policy, version string, _ time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.started = append(f.started, policy+"/"+version)
+	return nil
 }
 
 func (f *fakeMembers) MailPolicyChange(_ context.Context, memberID, reference, detail, requestID string) error {
@@ -54,9 +69,11 @@ func TestPolicyVersionsConsentAndNotice(t *testing.T) {
 		h.svc.Server.Now = func() time.Time { return now }
 		fm := &fakeMembers{mails: map[string]string{}, perMem: map[string]int{}}
 		for i := range 250 {
-			fm.members = append(fm.members, fmt.Sprintf("member%08d", i))
+			fm.members = append(fm.members, prefs.PageMember{ID: fmt.Sprintf("member%08d", i), SignedUp: now.Add(-time.Hour)})
 		}
 		h.svc.Server.PolicyMailer = fm
+		notices := &fakeNotices{}
+		h.svc.Server.PolicyNotices = notices
 		publish := func(id string, lowers bool, eff time.Time, purposes ...string) (*preferencesv1.PolicyVersion, error) {
 			return h.client.CreatePolicyVersion(ctx, &preferencesv1.CreatePolicyVersionRequest{Parent: "policies/trakt", PolicyVersionId: id,
 				PolicyVersion: &preferencesv1.PolicyVersion{Summary: "summary of " + id, EffectiveTime: timestamppb.New(eff), LowersProtection: lowers, AffectedPurposes: purposes}})
@@ -141,14 +158,26 @@ func TestPolicyVersionsConsentAndNotice(t *testing.T) {
 			t.Fatalf("accepting another policy's version: %v", err)
 		}
 
-		// Every member is emailed each version once, a page at a time.
-		for {
-			n, err := h.svc.Server.NotifyPolicyChanges(ctx)
-			if err != nil {
-				t.Fatal(err)
+		// Publishing started one workflow per version (the repeat joined it); its
+		// activity emails every member each version once, a page at a time.
+		if len(notices.started) != 3 || notices.started[0] != "trakt/2026-11-01" || notices.started[2] != "trakt/2026-12-08" {
+			t.Fatalf("workflows started: %v", notices.started)
+		}
+		for _, v := range []string{"2026-11-01", "2026-12-08"} {
+			for pages := 0; ; pages++ {
+				n, done, err := h.svc.Server.NotifyPolicyPage(ctx, "trakt", v)
+				if err != nil || pages > 3 {
+					t.Fatalf("page %d of %s: %v", pages, v, err)
+				}
+				if done {
+					break
+				}
+				if n != 100 {
+					t.Fatalf("page %d of %s emailed %d", pages, v, n)
+				}
 			}
-			if n == 0 {
-				break
+			if n, done, err := h.svc.Server.NotifyPolicyPage(ctx, "trakt", v); n != 0 || !done || err != nil {
+				t.Fatalf("a page after the last: %d %v %v", n, done, err)
 			}
 		}
 		if len(fm.mails) != 500 {
@@ -182,6 +211,7 @@ func isCode(err error, c codes.Code) bool {
 func TestPolicyChangeGatesMarketing(t *testing.T) {
 	engines(t, func(t *testing.T, h *harness) {
 		ctx := context.Background()
+		h.svc.Server.PolicyNotices = &fakeNotices{}
 		email := preferencesv1.Channel_CHANNEL_EMAIL
 		if _, err := h.client.UpdateCommunicationPreferences(ctx, &preferencesv1.UpdateCommunicationPreferencesRequest{Name: alice + "/communicationPreferences", RequestId: "sub",
 			Changes: []*preferencesv1.SubscriptionChange{{Channel: email, Topic: preferencesv1.Topic_TOPIC_PARTNER_OFFERS, Subscribed: true}, {Channel: email, Topic: preferencesv1.Topic_TOPIC_NEWSLETTER, Subscribed: true}}}); err != nil {

@@ -43,6 +43,9 @@ type Server struct {
 	TokenTTL time.Duration
 	// PolicyMailer emails members about policy changes (through identity); nil sends none.
 	PolicyMailer PolicyMailer
+	// PolicyNotices starts the change-notice workflow of a published version (Temporal);
+	// nil: publishing is refused (TEMPORAL_DISABLED), since nobody would be told.
+	PolicyNotices PolicyNotices
 }
 
 // Page size limits for list calls: default and maximum. Oversized pages are refused,
