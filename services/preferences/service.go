@@ -151,6 +151,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		svc.identity = conn
 		svc.Server.PolicyMailer = identityMailer{identityv1.NewIdentityServiceClient(conn)}
 		svc.Server.Names = identityMailer{identityv1.NewIdentityServiceClient(conn)}
+		svc.Server.SignUps = identityMailer{identityv1.NewIdentityServiceClient(conn)}
 	}
 	if cfg.FulfillmentAddress != "" {
 		// Per-member legal holds live in fulfillment; deletions ask it first.
@@ -217,6 +218,21 @@ func (m identityMailer) DisplayName(ctx context.Context, memberID string) (strin
 		return "", err
 	}
 	return res.GetFullName(), nil
+}
+
+// SignedUp is when the member's account was created; a member identity does not know
+// (erased) has none.
+func (m identityMailer) SignedUp(ctx context.Context, memberID string) (time.Time, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := m.c.GetMember(ctx, &identityv1.GetMemberRequest{Name: "members/" + memberID})
+	if status.Code(err) == codes.NotFound {
+		return time.Time{}, false, nil
+	}
+	if err != nil || res.GetCreateTime() == nil {
+		return time.Time{}, false, err
+	}
+	return res.GetCreateTime().AsTime(), true, nil
 }
 
 func (m identityMailer) MailPolicyChange(ctx context.Context, memberID, reference, detail, requestID string) error {

@@ -300,17 +300,21 @@ func (s *Server) GetPolicyAcceptance(ctx context.Context, req *preferencesv1.Get
 }
 
 func (s *Server) acceptance(ctx context.Context, memberID, policy string) (*preferencesv1.PolicyAcceptance, error) {
-	ver, published, at, err := s.accepted(ctx, s.DB, memberID, policy)
+	vs, err := s.versions(ctx, `policy_id = $1`, policy)
+	if err != nil {
+		return nil, err
+	}
+	var newest int64 = -1
+	if len(vs) > 0 {
+		newest = vs[len(vs)-1].created
+	}
+	ver, published, at, err := s.acceptedOrSignedUp(ctx, memberID, policy, newest)
 	if err != nil {
 		return nil, err
 	}
 	out := &preferencesv1.PolicyAcceptance{Name: "members/" + memberID + "/policyAcceptances/" + policy}
 	if ver != "" {
 		out.AcceptedVersion, out.AcceptTime = "policies/"+policy+"/versions/"+ver, ts(at)
-	}
-	vs, err := s.versions(ctx, `policy_id = $1`, policy)
-	if err != nil {
-		return nil, err
 	}
 	for _, v := range vs {
 		out.CurrentVersion = v.name()
@@ -323,8 +327,8 @@ func (s *Server) acceptance(ctx context.Context, memberID, policy string) (*pref
 
 // CheckPolicyConsent implements PreferencesService: a purpose is refused for a member
 // while a version that lowers protection for it is in effect and the member has not
-// accepted it (or a later version of the same policy). Before its effective date the
-// previous terms apply.
+// accepted it (or a later version of the same policy, or signed up after it was
+// published). Before its effective date the previous terms apply.
 func (s *Server) CheckPolicyConsent(ctx context.Context, req *preferencesv1.CheckPolicyConsentRequest) (*preferencesv1.CheckPolicyConsentResponse, error) {
 	memberID, err := member(req.GetMember(), "", "member")
 	if err != nil {
@@ -354,8 +358,8 @@ func (s *Server) missingVersions(ctx context.Context, memberID string, purposes 
 			continue
 		}
 		pub, ok := published[v.policy]
-		if !ok {
-			if _, pub, _, err = s.accepted(ctx, s.DB, memberID, v.policy); err != nil {
+		if !ok || v.created > pub {
+			if _, pub, _, err = s.acceptedOrSignedUp(ctx, memberID, v.policy, v.created); err != nil {
 				return nil, err
 			}
 			published[v.policy] = pub
