@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/grpc"
 
+	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
@@ -30,6 +31,7 @@ import (
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/keyfile"
+	"lethe.dev/platform/legalhold"
 	"lethe.dev/platform/observe"
 	"lethe.dev/platform/storage"
 	"lethe.dev/platform/temporalclient"
@@ -102,13 +104,14 @@ func (c Config) Database() (string, fs.FS) { return c.DatabaseURL, store.Migrati
 // Service is a built sharing service.
 type Service struct {
 	authz.AuditLink
-	Server   *impl.Server
-	db       *storage.DB
-	metrics  metric.Registration
-	prefs    *grpc.ClientConn
-	identity *grpc.ClientConn
-	temporal client.Client
-	logger   *slog.Logger
+	Server      *impl.Server
+	db          *storage.DB
+	metrics     metric.Registration
+	prefs       *grpc.ClientConn
+	identity    *grpc.ClientConn
+	fulfillment *grpc.ClientConn
+	temporal    client.Client
+	logger      *slog.Logger
 }
 
 // New opens the database, the keys and (when enabled) the Temporal client.
@@ -176,6 +179,16 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		s.identity = conn
 		s.Server.Members = identityMembers{identityv1.NewIdentityServiceClient(conn)}
 	}
+	if cfg.FulfillmentAddress != "" {
+		// Per-member legal holds live in fulfillment; erasing and onward erasure ask it first.
+		conn, err := transport.FromEnv().Dial(cfg.FulfillmentAddress)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.fulfillment = conn
+		s.Server.Holds = legalhold.Fulfillment{Client: fulfillmentv1.NewFulfillmentServiceClient(conn)}
+	}
 	if cfg.Temporal {
 		c, err := temporalclient.Dial(cfg.TemporalAddress, cfg.TemporalNamespace, logger)
 		if err != nil {
@@ -236,6 +249,9 @@ func (s *Service) Close() error {
 	}
 	if s.identity != nil {
 		s.identity.Close()
+	}
+	if s.fulfillment != nil {
+		s.fulfillment.Close()
 	}
 	return s.db.Close()
 }
