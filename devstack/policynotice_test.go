@@ -18,7 +18,6 @@ import (
 
 	"lethe.dev/devstack"
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
-	"lethe.dev/platform/storage/storagetest"
 	"lethe.dev/platform/transport"
 )
 
@@ -47,18 +46,7 @@ func mailCount(dataDir, address, subject string) int {
 // about it; a version effective in 30 days is mailed at once while the previous terms
 // still apply, and its workflow waits for the date.
 func TestPolicyChangeNoticeWorkflowJourney(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { policyChangeNotice(t, nil) })
-	t.Run("postgres", func(t *testing.T) {
-		base := os.Getenv(storagetest.PostgresURLEnv)
-		if base == "" {
-			t.Skipf("PostgreSQL run skipped: set %s", storagetest.PostgresURLEnv)
-		}
-		env := map[string]string{}
-		for _, svc := range []string{"IDENTITY", "PREFERENCES", "SHARING", "FULFILLMENT"} {
-			env[svc+"_DATABASE_URL"] = storagetest.PostgresSchemaURL(t, base)
-		}
-		policyChangeNotice(t, env)
-	})
+	eachEngine(t, policyChangeNotice)
 }
 
 func policyChangeNotice(t *testing.T, env map[string]string) {
