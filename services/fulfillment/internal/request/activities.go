@@ -40,6 +40,9 @@ const ErrPermanent = "PERMANENT"
 
 // permanent marks errors that retrying cannot fix (bad input, unknown member).
 func permanent(err error) error {
+	if memberHeldStatus(err) {
+		return errMemberHeld()
+	}
 	switch status.Code(err) {
 	case codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.PermissionDenied:
 		return temporal.NewNonRetryableApplicationError("permanent failure: "+status.Code(err).String(), ErrPermanent, nil)
@@ -586,6 +589,9 @@ func (a *Activities) DeleteParts(ctx context.Context, in RequestRef) error {
 // worker writes another part), then deletes every archive and staging part of every
 // export of the member and destroys their keys; download links die with the archives.
 func (a *Activities) EraseArchives(ctx context.Context, in RequestRef) (ServiceErasure, error) {
+	if err := a.refuseHeld(ctx, in.MemberID); err != nil {
+		return ServiceErasure{}, err
+	}
 	if a.Complaints != nil { // the member's words in their complaints go with them
 		if _, err := a.Complaints.EraseText(ctx, in.MemberID); err != nil {
 			return ServiceErasure{}, err

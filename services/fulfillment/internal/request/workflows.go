@@ -58,6 +58,10 @@ type run struct {
 	// released since the last look.
 	memberHolds       bool
 	memberHoldChanged bool
+	// memberHoldSteps is set on erasures new enough to also stop in their erasing steps
+	// when a hold is set meanwhile (a step refused with ErrMemberHeld): they wait on hold
+	// and then run the erasure's idempotent round again.
+	memberHoldSteps bool
 	// allChanges is set on runs that recorded the one version gate (allChangesVersion):
 	// every change above is on, and none records a version marker of its own.
 	allChanges bool
@@ -65,8 +69,9 @@ type run struct {
 
 // allChangesVersion is the change id of the one version gate that stands for every
 // change before it (replan-on-extend, archive-lifecycle, child-upgrade,
-// lean-bookkeeping, request-kinds, member-hold, notify-export-ready, erase-resumes,
-// recipients-before-erasure). A later change gets a GetVersion of its own, as usual.
+// lean-bookkeeping, request-kinds, member-hold, member-hold-steps, notify-export-ready,
+// erase-resumes, recipients-before-erasure). A later change gets a GetVersion of its
+// own, as usual; OnwardErasure's member-hold-onward stays its own (another workflow).
 const allChangesVersion = "all-changes-2026-12"
 
 func (r *run) setStatus(ctx workflow.Context, status string) error {
@@ -186,6 +191,7 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 		r.acknowledge(ctx)
 	}
 	r.memberHolds = (r.in.Kind == KindErasure || r.in.Kind == KindChildErasure) && version("member-hold")
+	r.memberHoldSteps = r.memberHolds && version("member-hold-steps")
 	r.listen(ctx)
 	r.escalate(ctx)
 	r.verified = r.in.Verified
@@ -467,6 +473,17 @@ func (r *run) eraseToTheEnd(ctx workflow.Context) error {
 	pause := eraseResumeFirstPause
 	for round := 1; ; round++ {
 		err := r.erase(ctx)
+		if err != nil && r.memberHoldSteps && memberHeld(err) {
+			// A legal hold was set while erasing: nothing more is deleted until it ends.
+			if err := r.waitWhileMemberHeld(ctx); err != nil {
+				return err
+			}
+			if err := r.setStatus(ctx, "in_progress"); err != nil {
+				return err
+			}
+			round--
+			continue
+		}
 		if err == nil || permanentFailure(err) || round == eraseMaxRounds {
 			return err
 		}
@@ -485,7 +502,9 @@ func (r *run) eraseToTheEnd(ctx workflow.Context) error {
 // permanentFailure reports whether err is one retrying cannot fix.
 func permanentFailure(err error) bool {
 	var app *temporal.ApplicationError
-	return errors.As(err, &app) && app.NonRetryable()
+	// A step refused under a legal hold is not a failure: runs without memberHoldSteps
+	// resume it in a later round, as they resume any other refused step.
+	return errors.As(err, &app) && app.NonRetryable() && app.Type() != ErrMemberHeld
 }
 
 // erase runs the erasure: stop everything at once, erase in preferences and sharing,
@@ -605,6 +624,10 @@ func OnwardErasure(ctx workflow.Context, in OnwardInput) (OnwardResult, error) {
 		var st OnwardState
 		err := workflow.ExecuteActivity(ctx, a.SendOnward, in).Get(ctx, &st)
 		res.Attempts++
+		if memberHeld(err) && workflow.GetVersion(ctx, "member-hold-onward", workflow.DefaultVersion, 1) == 1 {
+			// The member's data went on legal hold: the erasure waits, and sends again after.
+			return res, err
+		}
 		if err == nil && st.Acknowledged {
 			res.Acknowledged = true
 			return res, nil

@@ -182,6 +182,11 @@ func (s *Server) EraseSubjectData(ctx context.Context, req *subjectv1.EraseSubje
 	if req.GetRequestId() == "" {
 		return nil, errs.Invalid(errs.FieldViolation{Field: "request_id", Description: "is required"})
 	}
+	// An erasure already under way stops here when the member's data was put on legal
+	// hold meanwhile; fulfillment's workflow waits for the release and asks again.
+	if err := s.refuseHeld(ctx, id); err != nil {
+		return nil, err
+	}
 	var out *subjectv1.EraseSubjectDataResponse
 	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
 		if stored, done, err := replay(ctx, tx, req.GetRequestId(), "erase"); err != nil {

@@ -14,6 +14,7 @@ import (
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/errs"
 	"lethe.dev/platform/ids"
+	"lethe.dev/platform/legalhold"
 )
 
 // LegalBasisDisclosures justifies keeping the disclosure log after an erasure.
@@ -91,6 +92,9 @@ func (s *Server) EraseSubjectData(ctx context.Context, req *subjectv1.EraseSubje
 		v.Add("tombstone_id", "is required: an opaque id of 8 to 64 lower-case letters and digits")
 	}
 	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	if err := legalhold.Refuse(ctx, s.Holds, mid, s.Logger); err != nil {
 		return nil, err
 	}
 	var out *subjectv1.EraseSubjectDataResponse
