@@ -319,6 +319,9 @@ type ArchiveInput struct {
 	// Portability builds the portability form: one portability.json in the documented
 	// schema (docs/portability.md) instead of a file per dataset.
 	Portability bool
+	// NotifyMember, when set (export-tail runs), is the member told that the archive is
+	// ready once it is written and recorded; older runs notify in an activity of their own.
+	NotifyMember string
 }
 
 // ArchiveResult describes the archive.
@@ -384,6 +387,11 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 		}
 		if in.DeleteParts {
 			if err := a.DeleteParts(ctx, RequestRef{RequestID: in.RequestID}); err != nil {
+				return ArchiveResult{}, err
+			}
+		}
+		if in.NotifyMember != "" {
+			if err := a.NotifyExportReady(ctx, RequestRef{RequestID: in.RequestID, MemberID: in.NotifyMember}); err != nil {
 				return ArchiveResult{}, err
 			}
 		}
@@ -460,6 +468,11 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 	archiveSize.Record(ctx, size.n)
 	if in.DeleteParts {
 		if err := a.DeleteParts(ctx, RequestRef{RequestID: in.RequestID}); err != nil {
+			return ArchiveResult{}, err
+		}
+	}
+	if in.NotifyMember != "" {
+		if err := a.NotifyExportReady(ctx, RequestRef{RequestID: in.RequestID, MemberID: in.NotifyMember}); err != nil {
 			return ArchiveResult{}, err
 		}
 	}
