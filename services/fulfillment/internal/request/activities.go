@@ -68,6 +68,9 @@ type Activities struct {
 	// Complaints, when set, has the member's complaint texts cleared by their erasure
 	// (with fulfillment's own copies, EraseArchives).
 	Complaints *complaint.Store
+	// Own, when set, gives fulfillment's own records of the member (privacy requests,
+	// complaints) for the access archive's fulfillment/ files.
+	Own OwnData
 	// FileErasure files an erasure of the member through the intake (idempotent by
 	// clientRequestID) and returns the request's id; used when a disabled account's grace
 	// period ends (DisabledAccount).
@@ -433,6 +436,13 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 			total += n
 			activity.RecordHeartbeat(ctx, name)
 		}
+	}
+	if !in.Portability && a.Own != nil {
+		files, n, err := a.writeOwn(ctx, zw, in.RequestID)
+		if err != nil {
+			return fail(err)
+		}
+		man.Files, total = append(man.Files, files...), total+n
 	}
 	mw, _ := zw.Create("manifest.json")
 	enc := json.NewEncoder(mw)
