@@ -51,7 +51,7 @@ func mailTo(t *testing.T, dataDir, address, subject string) string {
 // acknowledges it in time, is acknowledged and resolved (the member is told), and is
 // counted in the yearly figures.
 func TestPolicyChangesTransfersComplaintsJourney(t *testing.T) {
-	env := map[string]string{"PREFERENCES_POLICY_NOTIFY_INTERVAL": "200ms", "FULFILLMENT_COMPLAINT_ACK_WINDOW": "3s", "FULFILLMENT_COMPLAINT_RESOLVE_WINDOW": "1h"}
+	env := map[string]string{"FULFILLMENT_COMPLAINT_ACK_WINDOW": "3s", "FULFILLMENT_COMPLAINT_RESOLVE_WINDOW": "1h"}
 	for k := range env {
 		t.Cleanup(func() { os.Unsetenv(k) }) // later stacks in this process get the defaults
 	}

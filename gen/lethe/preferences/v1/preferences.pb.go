@@ -175,6 +175,11 @@ const (
 	ConsentSource_CONSENT_SOURCE_AUTHORIZED_AGENT ConsentSource = 7
 	// CONSENT_SOURCE_POLICY_ACCEPTANCE is the member accepting a privacy policy version.
 	ConsentSource_CONSENT_SOURCE_POLICY_ACCEPTANCE ConsentSource = 50
+	// CONSENT_SOURCE_SIGN_UP is the member signing up, which accepts the version of a
+	// privacy policy current at that moment (policy_version names it; the record's time is
+	// the sign-up's). Preferences records it from identity's sign-up time the first time
+	// the member's acceptance of that policy matters.
+	ConsentSource_CONSENT_SOURCE_SIGN_UP ConsentSource = 70
 )
 
 // Enum value maps for ConsentSource.
@@ -189,6 +194,7 @@ var (
 		6:  "CONSENT_SOURCE_PRIVACY_REQUEST",
 		7:  "CONSENT_SOURCE_AUTHORIZED_AGENT",
 		50: "CONSENT_SOURCE_POLICY_ACCEPTANCE",
+		70: "CONSENT_SOURCE_SIGN_UP",
 	}
 	ConsentSource_value = map[string]int32{
 		"CONSENT_SOURCE_UNSPECIFIED":            0,
@@ -200,6 +206,7 @@ var (
 		"CONSENT_SOURCE_PRIVACY_REQUEST":        6,
 		"CONSENT_SOURCE_AUTHORIZED_AGENT":       7,
 		"CONSENT_SOURCE_POLICY_ACCEPTANCE":      50,
+		"CONSENT_SOURCE_SIGN_UP":                70,
 	}
 )
 
@@ -4399,7 +4406,7 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x10TOPIC_PROMOTIONS\x10\x03\x12\x11\n" +
 	"\rTOPIC_SURVEYS\x10\x04\x12\x18\n" +
 	"\x14TOPIC_PARTNER_OFFERS\x10\x05\x12\x17\n" +
-	"\x13TOPIC_TRANSACTIONAL\x10\x06*\xc6\x02\n" +
+	"\x13TOPIC_TRANSACTIONAL\x10\x06*\xe2\x02\n" +
 	"\rConsentSource\x12\x1e\n" +
 	"\x1aCONSENT_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CONSENT_SOURCE_MEMBER\x10\x01\x12\x19\n" +
@@ -4409,7 +4416,8 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x1fCONSENT_SOURCE_UNSUBSCRIBE_LINK\x10\x05\x12\"\n" +
 	"\x1eCONSENT_SOURCE_PRIVACY_REQUEST\x10\x06\x12#\n" +
 	"\x1fCONSENT_SOURCE_AUTHORIZED_AGENT\x10\a\x12$\n" +
-	" CONSENT_SOURCE_POLICY_ACCEPTANCE\x102*o\n" +
+	" CONSENT_SOURCE_POLICY_ACCEPTANCE\x102\x12\x1a\n" +
+	"\x16CONSENT_SOURCE_SIGN_UP\x10F*o\n" +
 	"\n" +
 	"Visibility\x12\x1a\n" +
 	"\x16VISIBILITY_UNSPECIFIED\x10\x00\x12\x15\n" +

@@ -140,9 +140,12 @@ type PreferencesServiceClient interface {
 	Unsubscribe(ctx context.Context, in *UnsubscribeRequest, opts ...grpc.CallOption) (*UnsubscribeResponse, error)
 	// CreatePolicyVersion publishes a version of a privacy policy (operators): its summary
 	// of changes, effective date and, for a change that lowers protection, the processing
-	// purposes it affects. Every member is told by email; from the effective date the
-	// affected purposes stay off for a member until they accept the version. Idempotent by
-	// policy_version_id: the same id with the same content returns the first version.
+	// purposes it affects. Every member who signed up before it is told by email at once
+	// (workflow policy-change/{policy}/{version}, task queue lethe-preferences); from the
+	// effective date the affected purposes stay off for a member until they accept the
+	// version. Members who sign up later accept it at sign-up. Idempotent by
+	// policy_version_id: the same id with the same content returns the first version and
+	// starts no second workflow (FAILED_PRECONDITION TEMPORAL_DISABLED without Temporal).
 	CreatePolicyVersion(ctx context.Context, in *CreatePolicyVersionRequest, opts ...grpc.CallOption) (*PolicyVersion, error)
 	// ListPolicyVersions lists a policy's published versions, newest first. Policies are
 	// public documents.
@@ -151,8 +154,9 @@ type PreferencesServiceClient interface {
 	// record (setting "policy/{policy}", value "accepted", the version). Accepting a
 	// version accepts every earlier version of the same policy. Idempotent.
 	AcceptPolicyVersion(ctx context.Context, in *AcceptPolicyVersionRequest, opts ...grpc.CallOption) (*PolicyAcceptance, error)
-	// GetPolicyAcceptance shows which version of a policy the member accepted, the current
-	// version, and the versions lowering protection that still wait for their consent.
+	// GetPolicyAcceptance shows which version of a policy the member accepted (at sign-up,
+	// the version current then), the current version, and the versions lowering
+	// protection that still wait for their consent.
 	GetPolicyAcceptance(ctx context.Context, in *GetPolicyAcceptanceRequest, opts ...grpc.CallOption) (*PolicyAcceptance, error)
 	// CheckPolicyConsent tells an internal caller (sharing, before a disclosure) whether a
 	// purpose may be processed for a member: refused while a version lowering protection for
@@ -592,9 +596,12 @@ type PreferencesServiceServer interface {
 	Unsubscribe(context.Context, *UnsubscribeRequest) (*UnsubscribeResponse, error)
 	// CreatePolicyVersion publishes a version of a privacy policy (operators): its summary
 	// of changes, effective date and, for a change that lowers protection, the processing
-	// purposes it affects. Every member is told by email; from the effective date the
-	// affected purposes stay off for a member until they accept the version. Idempotent by
-	// policy_version_id: the same id with the same content returns the first version.
+	// purposes it affects. Every member who signed up before it is told by email at once
+	// (workflow policy-change/{policy}/{version}, task queue lethe-preferences); from the
+	// effective date the affected purposes stay off for a member until they accept the
+	// version. Members who sign up later accept it at sign-up. Idempotent by
+	// policy_version_id: the same id with the same content returns the first version and
+	// starts no second workflow (FAILED_PRECONDITION TEMPORAL_DISABLED without Temporal).
 	CreatePolicyVersion(context.Context, *CreatePolicyVersionRequest) (*PolicyVersion, error)
 	// ListPolicyVersions lists a policy's published versions, newest first. Policies are
 	// public documents.
@@ -603,8 +610,9 @@ type PreferencesServiceServer interface {
 	// record (setting "policy/{policy}", value "accepted", the version). Accepting a
 	// version accepts every earlier version of the same policy. Idempotent.
 	AcceptPolicyVersion(context.Context, *AcceptPolicyVersionRequest) (*PolicyAcceptance, error)
-	// GetPolicyAcceptance shows which version of a policy the member accepted, the current
-	// version, and the versions lowering protection that still wait for their consent.
+	// GetPolicyAcceptance shows which version of a policy the member accepted (at sign-up,
+	// the version current then), the current version, and the versions lowering
+	// protection that still wait for their consent.
 	GetPolicyAcceptance(context.Context, *GetPolicyAcceptanceRequest) (*PolicyAcceptance, error)
 	// CheckPolicyConsent tells an internal caller (sharing, before a disclosure) whether a
 	// purpose may be processed for a member: refused while a version lowering protection for
