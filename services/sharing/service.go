@@ -20,6 +20,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
@@ -374,6 +376,20 @@ func (m identityMembers) MemberPage(ctx context.Context, token string) ([]string
 	return ids, res.GetNextPageToken(), nil
 }
 
+// MemberSignUps lists members newest first with their sign-up times, as an internal
+// caller (the business-transfer newcomer sweeps).
+func (m identityMembers) MemberSignUps(ctx context.Context, token string) ([]impl.MemberSignUp, string, error) {
+	res, err := m.c.ListMembers(ctx, &identityv1.ListMembersRequest{PageSize: 100, PageToken: token})
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]impl.MemberSignUp, 0, len(res.GetMembers()))
+	for _, mb := range res.GetMembers() {
+		out = append(out, impl.MemberSignUp{ID: strings.TrimPrefix(mb.GetName(), "members/"), SignedUp: mb.GetCreateTime().AsTime()})
+	}
+	return out, res.GetNextPageToken(), nil
+}
+
 // identityMailer sends notice emails through identity's NotifyMember, as an internal caller.
 type identityMailer struct {
 	c identityv1.IdentityServiceClient
@@ -382,11 +398,17 @@ type identityMailer struct {
 func (m identityMailer) MailTransferNotice(ctx context.Context, memberID, reference, detail, requestID string) error {
 	_, err := m.c.NotifyMember(ctx, &identityv1.NotifyMemberRequest{Name: "members/" + memberID, Template: identityv1.MessageTemplate_MESSAGE_TEMPLATE_BUSINESS_TRANSFER,
 		Reference: reference, Detail: detail, RequestId: requestID})
+	if status.Code(err) == codes.NotFound { // erased (or never a member): nobody to tell
+		return nil
+	}
 	return err
 }
 
 func (m identityMailer) MailNotice(ctx context.Context, memberID, reference, detail, requestID string) error {
 	_, err := m.c.NotifyMember(ctx, &identityv1.NotifyMemberRequest{Name: "members/" + memberID, Template: identityv1.MessageTemplate_MESSAGE_TEMPLATE_SHARING_NOTICE,
 		Reference: reference, Detail: detail, RequestId: requestID})
+	if status.Code(err) == codes.NotFound { // erased (or never a member): nobody to tell
+		return nil
+	}
 	return err
 }
