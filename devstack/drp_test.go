@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,7 +17,6 @@ import (
 
 	"lethe.dev/devstack"
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
-	"lethe.dev/platform/storage/storagetest"
 	"lethe.dev/platform/transport"
 )
 
@@ -181,18 +179,7 @@ func (cb *callbacks) await(t *testing.T, id string, want ...string) {
 // member verification with an access request to its results, revoke, expiry, replay,
 // and status callbacks on loopback.
 func TestDataRightsProtocol(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { dataRightsProtocol(t, map[string]string{}) })
-	t.Run("postgres", func(t *testing.T) {
-		base := os.Getenv(storagetest.PostgresURLEnv)
-		if base == "" {
-			t.Skipf("PostgreSQL run skipped: set %s", storagetest.PostgresURLEnv)
-		}
-		env := map[string]string{}
-		for _, svc := range []string{"IDENTITY", "PREFERENCES", "SHARING", "FULFILLMENT"} {
-			env[svc+"_DATABASE_URL"] = storagetest.PostgresSchemaURL(t, base)
-		}
-		dataRightsProtocol(t, env)
-	})
+	eachEngine(t, func(t *testing.T, env map[string]string) { dataRightsProtocol(t, env) })
 }
 
 func dataRightsProtocol(t *testing.T, env map[string]string) {

@@ -30,15 +30,10 @@ import (
 // directory after a CHECKPOINT. Only the dev mailbox is excepted: it stands in for an
 // outside mail server. Zero hits.
 func TestFootprint(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { footprint(t, map[string]string{}, "") })
-	t.Run("postgres", func(t *testing.T) {
-		base := os.Getenv(storagetest.PostgresURLEnv)
-		if base == "" {
-			t.Skipf("PostgreSQL footprint skipped: set %s", storagetest.PostgresURLEnv)
-		}
-		env := map[string]string{}
-		for _, svc := range []string{"IDENTITY", "PREFERENCES", "SHARING", "FULFILLMENT"} {
-			env[svc+"_DATABASE_URL"] = storagetest.PostgresSchemaURL(t, base)
+	eachEngine(t, func(t *testing.T, env map[string]string) {
+		base := "" // on PostgreSQL the scan covers the server's data directory too
+		if env["IDENTITY_DATABASE_URL"] != "" {
+			base = os.Getenv(storagetest.PostgresURLEnv)
 		}
 		footprint(t, env, base)
 	})

@@ -22,7 +22,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"lethe.dev/devstack"
-	"lethe.dev/platform/storage/storagetest"
 )
 
 // client talks JSON to the dev stack's gateway like the web tier does.
@@ -140,18 +139,7 @@ func lastCode(t *testing.T, dataDir string) string {
 // stack: sign up, sign in, set preferences, watch and rate, export and download
 // everything, erase the account, and find no trace afterwards.
 func TestNewMemberJourney(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { journey(t, map[string]string{}) })
-	t.Run("postgres", func(t *testing.T) {
-		base := os.Getenv(storagetest.PostgresURLEnv)
-		if base == "" {
-			t.Skipf("PostgreSQL journey skipped: set %s", storagetest.PostgresURLEnv)
-		}
-		env := map[string]string{}
-		for _, svc := range []string{"IDENTITY", "PREFERENCES", "SHARING", "FULFILLMENT"} {
-			env[svc+"_DATABASE_URL"] = storagetest.PostgresSchemaURL(t, base)
-		}
-		journey(t, env)
-	})
+	eachEngine(t, func(t *testing.T, env map[string]string) { journey(t, env) })
 }
 
 func journey(t *testing.T, env map[string]string) {

@@ -2,6 +2,7 @@ package devstack_test
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -192,6 +193,10 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 			env := envOf(t, c)
 			checkEnv(t, svc, env)
+			// A service address left at its loopback default reaches nothing in a pod.
+			if snap := svc.Snapshot(t, env); svc.Name != "temporal" && strings.Contains(snap, "127.0.0.1:") {
+				t.Errorf("%s keeps a loopback default address in the cluster: %s", svc.Name, snap)
+			}
 			if c.ReadinessProbe == nil || c.LivenessProbe == nil {
 				t.Fatalf("readiness and liveness probes are required")
 			}
@@ -288,4 +293,46 @@ func TestKubernetesManifests(t *testing.T) {
 	if !denyAll {
 		t.Error("no default-deny ingress NetworkPolicy")
 	}
+
+	// Every address a Deployment is given (X_ADDRESS=name:port) is one a NetworkPolicy
+	// lets its pods reach: otherwise the call is silently dropped in the cluster.
+	for caller, d := range m.deployments {
+		for k, v := range envOf(t, d.Spec.Template.Spec.Containers[0]) {
+			if !strings.HasSuffix(k, "_ADDRESS") {
+				continue
+			}
+			for _, addr := range strings.Split(v, ",") {
+				host, port, err := net.SplitHostPort(strings.TrimPrefix(strings.TrimPrefix(addr, "http://"), "https://"))
+				if err != nil || m.deployments[host] == nil {
+					continue
+				}
+				if !admits(m.policies, host, caller, port) {
+					t.Errorf("%s is given %s=%s, but no NetworkPolicy lets %s reach %s on port %s", caller, k, v, caller, host, port)
+				}
+			}
+		}
+	}
+}
+
+// admits reports whether a NetworkPolicy lets pods of caller reach target's port.
+func admits(policies []*networkingv1.NetworkPolicy, target, caller, port string) bool {
+	for _, p := range policies {
+		if p.Spec.PodSelector.MatchLabels["app.kubernetes.io/name"] != target {
+			continue
+		}
+		for _, rule := range p.Spec.Ingress {
+			from := false
+			for _, f := range rule.From {
+				from = from || (f.PodSelector != nil && f.PodSelector.MatchLabels["app.kubernetes.io/name"] == caller)
+			}
+			open := len(rule.Ports) == 0
+			for _, rp := range rule.Ports {
+				open = open || (rp.Port != nil && rp.Port.String() == port)
+			}
+			if from && open {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"lethe.dev/devstack"
-	"lethe.dev/platform/storage/storagetest"
 )
 
 // operatorID reads the subject of an access token (the test trusts its own token).
@@ -117,18 +115,7 @@ func TestOperatorsSignInWithTOTPAndMembersAreNotOperators(t *testing.T) {
 // operators only, and counted in the yearly figures; a member's own actions are not
 // operator actions.
 func TestAuditLogRecordsOperatorActions(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { auditLog(t, nil) })
-	t.Run("postgres", func(t *testing.T) {
-		base := os.Getenv(storagetest.PostgresURLEnv)
-		if base == "" {
-			t.Skipf("PostgreSQL run skipped: set %s", storagetest.PostgresURLEnv)
-		}
-		env := map[string]string{}
-		for _, svc := range []string{"IDENTITY", "PREFERENCES", "SHARING", "FULFILLMENT"} {
-			env[svc+"_DATABASE_URL"] = storagetest.PostgresSchemaURL(t, base)
-		}
-		auditLog(t, env)
-	})
+	eachEngine(t, func(t *testing.T, env map[string]string) { auditLog(t, env) })
 }
 
 func auditLog(t *testing.T, env map[string]string) {

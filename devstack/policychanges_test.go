@@ -47,11 +47,13 @@ func mailTo(t *testing.T, dataDir, address, subject string) string {
 // they accept the version, then allowed, and the accepted version shows. A business
 // transfer is recorded: both members get the notice email, one objects with its link;
 // before the date nothing flows to the acquirer, after it data flows for the other
-// member and is refused for the objector. A complaint is filed, escalates when nobody
+// member and is refused for the objector; a member who signed up after the notices
+// went out is told by the workflow's sweep at the date and waits for their own notice.
+// A complaint is filed, escalates when nobody
 // acknowledges it in time, is acknowledged and resolved (the member is told), and is
 // counted in the yearly figures.
 func TestPolicyChangesTransfersComplaintsJourney(t *testing.T) {
-	env := map[string]string{"PREFERENCES_POLICY_NOTIFY_INTERVAL": "200ms", "FULFILLMENT_COMPLAINT_ACK_WINDOW": "3s", "FULFILLMENT_COMPLAINT_RESOLVE_WINDOW": "1h"}
+	env := map[string]string{"FULFILLMENT_COMPLAINT_ACK_WINDOW": "3s", "FULFILLMENT_COMPLAINT_RESOLVE_WINDOW": "1h"}
 	for k := range env {
 		t.Cleanup(func() { os.Unsetenv(k) }) // later stacks in this process get the defaults
 	}
@@ -165,6 +167,13 @@ func TestPolicyChangesTransfersComplaintsJourney(t *testing.T) {
 	if r := authorize(ada, "newco", "acquisition", "user.contact.email"); r != "TRANSFER_NOT_EFFECTIVE" {
 		t.Fatalf("before the transfer's date: %s", r)
 	}
+	// A member who signs up after the notices went out is told too (the transfer
+	// workflow's sweep at the latest at the date), with a notice of the purpose's full
+	// period, and nothing of theirs flows until it has run.
+	dan := signUp("Dan Bricklin", "dan@example.com", "visible calculator sheets")
+	if r := authorize(dan, "newco", "acquisition", "user.contact.email"); r != "TRANSFER_NOT_EFFECTIVE" {
+		t.Fatalf("the newcomer before the transfer's date: %s", r)
+	}
 	resp, err := http.Get(links[grace.email]) // Grace objects with one click
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("objection link %q: %v %v", links[grace.email], resp, err)
@@ -181,9 +190,15 @@ func TestPolicyChangesTransfersComplaintsJourney(t *testing.T) {
 	if r := authorize(grace, "newco", "acquisition", "user.contact.email"); r != "OBJECTED" {
 		t.Fatalf("after the date, the member who objected: %s", r)
 	}
+	if body := mailTo(t, dir, dan.email, "Before your data passes to a new owner"); !strings.Contains(body, "NewCo Holdings") || !strings.Contains(body, "/v1/notices:object?token=") {
+		t.Errorf("the newcomer's transfer notice:\n%s", body)
+	}
+	if r := authorize(dan, "newco", "acquisition", "user.contact.email"); r != "NOTICE_PENDING" {
+		t.Fatalf("after the date, the newcomer within their notice period: %s", r)
+	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		tr = c.must("GET", "/v1/businessTransfers/newco-merger", op, nil)
-		if tr["state"] == "BUSINESS_TRANSFER_STATE_EFFECTIVE" && tr["notifiedCount"] == "2" {
+		if tr["state"] == "BUSINESS_TRANSFER_STATE_EFFECTIVE" && tr["notifiedCount"] == "3" {
 			break
 		}
 		if time.Now().After(deadline) {

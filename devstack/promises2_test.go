@@ -11,8 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"lethe.dev/devstack"
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
+	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/transport"
 )
 
@@ -58,15 +62,18 @@ type promises2 struct {
 }
 
 // TestPolicyPromises2Journey walks the rest of the policies' promises over HTTP against
-// the dev stack: Global Privacy Control from a signed-out visitor applied at sign-in.
+// the dev stack, on SQLite and on PostgreSQL: Global Privacy Control from a signed-out
+// visitor applied at sign-in, disabling, member legal holds, profile and social, report.html.
 func TestPolicyPromises2Journey(t *testing.T) {
+	eachEngine(t, policyPromises2)
+}
+
+func policyPromises2(t *testing.T, env map[string]string) {
+	env["FULFILLMENT_DISABLE_GRACE"] = "6s" // the grace period before a disabled account is erased
+	env["FULFILLMENT_COOLING_OFF"] = "0s"
+	env["GATEWAY_SENSITIVE_PER_MINUTE"] = "600" // every step signs members in from this one address
 	dir := t.TempDir()
-	s, err := devstack.Start(t.Context(), devstack.Options{DataDir: dir, UIPort: -1, Env: map[string]string{
-		"FULFILLMENT_DISABLE_GRACE": "6s", // the grace period before a disabled account is erased
-		"FULFILLMENT_COOLING_OFF":   "0s",
-		// every step signs members in from this one address
-		"GATEWAY_SENSITIVE_PER_MINUTE": "600",
-	}})
+	s, err := devstack.Start(t.Context(), devstack.Options{DataDir: dir, UIPort: -1, Env: env})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +90,7 @@ func TestPolicyPromises2Journey(t *testing.T) {
 	p.signedOutGPC()
 	p.disableAccount()
 	p.memberLegalHold()
+	p.memberHoldEveryPath()
 	p.profileAndSocial()
 	p.accessReport()
 }
@@ -100,6 +108,21 @@ func (p *promises2) accessReport() {
 	if err != nil || !res.GetAllowed() {
 		t.Fatalf("legal-authority disclosure: %v %v", res, err)
 	}
+	// Records the archive must carry: a complaint, a rectification with the value the
+	// member asserts, a restriction of processing (preferences and sharing), a policy
+	// acceptance and a Global Privacy Control signal sent with a sign-in.
+	c.must("POST", "/v1/"+name+"/complaints?requestId=complaint-rosa", tok, map[string]any{"category": "COMPLAINT_CATEGORY_SHARING",
+		"description": "Rosa complains about the mail house"})
+	c.must("POST", "/v1/"+name+"/privacyRequests?requestId=rectify-rosa", tok, map[string]any{"kind": "REQUEST_KIND_RECTIFICATION",
+		"rectification": map[string]any{"field": "RECTIFIABLE_FIELD_FULL_NAME", "value": "Rosalind Reported", "statement": "Rosa's full name is longer"}})
+	restrict := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=restrict-rosa", tok, map[string]any{"kind": "REQUEST_KIND_RESTRICTION"})
+	c.awaitState(restrict["name"].(string), tok, "REQUEST_STATE_COMPLETED")
+	c.must("POST", "/v1/policies/netflix/versions?policyVersionId=2026-12-07", p.opTok, map[string]any{"summary": "Rosa's policy change.",
+		"effectiveTime": time.Now().UTC().Format(time.RFC3339), "lowersProtection": true, "affectedPurposes": []string{"audience_measurement"}})
+	c.must("POST", "/v1/"+name+"/policyAcceptances/netflix:accept", tok, map[string]any{"version": "policies/netflix/versions/2026-12-07", "requestId": "accept-rosa"})
+	if code, m := c.doWith("POST", "/v1/auth:signIn", "", map[string]any{"email": "rosa@example.com", "password": "a long enough password"}, map[string]string{"Sec-GPC": "1"}); code != http.StatusOK {
+		t.Fatalf("sign-in with Sec-GPC: %d %v", code, m)
+	}
 	req := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=export-rosa", tok, map[string]any{"kind": "REQUEST_KIND_ACCESS"})
 	c.awaitState(req["name"].(string), tok, "REQUEST_STATE_COMPLETED")
 	dl := c.must("GET", "/v1/"+req["name"].(string)+"/exportDownload", tok, nil)
@@ -111,13 +134,49 @@ func (p *promises2) accessReport() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var report string
+	files := map[string]string{}
 	for _, f := range zr.File {
-		if f.Name == "report.html" {
-			rc, _ := f.Open()
-			b, _ := io.ReadAll(rc)
-			rc.Close()
-			report = string(b)
+		rc, _ := f.Open()
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		files[f.Name] = string(b)
+	}
+	report := files["report.html"]
+	for _, want := range []struct{ file, what string }{
+		{"fulfillment/complaints.json", "Rosa complains about the mail house"},
+		{"fulfillment/privacy_requests.json", `"value":"Rosalind Reported"`},
+		{"fulfillment/privacy_requests.json", "Rosa's full name is longer"},
+		{"fulfillment/privacy_requests.json", "REQUEST_KIND_RESTRICTION"},
+		{"preferences/processing_restriction.json", `"restricted":true`},
+		{"preferences/ad_preferences.json", `"processingRestricted":true`},
+		{"sharing/restrictions.json", `"restricted":true`},
+		{"preferences/consent_records.json", `"setting":"policy/netflix"`},
+		{"preferences/consent_records.json", `"policyVersion":"2026-12-07"`},
+		{"preferences/consent_records.json", "CONSENT_SOURCE_GLOBAL_PRIVACY_CONTROL"},
+		{"preferences/ad_preferences.json", `"gpcSignalTime"`},
+		{"report.html", "fulfillment/complaints.json"},
+		{"report.html", "fulfillment/privacy_requests.json"},
+		{"report.html", "sharing/restrictions.json"},
+		{"report.html", "preferences/processing_restriction.json"},
+		{"report.html", "Where the law requires us to keep data"},
+	} {
+		if !strings.Contains(strings.ReplaceAll(files[want.file], " ", ""), strings.ReplaceAll(want.what, " ", "")) {
+			t.Errorf("%s lacks %s:\n%.2000s", want.file, want.what, files[want.file])
+		}
+	}
+	// Legal holds are not disclosed in the archive (docs/portability.md).
+	for f := range files {
+		if strings.Contains(strings.ToLower(f), "hold") {
+			t.Errorf("the archive discloses a legal hold: %s", f)
+		}
+	}
+	var man struct {
+		Files []struct{ Path string }
+	}
+	_ = json.Unmarshal([]byte(files["manifest.json"]), &man)
+	for _, f := range man.Files {
+		if _, ok := files[f.Path]; !ok {
+			t.Errorf("manifest lists %s, not in the archive", f.Path)
 		}
 	}
 	for _, want := range []string{
@@ -238,6 +297,94 @@ func (p *promises2) memberLegalHold() {
 		t.Fatalf("released hold: %v", rel)
 	}
 	c.awaitState(er["name"].(string), p.opTok, "REQUEST_STATE_COMPLETED")
+}
+
+// memberHoldEveryPath: a member legal hold blocks the deletion paths the member does not
+// start: identity's retention purge keeps the held member's records (and purges another
+// member's in the same run); the services refuse to erase, or to tell a processor to
+// erase, while it lasts (an erasure already in its erasing steps stops there and waits);
+// a disabled account's erasure and a child's erasure on discovery wait on hold. Once the
+// holds are released, both erasures complete.
+func (p *promises2) memberHoldEveryPath() {
+	t, c, ctx := p.t, p.c, p.t.Context()
+	kim, kimTok := p.signUp("Kept Kim", "kim@example.com")
+	yan, _ := p.signUp("Young Yan", "yan@example.com")
+	fay, _ := p.signUp("Free Fay", "fay@example.com")
+	for _, m := range []string{kim, yan} {
+		c.must("POST", "/v1/"+m+"/legalHold:set", p.opTok, map[string]any{"reason": "case 2026-31 preservation order",
+			"expireTime": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
+	}
+
+	// Identity's retention purge: sessions revoked 40 days ago, one per member.
+	db := p.s.Identity.Domain.DB
+	old := time.Now().Add(-40 * 24 * time.Hour).UnixMicro()
+	for _, m := range []string{kim, fay} {
+		if _, err := db.ExecContext(ctx, `INSERT INTO sessions (id, member_id, device, remember_me, refresh_hash, created_at, last_used_at, expires_at, revoked_at)
+			VALUES ($1, $2, $3, FALSE, $3, $4, $4, $4, $4)`, "old-"+strings.TrimPrefix(m, "members/"), strings.TrimPrefix(m, "members/"), []byte("dev-"+m), old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	purged, err := p.s.Identity.Domain.Purge(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m, want := range map[string]int{kim: 1, fay: 0} {
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sessions WHERE id = $1`, "old-"+strings.TrimPrefix(m, "members/")).Scan(&n); err != nil || n != want {
+			t.Errorf("%s: %d old sessions after the retention purge (%v), want %d (purged %+v)", m, n, err, want, purged)
+		}
+	}
+
+	// Each deleting service refuses by itself, whoever asks.
+	for _, svc := range []string{"identity", "preferences", "sharing"} {
+		conn, err := transport.FromEnv().Dial(p.s.Addresses[svc])
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = subjectv1.NewDataSubjectServiceClient(conn).EraseSubjectData(ctx, &subjectv1.EraseSubjectDataRequest{Subject: kim, RequestId: "direct-" + svc, TombstoneId: "tombheld0001"})
+		conn.Close()
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(fmt.Sprint(status.Convert(err).Details()), "LEGAL_HOLD") {
+			t.Errorf("%s erased a held member's data: %v", svc, err)
+		}
+	}
+	if _, err := p.sh.SendOnwardErasure(ctx, &sharingv1.SendOnwardErasureRequest{Member: kim, Partner: "partners/mailhouse", RequestId: "direct-onward"}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("onward erasure of a held member's data: %v", err)
+	}
+
+	// A disabled account's erasure and a child's erasure on discovery wait on hold.
+	c.must("POST", "/v1/"+kim+":disable", kimTok, map[string]any{"requestId": "disable-kim"})
+	c.must("POST", "/v1/"+yan+":reportChild", p.opTok, map[string]any{"reporter": "CHILD_REPORTER_OPERATOR", "requestId": "report-yan"})
+	awaitRequest := func(member, field, value string) string {
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			for _, r := range items(c.must("GET", "/v1/"+member+"/privacyRequests", p.opTok, nil), "privacyRequests") {
+				if r := r.(map[string]any); r[field] == value {
+					return r["name"].(string)
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no request with %s %s for %s", field, value, member)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	disabled := awaitRequest(kim, "origin", "REQUEST_ORIGIN_ACCOUNT_DISABLED")
+	childErasure := awaitRequest(yan, "kind", "REQUEST_KIND_CHILD_ERASURE")
+	for _, r := range []string{disabled, childErasure} {
+		c.awaitState(r, p.opTok, "REQUEST_STATE_ON_HOLD")
+	}
+	time.Sleep(time.Second)
+	for _, r := range []string{disabled, childErasure} {
+		if m := c.must("GET", "/v1/"+r, p.opTok, nil); m["state"] != "REQUEST_STATE_ON_HOLD" {
+			t.Fatalf("erasure under a legal hold: %v", m)
+		}
+	}
+	for _, m := range []string{kim, yan} {
+		c.must("POST", "/v1/"+m+"/legalHold:release", p.opTok, map[string]any{"reason": "case closed"})
+	}
+	for _, r := range []string{disabled, childErasure} {
+		c.awaitState(r, p.opTok, "REQUEST_STATE_COMPLETED")
+	}
 }
 
 // signUp creates a member and signs them in; it returns the member's name and token.

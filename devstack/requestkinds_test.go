@@ -17,7 +17,6 @@ import (
 	"lethe.dev/devstack"
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
-	"lethe.dev/platform/storage/storagetest"
 	"lethe.dev/platform/transport"
 )
 
@@ -30,18 +29,7 @@ import (
 // coded reason, the member is told why and how to complain, and the yearly figures
 // count it; the portability archive downloads and matches its documented schema.
 func TestRequestKindsJourney(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { requestKinds(t, nil) })
-	t.Run("postgres", func(t *testing.T) {
-		base := os.Getenv(storagetest.PostgresURLEnv)
-		if base == "" {
-			t.Skipf("PostgreSQL run skipped: set %s", storagetest.PostgresURLEnv)
-		}
-		env := map[string]string{}
-		for _, svc := range []string{"IDENTITY", "PREFERENCES", "SHARING", "FULFILLMENT"} {
-			env[svc+"_DATABASE_URL"] = storagetest.PostgresSchemaURL(t, base)
-		}
-		requestKinds(t, env)
-	})
+	eachEngine(t, func(t *testing.T, env map[string]string) { requestKinds(t, env) })
 }
 
 func requestKinds(t *testing.T, env map[string]string) {

@@ -255,6 +255,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		Complaints: &complaint.Store{DB: db, Now: time.Now}, ComplaintAckWindow: cfg.ComplaintAckWindow, ComplaintResolveWindow: cfg.ComplaintResolveWindow,
 	}
 	s.Activities.Complaints = s.API.Complaints
+	s.Activities.Own = s.API
 	poll := cfg.DRPCallbackPoll
 	if poll <= 0 {
 		poll = drp.DefaultPollInterval

@@ -14,16 +14,20 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/grpc"
 
+	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
 	subjectv1 "lethe.dev/gen/lethe/subject/v1"
 	"lethe.dev/platform/app"
 	"lethe.dev/platform/authz"
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
+	"lethe.dev/platform/legalhold"
 	"lethe.dev/platform/observe"
 	"lethe.dev/platform/shred"
 	"lethe.dev/platform/storage"
+	"lethe.dev/platform/transport"
 	"lethe.dev/services/identity/internal/grpcapi"
 	domain "lethe.dev/services/identity/internal/identity"
 	"lethe.dev/services/identity/internal/keys"
@@ -76,10 +80,11 @@ func (c Config) Database() (string, fs.FS) { return c.DatabaseURL, store.Migrati
 // Service is a built identity service.
 type Service struct {
 	authz.AuditLink
-	Domain  *domain.Service
-	db      *storage.DB
-	logger  *slog.Logger
-	metrics metric.Registration
+	Domain      *domain.Service
+	db          *storage.DB
+	fulfillment *grpc.ClientConn
+	logger      *slog.Logger
+	metrics     metric.Registration
 }
 
 // New opens the database (migrating it) and the key ring.
@@ -111,11 +116,22 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		db.Close()
 		return nil, err
 	}
-	return &Service{AuditLink: link,
+	svc := &Service{AuditLink: link,
 		Domain: &domain.Service{DB: db, Keys: ring, Sender: sender, Logger: logger, Now: time.Now,
 			Vacuum: shred.NewVacuumer(db, "members", "sessions", "outbox")},
 		db: db, logger: logger, metrics: metrics,
-	}, nil
+	}
+	if cfg.FulfillmentAddress != "" {
+		// Per-member legal holds live in fulfillment; erasure and the retention purge ask it.
+		conn, err := transport.FromEnv().Dial(cfg.FulfillmentAddress)
+		if err != nil {
+			svc.Close()
+			return nil, err
+		}
+		svc.fulfillment = conn
+		svc.Domain.Holds = legalhold.Fulfillment{Client: fulfillmentv1.NewFulfillmentServiceClient(conn)}
+	}
+	return svc, nil
 }
 
 // Build is New as an app.Service, for app.Main.
@@ -166,6 +182,9 @@ const VacuumInterval = 10 * time.Second
 // Close closes the database.
 func (s *Service) Close() error {
 	_ = s.CloseAudit()
+	if s.fulfillment != nil {
+		_ = s.fulfillment.Close()
+	}
 	if s.metrics != nil {
 		_ = s.metrics.Unregister()
 	}

@@ -5,6 +5,7 @@ package preferences
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io/fs"
 	"log/slog"
@@ -12,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -28,7 +32,10 @@ import (
 	"lethe.dev/platform/observe"
 	"lethe.dev/platform/shred"
 	"lethe.dev/platform/storage"
+	"lethe.dev/platform/temporalclient"
 	"lethe.dev/platform/transport"
+	"lethe.dev/services/preferences/internal/mailing"
+	"lethe.dev/services/preferences/internal/policychange"
 	"lethe.dev/services/preferences/internal/prefs"
 	"lethe.dev/services/preferences/internal/store"
 )
@@ -46,8 +53,11 @@ type Config struct {
 	// IdentityAddress is where policy change emails are sent (identity lists the members
 	// and holds their addresses); empty sends none.
 	IdentityAddress string
-	// PolicyNotifyInterval is how often unsent policy change emails are looked for.
-	PolicyNotifyInterval time.Duration
+	// Temporal runs the policy change-notice worker; without it publishing a policy
+	// version is refused (TEMPORAL_DISABLED), since nobody would be told.
+	Temporal          bool
+	TemporalAddress   string
+	TemporalNamespace string
 }
 
 // RegisterFlags registers flags whose defaults come from the environment.
@@ -59,7 +69,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TokenKeyPath, "token-key", config.Env("PREFERENCES_TOKEN_KEY", filepath.Join(data, "preferences", "unsubscribe.keyset.json")), "Tink AEAD keyset sealing unsubscribe tokens, shared by every replica: PATH, file:PATH or file:PATH?kek=KMS-URI; created when missing (PREFERENCES_TOKEN_KEY)")
 	fs.StringVar(&c.KEKURI, "kek-uri", config.Env("PREFERENCES_KEK_URI", "file:"+filepath.Join(data, "preferences", "kek.json")), "key-encryption key wrapping members' data keys: file:PATH (dev) or a Tink KMS URI (PREFERENCES_KEK_URI)")
 	fs.StringVar(&c.IdentityAddress, "identity-address", config.Env("IDENTITY_ADDRESS", "127.0.0.1:7101"), "identity gRPC address, which emails members about policy changes (IDENTITY_ADDRESS)")
-	fs.DurationVar(&c.PolicyNotifyInterval, "policy-notify-interval", config.EnvDuration("PREFERENCES_POLICY_NOTIFY_INTERVAL", 5*time.Second), "how often unsent policy change emails are looked for (PREFERENCES_POLICY_NOTIFY_INTERVAL)")
+	fs.BoolVar(&c.Temporal, "temporal", config.EnvBool("PREFERENCES_TEMPORAL", true), "run the policy change-notice worker; without it publishing a policy version fails (PREFERENCES_TEMPORAL)")
+	fs.StringVar(&c.TemporalAddress, "temporal-address", config.Env("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend (TEMPORAL_ADDRESS)")
+	fs.StringVar(&c.TemporalNamespace, "temporal-namespace", config.Env("TEMPORAL_NAMESPACE", "lethe"), "Temporal namespace (TEMPORAL_NAMESPACE)")
 	fs.DurationVar(&c.UnsubscribeTTL, "unsubscribe-ttl", config.EnvDuration("PREFERENCES_UNSUBSCRIBE_TTL", 60*24*time.Hour), "how long unsubscribe links work (PREFERENCES_UNSUBSCRIBE_TTL)")
 }
 
@@ -70,7 +82,9 @@ func (c Config) Validate() error {
 	p.Require(c.DatabaseURL, "database-url", "PREFERENCES_DATABASE_URL")
 	p.Require(c.TokenKeyPath, "token-key", "PREFERENCES_TOKEN_KEY")
 	p.Check(c.UnsubscribeTTL > 0, "-unsubscribe-ttl must be positive")
-	p.Check(c.PolicyNotifyInterval >= 0, "-policy-notify-interval must not be negative")
+	if c.Temporal {
+		p.Require(c.TemporalAddress, "temporal-address", "TEMPORAL_ADDRESS")
+	}
 	return p.Err()
 }
 
@@ -86,9 +100,11 @@ type Service struct {
 	Server *prefs.Server
 	db     *storage.DB
 	// identity is the connection policy change emails go through; nil sends none.
-	identity       *grpc.ClientConn
-	fulfillment    *grpc.ClientConn
-	notifyInterval time.Duration
+	identity    *grpc.ClientConn
+	fulfillment *grpc.ClientConn
+	// temporal runs the policy change-notice workflows; nil without -temporal.
+	temporal client.Client
+	logger   *slog.Logger
 }
 
 // New opens and migrates the database and loads the token key.
@@ -122,11 +138,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		db.Close()
 		return nil, err
 	}
-	svc := &Service{AuditLink: link, db: db, notifyInterval: cfg.PolicyNotifyInterval,
-		Server: &prefs.Server{DB: db, Tokens: tokens, Keys: keys, Logger: logger, Now: time.Now, TokenTTL: cfg.UnsubscribeTTL}}
-	if svc.notifyInterval <= 0 {
-		svc.notifyInterval = 5 * time.Second
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
+	svc := &Service{AuditLink: link, db: db, logger: logger,
+		Server: &prefs.Server{DB: db, Tokens: tokens, Keys: keys, Logger: logger, Now: time.Now, TokenTTL: cfg.UnsubscribeTTL}}
 	if cfg.IdentityAddress != "" {
 		conn, err := transport.FromEnv().Dial(cfg.IdentityAddress)
 		if err != nil {
@@ -135,7 +151,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		}
 		svc.identity = conn
 		svc.Server.PolicyMailer = identityMailer{identityv1.NewIdentityServiceClient(conn)}
+		svc.Server.MarketingMailer = identityMailer{identityv1.NewIdentityServiceClient(conn)}
 		svc.Server.Names = identityMailer{identityv1.NewIdentityServiceClient(conn)}
+		svc.Server.SignUps = identityMailer{identityv1.NewIdentityServiceClient(conn)}
 	}
 	if cfg.FulfillmentAddress != "" {
 		// Per-member legal holds live in fulfillment; deletions ask it first.
@@ -147,7 +165,63 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		svc.fulfillment = conn
 		svc.Server.Holds = prefs.FulfillmentHolds{Client: fulfillmentv1.NewFulfillmentServiceClient(conn)}
 	}
+	if cfg.Temporal {
+		c, err := temporalclient.Dial(cfg.TemporalAddress, cfg.TemporalNamespace, logger)
+		if err != nil {
+			svc.Close()
+			return nil, err
+		}
+		svc.temporal = c
+		svc.Server.PolicyNotices = policyNotices{c}
+		svc.Server.MarketingMailings = marketingMailings{c}
+	}
 	return svc, nil
+}
+
+// policyNotices starts change-notice workflows. The workflow id is the version's, and
+// starting joins a running workflow (and is refused after it ended), so a retried
+// publish, or a resume at start-up, never starts a second one.
+type policyNotices struct{ c client.Client }
+
+func (n policyNotices) StartPolicyNotice(ctx context.Context, policy, version string, effective time.Time) error {
+	_, err := n.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: policychange.WorkflowID(policy, version), TaskQueue: policychange.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+	}, policychange.PolicyChangeNotice, policychange.Input{Policy: policy, Version: version, EffectiveTime: effective})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return nil // it ran already
+	}
+	return err
+}
+
+// marketingMailings starts mailing workflows, one per mailing id (joining a running one;
+// refused after it ended, which is fine: the mailing was sent).
+type marketingMailings struct{ c client.Client }
+
+func (n marketingMailings) StartMarketingMailing(ctx context.Context, id string) error {
+	_, err := n.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: mailing.WorkflowID(id), TaskQueue: policychange.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+	}, mailing.MarketingMailing, mailing.Input{MailingID: id})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return nil
+	}
+	return err
+}
+
+// MailMarketing queues one marketing message; a member identity no longer knows
+// (erased or disabled since the page was read) gets nothing.
+func (m identityMailer) MailMarketing(ctx context.Context, memberID, reference, detail, requestID string) error {
+	_, err := m.c.NotifyMember(ctx, &identityv1.NotifyMemberRequest{Name: "members/" + memberID, Template: identityv1.MessageTemplate_MESSAGE_TEMPLATE_MARKETING,
+		Reference: reference, Detail: detail, RequestId: requestID})
+	if status.Code(err) == codes.NotFound {
+		return nil
+	}
+	return err
 }
 
 // identityMailer lists members and emails them through identity.
@@ -155,16 +229,16 @@ type identityMailer struct {
 	c identityv1.IdentityServiceClient
 }
 
-func (m identityMailer) MemberPage(ctx context.Context, token string) ([]string, string, error) {
+func (m identityMailer) MemberPage(ctx context.Context, token string) ([]prefs.PageMember, string, error) {
 	res, err := m.c.ListMembers(ctx, &identityv1.ListMembersRequest{PageSize: 100, PageToken: token})
 	if err != nil {
 		return nil, "", err
 	}
-	ids := make([]string, 0, len(res.GetMembers()))
+	out := make([]prefs.PageMember, 0, len(res.GetMembers()))
 	for _, mb := range res.GetMembers() {
-		ids = append(ids, strings.TrimPrefix(mb.GetName(), "members/"))
+		out = append(out, prefs.PageMember{ID: strings.TrimPrefix(mb.GetName(), "members/"), SignedUp: mb.GetCreateTime().AsTime()})
 	}
-	return ids, res.GetNextPageToken(), nil
+	return out, res.GetNextPageToken(), nil
 }
 
 // DisplayName is the member's name as identity keeps it (profiles show it when its
@@ -175,6 +249,21 @@ func (m identityMailer) DisplayName(ctx context.Context, memberID string) (strin
 		return "", err
 	}
 	return res.GetFullName(), nil
+}
+
+// SignedUp is when the member's account was created; a member identity does not know
+// (erased) has none.
+func (m identityMailer) SignedUp(ctx context.Context, memberID string) (time.Time, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := m.c.GetMember(ctx, &identityv1.GetMemberRequest{Name: "members/" + memberID})
+	if status.Code(err) == codes.NotFound {
+		return time.Time{}, false, nil
+	}
+	if err != nil || res.GetCreateTime() == nil {
+		return time.Time{}, false, err
+	}
+	return res.GetCreateTime().AsTime(), true, nil
 }
 
 func (m identityMailer) MailPolicyChange(ctx context.Context, memberID, reference, detail, requestID string) error {
@@ -201,11 +290,17 @@ func (s *Service) Register(srv *grpcserver.Server) {
 // members' keys were destroyed (one VACUUM per batch of erasures).
 const VacuumInterval = 10 * time.Second
 
-// Run vacuums the key table after erasures (PostgreSQL) and sends policy change emails
-// until shutdown.
+// Run runs the policy change-notice worker (with Temporal) and vacuums the key table
+// after erasures (PostgreSQL) until shutdown.
 func (s *Service) Run(ctx context.Context) error {
-	if s.Server.PolicyMailer != nil {
-		go s.Server.RunPolicyNotifier(ctx, s.notifyInterval)
+	if s.temporal != nil {
+		w := policychange.NewWorker(s.temporal, &policychange.Activities{Versions: s.Server})
+		mailing.Register(w, &mailing.Activities{Pages: s.Server})
+		if err := w.Start(); err != nil {
+			return err
+		}
+		defer w.Stop()
+		go s.resumePolicyNotices(ctx)
 	}
 	if v := s.Server.Keys.Vacuumer(); v != nil {
 		v.Run(ctx, VacuumInterval)
@@ -215,9 +310,29 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the database.
+// resumePolicyNotices starts the workflows of versions whose emails have not all gone
+// out, retrying until it succeeds or the service stops (Temporal may still be starting).
+func (s *Service) resumePolicyNotices(ctx context.Context) {
+	for wait := time.Second; ; wait = min(2*wait, time.Minute) {
+		err := s.Server.ResumePolicyNotices(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		s.logger.Warn("resuming policy change emails: will retry", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Close closes the Temporal client and the database.
 func (s *Service) Close() error {
 	_ = s.CloseAudit()
+	if s.temporal != nil {
+		s.temporal.Close()
+	}
 	if s.identity != nil {
 		_ = s.identity.Close()
 	}
@@ -227,5 +342,14 @@ func (s *Service) Close() error {
 	return s.db.Close()
 }
 
-// ReadyChecks is what /readyz checks: the database answers.
-func (s *Service) ReadyChecks() []observe.Check { return []observe.Check{observe.DatabaseCheck(s.db)} }
+// ReadyChecks is what /readyz checks: the database and, when used, Temporal answer.
+func (s *Service) ReadyChecks() []observe.Check {
+	checks := []observe.Check{observe.DatabaseCheck(s.db)}
+	if s.temporal != nil {
+		checks = append(checks, observe.Check{Name: "temporal", Fn: func(ctx context.Context) error {
+			_, err := s.temporal.CheckHealth(ctx, &client.CheckHealthRequest{})
+			return err
+		}})
+	}
+	return checks
+}

@@ -20,7 +20,10 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
 	identityv1 "lethe.dev/gen/lethe/identity/v1"
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
@@ -30,6 +33,7 @@ import (
 	"lethe.dev/platform/config"
 	"lethe.dev/platform/grpcserver"
 	"lethe.dev/platform/keyfile"
+	"lethe.dev/platform/legalhold"
 	"lethe.dev/platform/observe"
 	"lethe.dev/platform/storage"
 	"lethe.dev/platform/temporalclient"
@@ -102,13 +106,14 @@ func (c Config) Database() (string, fs.FS) { return c.DatabaseURL, store.Migrati
 // Service is a built sharing service.
 type Service struct {
 	authz.AuditLink
-	Server   *impl.Server
-	db       *storage.DB
-	metrics  metric.Registration
-	prefs    *grpc.ClientConn
-	identity *grpc.ClientConn
-	temporal client.Client
-	logger   *slog.Logger
+	Server      *impl.Server
+	db          *storage.DB
+	metrics     metric.Registration
+	prefs       *grpc.ClientConn
+	identity    *grpc.ClientConn
+	fulfillment *grpc.ClientConn
+	temporal    client.Client
+	logger      *slog.Logger
 }
 
 // New opens the database, the keys and (when enabled) the Temporal client.
@@ -176,6 +181,16 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		s.identity = conn
 		s.Server.Members = identityMembers{identityv1.NewIdentityServiceClient(conn)}
 	}
+	if cfg.FulfillmentAddress != "" {
+		// Per-member legal holds live in fulfillment; erasing and onward erasure ask it first.
+		conn, err := transport.FromEnv().Dial(cfg.FulfillmentAddress)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.fulfillment = conn
+		s.Server.Holds = legalhold.Fulfillment{Client: fulfillmentv1.NewFulfillmentServiceClient(conn)}
+	}
 	if cfg.Temporal {
 		c, err := temporalclient.Dial(cfg.TemporalAddress, cfg.TemporalNamespace, logger)
 		if err != nil {
@@ -236,6 +251,9 @@ func (s *Service) Close() error {
 	}
 	if s.identity != nil {
 		s.identity.Close()
+	}
+	if s.fulfillment != nil {
+		s.fulfillment.Close()
 	}
 	return s.db.Close()
 }
@@ -358,6 +376,20 @@ func (m identityMembers) MemberPage(ctx context.Context, token string) ([]string
 	return ids, res.GetNextPageToken(), nil
 }
 
+// MemberSignUps lists members newest first with their sign-up times, as an internal
+// caller (the business-transfer newcomer sweeps).
+func (m identityMembers) MemberSignUps(ctx context.Context, token string) ([]impl.MemberSignUp, string, error) {
+	res, err := m.c.ListMembers(ctx, &identityv1.ListMembersRequest{PageSize: 100, PageToken: token})
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]impl.MemberSignUp, 0, len(res.GetMembers()))
+	for _, mb := range res.GetMembers() {
+		out = append(out, impl.MemberSignUp{ID: strings.TrimPrefix(mb.GetName(), "members/"), SignedUp: mb.GetCreateTime().AsTime()})
+	}
+	return out, res.GetNextPageToken(), nil
+}
+
 // identityMailer sends notice emails through identity's NotifyMember, as an internal caller.
 type identityMailer struct {
 	c identityv1.IdentityServiceClient
@@ -366,11 +398,17 @@ type identityMailer struct {
 func (m identityMailer) MailTransferNotice(ctx context.Context, memberID, reference, detail, requestID string) error {
 	_, err := m.c.NotifyMember(ctx, &identityv1.NotifyMemberRequest{Name: "members/" + memberID, Template: identityv1.MessageTemplate_MESSAGE_TEMPLATE_BUSINESS_TRANSFER,
 		Reference: reference, Detail: detail, RequestId: requestID})
+	if status.Code(err) == codes.NotFound { // erased (or never a member): nobody to tell
+		return nil
+	}
 	return err
 }
 
 func (m identityMailer) MailNotice(ctx context.Context, memberID, reference, detail, requestID string) error {
 	_, err := m.c.NotifyMember(ctx, &identityv1.NotifyMemberRequest{Name: "members/" + memberID, Template: identityv1.MessageTemplate_MESSAGE_TEMPLATE_SHARING_NOTICE,
 		Reference: reference, Detail: detail, RequestId: requestID})
+	if status.Code(err) == codes.NotFound { // erased (or never a member): nobody to tell
+		return nil
+	}
 	return err
 }

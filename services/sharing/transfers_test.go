@@ -16,8 +16,20 @@ import (
 	impl "lethe.dev/services/sharing/internal/sharing"
 )
 
-// pagedMembers is identity's member list, two per page.
-type pagedMembers struct{ ids []string }
+// pagedMembers is identity's member list, two per page, newest first, with sign-up times.
+type pagedMembers struct {
+	ids     []string
+	signUps map[string]time.Time
+}
+
+func (p pagedMembers) MemberSignUps(ctx context.Context, token string) ([]impl.MemberSignUp, string, error) {
+	ids, next, err := p.MemberPage(ctx, token)
+	var out []impl.MemberSignUp
+	for _, id := range ids {
+		out = append(out, impl.MemberSignUp{ID: id, SignedUp: p.signUps[id]})
+	}
+	return out, next, err
+}
 
 func (p pagedMembers) MemberPage(_ context.Context, token string) ([]string, string, error) {
 	start, _ := strconv.Atoi(token)
@@ -43,9 +55,11 @@ func (s *startedTransfers) StartTransfer(_ context.Context, id string, _ time.Ti
 }
 
 // TestBusinessTransfer: a transfer to an acquirer gives every member one notice (across
-// pages, once however often a page is retried); before the date nothing flows to the
-// acquirer; after it, data flows for a member who did not object and is refused for one
-// who did. Bad transfers are refused and store nothing.
+// pages, once however often a page is retried), and members who sign up later one each
+// (the workflow's sweeps before the date; their first disclosure after it); before the
+// date nothing flows to the acquirer; after it, data flows for a member who did not
+// object and is refused for one who did, and for a newcomer only once their own notice
+// has run. Bad transfers are refused and store nothing.
 func TestBusinessTransfer(t *testing.T) {
 	engines(t, func(t *testing.T, h *harness) {
 		ctx := context.Background()
@@ -55,7 +69,11 @@ func TestBusinessTransfer(t *testing.T) {
 		started := &startedTransfers{}
 		h.svc.Server.Transfers = started
 		other := "members/member000002"
-		h.svc.Server.Members = pagedMembers{ids: []string{"member000001", "member000002", "member000003"}}
+		members := pagedMembers{ids: []string{"member000001", "member000002", "member000003"}, signUps: map[string]time.Time{}}
+		for _, id := range members.ids {
+			members.signUps[id] = now.Add(-time.Hour)
+		}
+		h.svc.Server.Members = members
 		if _, err := h.client.CreatePartner(ctx, &sharingv1.CreatePartnerRequest{PartnerId: "newco", Partner: &sharingv1.Partner{DisplayName: "NewCo Holdings", Kind: sharingv1.PartnerKind_PARTNER_KIND_ACQUIRER,
 			Purposes: []string{"acquisition"}, DataCategories: []string{"user.contact.email", "user.behavior.media_consumption"}, AgreementRef: "SPA-2026"}}); err != nil {
 			t.Fatal(err)
@@ -115,6 +133,25 @@ func TestBusinessTransfer(t *testing.T) {
 			t.Fatalf("after the fan-out: %v %v", got, err)
 		}
 
+		// A member signs up after the fan-out began: the next sweep tells them (and only
+		// them), with a notice lasting at least the purpose's 30 days; a repeated sweep
+		// tells nobody again.
+		now = now.Add(time.Hour)
+		members.ids = append([]string{"member000004"}, members.ids...)
+		members.signUps["member000004"] = now
+		h.svc.Server.Members = members
+		for i, want := range []int{1, 0} {
+			if n, err := h.svc.Server.NotifyTransferNewcomers(ctx, "newco-merger", now.Add(-2*time.Hour)); err != nil || n != want {
+				t.Fatalf("sweep %d: %d %v, want %d", i, n, err, want)
+			}
+		}
+		if len(h.notifier.started) != 4 {
+			t.Fatalf("notices after the sweeps: %v", h.notifier.started)
+		}
+		if got, _ := h.client.GetBusinessTransfer(ctx, &sharingv1.GetBusinessTransferRequest{Name: "businessTransfers/newco-merger"}); got.GetNotifiedCount() != 4 {
+			t.Fatalf("notified count after a newcomer: %v", got)
+		}
+
 		// The second member objects (their notice's link records this objection).
 		if _, err := h.client.CreateObjection(ctx, &sharingv1.CreateObjectionRequest{Parent: other, Objection: &sharingv1.Objection{Partner: "partners/newco"}}); err != nil {
 			t.Fatal(err)
@@ -148,8 +185,24 @@ func TestBusinessTransfer(t *testing.T) {
 		if r := disclose(other, "after"); r != "OBJECTED" {
 			t.Fatalf("after the date, the member who objected: %s", r)
 		}
-		if r := disclose("members/member000009", "after"); r != "NO_NOTICE" {
-			t.Fatalf("a member never given notice: %s", r)
+		// A member who signed up after the fan-out is told at their first disclosure, and
+		// nothing flows for them until their own notice period (30 days) has run.
+		late := "members/member000009"
+		if r := disclose(late, "late-1"); r != "NOTICE_PENDING" {
+			t.Fatalf("a member who joined after the notices went out: %s", r)
+		}
+		if len(h.notifier.started) != 5 {
+			t.Fatalf("notices started: %v, want the newcomer's too", h.notifier.started)
+		}
+		if r := disclose(late, "late-2"); r != "NOTICE_PENDING" || len(h.notifier.started) != 5 {
+			t.Fatalf("asked again during their notice: %s, %d notices (want one)", r, len(h.notifier.started))
+		}
+		now = now.Add(30*24*time.Hour + time.Minute)
+		if _, err := a.Resolve(ctx, notice.ResolveInput{NoticeID: h.notifier.started[4]}); err != nil {
+			t.Fatal(err)
+		}
+		if r := disclose(late, "late-3"); r != "ALLOWED" {
+			t.Fatalf("after the newcomer's notice ran its course: %s", r)
 		}
 	})
 }

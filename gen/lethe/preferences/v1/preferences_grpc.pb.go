@@ -54,6 +54,8 @@ const (
 	PreferencesService_AcceptPolicyVersion_FullMethodName              = "/lethe.preferences.v1.PreferencesService/AcceptPolicyVersion"
 	PreferencesService_GetPolicyAcceptance_FullMethodName              = "/lethe.preferences.v1.PreferencesService/GetPolicyAcceptance"
 	PreferencesService_CheckPolicyConsent_FullMethodName               = "/lethe.preferences.v1.PreferencesService/CheckPolicyConsent"
+	PreferencesService_CreateMarketingMailing_FullMethodName           = "/lethe.preferences.v1.PreferencesService/CreateMarketingMailing"
+	PreferencesService_GetMarketingMailing_FullMethodName              = "/lethe.preferences.v1.PreferencesService/GetMarketingMailing"
 )
 
 // PreferencesServiceClient is the client API for PreferencesService service.
@@ -140,9 +142,12 @@ type PreferencesServiceClient interface {
 	Unsubscribe(ctx context.Context, in *UnsubscribeRequest, opts ...grpc.CallOption) (*UnsubscribeResponse, error)
 	// CreatePolicyVersion publishes a version of a privacy policy (operators): its summary
 	// of changes, effective date and, for a change that lowers protection, the processing
-	// purposes it affects. Every member is told by email; from the effective date the
-	// affected purposes stay off for a member until they accept the version. Idempotent by
-	// policy_version_id: the same id with the same content returns the first version.
+	// purposes it affects. Every member who signed up before it is told by email at once
+	// (workflow policy-change/{policy}/{version}, task queue lethe-preferences); from the
+	// effective date the affected purposes stay off for a member until they accept the
+	// version. Members who sign up later accept it at sign-up. Idempotent by
+	// policy_version_id: the same id with the same content returns the first version and
+	// starts no second workflow (FAILED_PRECONDITION TEMPORAL_DISABLED without Temporal).
 	CreatePolicyVersion(ctx context.Context, in *CreatePolicyVersionRequest, opts ...grpc.CallOption) (*PolicyVersion, error)
 	// ListPolicyVersions lists a policy's published versions, newest first. Policies are
 	// public documents.
@@ -151,13 +156,24 @@ type PreferencesServiceClient interface {
 	// record (setting "policy/{policy}", value "accepted", the version). Accepting a
 	// version accepts every earlier version of the same policy. Idempotent.
 	AcceptPolicyVersion(ctx context.Context, in *AcceptPolicyVersionRequest, opts ...grpc.CallOption) (*PolicyAcceptance, error)
-	// GetPolicyAcceptance shows which version of a policy the member accepted, the current
-	// version, and the versions lowering protection that still wait for their consent.
+	// GetPolicyAcceptance shows which version of a policy the member accepted (at sign-up,
+	// the version current then), the current version, and the versions lowering
+	// protection that still wait for their consent.
 	GetPolicyAcceptance(ctx context.Context, in *GetPolicyAcceptanceRequest, opts ...grpc.CallOption) (*PolicyAcceptance, error)
 	// CheckPolicyConsent tells an internal caller (sharing, before a disclosure) whether a
 	// purpose may be processed for a member: refused while a version lowering protection for
 	// that purpose is in effect and the member has not accepted it.
 	CheckPolicyConsent(ctx context.Context, in *CheckPolicyConsentRequest, opts ...grpc.CallOption) (*CheckPolicyConsentResponse, error)
+	// CreateMarketingMailing sends a marketing mailing (operators): every member for whom
+	// AuthorizeMarketing allows the channel and topic — subscribed, processing not
+	// restricted, no policy change awaiting their consent, not erased — gets one message
+	// through identity, with a one-click unsubscribe token; nobody else gets anything. The
+	// mailing runs as a workflow a page of members at a time. Idempotent by
+	// marketing_mailing_id (an opaque campaign id): calling again returns the mailing and
+	// sends nobody a second message. Audited as an operator action.
+	CreateMarketingMailing(ctx context.Context, in *CreateMarketingMailingRequest, opts ...grpc.CallOption) (*MarketingMailing, error)
+	// GetMarketingMailing returns a mailing with its progress (operators).
+	GetMarketingMailing(ctx context.Context, in *GetMarketingMailingRequest, opts ...grpc.CallOption) (*MarketingMailing, error)
 }
 
 type preferencesServiceClient struct {
@@ -508,6 +524,26 @@ func (c *preferencesServiceClient) CheckPolicyConsent(ctx context.Context, in *C
 	return out, nil
 }
 
+func (c *preferencesServiceClient) CreateMarketingMailing(ctx context.Context, in *CreateMarketingMailingRequest, opts ...grpc.CallOption) (*MarketingMailing, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarketingMailing)
+	err := c.cc.Invoke(ctx, PreferencesService_CreateMarketingMailing_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *preferencesServiceClient) GetMarketingMailing(ctx context.Context, in *GetMarketingMailingRequest, opts ...grpc.CallOption) (*MarketingMailing, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarketingMailing)
+	err := c.cc.Invoke(ctx, PreferencesService_GetMarketingMailing_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PreferencesServiceServer is the server API for PreferencesService service.
 // All implementations must embed UnimplementedPreferencesServiceServer
 // for forward compatibility.
@@ -592,9 +628,12 @@ type PreferencesServiceServer interface {
 	Unsubscribe(context.Context, *UnsubscribeRequest) (*UnsubscribeResponse, error)
 	// CreatePolicyVersion publishes a version of a privacy policy (operators): its summary
 	// of changes, effective date and, for a change that lowers protection, the processing
-	// purposes it affects. Every member is told by email; from the effective date the
-	// affected purposes stay off for a member until they accept the version. Idempotent by
-	// policy_version_id: the same id with the same content returns the first version.
+	// purposes it affects. Every member who signed up before it is told by email at once
+	// (workflow policy-change/{policy}/{version}, task queue lethe-preferences); from the
+	// effective date the affected purposes stay off for a member until they accept the
+	// version. Members who sign up later accept it at sign-up. Idempotent by
+	// policy_version_id: the same id with the same content returns the first version and
+	// starts no second workflow (FAILED_PRECONDITION TEMPORAL_DISABLED without Temporal).
 	CreatePolicyVersion(context.Context, *CreatePolicyVersionRequest) (*PolicyVersion, error)
 	// ListPolicyVersions lists a policy's published versions, newest first. Policies are
 	// public documents.
@@ -603,13 +642,24 @@ type PreferencesServiceServer interface {
 	// record (setting "policy/{policy}", value "accepted", the version). Accepting a
 	// version accepts every earlier version of the same policy. Idempotent.
 	AcceptPolicyVersion(context.Context, *AcceptPolicyVersionRequest) (*PolicyAcceptance, error)
-	// GetPolicyAcceptance shows which version of a policy the member accepted, the current
-	// version, and the versions lowering protection that still wait for their consent.
+	// GetPolicyAcceptance shows which version of a policy the member accepted (at sign-up,
+	// the version current then), the current version, and the versions lowering
+	// protection that still wait for their consent.
 	GetPolicyAcceptance(context.Context, *GetPolicyAcceptanceRequest) (*PolicyAcceptance, error)
 	// CheckPolicyConsent tells an internal caller (sharing, before a disclosure) whether a
 	// purpose may be processed for a member: refused while a version lowering protection for
 	// that purpose is in effect and the member has not accepted it.
 	CheckPolicyConsent(context.Context, *CheckPolicyConsentRequest) (*CheckPolicyConsentResponse, error)
+	// CreateMarketingMailing sends a marketing mailing (operators): every member for whom
+	// AuthorizeMarketing allows the channel and topic — subscribed, processing not
+	// restricted, no policy change awaiting their consent, not erased — gets one message
+	// through identity, with a one-click unsubscribe token; nobody else gets anything. The
+	// mailing runs as a workflow a page of members at a time. Idempotent by
+	// marketing_mailing_id (an opaque campaign id): calling again returns the mailing and
+	// sends nobody a second message. Audited as an operator action.
+	CreateMarketingMailing(context.Context, *CreateMarketingMailingRequest) (*MarketingMailing, error)
+	// GetMarketingMailing returns a mailing with its progress (operators).
+	GetMarketingMailing(context.Context, *GetMarketingMailingRequest) (*MarketingMailing, error)
 	mustEmbedUnimplementedPreferencesServiceServer()
 }
 
@@ -721,6 +771,12 @@ func (UnimplementedPreferencesServiceServer) GetPolicyAcceptance(context.Context
 }
 func (UnimplementedPreferencesServiceServer) CheckPolicyConsent(context.Context, *CheckPolicyConsentRequest) (*CheckPolicyConsentResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CheckPolicyConsent not implemented")
+}
+func (UnimplementedPreferencesServiceServer) CreateMarketingMailing(context.Context, *CreateMarketingMailingRequest) (*MarketingMailing, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateMarketingMailing not implemented")
+}
+func (UnimplementedPreferencesServiceServer) GetMarketingMailing(context.Context, *GetMarketingMailingRequest) (*MarketingMailing, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetMarketingMailing not implemented")
 }
 func (UnimplementedPreferencesServiceServer) mustEmbedUnimplementedPreferencesServiceServer() {}
 func (UnimplementedPreferencesServiceServer) testEmbeddedByValue()                            {}
@@ -1355,6 +1411,42 @@ func _PreferencesService_CheckPolicyConsent_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PreferencesService_CreateMarketingMailing_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateMarketingMailingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PreferencesServiceServer).CreateMarketingMailing(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PreferencesService_CreateMarketingMailing_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PreferencesServiceServer).CreateMarketingMailing(ctx, req.(*CreateMarketingMailingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PreferencesService_GetMarketingMailing_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMarketingMailingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PreferencesServiceServer).GetMarketingMailing(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PreferencesService_GetMarketingMailing_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PreferencesServiceServer).GetMarketingMailing(ctx, req.(*GetMarketingMailingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PreferencesService_ServiceDesc is the grpc.ServiceDesc for PreferencesService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1497,6 +1589,14 @@ var PreferencesService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckPolicyConsent",
 			Handler:    _PreferencesService_CheckPolicyConsent_Handler,
+		},
+		{
+			MethodName: "CreateMarketingMailing",
+			Handler:    _PreferencesService_CreateMarketingMailing_Handler,
+		},
+		{
+			MethodName: "GetMarketingMailing",
+			Handler:    _PreferencesService_GetMarketingMailing_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -40,6 +40,9 @@ const ErrPermanent = "PERMANENT"
 
 // permanent marks errors that retrying cannot fix (bad input, unknown member).
 func permanent(err error) error {
+	if memberHeldStatus(err) {
+		return errMemberHeld()
+	}
 	switch status.Code(err) {
 	case codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.PermissionDenied:
 		return temporal.NewNonRetryableApplicationError("permanent failure: "+status.Code(err).String(), ErrPermanent, nil)
@@ -65,6 +68,9 @@ type Activities struct {
 	// Complaints, when set, has the member's complaint texts cleared by their erasure
 	// (with fulfillment's own copies, EraseArchives).
 	Complaints *complaint.Store
+	// Own, when set, gives fulfillment's own records of the member (privacy requests,
+	// complaints) for the access archive's fulfillment/ files.
+	Own OwnData
 	// FileErasure files an erasure of the member through the intake (idempotent by
 	// clientRequestID) and returns the request's id; used when a disabled account's grace
 	// period ends (DisabledAccount).
@@ -439,6 +445,13 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 			activity.RecordHeartbeat(ctx, name)
 		}
 	}
+	if !in.Portability && a.Own != nil {
+		files, n, err := a.writeOwn(ctx, zw, in.RequestID)
+		if err != nil {
+			return fail(err)
+		}
+		man.Files, total = append(man.Files, files...), total+n
+	}
 	mw, _ := zw.Create("manifest.json")
 	enc := json.NewEncoder(mw)
 	enc.SetIndent("", "  ")
@@ -599,6 +612,9 @@ func (a *Activities) DeleteParts(ctx context.Context, in RequestRef) error {
 // worker writes another part), then deletes every archive and staging part of every
 // export of the member and destroys their keys; download links die with the archives.
 func (a *Activities) EraseArchives(ctx context.Context, in RequestRef) (ServiceErasure, error) {
+	if err := a.refuseHeld(ctx, in.MemberID); err != nil {
+		return ServiceErasure{}, err
+	}
 	if a.Complaints != nil { // the member's words in their complaints go with them
 		if _, err := a.Complaints.EraseText(ctx, in.MemberID); err != nil {
 			return ServiceErasure{}, err

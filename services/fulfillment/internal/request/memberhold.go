@@ -2,12 +2,67 @@ package request
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"lethe.dev/platform/legalhold"
 	"lethe.dev/services/fulfillment/internal/holds"
 )
+
+// ErrMemberHeld is the error type of a deleting step refused because the member's data
+// was put on legal hold while the erasure ran (by fulfillment itself, or by a service
+// answering FAILED_PRECONDITION with reason LEGAL_HOLD). The erasure waits on hold and
+// resumes when the hold ends; it is never a failure.
+const ErrMemberHeld = "MEMBER_HELD"
+
+func errMemberHeld() error {
+	return temporal.NewNonRetryableApplicationError("the member's data is on legal hold", ErrMemberHeld, nil)
+}
+
+// memberHeldStatus reports whether a service refused because of a legal hold.
+func memberHeldStatus(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.FailedPrecondition {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == legalhold.Reason {
+			return true
+		}
+	}
+	return false
+}
+
+// memberHeld reports whether a step (or a child workflow) stopped on ErrMemberHeld.
+func memberHeld(err error) bool {
+	var app *temporal.ApplicationError
+	return errors.As(err, &app) && app.Type() == ErrMemberHeld
+}
+
+// refuseHeld is fulfillment's own check before it deletes the member's data.
+func (a *Activities) refuseHeld(ctx context.Context, memberID string) error {
+	h, err := holds.Get(ctx, a.DB, memberID)
+	if err != nil {
+		return err // retried: nothing is deleted before the hold can be read
+	}
+	if h.Active(a.now()) {
+		return errMemberHeld()
+	}
+	return nil
+}
+
+func (a *Activities) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
 
 // MemberHoldSignal tells an open erasure that its member's legal hold was set or
 // released, so it looks again (an expiry needs no signal: the erasure's timer ends then).
@@ -25,11 +80,7 @@ func (a *Activities) MemberHold(ctx context.Context, in RequestRef) (MemberHoldR
 	if err != nil {
 		return MemberHoldResult{}, err
 	}
-	now := time.Now()
-	if a.Now != nil {
-		now = a.Now()
-	}
-	if !h.Active(now) {
+	if !h.Active(a.now()) {
 		return MemberHoldResult{}, nil
 	}
 	return MemberHoldResult{Held: true, Until: h.Expire}, nil

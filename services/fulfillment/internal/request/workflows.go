@@ -61,6 +61,10 @@ type run struct {
 	// expiry is the start of the archive's expiry workflow on runs new enough to start
 	// it beside the archive step (export-tail); run waits for it before completing.
 	expiry workflow.ChildWorkflowFuture
+	// memberHoldSteps is set on erasures new enough to also stop in their erasing steps
+	// when a hold is set meanwhile (a step refused with ErrMemberHeld): they wait on hold
+	// and then run the erasure's idempotent round again.
+	memberHoldSteps bool
 }
 
 func (r *run) setStatus(ctx workflow.Context, status string) error {
@@ -171,6 +175,7 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 		r.acknowledge(ctx)
 	}
 	r.memberHolds = (r.in.Kind == KindErasure || r.in.Kind == KindChildErasure) && workflow.GetVersion(ctx, "member-hold", workflow.DefaultVersion, 1) == 1
+	r.memberHoldSteps = r.memberHolds && workflow.GetVersion(ctx, "member-hold-steps", workflow.DefaultVersion, 1) == 1
 	r.listen(ctx)
 	r.escalate(ctx)
 	r.verified = r.in.Verified
@@ -476,6 +481,17 @@ func (r *run) eraseToTheEnd(ctx workflow.Context) error {
 	pause := eraseResumeFirstPause
 	for round := 1; ; round++ {
 		err := r.erase(ctx)
+		if err != nil && r.memberHoldSteps && memberHeld(err) {
+			// A legal hold was set while erasing: nothing more is deleted until it ends.
+			if err := r.waitWhileMemberHeld(ctx); err != nil {
+				return err
+			}
+			if err := r.setStatus(ctx, "in_progress"); err != nil {
+				return err
+			}
+			round--
+			continue
+		}
 		if err == nil || permanentFailure(err) || round == eraseMaxRounds {
 			return err
 		}
@@ -494,7 +510,9 @@ func (r *run) eraseToTheEnd(ctx workflow.Context) error {
 // permanentFailure reports whether err is one retrying cannot fix.
 func permanentFailure(err error) bool {
 	var app *temporal.ApplicationError
-	return errors.As(err, &app) && app.NonRetryable()
+	// A step refused under a legal hold is not a failure: runs without memberHoldSteps
+	// resume it in a later round, as they resume any other refused step.
+	return errors.As(err, &app) && app.NonRetryable() && app.Type() != ErrMemberHeld
 }
 
 // erase runs the erasure: stop everything at once, erase in preferences and sharing,
@@ -614,6 +632,10 @@ func OnwardErasure(ctx workflow.Context, in OnwardInput) (OnwardResult, error) {
 		var st OnwardState
 		err := workflow.ExecuteActivity(ctx, a.SendOnward, in).Get(ctx, &st)
 		res.Attempts++
+		if memberHeld(err) && workflow.GetVersion(ctx, "member-hold-onward", workflow.DefaultVersion, 1) == 1 {
+			// The member's data went on legal hold: the erasure waits, and sends again after.
+			return res, err
+		}
 		if err == nil && st.Acknowledged {
 			res.Acknowledged = true
 			return res, nil

@@ -27,6 +27,9 @@ type rec struct {
 	erase func(request.EraseInput) (request.ServiceErasure, error)
 	// holdUntil, when set, is the expiry of the member's legal hold (released: zero again).
 	holdUntil time.Time
+	released  bool // an operator released the hold
+	// onward, when set, answers SendOnward's error first.
+	onward func() error
 }
 
 func (r *rec) add(s string) {
@@ -114,6 +117,11 @@ func env(t *testing.T, recipients []request.Recipient, onwardAcks bool) (*testsu
 		return recipients, nil
 	})
 	e.OnActivity(a.SendOnward, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.OnwardInput) (request.OnwardState, error) {
+		if r.onward != nil {
+			if err := r.onward(); err != nil {
+				return request.OnwardState{}, err
+			}
+		}
 		r.add("onward:" + in.Partner)
 		return request.OnwardState{Acknowledged: onwardAcks}, nil
 	})

@@ -22,6 +22,7 @@ import (
 	privacyv1 "lethe.dev/gen/lethe/privacy/v1"
 	"lethe.dev/platform/errs"
 	"lethe.dev/platform/ids"
+	"lethe.dev/platform/legalhold"
 	"lethe.dev/platform/shred"
 	"lethe.dev/platform/storage"
 	"lethe.dev/services/identity/internal/keys"
@@ -52,6 +53,10 @@ type Service struct {
 	// nil on SQLite.
 	Vacuum *shred.Vacuumer
 	Now    func() time.Time
+	// Holds answers whether a member's data is on legal hold (fulfillment): erasure
+	// refuses and the retention purge keeps the member's records while it is, or while
+	// it cannot be told. nil: no holds (identity run without fulfillment).
+	Holds legalhold.Checker
 }
 
 // Errors callers branch on.
@@ -476,6 +481,9 @@ type Erasure struct {
 // every copy of their ciphertext (backups, replicas) becomes unreadable. A tombstone
 // without personal data answers retries. Idempotent per member.
 func (s *Service) Erase(ctx context.Context, id, requestID, tombstoneID string) (*Erasure, error) {
+	if err := legalhold.Refuse(ctx, s.Holds, id, s.Logger); err != nil {
+		return nil, err
+	}
 	if err := s.deliverFor(ctx, id); err != nil {
 		return nil, err
 	}

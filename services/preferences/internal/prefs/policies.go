@@ -11,8 +11,11 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.temporal.io/sdk/temporal"
+
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
 	"lethe.dev/platform/errs"
+	"lethe.dev/services/preferences/internal/policychange"
 )
 
 // Policy versions. Preferences owns them because what they decide is consent: a member's
@@ -33,11 +36,24 @@ const acceptedValue = "accepted"
 func policySetting(policy string) string { return "policy/" + policy }
 
 // PolicyMailer tells members about a policy change through identity, which alone holds
-// their addresses: a page of member ids at a time, and one templated email per member,
-// keyed by requestID so a retry queues one message.
+// their addresses: a page of members at a time (newest first, with when each signed
+// up), and one templated email per member, keyed by requestID so a retry queues one
+// message.
 type PolicyMailer interface {
-	MemberPage(ctx context.Context, pageToken string) (memberIDs []string, next string, err error)
+	MemberPage(ctx context.Context, pageToken string) (members []PageMember, next string, err error)
 	MailPolicyChange(ctx context.Context, memberID, reference, detail, requestID string) error
+}
+
+// PageMember is one member of a page: the opaque id and when they signed up.
+type PageMember struct {
+	ID       string
+	SignedUp time.Time
+}
+
+// PolicyNotices starts a version's change-notice workflow (policychange); starting it
+// again joins the running one, or does nothing after it ended.
+type PolicyNotices interface {
+	StartPolicyNotice(ctx context.Context, policy, version string, effective time.Time) error
 }
 
 type policyVersion struct {
@@ -92,8 +108,9 @@ func (s *Server) policyVersion(ctx context.Context, policy, version string) (pol
 	return v, err
 }
 
-// CreatePolicyVersion implements PreferencesService: publish a version; the background
-// notifier (NotifyPolicyChanges) emails every member.
+// CreatePolicyVersion implements PreferencesService: publish a version and start its
+// change-notice workflow (policychange.PolicyChangeNotice), which emails every member.
+// A retry with the same content finds the same version and the same workflow.
 func (s *Server) CreatePolicyVersion(ctx context.Context, req *preferencesv1.CreatePolicyVersionRequest) (*preferencesv1.PolicyVersion, error) {
 	policy, err := policyOf(req.GetParent(), "parent")
 	if err != nil {
@@ -131,6 +148,9 @@ func (s *Server) CreatePolicyVersion(ctx context.Context, req *preferencesv1.Cre
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	if s.PolicyNotices == nil {
+		return nil, errs.New(errs.FailedPrecondition, "TEMPORAL_DISABLED", "publishing a policy version emails every member through a Temporal workflow; this instance runs without Temporal")
+	}
 	if purposes == nil {
 		purposes = []string{}
 	}
@@ -151,6 +171,11 @@ func (s *Server) CreatePolicyVersion(ctx context.Context, req *preferencesv1.Cre
 	// (a published version is never rewritten: members may have accepted it).
 	if got.summary != want.summary || got.effective != want.effective || got.lowers != want.lowers || !slices.Equal(got.purposes, want.purposes) {
 		return nil, errs.New(errs.AlreadyExists, "POLICY_VERSION_EXISTS", "this version was already published with other content; publish a new version")
+	}
+	if !got.done {
+		if err := s.PolicyNotices.StartPolicyNotice(ctx, policy, got.version, time.UnixMicro(got.effective)); err != nil {
+			return nil, errs.Wrap(err, errs.Unavailable, "POLICY_NOTICE_START_FAILED", "could not start the change emails; retry the call")
+		}
 	}
 	if s.Logger != nil {
 		s.Logger.Info("policy version published", "policy", policy, "version", want.version, "lowers_protection", want.lowers)
@@ -275,17 +300,21 @@ func (s *Server) GetPolicyAcceptance(ctx context.Context, req *preferencesv1.Get
 }
 
 func (s *Server) acceptance(ctx context.Context, memberID, policy string) (*preferencesv1.PolicyAcceptance, error) {
-	ver, published, at, err := s.accepted(ctx, s.DB, memberID, policy)
+	vs, err := s.versions(ctx, `policy_id = $1`, policy)
+	if err != nil {
+		return nil, err
+	}
+	var newest int64 = -1
+	if len(vs) > 0 {
+		newest = vs[len(vs)-1].created
+	}
+	ver, published, at, err := s.acceptedOrSignedUp(ctx, memberID, policy, newest)
 	if err != nil {
 		return nil, err
 	}
 	out := &preferencesv1.PolicyAcceptance{Name: "members/" + memberID + "/policyAcceptances/" + policy}
 	if ver != "" {
 		out.AcceptedVersion, out.AcceptTime = "policies/"+policy+"/versions/"+ver, ts(at)
-	}
-	vs, err := s.versions(ctx, `policy_id = $1`, policy)
-	if err != nil {
-		return nil, err
 	}
 	for _, v := range vs {
 		out.CurrentVersion = v.name()
@@ -298,8 +327,8 @@ func (s *Server) acceptance(ctx context.Context, memberID, policy string) (*pref
 
 // CheckPolicyConsent implements PreferencesService: a purpose is refused for a member
 // while a version that lowers protection for it is in effect and the member has not
-// accepted it (or a later version of the same policy). Before its effective date the
-// previous terms apply.
+// accepted it (or a later version of the same policy, or signed up after it was
+// published). Before its effective date the previous terms apply.
 func (s *Server) CheckPolicyConsent(ctx context.Context, req *preferencesv1.CheckPolicyConsentRequest) (*preferencesv1.CheckPolicyConsentResponse, error) {
 	memberID, err := member(req.GetMember(), "", "member")
 	if err != nil {
@@ -329,8 +358,8 @@ func (s *Server) missingVersions(ctx context.Context, memberID string, purposes 
 			continue
 		}
 		pub, ok := published[v.policy]
-		if !ok {
-			if _, pub, _, err = s.accepted(ctx, s.DB, memberID, v.policy); err != nil {
+		if !ok || v.created > pub {
+			if _, pub, _, err = s.acceptedOrSignedUp(ctx, memberID, v.policy, v.created); err != nil {
 				return nil, err
 			}
 			published[v.policy] = pub
@@ -359,42 +388,74 @@ func (s *Server) marketingPolicyRefusal(ctx context.Context, memberID string, t 
 	return "POLICY_CONSENT_REQUIRED", nil
 }
 
-// NotifyPolicyChanges sends the change email of every version not yet sent to every
-// member, one page of members per version per call; it returns how many emails it
-// queued. The page cursor is stored with the version and advanced by compare-and-set,
-// and each email is keyed by version and member, so replicas running it at once, or a
-// crash between a page and its cursor update, queue every email exactly once.
-func (s *Server) NotifyPolicyChanges(ctx context.Context) (int, error) {
+// NotifyPolicyPage emails the next page of members about a version and advances the
+// version's cursor: the change-notice workflow's activity. Members who signed up after
+// the version was published are skipped (they accepted it, or a later version, at
+// sign-up). The cursor is advanced by compare-and-set and each email is keyed by
+// version and member, so a retried page, two workers running one at once, or a crash
+// between a page and its cursor update queue every email exactly once.
+func (s *Server) NotifyPolicyPage(ctx context.Context, policy, version string) (int, bool, error) {
+	v, err := s.policyVersion(ctx, policy, version)
+	if errs.ReasonOf(err) == "POLICY_VERSION_NOT_FOUND" {
+		return 0, false, temporal.NewNonRetryableApplicationError("policy version no longer exists", policychange.ErrVersionGone, nil)
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	if v.done {
+		return 0, true, nil
+	}
 	if s.PolicyMailer == nil {
-		return 0, nil
+		return 0, false, errors.New("prefs: no member list or mailer configured (IDENTITY_ADDRESS)")
+	}
+	var cursor string
+	if err := s.DB.QueryRowContext(ctx, `SELECT notify_cursor FROM policy_versions WHERE policy_id = $1 AND version_id = $2`, policy, version).Scan(&cursor); err != nil {
+		return 0, false, err
+	}
+	members, next, err := s.PolicyMailer.MemberPage(ctx, cursor)
+	if err != nil {
+		return 0, false, err
+	}
+	detail := policyDetail(v)
+	sent := 0
+	for _, m := range members {
+		if micros(m.SignedUp) > v.created {
+			continue // the version predates them
+		}
+		if err := s.PolicyMailer.MailPolicyChange(ctx, m.ID, v.name(), detail, "policy-change/"+v.policy+"/"+v.version+"/"+m.ID); err != nil {
+			return 0, false, err
+		}
+		sent++
+	}
+	res, err := s.DB.ExecContext(ctx, `UPDATE policy_versions SET notify_cursor = $1, notified_count = notified_count + $2, notify_done = $3
+		WHERE policy_id = $4 AND version_id = $5 AND notify_cursor = $6 AND notify_done = FALSE`, next, sent, next == "", policy, version, cursor)
+	if err != nil {
+		return 0, false, err
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		sent = 0 // another attempt recorded this page first
+	}
+	return sent, next == "", nil
+}
+
+// ResumePolicyNotices (re)starts the workflow of every version whose emails have not
+// all gone out: a publish whose workflow start failed and was never retried, or a
+// version published before its workflow existed. Starting is idempotent, so a running
+// workflow is joined and nothing is mailed twice.
+func (s *Server) ResumePolicyNotices(ctx context.Context) error {
+	if s.PolicyNotices == nil {
+		return nil
 	}
 	vs, err := s.versions(ctx, `notify_done = FALSE`)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	sent := 0
 	for _, v := range vs {
-		var cursor string
-		if err := s.DB.QueryRowContext(ctx, `SELECT notify_cursor FROM policy_versions WHERE policy_id = $1 AND version_id = $2`, v.policy, v.version).Scan(&cursor); err != nil {
-			return sent, err
-		}
-		members, next, err := s.PolicyMailer.MemberPage(ctx, cursor)
-		if err != nil {
-			return sent, err
-		}
-		detail := policyDetail(v)
-		for _, m := range members {
-			if err := s.PolicyMailer.MailPolicyChange(ctx, m, v.name(), detail, "policy-change/"+v.policy+"/"+v.version+"/"+m); err != nil {
-				return sent, err
-			}
-			sent++
-		}
-		if _, err := s.DB.ExecContext(ctx, `UPDATE policy_versions SET notify_cursor = $1, notified_count = notified_count + $2, notify_done = $3
-			WHERE policy_id = $4 AND version_id = $5 AND notify_cursor = $6`, next, len(members), next == "", v.policy, v.version, cursor); err != nil {
-			return sent, err
+		if err := s.PolicyNotices.StartPolicyNotice(ctx, v.policy, v.version, time.UnixMicro(v.effective)); err != nil {
+			return err
 		}
 	}
-	return sent, nil
+	return nil
 }
 
 // policyDetail is the email text of a version: no member data, only the policy's.
@@ -407,26 +468,4 @@ func policyDetail(v policyVersion) string {
 			" in your privacy settings (policy acceptances). Until then nothing changes for you.")
 	}
 	return b.String()
-}
-
-// RunPolicyNotifier calls NotifyPolicyChanges every interval until ctx ends.
-func (s *Server) RunPolicyNotifier(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		for {
-			n, err := s.NotifyPolicyChanges(ctx)
-			if err != nil && ctx.Err() == nil && s.Logger != nil {
-				s.Logger.Warn("policy change emails: will retry", "error", err)
-			}
-			if err != nil || n == 0 {
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

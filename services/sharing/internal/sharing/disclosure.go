@@ -186,6 +186,14 @@ func (s *Server) AuthorizeDisclosure(ctx context.Context, req *sharingv1.Authori
 		var state int
 		err := s.DB.QueryRowContext(ctx, `SELECT state FROM notices WHERE member_id = $1 AND partner_id = $2 AND purpose_id = $3`, mid, pid, req.GetPurpose()).Scan(&state)
 		switch {
+		case (errors.Is(err, sql.ErrNoRows) || state == 0) && partner.p.GetKind() == sharingv1.PartnerKind_PARTNER_KIND_ACQUIRER && s.Notifier != nil:
+			// The transfer is in effect (transferRefusal) but this member was not in its
+			// fan-out: they signed up after it. They are told now, like everyone was,
+			// and nothing flows until their own notice period has run its course.
+			if _, err := s.noticeFor(ctx, mid, pid, req.GetPurpose(), max(purpose.period, time.Second)); err != nil {
+				return nil, err
+			}
+			return s.deny(ctx, pid, req.GetPurpose(), "NOTICE_PENDING")
 		case errors.Is(err, sql.ErrNoRows) || state == 0:
 			return s.deny(ctx, pid, req.GetPurpose(), "NO_NOTICE")
 		case err != nil:

@@ -21,6 +21,7 @@ import (
 	sharingv1 "lethe.dev/gen/lethe/sharing/v1"
 	"lethe.dev/platform/errs"
 	"lethe.dev/platform/ids"
+	"lethe.dev/platform/legalhold"
 )
 
 // Callback freshness: partners sign a timestamp; older or future ones are refused.
@@ -104,6 +105,10 @@ func (s *Server) SendOnwardErasure(ctx context.Context, req *sharingv1.SendOnwar
 	}
 	if req.GetRequestId() == "" {
 		return nil, errs.Invalid(errs.FieldViolation{Field: "request_id", Description: "is required"})
+	}
+	// No processor is told to erase while the member's data is on legal hold.
+	if err := legalhold.Refuse(ctx, s.Holds, mid, s.Logger); err != nil {
+		return nil, err
 	}
 	partner, err := s.partner(ctx, pid)
 	if err != nil {

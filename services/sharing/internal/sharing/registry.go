@@ -29,6 +29,7 @@ import (
 	"lethe.dev/platform/classify"
 	"lethe.dev/platform/errs"
 	"lethe.dev/platform/ids"
+	"lethe.dev/platform/legalhold"
 	"lethe.dev/platform/storage"
 )
 
@@ -70,6 +71,9 @@ type Server struct {
 	// a transfer's workflow. Without Transfers, transfers cannot be recorded.
 	Members   MemberPager
 	Transfers TransferStarter
+	// Holds answers whether a member's data is on legal hold (fulfillment); erasure and
+	// onward erasure refuse while it is, or while it cannot be told. nil: no holds.
+	Holds legalhold.Checker
 }
 
 const defaultNoticePeriod = 30 * 24 * time.Hour

@@ -22,6 +22,18 @@ type MemberPager interface {
 	MemberPage(ctx context.Context, pageToken string) (memberIDs []string, next string, err error)
 }
 
+// SignUpPager lists members newest first with when each signed up (identity), for the
+// business-transfer newcomer sweeps; Members implements it in production.
+type SignUpPager interface {
+	MemberSignUps(ctx context.Context, pageToken string) (members []MemberSignUp, next string, err error)
+}
+
+// MemberSignUp is one member of a SignUpPager page: the opaque id and the sign-up time.
+type MemberSignUp struct {
+	ID       string
+	SignedUp time.Time
+}
+
 // TransferStarter starts a business transfer's workflow; starting again joins the
 // running one.
 type TransferStarter interface {
@@ -167,7 +179,7 @@ func (s *Server) NotifyTransferPage(ctx context.Context, transferID string) (int
 		period = time.Second
 	}
 	for _, m := range members {
-		if err := s.noticeFor(ctx, m, t.partner, t.purpose, period); err != nil {
+		if _, err := s.noticeFor(ctx, m, t.partner, t.purpose, period); err != nil {
 			return 0, false, err
 		}
 	}
@@ -183,26 +195,83 @@ func (s *Server) NotifyTransferPage(ctx context.Context, transferID string) (int
 }
 
 // noticeFor creates the member's notice of (partner, purpose) unless there is one, and
-// starts its workflow unless it started. An erased member gets none.
-func (s *Server) noticeFor(ctx context.Context, memberID, pid, purposeID string, period time.Duration) error {
+// starts its workflow unless it started; started says whether this call started it. An
+// erased member gets none.
+func (s *Server) noticeFor(ctx context.Context, memberID, pid, purposeID string, period time.Duration) (started bool, err error) {
 	if err := s.refuseErased(ctx, memberID); errs.ReasonOf(err) == "MEMBER_NOT_FOUND" {
-		return nil
+		return false, nil
 	} else if err != nil {
-		return err
+		return false, err
 	}
 	if _, err := s.DB.ExecContext(ctx, `INSERT INTO notices (id, member_id, partner_id, purpose_id, state, created_at) VALUES ($1, $2, $3, $4, 0, $5)
 		ON CONFLICT (member_id, partner_id, purpose_id) DO NOTHING`, ids.New(), memberID, pid, purposeID, s.now().UnixMicro()); err != nil {
-		return err
+		return false, err
 	}
 	var noticeID string
 	var state int
 	if err := s.DB.QueryRowContext(ctx, `SELECT id, state FROM notices WHERE member_id = $1 AND partner_id = $2 AND purpose_id = $3`, memberID, pid, purposeID).Scan(&noticeID, &state); err != nil {
-		return err
+		return false, err
 	}
 	if state != 0 {
-		return nil // started before
+		return false, nil // started before
 	}
-	return s.Notifier.StartNotice(ctx, noticeID, period)
+	return true, s.Notifier.StartNotice(ctx, noticeID, period)
+}
+
+// NotifyTransferNewcomers gives notice of the transfer to the members who signed up
+// after since (the fan-out's start, then the previous sweep's): identity lists members
+// newest first, so they are the head of the list and the sweep stops at the first member
+// who signed up at or before since. Each newcomer's notice lasts until the transfer's
+// date or the purpose's notice period, whichever is longer: they did not have the
+// others' time in advance. Safe to repeat (notices are unique per member and start once;
+// the count and notified_count grow only by notices this call started).
+func (s *Server) NotifyTransferNewcomers(ctx context.Context, transferID string, since time.Time) (int, error) {
+	t, err := s.transfer(ctx, transferID)
+	if errs.ReasonOf(err) == "BUSINESS_TRANSFER_NOT_FOUND" {
+		return 0, temporal.NewNonRetryableApplicationError("transfer no longer exists", "TRANSFER_GONE", nil)
+	}
+	if err != nil {
+		return 0, err
+	}
+	pager, ok := s.Members.(SignUpPager)
+	if !ok || s.Notifier == nil {
+		return 0, errors.New("sharing: no member list with sign-up times or notice starter configured")
+	}
+	purpose, err := s.purpose(ctx, t.partner, t.purpose)
+	if err != nil {
+		return 0, err
+	}
+	period := time.UnixMicro(t.effective).Sub(s.now())
+	if purpose != nil {
+		period = max(period, purpose.period)
+	}
+	period = max(period, time.Second)
+	n := 0
+	for token := ""; ; {
+		members, next, err := pager.MemberSignUps(ctx, token)
+		if err != nil {
+			return n, err
+		}
+		for _, m := range members {
+			if !m.SignedUp.After(since) {
+				return n, nil // the fan-out or an earlier sweep reached them
+			}
+			started, err := s.noticeFor(ctx, m.ID, t.partner, t.purpose, period)
+			if err != nil {
+				return n, err
+			}
+			if started {
+				if _, err := s.DB.ExecContext(ctx, `UPDATE business_transfers SET notified_count = notified_count + 1 WHERE id = $1`, transferID); err != nil {
+					return n, err
+				}
+				n++
+			}
+		}
+		if next == "" {
+			return n, nil
+		}
+		token = next
+	}
 }
 
 // MakeTransferEffective records that the transfer's date has come.

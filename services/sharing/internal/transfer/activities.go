@@ -1,6 +1,9 @@
 package transfer
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // ErrTransferGone is the error type for a transfer whose row no longer exists.
 const ErrTransferGone = "TRANSFER_GONE"
@@ -9,6 +12,8 @@ const ErrTransferGone = "TRANSFER_GONE"
 type Transfers interface {
 	// NotifyTransferPage gives the next page of members notice; idempotent per page.
 	NotifyTransferPage(ctx context.Context, transferID string) (notified int, done bool, err error)
+	// NotifyTransferNewcomers gives notice to the members who signed up after since.
+	NotifyTransferNewcomers(ctx context.Context, transferID string, since time.Time) (int, error)
 	// MakeTransferEffective records that the transfer's date has come.
 	MakeTransferEffective(ctx context.Context, transferID string) error
 }
@@ -22,6 +27,12 @@ type Activities struct {
 func (a *Activities) NotifyPage(ctx context.Context, transferID string) (PageResult, error) {
 	n, done, err := a.Transfers.NotifyTransferPage(ctx, transferID)
 	return PageResult{Notified: n, Done: done}, err
+}
+
+// NotifyNewcomers gives notice to the members who signed up after in.Since.
+func (a *Activities) NotifyNewcomers(ctx context.Context, in SweepInput) (PageResult, error) {
+	n, err := a.Transfers.NotifyTransferNewcomers(ctx, in.TransferID, in.Since)
+	return PageResult{Notified: n, Done: true}, err
 }
 
 // MakeEffective records the transfer effective.
