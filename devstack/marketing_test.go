@@ -29,16 +29,20 @@ func mails(dataDir, address, subject string) []string {
 	return out
 }
 
-// TestMarketingMailingJourney: an operator sends a newsletter mailing by campaign id over
+// TestMarketingMailingJourney (SQLite and PostgreSQL): an operator sends a newsletter mailing by campaign id over
 // HTTP. Preferences asks AuthorizeMarketing per member: the subscribed member gets one
 // message with a one-click unsubscribe token, the member who unsubscribed and the member
 // whose processing is restricted get nothing. Creating the mailing again sends nobody a
 // second message; the operator's action is in the audit log; the token unsubscribes, so
 // the next mailing skips that member too.
 func TestMarketingMailingJourney(t *testing.T) {
+	eachEngine(t, marketingMailing)
+}
+
+func marketingMailing(t *testing.T, env map[string]string) {
+	env["FULFILLMENT_COOLING_OFF"], env["GATEWAY_SENSITIVE_PER_MINUTE"] = "0s", "600"
 	dir := t.TempDir()
-	s, err := devstack.Start(t.Context(), devstack.Options{DataDir: dir, UIPort: -1, Env: map[string]string{
-		"FULFILLMENT_COOLING_OFF": "0s", "GATEWAY_SENSITIVE_PER_MINUTE": "600"}})
+	s, err := devstack.Start(t.Context(), devstack.Options{DataDir: dir, UIPort: -1, Env: env})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -810,6 +810,10 @@ func (a *Activities) SendOnward(ctx context.Context, in OnwardInput) (OnwardStat
 // QueueConfirmation queues the final confirmation message before identity is erased
 // (after that, nobody could be told); identity delivers it before it shreds the member.
 func (a *Activities) QueueConfirmation(ctx context.Context, in RequestRef) error {
+	// No "being erased" message while the member's data is on legal hold.
+	if err := a.refuseHeld(ctx, in.MemberID); err != nil {
+		return err
+	}
 	if _, err := a.Identity.NotifyMember(ctx, &identityv1.NotifyMemberRequest{Name: in.member(), Template: identityv1.MessageTemplate_MESSAGE_TEMPLATE_ERASURE_CONFIRMED,
 		Reference: in.member() + "/privacyRequests/" + in.RequestID, RequestId: "confirm-" + in.RequestID}); err != nil {
 		return permanent(err)
