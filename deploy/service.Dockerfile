@@ -7,10 +7,14 @@
 FROM golang:1.26.8-bookworm AS build
 ARG SERVICE
 ARG PACKAGE=./services/${SERVICE}/cmd/${SERVICE}
+# Build tags; the defaults link fulfillment's s3://, gs:// and azblob:// archive-storage
+# drivers. Link only the one you use (e.g. --build-arg TAGS=lethe_s3): each SDK costs
+# resident memory whether used or not (docs/services.md, Memory).
+ARG TAGS=lethe_s3,lethe_gcs,lethe_azblob
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/root/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -o /out/lethe-service ${PACKAGE} && \
+    CGO_ENABLED=0 go build -trimpath -tags "${TAGS}" -o /out/lethe-service ${PACKAGE} && \
     CGO_ENABLED=0 go build -trimpath -o /out/lethe-probe ./platform/cmd/lethe-probe && \
     mkdir -p /out/data /out/keys /out/archives
 

@@ -3,6 +3,9 @@ package devstack_test
 import (
 	"archive/zip"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"io"
 	"io/fs"
 	"net/http"
@@ -66,6 +69,35 @@ func TestExportArchivesAreEncryptedAndDieWithTheAccount(t *testing.T) {
 	zr, err := zip.NewReader(bytes.NewReader(full), int64(len(full)))
 	if err != nil || len(zr.File) < 3 {
 		t.Fatalf("archive: %v", err)
+	}
+	// Every file the manifest lists is a JSON array of as many records as it says, with
+	// the checksum it says.
+	mf, err := zr.Open("manifest.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var man struct {
+		Files []struct {
+			Path    string `json:"path"`
+			Records int    `json:"records"`
+			SHA256  string `json:"sha256"`
+		} `json:"files"`
+	}
+	if err := json.NewDecoder(mf).Decode(&man); err != nil || len(man.Files) == 0 {
+		t.Fatalf("manifest: %v %+v", err, man)
+	}
+	for _, f := range man.Files {
+		rc, err := zr.Open(f.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(rc)
+		rc.Close()
+		var records []json.RawMessage
+		sum := sha256.Sum256(raw)
+		if err := json.Unmarshal(raw, &records); err != nil || len(records) != f.Records || hex.EncodeToString(sum[:]) != f.SHA256 {
+			t.Fatalf("%s: %d records (manifest %d), sha256 %x (manifest %s), %v", f.Path, len(records), f.Records, sum, f.SHA256, err)
+		}
 	}
 	for _, rg := range [][2]int{{0, 99}, {len(full) - 200, len(full) - 1}, {len(full) / 2, len(full)/2 + 10}} {
 		code, part := download(t, c, links[1], "bytes="+strconv.Itoa(rg[0])+"-"+strconv.Itoa(rg[1]))

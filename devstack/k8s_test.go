@@ -193,6 +193,10 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 			env := envOf(t, c)
 			checkEnv(t, svc, env)
+			// A service address left at its loopback default reaches nothing in a pod.
+			if snap := svc.Snapshot(t, env); svc.Name != "temporal" && strings.Contains(snap, "127.0.0.1:") {
+				t.Errorf("%s keeps a loopback default address in the cluster: %s", svc.Name, snap)
+			}
 			if c.ReadinessProbe == nil || c.LivenessProbe == nil {
 				t.Fatalf("readiness and liveness probes are required")
 			}

@@ -108,6 +108,21 @@ func (p *promises2) accessReport() {
 	if err != nil || !res.GetAllowed() {
 		t.Fatalf("legal-authority disclosure: %v %v", res, err)
 	}
+	// Records the archive must carry: a complaint, a rectification with the value the
+	// member asserts, a restriction of processing (preferences and sharing), a policy
+	// acceptance and a Global Privacy Control signal sent with a sign-in.
+	c.must("POST", "/v1/"+name+"/complaints?requestId=complaint-rosa", tok, map[string]any{"category": "COMPLAINT_CATEGORY_SHARING",
+		"description": "Rosa complains about the mail house"})
+	c.must("POST", "/v1/"+name+"/privacyRequests?requestId=rectify-rosa", tok, map[string]any{"kind": "REQUEST_KIND_RECTIFICATION",
+		"rectification": map[string]any{"field": "RECTIFIABLE_FIELD_FULL_NAME", "value": "Rosalind Reported", "statement": "Rosa's full name is longer"}})
+	restrict := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=restrict-rosa", tok, map[string]any{"kind": "REQUEST_KIND_RESTRICTION"})
+	c.awaitState(restrict["name"].(string), tok, "REQUEST_STATE_COMPLETED")
+	c.must("POST", "/v1/policies/netflix/versions?policyVersionId=2026-12-07", p.opTok, map[string]any{"summary": "Rosa's policy change.",
+		"effectiveTime": time.Now().UTC().Format(time.RFC3339), "lowersProtection": true, "affectedPurposes": []string{"audience_measurement"}})
+	c.must("POST", "/v1/"+name+"/policyAcceptances/netflix:accept", tok, map[string]any{"version": "policies/netflix/versions/2026-12-07", "requestId": "accept-rosa"})
+	if code, m := c.doWith("POST", "/v1/auth:signIn", "", map[string]any{"email": "rosa@example.com", "password": "a long enough password"}, map[string]string{"Sec-GPC": "1"}); code != http.StatusOK {
+		t.Fatalf("sign-in with Sec-GPC: %d %v", code, m)
+	}
 	req := c.must("POST", "/v1/"+name+"/privacyRequests?requestId=export-rosa", tok, map[string]any{"kind": "REQUEST_KIND_ACCESS"})
 	c.awaitState(req["name"].(string), tok, "REQUEST_STATE_COMPLETED")
 	dl := c.must("GET", "/v1/"+req["name"].(string)+"/exportDownload", tok, nil)
@@ -119,13 +134,49 @@ func (p *promises2) accessReport() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var report string
+	files := map[string]string{}
 	for _, f := range zr.File {
-		if f.Name == "report.html" {
-			rc, _ := f.Open()
-			b, _ := io.ReadAll(rc)
-			rc.Close()
-			report = string(b)
+		rc, _ := f.Open()
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		files[f.Name] = string(b)
+	}
+	report := files["report.html"]
+	for _, want := range []struct{ file, what string }{
+		{"fulfillment/complaints.json", "Rosa complains about the mail house"},
+		{"fulfillment/privacy_requests.json", `"value":"Rosalind Reported"`},
+		{"fulfillment/privacy_requests.json", "Rosa's full name is longer"},
+		{"fulfillment/privacy_requests.json", "REQUEST_KIND_RESTRICTION"},
+		{"preferences/processing_restriction.json", `"restricted":true`},
+		{"preferences/ad_preferences.json", `"processingRestricted":true`},
+		{"sharing/restrictions.json", `"restricted":true`},
+		{"preferences/consent_records.json", `"setting":"policy/netflix"`},
+		{"preferences/consent_records.json", `"policyVersion":"2026-12-07"`},
+		{"preferences/consent_records.json", "CONSENT_SOURCE_GLOBAL_PRIVACY_CONTROL"},
+		{"preferences/ad_preferences.json", `"gpcSignalTime"`},
+		{"report.html", "fulfillment/complaints.json"},
+		{"report.html", "fulfillment/privacy_requests.json"},
+		{"report.html", "sharing/restrictions.json"},
+		{"report.html", "preferences/processing_restriction.json"},
+		{"report.html", "Where the law requires us to keep data"},
+	} {
+		if !strings.Contains(strings.ReplaceAll(files[want.file], " ", ""), strings.ReplaceAll(want.what, " ", "")) {
+			t.Errorf("%s lacks %s:\n%.2000s", want.file, want.what, files[want.file])
+		}
+	}
+	// Legal holds are not disclosed in the archive (docs/portability.md).
+	for f := range files {
+		if strings.Contains(strings.ToLower(f), "hold") {
+			t.Errorf("the archive discloses a legal hold: %s", f)
+		}
+	}
+	var man struct {
+		Files []struct{ Path string }
+	}
+	_ = json.Unmarshal([]byte(files["manifest.json"]), &man)
+	for _, f := range man.Files {
+		if _, ok := files[f.Path]; !ok {
+			t.Errorf("manifest lists %s, not in the archive", f.Path)
 		}
 	}
 	for _, want := range []string{

@@ -93,6 +93,13 @@ func startTopology(t *testing.T, base string, fulfillments, gateways []string, m
 		return env
 	}
 	common["IDENTITY_ADDRESS"], common["PREFERENCES_ADDRESS"], common["SHARING_ADDRESS"] = addr["identity"], addr["preferences"], addr["sharing"]
+	// Identity, preferences and sharing ask fulfillment for legal holds (failing closed)
+	// and record operator actions in its audit log.
+	var fulfillmentAddrs []string
+	for _, r := range fulfillments {
+		fulfillmentAddrs = append(fulfillmentAddrs, addr["fulfillment-"+r])
+	}
+	common["FULFILLMENT_ADDRESS"] = strings.Join(fulfillmentAddrs, ",")
 	fulfillmentDB := storagetest.PostgresSchemaURL(t, base)
 	tp.preferencesDB = storagetest.PostgresSchemaURL(t, base)
 

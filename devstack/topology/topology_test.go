@@ -28,6 +28,9 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	tclient "go.temporal.io/sdk/client"
+
 	"lethe.dev/devstack/internal/figures"
 	"lethe.dev/platform/storage/storagetest"
 )
@@ -267,6 +270,22 @@ func TestProductionTopology(t *testing.T) {
 	tp := startTopology(t, base, []string{"a", "b"}, []string{"a", "b"}, mark)
 	addr, procs := tp.addr, tp.procs
 	gwA, gwB := tp.gateways[0], tp.gateways[1]
+
+	// Preferences runs its policy change-notice worker against Temporal on PostgreSQL.
+	tc, err := tclient.Dial(tclient.Options{HostPort: tp.temporalAddr, Namespace: "lethe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		q, err := tc.DescribeTaskQueue(t.Context(), "lethe-preferences", enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+		if err == nil && len(q.GetPollers()) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no worker polls preferences' task queue lethe-preferences: %v", err)
+		}
+	}
 
 	// The journey, crossing replicas at every step.
 	began := time.Now()

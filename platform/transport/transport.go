@@ -200,6 +200,10 @@ func (s Security) Dial(addr string) (*grpc.ClientConn, error) {
 	// The trace continues into the backend (W3C trace context in metadata), and client
 	// metrics (rpc.client.*) are recorded.
 	opts = append(opts, grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
+	// Export streams carry messages of a few hundred KiB: a 1 MiB stream window lets the
+	// backend send the next message while this side is still writing the last, where
+	// the 64 KiB default (grown only by BDP probing) stalls it on window updates.
+	opts = append(opts, grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(2<<20))
 	opts = append(opts, grpc.WithDefaultServiceConfig(serviceConfig), grpc.WithConnectParams(grpc.ConnectParams{
 		Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}, MinConnectTimeout: 5 * time.Second,
 	}))

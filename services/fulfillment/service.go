@@ -22,11 +22,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"gocloud.dev/blob"
-	_ "gocloud.dev/blob/azureblob" // azblob:// archive storage shared by every replica
-	_ "gocloud.dev/blob/fileblob"  // file:// archive storage (dev; replicas on a shared volume)
-	_ "gocloud.dev/blob/gcsblob"   // gs:// archive storage shared by every replica
-	_ "gocloud.dev/blob/memblob"   // mem:// archive storage (tests, one process)
-	_ "gocloud.dev/blob/s3blob"    // s3:// archive storage shared by every replica
+	_ "gocloud.dev/blob/fileblob" // file:// archive storage (dev; replicas on a shared volume)
+	_ "gocloud.dev/blob/memblob"  // mem:// archive storage (tests, one process)
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -230,7 +227,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		bucketURL = "file://" + filepath.ToSlash(dir) + "?create_dir=1&dir_file_mode=0700&no_tmp_dir=1&metadata=skip"
 	}
 	if s.bucket, err = blob.OpenBucket(ctx, bucketURL); err != nil {
-		return fail(fmt.Errorf("fulfillment: archive storage: %w", err))
+		return fail(fmt.Errorf("fulfillment: archive storage (s3://, gs:// and azblob:// need the binary built with -tags %s): %w", CloudBlobTags, err))
 	}
 	kek, err := shred.OpenKEK(cfg.KEKURI)
 	if err != nil {
@@ -255,6 +252,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		Complaints: &complaint.Store{DB: db, Now: time.Now}, ComplaintAckWindow: cfg.ComplaintAckWindow, ComplaintResolveWindow: cfg.ComplaintResolveWindow,
 	}
 	s.Activities.Complaints = s.API.Complaints
+	s.Activities.Own = s.API
 	poll := cfg.DRPCallbackPoll
 	if poll <= 0 {
 		poll = drp.DefaultPollInterval

@@ -34,6 +34,7 @@ import (
 	"lethe.dev/platform/storage"
 	"lethe.dev/platform/temporalclient"
 	"lethe.dev/platform/transport"
+	"lethe.dev/services/preferences/internal/mailing"
 	"lethe.dev/services/preferences/internal/policychange"
 	"lethe.dev/services/preferences/internal/prefs"
 	"lethe.dev/services/preferences/internal/store"
@@ -150,6 +151,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		}
 		svc.identity = conn
 		svc.Server.PolicyMailer = identityMailer{identityv1.NewIdentityServiceClient(conn)}
+		svc.Server.MarketingMailer = identityMailer{identityv1.NewIdentityServiceClient(conn)}
 		svc.Server.Names = identityMailer{identityv1.NewIdentityServiceClient(conn)}
 		svc.Server.SignUps = identityMailer{identityv1.NewIdentityServiceClient(conn)}
 	}
@@ -171,6 +173,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		}
 		svc.temporal = c
 		svc.Server.PolicyNotices = policyNotices{c}
+		svc.Server.MarketingMailings = marketingMailings{c}
 	}
 	return svc, nil
 }
@@ -189,6 +192,34 @@ func (n policyNotices) StartPolicyNotice(ctx context.Context, policy, version st
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return nil // it ran already
+	}
+	return err
+}
+
+// marketingMailings starts mailing workflows, one per mailing id (joining a running one;
+// refused after it ended, which is fine: the mailing was sent).
+type marketingMailings struct{ c client.Client }
+
+func (n marketingMailings) StartMarketingMailing(ctx context.Context, id string) error {
+	_, err := n.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: mailing.WorkflowID(id), TaskQueue: policychange.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+	}, mailing.MarketingMailing, mailing.Input{MailingID: id})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return nil
+	}
+	return err
+}
+
+// MailMarketing queues one marketing message; a member identity no longer knows
+// (erased or disabled since the page was read) gets nothing.
+func (m identityMailer) MailMarketing(ctx context.Context, memberID, reference, detail, requestID string) error {
+	_, err := m.c.NotifyMember(ctx, &identityv1.NotifyMemberRequest{Name: "members/" + memberID, Template: identityv1.MessageTemplate_MESSAGE_TEMPLATE_MARKETING,
+		Reference: reference, Detail: detail, RequestId: requestID})
+	if status.Code(err) == codes.NotFound {
+		return nil
 	}
 	return err
 }
@@ -264,6 +295,7 @@ const VacuumInterval = 10 * time.Second
 func (s *Service) Run(ctx context.Context) error {
 	if s.temporal != nil {
 		w := policychange.NewWorker(s.temporal, &policychange.Activities{Versions: s.Server})
+		mailing.Register(w, &mailing.Activities{Pages: s.Server})
 		if err := w.Start(); err != nil {
 			return err
 		}

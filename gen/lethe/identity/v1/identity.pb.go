@@ -231,6 +231,9 @@ const (
 	// MESSAGE_TEMPLATE_COMPLAINT_UPDATE tells the member their complaint was acknowledged or
 	// resolved.
 	MessageTemplate_MESSAGE_TEMPLATE_COMPLAINT_UPDATE MessageTemplate = 52
+	// MESSAGE_TEMPLATE_MARKETING is a marketing mailing (preferences' marketing mailings,
+	// sent only where AuthorizeMarketing allows), with a one-click unsubscribe token.
+	MessageTemplate_MESSAGE_TEMPLATE_MARKETING MessageTemplate = 80
 )
 
 // Enum value maps for MessageTemplate.
@@ -247,6 +250,7 @@ var (
 		50: "MESSAGE_TEMPLATE_POLICY_CHANGE",
 		51: "MESSAGE_TEMPLATE_BUSINESS_TRANSFER",
 		52: "MESSAGE_TEMPLATE_COMPLAINT_UPDATE",
+		80: "MESSAGE_TEMPLATE_MARKETING",
 	}
 	MessageTemplate_value = map[string]int32{
 		"MESSAGE_TEMPLATE_UNSPECIFIED":       0,
@@ -260,6 +264,7 @@ var (
 		"MESSAGE_TEMPLATE_POLICY_CHANGE":     50,
 		"MESSAGE_TEMPLATE_BUSINESS_TRANSFER": 51,
 		"MESSAGE_TEMPLATE_COMPLAINT_UPDATE":  52,
+		"MESSAGE_TEMPLATE_MARKETING":         80,
 	}
 )
 
@@ -2990,7 +2995,7 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\x13VerificationPurpose\x12$\n" +
 	" VERIFICATION_PURPOSE_UNSPECIFIED\x10\x00\x12(\n" +
 	"$VERIFICATION_PURPOSE_PRIVACY_REQUEST\x10\x01\x12%\n" +
-	"!VERIFICATION_PURPOSE_EMAIL_CHANGE\x10\x02*\xb1\x03\n" +
+	"!VERIFICATION_PURPOSE_EMAIL_CHANGE\x10\x02*\xd1\x03\n" +
 	"\x0fMessageTemplate\x12 \n" +
 	"\x1cMESSAGE_TEMPLATE_UNSPECIFIED\x10\x00\x12%\n" +
 	"!MESSAGE_TEMPLATE_REQUEST_EXTENDED\x10\x01\x12!\n" +
@@ -3002,7 +3007,8 @@ const file_lethe_identity_v1_identity_proto_rawDesc = "" +
 	"\"MESSAGE_TEMPLATE_REQUEST_COMPLETED\x10\a\x12\"\n" +
 	"\x1eMESSAGE_TEMPLATE_POLICY_CHANGE\x102\x12&\n" +
 	"\"MESSAGE_TEMPLATE_BUSINESS_TRANSFER\x103\x12%\n" +
-	"!MESSAGE_TEMPLATE_COMPLAINT_UPDATE\x1042\x9d\x17\n" +
+	"!MESSAGE_TEMPLATE_COMPLAINT_UPDATE\x104\x12\x1e\n" +
+	"\x1aMESSAGE_TEMPLATE_MARKETING\x10P2\x9d\x17\n" +
 	"\x0fIdentityService\x12m\n" +
 	"\fCreateMember\x12&.lethe.identity.v1.CreateMemberRequest\x1a\x19.lethe.identity.v1.Member\"\x1a\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/members\x12m\n" +
 	"\tGetMember\x12#.lethe.identity.v1.GetMemberRequest\x1a\x19.lethe.identity.v1.Member\" \xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=members/*}\x12\x82\x01\n" +

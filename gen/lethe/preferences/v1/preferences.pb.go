@@ -3997,6 +3997,208 @@ func (x *ListSocialPostsResponse) GetSocialPosts() []*SocialPost {
 	return nil
 }
 
+// MarketingMailing is one marketing send to every member who allows it.
+type MarketingMailing struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "marketingMailings/{marketing_mailing}" (output only).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// channel it is sent on (only CHANNEL_EMAIL is delivered today).
+	Channel Channel `protobuf:"varint,2,opt,name=channel,proto3,enum=lethe.preferences.v1.Channel" json:"channel,omitempty"`
+	// topic it is about (a marketing topic, not TOPIC_TRANSACTIONAL).
+	Topic Topic `protobuf:"varint,3,opt,name=topic,proto3,enum=lethe.preferences.v1.Topic" json:"topic,omitempty"`
+	// sent_count is how many members were sent it so far (output only).
+	SentCount int64 `protobuf:"varint,4,opt,name=sent_count,json=sentCount,proto3" json:"sent_count,omitempty"`
+	// refused_count is how many members AuthorizeMarketing refused (output only).
+	RefusedCount int64 `protobuf:"varint,5,opt,name=refused_count,json=refusedCount,proto3" json:"refused_count,omitempty"`
+	// done is true once every member was considered (output only).
+	Done bool `protobuf:"varint,6,opt,name=done,proto3" json:"done,omitempty"`
+	// create_time is when it was created (output only).
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarketingMailing) Reset() {
+	*x = MarketingMailing{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarketingMailing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarketingMailing) ProtoMessage() {}
+
+func (x *MarketingMailing) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarketingMailing.ProtoReflect.Descriptor instead.
+func (*MarketingMailing) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *MarketingMailing) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MarketingMailing) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *MarketingMailing) GetTopic() Topic {
+	if x != nil {
+		return x.Topic
+	}
+	return Topic_TOPIC_UNSPECIFIED
+}
+
+func (x *MarketingMailing) GetSentCount() int64 {
+	if x != nil {
+		return x.SentCount
+	}
+	return 0
+}
+
+func (x *MarketingMailing) GetRefusedCount() int64 {
+	if x != nil {
+		return x.RefusedCount
+	}
+	return 0
+}
+
+func (x *MarketingMailing) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *MarketingMailing) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// CreateMarketingMailingRequest creates and starts a mailing.
+type CreateMarketingMailingRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// marketing_mailing_id is the opaque campaign id (8 to 64 of a-z 0-9 -); a second call
+	// with it returns the first mailing.
+	MarketingMailingId string `protobuf:"bytes,1,opt,name=marketing_mailing_id,json=marketingMailingId,proto3" json:"marketing_mailing_id,omitempty"`
+	// marketing_mailing to send; name and output fields are ignored.
+	MarketingMailing *MarketingMailing `protobuf:"bytes,2,opt,name=marketing_mailing,json=marketingMailing,proto3" json:"marketing_mailing,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CreateMarketingMailingRequest) Reset() {
+	*x = CreateMarketingMailingRequest{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateMarketingMailingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateMarketingMailingRequest) ProtoMessage() {}
+
+func (x *CreateMarketingMailingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateMarketingMailingRequest.ProtoReflect.Descriptor instead.
+func (*CreateMarketingMailingRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *CreateMarketingMailingRequest) GetMarketingMailingId() string {
+	if x != nil {
+		return x.MarketingMailingId
+	}
+	return ""
+}
+
+func (x *CreateMarketingMailingRequest) GetMarketingMailing() *MarketingMailing {
+	if x != nil {
+		return x.MarketingMailing
+	}
+	return nil
+}
+
+// GetMarketingMailingRequest names a mailing.
+type GetMarketingMailingRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "marketingMailings/{marketing_mailing}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMarketingMailingRequest) Reset() {
+	*x = GetMarketingMailingRequest{}
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMarketingMailingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMarketingMailingRequest) ProtoMessage() {}
+
+func (x *GetMarketingMailingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lethe_preferences_v1_preferences_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMarketingMailingRequest.ProtoReflect.Descriptor instead.
+func (*GetMarketingMailingRequest) Descriptor() ([]byte, []int) {
+	return file_lethe_preferences_v1_preferences_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *GetMarketingMailingRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 var File_lethe_preferences_v1_preferences_proto protoreflect.FileDescriptor
 
 const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
@@ -4393,7 +4595,31 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x06parent\x18\x01 \x01(\tB\x16\xea\xe0\x18\x12\n" +
 	"\x0euser.unique_id\x10\x01R\x06parent\"^\n" +
 	"\x17ListSocialPostsResponse\x12C\n" +
-	"\fsocial_posts\x18\x01 \x03(\v2 .lethe.preferences.v1.SocialPostR\vsocialPosts*[\n" +
+	"\fsocial_posts\x18\x01 \x03(\v2 .lethe.preferences.v1.SocialPostR\vsocialPosts\"\xe4\x03\n" +
+	"\x10MarketingMailing\x12-\n" +
+	"\x04name\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04name\x12R\n" +
+	"\achannel\x18\x02 \x01(\x0e2\x1d.lethe.preferences.v1.ChannelB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\achannel\x12L\n" +
+	"\x05topic\x18\x03 \x01(\x0e2\x1b.lethe.preferences.v1.TopicB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x05topic\x128\n" +
+	"\n" +
+	"sent_count\x18\x04 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\tsentCount\x12>\n" +
+	"\rrefused_count\x18\x05 \x01(\x03B\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\frefusedCount\x12-\n" +
+	"\x04done\x18\x06 \x01(\bB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04done\x12V\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\n" +
+	"createTime\"\xc1\x01\n" +
+	"\x1dCreateMarketingMailingRequest\x12K\n" +
+	"\x14marketing_mailing_id\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x12marketingMailingId\x12S\n" +
+	"\x11marketing_mailing\x18\x02 \x01(\v2&.lethe.preferences.v1.MarketingMailingR\x10marketingMailing\"K\n" +
+	"\x1aGetMarketingMailingRequest\x12-\n" +
+	"\x04name\x18\x01 \x01(\tB\x19\xea\xe0\x18\x15\n" +
+	"\x11system.operations\x10\x04R\x04name*[\n" +
 	"\aChannel\x12\x17\n" +
 	"\x13CHANNEL_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rCHANNEL_EMAIL\x10\x01\x12\x12\n" +
@@ -4423,7 +4649,7 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x16VISIBILITY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VISIBILITY_PUBLIC\x10\x01\x12\x16\n" +
 	"\x12VISIBILITY_MEMBERS\x10\x02\x12\x16\n" +
-	"\x12VISIBILITY_PRIVATE\x10\x032\x9c,\n" +
+	"\x12VISIBILITY_PRIVATE\x10\x032\xe8.\n" +
 	"\x12PreferencesService\x12\xc2\x01\n" +
 	"\x1bGetCommunicationPreferences\x128.lethe.preferences.v1.GetCommunicationPreferencesRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"9\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02/\x12-/v1/{name=members/*/communicationPreferences}\x12\xcb\x01\n" +
 	"\x1eUpdateCommunicationPreferences\x12;.lethe.preferences.v1.UpdateCommunicationPreferencesRequest\x1a..lethe.preferences.v1.CommunicationPreferences\"<\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x022:\x01*2-/v1/{name=members/*/communicationPreferences}\x12\xc0\x01\n" +
@@ -4459,7 +4685,9 @@ const file_lethe_preferences_v1_preferences_proto_rawDesc = "" +
 	"\x12ListPolicyVersions\x12/.lethe.preferences.v1.ListPolicyVersionsRequest\x1a0.lethe.preferences.v1.ListPolicyVersionsResponse\",\xf0\xe0\x18\x01\x82\xd3\xe4\x93\x02\"\x12 /v1/{parent=policies/*}/versions\x12\xaf\x01\n" +
 	"\x13AcceptPolicyVersion\x120.lethe.preferences.v1.AcceptPolicyVersionRequest\x1a&.lethe.preferences.v1.PolicyAcceptance\">\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x024:\x01*\"//v1/{name=members/*/policyAcceptances/*}:accept\x12\xa5\x01\n" +
 	"\x13GetPolicyAcceptance\x120.lethe.preferences.v1.GetPolicyAcceptanceRequest\x1a&.lethe.preferences.v1.PolicyAcceptance\"4\xf0\xe0\x18\x03\x82\xd3\xe4\x93\x02*\x12(/v1/{name=members/*/policyAcceptances/*}\x12}\n" +
-	"\x12CheckPolicyConsent\x12/.lethe.preferences.v1.CheckPolicyConsentRequest\x1a0.lethe.preferences.v1.CheckPolicyConsentResponse\"\x04\xf0\xe0\x18\x05B2Z0lethe.dev/gen/lethe/preferences/v1;preferencesv1b\x06proto3"
+	"\x12CheckPolicyConsent\x12/.lethe.preferences.v1.CheckPolicyConsentRequest\x1a0.lethe.preferences.v1.CheckPolicyConsentResponse\"\x04\xf0\xe0\x18\x05\x12\xab\x01\n" +
+	"\x16CreateMarketingMailing\x123.lethe.preferences.v1.CreateMarketingMailingRequest\x1a&.lethe.preferences.v1.MarketingMailing\"4\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02*:\x11marketing_mailing\"\x15/v1/marketingMailings\x12\x9b\x01\n" +
+	"\x13GetMarketingMailing\x120.lethe.preferences.v1.GetMarketingMailingRequest\x1a&.lethe.preferences.v1.MarketingMailing\"*\xf0\xe0\x18\x04\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=marketingMailings/*}B2Z0lethe.dev/gen/lethe/preferences/v1;preferencesv1b\x06proto3"
 
 var (
 	file_lethe_preferences_v1_preferences_proto_rawDescOnce sync.Once
@@ -4474,7 +4702,7 @@ func file_lethe_preferences_v1_preferences_proto_rawDescGZIP() []byte {
 }
 
 var file_lethe_preferences_v1_preferences_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lethe_preferences_v1_preferences_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_lethe_preferences_v1_preferences_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_lethe_preferences_v1_preferences_proto_goTypes = []any{
 	(Channel)(0),                     // 0: lethe.preferences.v1.Channel
 	(Topic)(0),                       // 1: lethe.preferences.v1.Topic
@@ -4541,14 +4769,17 @@ var file_lethe_preferences_v1_preferences_proto_goTypes = []any{
 	(*SocialPost)(nil),                               // 62: lethe.preferences.v1.SocialPost
 	(*ListSocialPostsRequest)(nil),                   // 63: lethe.preferences.v1.ListSocialPostsRequest
 	(*ListSocialPostsResponse)(nil),                  // 64: lethe.preferences.v1.ListSocialPostsResponse
-	(*timestamppb.Timestamp)(nil),                    // 65: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),                    // 66: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                            // 67: google.protobuf.Empty
+	(*MarketingMailing)(nil),                         // 65: lethe.preferences.v1.MarketingMailing
+	(*CreateMarketingMailingRequest)(nil),            // 66: lethe.preferences.v1.CreateMarketingMailingRequest
+	(*GetMarketingMailingRequest)(nil),               // 67: lethe.preferences.v1.GetMarketingMailingRequest
+	(*timestamppb.Timestamp)(nil),                    // 68: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),                    // 69: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                            // 70: google.protobuf.Empty
 }
 var file_lethe_preferences_v1_preferences_proto_depIdxs = []int32{
 	0,  // 0: lethe.preferences.v1.Subscription.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 1: lethe.preferences.v1.Subscription.topic:type_name -> lethe.preferences.v1.Topic
-	65, // 2: lethe.preferences.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	68, // 2: lethe.preferences.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 3: lethe.preferences.v1.CommunicationPreferences.subscriptions:type_name -> lethe.preferences.v1.Subscription
 	0,  // 4: lethe.preferences.v1.SubscriptionChange.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 5: lethe.preferences.v1.SubscriptionChange.topic:type_name -> lethe.preferences.v1.Topic
@@ -4556,121 +4787,129 @@ var file_lethe_preferences_v1_preferences_proto_depIdxs = []int32{
 	2,  // 7: lethe.preferences.v1.UpdateCommunicationPreferencesRequest.source:type_name -> lethe.preferences.v1.ConsentSource
 	2,  // 8: lethe.preferences.v1.StopAllMarketingRequest.source:type_name -> lethe.preferences.v1.ConsentSource
 	2,  // 9: lethe.preferences.v1.ConsentRecord.source:type_name -> lethe.preferences.v1.ConsentSource
-	65, // 10: lethe.preferences.v1.ConsentRecord.create_time:type_name -> google.protobuf.Timestamp
+	68, // 10: lethe.preferences.v1.ConsentRecord.create_time:type_name -> google.protobuf.Timestamp
 	10, // 11: lethe.preferences.v1.ListConsentRecordsResponse.consent_records:type_name -> lethe.preferences.v1.ConsentRecord
-	65, // 12: lethe.preferences.v1.AdPreferences.gpc_signal_time:type_name -> google.protobuf.Timestamp
-	65, // 13: lethe.preferences.v1.AdPreferences.update_time:type_name -> google.protobuf.Timestamp
+	68, // 12: lethe.preferences.v1.AdPreferences.gpc_signal_time:type_name -> google.protobuf.Timestamp
+	68, // 13: lethe.preferences.v1.AdPreferences.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 14: lethe.preferences.v1.AuthorizeMarketingRequest.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 15: lethe.preferences.v1.AuthorizeMarketingRequest.topic:type_name -> lethe.preferences.v1.Topic
 	13, // 16: lethe.preferences.v1.UpdateAdPreferencesRequest.ad_preferences:type_name -> lethe.preferences.v1.AdPreferences
-	66, // 17: lethe.preferences.v1.UpdateAdPreferencesRequest.update_mask:type_name -> google.protobuf.FieldMask
+	69, // 17: lethe.preferences.v1.UpdateAdPreferencesRequest.update_mask:type_name -> google.protobuf.FieldMask
 	2,  // 18: lethe.preferences.v1.UpdateAdPreferencesRequest.source:type_name -> lethe.preferences.v1.ConsentSource
-	65, // 19: lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse.signal_time:type_name -> google.protobuf.Timestamp
+	68, // 19: lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse.signal_time:type_name -> google.protobuf.Timestamp
 	13, // 20: lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse.ad_preferences:type_name -> lethe.preferences.v1.AdPreferences
 	3,  // 21: lethe.preferences.v1.ProfileVisibility.display_name:type_name -> lethe.preferences.v1.Visibility
 	3,  // 22: lethe.preferences.v1.ProfileVisibility.viewing_history:type_name -> lethe.preferences.v1.Visibility
 	3,  // 23: lethe.preferences.v1.ProfileVisibility.ratings:type_name -> lethe.preferences.v1.Visibility
 	3,  // 24: lethe.preferences.v1.ProfileVisibility.social_connections:type_name -> lethe.preferences.v1.Visibility
 	24, // 25: lethe.preferences.v1.UpdateProfileVisibilityRequest.profile_visibility:type_name -> lethe.preferences.v1.ProfileVisibility
-	66, // 26: lethe.preferences.v1.UpdateProfileVisibilityRequest.update_mask:type_name -> google.protobuf.FieldMask
-	65, // 27: lethe.preferences.v1.SocialConnection.create_time:type_name -> google.protobuf.Timestamp
+	69, // 26: lethe.preferences.v1.UpdateProfileVisibilityRequest.update_mask:type_name -> google.protobuf.FieldMask
+	68, // 27: lethe.preferences.v1.SocialConnection.create_time:type_name -> google.protobuf.Timestamp
 	27, // 28: lethe.preferences.v1.ListSocialConnectionsResponse.social_connections:type_name -> lethe.preferences.v1.SocialConnection
 	27, // 29: lethe.preferences.v1.CreateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
 	27, // 30: lethe.preferences.v1.UpdateSocialConnectionRequest.social_connection:type_name -> lethe.preferences.v1.SocialConnection
-	66, // 31: lethe.preferences.v1.UpdateSocialConnectionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	65, // 32: lethe.preferences.v1.ViewingEvent.view_time:type_name -> google.protobuf.Timestamp
+	69, // 31: lethe.preferences.v1.UpdateSocialConnectionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	68, // 32: lethe.preferences.v1.ViewingEvent.view_time:type_name -> google.protobuf.Timestamp
 	33, // 33: lethe.preferences.v1.CreateViewingEventRequest.viewing_event:type_name -> lethe.preferences.v1.ViewingEvent
 	33, // 34: lethe.preferences.v1.ListViewingEventsResponse.viewing_events:type_name -> lethe.preferences.v1.ViewingEvent
-	65, // 35: lethe.preferences.v1.Rating.update_time:type_name -> google.protobuf.Timestamp
+	68, // 35: lethe.preferences.v1.Rating.update_time:type_name -> google.protobuf.Timestamp
 	40, // 36: lethe.preferences.v1.SetRatingRequest.rating:type_name -> lethe.preferences.v1.Rating
 	40, // 37: lethe.preferences.v1.ListRatingsResponse.ratings:type_name -> lethe.preferences.v1.Rating
 	0,  // 38: lethe.preferences.v1.CreateUnsubscribeTokenRequest.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 39: lethe.preferences.v1.CreateUnsubscribeTokenRequest.topic:type_name -> lethe.preferences.v1.Topic
-	65, // 40: lethe.preferences.v1.UnsubscribeToken.expire_time:type_name -> google.protobuf.Timestamp
+	68, // 40: lethe.preferences.v1.UnsubscribeToken.expire_time:type_name -> google.protobuf.Timestamp
 	0,  // 41: lethe.preferences.v1.UnsubscribeResponse.channel:type_name -> lethe.preferences.v1.Channel
 	1,  // 42: lethe.preferences.v1.UnsubscribeResponse.topic:type_name -> lethe.preferences.v1.Topic
-	65, // 43: lethe.preferences.v1.PolicyVersion.effective_time:type_name -> google.protobuf.Timestamp
-	65, // 44: lethe.preferences.v1.PolicyVersion.create_time:type_name -> google.protobuf.Timestamp
+	68, // 43: lethe.preferences.v1.PolicyVersion.effective_time:type_name -> google.protobuf.Timestamp
+	68, // 44: lethe.preferences.v1.PolicyVersion.create_time:type_name -> google.protobuf.Timestamp
 	51, // 45: lethe.preferences.v1.CreatePolicyVersionRequest.policy_version:type_name -> lethe.preferences.v1.PolicyVersion
 	51, // 46: lethe.preferences.v1.ListPolicyVersionsResponse.policy_versions:type_name -> lethe.preferences.v1.PolicyVersion
-	65, // 47: lethe.preferences.v1.PolicyAcceptance.accept_time:type_name -> google.protobuf.Timestamp
+	68, // 47: lethe.preferences.v1.PolicyAcceptance.accept_time:type_name -> google.protobuf.Timestamp
 	33, // 48: lethe.preferences.v1.Profile.viewing_events:type_name -> lethe.preferences.v1.ViewingEvent
 	40, // 49: lethe.preferences.v1.Profile.ratings:type_name -> lethe.preferences.v1.Rating
-	65, // 50: lethe.preferences.v1.SocialPost.post_time:type_name -> google.protobuf.Timestamp
+	68, // 50: lethe.preferences.v1.SocialPost.post_time:type_name -> google.protobuf.Timestamp
 	62, // 51: lethe.preferences.v1.ListSocialPostsResponse.social_posts:type_name -> lethe.preferences.v1.SocialPost
-	6,  // 52: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:input_type -> lethe.preferences.v1.GetCommunicationPreferencesRequest
-	8,  // 53: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:input_type -> lethe.preferences.v1.UpdateCommunicationPreferencesRequest
-	9,  // 54: lethe.preferences.v1.PreferencesService.StopAllMarketing:input_type -> lethe.preferences.v1.StopAllMarketingRequest
-	11, // 55: lethe.preferences.v1.PreferencesService.ListConsentRecords:input_type -> lethe.preferences.v1.ListConsentRecordsRequest
-	17, // 56: lethe.preferences.v1.PreferencesService.GetAdPreferences:input_type -> lethe.preferences.v1.GetAdPreferencesRequest
-	18, // 57: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:input_type -> lethe.preferences.v1.UpdateAdPreferencesRequest
-	19, // 58: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordGlobalPrivacyControlRequest
-	14, // 59: lethe.preferences.v1.PreferencesService.AuthorizeMarketing:input_type -> lethe.preferences.v1.AuthorizeMarketingRequest
-	16, // 60: lethe.preferences.v1.PreferencesService.SetProcessingRestriction:input_type -> lethe.preferences.v1.SetProcessingRestrictionRequest
-	20, // 61: lethe.preferences.v1.PreferencesService.RecordDeviceGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordDeviceGlobalPrivacyControlRequest
-	22, // 62: lethe.preferences.v1.PreferencesService.ApplyDeviceGlobalPrivacyControl:input_type -> lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlRequest
-	25, // 63: lethe.preferences.v1.PreferencesService.GetProfileVisibility:input_type -> lethe.preferences.v1.GetProfileVisibilityRequest
-	26, // 64: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:input_type -> lethe.preferences.v1.UpdateProfileVisibilityRequest
-	60, // 65: lethe.preferences.v1.PreferencesService.GetProfile:input_type -> lethe.preferences.v1.GetProfileRequest
-	63, // 66: lethe.preferences.v1.PreferencesService.ListSocialPosts:input_type -> lethe.preferences.v1.ListSocialPostsRequest
-	28, // 67: lethe.preferences.v1.PreferencesService.ListSocialConnections:input_type -> lethe.preferences.v1.ListSocialConnectionsRequest
-	30, // 68: lethe.preferences.v1.PreferencesService.CreateSocialConnection:input_type -> lethe.preferences.v1.CreateSocialConnectionRequest
-	31, // 69: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:input_type -> lethe.preferences.v1.UpdateSocialConnectionRequest
-	32, // 70: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:input_type -> lethe.preferences.v1.DeleteSocialConnectionRequest
-	34, // 71: lethe.preferences.v1.PreferencesService.CreateViewingEvent:input_type -> lethe.preferences.v1.CreateViewingEventRequest
-	35, // 72: lethe.preferences.v1.PreferencesService.ListViewingEvents:input_type -> lethe.preferences.v1.ListViewingEventsRequest
-	37, // 73: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:input_type -> lethe.preferences.v1.DeleteViewingEventRequest
-	38, // 74: lethe.preferences.v1.PreferencesService.ClearViewingHistory:input_type -> lethe.preferences.v1.ClearViewingHistoryRequest
-	41, // 75: lethe.preferences.v1.PreferencesService.SetRating:input_type -> lethe.preferences.v1.SetRatingRequest
-	42, // 76: lethe.preferences.v1.PreferencesService.ListRatings:input_type -> lethe.preferences.v1.ListRatingsRequest
-	44, // 77: lethe.preferences.v1.PreferencesService.DeleteRating:input_type -> lethe.preferences.v1.DeleteRatingRequest
-	45, // 78: lethe.preferences.v1.PreferencesService.GetTitleStatistics:input_type -> lethe.preferences.v1.GetTitleStatisticsRequest
-	47, // 79: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:input_type -> lethe.preferences.v1.CreateUnsubscribeTokenRequest
-	49, // 80: lethe.preferences.v1.PreferencesService.Unsubscribe:input_type -> lethe.preferences.v1.UnsubscribeRequest
-	52, // 81: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:input_type -> lethe.preferences.v1.CreatePolicyVersionRequest
-	53, // 82: lethe.preferences.v1.PreferencesService.ListPolicyVersions:input_type -> lethe.preferences.v1.ListPolicyVersionsRequest
-	56, // 83: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:input_type -> lethe.preferences.v1.AcceptPolicyVersionRequest
-	57, // 84: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:input_type -> lethe.preferences.v1.GetPolicyAcceptanceRequest
-	58, // 85: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:input_type -> lethe.preferences.v1.CheckPolicyConsentRequest
-	5,  // 86: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
-	5,  // 87: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
-	5,  // 88: lethe.preferences.v1.PreferencesService.StopAllMarketing:output_type -> lethe.preferences.v1.CommunicationPreferences
-	12, // 89: lethe.preferences.v1.PreferencesService.ListConsentRecords:output_type -> lethe.preferences.v1.ListConsentRecordsResponse
-	13, // 90: lethe.preferences.v1.PreferencesService.GetAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
-	13, // 91: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
-	13, // 92: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:output_type -> lethe.preferences.v1.AdPreferences
-	15, // 93: lethe.preferences.v1.PreferencesService.AuthorizeMarketing:output_type -> lethe.preferences.v1.AuthorizeMarketingResponse
-	13, // 94: lethe.preferences.v1.PreferencesService.SetProcessingRestriction:output_type -> lethe.preferences.v1.AdPreferences
-	21, // 95: lethe.preferences.v1.PreferencesService.RecordDeviceGlobalPrivacyControl:output_type -> lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse
-	23, // 96: lethe.preferences.v1.PreferencesService.ApplyDeviceGlobalPrivacyControl:output_type -> lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse
-	24, // 97: lethe.preferences.v1.PreferencesService.GetProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
-	24, // 98: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
-	61, // 99: lethe.preferences.v1.PreferencesService.GetProfile:output_type -> lethe.preferences.v1.Profile
-	64, // 100: lethe.preferences.v1.PreferencesService.ListSocialPosts:output_type -> lethe.preferences.v1.ListSocialPostsResponse
-	29, // 101: lethe.preferences.v1.PreferencesService.ListSocialConnections:output_type -> lethe.preferences.v1.ListSocialConnectionsResponse
-	27, // 102: lethe.preferences.v1.PreferencesService.CreateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
-	27, // 103: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
-	67, // 104: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:output_type -> google.protobuf.Empty
-	33, // 105: lethe.preferences.v1.PreferencesService.CreateViewingEvent:output_type -> lethe.preferences.v1.ViewingEvent
-	36, // 106: lethe.preferences.v1.PreferencesService.ListViewingEvents:output_type -> lethe.preferences.v1.ListViewingEventsResponse
-	67, // 107: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:output_type -> google.protobuf.Empty
-	39, // 108: lethe.preferences.v1.PreferencesService.ClearViewingHistory:output_type -> lethe.preferences.v1.ClearViewingHistoryResponse
-	40, // 109: lethe.preferences.v1.PreferencesService.SetRating:output_type -> lethe.preferences.v1.Rating
-	43, // 110: lethe.preferences.v1.PreferencesService.ListRatings:output_type -> lethe.preferences.v1.ListRatingsResponse
-	67, // 111: lethe.preferences.v1.PreferencesService.DeleteRating:output_type -> google.protobuf.Empty
-	46, // 112: lethe.preferences.v1.PreferencesService.GetTitleStatistics:output_type -> lethe.preferences.v1.TitleStatistics
-	48, // 113: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:output_type -> lethe.preferences.v1.UnsubscribeToken
-	50, // 114: lethe.preferences.v1.PreferencesService.Unsubscribe:output_type -> lethe.preferences.v1.UnsubscribeResponse
-	51, // 115: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:output_type -> lethe.preferences.v1.PolicyVersion
-	54, // 116: lethe.preferences.v1.PreferencesService.ListPolicyVersions:output_type -> lethe.preferences.v1.ListPolicyVersionsResponse
-	55, // 117: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:output_type -> lethe.preferences.v1.PolicyAcceptance
-	55, // 118: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:output_type -> lethe.preferences.v1.PolicyAcceptance
-	59, // 119: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:output_type -> lethe.preferences.v1.CheckPolicyConsentResponse
-	86, // [86:120] is the sub-list for method output_type
-	52, // [52:86] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	0,  // 52: lethe.preferences.v1.MarketingMailing.channel:type_name -> lethe.preferences.v1.Channel
+	1,  // 53: lethe.preferences.v1.MarketingMailing.topic:type_name -> lethe.preferences.v1.Topic
+	68, // 54: lethe.preferences.v1.MarketingMailing.create_time:type_name -> google.protobuf.Timestamp
+	65, // 55: lethe.preferences.v1.CreateMarketingMailingRequest.marketing_mailing:type_name -> lethe.preferences.v1.MarketingMailing
+	6,  // 56: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:input_type -> lethe.preferences.v1.GetCommunicationPreferencesRequest
+	8,  // 57: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:input_type -> lethe.preferences.v1.UpdateCommunicationPreferencesRequest
+	9,  // 58: lethe.preferences.v1.PreferencesService.StopAllMarketing:input_type -> lethe.preferences.v1.StopAllMarketingRequest
+	11, // 59: lethe.preferences.v1.PreferencesService.ListConsentRecords:input_type -> lethe.preferences.v1.ListConsentRecordsRequest
+	17, // 60: lethe.preferences.v1.PreferencesService.GetAdPreferences:input_type -> lethe.preferences.v1.GetAdPreferencesRequest
+	18, // 61: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:input_type -> lethe.preferences.v1.UpdateAdPreferencesRequest
+	19, // 62: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordGlobalPrivacyControlRequest
+	14, // 63: lethe.preferences.v1.PreferencesService.AuthorizeMarketing:input_type -> lethe.preferences.v1.AuthorizeMarketingRequest
+	16, // 64: lethe.preferences.v1.PreferencesService.SetProcessingRestriction:input_type -> lethe.preferences.v1.SetProcessingRestrictionRequest
+	20, // 65: lethe.preferences.v1.PreferencesService.RecordDeviceGlobalPrivacyControl:input_type -> lethe.preferences.v1.RecordDeviceGlobalPrivacyControlRequest
+	22, // 66: lethe.preferences.v1.PreferencesService.ApplyDeviceGlobalPrivacyControl:input_type -> lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlRequest
+	25, // 67: lethe.preferences.v1.PreferencesService.GetProfileVisibility:input_type -> lethe.preferences.v1.GetProfileVisibilityRequest
+	26, // 68: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:input_type -> lethe.preferences.v1.UpdateProfileVisibilityRequest
+	60, // 69: lethe.preferences.v1.PreferencesService.GetProfile:input_type -> lethe.preferences.v1.GetProfileRequest
+	63, // 70: lethe.preferences.v1.PreferencesService.ListSocialPosts:input_type -> lethe.preferences.v1.ListSocialPostsRequest
+	28, // 71: lethe.preferences.v1.PreferencesService.ListSocialConnections:input_type -> lethe.preferences.v1.ListSocialConnectionsRequest
+	30, // 72: lethe.preferences.v1.PreferencesService.CreateSocialConnection:input_type -> lethe.preferences.v1.CreateSocialConnectionRequest
+	31, // 73: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:input_type -> lethe.preferences.v1.UpdateSocialConnectionRequest
+	32, // 74: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:input_type -> lethe.preferences.v1.DeleteSocialConnectionRequest
+	34, // 75: lethe.preferences.v1.PreferencesService.CreateViewingEvent:input_type -> lethe.preferences.v1.CreateViewingEventRequest
+	35, // 76: lethe.preferences.v1.PreferencesService.ListViewingEvents:input_type -> lethe.preferences.v1.ListViewingEventsRequest
+	37, // 77: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:input_type -> lethe.preferences.v1.DeleteViewingEventRequest
+	38, // 78: lethe.preferences.v1.PreferencesService.ClearViewingHistory:input_type -> lethe.preferences.v1.ClearViewingHistoryRequest
+	41, // 79: lethe.preferences.v1.PreferencesService.SetRating:input_type -> lethe.preferences.v1.SetRatingRequest
+	42, // 80: lethe.preferences.v1.PreferencesService.ListRatings:input_type -> lethe.preferences.v1.ListRatingsRequest
+	44, // 81: lethe.preferences.v1.PreferencesService.DeleteRating:input_type -> lethe.preferences.v1.DeleteRatingRequest
+	45, // 82: lethe.preferences.v1.PreferencesService.GetTitleStatistics:input_type -> lethe.preferences.v1.GetTitleStatisticsRequest
+	47, // 83: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:input_type -> lethe.preferences.v1.CreateUnsubscribeTokenRequest
+	49, // 84: lethe.preferences.v1.PreferencesService.Unsubscribe:input_type -> lethe.preferences.v1.UnsubscribeRequest
+	52, // 85: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:input_type -> lethe.preferences.v1.CreatePolicyVersionRequest
+	53, // 86: lethe.preferences.v1.PreferencesService.ListPolicyVersions:input_type -> lethe.preferences.v1.ListPolicyVersionsRequest
+	56, // 87: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:input_type -> lethe.preferences.v1.AcceptPolicyVersionRequest
+	57, // 88: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:input_type -> lethe.preferences.v1.GetPolicyAcceptanceRequest
+	58, // 89: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:input_type -> lethe.preferences.v1.CheckPolicyConsentRequest
+	66, // 90: lethe.preferences.v1.PreferencesService.CreateMarketingMailing:input_type -> lethe.preferences.v1.CreateMarketingMailingRequest
+	67, // 91: lethe.preferences.v1.PreferencesService.GetMarketingMailing:input_type -> lethe.preferences.v1.GetMarketingMailingRequest
+	5,  // 92: lethe.preferences.v1.PreferencesService.GetCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
+	5,  // 93: lethe.preferences.v1.PreferencesService.UpdateCommunicationPreferences:output_type -> lethe.preferences.v1.CommunicationPreferences
+	5,  // 94: lethe.preferences.v1.PreferencesService.StopAllMarketing:output_type -> lethe.preferences.v1.CommunicationPreferences
+	12, // 95: lethe.preferences.v1.PreferencesService.ListConsentRecords:output_type -> lethe.preferences.v1.ListConsentRecordsResponse
+	13, // 96: lethe.preferences.v1.PreferencesService.GetAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
+	13, // 97: lethe.preferences.v1.PreferencesService.UpdateAdPreferences:output_type -> lethe.preferences.v1.AdPreferences
+	13, // 98: lethe.preferences.v1.PreferencesService.RecordGlobalPrivacyControl:output_type -> lethe.preferences.v1.AdPreferences
+	15, // 99: lethe.preferences.v1.PreferencesService.AuthorizeMarketing:output_type -> lethe.preferences.v1.AuthorizeMarketingResponse
+	13, // 100: lethe.preferences.v1.PreferencesService.SetProcessingRestriction:output_type -> lethe.preferences.v1.AdPreferences
+	21, // 101: lethe.preferences.v1.PreferencesService.RecordDeviceGlobalPrivacyControl:output_type -> lethe.preferences.v1.RecordDeviceGlobalPrivacyControlResponse
+	23, // 102: lethe.preferences.v1.PreferencesService.ApplyDeviceGlobalPrivacyControl:output_type -> lethe.preferences.v1.ApplyDeviceGlobalPrivacyControlResponse
+	24, // 103: lethe.preferences.v1.PreferencesService.GetProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
+	24, // 104: lethe.preferences.v1.PreferencesService.UpdateProfileVisibility:output_type -> lethe.preferences.v1.ProfileVisibility
+	61, // 105: lethe.preferences.v1.PreferencesService.GetProfile:output_type -> lethe.preferences.v1.Profile
+	64, // 106: lethe.preferences.v1.PreferencesService.ListSocialPosts:output_type -> lethe.preferences.v1.ListSocialPostsResponse
+	29, // 107: lethe.preferences.v1.PreferencesService.ListSocialConnections:output_type -> lethe.preferences.v1.ListSocialConnectionsResponse
+	27, // 108: lethe.preferences.v1.PreferencesService.CreateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
+	27, // 109: lethe.preferences.v1.PreferencesService.UpdateSocialConnection:output_type -> lethe.preferences.v1.SocialConnection
+	70, // 110: lethe.preferences.v1.PreferencesService.DeleteSocialConnection:output_type -> google.protobuf.Empty
+	33, // 111: lethe.preferences.v1.PreferencesService.CreateViewingEvent:output_type -> lethe.preferences.v1.ViewingEvent
+	36, // 112: lethe.preferences.v1.PreferencesService.ListViewingEvents:output_type -> lethe.preferences.v1.ListViewingEventsResponse
+	70, // 113: lethe.preferences.v1.PreferencesService.DeleteViewingEvent:output_type -> google.protobuf.Empty
+	39, // 114: lethe.preferences.v1.PreferencesService.ClearViewingHistory:output_type -> lethe.preferences.v1.ClearViewingHistoryResponse
+	40, // 115: lethe.preferences.v1.PreferencesService.SetRating:output_type -> lethe.preferences.v1.Rating
+	43, // 116: lethe.preferences.v1.PreferencesService.ListRatings:output_type -> lethe.preferences.v1.ListRatingsResponse
+	70, // 117: lethe.preferences.v1.PreferencesService.DeleteRating:output_type -> google.protobuf.Empty
+	46, // 118: lethe.preferences.v1.PreferencesService.GetTitleStatistics:output_type -> lethe.preferences.v1.TitleStatistics
+	48, // 119: lethe.preferences.v1.PreferencesService.CreateUnsubscribeToken:output_type -> lethe.preferences.v1.UnsubscribeToken
+	50, // 120: lethe.preferences.v1.PreferencesService.Unsubscribe:output_type -> lethe.preferences.v1.UnsubscribeResponse
+	51, // 121: lethe.preferences.v1.PreferencesService.CreatePolicyVersion:output_type -> lethe.preferences.v1.PolicyVersion
+	54, // 122: lethe.preferences.v1.PreferencesService.ListPolicyVersions:output_type -> lethe.preferences.v1.ListPolicyVersionsResponse
+	55, // 123: lethe.preferences.v1.PreferencesService.AcceptPolicyVersion:output_type -> lethe.preferences.v1.PolicyAcceptance
+	55, // 124: lethe.preferences.v1.PreferencesService.GetPolicyAcceptance:output_type -> lethe.preferences.v1.PolicyAcceptance
+	59, // 125: lethe.preferences.v1.PreferencesService.CheckPolicyConsent:output_type -> lethe.preferences.v1.CheckPolicyConsentResponse
+	65, // 126: lethe.preferences.v1.PreferencesService.CreateMarketingMailing:output_type -> lethe.preferences.v1.MarketingMailing
+	65, // 127: lethe.preferences.v1.PreferencesService.GetMarketingMailing:output_type -> lethe.preferences.v1.MarketingMailing
+	92, // [92:128] is the sub-list for method output_type
+	56, // [56:92] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_lethe_preferences_v1_preferences_proto_init() }
@@ -4684,7 +4923,7 @@ func file_lethe_preferences_v1_preferences_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lethe_preferences_v1_preferences_proto_rawDesc), len(file_lethe_preferences_v1_preferences_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   61,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -54,6 +54,8 @@ const (
 	PreferencesService_AcceptPolicyVersion_FullMethodName              = "/lethe.preferences.v1.PreferencesService/AcceptPolicyVersion"
 	PreferencesService_GetPolicyAcceptance_FullMethodName              = "/lethe.preferences.v1.PreferencesService/GetPolicyAcceptance"
 	PreferencesService_CheckPolicyConsent_FullMethodName               = "/lethe.preferences.v1.PreferencesService/CheckPolicyConsent"
+	PreferencesService_CreateMarketingMailing_FullMethodName           = "/lethe.preferences.v1.PreferencesService/CreateMarketingMailing"
+	PreferencesService_GetMarketingMailing_FullMethodName              = "/lethe.preferences.v1.PreferencesService/GetMarketingMailing"
 )
 
 // PreferencesServiceClient is the client API for PreferencesService service.
@@ -162,6 +164,16 @@ type PreferencesServiceClient interface {
 	// purpose may be processed for a member: refused while a version lowering protection for
 	// that purpose is in effect and the member has not accepted it.
 	CheckPolicyConsent(ctx context.Context, in *CheckPolicyConsentRequest, opts ...grpc.CallOption) (*CheckPolicyConsentResponse, error)
+	// CreateMarketingMailing sends a marketing mailing (operators): every member for whom
+	// AuthorizeMarketing allows the channel and topic — subscribed, processing not
+	// restricted, no policy change awaiting their consent, not erased — gets one message
+	// through identity, with a one-click unsubscribe token; nobody else gets anything. The
+	// mailing runs as a workflow a page of members at a time. Idempotent by
+	// marketing_mailing_id (an opaque campaign id): calling again returns the mailing and
+	// sends nobody a second message. Audited as an operator action.
+	CreateMarketingMailing(ctx context.Context, in *CreateMarketingMailingRequest, opts ...grpc.CallOption) (*MarketingMailing, error)
+	// GetMarketingMailing returns a mailing with its progress (operators).
+	GetMarketingMailing(ctx context.Context, in *GetMarketingMailingRequest, opts ...grpc.CallOption) (*MarketingMailing, error)
 }
 
 type preferencesServiceClient struct {
@@ -512,6 +524,26 @@ func (c *preferencesServiceClient) CheckPolicyConsent(ctx context.Context, in *C
 	return out, nil
 }
 
+func (c *preferencesServiceClient) CreateMarketingMailing(ctx context.Context, in *CreateMarketingMailingRequest, opts ...grpc.CallOption) (*MarketingMailing, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarketingMailing)
+	err := c.cc.Invoke(ctx, PreferencesService_CreateMarketingMailing_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *preferencesServiceClient) GetMarketingMailing(ctx context.Context, in *GetMarketingMailingRequest, opts ...grpc.CallOption) (*MarketingMailing, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarketingMailing)
+	err := c.cc.Invoke(ctx, PreferencesService_GetMarketingMailing_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PreferencesServiceServer is the server API for PreferencesService service.
 // All implementations must embed UnimplementedPreferencesServiceServer
 // for forward compatibility.
@@ -618,6 +650,16 @@ type PreferencesServiceServer interface {
 	// purpose may be processed for a member: refused while a version lowering protection for
 	// that purpose is in effect and the member has not accepted it.
 	CheckPolicyConsent(context.Context, *CheckPolicyConsentRequest) (*CheckPolicyConsentResponse, error)
+	// CreateMarketingMailing sends a marketing mailing (operators): every member for whom
+	// AuthorizeMarketing allows the channel and topic — subscribed, processing not
+	// restricted, no policy change awaiting their consent, not erased — gets one message
+	// through identity, with a one-click unsubscribe token; nobody else gets anything. The
+	// mailing runs as a workflow a page of members at a time. Idempotent by
+	// marketing_mailing_id (an opaque campaign id): calling again returns the mailing and
+	// sends nobody a second message. Audited as an operator action.
+	CreateMarketingMailing(context.Context, *CreateMarketingMailingRequest) (*MarketingMailing, error)
+	// GetMarketingMailing returns a mailing with its progress (operators).
+	GetMarketingMailing(context.Context, *GetMarketingMailingRequest) (*MarketingMailing, error)
 	mustEmbedUnimplementedPreferencesServiceServer()
 }
 
@@ -729,6 +771,12 @@ func (UnimplementedPreferencesServiceServer) GetPolicyAcceptance(context.Context
 }
 func (UnimplementedPreferencesServiceServer) CheckPolicyConsent(context.Context, *CheckPolicyConsentRequest) (*CheckPolicyConsentResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CheckPolicyConsent not implemented")
+}
+func (UnimplementedPreferencesServiceServer) CreateMarketingMailing(context.Context, *CreateMarketingMailingRequest) (*MarketingMailing, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateMarketingMailing not implemented")
+}
+func (UnimplementedPreferencesServiceServer) GetMarketingMailing(context.Context, *GetMarketingMailingRequest) (*MarketingMailing, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetMarketingMailing not implemented")
 }
 func (UnimplementedPreferencesServiceServer) mustEmbedUnimplementedPreferencesServiceServer() {}
 func (UnimplementedPreferencesServiceServer) testEmbeddedByValue()                            {}
@@ -1363,6 +1411,42 @@ func _PreferencesService_CheckPolicyConsent_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PreferencesService_CreateMarketingMailing_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateMarketingMailingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PreferencesServiceServer).CreateMarketingMailing(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PreferencesService_CreateMarketingMailing_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PreferencesServiceServer).CreateMarketingMailing(ctx, req.(*CreateMarketingMailingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PreferencesService_GetMarketingMailing_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMarketingMailingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PreferencesServiceServer).GetMarketingMailing(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PreferencesService_GetMarketingMailing_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PreferencesServiceServer).GetMarketingMailing(ctx, req.(*GetMarketingMailingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PreferencesService_ServiceDesc is the grpc.ServiceDesc for PreferencesService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1505,6 +1589,14 @@ var PreferencesService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckPolicyConsent",
 			Handler:    _PreferencesService_CheckPolicyConsent_Handler,
+		},
+		{
+			MethodName: "CreateMarketingMailing",
+			Handler:    _PreferencesService_CreateMarketingMailing_Handler,
+		},
+		{
+			MethodName: "GetMarketingMailing",
+			Handler:    _PreferencesService_GetMarketingMailing_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -285,7 +285,8 @@ type BusinessTransfer struct {
 	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	// state of the transfer.
 	State BusinessTransferState `protobuf:"varint,6,opt,name=state,proto3,enum=lethe.sharing.v1.BusinessTransferState" json:"state,omitempty"`
-	// notified_count is how many members have been given notice so far.
+	// notified_count is how many members have been given notice so far (the fan-out and
+	// the newcomer sweeps).
 	NotifiedCount int64 `protobuf:"varint,7,opt,name=notified_count,json=notifiedCount,proto3" json:"notified_count,omitempty"`
 	// create_time is when it was recorded.
 	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`

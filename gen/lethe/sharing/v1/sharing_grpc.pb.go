@@ -106,8 +106,11 @@ type SharingServiceClient interface {
 	// CreateBusinessTransfer records a business transfer (operators): the acquirer (a
 	// partner of kind ACQUIRER with the purpose declared), the data categories and the
 	// effective date. Every member is told in advance, with a one-click objection link and
-	// how to have their account erased before the date; data flows to the acquirer only
-	// through AuthorizeDisclosure, refused before the date and for members who objected.
+	// how to have their account erased before the date; members who sign up later are told
+	// by a daily sweep until the date (and one at it), or, after it, at their first
+	// disclosure to the acquirer. Data flows to the acquirer only through
+	// AuthorizeDisclosure, refused before the date, for members who objected and for a
+	// member whose own notice has not run its course (NOTICE_PENDING).
 	// Idempotent by business_transfer_id.
 	CreateBusinessTransfer(ctx context.Context, in *CreateBusinessTransferRequest, opts ...grpc.CallOption) (*BusinessTransfer, error)
 	// GetBusinessTransfer shows a transfer and how far its notices got.
@@ -413,8 +416,11 @@ type SharingServiceServer interface {
 	// CreateBusinessTransfer records a business transfer (operators): the acquirer (a
 	// partner of kind ACQUIRER with the purpose declared), the data categories and the
 	// effective date. Every member is told in advance, with a one-click objection link and
-	// how to have their account erased before the date; data flows to the acquirer only
-	// through AuthorizeDisclosure, refused before the date and for members who objected.
+	// how to have their account erased before the date; members who sign up later are told
+	// by a daily sweep until the date (and one at it), or, after it, at their first
+	// disclosure to the acquirer. Data flows to the acquirer only through
+	// AuthorizeDisclosure, refused before the date, for members who objected and for a
+	// member whose own notice has not run its course (NOTICE_PENDING).
 	// Idempotent by business_transfer_id.
 	CreateBusinessTransfer(context.Context, *CreateBusinessTransferRequest) (*BusinessTransfer, error)
 	// GetBusinessTransfer shows a transfer and how far its notices got.

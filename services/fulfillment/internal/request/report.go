@@ -55,7 +55,7 @@ The data itself is in the folders of this archive, one per system.</p>
 <ul><li>See your data (this archive) and take it elsewhere (the JSON files are machine-readable).</li>
 <li>Have us correct it, restrict or object to its use, and object to any partner or purpose (also from the link in each advance notice).</li>
 <li>Opt out of the sale or sharing of your data for ads, in your settings or with your browser's Global Privacy Control.</li>
-<li>Have it erased, by asking for the erasure of your account.</li>
+<li>Have it erased, by asking for the erasure of your account. Where the law requires us to keep data (for example for legal proceedings), we keep it only for that purpose and as long as required, then erase it.</li>
 <li>Complain to us, or to your data protection authority.</li></ul>
 </section>
 </body></html>

@@ -58,6 +58,9 @@ type run struct {
 	// released since the last look.
 	memberHolds       bool
 	memberHoldChanged bool
+	// expiry is the start of the archive's expiry workflow on runs new enough to start
+	// it beside the archive step (export-tail); run waits for it before completing.
+	expiry workflow.ChildWorkflowFuture
 	// memberHoldSteps is set on erasures new enough to also stop in their erasing steps
 	// when a hold is set meanwhile (a step refused with ErrMemberHeld): they wait on hold
 	// and then run the erasure's idempotent round again.
@@ -268,9 +271,10 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 	if r.hasArchive() && r.archiveLifecycle {
 		// The archive outlives this workflow in its own, so the member can ask again; it
 		// is started before the request shows completed, so this workflow closes at once.
-		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: ArchiveExpiryWorkflowID(r.in.RequestID),
-			ParentClosePolicy: enums.PARENT_CLOSE_POLICY_ABANDON})
-		f := workflow.ExecuteChildWorkflow(cctx, ArchiveExpiry, ArchiveExpiryInput{RequestID: r.in.RequestID, TTL: r.in.ArchiveTTL})
+		f := r.expiry
+		if f == nil {
+			f = r.startArchiveExpiry(ctx)
+		}
 		if err := f.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 			return r.fail(ctx, err)
 		}
@@ -285,6 +289,14 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 		r.step(ctx, "archive.deleted", "done", 0)
 	}
 	return res, err
+}
+
+// startArchiveExpiry starts the workflow that deletes the export's archive when its
+// link expires; it outlives this one (abandoned when this closes).
+func (r *run) startArchiveExpiry(ctx workflow.Context) workflow.ChildWorkflowFuture {
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: ArchiveExpiryWorkflowID(r.in.RequestID),
+		ParentClosePolicy: enums.PARENT_CLOSE_POLICY_ABANDON})
+	return workflow.ExecuteChildWorkflow(cctx, ArchiveExpiry, ArchiveExpiryInput{RequestID: r.in.RequestID, TTL: r.in.ArchiveTTL})
 }
 
 // listen handles signals for the whole run.
@@ -429,12 +441,27 @@ func (r *run) export(ctx workflow.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	// Runs since "export-tail" finish in one round after the exports: the archive's
+	// expiry workflow starts beside the archive step (its timer then runs from the
+	// moment the link's expiry is computed), and the archive step tells the member
+	// itself once the archive is recorded (idempotent, so a retried step tells them
+	// once). Older runs start the expiry workflow and notify in rounds of their own.
+	tail := r.lean && r.archiveLifecycle && workflow.GetVersion(ctx, "export-tail", workflow.DefaultVersion, 1) == 1
+	in := ArchiveInput{RequestID: r.in.RequestID, Services: ExportServices, ExpiresAt: workflow.Now(ctx).Add(r.in.ArchiveTTL),
+		DeleteParts: r.lean, Portability: r.in.Kind == KindPortability}
+	if tail {
+		in.NotifyMember = r.in.MemberID
+		r.expiry = r.startArchiveExpiry(ctx)
+	}
 	var archive ArchiveResult
-	if err := workflow.ExecuteActivity(r.longCtx(ctx), a.BuildArchive, ArchiveInput{RequestID: r.in.RequestID, Services: ExportServices, ExpiresAt: workflow.Now(ctx).Add(r.in.ArchiveTTL),
-		DeleteParts: r.lean, Portability: r.in.Kind == KindPortability}).Get(ctx, &archive); err != nil {
+	if err := workflow.ExecuteActivity(r.longCtx(ctx), a.BuildArchive, in).Get(ctx, &archive); err != nil {
 		return err
 	}
 	r.step(ctx, "archive", "done", archive.Records)
+	if tail {
+		r.step(ctx, "parts.deleted", "done", 0)
+		return nil
+	}
 	if r.lean {
 		r.step(ctx, "parts.deleted", "done", 0)
 	} else if r.archiveLifecycle {

@@ -25,6 +25,7 @@ const (
 	TemplatePolicyChange     = 50
 	TemplateBusinessTransfer = 51
 	TemplateComplaintUpdate  = 52
+	TemplateMarketing        = 80
 )
 
 func render(template int, reference, detail string) (subject, body string, ok bool) {
@@ -59,6 +60,9 @@ func render(template int, reference, detail string) (subject, body string, ok bo
 		return "Before your data passes to a new owner",
 			"We are telling you in advance (" + reference + ") that your data will pass to another company as part of a business transfer, as our privacy policy allows.\n\n" + detail +
 				"\n\nBefore that date you can object with the link above, or have your account erased: sign in and file an erasure request in your privacy settings. If you think we handle your data unlawfully, you can complain to us or to your data protection authority.\n", true
+	case TemplateMarketing:
+		return "News from us",
+			"Here is our latest news (" + reference + ").\n\n" + detail + "\n\nYou can also change which mail you get in your privacy settings.\n", true
 	case TemplateComplaintUpdate:
 		return "About your complaint",
 			"There is news about your complaint (" + reference + ").\n\n" + detail + "\n\nSign in to read it in your privacy settings.\n", true

@@ -46,6 +46,10 @@ type Server struct {
 	// PolicyNotices starts the change-notice workflow of a published version (Temporal);
 	// nil: publishing is refused (TEMPORAL_DISABLED), since nobody would be told.
 	PolicyNotices PolicyNotices
+	// MarketingMailer lists members and mails them marketing through identity, and
+	// MarketingMailings starts a mailing's workflow; without both no mailing can be sent.
+	MarketingMailer   MarketingMailer
+	MarketingMailings MarketingMailings
 	// SignUps tells when members signed up (identity), so a member who signed up after a
 	// policy version accepted it then; nil: every member is asked.
 	SignUps SignUps

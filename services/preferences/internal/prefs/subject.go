@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -64,7 +65,14 @@ var datasets = []dataset{
 		}
 	}},
 	{"ad_preferences", "user.privacy_preferences", single(func(ctx context.Context, s *Server, m string) (proto.Message, error) {
-		return s.loadAds(ctx, s.DB, m)
+		// The member's own choices as stored, and whether a restriction of processing
+		// overrides them now.
+		a, err := s.loadAds(ctx, s.DB, m)
+		if err != nil {
+			return nil, err
+		}
+		a.ProcessingRestricted, err = restricted(ctx, s.DB, m)
+		return a, err
 	})},
 	{"profile_visibility", "user.privacy_preferences", single(func(ctx context.Context, s *Server, m string) (proto.Message, error) {
 		return s.loadVisibility(ctx, s.DB, m)
@@ -95,6 +103,20 @@ var datasets = []dataset{
 	{"social_posts", "user.social", single(func(ctx context.Context, s *Server, m string) (proto.Message, error) {
 		return s.ListSocialPosts(ctx, &preferencesv1.ListSocialPostsRequest{Parent: "members/" + m})
 	})},
+	// The restriction of processing in force, with the request that asked for it (none:
+	// no record; ad_preferences.processing_restricted says the same as a flag).
+	{"processing_restriction", "user.privacy_preferences", func(ctx context.Context, s *Server, m string, _ cursor, emit func([][]byte, *cursor) error) error {
+		var ref string
+		err := s.DB.QueryRowContext(ctx, `SELECT reference FROM processing_restrictions WHERE member_id = $1`, m).Scan(&ref)
+		if errors.Is(err, sql.ErrNoRows) {
+			return emit(nil, nil)
+		}
+		if err != nil {
+			return err
+		}
+		rec, _ := protojson.Marshal(&preferencesv1.SetProcessingRestrictionRequest{Name: "members/" + m + adSuffix, Restricted: true, Reference: ref})
+		return emit([][]byte{rec}, nil)
+	}},
 }
 
 func tokenOf(c cursor) string {

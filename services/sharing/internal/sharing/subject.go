@@ -20,8 +20,8 @@ import (
 // LegalBasisDisclosures justifies keeping the disclosure log after an erasure.
 const LegalBasisDisclosures = "record of disclosures to recipients (GDPR Art. 30); member id replaced by the tombstone id"
 
-// ExportSubjectData implements DataSubjectService: objections, notices and the
-// disclosure log (the recipients of the member's data).
+// ExportSubjectData implements DataSubjectService: objections, notices, the restriction
+// of processing in force and the disclosure log (the recipients of the member's data).
 func (s *Server) ExportSubjectData(req *subjectv1.ExportSubjectDataRequest, stream subjectv1.DataSubjectService_ExportSubjectDataServer) error {
 	ctx := stream.Context()
 	mid, err := memberOf(req.GetSubject(), "subject")
@@ -48,7 +48,14 @@ func (s *Server) ExportSubjectData(req *subjectv1.ExportSubjectDataRequest, stre
 		if err := send("objections", "user.privacy_preferences", toMessages(objs), "notices"); err != nil {
 			return err
 		}
-		if err := send("notices", "user.privacy_preferences", toMessages(notices), "disclosures:"); err != nil {
+		if err := send("notices", "user.privacy_preferences", toMessages(notices), "restrictions"); err != nil {
+			return err
+		}
+		restriction, err := s.restriction(ctx, mid)
+		if err != nil {
+			return err
+		}
+		if err := send("restrictions", "user.privacy_preferences", restriction, "disclosures:"); err != nil {
 			return err
 		}
 	}
@@ -185,4 +192,18 @@ func (s *Server) ReportSubjectData(ctx context.Context, req *subjectv1.ReportSub
 // VerifyTombstoneLog checks the chain of a log kept under a tombstone id (operators).
 func (s *Server) VerifyTombstoneLog(ctx context.Context, tombstoneID string) (*sharingv1.VerifyDisclosureLogResponse, error) {
 	return s.verifyChain(ctx, tombstoneID)
+}
+
+// restriction is the member's restriction of processing in force, if any, as the record
+// that set it (with the privacy request that asked for it).
+func (s *Server) restriction(ctx context.Context, mid string) ([]proto.Message, error) {
+	var ref string
+	err := s.DB.QueryRowContext(ctx, `SELECT reference FROM restrictions WHERE member_id = $1`, mid).Scan(&ref)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []proto.Message{&sharingv1.SetProcessingRestrictionRequest{Member: "members/" + mid, Restricted: true, Reference: ref}}, nil
 }

@@ -1,0 +1,5 @@
+//go:build lethe_azblob
+
+package fulfillment
+
+import _ "gocloud.dev/blob/azureblob" // azblob:// archive storage shared by every replica
