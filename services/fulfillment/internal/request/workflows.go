@@ -178,7 +178,8 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 	// and an upsert of TemporalChangeVersion, and each upsert is a visibility write on the
 	// Temporal server — eight of them per erasure before this gate. Runs recorded before
 	// it replay the per-change versions below, unchanged.
-	r.allChanges = workflow.GetVersion(ctx, allChangesVersion, workflow.DefaultVersion, 1) == 1
+	// The gate is not recorded yet (backed out until a topology load run shows erasures
+	// completing with it): allChanges stays false and every change records its own version.
 	version := func(change string) bool {
 		return r.allChanges || workflow.GetVersion(ctx, change, workflow.DefaultVersion, 1) == 1
 	}
