@@ -37,7 +37,7 @@ var ErrShredded = errors.New("shred: the subject's key was destroyed")
 // Kinds of key a subject can have.
 const (
 	kindAEAD      = "aead"      // AES-256-GCM, for values in rows
-	kindStreaming = "streaming" // AES-256-GCM-HKDF 1 MiB segments, for files and objects
+	kindStreaming = "streaming" // AES-256-GCM-HKDF 4 KiB segments (keys made before: 1 MiB), for files and objects
 )
 
 // schema is the key table. It is created by Open rather than by each service's
@@ -164,13 +164,16 @@ func (k *Keys) AEAD(ctx context.Context, subject string, create bool) (tink.AEAD
 	return a, nil
 }
 
-// Streaming returns the subject's streaming AEAD (AES-256-GCM-HKDF, 1 MiB segments) for
-// files and objects; create as for AEAD.
+// Streaming returns the subject's streaming AEAD (AES-256-GCM-HKDF) for files and
+// objects; create as for AEAD. New keys use 4 KiB segments: every reader and writer
+// holds two segment buffers, and an export opens dozens of objects (staging parts,
+// the archive), so 1 MiB segments cost megabytes of garbage per object. Keys made
+// before keep their 1 MiB segments (the template is part of the stored keyset).
 func (k *Keys) Streaming(ctx context.Context, subject string, create bool) (tink.StreamingAEAD, error) {
 	if p, ok := k.cached(subject, kindStreaming); ok {
 		return p.(tink.StreamingAEAD), nil
 	}
-	h, err := k.handle(ctx, subject, kindStreaming, streamingaead.AES256GCMHKDF1MBKeyTemplate(), create)
+	h, err := k.handle(ctx, subject, kindStreaming, streamingaead.AES256GCMHKDF4KBKeyTemplate(), create)
 	if err != nil {
 		return nil, err
 	}

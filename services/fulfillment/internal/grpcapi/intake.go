@@ -385,7 +385,10 @@ func (s *Server) startOptions(wid, kind string, r *row) client.StartWorkflowOpti
 		ID: wid, TaskQueue: request.TaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		Memo:                     map[string]any{memoRequest: r.id},
+		// This process runs the request worker: the server hands the first workflow task
+		// back with the start, saving a poll round trip (it starts normally otherwise).
+		EnableEagerStart: true,
+		Memo:             map[string]any{memoRequest: r.id},
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			temporal.NewSearchAttributeKeyKeyword(request.SAKind).ValueSet(kind),
 			temporal.NewSearchAttributeKeyKeyword(request.SAStatus).ValueSet("received"),

@@ -15,6 +15,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tink-crypto/tink-go/v2/tink"
@@ -411,7 +412,7 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 	zw := zip.NewWriter(io.MultiWriter(w, sum, size))
 	// JSON compresses well even at flate's fastest level, which is several times faster
 	// than the default: the archive is built at close to the speed its parts are read.
-	zw.RegisterCompressor(zip.Deflate, func(out io.Writer) (io.WriteCloser, error) { return flate.NewWriter(out, flate.BestSpeed) })
+	zw.RegisterCompressor(zip.Deflate, pooledDeflate)
 	man := Manifest{RequestID: in.RequestID, Created: a.Now().UTC()}
 	var total int64
 	fail := func(err error) (ArchiveResult, error) {
@@ -997,5 +998,34 @@ func (a *Activities) SignReceipt(ctx context.Context, in ReceiptInput) error {
 	}
 	// Signed once: a retried activity keeps the first receipt.
 	_, err = a.DB.ExecContext(ctx, `UPDATE requests SET receipt_payload = $1, receipt_signature = $2 WHERE id = $3 AND receipt_payload IS NULL`, payload, sig, in.RequestID)
+	return err
+}
+
+// deflaters holds flate writers at BestSpeed for archive entries: a writer is ~1 MiB of
+// tables and windows, and an archive writes one entry per dataset, so a new writer per
+// entry was most of the archive step's garbage.
+var deflaters = sync.Pool{New: func() any {
+	fw, _ := flate.NewWriter(io.Discard, flate.BestSpeed) // BestSpeed is a valid level
+	return fw
+}}
+
+// pooledDeflate is the ZIP writer's Deflate compressor: a pooled flate writer reset to
+// out, returned to the pool once the entry is closed.
+func pooledDeflate(out io.Writer) (io.WriteCloser, error) {
+	fw := deflaters.Get().(*flate.Writer)
+	fw.Reset(out)
+	return &pooledDeflater{fw}, nil
+}
+
+type pooledDeflater struct{ *flate.Writer }
+
+func (d *pooledDeflater) Close() error {
+	if d.Writer == nil {
+		return nil
+	}
+	err := d.Writer.Close()
+	d.Writer.Reset(io.Discard) // drop the reference to the entry's writer
+	deflaters.Put(d.Writer)
+	d.Writer = nil
 	return err
 }

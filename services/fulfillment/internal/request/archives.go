@@ -15,7 +15,7 @@ import (
 )
 
 // Archives is encrypted archive storage. Every object of an export — staging parts and
-// the ZIP — is written through a Tink streaming AEAD (AES-256-GCM-HKDF, 1 MiB segments)
+// the ZIP — is written through a Tink streaming AEAD (AES-256-GCM-HKDF, 4 KiB segments)
 // under the export's own key in fulfillment's key table (subject "archive/{request}"),
 // bound to the object's key. Destroying that key (at expiry or erasure) leaves whatever
 // the bucket, its backups or the disk still hold unreadable.
