@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/stdlib"
+	enumspb "go.temporal.io/api/enums/v1"
+	tclient "go.temporal.io/sdk/client"
 
 	"lethe.dev/devstack"
 	fulfillmentv1 "lethe.dev/gen/lethe/fulfillment/v1"
@@ -256,6 +258,43 @@ func BenchmarkExportFloor(b *testing.B) {
 				lines = append(lines, fmt.Sprintf("stream/floor-copy %.2f, end-to-end/floor-copy %.2f", rate("stream")/rate("floor-copy"), rate("end-to-end")/rate("floor-copy")))
 			}
 			b.Logf("%s, %d viewing events, best of 3:\n  %s", engine, n, strings.Join(lines, "\n  "))
+			if os.Getenv("LETHE_BENCH_TIMELINE") != "" {
+				b.Logf("last end-to-end export's history (ms from the first event):\n  %s", strings.Join(exportTimeline(b, s, member), "\n  "))
+			}
 		})
 	}
+}
+
+// exportTimeline lists the events of the member's latest export workflow with their
+// offsets from its first event, and the activity each scheduled one runs: where the
+// end-to-end time goes (LETHE_BENCH_TIMELINE=1).
+func exportTimeline(tb testing.TB, s *devstack.Stack, member string) []string {
+	tb.Helper()
+	c, err := tclient.Dial(tclient.Options{HostPort: s.TemporalAddress, Namespace: "lethe"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close()
+	var lines []string
+	var first time.Time
+	iter := c.GetWorkflowHistory(context.Background(), "privacy-request/access/"+member, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		e, err := iter.Next()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		at := e.GetEventTime().AsTime()
+		if first.IsZero() {
+			first = at
+		}
+		what := e.GetEventType().String()
+		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
+			what += " " + a.GetActivityType().GetName()
+		}
+		if m := e.GetMarkerRecordedEventAttributes(); m != nil {
+			what += " " + m.GetMarkerName()
+		}
+		lines = append(lines, fmt.Sprintf("%7.1f %s", float64(at.Sub(first).Microseconds())/1000, what))
+	}
+	return lines
 }
