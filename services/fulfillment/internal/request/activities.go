@@ -4,7 +4,6 @@ import (
 	"archive/zip"
 	"bufio"
 	"bytes"
-	"compress/flate"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -15,7 +14,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tink-crypto/tink-go/v2/tink"
@@ -568,7 +566,7 @@ func (a *Activities) datasets(ctx context.Context, prefix string) ([]datasetPart
 // newline), so the compressor and the checksums see a few large writes per part instead
 // of two per record.
 func (a *Activities) writeJSONArray(ctx context.Context, zw *zip.Writer, requestID, name string, keys []string) (int64, string, error) {
-	w, err := zw.Create(name)
+	w, err := newParallelEntry(zw, name)
 	if err != nil {
 		return 0, "", err
 	}
@@ -619,6 +617,9 @@ func (a *Activities) writeJSONArray(ctx context.Context, zw *zip.Writer, request
 	}
 	out = append(out, "]\n"...)
 	if _, err := mw.Write(out); err != nil {
+		return 0, "", err
+	}
+	if err := w.Close(); err != nil {
 		return 0, "", err
 	}
 	return n, hex.EncodeToString(h.Sum(nil)), nil
@@ -998,34 +999,5 @@ func (a *Activities) SignReceipt(ctx context.Context, in ReceiptInput) error {
 	}
 	// Signed once: a retried activity keeps the first receipt.
 	_, err = a.DB.ExecContext(ctx, `UPDATE requests SET receipt_payload = $1, receipt_signature = $2 WHERE id = $3 AND receipt_payload IS NULL`, payload, sig, in.RequestID)
-	return err
-}
-
-// deflaters holds flate writers at BestSpeed for archive entries: a writer is ~1 MiB of
-// tables and windows, and an archive writes one entry per dataset, so a new writer per
-// entry was most of the archive step's garbage.
-var deflaters = sync.Pool{New: func() any {
-	fw, _ := flate.NewWriter(io.Discard, flate.BestSpeed) // BestSpeed is a valid level
-	return fw
-}}
-
-// pooledDeflate is the ZIP writer's Deflate compressor: a pooled flate writer reset to
-// out, returned to the pool once the entry is closed.
-func pooledDeflate(out io.Writer) (io.WriteCloser, error) {
-	fw := deflaters.Get().(*flate.Writer)
-	fw.Reset(out)
-	return &pooledDeflater{fw}, nil
-}
-
-type pooledDeflater struct{ *flate.Writer }
-
-func (d *pooledDeflater) Close() error {
-	if d.Writer == nil {
-		return nil
-	}
-	err := d.Writer.Close()
-	d.Writer.Reset(io.Discard) // drop the reference to the entry's writer
-	deflaters.Put(d.Writer)
-	d.Writer = nil
 	return err
 }
