@@ -1,6 +1,7 @@
 package request
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -47,23 +48,35 @@ func (a *Archives) NewWriter(ctx context.Context, requestID, key string) (io.Wri
 	if err != nil {
 		return nil, err
 	}
-	ew, err := s.NewEncryptingWriter(w, []byte(key))
+	// The encrypter writes one 4 KiB segment at a time; the buffer turns those into
+	// large writes to the object (a system call each on the file driver).
+	buf := bufio.NewWriterSize(w, objectBuffer)
+	ew, err := s.NewEncryptingWriter(buf, []byte(key))
 	if err != nil {
 		_ = w.Close()
 		return nil, err
 	}
-	return &encWriter{enc: ew, obj: w}, nil
+	return &encWriter{enc: ew, buf: buf, obj: w}, nil
 }
+
+// objectBuffer is the read and write buffer between the streaming AEAD's small segments
+// and an object.
+const objectBuffer = 256 << 10
 
 type encWriter struct {
 	enc io.WriteCloser
+	buf *bufio.Writer
 	obj *blob.Writer
 }
 
 func (w *encWriter) Write(p []byte) (int, error) { return w.enc.Write(p) }
 
 func (w *encWriter) Close() error {
-	return errors.Join(w.enc.Close(), w.obj.Close())
+	err := w.enc.Close()
+	if err == nil {
+		err = w.buf.Flush()
+	}
+	return errors.Join(err, w.obj.Close())
 }
 
 // NewReader decrypts object key of the request's export from the start.
@@ -76,7 +89,7 @@ func (a *Archives) NewReader(ctx context.Context, requestID, key string) (io.Rea
 	if err != nil {
 		return nil, err
 	}
-	dr, err := s.NewDecryptingReader(r, []byte(key))
+	dr, err := s.NewDecryptingReader(bufio.NewReaderSize(r, objectBuffer), []byte(key))
 	if err != nil {
 		r.Close()
 		return nil, err
