@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	enumspb "go.temporal.io/api/enums/v1"
+	tclient "go.temporal.io/sdk/client"
 
 	"lethe.dev/devstack"
 	preferencesv1 "lethe.dev/gen/lethe/preferences/v1"
@@ -298,6 +300,20 @@ func requestKinds(t *testing.T, env map[string]string) {
 	c.awaitState(erasure, opTok, "REQUEST_STATE_COMPLETED")
 	if got := c.must("GET", "/v1/"+pending, opTok, nil); got["state"] != "REQUEST_STATE_CANCELLED" || got["rectification"] != nil && got["rectification"].(map[string]any)["value"] != nil {
 		t.Fatalf("pending rectification after the erasure: %v", got)
+	}
+	// Its workflow, which was waiting for review, is terminated: the erasure stops the
+	// kinds the member has requests of (and asks Temporal about no other kind).
+	tc, err := tclient.Dial(tclient.Options{HostPort: s.TemporalAddress, Namespace: "lethe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	d, err := tc.DescribeWorkflowExecution(t.Context(), "privacy-request/rectification/"+strings.TrimPrefix(name, "members/"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := d.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED {
+		t.Fatalf("the pending rectification's workflow after the erasure: %v, want terminated", st)
 	}
 }
 

@@ -560,6 +560,11 @@ func writeJSONError(w http.ResponseWriter, status, code int, reason, msg string)
 func (s *Server) GetErasureReceipt(ctx context.Context, req *fulfillmentv1.GetErasureReceiptRequest) (*fulfillmentv1.ErasureReceipt, error) {
 	var payload, sig, hash []byte
 	err := s.DB.QueryRowContext(ctx, `SELECT receipt_payload, receipt_signature, receipt_token_hash FROM requests WHERE id = $1`, req.GetRequestId()).Scan(&payload, &sig, &hash)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		// A database that cannot answer (e.g. refusing connections) is not a missing
+		// receipt: the caller may try again.
+		return nil, errs.Wrap(err, errs.Unavailable, "RECEIPT_UNAVAILABLE", "the receipt cannot be read now")
+	}
 	h := sha256.Sum256([]byte(req.GetReceiptToken()))
 	if err != nil || len(hash) == 0 || subtle.ConstantTimeCompare(h[:], hash) != 1 {
 		return nil, errs.NotFoundf("RECEIPT_NOT_FOUND", "receipt")

@@ -177,9 +177,9 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 	// them all without a marker each. The SDK records every first GetVersion as a marker
 	// and an upsert of TemporalChangeVersion, and each upsert is a visibility write on the
 	// Temporal server — eight of them per erasure before this gate. Runs recorded before
-	// it replay the per-change versions below, unchanged.
-	// The gate is not recorded yet (backed out until a topology load run shows erasures
-	// completing with it): allChanges stays false and every change records its own version.
+	// it find no marker for the gate, replay it as the default version and take the
+	// per-change versions below, unchanged.
+	r.allChanges = workflow.GetVersion(ctx, allChangesVersion, workflow.DefaultVersion, 1) == 1
 	version := func(change string) bool {
 		return r.allChanges || workflow.GetVersion(ctx, change, workflow.DefaultVersion, 1) == 1
 	}
