@@ -61,7 +61,7 @@ func (a *Archives) NewWriter(ctx context.Context, requestID, key string) (io.Wri
 
 // objectBuffer is the read and write buffer between the streaming AEAD's small segments
 // and an object.
-const objectBuffer = 256 << 10
+const objectBuffer = 64 << 10
 
 type encWriter struct {
 	enc io.WriteCloser
