@@ -20,6 +20,7 @@ import (
 	schematool "go.temporal.io/server/tools/common/schema"
 	sqltool "go.temporal.io/server/tools/sql"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"lethe.dev/platform/storage"
 )
 
 // The server module's embedded schemas (go.temporal.io/server/schema), applied with its
@@ -29,9 +30,17 @@ const (
 	pgVisibilitySchema = "postgresql/v12/visibility"
 )
 
+// DefaultPoolMaxConns is the size of each of the server's PostgreSQL connection pools
+// when the URL has no pool_max_conns. The server opens one pool per store (main,
+// visibility) in each of its services (frontend, history, matching, worker), so the
+// connections it may open are several times this.
+const DefaultPoolMaxConns = 20
+
 // postgresConfigs turns a postgres:// URL into the server's SQL configs for the main
 // store (the URL's database, default "temporal") and the visibility store (the same name
-// with "_visibility"); the query string (sslmode=…) becomes connect attributes.
+// with "_visibility"); pool_max_conns=N sizes each connection pool (default
+// DefaultPoolMaxConns), the rest of the query string (sslmode=…) becomes connect
+// attributes.
 func postgresConfigs(rawURL string) (main, visibility *config.SQL, err error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
@@ -45,6 +54,13 @@ func postgresConfigs(rawURL string) (main, visibility *config.SQL, err error) {
 	if name == "" {
 		name = "temporal"
 	}
+	// pool_max_conns (pgxpool's name) sizes each of the server's connection pools; it is
+	// not a connect attribute (PostgreSQL would reject it as a run-time parameter).
+	stripped, maxConns, err := storage.PoolMaxConns(rawURL, DefaultPoolMaxConns)
+	if err != nil {
+		return nil, nil, fmt.Errorf("temporaldev: %w", err)
+	}
+	u, _ = url.Parse(stripped)
 	attrs := map[string]string{}
 	for k, v := range u.Query() {
 		attrs[k] = v[0]
@@ -52,7 +68,7 @@ func postgresConfigs(rawURL string) (main, visibility *config.SQL, err error) {
 	pw, _ := u.User.Password()
 	base := config.SQL{
 		PluginName: pgplugin.PluginNamePGX, ConnectAddr: host, ConnectProtocol: "tcp", User: u.User.Username(), Password: pw,
-		ConnectAttributes: attrs, MaxConns: 20, MaxIdleConns: 20, MaxConnLifetime: time.Hour,
+		ConnectAttributes: attrs, MaxConns: maxConns, MaxIdleConns: maxConns, MaxConnLifetime: time.Hour,
 	}
 	m, v := base, base
 	m.DatabaseName, v.DatabaseName = name, name+"_visibility"

@@ -7,8 +7,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,8 +73,8 @@ func cpuTime(pid int) time.Duration {
 	if len(f) < 13 {
 		return 0
 	}
-	u, _ := strconv.ParseInt(f[11], 10, 64) // utime, field 14
-	s, _ := strconv.ParseInt(f[12], 10, 64) // stime, field 15
+	u, _ := strconv.ParseInt(f[11], 10, 64)       // utime, field 14
+	s, _ := strconv.ParseInt(f[12], 10, 64)       // stime, field 15
 	return time.Duration(u+s) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
@@ -125,6 +126,48 @@ func profile(t *testing.T, admin map[string]string, dir string, seconds int) *sy
 }
 
 // resetHWM starts a new peak: writing 5 to clear_refs resets VmHWM to the current RSS.
+// sampleConnections counts PostgreSQL's client connections (every process's, by database)
+// five times a second until the returned stop is called, which reports the peak.
+func sampleConnections(t *testing.T, base string) (stop func() string) {
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	done, finished := make(chan struct{}), make(chan string)
+	go func() {
+		peak, at := 0, ""
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			rows, err := db.Query(`SELECT datname, count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY datname ORDER BY datname`)
+			if err == nil {
+				total, split := 0, []string{}
+				for rows.Next() {
+					var name string
+					var n int
+					if rows.Scan(&name, &n) == nil {
+						total += n
+						split = append(split, fmt.Sprintf("%s %d", name, n))
+					}
+				}
+				rows.Close()
+				if total > peak {
+					peak, at = total, strings.Join(split, ", ")
+				}
+			}
+			select {
+			case <-done:
+				db.Close()
+				finished <- fmt.Sprintf("%d (%s)", peak, at)
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() string { close(done); return <-finished }
+}
+
 func resetHWM(pid int) { _ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) }
 
 // pool runs fn(0..n-1) on at most size goroutines and returns the first error.
@@ -425,6 +468,7 @@ func TestLoad(t *testing.T) {
 		profiled = profile(t, tp.admin, dir, envInt(t, "LETHE_LOAD_PROFILE_SECONDS", 15))
 	}
 
+	connections := sampleConnections(t, base)
 	// Every erasure and export filed at once.
 	type filed struct {
 		name, receipt string
@@ -434,6 +478,7 @@ func TestLoad(t *testing.T) {
 	}
 	work := make([]filed, erasures+exports)
 	var wg sync.WaitGroup
+	var refiled atomic.Int64
 	loadAtFiling := loadAverage()
 	began = time.Now()
 	for i := range work {
@@ -446,6 +491,14 @@ func TestLoad(t *testing.T) {
 			}
 			work[i].started = time.Now()
 			code, m := g.do("POST", "/v1/"+names[i]+"/privacyRequests?requestId="+rid, tokens[i], map[string]any{"kind": kind})
+			// A filing refused for now (503: a backend or the database out of connections
+			// under this burst) is filed again with the same requestId, which makes it the
+			// same request; its time still counts from the first attempt.
+			for try := 0; code == http.StatusServiceUnavailable && try < 10; try++ {
+				refiled.Add(1)
+				time.Sleep(time.Second)
+				code, m = g.do("POST", "/v1/"+names[i]+"/privacyRequests?requestId="+rid, tokens[i], map[string]any{"kind": kind})
+			}
 			if code != http.StatusOK {
 				work[i].err = fmt.Errorf("filing %s for %s: %d %v", kind, names[i], code, m)
 				return
@@ -455,7 +508,7 @@ func TestLoad(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	mark(fmt.Sprintf("%d erasures and %d exports filed at once", erasures, exports), began)
+	mark(fmt.Sprintf("%d erasures and %d exports filed at once (%d filings again after a 503)", erasures, exports, refiled.Load()), began)
 	for _, w := range work {
 		if w.err != nil {
 			t.Fatal(w.err)
@@ -486,6 +539,7 @@ func TestLoad(t *testing.T) {
 		cpuLoad[name] = cpuTime(pids[name]) - cpuBefore[name]
 	}
 	pgLoad := postgresCPU() - pgBefore
+	line("peak PostgreSQL client connections during the load (max_connections is shared): %s", connections())
 	loadSpan := time.Since(began)
 	profiled.Wait()
 	// Every erasure has its receipt, public with its token; every export is completed
@@ -512,7 +566,11 @@ func TestLoad(t *testing.T) {
 	}
 	if err := pool(exports, conc, func(j int) error {
 		i := erasures + j
-		_, got := g.do("GET", "/v1/"+work[i].name, tokens[i], nil)
+		code, got := g.do("GET", "/v1/"+work[i].name, tokens[i], nil)
+		for try := 0; code == http.StatusServiceUnavailable && try < 10; try++ { // as for receipts
+			time.Sleep(time.Second)
+			code, got = g.do("GET", "/v1/"+work[i].name, tokens[i], nil)
+		}
 		if got["state"] != "REQUEST_STATE_COMPLETED" {
 			return fmt.Errorf("export %s: %v", work[i].name, got)
 		}

@@ -6,8 +6,10 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +33,45 @@ type topology struct {
 	admin map[string]string
 }
 
+// Connection pools: PostgreSQL's max_connections (100 by default, and shared with the
+// test process and whatever else runs on the server) must hold the whole topology. At
+// their defaults (20 per service process, 20 per pool of Temporal's, which has one per
+// store in each of its services) a load filled it and requests failed UNAVAILABLE. The
+// URLs size them with pool_max_conns: Temporal's pools at temporalPool, every service
+// process at servicePool (LETHE_TOPOLOGY_TEMPORAL_POOL and LETHE_TOPOLOGY_SERVICE_POOL
+// change them, to compare).
+const (
+	temporalPool = 8
+	servicePool  = 8
+)
+
+// poolSize is def unless the environment variable name sets another size.
+func poolSize(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a whole number of at least 1", name, v)
+	}
+	return n
+}
+
+// withPool adds pool_max_conns=n to a PostgreSQL URL.
+func withPool(t *testing.T, raw string, n int) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("postgres URL: %v", err)
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", strconv.Itoa(n))
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
 // startTopology builds the six binaries and starts Temporal on a fresh PostgreSQL
 // database, then identity, preferences, sharing, one fulfillment process per name in
 // fulfillments and one gateway per name in gateways (replicas share nothing but the
@@ -43,10 +84,11 @@ func startTopology(t *testing.T, base string, fulfillments, gateways []string, m
 
 	// Temporal on PostgreSQL, from the project's own program.
 	tp := &topology{temporalAddr: freePort(t), addr: map[string]string{}, procs: map[string]*process{}}
+	temporalPool, servicePool := poolSize(t, "LETHE_TOPOLOGY_TEMPORAL_POOL", temporalPool), poolSize(t, "LETHE_TOPOLOGY_SERVICE_POOL", servicePool)
 	_, tport, _ := net.SplitHostPort(tp.temporalAddr)
 	began = time.Now()
 	temporal := start(t, filepath.Join(bin, "lethe-temporal"), "temporal", map[string]string{
-		"TEMPORAL_POSTGRES_URL": temporaldevtest.DatabaseURL(t, base), "TEMPORAL_PORT": tport, "TEMPORAL_UI_PORT": "-1", "LETHE_LOG_LEVEL": "warn",
+		"TEMPORAL_POSTGRES_URL": withPool(t, temporaldevtest.DatabaseURL(t, base), temporalPool), "TEMPORAL_PORT": tport, "TEMPORAL_UI_PORT": "-1", "LETHE_LOG_LEVEL": "warn",
 	})
 	temporal.waitFor("ready", 120*time.Second, func() bool {
 		raw, _ := os.ReadFile(temporal.log)
@@ -100,19 +142,19 @@ func startTopology(t *testing.T, base string, fulfillments, gateways []string, m
 		fulfillmentAddrs = append(fulfillmentAddrs, addr["fulfillment-"+r])
 	}
 	common["FULFILLMENT_ADDRESS"] = strings.Join(fulfillmentAddrs, ",")
-	fulfillmentDB := storagetest.PostgresSchemaURL(t, base)
+	fulfillmentDB := withPool(t, storagetest.PostgresSchemaURL(t, base), servicePool)
 	tp.preferencesDB = storagetest.PostgresSchemaURL(t, base)
 
 	began = time.Now()
 	procs := tp.procs
 	procs["identity"] = start(t, filepath.Join(bin, "identity"), "identity", admin("identity", "identity", with(map[string]string{
-		"IDENTITY_LISTEN": addr["identity"], "IDENTITY_DATABASE_URL": storagetest.PostgresSchemaURL(t, base)})))
+		"IDENTITY_LISTEN": addr["identity"], "IDENTITY_DATABASE_URL": withPool(t, storagetest.PostgresSchemaURL(t, base), servicePool)})))
 	procs["preferences"] = start(t, filepath.Join(bin, "preferences"), "preferences", admin("preferences", "preferences", with(map[string]string{
-		"PREFERENCES_LISTEN": addr["preferences"], "PREFERENCES_DATABASE_URL": tp.preferencesDB,
+		"PREFERENCES_LISTEN": addr["preferences"], "PREFERENCES_DATABASE_URL": withPool(t, tp.preferencesDB, servicePool),
 		"PREFERENCES_TOKEN_KEY": filepath.Join(shared, "unsubscribe.keyset.json"),
 		"PREFERENCES_KEK_URI":   "file:" + filepath.Join(shared, "preferences-kek.json")})))
 	procs["sharing"] = start(t, filepath.Join(bin, "sharing"), "sharing", admin("sharing", "sharing", with(map[string]string{
-		"SHARING_LISTEN": addr["sharing"], "SHARING_DATABASE_URL": storagetest.PostgresSchemaURL(t, base),
+		"SHARING_LISTEN": addr["sharing"], "SHARING_DATABASE_URL": withPool(t, storagetest.PostgresSchemaURL(t, base), servicePool),
 		"SHARING_SECRETS_KEYSET": filepath.Join(shared, "secrets.keyset.json"), "SHARING_PSEUDONYM_KEYSET": filepath.Join(shared, "pseudonyms.keyset.json")})))
 	fulfillmentEnv := func(replica string) map[string]string {
 		return with(map[string]string{

@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +43,10 @@ type DB struct {
 //
 //	sqlite:/var/lib/lethe/identity.db   (or sqlite://relative/path.db)
 //	postgres://user@127.0.0.1:5432/db?sslmode=disable
+//
+// A PostgreSQL URL may carry pool_max_conns=N (pgxpool's name), the most connections the
+// process opens to it (default DefaultPoolMaxConns); it is taken off the URL before it
+// reaches pgx, which would send it to the server as a run-time parameter.
 func Open(ctx context.Context, url string, migrations fs.FS) (*DB, error) {
 	db, err := open(url)
 	if err != nil {
@@ -59,15 +65,46 @@ func Open(ctx context.Context, url string, migrations fs.FS) (*DB, error) {
 	return db, nil
 }
 
+// DefaultPoolMaxConns is how many connections a process opens to a PostgreSQL database
+// at most when its URL does not say (pool_max_conns).
+const DefaultPoolMaxConns = 20
+
+// PoolMaxConns takes the pool_max_conns parameter off a postgres:// URL and returns the
+// URL without it and its value (def when absent). A value that is not a whole number of
+// at least 1 is an error, which names the parameter but not the URL (it may hold a
+// password).
+func PoolMaxConns(rawURL string, def int) (string, int, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", 0, errors.New("storage: the PostgreSQL URL does not parse")
+	}
+	q := u.Query()
+	if !q.Has("pool_max_conns") {
+		return rawURL, def, nil
+	}
+	v := q.Get("pool_max_conns")
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || len(q["pool_max_conns"]) > 1 {
+		return "", 0, fmt.Errorf("storage: pool_max_conns in the PostgreSQL URL must be one whole number of at least 1, not %q", v)
+	}
+	q.Del("pool_max_conns")
+	u.RawQuery = q.Encode()
+	return u.String(), n, nil
+}
+
 func open(url string) (*DB, error) {
 	switch {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		db, err := sql.Open("pgx", url)
+		dsn, maxConns, err := PoolMaxConns(url, DefaultPoolMaxConns)
+		if err != nil {
+			return nil, err
+		}
+		db, err := sql.Open("pgx", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("storage: open postgres: %w", err)
 		}
-		db.SetMaxOpenConns(20)
-		db.SetMaxIdleConns(10)
+		db.SetMaxOpenConns(maxConns)
+		db.SetMaxIdleConns(min(10, maxConns))
 		db.SetConnMaxIdleTime(5 * time.Minute)
 		return &DB{DB: db, Dialect: Postgres}, nil
 	case strings.HasPrefix(url, "sqlite:"):

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"testing/fstest"
 
@@ -117,4 +118,58 @@ func TestMigrationsArrivingOutOfOrderAreApplied(t *testing.T) {
 			t.Fatalf("table of the out-of-order migration is missing: %v", err)
 		}
 	})
+}
+
+func TestPoolMaxConns(t *testing.T) {
+	for _, c := range []struct {
+		url, want string
+		n         int
+	}{
+		{"postgres://u:p@h:5432/db?sslmode=disable", "postgres://u:p@h:5432/db?sslmode=disable", storage.DefaultPoolMaxConns},
+		{"postgres://u:p@h:5432/db?pool_max_conns=7&sslmode=disable", "postgres://u:p@h:5432/db?sslmode=disable", 7},
+		{"postgresql://h/db?pool_max_conns=1", "postgresql://h/db", 1},
+	} {
+		got, n, err := storage.PoolMaxConns(c.url, storage.DefaultPoolMaxConns)
+		if err != nil || got != c.want || n != c.n {
+			t.Errorf("PoolMaxConns(%q) = %q, %d, %v; want %q, %d", c.url, got, n, err, c.want, c.n)
+		}
+	}
+	for _, bad := range []string{"0", "-3", "ten", "", "2.5"} {
+		url := "postgres://u:secret@h/db?pool_max_conns=" + bad
+		if _, _, err := storage.PoolMaxConns(url, 20); err == nil || !strings.Contains(err.Error(), "pool_max_conns") || strings.Contains(err.Error(), "secret") {
+			t.Errorf("pool_max_conns=%q: err = %v; want an error naming the parameter, without the URL", bad, err)
+		}
+		if _, err := storage.Open(context.Background(), url, nil); err == nil || !strings.Contains(err.Error(), "pool_max_conns") {
+			t.Errorf("Open with pool_max_conns=%q: err = %v; want the parameter's error", bad, err)
+		}
+	}
+	if _, _, err := storage.PoolMaxConns("postgres://h/db?pool_max_conns=2&pool_max_conns=3", 20); err == nil {
+		t.Error("pool_max_conns given twice: want an error")
+	}
+}
+
+// TestPoolMaxConnsOnPostgres opens PostgreSQL with pool_max_conns: the server must not see
+// the parameter (it rejects unknown run-time parameters) and the pool must be that size.
+func TestPoolMaxConnsOnPostgres(t *testing.T) {
+	base := os.Getenv(storagetest.PostgresURLEnv)
+	if base == "" {
+		t.Skipf("PostgreSQL tests skipped: set %s", storagetest.PostgresURLEnv)
+	}
+	url := storagetest.PostgresSchemaURL(t, base) + "&pool_max_conns=3"
+	db, err := storage.Open(context.Background(), url, migrations)
+	if err != nil {
+		t.Fatalf("open with pool_max_conns: %v", err)
+	}
+	defer db.Close()
+	if got := db.Stats().MaxOpenConnections; got != 3 {
+		t.Fatalf("MaxOpenConnections = %d, want 3", got)
+	}
+	def, err := storage.Open(context.Background(), storagetest.PostgresSchemaURL(t, base), migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer def.Close()
+	if got := def.Stats().MaxOpenConnections; got != storage.DefaultPoolMaxConns {
+		t.Fatalf("default MaxOpenConnections = %d, want %d", got, storage.DefaultPoolMaxConns)
+	}
 }
