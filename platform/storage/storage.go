@@ -197,6 +197,27 @@ func (db *DB) Scrub(ctx context.Context) error {
 	return db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logged, &checkpointed)
 }
 
+// Counts runs several single-value queries (SELECT COUNT(*) … taking the same
+// arguments) as one statement — one round trip and one snapshot instead of one each —
+// and returns their values in order.
+func (db *DB) Counts(ctx context.Context, queries []string, args ...any) ([]int64, error) {
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	out := make([]int64, len(queries))
+	dest := make([]any, len(queries))
+	for i, q := range queries {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(" + q + ")")
+		dest[i] = &out[i]
+	}
+	if err := db.QueryRowContext(ctx, b.String(), args...).Scan(dest...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InTx runs fn in a transaction, committing when it returns nil.
 func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := db.BeginTx(ctx, nil)

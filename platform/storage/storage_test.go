@@ -60,6 +60,11 @@ func TestMigrationsAndQueriesOnEveryEngine(t *testing.T) {
 		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM widgets`).Scan(&n); err != nil || n != 1 {
 			t.Fatalf("count = %d, %v; want 1 after rollback", n, err)
 		}
+		// Several counts in one statement, sharing their arguments.
+		got, err := db.Counts(ctx, []string{`SELECT COUNT(*) FROM widgets WHERE owner = $1`, `SELECT COUNT(*) FROM widgets WHERE owner <> $1`, `SELECT COUNT(*) FROM widgets WHERE id = $2`}, "o1", "nope")
+		if err != nil || len(got) != 3 || got[0] != 1 || got[1] != 0 || got[2] != 0 {
+			t.Fatalf("Counts = %v, %v; want [1 0 0]", got, err)
+		}
 	})
 }
 

@@ -117,7 +117,9 @@ type row struct {
 	created   time.Time
 	open      bool
 	verified  bool
-	started   bool   // the workflow's start was confirmed
+	started   bool // the workflow's start was confirmed
+	// inserted says this call inserted the row, so no workflow was ever started for it.
+	inserted  bool
 	tokenHash []byte // SHA-256 of the receipt token (erasures)
 }
 

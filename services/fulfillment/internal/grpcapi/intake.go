@@ -230,6 +230,7 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 		if err != nil {
 			return nil, err
 		}
+		r.inserted = true
 		return s.answer(ctx, r, true)
 	}
 }
@@ -299,10 +300,21 @@ func (s *Server) ensureWorkflow(ctx context.Context, r *row) error {
 	}
 	kind := kindNames[r.pr.GetKind()]
 	wid := request.WorkflowID(kind, r.member)
+	// A row this filing inserted never had a workflow: start it at once, and look whose
+	// run holds the workflow id only when the start finds one (a member's earlier request
+	// still running) — one Temporal call less per filing.
+	startFirst := r.inserted
 	for attempt, waits := 0, 0; attempt < 3; attempt++ {
-		owner, running, err := s.workflowOwner(ctx, wid)
-		if err != nil {
-			return err
+		var owner string
+		var running bool
+		if startFirst {
+			startFirst = false
+			attempt-- // the usual three looks remain
+		} else {
+			var err error
+			if owner, running, err = s.workflowOwner(ctx, wid); err != nil {
+				return err
+			}
 		}
 		if owner != r.id {
 			if running && waits < closingWaits && s.closed(ctx, owner) {

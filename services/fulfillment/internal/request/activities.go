@@ -14,6 +14,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tink-crypto/tink-go/v2/tink"
@@ -74,6 +76,11 @@ type Activities struct {
 	// clientRequestID) and returns the request's id; used when a disabled account's grace
 	// period ends (DisabledAccount).
 	FileErasure func(ctx context.Context, memberID, clientRequestID string) (string, error)
+
+	// tombstones remembers requests' tombstone ids (fixed when the request is filed),
+	// which five of an erasure's steps need: one read per erasure instead of five.
+	tombstones   sync.Map // request id → tombstone id
+	tombstoneLen atomic.Int64
 }
 
 // RequestRef names a request and its member.
@@ -791,11 +798,28 @@ func (s ServiceErasure) Total() int64 {
 	return n
 }
 
-// tombstone returns the request's tombstone id.
+// tombstoneCacheSize bounds the remembered tombstone ids; past it they are forgotten
+// and read again.
+const tombstoneCacheSize = 10_000
+
+// tombstone returns the request's tombstone id. It never changes once the request is
+// filed, so it is read once per request (per process) and remembered.
 func (a *Activities) tombstone(ctx context.Context, requestID string) (string, error) {
+	if t, ok := a.tombstones.Load(requestID); ok {
+		return t.(string), nil
+	}
 	var t string
-	err := a.DB.QueryRowContext(ctx, `SELECT tombstone_id FROM requests WHERE id = $1`, requestID).Scan(&t)
-	return t, err
+	if err := a.DB.QueryRowContext(ctx, `SELECT tombstone_id FROM requests WHERE id = $1`, requestID).Scan(&t); err != nil {
+		return "", err
+	}
+	if t != "" {
+		if a.tombstoneLen.Add(1) > tombstoneCacheSize {
+			a.tombstones.Clear()
+			a.tombstoneLen.Store(1)
+		}
+		a.tombstones.Store(requestID, t)
+	}
+	return t, nil
 }
 
 // heartbeatWhile heartbeats every few seconds until stop is called, for activities that

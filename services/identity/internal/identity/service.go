@@ -504,11 +504,6 @@ func (s *Service) Erase(ctx context.Context, id, requestID, tombstoneID string) 
 		} else if err != nil {
 			return err
 		}
-		count := func(q string) (int64, error) {
-			var n int64
-			err := tx.QueryRowContext(ctx, q, id).Scan(&n)
-			return n, err
-		}
 		res := []ErasureResult{
 			{Dataset: "account", Category: "user.contact", Action: privacyv1.ErasureAction_ERASURE_ACTION_DELETE, Count: 1},
 			{Dataset: "data_key", Category: "user", Action: privacyv1.ErasureAction_ERASURE_ACTION_DELETE, Count: 1},
@@ -519,11 +514,12 @@ func (s *Service) Erase(ctx context.Context, id, requestID, tombstoneID string) 
 			{"outbox", "user.contact.email", "outbox"},
 			{"events", "user.account", "events"},
 		} {
-			n, err := count(`SELECT COUNT(*) FROM ` + d.table + ` WHERE member_id = $1`)
+			del, err := tx.ExecContext(ctx, `DELETE FROM `+d.table+` WHERE member_id = $1`, id)
 			if err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+d.table+` WHERE member_id = $1`, id); err != nil {
+			n, err := del.RowsAffected() // what was there: one statement, not a count and a delete
+			if err != nil {
 				return err
 			}
 			res = append(res, ErasureResult{Dataset: d.dataset, Category: d.category, Action: privacyv1.ErasureAction_ERASURE_ACTION_DELETE, Count: n})
@@ -561,19 +557,24 @@ const LegalBasisTombstone = "accountability record of the erasure (GDPR Art. 5(2
 // Report lists what is held for a member.
 func (s *Service) Report(ctx context.Context, id string) ([]Held, error) {
 	var out []Held
-	for _, d := range []struct{ dataset, category, q, basis string }{
+	sets := []struct{ dataset, category, q, basis string }{
 		{"account", "user.contact", `SELECT COUNT(*) FROM members WHERE id = $1`, ""},
 		{"sessions", "user.device", `SELECT COUNT(*) FROM sessions WHERE member_id = $1`, ""},
 		{"verification_codes", "user.authorization.credentials", `SELECT COUNT(*) FROM verification_codes WHERE member_id = $1`, ""},
 		{"outbox", "user.contact.email", `SELECT COUNT(*) FROM outbox WHERE member_id = $1`, ""},
 		{"events", "user.account", `SELECT COUNT(*) FROM events WHERE member_id = $1`, ""},
 		{"tombstone", "user.unique_id", `SELECT COUNT(*) FROM tombstones WHERE member_id = $1`, LegalBasisTombstone},
-	} {
-		var n int64
-		if err := s.DB.QueryRowContext(ctx, d.q, id).Scan(&n); err != nil {
-			return nil, err
-		}
-		if n > 0 {
+	}
+	queries := make([]string, len(sets))
+	for i, d := range sets {
+		queries[i] = d.q
+	}
+	counts, err := s.DB.Counts(ctx, queries, id) // one statement: one round trip, one snapshot
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range sets {
+		if n := counts[i]; n > 0 {
 			out = append(out, Held{Dataset: d.dataset, Category: d.category, Count: n, LegalBasis: d.basis})
 		}
 	}

@@ -304,7 +304,7 @@ func (s *Server) ReportSubjectData(ctx context.Context, req *subjectv1.ReportSub
 		return nil, err
 	}
 	out := &subjectv1.ReportSubjectDataResponse{}
-	for _, d := range []struct{ dataset, category, q string }{
+	sets := []struct{ dataset, category, q string }{
 		{"communication_preferences", "user.privacy_preferences", `SELECT COUNT(*) FROM subscriptions WHERE member_id = $1`},
 		{"consent_records", "user.privacy_preferences", `SELECT COUNT(*) FROM consent_records WHERE member_id = $1`},
 		{"ad_preferences", "user.privacy_preferences", `SELECT COUNT(*) FROM ad_preferences WHERE member_id = $1`},
@@ -315,12 +315,17 @@ func (s *Server) ReportSubjectData(ctx context.Context, req *subjectv1.ReportSub
 		{"ratings", "user.behavior.media_consumption", `SELECT COUNT(*) FROM ratings WHERE owner = $1`},
 		{"request_log", "user.unique_id", `SELECT COUNT(*) FROM request_log WHERE member_id = $1`},
 		{"processing_restrictions", "user.privacy_preferences", `SELECT COUNT(*) FROM processing_restrictions WHERE member_id = $1`},
-	} {
-		var n int64
-		if err := s.DB.QueryRowContext(ctx, d.q, id).Scan(&n); err != nil {
-			return nil, err
-		}
-		if n > 0 {
+	}
+	queries := make([]string, len(sets))
+	for i, d := range sets {
+		queries[i] = d.q
+	}
+	counts, err := s.DB.Counts(ctx, queries, id) // one statement: one round trip, one snapshot
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range sets {
+		if n := counts[i]; n > 0 {
 			out.Held = append(out.Held, &subjectv1.HeldData{Dataset: d.dataset, Category: d.category, Count: n})
 		}
 	}

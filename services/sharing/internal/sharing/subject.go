@@ -158,31 +158,33 @@ func (s *Server) ReportSubjectData(ctx context.Context, req *subjectv1.ReportSub
 		return nil, err
 	}
 	out := &subjectv1.ReportSubjectDataResponse{}
-	count := func(q string, arg any) (int64, error) {
-		var n int64
-		err := s.DB.QueryRowContext(ctx, q, arg).Scan(&n)
-		return n, err
-	}
-	for _, d := range []struct{ dataset, category, q string }{
+	sets := []struct{ dataset, category, q string }{
 		{"objections", "user.privacy_preferences", `SELECT COUNT(*) FROM objections WHERE member_id = $1`},
 		{"notices", "user.privacy_preferences", `SELECT COUNT(*) FROM notices WHERE member_id = $1`},
 		{"restrictions", "user.privacy_preferences", `SELECT COUNT(*) FROM restrictions WHERE member_id = $1`},
 		{"disclosures", "user.unique_id", `SELECT COUNT(*) FROM disclosures WHERE subject = $1`},
-	} {
-		n, err := count(d.q, mid)
-		if err != nil {
-			return nil, err
-		}
-		if n > 0 {
+	}
+	queries := make([]string, len(sets), len(sets)+1)
+	for i, d := range sets {
+		queries[i] = d.q
+	}
+	args := []any{mid}
+	t := req.GetTombstoneId()
+	if t != "" { // the log kept under the tombstone, with its legal basis
+		queries = append(queries, `SELECT COUNT(*) FROM disclosures WHERE subject = $2`)
+		args = append(args, t)
+	}
+	counts, err := s.DB.Counts(ctx, queries, args...) // one statement: one round trip, one snapshot
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range sets {
+		if n := counts[i]; n > 0 {
 			out.Held = append(out.Held, &subjectv1.HeldData{Dataset: d.dataset, Category: d.category, Count: n})
 		}
 	}
-	if t := req.GetTombstoneId(); t != "" {
-		n, err := count(`SELECT COUNT(*) FROM disclosures WHERE subject = $1`, t)
-		if err != nil {
-			return nil, err
-		}
-		if n > 0 {
+	if t != "" {
+		if n := counts[len(sets)]; n > 0 {
 			out.Held = append(out.Held, &subjectv1.HeldData{Dataset: "disclosures", Category: "user.unique_id", Count: n, LegalBasis: LegalBasisDisclosures})
 		}
 	}
