@@ -624,6 +624,10 @@ func TestLoad(t *testing.T) {
 	temporalBeforeFloor, testBeforeFloor, pgBeforeFloor := cpuTime(pids["temporal"]), cpuTime(os.Getpid()), postgresCPU()
 	floor := make([]filed, erasures)
 	loadAtFloor := loadAverage()
+	if dir := os.Getenv("LETHE_LOAD_PROFILE"); dir != "" && tp.admin["temporal"] != "" { // the server during the floor
+		profiled = profile(t, map[string]string{"temporal-floor": tp.admin["temporal"]}, dir, envInt(t, "LETHE_LOAD_PROFILE_SECONDS", 15))
+		defer profiled.Wait()
+	}
 	for i := range floor {
 		wg.Add(1)
 		go func() {

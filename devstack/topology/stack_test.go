@@ -87,9 +87,15 @@ func startTopology(t *testing.T, base string, fulfillments, gateways []string, m
 	temporalPool, servicePool := poolSize(t, "LETHE_TOPOLOGY_TEMPORAL_POOL", temporalPool), poolSize(t, "LETHE_TOPOLOGY_SERVICE_POOL", servicePool)
 	_, tport, _ := net.SplitHostPort(tp.temporalAddr)
 	began = time.Now()
-	temporal := start(t, filepath.Join(bin, "lethe-temporal"), "temporal", map[string]string{
+	temporalEnv := map[string]string{
 		"TEMPORAL_POSTGRES_URL": withPool(t, temporaldevtest.DatabaseURL(t, base), temporalPool), "TEMPORAL_PORT": tport, "TEMPORAL_UI_PORT": "-1", "LETHE_LOG_LEVEL": "warn",
-	})
+	}
+	tp.admin = map[string]string{}
+	if os.Getenv("LETHE_LOAD_PROFILE") != "" { // the server's profile too
+		tp.admin["temporal"] = freePort(t)
+		temporalEnv["TEMPORAL_PPROF_LISTEN"] = tp.admin["temporal"]
+	}
+	temporal := start(t, filepath.Join(bin, "lethe-temporal"), "temporal", temporalEnv)
 	temporal.waitFor("ready", 120*time.Second, func() bool {
 		raw, _ := os.ReadFile(temporal.log)
 		return bytes.Contains(raw, []byte("Temporal is ready"))
@@ -125,7 +131,6 @@ func startTopology(t *testing.T, base string, fulfillments, gateways []string, m
 	// Profiles of the load (LETHE_LOAD_PROFILE=DIR): every service serves pprof on its
 	// admin listener.
 	profiling := os.Getenv("LETHE_LOAD_PROFILE") != ""
-	tp.admin = map[string]string{}
 	admin := func(proc, service string, env map[string]string) map[string]string {
 		if profiling {
 			tp.admin[proc] = freePort(t)

@@ -4,7 +4,7 @@
 // with the server module's own schema tools, starts the server, and registers the lethe
 // namespace with fulfillment's search attributes (idempotently) before it reports ready.
 //
-//	lethe-temporal -postgres postgres://user:pw@host:5432/temporal?sslmode=disable [-ip 0.0.0.0] [-port 7233] [-ui-port 8233] [-health-listen :7243]
+//	lethe-temporal -postgres postgres://user:pw@host:5432/temporal?sslmode=disable [-ip 0.0.0.0] [-port 7233] [-ui-port 8233] [-health-listen :7243] [-pprof-listen 127.0.0.1:7244]
 //
 // Every flag has an environment variable (see temporaldev.Config.RegisterFlags). The
 // frontend answers standard gRPC health checks; -health-listen serves GET /healthz,
@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync/atomic"
 	"time"
@@ -33,7 +34,22 @@ func main() {
 	run.Main("lethe-temporal", func(ctx context.Context, logger *slog.Logger) error {
 		var cfg temporaldev.Config
 		cfg.RegisterFlags(flag.CommandLine)
+		pprofListen := flag.String("pprof-listen", os.Getenv("TEMPORAL_PPROF_LISTEN"), "address serving /debug/pprof/ of this process (profiling the server under load); empty: off (TEMPORAL_PPROF_LISTEN)")
 		flag.Parse()
+		if *pprofListen != "" {
+			lis, err := net.Listen("tcp", *pprofListen)
+			if err != nil {
+				return fmt.Errorf("lethe-temporal: pprof listener: %w", err)
+			}
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: mux}
+			go func() { _ = srv.Serve(lis) }()
+			defer srv.Close()
+		}
 		if cfg.PostgresURL == "" {
 			return errors.New("lethe-temporal: set -postgres or TEMPORAL_POSTGRES_URL (postgres://user:pw@host:5432/temporal?sslmode=disable)")
 		}

@@ -104,12 +104,13 @@ type SetStateInput struct {
 // SetState records a request's state in the read model, and its progress with it when
 // the input carries the steps.
 func (a *Activities) SetState(ctx context.Context, in SetStateInput) error {
-	if in.WithSteps {
-		if err := a.SaveProgress(ctx, ProgressInput{RequestID: in.RequestID, Steps: in.Steps}); err != nil {
-			return err
-		}
+	var progress *string
+	if in.WithSteps { // the steps go with the state, in one statement
+		raw, _ := json.Marshal(in.Steps)
+		p := string(raw)
+		progress = &p
 	}
-	if err := SetState(ctx, a.DB, in.RequestID, in.State, a.Now()); err != nil {
+	if err := setState(ctx, a.DB, in.RequestID, in.State, progress, a.Now()); err != nil {
 		return err
 	}
 	if a.StateChanged != nil {

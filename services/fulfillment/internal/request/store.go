@@ -2,6 +2,7 @@ package request
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -38,24 +39,35 @@ func IsFinal(s fulfillmentv1.RequestState) bool {
 
 // SetState records a request's state; final states close it and stamp completion.
 func SetState(ctx context.Context, db *storage.DB, requestID, state string, now time.Time) error {
+	return setState(ctx, db, requestID, state, nil, now)
+}
+
+// setState is SetState that also stores the progress steps when progress is set, in the
+// same statement.
+func setState(ctx context.Context, db *storage.DB, requestID, state string, progress *string, now time.Time) error {
 	code := stateCodes[state]
 	final := IsFinal(code)
-	var completed any
-	var kind int32
-	var created int64
-	var wasCompleted *int64
-	if final {
-		completed = now.UnixMicro()
-		// Completion time is recorded once: when this call is the one that stamps it.
-		if err := db.QueryRowContext(ctx, `SELECT kind, created_at, completed_at FROM requests WHERE id = $1`, requestID).Scan(&kind, &created, &wasCompleted); err != nil {
-			return err
-		}
+	set, args := `state = $1, is_open = $2`, []any{int32(code), !final, requestID}
+	if progress != nil {
+		set, args = set+`, progress = $4`, append(args, *progress)
 	}
-	_, err := db.ExecContext(ctx, `UPDATE requests SET state = $1, is_open = $2, completed_at = COALESCE(completed_at, $3) WHERE id = $4`, int32(code), !final, completed, requestID)
-	if err == nil && final && wasCompleted == nil && code == fulfillmentv1.RequestState_REQUEST_STATE_COMPLETED {
+	if !final {
+		_, err := db.ExecContext(ctx, `UPDATE requests SET `+set+` WHERE id = $3`, args...)
+		return err
+	}
+	// Completion time is recorded once: this call stamped it when it reads back its own.
+	stamp := now.UnixMicro()
+	args = append(args, stamp)
+	var kind int32
+	var created, completed int64
+	err := db.QueryRowContext(ctx, `UPDATE requests SET `+set+`, completed_at = COALESCE(completed_at, $`+fmt.Sprint(len(args))+`) WHERE id = $3 RETURNING kind, created_at, completed_at`, args...).Scan(&kind, &created, &completed)
+	if err != nil {
+		return err
+	}
+	if completed == stamp && code == fulfillmentv1.RequestState_REQUEST_STATE_COMPLETED {
 		completion.Record(ctx, now.Sub(time.UnixMicro(created)).Seconds(), metric.WithAttributes(attribute.String("kind", kindLabel(kind))))
 	}
-	return err
+	return nil
 }
 
 // Notify queues a message to the member about a request, once per kind.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,22 +72,47 @@ func (s *Server) applyChanges(ctx context.Context, tx *sql.Tx, memberID string, 
 	if err := s.refuseErased(ctx, tx, memberID); err != nil {
 		return err // checked again inside the transaction: an erasure may have just committed
 	}
+	if len(changes) == 0 {
+		return nil
+	}
 	now := s.now()
-	for _, ch := range changes {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (member_id, channel, topic, subscribed, updated_at) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (member_id, channel, topic) DO UPDATE SET subscribed = excluded.subscribed, updated_at = excluded.updated_at`,
-			memberID, int32(ch.GetChannel()), int32(ch.GetTopic()), ch.GetSubscribed(), micros(now)); err != nil {
-			return err
+	// Two statements for any number of changes (stopping all marketing is fifteen): the
+	// subscriptions upserted, the last change of a channel and topic winning as it would
+	// one by one (an upsert may not touch a row twice), and a consent record per change.
+	type key struct{ c, t int32 }
+	last := map[key]int{}
+	for i, ch := range changes {
+		last[key{int32(ch.GetChannel()), int32(ch.GetTopic())}] = i
+	}
+	var subs, recs strings.Builder
+	var subArgs, recArgs []any
+	for i, ch := range changes {
+		c, t := int32(ch.GetChannel()), int32(ch.GetTopic())
+		if last[key{c, t}] == i {
+			if len(subArgs) > 0 {
+				subs.WriteString(", ")
+			}
+			n := len(subArgs)
+			fmt.Fprintf(&subs, "($%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5)
+			subArgs = append(subArgs, memberID, c, t, ch.GetSubscribed(), micros(now))
 		}
 		value := "unsubscribed"
 		if ch.GetSubscribed() {
 			value = "subscribed"
 		}
-		if err := s.consent(ctx, tx, memberID, settingName(ch.GetChannel(), ch.GetTopic()), value, policy, source, now); err != nil {
-			return err
+		if len(recArgs) > 0 {
+			recs.WriteString(", ")
 		}
+		n := len(recArgs)
+		fmt.Fprintf(&recs, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7)
+		recArgs = append(recArgs, ids.New(), memberID, settingName(ch.GetChannel(), ch.GetTopic()), value, policy, int32(source), micros(now))
 	}
-	return nil
+	if _, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (member_id, channel, topic, subscribed, updated_at) VALUES `+subs.String()+`
+		ON CONFLICT (member_id, channel, topic) DO UPDATE SET subscribed = excluded.subscribed, updated_at = excluded.updated_at`, subArgs...); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO consent_records (id, member_id, setting, value, policy_version, source, created_at) VALUES `+recs.String(), recArgs...)
+	return err
 }
 
 func validateChanges(changes []*preferencesv1.SubscriptionChange) error {
