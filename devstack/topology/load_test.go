@@ -668,4 +668,14 @@ func TestLoad(t *testing.T) {
 	}
 	line("%s postgres (every process on the machine) %.1f", cpu, pgLoad.Seconds())
 	line("CPU seconds during the floor: temporal %.1f; the test process (floor worker) %.1f; postgres (every process) %.1f", temporalFloorCPU.Seconds(), testFloorCPU.Seconds(), pgFloorCPU.Seconds())
+	// CPU per request is steadier than throughput on a shared machine (the machine runs
+	// near its cores in both phases, so throughput follows it).
+	var loadCPU time.Duration
+	for _, name := range procNames {
+		loadCPU += cpuLoad[name]
+	}
+	perErasure := (loadCPU + pgLoad).Seconds() / float64(erasures)
+	perFloor := (temporalFloorCPU + testFloorCPU + pgFloorCPU).Seconds() / float64(erasures)
+	line("CPU per erasure (every process and postgres, exports included) %.0f ms vs per floor workflow (temporal, floor worker, postgres) %.0f ms: %.2f×",
+		1000*perErasure, 1000*perFloor, perErasure/perFloor)
 }
