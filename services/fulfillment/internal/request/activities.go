@@ -2,8 +2,8 @@ package request
 
 import (
 	"archive/zip"
-	"bufio"
 	"bytes"
+	"compress/flate"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"sort"
 	"strings"
@@ -173,11 +174,15 @@ type ExportResult struct {
 
 // exportProgress is the heartbeat: the cursor to resume from and the sequence number
 // of the next part, so a resumed attempt overwrites whatever a crashed one wrote after
-// its last heartbeat.
+// its last heartbeat. Packed is set by attempts that write packed parts: one that finds
+// the heartbeat of an attempt that wrote JSON lines (before packing) starts over.
+// Nothing else goes in: the running checksums of the member's data stay in the
+// encrypted parts.
 type exportProgress struct {
 	Cursor  string
 	NextSeq int
 	Records int64
+	Packed  bool
 }
 
 func partsPrefix(requestID, service string) string {
@@ -189,10 +194,12 @@ func partsPrefix(requestID, service string) string {
 const partRecords = 20_000
 
 // ExportService streams one service's data for the member into archive storage, a few
-// messages per object ({request}/parts/{service}/{seq}.{dataset}.jsonl, JSON lines), so
-// any worker can build the archive later. It heartbeats after every part it closes, with
-// the cursor of the last message in it; after a crash the next attempt resumes from
-// there and overwrites whatever was written after it.
+// messages per object ({request}/parts/{service}/{seq}.{dataset}.jsonz, packed parts:
+// the dataset's archive file, compressed, in slices — see packed.go), so any worker can
+// build the archive later. It heartbeats after every part it closes, with the cursor of
+// the last message in it; after a crash the next attempt resumes from there, reading the
+// running state of each dataset back from its last part, and overwrites whatever was
+// written after it.
 func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportResult, error) {
 	client, ok := a.Subjects[in.Service]
 	if !ok {
@@ -204,11 +211,18 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 			return ExportResult{}, err
 		}
 	}
+	if !prog.Packed {
+		prog = exportProgress{Packed: true} // nothing written yet, or JSON lines: from the start
+	}
 	if err := a.stillWanted(ctx, in.RequestID); err != nil {
 		return ExportResult{}, err
 	}
 	prefix := partsPrefix(in.RequestID, in.Service)
 	if err := a.deleteFrom(ctx, prefix, prog.NextSeq); err != nil {
+		return ExportResult{}, err
+	}
+	states, err := a.partStates(ctx, in.RequestID, prefix, prog.NextSeq)
+	if err != nil {
 		return ExportResult{}, err
 	}
 	stream, err := client.ExportSubjectData(ctx, &subjectv1.ExportSubjectDataRequest{Subject: "members/" + in.MemberID, RequestId: in.RequestID, Cursor: prog.Cursor})
@@ -217,17 +231,16 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 	}
 	// The open part: its dataset, writer, and the progress once it is closed.
 	var (
-		w       io.WriteCloser
-		bw      *bufio.Writer
+		part    *packedPart
 		dataset string
 		pending = prog
 	)
 	closePart := func() error {
-		if w == nil {
+		if part == nil {
 			return nil
 		}
-		err := errors.Join(bw.Flush(), w.Close())
-		w = nil
+		err := part.Close()
+		part = nil
 		if err != nil {
 			return err
 		}
@@ -237,8 +250,8 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 		return nil
 	}
 	defer func() {
-		if w != nil {
-			_ = w.Close()
+		if part != nil {
+			part.Abort()
 		}
 	}()
 	inPart := 0
@@ -250,25 +263,31 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 		if err != nil {
 			return ExportResult{}, permanent(err)
 		}
-		if w != nil && (chunk.GetDataset() != dataset || inPart+len(chunk.GetRecords()) > partRecords) {
+		if part != nil && (chunk.GetDataset() != dataset || inPart+len(chunk.GetRecords()) > partRecords) {
 			if err := closePart(); err != nil {
 				return ExportResult{}, err
 			}
 		}
-		if w == nil {
+		if part == nil {
 			// An erasure of the member closes the request: stop before writing more of them.
 			if err := a.stillWanted(ctx, in.RequestID); err != nil {
 				return ExportResult{}, err
 			}
-			key := fmt.Sprintf("%s%06d.%s.jsonl", prefix, pending.NextSeq, chunk.GetDataset())
-			if w, err = a.Archives.NewWriter(ctx, in.RequestID, key); err != nil {
+			dataset = chunk.GetDataset()
+			key := fmt.Sprintf("%s%06d.%s%s", prefix, pending.NextSeq, dataset, packedSuffix)
+			w, err := a.Archives.NewWriter(ctx, in.RequestID, key)
+			if err != nil {
 				return ExportResult{}, err
 			}
-			bw, dataset, inPart = bufio.NewWriterSize(w, 256<<10), chunk.GetDataset(), 0
+			st := states[dataset]
+			if st == nil {
+				st = newDatasetState()
+				states[dataset] = st
+			}
+			part, inPart = newPackedPart(w, st), 0
 		}
 		for _, rec := range chunk.GetRecords() {
-			bw.Write(rec)
-			bw.WriteByte('\n')
+			part.add(rec)
 		}
 		inPart += len(chunk.GetRecords())
 		pending.Cursor = chunk.GetCursor()
@@ -278,6 +297,38 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 		return ExportResult{}, err
 	}
 	return ExportResult{Service: in.Service, Records: prog.Records}, nil
+}
+
+// partStates reads back, for a resumed export, the running state of every dataset after
+// the last part (before sequence number next) that was closed for it.
+func (a *Activities) partStates(ctx context.Context, requestID, prefix string, next int) (map[string]*datasetState, error) {
+	states := map[string]*datasetState{}
+	if next == 0 {
+		return states, nil
+	}
+	sets, err := a.datasets(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	for _, set := range sets {
+		last := set.keys[len(set.keys)-1]
+		if !isPacked(last) {
+			return nil, fmt.Errorf("resuming an export: part %d of a dataset is not packed", len(set.keys)-1)
+		}
+		r, err := a.Archives.NewReader(ctx, requestID, last)
+		if err != nil {
+			return nil, err
+		}
+		t, err := readPacked(r, io.Discard)
+		r.Close()
+		if err != nil {
+			return nil, err
+		}
+		if states[set.dataset], err = restoreState(t); err != nil {
+			return nil, err
+		}
+	}
+	return states, nil
 }
 
 // stillWanted fails permanently once the request is closed (an erasure of the member
@@ -435,7 +486,7 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 		}
 		for _, f := range files {
 			name := svc + "/" + f.dataset + ".json"
-			n, digest, err := a.writeJSONArray(ctx, zw, in.RequestID, name, f.keys)
+			n, digest, err := a.writeDataset(ctx, zw, in.RequestID, name, f.keys)
 			if err != nil {
 				return fail(err)
 			}
@@ -558,6 +609,83 @@ func (a *Activities) datasets(ctx context.Context, prefix string) ([]datasetPart
 		out[i].keys = append(out[i].keys, k)
 	}
 	return out, nil
+}
+
+// writeDataset writes a dataset's parts into the archive as one JSON array: packed parts
+// are copied as they are, parts of exports written before packing (JSON lines) are
+// rewritten and compressed.
+func (a *Activities) writeDataset(ctx context.Context, zw *zip.Writer, requestID, name string, keys []string) (int64, string, error) {
+	packed := 0
+	for _, k := range keys {
+		if isPacked(k) {
+			packed++
+		}
+	}
+	switch packed {
+	case len(keys):
+		return a.writePackedArray(ctx, zw, requestID, name, keys)
+	case 0:
+		return a.writeJSONArray(ctx, zw, requestID, name, keys)
+	}
+	return 0, "", temporal.NewNonRetryableApplicationError("a dataset's staging parts are of two formats", ErrPermanent, nil)
+}
+
+// writePackedArray copies a dataset's packed parts into a raw ZIP entry — their
+// compressed blocks, then a final one with the closing "]\n" — after checking that they
+// follow each other (no part missing, none twice), and takes the entry's CRC-32, sizes
+// and SHA-256 from the last part's running state.
+func (a *Activities) writePackedArray(ctx context.Context, zw *zip.Writer, requestID, name string, keys []string) (int64, string, error) {
+	fh, out, err := newRawEntry(zw, name)
+	if err != nil {
+		return 0, "", err
+	}
+	cw := &countingTo{w: out}
+	var last partTrailer
+	for i, k := range keys {
+		r, err := a.Archives.NewReader(ctx, requestID, k)
+		if err != nil {
+			return 0, "", err
+		}
+		t, err := readPacked(r, cw)
+		r.Close()
+		if err != nil {
+			return 0, "", err
+		}
+		if t.First != (i == 0) || t.TotalRaw != last.TotalRaw+t.Raw || t.TotalRecords != last.TotalRecords+t.Records {
+			return 0, "", fmt.Errorf("%w: part %d of %d does not follow the one before", errBadPart, i, len(keys))
+		}
+		last = t
+	}
+	sum, err := restoreState(last)
+	if err != nil {
+		return 0, "", err
+	}
+	tail := []byte("]\n")
+	sum.sha.Write(tail)
+	crc := crc32.Update(sum.crc, crc32.IEEETable, tail)
+	fw := deflaters.Get().(*flate.Writer)
+	fw.Reset(cw)
+	_, err = fw.Write(tail)
+	err = errors.Join(err, fw.Close())
+	fw.Reset(io.Discard)
+	deflaters.Put(fw)
+	if err != nil {
+		return 0, "", err
+	}
+	setSizes(fh, crc, cw.n, last.TotalRaw+int64(len(tail)))
+	return last.TotalRecords, hex.EncodeToString(sum.sha.Sum(nil)), nil
+}
+
+// countingTo counts the bytes written through it.
+type countingTo struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingTo) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // writeJSONArray writes a dataset's parts (JSON lines) into the archive as one JSON

@@ -2,7 +2,6 @@ package request
 
 import (
 	"archive/zip"
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -66,21 +65,14 @@ func (a *Activities) writePortability(ctx context.Context, zw *zip.Writer, in Ar
 			io.WriteString(mw, `,"records":[`)
 			var n int64
 			for _, k := range f.keys {
-				r, err := a.Archives.NewReader(ctx, in.RequestID, k)
-				if err != nil {
-					return ManifestFile{}, err
-				}
-				sc := bufio.NewScanner(r)
-				sc.Buffer(make([]byte, 64<<10), 16<<20)
-				for sc.Scan() {
+				if err := a.eachRecord(ctx, in.RequestID, k, func(rec []byte) error {
 					if n > 0 {
 						io.WriteString(mw, ",\n")
 					}
-					mw.Write(sc.Bytes())
+					mw.Write(rec)
 					n++
-				}
-				r.Close()
-				if err := sc.Err(); err != nil {
+					return nil
+				}); err != nil {
 					return ManifestFile{}, err
 				}
 			}
