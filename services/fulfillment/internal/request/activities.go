@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"gocloud.dev/blob"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -225,10 +226,13 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 	if err != nil {
 		return ExportResult{}, err
 	}
-	stream, err := client.ExportSubjectData(ctx, &subjectv1.ExportSubjectDataRequest{Subject: "members/" + in.MemberID, RequestId: in.RequestID, Cursor: prog.Cursor})
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	stream, err := client.ExportSubjectData(sctx, &subjectv1.ExportSubjectDataRequest{Subject: "members/" + in.MemberID, RequestId: in.RequestID, Cursor: prog.Cursor})
 	if err != nil {
 		return ExportResult{}, permanent(err)
 	}
+	chunks := receive(sctx, stream)
 	// The open part: its dataset, writer, and the progress once it is closed.
 	var (
 		part    *packedPart
@@ -256,12 +260,16 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 	}()
 	inPart := 0
 	for {
-		chunk, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
+		r, ok := <-chunks
+		if !ok {
+			if err := sctx.Err(); err != nil {
+				return ExportResult{}, err // cancelled, not the end of the stream
+			}
 			break
 		}
-		if err != nil {
-			return ExportResult{}, permanent(err)
+		chunk := r.chunk
+		if r.err != nil {
+			return ExportResult{}, permanent(r.err)
 		}
 		if part != nil && (chunk.GetDataset() != dataset || inPart+len(chunk.GetRecords()) > partRecords) {
 			if err := closePart(); err != nil {
@@ -297,6 +305,40 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 		return ExportResult{}, err
 	}
 	return ExportResult{Service: in.Service, Records: prog.Records}, nil
+}
+
+// receiveAhead is how many stream messages an export reads ahead of its part writer.
+const receiveAhead = 16
+
+// received is one message of an export stream, or the error that ended it.
+type received struct {
+	chunk *subjectv1.ExportSubjectDataResponse
+	err   error
+}
+
+// receive reads the stream ahead of the part writer, a few messages deep, so the service
+// keeps sending while a part is compressed, encrypted or closed. The channel closes at
+// the end of the stream, after its error if any, or when ctx is done.
+func receive(ctx context.Context, stream grpc.ServerStreamingClient[subjectv1.ExportSubjectDataResponse]) <-chan received {
+	ch := make(chan received, receiveAhead)
+	go func() {
+		defer close(ch)
+		for {
+			chunk, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			select {
+			case ch <- received{chunk, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return ch
 }
 
 // partStates reads back, for a resumed export, the running state of every dataset after
