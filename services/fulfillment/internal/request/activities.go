@@ -233,6 +233,8 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 		return ExportResult{}, permanent(err)
 	}
 	chunks := receive(sctx, stream)
+	beats := startHeartbeats(ctx, heartbeatQuiet)
+	defer beats.stop()
 	// The open part: its dataset, writer, and the progress once it is closed.
 	var (
 		part    *packedPart
@@ -250,7 +252,7 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 		}
 		pending.NextSeq++
 		prog = pending
-		activity.RecordHeartbeat(ctx, prog)
+		beats.beat(prog)
 		return nil
 	}
 	defer func() {
@@ -504,6 +506,8 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 	// JSON compresses well even at flate's fastest level, which is several times faster
 	// than the default: the archive is built at close to the speed its parts are read.
 	zw.RegisterCompressor(zip.Deflate, pooledDeflate)
+	beats := startHeartbeats(ctx, heartbeatQuiet)
+	defer beats.stop()
 	man := Manifest{RequestID: in.RequestID, Created: a.Now().UTC()}
 	var total int64
 	fail := func(err error) (ArchiveResult, error) {
@@ -512,7 +516,7 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 		return ArchiveResult{}, err
 	}
 	if in.Portability {
-		f, err := a.writePortability(ctx, zw, in)
+		f, err := a.writePortability(ctx, zw, in, beats)
 		if err != nil {
 			return fail(err)
 		}
@@ -534,7 +538,7 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 			}
 			man.Files = append(man.Files, ManifestFile{Path: name, Records: n, SHA256: digest, SchemaVersion: 1})
 			total += n
-			activity.RecordHeartbeat(ctx, name)
+			beats.beat(name)
 		}
 	}
 	if !in.Portability && a.Own != nil {

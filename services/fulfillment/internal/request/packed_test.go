@@ -213,6 +213,9 @@ func archiveFiles(t *testing.T, a *Activities, requestID string, portability boo
 // heartbeat, and requires both archives to hold exactly the JSON arrays the records
 // make, with the manifest's counts and SHA-256 checksums and the ZIP's CRC-32s right.
 func TestPackedPartsAcrossACrashBuildTheSameArchive(t *testing.T) {
+	quiet := heartbeatQuiet
+	heartbeatQuiet = 0 // every closed part heartbeats
+	t.Cleanup(func() { heartbeatQuiet = quiet })
 	chunks, want := testChunks()
 	a := testActivities(t)
 	subject := &fakeSubject{chunks: chunks}
