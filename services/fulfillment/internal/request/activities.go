@@ -13,8 +13,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tink-crypto/tink-go/v2/tink"
@@ -184,6 +186,7 @@ type exportProgress struct {
 	NextSeq int
 	Records int64
 	Packed  bool
+	Done    bool // ExportAll: the service's stream ended and its last part is closed
 }
 
 func partsPrefix(requestID, service string) string {
@@ -202,39 +205,131 @@ const partRecords = 20_000
 // running state of each dataset back from its last part, and overwrites whatever was
 // written after it.
 func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportResult, error) {
-	client, ok := a.Subjects[in.Service]
-	if !ok {
-		return ExportResult{}, temporal.NewNonRetryableApplicationError("unknown service", ErrPermanent, nil)
-	}
 	var prog exportProgress
 	if activity.HasHeartbeatDetails(ctx) {
 		if err := activity.GetHeartbeatDetails(ctx, &prog); err != nil {
 			return ExportResult{}, err
 		}
 	}
+	beats := startHeartbeats(ctx, heartbeatQuiet)
+	defer beats.stop()
+	res, _, err := a.exportOne(ctx, in, prog, beats.beat)
+	return res, err
+}
+
+// ExportAllInput exports every data-holding service's data in one activity.
+type ExportAllInput struct {
+	RequestID string
+	MemberID  string
+	Services  []string
+}
+
+// exportAllProgress is ExportAll's heartbeat: each service's progress (cursor, next
+// part, records so far; Done once its stream ended and its last part is closed).
+type exportAllProgress struct {
+	Services map[string]exportProgress
+}
+
+// ExportAll streams every service's data into archive storage at once, as ExportService
+// does for one (runs since "export-all" ask for it instead of an activity per service:
+// one task and one completion instead of three, and no workflow task between them). A
+// service that fails retryably does not stop the others; the retry resumes each service
+// from its last heartbeated progress and skips those that finished. The results are in
+// the order of in.Services.
+func (a *Activities) ExportAll(ctx context.Context, in ExportAllInput) ([]ExportResult, error) {
+	var prog exportAllProgress
+	if activity.HasHeartbeatDetails(ctx) {
+		if err := activity.GetHeartbeatDetails(ctx, &prog); err != nil {
+			return nil, err
+		}
+	}
+	if prog.Services == nil {
+		prog.Services = map[string]exportProgress{}
+	}
+	beats := startHeartbeats(ctx, heartbeatQuiet)
+	defer beats.stop()
+	var mu sync.Mutex
+	record := func(svc string, p exportProgress) {
+		mu.Lock()
+		defer mu.Unlock()
+		prog.Services[svc] = p
+		snapshot := exportAllProgress{Services: maps.Clone(prog.Services)}
+		beats.beat(snapshot)
+	}
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make([]ExportResult, len(in.Services))
+	errs := make([]error, len(in.Services))
+	var wg sync.WaitGroup
+	for i, svc := range in.Services {
+		mu.Lock()
+		from := prog.Services[svc]
+		mu.Unlock()
+		if from.Done {
+			results[i] = ExportResult{Service: svc, Records: from.Records}
+			continue
+		}
+		wg.Go(func() {
+			res, last, err := a.exportOne(actx, ExportInput{RequestID: in.RequestID, MemberID: in.MemberID, Service: svc}, from, func(p any) { record(svc, p.(exportProgress)) })
+			if err != nil {
+				errs[i] = err
+				if isPermanent(err) {
+					cancel() // the export fails whatever the others do
+				}
+				return
+			}
+			last.Done = true
+			record(svc, last)
+			results[i] = res
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if isPermanent(err) {
+			return nil, err
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// isPermanent tells the errors that retrying cannot fix.
+func isPermanent(err error) bool {
+	var app *temporal.ApplicationError
+	return errors.As(err, &app) && app.NonRetryable()
+}
+
+// exportOne streams one service's data into packed parts from prog (an earlier
+// attempt's last heartbeat, or none), handing beat the progress after every part it
+// closes, and returns the result and the final progress.
+func (a *Activities) exportOne(ctx context.Context, in ExportInput, prog exportProgress, beat func(any)) (ExportResult, exportProgress, error) {
+	client, ok := a.Subjects[in.Service]
+	if !ok {
+		return ExportResult{}, prog, temporal.NewNonRetryableApplicationError("unknown service", ErrPermanent, nil)
+	}
 	if !prog.Packed {
 		prog = exportProgress{Packed: true} // nothing written yet, or JSON lines: from the start
 	}
 	if err := a.stillWanted(ctx, in.RequestID); err != nil {
-		return ExportResult{}, err
+		return ExportResult{}, prog, err
 	}
 	prefix := partsPrefix(in.RequestID, in.Service)
 	if err := a.deleteFrom(ctx, prefix, prog.NextSeq); err != nil {
-		return ExportResult{}, err
+		return ExportResult{}, prog, err
 	}
 	states, err := a.partStates(ctx, in.RequestID, prefix, prog.NextSeq)
 	if err != nil {
-		return ExportResult{}, err
+		return ExportResult{}, prog, err
 	}
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	stream, err := client.ExportSubjectData(sctx, &subjectv1.ExportSubjectDataRequest{Subject: "members/" + in.MemberID, RequestId: in.RequestID, Cursor: prog.Cursor})
 	if err != nil {
-		return ExportResult{}, permanent(err)
+		return ExportResult{}, prog, permanent(err)
 	}
 	chunks := receive(sctx, stream)
-	beats := startHeartbeats(ctx, heartbeatQuiet)
-	defer beats.stop()
 	// The open part: its dataset, writer, and the progress once it is closed.
 	var (
 		part    *packedPart
@@ -252,7 +347,7 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 		}
 		pending.NextSeq++
 		prog = pending
-		beats.beat(prog)
+		beat(prog)
 		return nil
 	}
 	defer func() {
@@ -265,29 +360,29 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 		r, ok := <-chunks
 		if !ok {
 			if err := sctx.Err(); err != nil {
-				return ExportResult{}, err // cancelled, not the end of the stream
+				return ExportResult{}, prog, err // cancelled, not the end of the stream
 			}
 			break
 		}
 		chunk := r.chunk
 		if r.err != nil {
-			return ExportResult{}, permanent(r.err)
+			return ExportResult{}, prog, permanent(r.err)
 		}
 		if part != nil && (chunk.GetDataset() != dataset || inPart+len(chunk.GetRecords()) > partRecords) {
 			if err := closePart(); err != nil {
-				return ExportResult{}, err
+				return ExportResult{}, prog, err
 			}
 		}
 		if part == nil {
 			// An erasure of the member closes the request: stop before writing more of them.
 			if err := a.stillWanted(ctx, in.RequestID); err != nil {
-				return ExportResult{}, err
+				return ExportResult{}, prog, err
 			}
 			dataset = chunk.GetDataset()
 			key := fmt.Sprintf("%s%06d.%s%s", prefix, pending.NextSeq, dataset, packedSuffix)
 			w, err := a.Archives.NewWriter(ctx, in.RequestID, key)
 			if err != nil {
-				return ExportResult{}, err
+				return ExportResult{}, prog, err
 			}
 			st := states[dataset]
 			if st == nil {
@@ -304,9 +399,9 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 		pending.Records += int64(len(chunk.GetRecords()))
 	}
 	if err := closePart(); err != nil {
-		return ExportResult{}, err
+		return ExportResult{}, prog, err
 	}
-	return ExportResult{Service: in.Service, Records: prog.Records}, nil
+	return ExportResult{Service: in.Service, Records: prog.Records}, prog, nil
 }
 
 // receiveAhead is how many stream messages an export reads ahead of its part writer.

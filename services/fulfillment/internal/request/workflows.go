@@ -422,25 +422,45 @@ func (r *run) fail(ctx workflow.Context, cause error) (Result, error) {
 }
 
 // export fans out to every data-holding service in parallel, then builds the archive.
+// Runs since "export-all" export every service in one activity (ExportAll): one
+// activity task and completion instead of one per service, and no workflow task for
+// each service that finishes while the others stream.
 func (r *run) export(ctx workflow.Context) error {
 	var a *Activities
-	futures := map[string]workflow.Future{}
-	for _, svc := range ExportServices {
-		r.step(ctx, "export."+svc, "running", 0)
-		futures[svc] = workflow.ExecuteActivity(r.longCtx(ctx), a.ExportService, ExportInput{RequestID: r.in.RequestID, MemberID: r.in.MemberID, Service: svc})
-	}
-	var errs []error
-	for _, svc := range ExportServices {
-		var res ExportResult
-		if err := futures[svc].Get(ctx, &res); err != nil {
-			r.step(ctx, "export."+svc, "failed", 0)
-			errs = append(errs, err)
-			continue
+	if workflow.GetVersion(ctx, "export-all", workflow.DefaultVersion, 1) == 1 {
+		for _, svc := range ExportServices {
+			r.step(ctx, "export."+svc, "running", 0)
 		}
-		r.step(ctx, "export."+svc, "done", res.Records)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
+		var results []ExportResult
+		err := workflow.ExecuteActivity(r.longCtx(ctx), a.ExportAll, ExportAllInput{RequestID: r.in.RequestID, MemberID: r.in.MemberID, Services: ExportServices}).Get(ctx, &results)
+		if err != nil {
+			for _, svc := range ExportServices {
+				r.step(ctx, "export."+svc, "failed", 0)
+			}
+			return err
+		}
+		for _, res := range results {
+			r.step(ctx, "export."+res.Service, "done", res.Records)
+		}
+	} else {
+		futures := map[string]workflow.Future{}
+		for _, svc := range ExportServices {
+			r.step(ctx, "export."+svc, "running", 0)
+			futures[svc] = workflow.ExecuteActivity(r.longCtx(ctx), a.ExportService, ExportInput{RequestID: r.in.RequestID, MemberID: r.in.MemberID, Service: svc})
+		}
+		var errs []error
+		for _, svc := range ExportServices {
+			var res ExportResult
+			if err := futures[svc].Get(ctx, &res); err != nil {
+				r.step(ctx, "export."+svc, "failed", 0)
+				errs = append(errs, err)
+				continue
+			}
+			r.step(ctx, "export."+svc, "done", res.Records)
+		}
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
 	}
 	// Runs since "export-tail" finish in one round after the exports: the archive's
 	// expiry workflow starts beside the archive step (its timer then runs from the

@@ -73,6 +73,14 @@ func env(t *testing.T, recipients []request.Recipient, onwardAcks bool) (*testsu
 		r.add("export:" + in.Service)
 		return request.ExportResult{Service: in.Service, Records: 10}, nil
 	})
+	e.OnActivity(a.ExportAll, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.ExportAllInput) ([]request.ExportResult, error) {
+		var out []request.ExportResult
+		for _, svc := range in.Services {
+			r.add("export:" + svc)
+			out = append(out, request.ExportResult{Service: svc, Records: 10})
+		}
+		return out, nil
+	})
 	e.OnActivity(a.BuildArchive, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.ArchiveInput) (request.ArchiveResult, error) {
 		r.add("archive")
 		if in.DeleteParts { // lean-bookkeeping runs: the archive step deletes its parts
@@ -221,6 +229,7 @@ func TestFailedExportDeletesWhatItWrote(t *testing.T) {
 	e.OnActivity(a.SaveProgress, mock.Anything, mock.Anything).Return(nil)
 	e.OnActivity(a.RecordEscalation, mock.Anything, mock.Anything).Return(nil)
 	e.OnActivity(a.ExportService, mock.Anything, mock.Anything).Return(request.ExportResult{}, temporal.NewNonRetryableApplicationError("gone", request.ErrPermanent, nil))
+	e.OnActivity(a.ExportAll, mock.Anything, mock.Anything).Return(nil, temporal.NewNonRetryableApplicationError("gone", request.ErrPermanent, nil))
 	e.OnActivity(a.DeleteArchive, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) error { r.add("delete-archive"); return nil })
 	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindAccess, true))
 	if !e.IsWorkflowCompleted() || e.GetWorkflowError() == nil {
@@ -390,6 +399,17 @@ func TestServiceDownForHoursIsRetried(t *testing.T) {
 			}
 		}
 		return request.ExportResult{Service: in.Service, Records: 1}, nil
+	})
+	e.OnActivity(a.ExportAll, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.ExportAllInput) ([]request.ExportResult, error) {
+		attempts++
+		if attempts < 8 { // preferences is down for the first ~hours of backoff
+			return nil, errors.New("unavailable: connection refused")
+		}
+		var out []request.ExportResult
+		for _, svc := range in.Services {
+			out = append(out, request.ExportResult{Service: svc, Records: 1})
+		}
+		return out, nil
 	})
 	e.OnActivity(a.BuildArchive, mock.Anything, mock.Anything).Return(request.ArchiveResult{}, nil)
 	e.OnActivity(a.DeleteArchive, mock.Anything, mock.Anything).Return(nil)
