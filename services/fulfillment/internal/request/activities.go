@@ -217,11 +217,23 @@ func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportR
 	return res, err
 }
 
-// ExportAllInput exports every data-holding service's data in one activity.
+// ExportAllInput exports every data-holding service's data in one activity, then
+// builds the archive.
 type ExportAllInput struct {
 	RequestID string
 	MemberID  string
 	Services  []string
+	// Archive is the archive step once every service is exported; its ExpiresAt is set
+	// then, ArchiveTTL after.
+	Archive    *ArchiveInput
+	ArchiveTTL time.Duration
+}
+
+// ExportAllResult is what ExportAll exported (in the order of its input's services) and
+// the archive it built.
+type ExportAllResult struct {
+	Exports []ExportResult
+	Archive ArchiveResult
 }
 
 // exportAllProgress is ExportAll's heartbeat: each service's progress (cursor, next
@@ -231,16 +243,17 @@ type exportAllProgress struct {
 }
 
 // ExportAll streams every service's data into archive storage at once, as ExportService
-// does for one (runs since "export-all" ask for it instead of an activity per service:
-// one task and one completion instead of three, and no workflow task between them). A
-// service that fails retryably does not stop the others; the retry resumes each service
-// from its last heartbeated progress and skips those that finished. The results are in
-// the order of in.Services.
-func (a *Activities) ExportAll(ctx context.Context, in ExportAllInput) ([]ExportResult, error) {
+// does for one, then builds the archive as BuildArchive does (runs since "export-all"
+// ask for it instead of an activity per service and one for the archive: one task and
+// one completion instead of four, and no workflow task between them). A service that
+// fails retryably does not stop the others; the retry resumes each service from its last
+// heartbeated progress and skips those that finished, and the archive step is
+// idempotent.
+func (a *Activities) ExportAll(ctx context.Context, in ExportAllInput) (ExportAllResult, error) {
 	var prog exportAllProgress
 	if activity.HasHeartbeatDetails(ctx) {
 		if err := activity.GetHeartbeatDetails(ctx, &prog); err != nil {
-			return nil, err
+			return ExportAllResult{}, err
 		}
 	}
 	if prog.Services == nil {
@@ -248,6 +261,21 @@ func (a *Activities) ExportAll(ctx context.Context, in ExportAllInput) ([]Export
 	}
 	beats := startHeartbeats(ctx, heartbeatQuiet)
 	defer beats.stop()
+	exports, err := a.exportAll(ctx, in, &prog, beats)
+	if err != nil || in.Archive == nil {
+		return ExportAllResult{Exports: exports}, err
+	}
+	archive := *in.Archive
+	archive.ExpiresAt = a.Now().Add(in.ArchiveTTL)
+	// The archive step heartbeats the exports' final progress: every service done.
+	done := exportAllProgress{Services: maps.Clone(prog.Services)}
+	res, err := a.buildArchive(ctx, archive, func(string) { beats.beat(done) })
+	return ExportAllResult{Exports: exports, Archive: res}, err
+}
+
+// exportAll runs every service's export from prog, which it keeps up to date and
+// heartbeats.
+func (a *Activities) exportAll(ctx context.Context, in ExportAllInput, prog *exportAllProgress, beats *heartbeats) ([]ExportResult, error) {
 	var mu sync.Mutex
 	record := func(svc string, p exportProgress) {
 		mu.Lock()
@@ -293,6 +321,29 @@ func (a *Activities) ExportAll(ctx context.Context, in ExportAllInput) ([]Export
 		return nil, err
 	}
 	return results, nil
+}
+
+// ArchiveExpiryTime is when a request's archive link expires, as the archive step recorded
+// it; Pending while the request is open and no archive is recorded yet (the export is
+// still under way).
+type ArchiveExpiryTime struct {
+	At      time.Time
+	Pending bool
+}
+
+// ArchiveExpiresAt answers when the request's archive link expires (zero when there is
+// no archive: the export failed or was erased).
+func (a *Activities) ArchiveExpiresAt(ctx context.Context, in RequestRef) (ArchiveExpiryTime, error) {
+	var at sql.NullInt64
+	var path string
+	var open bool
+	if err := a.DB.QueryRowContext(ctx, `SELECT archive_path, archive_expires_at, is_open FROM requests WHERE id = $1`, in.RequestID).Scan(&path, &at, &open); err != nil {
+		return ArchiveExpiryTime{}, err
+	}
+	if path == "" || !at.Valid {
+		return ArchiveExpiryTime{Pending: open}, nil
+	}
+	return ArchiveExpiryTime{At: time.UnixMicro(at.Int64)}, nil
 }
 
 // isPermanent tells the errors that retrying cannot fix.
@@ -563,6 +614,13 @@ func (c *countingWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); re
 // per service and dataset, manifest.json and README.txt — so memory stays flat whatever
 // the size.
 func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (ArchiveResult, error) {
+	beats := startHeartbeats(ctx, heartbeatQuiet)
+	defer beats.stop()
+	return a.buildArchive(ctx, in, func(name string) { beats.beat(name) })
+}
+
+// buildArchive builds the archive, handing beat the name of each file it wrote.
+func (a *Activities) buildArchive(ctx context.Context, in ArchiveInput, beat func(name string)) (ArchiveResult, error) {
 	if err := a.stillWanted(ctx, in.RequestID); err != nil {
 		return ArchiveResult{}, err
 	}
@@ -601,8 +659,6 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 	// JSON compresses well even at flate's fastest level, which is several times faster
 	// than the default: the archive is built at close to the speed its parts are read.
 	zw.RegisterCompressor(zip.Deflate, pooledDeflate)
-	beats := startHeartbeats(ctx, heartbeatQuiet)
-	defer beats.stop()
 	man := Manifest{RequestID: in.RequestID, Created: a.Now().UTC()}
 	var total int64
 	fail := func(err error) (ArchiveResult, error) {
@@ -611,7 +667,7 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 		return ArchiveResult{}, err
 	}
 	if in.Portability {
-		f, err := a.writePortability(ctx, zw, in, beats)
+		f, err := a.writePortability(ctx, zw, in, beat)
 		if err != nil {
 			return fail(err)
 		}
@@ -633,7 +689,7 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 			}
 			man.Files = append(man.Files, ManifestFile{Path: name, Records: n, SHA256: digest, SchemaVersion: 1})
 			total += n
-			beats.beat(name)
+			beat(name)
 		}
 	}
 	if !in.Portability && a.Own != nil {

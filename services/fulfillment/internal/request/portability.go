@@ -32,7 +32,7 @@ This archive contains personal data: store it safely.
 //
 // Records are written as the services exported them (one JSON object each), so memory
 // stays flat whatever the size.
-func (a *Activities) writePortability(ctx context.Context, zw *zip.Writer, in ArchiveInput, beats *heartbeats) (ManifestFile, error) {
+func (a *Activities) writePortability(ctx context.Context, zw *zip.Writer, in ArchiveInput, beat func(name string)) (ManifestFile, error) {
 	var member string
 	if err := a.DB.QueryRowContext(ctx, `SELECT member_id FROM requests WHERE id = $1`, in.RequestID).Scan(&member); err != nil {
 		return ManifestFile{}, err
@@ -76,7 +76,7 @@ func (a *Activities) writePortability(ctx context.Context, zw *zip.Writer, in Ar
 			}
 			io.WriteString(mw, "]}")
 			total += n
-			beats.beat(svc + "/" + f.dataset)
+			beat(svc + "/" + f.dataset)
 		}
 	}
 	io.WriteString(mw, "]}\n")
