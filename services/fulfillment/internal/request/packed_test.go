@@ -36,8 +36,9 @@ import (
 // reaches that chunk.
 type fakeSubject struct {
 	subjectv1.DataSubjectServiceClient
-	chunks []*subjectv1.ExportSubjectDataResponse
-	failAt int
+	chunks  []*subjectv1.ExportSubjectDataResponse
+	failAt  int
+	streams int // streams opened
 }
 
 type fakeStream struct {
@@ -47,6 +48,7 @@ type fakeStream struct {
 }
 
 func (f *fakeSubject) ExportSubjectData(_ context.Context, in *subjectv1.ExportSubjectDataRequest, _ ...grpc.CallOption) (grpc.ServerStreamingClient[subjectv1.ExportSubjectDataResponse], error) {
+	f.streams++
 	next := 0
 	if in.GetCursor() != "" {
 		var err error
@@ -386,5 +388,88 @@ func TestDamagedPackedPartIsRefused(t *testing.T) {
 	}
 	if _, err := readPacked(bytes.NewReader([]byte(packedMagic+"\x01short")), io.Discard); !errors.Is(err, errBadPart) {
 		t.Fatalf("a part cut short: %v, want %v", err, errBadPart)
+	}
+}
+
+// TestExportAllResumesEachServiceAndSkipsFinishedOnes: ExportAll's retry after one
+// service failed mid-stream resumes that service from its heartbeated progress, does not
+// stream a finished service again, and builds the same archive as ever.
+func TestExportAllResumesEachServiceAndSkipsFinishedOnes(t *testing.T) {
+	quiet := heartbeatQuiet
+	heartbeatQuiet = 0
+	t.Cleanup(func() { heartbeatQuiet = quiet })
+	chunks, want := testChunks()
+	disclosures := [][]byte{[]byte(`{"partner":"partners/acme","purpose":"ads","discloseTime":"2026-01-01T00:00:00Z","dataCategories":["user.device"]}`)}
+	prefs := &fakeSubject{chunks: chunks, failAt: 71}
+	sharing := &fakeSubject{chunks: []*subjectv1.ExportSubjectDataResponse{{Dataset: "disclosures", Records: disclosures, Cursor: "1"}}}
+	a := testActivities(t)
+	a.Subjects = map[string]subjectv1.DataSubjectServiceClient{"preferences": prefs, "sharing": sharing}
+	addRequest(t, a, "all")
+	services := []string{"preferences", "sharing"}
+	in := ExportAllInput{RequestID: "all", MemberID: "all", Services: services,
+		Archive: &ArchiveInput{RequestID: "all", Services: services, DeleteParts: true}, ArchiveTTL: 24 * time.Hour}
+
+	run := func(from *exportAllProgress) (ExportAllResult, *exportAllProgress, error) {
+		var suite testsuite.WorkflowTestSuite
+		env := suite.NewTestActivityEnvironment()
+		env.RegisterActivity(a)
+		if from != nil {
+			env.SetHeartbeatDetails(*from)
+		}
+		var last *exportAllProgress
+		env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
+			var p exportAllProgress
+			if err := details.Get(&p); err != nil {
+				t.Errorf("heartbeat: %v", err)
+			}
+			last = &p
+		})
+		val, err := env.ExecuteActivity(a.ExportAll, in)
+		if err != nil {
+			return ExportAllResult{}, last, err
+		}
+		var res ExportAllResult
+		if err := val.Get(&res); err != nil {
+			t.Fatal(err)
+		}
+		return res, last, nil
+	}
+	_, hb, err := run(nil)
+	if err == nil || hb == nil || !hb.Services["sharing"].Done || hb.Services["preferences"].Done || hb.Services["preferences"].NextSeq != 2 {
+		t.Fatalf("first attempt: err %v, last heartbeat %+v: want preferences failed after two parts, sharing done", err, hb)
+	}
+	prefs.failAt = 0
+	res, _, err := run(hb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sharing.streams != 1 {
+		t.Errorf("sharing was streamed %d times, want once (it had finished)", sharing.streams)
+	}
+	var total int64
+	for _, recs := range want {
+		total += int64(len(recs))
+	}
+	if len(res.Exports) != 2 || res.Exports[0].Records != total || res.Exports[1].Records != 1 || res.Archive.Records != total+1 {
+		t.Fatalf("result %+v, want %d preferences records and 1 disclosure", res, total)
+	}
+	got, err := a.ArchiveExpiresAt(context.Background(), RequestRef{RequestID: "all"})
+	if err != nil || got.Pending || time.Until(got.At) < 23*time.Hour || time.Until(got.At) > 25*time.Hour {
+		t.Errorf("recorded expiry %v (pending %v, %v), want a day from now", got.At, got.Pending, err)
+	}
+	files, _ := archiveFiles(t, a, "all", false)
+	for dataset, recs := range want {
+		if name := "preferences/" + dataset + ".json"; !bytes.Equal(files[name], jsonArray(recs)) {
+			t.Errorf("%s: %d bytes, want %d", name, len(files[name]), len(jsonArray(recs)))
+		}
+	}
+	if !bytes.Equal(files["sharing/disclosures.json"], jsonArray(disclosures)) {
+		t.Errorf("sharing/disclosures.json: %q", files["sharing/disclosures.json"])
+	}
+	if !bytes.Contains(files["report.html"], []byte("partners/acme")) {
+		t.Error("report.html does not name the recipient read from the packed disclosures part")
+	}
+	if n, err := a.Archives.Count(context.Background(), "all/parts/"); err != nil || n != 0 {
+		t.Errorf("%d staging parts left after the archive (%v)", n, err)
 	}
 }
