@@ -456,7 +456,7 @@ func (a *Activities) exportOne(ctx context.Context, in ExportInput, prog exportP
 }
 
 // receiveAhead is how many stream messages an export reads ahead of its part writer.
-const receiveAhead = 16
+const receiveAhead = 8
 
 // received is one message of an export stream, or the error that ended it.
 type received struct {
