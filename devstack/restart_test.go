@@ -73,7 +73,7 @@ func TestExportSurvivesACrashMidRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	reqID := filepath.Base(req.GetName())
-	parts := filepath.Join(dir, "fulfillment", "archives", reqID, "parts", "preferences", "*viewing_history.jsonl")
+	parts := filepath.Join(dir, "fulfillment", "archives", reqID, "parts", "preferences", "*viewing_history.jsonz")
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if written, _ := filepath.Glob(parts); len(written) > 0 {

@@ -2,8 +2,8 @@ package request
 
 import (
 	"archive/zip"
-	"bufio"
 	"bytes"
+	"compress/flate"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -11,7 +11,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"gocloud.dev/blob"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -181,11 +184,16 @@ type ExportResult struct {
 
 // exportProgress is the heartbeat: the cursor to resume from and the sequence number
 // of the next part, so a resumed attempt overwrites whatever a crashed one wrote after
-// its last heartbeat.
+// its last heartbeat. Packed is set by attempts that write packed parts: one that finds
+// the heartbeat of an attempt that wrote JSON lines (before packing) starts over.
+// Nothing else goes in: the running checksums of the member's data stay in the
+// encrypted parts.
 type exportProgress struct {
 	Cursor  string
 	NextSeq int
 	Records int64
+	Packed  bool
+	Done    bool // ExportAll: the service's stream ended and its last part is closed
 }
 
 func partsPrefix(requestID, service string) string {
@@ -197,95 +205,327 @@ func partsPrefix(requestID, service string) string {
 const partRecords = 20_000
 
 // ExportService streams one service's data for the member into archive storage, a few
-// messages per object ({request}/parts/{service}/{seq}.{dataset}.jsonl, JSON lines), so
-// any worker can build the archive later. It heartbeats after every part it closes, with
-// the cursor of the last message in it; after a crash the next attempt resumes from
-// there and overwrites whatever was written after it.
+// messages per object ({request}/parts/{service}/{seq}.{dataset}.jsonz, packed parts:
+// the dataset's archive file, compressed, in slices — see packed.go), so any worker can
+// build the archive later. It heartbeats after every part it closes, with the cursor of
+// the last message in it; after a crash the next attempt resumes from there, reading the
+// running state of each dataset back from its last part, and overwrites whatever was
+// written after it.
 func (a *Activities) ExportService(ctx context.Context, in ExportInput) (ExportResult, error) {
-	client, ok := a.Subjects[in.Service]
-	if !ok {
-		return ExportResult{}, temporal.NewNonRetryableApplicationError("unknown service", ErrPermanent, nil)
-	}
 	var prog exportProgress
 	if activity.HasHeartbeatDetails(ctx) {
 		if err := activity.GetHeartbeatDetails(ctx, &prog); err != nil {
 			return ExportResult{}, err
 		}
 	}
+	beats := startHeartbeats(ctx, heartbeatQuiet)
+	defer beats.stop()
+	res, _, err := a.exportOne(ctx, in, prog, beats.beat)
+	return res, err
+}
+
+// ExportAllInput exports every data-holding service's data in one activity, then
+// builds the archive.
+type ExportAllInput struct {
+	RequestID string
+	MemberID  string
+	Services  []string
+	// Archive is the archive step once every service is exported; its ExpiresAt is set
+	// then, ArchiveTTL after.
+	Archive    *ArchiveInput
+	ArchiveTTL time.Duration
+}
+
+// ExportAllResult is what ExportAll exported (in the order of its input's services) and
+// the archive it built.
+type ExportAllResult struct {
+	Exports []ExportResult
+	Archive ArchiveResult
+}
+
+// exportAllProgress is ExportAll's heartbeat: each service's progress (cursor, next
+// part, records so far; Done once its stream ended and its last part is closed).
+type exportAllProgress struct {
+	Services map[string]exportProgress
+}
+
+// ExportAll streams every service's data into archive storage at once, as ExportService
+// does for one, then builds the archive as BuildArchive does (runs since "export-all"
+// ask for it instead of an activity per service and one for the archive: one task and
+// one completion instead of four, and no workflow task between them). A service that
+// fails retryably does not stop the others; the retry resumes each service from its last
+// heartbeated progress and skips those that finished, and the archive step is
+// idempotent.
+func (a *Activities) ExportAll(ctx context.Context, in ExportAllInput) (ExportAllResult, error) {
+	var prog exportAllProgress
+	if activity.HasHeartbeatDetails(ctx) {
+		if err := activity.GetHeartbeatDetails(ctx, &prog); err != nil {
+			return ExportAllResult{}, err
+		}
+	}
+	if prog.Services == nil {
+		prog.Services = map[string]exportProgress{}
+	}
+	beats := startHeartbeats(ctx, heartbeatQuiet)
+	defer beats.stop()
+	exports, err := a.exportAll(ctx, in, &prog, beats)
+	if err != nil || in.Archive == nil {
+		return ExportAllResult{Exports: exports}, err
+	}
+	archive := *in.Archive
+	archive.ExpiresAt = a.Now().Add(in.ArchiveTTL)
+	// The archive step heartbeats the exports' final progress: every service done.
+	done := exportAllProgress{Services: maps.Clone(prog.Services)}
+	res, err := a.buildArchive(ctx, archive, func(string) { beats.beat(done) })
+	return ExportAllResult{Exports: exports, Archive: res}, err
+}
+
+// exportAll runs every service's export from prog, which it keeps up to date and
+// heartbeats.
+func (a *Activities) exportAll(ctx context.Context, in ExportAllInput, prog *exportAllProgress, beats *heartbeats) ([]ExportResult, error) {
+	var mu sync.Mutex
+	record := func(svc string, p exportProgress) {
+		mu.Lock()
+		defer mu.Unlock()
+		prog.Services[svc] = p
+		snapshot := exportAllProgress{Services: maps.Clone(prog.Services)}
+		beats.beat(snapshot)
+	}
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make([]ExportResult, len(in.Services))
+	errs := make([]error, len(in.Services))
+	var wg sync.WaitGroup
+	for i, svc := range in.Services {
+		mu.Lock()
+		from := prog.Services[svc]
+		mu.Unlock()
+		if from.Done {
+			results[i] = ExportResult{Service: svc, Records: from.Records}
+			continue
+		}
+		wg.Go(func() {
+			res, last, err := a.exportOne(actx, ExportInput{RequestID: in.RequestID, MemberID: in.MemberID, Service: svc}, from, func(p any) { record(svc, p.(exportProgress)) })
+			if err != nil {
+				errs[i] = err
+				if isPermanent(err) {
+					cancel() // the export fails whatever the others do
+				}
+				return
+			}
+			last.Done = true
+			record(svc, last)
+			results[i] = res
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if isPermanent(err) {
+			return nil, err
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// ArchiveExpiryTime is when a request's archive link expires, as the archive step recorded
+// it; Pending while the request is open and no archive is recorded yet (the export is
+// still under way).
+type ArchiveExpiryTime struct {
+	At      time.Time
+	Pending bool
+}
+
+// ArchiveExpiresAt answers when the request's archive link expires (zero when there is
+// no archive: the export failed or was erased).
+func (a *Activities) ArchiveExpiresAt(ctx context.Context, in RequestRef) (ArchiveExpiryTime, error) {
+	var at sql.NullInt64
+	var path string
+	var open bool
+	if err := a.DB.QueryRowContext(ctx, `SELECT archive_path, archive_expires_at, is_open FROM requests WHERE id = $1`, in.RequestID).Scan(&path, &at, &open); err != nil {
+		return ArchiveExpiryTime{}, err
+	}
+	if path == "" || !at.Valid {
+		return ArchiveExpiryTime{Pending: open}, nil
+	}
+	return ArchiveExpiryTime{At: time.UnixMicro(at.Int64)}, nil
+}
+
+// isPermanent tells the errors that retrying cannot fix.
+func isPermanent(err error) bool {
+	var app *temporal.ApplicationError
+	return errors.As(err, &app) && app.NonRetryable()
+}
+
+// exportOne streams one service's data into packed parts from prog (an earlier
+// attempt's last heartbeat, or none), handing beat the progress after every part it
+// closes, and returns the result and the final progress.
+func (a *Activities) exportOne(ctx context.Context, in ExportInput, prog exportProgress, beat func(any)) (ExportResult, exportProgress, error) {
+	client, ok := a.Subjects[in.Service]
+	if !ok {
+		return ExportResult{}, prog, temporal.NewNonRetryableApplicationError("unknown service", ErrPermanent, nil)
+	}
+	if !prog.Packed {
+		prog = exportProgress{Packed: true} // nothing written yet, or JSON lines: from the start
+	}
 	if err := a.stillWanted(ctx, in.RequestID); err != nil {
-		return ExportResult{}, err
+		return ExportResult{}, prog, err
 	}
 	prefix := partsPrefix(in.RequestID, in.Service)
 	if err := a.deleteFrom(ctx, prefix, prog.NextSeq); err != nil {
-		return ExportResult{}, err
+		return ExportResult{}, prog, err
 	}
-	stream, err := client.ExportSubjectData(ctx, &subjectv1.ExportSubjectDataRequest{Subject: "members/" + in.MemberID, RequestId: in.RequestID, Cursor: prog.Cursor})
+	states, err := a.partStates(ctx, in.RequestID, prefix, prog.NextSeq)
 	if err != nil {
-		return ExportResult{}, permanent(err)
+		return ExportResult{}, prog, err
 	}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	stream, err := client.ExportSubjectData(sctx, &subjectv1.ExportSubjectDataRequest{Subject: "members/" + in.MemberID, RequestId: in.RequestID, Cursor: prog.Cursor})
+	if err != nil {
+		return ExportResult{}, prog, permanent(err)
+	}
+	chunks := receive(sctx, stream)
 	// The open part: its dataset, writer, and the progress once it is closed.
 	var (
-		w       io.WriteCloser
-		bw      *bufio.Writer
+		part    *packedPart
 		dataset string
 		pending = prog
 	)
 	closePart := func() error {
-		if w == nil {
+		if part == nil {
 			return nil
 		}
-		err := errors.Join(bw.Flush(), w.Close())
-		w = nil
+		err := part.Close()
+		part = nil
 		if err != nil {
 			return err
 		}
 		pending.NextSeq++
 		prog = pending
-		activity.RecordHeartbeat(ctx, prog)
+		beat(prog)
 		return nil
 	}
 	defer func() {
-		if w != nil {
-			_ = w.Close()
+		if part != nil {
+			part.Abort()
 		}
 	}()
 	inPart := 0
 	for {
-		chunk, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
+		r, ok := <-chunks
+		if !ok {
+			if err := sctx.Err(); err != nil {
+				return ExportResult{}, prog, err // cancelled, not the end of the stream
+			}
 			break
 		}
-		if err != nil {
-			return ExportResult{}, permanent(err)
+		chunk := r.chunk
+		if r.err != nil {
+			return ExportResult{}, prog, permanent(r.err)
 		}
-		if w != nil && (chunk.GetDataset() != dataset || inPart+len(chunk.GetRecords()) > partRecords) {
+		if part != nil && (chunk.GetDataset() != dataset || inPart+len(chunk.GetRecords()) > partRecords) {
 			if err := closePart(); err != nil {
-				return ExportResult{}, err
+				return ExportResult{}, prog, err
 			}
 		}
-		if w == nil {
+		if part == nil {
 			// An erasure of the member closes the request: stop before writing more of them.
 			if err := a.stillWanted(ctx, in.RequestID); err != nil {
-				return ExportResult{}, err
+				return ExportResult{}, prog, err
 			}
-			key := fmt.Sprintf("%s%06d.%s.jsonl", prefix, pending.NextSeq, chunk.GetDataset())
-			if w, err = a.Archives.NewWriter(ctx, in.RequestID, key); err != nil {
-				return ExportResult{}, err
+			dataset = chunk.GetDataset()
+			key := fmt.Sprintf("%s%06d.%s%s", prefix, pending.NextSeq, dataset, packedSuffix)
+			w, err := a.Archives.NewWriter(ctx, in.RequestID, key)
+			if err != nil {
+				return ExportResult{}, prog, err
 			}
-			bw, dataset, inPart = bufio.NewWriterSize(w, 256<<10), chunk.GetDataset(), 0
+			st := states[dataset]
+			if st == nil {
+				st = newDatasetState()
+				states[dataset] = st
+			}
+			part, inPart = newPackedPart(w, st), 0
 		}
 		for _, rec := range chunk.GetRecords() {
-			bw.Write(rec)
-			bw.WriteByte('\n')
+			part.add(rec)
 		}
 		inPart += len(chunk.GetRecords())
 		pending.Cursor = chunk.GetCursor()
 		pending.Records += int64(len(chunk.GetRecords()))
 	}
 	if err := closePart(); err != nil {
-		return ExportResult{}, err
+		return ExportResult{}, prog, err
 	}
-	return ExportResult{Service: in.Service, Records: prog.Records}, nil
+	return ExportResult{Service: in.Service, Records: prog.Records}, prog, nil
+}
+
+// receiveAhead is how many stream messages an export reads ahead of its part writer.
+const receiveAhead = 8
+
+// received is one message of an export stream, or the error that ended it.
+type received struct {
+	chunk *subjectv1.ExportSubjectDataResponse
+	err   error
+}
+
+// receive reads the stream ahead of the part writer, a few messages deep, so the service
+// keeps sending while a part is compressed, encrypted or closed. The channel closes at
+// the end of the stream, after its error if any, or when ctx is done.
+func receive(ctx context.Context, stream grpc.ServerStreamingClient[subjectv1.ExportSubjectDataResponse]) <-chan received {
+	ch := make(chan received, receiveAhead)
+	go func() {
+		defer close(ch)
+		for {
+			chunk, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			select {
+			case ch <- received{chunk, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// partStates reads back, for a resumed export, the running state of every dataset after
+// the last part (before sequence number next) that was closed for it.
+func (a *Activities) partStates(ctx context.Context, requestID, prefix string, next int) (map[string]*datasetState, error) {
+	states := map[string]*datasetState{}
+	if next == 0 {
+		return states, nil
+	}
+	sets, err := a.datasets(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	for _, set := range sets {
+		last := set.keys[len(set.keys)-1]
+		if !isPacked(last) {
+			return nil, fmt.Errorf("resuming an export: part %d of a dataset is not packed", len(set.keys)-1)
+		}
+		r, err := a.Archives.NewReader(ctx, requestID, last)
+		if err != nil {
+			return nil, err
+		}
+		t, err := readPacked(r, io.Discard)
+		r.Close()
+		if err != nil {
+			return nil, err
+		}
+		if states[set.dataset], err = restoreState(t); err != nil {
+			return nil, err
+		}
+	}
+	return states, nil
 }
 
 // stillWanted fails permanently once the request is closed (an erasure of the member
@@ -381,6 +621,13 @@ func (c *countingWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); re
 // per service and dataset, manifest.json and README.txt — so memory stays flat whatever
 // the size.
 func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (ArchiveResult, error) {
+	beats := startHeartbeats(ctx, heartbeatQuiet)
+	defer beats.stop()
+	return a.buildArchive(ctx, in, func(name string) { beats.beat(name) })
+}
+
+// buildArchive builds the archive, handing beat the name of each file it wrote.
+func (a *Activities) buildArchive(ctx context.Context, in ArchiveInput, beat func(name string)) (ArchiveResult, error) {
 	if err := a.stillWanted(ctx, in.RequestID); err != nil {
 		return ArchiveResult{}, err
 	}
@@ -427,7 +674,7 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 		return ArchiveResult{}, err
 	}
 	if in.Portability {
-		f, err := a.writePortability(ctx, zw, in)
+		f, err := a.writePortability(ctx, zw, in, beat)
 		if err != nil {
 			return fail(err)
 		}
@@ -443,13 +690,13 @@ func (a *Activities) BuildArchive(ctx context.Context, in ArchiveInput) (Archive
 		}
 		for _, f := range files {
 			name := svc + "/" + f.dataset + ".json"
-			n, digest, err := a.writeJSONArray(ctx, zw, in.RequestID, name, f.keys)
+			n, digest, err := a.writeDataset(ctx, zw, in.RequestID, name, f.keys)
 			if err != nil {
 				return fail(err)
 			}
 			man.Files = append(man.Files, ManifestFile{Path: name, Records: n, SHA256: digest, SchemaVersion: 1})
 			total += n
-			activity.RecordHeartbeat(ctx, name)
+			beat(name)
 		}
 	}
 	if !in.Portability && a.Own != nil {
@@ -566,6 +813,83 @@ func (a *Activities) datasets(ctx context.Context, prefix string) ([]datasetPart
 		out[i].keys = append(out[i].keys, k)
 	}
 	return out, nil
+}
+
+// writeDataset writes a dataset's parts into the archive as one JSON array: packed parts
+// are copied as they are, parts of exports written before packing (JSON lines) are
+// rewritten and compressed.
+func (a *Activities) writeDataset(ctx context.Context, zw *zip.Writer, requestID, name string, keys []string) (int64, string, error) {
+	packed := 0
+	for _, k := range keys {
+		if isPacked(k) {
+			packed++
+		}
+	}
+	switch packed {
+	case len(keys):
+		return a.writePackedArray(ctx, zw, requestID, name, keys)
+	case 0:
+		return a.writeJSONArray(ctx, zw, requestID, name, keys)
+	}
+	return 0, "", temporal.NewNonRetryableApplicationError("a dataset's staging parts are of two formats", ErrPermanent, nil)
+}
+
+// writePackedArray copies a dataset's packed parts into a raw ZIP entry — their
+// compressed blocks, then a final one with the closing "]\n" — after checking that they
+// follow each other (no part missing, none twice), and takes the entry's CRC-32, sizes
+// and SHA-256 from the last part's running state.
+func (a *Activities) writePackedArray(ctx context.Context, zw *zip.Writer, requestID, name string, keys []string) (int64, string, error) {
+	fh, out, err := newRawEntry(zw, name)
+	if err != nil {
+		return 0, "", err
+	}
+	cw := &countingTo{w: out}
+	var last partTrailer
+	for i, k := range keys {
+		r, err := a.Archives.NewReader(ctx, requestID, k)
+		if err != nil {
+			return 0, "", err
+		}
+		t, err := readPacked(r, cw)
+		r.Close()
+		if err != nil {
+			return 0, "", err
+		}
+		if t.First != (i == 0) || t.TotalRaw != last.TotalRaw+t.Raw || t.TotalRecords != last.TotalRecords+t.Records {
+			return 0, "", fmt.Errorf("%w: part %d of %d does not follow the one before", errBadPart, i, len(keys))
+		}
+		last = t
+	}
+	sum, err := restoreState(last)
+	if err != nil {
+		return 0, "", err
+	}
+	tail := []byte("]\n")
+	sum.sha.Write(tail)
+	crc := crc32.Update(sum.crc, crc32.IEEETable, tail)
+	fw := deflaters.Get().(*flate.Writer)
+	fw.Reset(cw)
+	_, err = fw.Write(tail)
+	err = errors.Join(err, fw.Close())
+	fw.Reset(io.Discard)
+	deflaters.Put(fw)
+	if err != nil {
+		return 0, "", err
+	}
+	setSizes(fh, crc, cw.n, last.TotalRaw+int64(len(tail)))
+	return last.TotalRecords, hex.EncodeToString(sum.sha.Sum(nil)), nil
+}
+
+// countingTo counts the bytes written through it.
+type countingTo struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingTo) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // writeJSONArray writes a dataset's parts (JSON lines) into the archive as one JSON

@@ -91,6 +91,9 @@ func ArchiveExpiryWorkflowID(requestID string) string { return "archive-expiry/"
 type ArchiveExpiryInput struct {
 	RequestID string
 	TTL       time.Duration
+	// UntilRecorded: started beside the export (export-all runs), before the archive's
+	// expiry is known; after TTL it sleeps on until the expiry the archive step recorded.
+	UntilRecorded bool
 }
 
 // Input starts a request workflow. Only opaque ids and timings cross into Temporal.

@@ -2,14 +2,11 @@ package request
 
 import (
 	"archive/zip"
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"io"
-
-	"go.temporal.io/sdk/activity"
 )
 
 // PortabilitySchema names the schema of portability.json (docs/portability.md,
@@ -35,7 +32,7 @@ This archive contains personal data: store it safely.
 //
 // Records are written as the services exported them (one JSON object each), so memory
 // stays flat whatever the size.
-func (a *Activities) writePortability(ctx context.Context, zw *zip.Writer, in ArchiveInput) (ManifestFile, error) {
+func (a *Activities) writePortability(ctx context.Context, zw *zip.Writer, in ArchiveInput, beat func(name string)) (ManifestFile, error) {
 	var member string
 	if err := a.DB.QueryRowContext(ctx, `SELECT member_id FROM requests WHERE id = $1`, in.RequestID).Scan(&member); err != nil {
 		return ManifestFile{}, err
@@ -66,27 +63,20 @@ func (a *Activities) writePortability(ctx context.Context, zw *zip.Writer, in Ar
 			io.WriteString(mw, `,"records":[`)
 			var n int64
 			for _, k := range f.keys {
-				r, err := a.Archives.NewReader(ctx, in.RequestID, k)
-				if err != nil {
-					return ManifestFile{}, err
-				}
-				sc := bufio.NewScanner(r)
-				sc.Buffer(make([]byte, 64<<10), 16<<20)
-				for sc.Scan() {
+				if err := a.eachRecord(ctx, in.RequestID, k, func(rec []byte) error {
 					if n > 0 {
 						io.WriteString(mw, ",\n")
 					}
-					mw.Write(sc.Bytes())
+					mw.Write(rec)
 					n++
-				}
-				r.Close()
-				if err := sc.Err(); err != nil {
+					return nil
+				}); err != nil {
 					return ManifestFile{}, err
 				}
 			}
 			io.WriteString(mw, "]}")
 			total += n
-			activity.RecordHeartbeat(ctx, svc+"/"+f.dataset)
+			beat(svc + "/" + f.dataset)
 		}
 	}
 	io.WriteString(mw, "]}\n")

@@ -2,7 +2,6 @@ package request
 
 import (
 	"archive/zip"
-	"bufio"
 	"context"
 	"encoding/json"
 	"html/template"
@@ -111,19 +110,13 @@ func (a *Activities) recipients(ctx context.Context, in ArchiveInput) ([]*report
 			continue
 		}
 		for _, k := range f.keys {
-			r, err := a.Archives.NewReader(ctx, in.RequestID, k)
-			if err != nil {
-				return nil, err
-			}
-			sc := bufio.NewScanner(r)
-			sc.Buffer(make([]byte, 64<<10), 16<<20)
-			for sc.Scan() {
+			if err := a.eachRecord(ctx, in.RequestID, k, func(rec []byte) error {
 				var d struct {
 					Partner, Purpose, DiscloseTime string
 					DataCategories                 []string
 				}
-				if json.Unmarshal(sc.Bytes(), &d) != nil || d.Partner == "" {
-					continue
+				if json.Unmarshal(rec, &d) != nil || d.Partner == "" {
+					return nil
 				}
 				rc := by[d.Partner]
 				if rc == nil {
@@ -145,9 +138,8 @@ func (a *Activities) recipients(ctx context.Context, in ArchiveInput) ([]*report
 				if d.DiscloseTime > rc.Last {
 					rc.Last = d.DiscloseTime
 				}
-			}
-			r.Close()
-			if err := sc.Err(); err != nil {
+				return nil
+			}); err != nil {
 				return nil, err
 			}
 		}

@@ -274,7 +274,7 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 		// is started before the request shows completed, so this workflow closes at once.
 		f := r.expiry
 		if f == nil {
-			f = r.startArchiveExpiry(ctx)
+			f = r.startArchiveExpiry(ctx, false)
 		}
 		if err := f.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 			return r.fail(ctx, err)
@@ -294,10 +294,11 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 
 // startArchiveExpiry starts the workflow that deletes the export's archive when its
 // link expires; it outlives this one (abandoned when this closes).
-func (r *run) startArchiveExpiry(ctx workflow.Context) workflow.ChildWorkflowFuture {
+// untilRecorded starts it before the archive is built (export-all runs).
+func (r *run) startArchiveExpiry(ctx workflow.Context, untilRecorded bool) workflow.ChildWorkflowFuture {
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: ArchiveExpiryWorkflowID(r.in.RequestID),
 		ParentClosePolicy: enums.PARENT_CLOSE_POLICY_ABANDON})
-	return workflow.ExecuteChildWorkflow(cctx, ArchiveExpiry, ArchiveExpiryInput{RequestID: r.in.RequestID, TTL: r.in.ArchiveTTL})
+	return workflow.ExecuteChildWorkflow(cctx, ArchiveExpiry, ArchiveExpiryInput{RequestID: r.in.RequestID, TTL: r.in.ArchiveTTL, UntilRecorded: untilRecorded})
 }
 
 // listen handles signals for the whole run.
@@ -421,9 +422,13 @@ func (r *run) fail(ctx workflow.Context, cause error) (Result, error) {
 	return Result{State: "failed"}, cause
 }
 
-// export fans out to every data-holding service in parallel, then builds the archive.
+// export fans out to every data-holding service in parallel, then builds the archive
+// (runs since "export-all": exportAll).
 func (r *run) export(ctx workflow.Context) error {
 	var a *Activities
+	if r.lean && r.archiveLifecycle && workflow.GetVersion(ctx, "export-all", workflow.DefaultVersion, 1) == 1 {
+		return r.exportAll(ctx)
+	}
 	futures := map[string]workflow.Future{}
 	for _, svc := range ExportServices {
 		r.step(ctx, "export."+svc, "running", 0)
@@ -452,7 +457,7 @@ func (r *run) export(ctx workflow.Context) error {
 		DeleteParts: r.lean, Portability: r.in.Kind == KindPortability}
 	if tail {
 		in.NotifyMember = r.in.MemberID
-		r.expiry = r.startArchiveExpiry(ctx)
+		r.expiry = r.startArchiveExpiry(ctx, false)
 	}
 	var archive ArchiveResult
 	if err := workflow.ExecuteActivity(r.longCtx(ctx), a.BuildArchive, in).Get(ctx, &archive); err != nil {
@@ -478,6 +483,35 @@ func (r *run) export(ctx workflow.Context) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// exportAll is the export of runs since "export-all": one activity exports every
+// service and builds the archive (ExportAll), so no workflow task or activity dispatch
+// lies between the exports and the archive; the archive's expiry workflow starts beside
+// it, before the archive's expiry is known, and sleeps on until the expiry the archive
+// step records (ArchiveExpiryInput.UntilRecorded).
+func (r *run) exportAll(ctx workflow.Context) error {
+	var a *Activities
+	for _, svc := range ExportServices {
+		r.step(ctx, "export."+svc, "running", 0)
+	}
+	r.expiry = r.startArchiveExpiry(ctx, true)
+	in := ExportAllInput{RequestID: r.in.RequestID, MemberID: r.in.MemberID, Services: ExportServices,
+		Archive:    &ArchiveInput{RequestID: r.in.RequestID, Services: ExportServices, DeleteParts: true, Portability: r.in.Kind == KindPortability, NotifyMember: r.in.MemberID},
+		ArchiveTTL: r.in.ArchiveTTL}
+	var res ExportAllResult
+	if err := workflow.ExecuteActivity(r.longCtx(ctx), a.ExportAll, in).Get(ctx, &res); err != nil {
+		for _, svc := range ExportServices {
+			r.step(ctx, "export."+svc, "failed", 0)
+		}
+		return err
+	}
+	for _, e := range res.Exports {
+		r.step(ctx, "export."+e.Service, "done", e.Records)
+	}
+	r.step(ctx, "archive", "done", res.Archive.Records)
+	r.step(ctx, "parts.deleted", "done", 0)
 	return nil
 }
 
@@ -629,6 +663,28 @@ func ArchiveExpiry(ctx workflow.Context, in ArchiveExpiryInput) error {
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute},
 	})
 	var a *Activities
+	for in.UntilRecorded {
+		// Started before the archive was built: its link expires TTL after the archive
+		// step, which recorded when; sleep on until then (and again while the export is
+		// still under way).
+		var exp ArchiveExpiryTime
+		if err := workflow.ExecuteActivity(ctx, a.ArchiveExpiresAt, RequestRef{RequestID: in.RequestID}).Get(ctx, &exp); err != nil {
+			return err
+		}
+		d := exp.At.Sub(workflow.Now(ctx))
+		if exp.Pending {
+			d = in.TTL
+		}
+		if d <= 0 {
+			break
+		}
+		if err := workflow.Sleep(ctx, d); err != nil {
+			return err
+		}
+		if !exp.Pending {
+			break
+		}
+	}
 	return workflow.ExecuteActivity(ctx, a.DeleteArchive, RequestRef{RequestID: in.RequestID}).Get(ctx, nil)
 }
 

@@ -73,6 +73,27 @@ func env(t *testing.T, recipients []request.Recipient, onwardAcks bool) (*testsu
 		r.add("export:" + in.Service)
 		return request.ExportResult{Service: in.Service, Records: 10}, nil
 	})
+	e.OnActivity(a.ExportAll, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.ExportAllInput) (request.ExportAllResult, error) {
+		var out request.ExportAllResult
+		for _, svc := range in.Services {
+			r.add("export:" + svc)
+			out.Exports = append(out.Exports, request.ExportResult{Service: svc, Records: 10})
+		}
+		if in.Archive != nil { // export-all runs: the archive step follows the exports
+			r.add("archive")
+			if in.Archive.DeleteParts {
+				r.add("delete-parts")
+			}
+			if in.Archive.NotifyMember != "" {
+				r.add("NotifyExportReady")
+			}
+			out.Archive = request.ArchiveResult{Records: 30}
+		}
+		return out, nil
+	})
+	e.OnActivity(a.ArchiveExpiresAt, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) (request.ArchiveExpiryTime, error) {
+		return request.ArchiveExpiryTime{At: e.Now()}, nil // already due when the timer fires
+	})
 	e.OnActivity(a.BuildArchive, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.ArchiveInput) (request.ArchiveResult, error) {
 		r.add("archive")
 		if in.DeleteParts { // lean-bookkeeping runs: the archive step deletes its parts
@@ -169,11 +190,11 @@ func TestExportFansOutBuildsTheArchiveAndHandsItsLifetimeOn(t *testing.T) {
 	if res := result(t, e); res.State != "completed" {
 		t.Fatalf("state %s", res.State)
 	}
-	// The expiry workflow starts beside the archive step (export-tail): after the
-	// exports, before the request completes.
+	// The expiry workflow starts beside the exports (export-all), before the request
+	// completes, and sleeps on until the expiry the archive step records.
 	for _, order := range [][]string{
 		{"export:identity", "archive", "delete-parts", "NotifyExportReady", "state:completed"},
-		{"export:identity", "expiry-started", "state:completed"},
+		{"state:in_progress", "expiry-started", "state:completed"},
 	} {
 		last := -1
 		for _, step := range order {
@@ -184,7 +205,7 @@ func TestExportFansOutBuildsTheArchiveAndHandsItsLifetimeOn(t *testing.T) {
 			last = i
 		}
 	}
-	if expiry.RequestID != "req00000001" || expiry.TTL != 7*24*time.Hour {
+	if expiry.RequestID != "req00000001" || expiry.TTL != 7*24*time.Hour || !expiry.UntilRecorded {
 		t.Errorf("expiry input = %+v", expiry)
 	}
 	if got := r.at["expiry-started"].Sub(start); got >= 24*time.Hour {
@@ -221,6 +242,9 @@ func TestFailedExportDeletesWhatItWrote(t *testing.T) {
 	e.OnActivity(a.SaveProgress, mock.Anything, mock.Anything).Return(nil)
 	e.OnActivity(a.RecordEscalation, mock.Anything, mock.Anything).Return(nil)
 	e.OnActivity(a.ExportService, mock.Anything, mock.Anything).Return(request.ExportResult{}, temporal.NewNonRetryableApplicationError("gone", request.ErrPermanent, nil))
+	e.OnActivity(a.ExportAll, mock.Anything, mock.Anything).Return(request.ExportAllResult{}, temporal.NewNonRetryableApplicationError("gone", request.ErrPermanent, nil))
+	e.OnActivity(a.ArchiveExpiresAt, mock.Anything, mock.Anything).Return(request.ArchiveExpiryTime{}, nil)
+	e.RegisterWorkflow(request.ArchiveExpiry)
 	e.OnActivity(a.DeleteArchive, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) error { r.add("delete-archive"); return nil })
 	e.ExecuteWorkflow(request.PrivacyRequest, input(request.KindAccess, true))
 	if !e.IsWorkflowCompleted() || e.GetWorkflowError() == nil {
@@ -391,6 +415,18 @@ func TestServiceDownForHoursIsRetried(t *testing.T) {
 		}
 		return request.ExportResult{Service: in.Service, Records: 1}, nil
 	})
+	e.OnActivity(a.ExportAll, mock.Anything, mock.Anything).Return(func(_ context.Context, in request.ExportAllInput) (request.ExportAllResult, error) {
+		attempts++
+		if attempts < 8 { // preferences is down for the first ~hours of backoff
+			return request.ExportAllResult{}, errors.New("unavailable: connection refused")
+		}
+		var out request.ExportAllResult
+		for _, svc := range in.Services {
+			out.Exports = append(out.Exports, request.ExportResult{Service: svc, Records: 1})
+		}
+		return out, nil
+	})
+	e.OnActivity(a.ArchiveExpiresAt, mock.Anything, mock.Anything).Return(request.ArchiveExpiryTime{}, nil)
 	e.OnActivity(a.BuildArchive, mock.Anything, mock.Anything).Return(request.ArchiveResult{}, nil)
 	e.OnActivity(a.DeleteArchive, mock.Anything, mock.Anything).Return(nil)
 	e.OnActivity(a.DeleteParts, mock.Anything, mock.Anything).Return(nil)
@@ -527,5 +563,35 @@ func TestChildReportUpgradesAnOpenErasure(t *testing.T) {
 	}
 	if d := r.at["erase:identity"].Sub(start); d > 3*time.Hour {
 		t.Fatalf("identity erased %s after filing; a child's data goes at once", d)
+	}
+}
+
+// TestArchiveExpiryStartedBesideTheExportWaitsForTheRecordedExpiry: an expiry workflow
+// started before its archive was built (export-all) deletes the archive when the link
+// the archive step recorded expires, not TTL after its own start, and waits on while the
+// export is still under way.
+func TestArchiveExpiryStartedBesideTheExportWaitsForTheRecordedExpiry(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	e := s.NewTestWorkflowEnvironment()
+	a := &request.Activities{}
+	e.RegisterActivity(a)
+	start := e.Now()
+	const ttl = 7 * 24 * time.Hour
+	asked := 0
+	e.OnActivity(a.ArchiveExpiresAt, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) (request.ArchiveExpiryTime, error) {
+		asked++
+		if asked == 1 { // the export is still under way after TTL
+			return request.ArchiveExpiryTime{Pending: true}, nil
+		}
+		return request.ArchiveExpiryTime{At: start.Add(ttl + 9*24*time.Hour)}, nil // archive built on day 9
+	})
+	var deletedAt time.Time
+	e.OnActivity(a.DeleteArchive, mock.Anything, mock.Anything).Return(func(context.Context, request.RequestRef) error { deletedAt = e.Now(); return nil })
+	e.ExecuteWorkflow(request.ArchiveExpiry, request.ArchiveExpiryInput{RequestID: "req00000001", TTL: ttl, UntilRecorded: true})
+	if !e.IsWorkflowCompleted() || e.GetWorkflowError() != nil {
+		t.Fatalf("expiry workflow: %v", e.GetWorkflowError())
+	}
+	if got, want := deletedAt.Sub(start), ttl+9*24*time.Hour; got < want || got > want+time.Minute {
+		t.Fatalf("archive deleted %v after the start, want %v (its recorded expiry)", got, want)
 	}
 }
