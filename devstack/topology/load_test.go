@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -511,6 +512,12 @@ func TestLoad(t *testing.T) {
 	mark(fmt.Sprintf("%d erasures and %d exports filed at once (%d filings again after a 503)", erasures, exports, refiled.Load()), began)
 	for _, w := range work {
 		if w.err != nil {
+			// The cause is in the services' logs (t.TempDir, gone after the test): show
+			// their ends, and who held PostgreSQL's connections.
+			for _, name := range slices.Sorted(maps.Keys(tp.procs)) {
+				t.Logf("%s log, last lines:\n%s", name, tp.procs[name].tail())
+			}
+			t.Logf("peak PostgreSQL client connections so far: %s", connections())
 			t.Fatal(w.err)
 		}
 	}
