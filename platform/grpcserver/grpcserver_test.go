@@ -1,7 +1,10 @@
 package grpcserver_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -53,7 +56,12 @@ func (e errDriver) Error() string { return string(e) }
 
 func dial(t *testing.T) *grpc.ClientConn {
 	t.Helper()
-	srv := grpcserver.New(grpcserver.Options{})
+	return dialLogging(t, nil)
+}
+
+func dialLogging(t *testing.T, logger *slog.Logger) *grpc.ClientConn {
+	t.Helper()
+	srv := grpcserver.New(grpcserver.Options{Logger: logger})
 	identityv1.RegisterIdentityServiceServer(srv, fakeIdentity{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -113,6 +121,35 @@ func TestErrorsFollowAIP193(t *testing.T) {
 		if strings.Contains(s.Message(), "ada@") {
 			t.Errorf("%s: message leaks a value: %q", tc.name, s.Message())
 		}
+	}
+}
+
+// An INTERNAL answer's log line names what failed by type (so an operator can tell a
+// driver error from a timeout) but never holds the error's message.
+func TestInternalErrorsLogTheirCauseNotTheirMessage(t *testing.T) {
+	var buf bytes.Buffer
+	c := identityv1.NewIdentityServiceClient(dialLogging(t, slog.New(slog.NewJSONHandler(&buf, nil))))
+	if _, err := c.GetMember(context.Background(), &identityv1.GetMemberRequest{Name: "members/driver"}); status.Code(err) != codes.Internal {
+		t.Fatalf("driver error answered %v", err)
+	}
+	if _, err := c.GetMember(context.Background(), &identityv1.GetMemberRequest{Name: "members/missing"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("missing member answered %v", err)
+	}
+	var causes []string
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if c, ok := rec["cause"].(string); ok {
+			causes = append(causes, c)
+		}
+	}
+	if len(causes) != 1 || causes[0] != "*net.OpError < grpcserver_test.errDriver" {
+		t.Errorf("causes logged %q, want only the driver error's: *net.OpError < grpcserver_test.errDriver", causes)
+	}
+	if strings.Contains(buf.String(), "ada@") {
+		t.Errorf("the log holds the error's message: %s", buf.String())
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -105,24 +106,26 @@ func logUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := handler(ctx, req)
-		err = toStatusErr(err)
-		logCall(ctx, logger, info.FullMethod, start, err)
-		return resp, err
+		out := toStatusErr(err)
+		logCall(ctx, logger, info.FullMethod, start, out, err)
+		return resp, out
 	}
 }
 
 func logStream(logger *slog.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		start := time.Now()
-		err := toStatusErr(handler(srv, ss))
-		logCall(ss.Context(), logger, info.FullMethod, start, err)
-		return err
+		err := handler(srv, ss)
+		out := toStatusErr(err)
+		logCall(ss.Context(), logger, info.FullMethod, start, out, err)
+		return out
 	}
 }
 
-// logCall writes one access-log line: method, code, reason and duration. Requests and
-// responses are never logged: they carry personal data.
-func logCall(ctx context.Context, logger *slog.Logger, method string, start time.Time, err error) {
+// logCall writes one access-log line: method, code, reason and duration, and for
+// INTERNAL, UNKNOWN and UNAVAILABLE the cause's shape (causeOf). Requests, responses and
+// error messages are never logged: they carry personal data.
+func logCall(ctx context.Context, logger *slog.Logger, method string, start time.Time, err, orig error) {
 	if method == healthpb.Health_Check_FullMethodName {
 		return
 	}
@@ -135,7 +138,44 @@ func logCall(ctx context.Context, logger *slog.Logger, method string, start time
 	if r := reasonOf(s); r != "" {
 		attrs = append(attrs, slog.String("reason", r))
 	}
+	switch s.Code() {
+	case codes.Internal, codes.Unknown, codes.Unavailable:
+		if c := causeOf(orig); c != "" {
+			attrs = append(attrs, slog.String("cause", c))
+		}
+	}
 	logger.LogAttrs(ctx, level, "grpc call", attrs...)
+}
+
+// causeOf describes an error by the Go types along its wrap chain and, where a link is a
+// gRPC status (a downstream call, a Temporal service error), its code — e.g.
+// "*errs.Error < *serviceerror.DeadlineExceeded(DeadlineExceeded)". Types and codes
+// carry no request data, unlike messages, so an operator learns what failed without the
+// log holding what the failing call was about.
+func causeOf(err error) string {
+	var parts []string
+	for e := err; e != nil && len(parts) < 8; {
+		p := fmt.Sprintf("%T", e)
+		if st, ok := e.(interface{ Status() *status.Status }); ok && st.Status() != nil {
+			p += "(" + st.Status().Code().String() + ")"
+		} else if gs, ok := e.(interface{ GRPCStatus() *status.Status }); ok && gs.GRPCStatus() != nil {
+			p += "(" + gs.GRPCStatus().Code().String() + ")"
+		}
+		parts = append(parts, p)
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			e = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			if errs := u.Unwrap(); len(errs) > 0 {
+				e = errs[0]
+			} else {
+				e = nil
+			}
+		default:
+			e = nil
+		}
+	}
+	return strings.Join(parts, " < ")
 }
 
 func recoverUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {

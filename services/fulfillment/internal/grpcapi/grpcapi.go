@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tink-crypto/tink-go/v2/tink"
@@ -66,6 +67,11 @@ type Server struct {
 	Complaints             *complaint.Store
 	ComplaintAckWindow     time.Duration
 	ComplaintResolveWindow time.Duration
+	// StartConcurrency bounds the workflow starts in flight at once (zero:
+	// DefaultStartConcurrency); startSlots holds them.
+	StartConcurrency int
+	startOnce        sync.Once
+	startSlots       chan struct{}
 }
 
 func (s *Server) now() time.Time { return s.Now().UTC() }

@@ -241,7 +241,7 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 // after a failure in between signals again.
 func (s *Server) upgradeToChild(ctx context.Context, r *row) (*fulfillmentv1.PrivacyRequest, error) {
 	if err := s.ensureWorkflow(ctx, r); err != nil {
-		return nil, err
+		return nil, startFailed(err)
 	}
 	if err := s.Temporal.SignalWorkflow(ctx, request.WorkflowID(request.KindErasure, r.member), "", request.ChildErasureSignal, nil); err != nil {
 		return nil, err
@@ -274,7 +274,7 @@ func (s *Server) answer(ctx context.Context, r *row, own bool) (*fulfillmentv1.P
 			}
 			return nil, errs.New(errs.FailedPrecondition, "REQUEST_IN_PROGRESS", "another request of this kind is running for the member")
 		}
-		return nil, err
+		return nil, startFailed(err)
 	}
 	if r.started && r.open {
 		// Re-read: the workflow may already have moved the request on.
@@ -328,7 +328,10 @@ func (s *Server) ensureWorkflow(ctx context.Context, r *row) error {
 			if running {
 				return errHeldByAnother
 			}
-			_, err := s.Temporal.ExecuteWorkflow(ctx, s.startOptions(wid, kind, r), request.PrivacyRequest, s.workflowInput(r, kind))
+			err := s.start(ctx, func(ctx context.Context) error {
+				_, err := s.Temporal.ExecuteWorkflow(ctx, s.startOptions(wid, kind, r), request.PrivacyRequest, s.workflowInput(r, kind))
+				return err
+			})
 			var already *serviceerror.WorkflowExecutionAlreadyStarted
 			if errors.As(err, &already) {
 				continue // a concurrent start: look again whose it is
@@ -345,6 +348,43 @@ func (s *Server) ensureWorkflow(ctx context.Context, r *row) error {
 		return nil
 	}
 	return errHeldByAnother
+}
+
+// DefaultStartConcurrency bounds the workflow starts one fulfillment process has in
+// flight at once (Server.StartConcurrency overrides it).
+const DefaultStartConcurrency = 16
+
+// start runs one workflow start while holding one of the process's start slots. A burst
+// of filings (a thousand at once) then queues here, under each caller's own deadline,
+// instead of at the Temporal server, where every start would wait behind the rest past
+// the SDK's 10 s deadline per call and fail.
+func (s *Server) start(ctx context.Context, fn func(context.Context) error) error {
+	s.startOnce.Do(func() {
+		n := s.StartConcurrency
+		if n <= 0 {
+			n = DefaultStartConcurrency
+		}
+		s.startSlots = make(chan struct{}, n)
+	})
+	select {
+	case s.startSlots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.startSlots }()
+	return fn(ctx)
+}
+
+// startFailed answers a workflow start that failed (Temporal busy or unreachable, the
+// SDK's deadline, the database) UNAVAILABLE: the row is kept and the request id makes a
+// retry the same filing, and the reconciler starts the workflow if nobody retries.
+// Errors that already carry a Lethe code pass unchanged.
+func startFailed(err error) error {
+	var e *errs.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return errs.Wrap(err, errs.Unavailable, "WORKFLOW_START_FAILED", "the request was recorded but its workflow could not be started yet; retry with the same request_id")
 }
 
 // closingWaits bounds how long (×100 ms) a filing waits for the run of a request that
