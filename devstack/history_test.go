@@ -8,8 +8,10 @@ import (
 	"time"
 
 	tclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 
 	"lethe.dev/devstack"
@@ -95,6 +97,39 @@ func TestWorkflowHistoriesShrank(t *testing.T) {
 	ex, _ := run(fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS, "history-export@example.com")
 	erasureID, exportID := "privacy-request/erasure/"+er, "privacy-request/access/"+ex
 	erasure, export := count(erasureID), count(exportID)
+	// Revision 1 runs record no version marker, start with the status they run in and
+	// upsert the status search attribute only when it changes: an erasure that goes
+	// straight to work upserts once, when it completes.
+	for id, wantUpserts := range map[string]int{erasureID: 1, exportID: 1} {
+		var markers, upserts int
+		var first *historypb.HistoryEvent
+		iter := c.GetWorkflowHistory(t.Context(), id, "", false, 0)
+		for iter.HasNext() {
+			ev, err := iter.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first == nil {
+				first = ev
+			}
+			switch ev.GetEventType() {
+			case enumspb.EVENT_TYPE_MARKER_RECORDED:
+				if ev.GetMarkerRecordedEventAttributes().GetMarkerName() == "Version" {
+					markers++
+				}
+			case enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+				upserts++
+			}
+		}
+		if markers != 0 || upserts != wantUpserts {
+			t.Errorf("%s: %d version markers and %d search-attribute upserts, want 0 and %d", id, markers, upserts, wantUpserts)
+		}
+		var status string
+		p := first.GetWorkflowExecutionStartedEventAttributes().GetSearchAttributes().GetIndexedFields()["LetheRequestStatus"]
+		if err := converter.GetDefaultDataConverter().FromPayload(p, &status); err != nil || status != "in_progress" {
+			t.Errorf("%s started with status %q (%v), want in_progress", id, status, err)
+		}
+	}
 	recordHistories(t, s, map[string]string{"plain-erasure.json": erasureID, "plain-export.json": exportID})
 	before, exportBefore := recordedEvents(t, erasureBeforeLean), recordedEvents(t, exportBeforeLean)
 	figures.Report(t, "events per history: erasure %d (before lean bookkeeping %d, %.0f%%), export %d (before %d, %.0f%%)",

@@ -329,7 +329,8 @@ func (s *Server) ensureWorkflow(ctx context.Context, r *row) error {
 				return errHeldByAnother
 			}
 			err := s.start(ctx, func(ctx context.Context) error {
-				_, err := s.Temporal.ExecuteWorkflow(ctx, s.startOptions(wid, kind, r), request.PrivacyRequest, s.workflowInput(r, kind))
+				in := s.workflowInput(r, kind)
+				_, err := s.Temporal.ExecuteWorkflow(ctx, s.startOptions(wid, kind, r, in), request.PrivacyRequest, in)
 				return err
 			})
 			var already *serviceerror.WorkflowExecutionAlreadyStarted
@@ -432,7 +433,7 @@ func (s *Server) workflowOwner(ctx context.Context, wid string) (owner string, r
 	return "", running, nil
 }
 
-func (s *Server) startOptions(wid, kind string, r *row) client.StartWorkflowOptions {
+func (s *Server) startOptions(wid, kind string, r *row, in request.Input) client.StartWorkflowOptions {
 	return client.StartWorkflowOptions{
 		ID: wid, TaskQueue: request.TaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
@@ -443,7 +444,7 @@ func (s *Server) startOptions(wid, kind string, r *row) client.StartWorkflowOpti
 		Memo:             map[string]any{memoRequest: r.id},
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			temporal.NewSearchAttributeKeyKeyword(request.SAKind).ValueSet(kind),
-			temporal.NewSearchAttributeKeyKeyword(request.SAStatus).ValueSet("received"),
+			temporal.NewSearchAttributeKeyKeyword(request.SAStatus).ValueSet(request.InitialStatus(in)),
 			temporal.NewSearchAttributeKeyTime(request.SADueTime).ValueSet(r.due),
 			temporal.NewSearchAttributeKeyKeyword(request.SAJurisdiction).ValueSet(strings.ToLower(strings.TrimPrefix(r.pr.GetJurisdiction().String(), "JURISDICTION_"))),
 		),
@@ -466,7 +467,7 @@ func (s *Server) workflowInput(r *row, kind string) request.Input {
 	return request.Input{
 		RequestID: r.id, MemberID: r.member, Kind: kind, Jurisdiction: r.pr.GetJurisdiction().String(), Verified: r.verified, DueTime: r.due,
 		CoolingOff: cooling, VerificationWindow: s.VerificationWindow, ArchiveTTL: s.ArchiveTTL, OnwardPollInterval: s.OnwardPollInterval,
-		AcknowledgeBy: ackBy,
+		AcknowledgeBy: ackBy, Revision: request.CurrentRevision,
 	}
 }
 

@@ -113,6 +113,31 @@ type Input struct {
 	// AcknowledgeBy is when receipt must be confirmed to the member (CCPA: 10 business
 	// days); zero when the jurisdiction has no such rule.
 	AcknowledgeBy time.Time
+	// Revision is the workflow revision the run was started for (intake sets
+	// CurrentRevision). Zero: runs started before revisions, which take the version gates
+	// they recorded. See CurrentRevision.
+	Revision int
+}
+
+// CurrentRevision is the revision intake starts runs with. Revision 1 runs every change
+// up to export-all without recording a version marker (GetVersion), and starts with the
+// status search attribute its first workflow task would set (InitialStatus). Each marker
+// is a history event plus, through the SDK's TemporalChangeVersion upsert, a visibility
+// write on the Temporal server, and so is each status upsert: two events and two
+// visibility writes fewer per request. The revision is in the run's input, so a run
+// replays with the code paths it started with.
+const CurrentRevision = 1
+
+// InitialStatus is the status search attribute a run of revision 1 or later is started
+// with: the status its first workflow task sets unless a hold stops it first.
+func InitialStatus(in Input) string {
+	switch {
+	case !in.Verified:
+		return "awaiting_verification"
+	case (in.Kind == KindErasure || in.Kind == KindChildErasure) && in.CoolingOff > 0:
+		return "cooling_off"
+	}
+	return "in_progress"
 }
 
 // Result is how a request ended.

@@ -19,6 +19,9 @@ var (
 // PrivacyRequest runs one request from verification to its end.
 func PrivacyRequest(ctx workflow.Context, in Input) (Result, error) {
 	r := &run{in: in, status: "received"}
+	if in.Revision >= 1 {
+		r.shown = InitialStatus(in)
+	}
 	return r.run(ctx)
 }
 
@@ -68,6 +71,9 @@ type run struct {
 	// allChanges is set on runs that recorded the one version gate (allChangesVersion):
 	// every change above is on, and none records a version marker of its own.
 	allChanges bool
+	// shown is the status search attribute's value when it is known (revision 1 runs
+	// start with InitialStatus): setting the same status again upserts nothing.
+	shown string
 }
 
 // allChangesVersion is the change id of the one version gate that stands for every
@@ -79,7 +85,12 @@ const allChangesVersion = "all-changes-2026-12"
 
 func (r *run) setStatus(ctx workflow.Context, status string) error {
 	r.status = status
-	_ = workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyKeyword(SAStatus).ValueSet(status))
+	if status != r.shown {
+		_ = workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyKeyword(SAStatus).ValueSet(status))
+		if r.in.Revision >= 1 {
+			r.shown = status
+		}
+	}
 	var a *Activities
 	if r.lean {
 		in := SetStateInput{RequestID: r.in.RequestID, State: status, Steps: r.steps, WithSteps: true}
@@ -179,7 +190,8 @@ func (r *run) run(ctx workflow.Context) (Result, error) {
 	// Temporal server — eight of them per erasure before this gate. Runs recorded before
 	// it find no marker for the gate, replay it as the default version and take the
 	// per-change versions below, unchanged.
-	r.allChanges = workflow.GetVersion(ctx, allChangesVersion, workflow.DefaultVersion, 1) == 1
+	// Revision 1 runs (CurrentRevision) take it from their input, without a marker.
+	r.allChanges = r.in.Revision >= 1 || workflow.GetVersion(ctx, allChangesVersion, workflow.DefaultVersion, 1) == 1
 	version := func(change string) bool {
 		return r.allChanges || workflow.GetVersion(ctx, change, workflow.DefaultVersion, 1) == 1
 	}
@@ -426,7 +438,7 @@ func (r *run) fail(ctx workflow.Context, cause error) (Result, error) {
 // (runs since "export-all": exportAll).
 func (r *run) export(ctx workflow.Context) error {
 	var a *Activities
-	if r.lean && r.archiveLifecycle && workflow.GetVersion(ctx, "export-all", workflow.DefaultVersion, 1) == 1 {
+	if r.in.Revision >= 1 || r.lean && r.archiveLifecycle && workflow.GetVersion(ctx, "export-all", workflow.DefaultVersion, 1) == 1 {
 		return r.exportAll(ctx)
 	}
 	futures := map[string]workflow.Future{}

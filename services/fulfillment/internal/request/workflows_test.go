@@ -157,7 +157,7 @@ func input(kind string, verified bool) request.Input {
 	return request.Input{
 		RequestID: "req00000001", MemberID: "member000001", Kind: kind, Verified: verified,
 		DueTime: time.Now().Add(30 * 24 * time.Hour), CoolingOff: 7 * 24 * time.Hour,
-		VerificationWindow: 48 * time.Hour, ArchiveTTL: 7 * 24 * time.Hour,
+		VerificationWindow: 48 * time.Hour, ArchiveTTL: 7 * 24 * time.Hour, Revision: request.CurrentRevision,
 	}
 }
 
