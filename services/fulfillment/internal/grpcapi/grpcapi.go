@@ -111,7 +111,7 @@ func recentSignIn(ctx context.Context) bool {
 const reqCols = `id, member_id, kind, jurisdiction, origin, state, created_at, due_at, completed_at, extended, extension_reason, hold_reason, cooling_off_end, progress, challenge_id, archive_path, breached, is_open, verified, workflow_started, receipt_token_hash,
 	denial_reason, denial_explanation, objection_purpose, objection_partner, objection_marketing, restriction_lifted_at, acknowledged_at,
 	COALESCE((SELECT field FROM rectifications rf WHERE rf.request_id = requests.id), 0), COALESCE((SELECT value FROM rectifications rf WHERE rf.request_id = requests.id), ''),
-	COALESCE((SELECT statement FROM rectifications rf WHERE rf.request_id = requests.id), ''), COALESCE((SELECT approved FROM rectifications rf WHERE rf.request_id = requests.id), FALSE)`
+	COALESCE((SELECT statement FROM rectifications rf WHERE rf.request_id = requests.id), ''), COALESCE((SELECT approved FROM rectifications rf WHERE rf.request_id = requests.id), FALSE), client_request_id`
 
 type row struct {
 	pr        *fulfillmentv1.PrivacyRequest
@@ -127,6 +127,8 @@ type row struct {
 	// inserted says this call inserted the row, so no workflow was ever started for it.
 	inserted  bool
 	tokenHash []byte // SHA-256 of the receipt token (erasures)
+	// clientRequestID is the filer's idempotency key.
+	clientRequestID string
 }
 
 func scanRow(r interface{ Scan(...any) error }) (*row, error) {
@@ -141,7 +143,7 @@ func scanRow(r interface{ Scan(...any) error }) (*row, error) {
 	var objMarketing, rectApproved bool
 	var lifted, acked sql.NullInt64
 	if err := r.Scan(&x.id, &x.member, &kind, &jur, &origin, &state, &created, &due, &completed, &extended, &extReason, &hold, &cooling, &progress, &x.challenge, &x.archive, &breached, &x.open, &x.verified, &x.started, &x.tokenHash,
-		&denial, &denialText, &objPurpose, &objPartner, &objMarketing, &lifted, &acked, &rectField, &rectValue, &rectStatement, &rectApproved); err != nil {
+		&denial, &denialText, &objPurpose, &objPartner, &objMarketing, &lifted, &acked, &rectField, &rectValue, &rectStatement, &rectApproved, &x.clientRequestID); err != nil {
 		return nil, err
 	}
 	x.due, x.created = time.UnixMicro(due).UTC(), time.UnixMicro(created).UTC()

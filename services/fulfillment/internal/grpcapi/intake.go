@@ -121,20 +121,21 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 	erasure := isErasure(in.GetKind())
 	// Two rounds at most: a concurrent filing can win the insert, then we answer with its row.
 	for round := 0; ; round++ {
-		if r, err := s.load(ctx, `member_id = $1 AND client_request_id = $2`, member, req.GetRequestId()); err == nil {
-			return s.answer(ctx, r, true)
-		} else if !isNotFound(err) {
-			return nil, err
-		}
 		kinds := []int32{int32(in.GetKind())}
 		if erasure {
 			kinds = []int32{int32(fulfillmentv1.RequestKind_REQUEST_KIND_ERASURE), int32(fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE)}
 		}
-		if r, err := s.load(ctx, `member_id = $1 AND is_open AND (kind = $2 OR kind = $3)`, member, kinds[0], kinds[len(kinds)-1]); err == nil {
+		// One read for both: this filing's own row (a retry), else the member's open
+		// request of the kind, which answers instead (one open request per kind).
+		if r, err := s.load(ctx, `member_id = $1 AND (client_request_id = $2 OR (is_open AND (kind = $3 OR kind = $4)))
+			ORDER BY CASE WHEN client_request_id = $5 THEN 0 ELSE 1 END LIMIT 1`, member, req.GetRequestId(), kinds[0], kinds[len(kinds)-1], req.GetRequestId()); err == nil {
+			if r.clientRequestID == req.GetRequestId() {
+				return s.answer(ctx, r, true)
+			}
 			if in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_CHILD_ERASURE && r.pr.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_ERASURE {
 				return s.upgradeToChild(ctx, r)
 			}
-			return s.answer(ctx, r, false) // one open request per kind: the first answers
+			return s.answer(ctx, r, false)
 		} else if !isNotFound(err) {
 			return nil, err
 		}
@@ -202,23 +203,31 @@ func (s *Server) CreatePrivacyRequest(ctx context.Context, req *fulfillmentv1.Cr
 			tokenHash = h[:]
 		}
 		obj := in.GetObjection()
-		err := s.DB.InTx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO requests (id, member_id, kind, jurisdiction, origin, state, is_open, client_request_id, created_at, due_at, extended, extension_reason,
+		insert := func(tx interface {
+			ExecContext(context.Context, string, ...any) (sql.Result, error)
+		}) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO requests (id, member_id, kind, jurisdiction, origin, state, is_open, client_request_id, created_at, due_at, extended, extension_reason,
 			hold_reason, cooling_off_end, progress, challenge_id, tombstone_id, archive_path, archive_size, archive_sha256, breached, receipt_token_hash, verified, workflow_started,
 			objection_purpose, objection_partner, objection_marketing)
 			VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8, $9, FALSE, '', '', $10, '[]', '', $11, '', 0, '', FALSE, $12, $13, FALSE, $14, $15, $16)`,
 				id, member, int32(in.GetKind()), int32(in.GetJurisdiction()), int32(origin), int32(fulfillmentv1.RequestState_REQUEST_STATE_IN_PROGRESS), req.GetRequestId(),
-				now.UnixMicro(), due.UnixMicro(), coolingEnd, ids.New(), tokenHash, verified, obj.GetPurpose(), obj.GetPartner(), obj.GetDirectMarketing()); err != nil {
-				return err
-			}
-			if rc := in.GetRectification(); in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_RECTIFICATION {
+				now.UnixMicro(), due.UnixMicro(), coolingEnd, ids.New(), tokenHash, verified, obj.GetPurpose(), obj.GetPartner(), obj.GetDirectMarketing())
+			return err
+		}
+		var err error
+		if rc := in.GetRectification(); in.GetKind() == fulfillmentv1.RequestKind_REQUEST_KIND_RECTIFICATION {
+			err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
+				if err := insert(tx); err != nil {
+					return err
+				}
 				// The asserted value stays here, never in the workflow, until the review.
 				_, err := tx.ExecContext(ctx, `INSERT INTO rectifications (request_id, member_id, field, value, statement) VALUES ($1, $2, $3, $4, $5)`,
 					id, member, int32(rc.GetField()), rc.GetValue(), rc.GetStatement())
 				return err
-			}
-			return nil
-		})
+			})
+		} else {
+			err = insert(s.DB) // one statement: no transaction to open and commit
+		}
 		if storage.IsUniqueViolation(err) {
 			continue // a concurrent filing (or an earlier attempt) got there first
 		}
@@ -367,14 +376,31 @@ func (s *Server) start(ctx context.Context, fn func(context.Context) error) erro
 		}
 		s.startSlots = make(chan struct{}, n)
 	})
+	// Wait for a slot at most half the time left (a filing gets an answer, UNAVAILABLE,
+	// while its caller still listens), and no longer than maxSlotWait.
+	wait := maxSlotWait
+	if d, ok := ctx.Deadline(); ok && time.Until(d)/2 < wait {
+		wait = time.Until(d) / 2
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	select {
 	case s.startSlots <- struct{}{}:
+	case <-t.C:
+		return errStartsBusy
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	defer func() { <-s.startSlots }()
 	return fn(ctx)
 }
+
+// maxSlotWait bounds how long a filing waits for a start slot before it is answered
+// UNAVAILABLE (and filed again by its client with the same request id).
+const maxSlotWait = 10 * time.Second
+
+// errStartsBusy: every start slot stayed taken for as long as the filing could wait.
+var errStartsBusy = errors.New("every workflow start slot is taken")
 
 // startFailed answers a workflow start that failed (Temporal busy or unreachable, the
 // SDK's deadline, the database) UNAVAILABLE: the row is kept and the request id makes a
