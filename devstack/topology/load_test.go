@@ -636,15 +636,32 @@ func TestLoad(t *testing.T) {
 		profiled = profile(t, map[string]string{"temporal-floor": tp.admin["temporal"]}, dir, envInt(t, "LETHE_LOAD_PROFILE_SECONDS", 15))
 		defer profiled.Wait()
 	}
+	var floorRestarts atomic.Int64
 	for i := range floor {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			id := fmt.Sprintf("load-floor/%s/%d", run, i)
 			floor[i].started = time.Now()
-			if _, err := c.ExecuteWorkflow(ctx, tclient.StartWorkflowOptions{ID: id, TaskQueue: floorQueue}, floorWorkflow, steps); err != nil {
-				floor[i].err = err
-				return
+			// Started as the erasures' filings are: a start the burst keeps past the SDK's
+			// deadline (or refused for now) is sent again; the id is never reused, so a
+			// start that did get through is not run twice.
+			opts := tclient.StartWorkflowOptions{ID: id, TaskQueue: floorQueue, WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE}
+			for try := 0; ; try++ {
+				_, err := c.ExecuteWorkflow(ctx, opts, floorWorkflow, steps)
+				var already *serviceerror.WorkflowExecutionAlreadyStarted
+				if err == nil || errors.As(err, &already) {
+					break
+				}
+				var dl *serviceerror.DeadlineExceeded
+				var un *serviceerror.Unavailable
+				var busy *serviceerror.ResourceExhausted
+				if try == 10 || !(errors.As(err, &dl) || errors.As(err, &un) || errors.As(err, &busy) || errors.Is(err, context.DeadlineExceeded)) {
+					floor[i].err = err
+					return
+				}
+				floorRestarts.Add(1)
+				time.Sleep(time.Second)
 			}
 			floor[i].closed, floor[i].err = closeTime(ctx, c, id)
 		}()
@@ -662,7 +679,7 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	line("floor (%d trivial workflows, %d events each; load average when started %s): %s", erasures, floorEvents, loadAtFloor, fl)
+	line("floor (%d trivial workflows, %d events each; load average when started %s; %d starts sent again): %s", erasures, floorEvents, loadAtFloor, floorRestarts.Load(), fl)
 	line("erasure throughput %.1f/s vs floor %.1f/s: the floor is %.2f× the erasures' throughput (goal ≤ 1.5×)", erased.rate(), fl.rate(), fl.rate()/erased.rate())
 	mib := func(b int64) string { return fmt.Sprintf("%.1f", float64(b)/(1<<20)) }
 	rss := "peak RSS MiB (VmHWM) during sign-ups / during the load:"

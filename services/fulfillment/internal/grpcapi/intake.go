@@ -362,7 +362,7 @@ func (s *Server) ensureWorkflow(ctx context.Context, r *row) error {
 
 // DefaultStartConcurrency bounds the workflow starts one fulfillment process has in
 // flight at once (Server.StartConcurrency overrides it).
-const DefaultStartConcurrency = 16
+const DefaultStartConcurrency = 64
 
 // start runs one workflow start while holding one of the process's start slots. A burst
 // of filings (a thousand at once) then queues here, under each caller's own deadline,

@@ -3,6 +3,7 @@ package request
 import (
 	"slices"
 	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/reflect/protoregistry"
 
@@ -86,8 +87,21 @@ func retentionWords(actions map[privacyv1.ErasureAction]bool, bases []string) st
 	return "While your account exists; " + strings.Join(parts, "; ") + "."
 }
 
-// systemCategories is one system's member-data categories from the data map.
+// systemCategories is one system's member-data categories from the data map. The map
+// comes from the protos compiled in, so it is worked out once per system and process
+// (walking every registered proto took ~5 ms of each export's archive step).
 func systemCategories(system string) []reportCategory {
+	if c, ok := categoriesBySystem.Load(system); ok {
+		return c.([]reportCategory)
+	}
+	c, _ := categoriesBySystem.LoadOrStore(system, buildSystemCategories(system))
+	return c.([]reportCategory)
+}
+
+// categoriesBySystem holds systemCategories' answers (read only once stored).
+var categoriesBySystem sync.Map
+
+func buildSystemCategories(system string) []reportCategory {
 	prefix := "lethe." + system + ".v1."
 	type agg struct {
 		actions map[privacyv1.ErasureAction]bool
