@@ -218,6 +218,39 @@ func (db *DB) Counts(ctx context.Context, queries []string, args ...any) ([]int6
 	return out, nil
 }
 
+// Dataset is one kind of row a data-subject report counts: its name, its data category,
+// the legal basis for keeping it (empty: none, it must go with an erasure), and the
+// query counting a subject's rows (SELECT COUNT(*) …, taking the report's arguments).
+type Dataset struct {
+	Name, Category, LegalBasis, Count string
+}
+
+// HeldRows is how many rows of a Dataset a subject has.
+type HeldRows struct {
+	Dataset
+	Rows int64
+}
+
+// Held counts the subject's rows of every dataset in one statement (Counts) and returns
+// the datasets that have any, in the order given.
+func (db *DB) Held(ctx context.Context, sets []Dataset, args ...any) ([]HeldRows, error) {
+	queries := make([]string, len(sets))
+	for i, d := range sets {
+		queries[i] = d.Count
+	}
+	counts, err := db.Counts(ctx, queries, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []HeldRows
+	for i, d := range sets {
+		if counts[i] > 0 {
+			out = append(out, HeldRows{Dataset: d, Rows: counts[i]})
+		}
+	}
+	return out, nil
+}
+
 // InTx runs fn in a transaction, committing when it returns nil.
 func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := db.BeginTx(ctx, nil)

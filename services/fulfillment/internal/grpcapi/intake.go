@@ -285,8 +285,9 @@ func (s *Server) answer(ctx context.Context, r *row, own bool) (*fulfillmentv1.P
 		}
 		return nil, startFailed(err)
 	}
-	if r.started && r.open {
-		// Re-read: the workflow may already have moved the request on.
+	if r.started && r.open && !r.inserted {
+		// Re-read: the workflow may already have moved the request on (a row this call
+		// inserted was just read back and its run only now started).
 		if fresh, err := s.load(ctx, `id = $1`, r.id); err == nil {
 			fresh.tokenHash = r.tokenHash
 			r = fresh

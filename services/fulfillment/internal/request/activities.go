@@ -14,6 +14,7 @@ import (
 	"hash/crc32"
 	"io"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -990,7 +991,7 @@ func (a *Activities) EraseArchives(ctx context.Context, in RequestRef) (ServiceE
 	// are never deleted once their workflow started, so only the kinds the member has
 	// rows of can have one running: most erased members have none, and their erasure
 	// asks Temporal nothing here (it was six terminations each, almost all NotFound).
-	kinds, err := a.otherKinds(ctx, in.MemberID)
+	kinds, exports, err := a.memberRequests(ctx, in.MemberID)
 	if err != nil {
 		return ServiceErasure{}, err
 	}
@@ -1007,24 +1008,6 @@ func (a *Activities) EraseArchives(ctx context.Context, in RequestRef) (ServiceE
 	}
 	// Asserted corrections (rectification requests) are the member's data too.
 	if _, err := a.DB.ExecContext(ctx, `DELETE FROM rectifications WHERE member_id = $1`, in.MemberID); err != nil {
-		return ServiceErasure{}, err
-	}
-	rows, err := a.DB.QueryContext(ctx, `SELECT id FROM requests WHERE member_id = $1 AND kind IN ($2, $3)`, in.MemberID, int32(fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS),
-		int32(fulfillmentv1.RequestKind_REQUEST_KIND_PORTABILITY))
-	if err != nil {
-		return ServiceErasure{}, err
-	}
-	var exports []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return ServiceErasure{}, err
-		}
-		exports = append(exports, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return ServiceErasure{}, err
 	}
 	var deleted int64
@@ -1055,26 +1038,31 @@ var stoppedByErasure = map[fulfillmentv1.RequestKind]string{
 	fulfillmentv1.RequestKind_REQUEST_KIND_SALE_OPT_OUT:  KindSaleOptOut,
 }
 
-// otherKinds lists the kinds, among those an erasure stops, of which the member has
-// request rows (open or not: a run may outlive its row's closing), in a fixed order.
-func (a *Activities) otherKinds(ctx context.Context, memberID string) ([]string, error) {
-	rows, err := a.DB.QueryContext(ctx, `SELECT DISTINCT kind FROM requests WHERE member_id = $1`, memberID)
+// memberRequests reads the member's request rows once: the kinds, among those an erasure
+// stops, of which the member has rows (open or not: a run may outlive its row's
+// closing), in a fixed order, and the ids of their exports (access and portability).
+func (a *Activities) memberRequests(ctx context.Context, memberID string) (kinds, exports []string, err error) {
+	rows, err := a.DB.QueryContext(ctx, `SELECT id, kind FROM requests WHERE member_id = $1 ORDER BY created_at, id`, memberID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rows.Close()
-	var out []string
 	for rows.Next() {
+		var id string
 		var code int32
-		if err := rows.Scan(&code); err != nil {
-			return nil, err
+		if err := rows.Scan(&id, &code); err != nil {
+			return nil, nil, err
 		}
-		if kind, ok := stoppedByErasure[fulfillmentv1.RequestKind(code)]; ok {
-			out = append(out, kind)
+		k := fulfillmentv1.RequestKind(code)
+		if kind, ok := stoppedByErasure[k]; ok && !slices.Contains(kinds, kind) {
+			kinds = append(kinds, kind)
+		}
+		if k == fulfillmentv1.RequestKind_REQUEST_KIND_ACCESS || k == fulfillmentv1.RequestKind_REQUEST_KIND_PORTABILITY {
+			exports = append(exports, id)
 		}
 	}
-	sort.Strings(out)
-	return out, rows.Err()
+	sort.Strings(kinds)
+	return kinds, exports, rows.Err()
 }
 
 // RevokeSessions ends every session of the member at once.

@@ -556,27 +556,20 @@ const LegalBasisTombstone = "accountability record of the erasure (GDPR Art. 5(2
 
 // Report lists what is held for a member.
 func (s *Service) Report(ctx context.Context, id string) ([]Held, error) {
-	var out []Held
-	sets := []struct{ dataset, category, q, basis string }{
-		{"account", "user.contact", `SELECT COUNT(*) FROM members WHERE id = $1`, ""},
-		{"sessions", "user.device", `SELECT COUNT(*) FROM sessions WHERE member_id = $1`, ""},
-		{"verification_codes", "user.authorization.credentials", `SELECT COUNT(*) FROM verification_codes WHERE member_id = $1`, ""},
-		{"outbox", "user.contact.email", `SELECT COUNT(*) FROM outbox WHERE member_id = $1`, ""},
-		{"events", "user.account", `SELECT COUNT(*) FROM events WHERE member_id = $1`, ""},
-		{"tombstone", "user.unique_id", `SELECT COUNT(*) FROM tombstones WHERE member_id = $1`, LegalBasisTombstone},
-	}
-	queries := make([]string, len(sets))
-	for i, d := range sets {
-		queries[i] = d.q
-	}
-	counts, err := s.DB.Counts(ctx, queries, id) // one statement: one round trip, one snapshot
+	held, err := s.DB.Held(ctx, []storage.Dataset{ // one statement: one round trip, one snapshot
+		{Name: "account", Category: "user.contact", Count: `SELECT COUNT(*) FROM members WHERE id = $1`},
+		{Name: "sessions", Category: "user.device", Count: `SELECT COUNT(*) FROM sessions WHERE member_id = $1`},
+		{Name: "verification_codes", Category: "user.authorization.credentials", Count: `SELECT COUNT(*) FROM verification_codes WHERE member_id = $1`},
+		{Name: "outbox", Category: "user.contact.email", Count: `SELECT COUNT(*) FROM outbox WHERE member_id = $1`},
+		{Name: "events", Category: "user.account", Count: `SELECT COUNT(*) FROM events WHERE member_id = $1`},
+		{Name: "tombstone", Category: "user.unique_id", Count: `SELECT COUNT(*) FROM tombstones WHERE member_id = $1`, LegalBasis: LegalBasisTombstone},
+	}, id)
 	if err != nil {
 		return nil, err
 	}
-	for i, d := range sets {
-		if n := counts[i]; n > 0 {
-			out = append(out, Held{Dataset: d.dataset, Category: d.category, Count: n, LegalBasis: d.basis})
-		}
+	var out []Held
+	for _, h := range held {
+		out = append(out, Held{Dataset: h.Name, Category: h.Category, Count: h.Rows, LegalBasis: h.LegalBasis})
 	}
 	return out, nil
 }

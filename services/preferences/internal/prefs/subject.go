@@ -303,31 +303,24 @@ func (s *Server) ReportSubjectData(ctx context.Context, req *subjectv1.ReportSub
 	if err != nil {
 		return nil, err
 	}
-	out := &subjectv1.ReportSubjectDataResponse{}
-	sets := []struct{ dataset, category, q string }{
-		{"communication_preferences", "user.privacy_preferences", `SELECT COUNT(*) FROM subscriptions WHERE member_id = $1`},
-		{"consent_records", "user.privacy_preferences", `SELECT COUNT(*) FROM consent_records WHERE member_id = $1`},
-		{"ad_preferences", "user.privacy_preferences", `SELECT COUNT(*) FROM ad_preferences WHERE member_id = $1`},
-		{"profile_visibility", "user.privacy_preferences", `SELECT COUNT(*) FROM profile_visibility WHERE member_id = $1`},
-		{"social_connections", "user.social", `SELECT COUNT(*) FROM social_connections WHERE member_id = $1`},
-		{"social_posts", "user.social", `SELECT COUNT(*) FROM social_posts WHERE member_id = $1`},
-		{"viewing_history", "user.behavior.media_consumption", `SELECT COUNT(*) FROM viewing_events WHERE owner = $1`},
-		{"ratings", "user.behavior.media_consumption", `SELECT COUNT(*) FROM ratings WHERE owner = $1`},
-		{"request_log", "user.unique_id", `SELECT COUNT(*) FROM request_log WHERE member_id = $1`},
-		{"processing_restrictions", "user.privacy_preferences", `SELECT COUNT(*) FROM processing_restrictions WHERE member_id = $1`},
-	}
-	queries := make([]string, len(sets))
-	for i, d := range sets {
-		queries[i] = d.q
-	}
-	counts, err := s.DB.Counts(ctx, queries, id) // one statement: one round trip, one snapshot
+	held, err := s.DB.Held(ctx, []storage.Dataset{ // one statement: one round trip, one snapshot
+		{Name: "communication_preferences", Category: "user.privacy_preferences", Count: `SELECT COUNT(*) FROM subscriptions WHERE member_id = $1`},
+		{Name: "consent_records", Category: "user.privacy_preferences", Count: `SELECT COUNT(*) FROM consent_records WHERE member_id = $1`},
+		{Name: "ad_preferences", Category: "user.privacy_preferences", Count: `SELECT COUNT(*) FROM ad_preferences WHERE member_id = $1`},
+		{Name: "profile_visibility", Category: "user.privacy_preferences", Count: `SELECT COUNT(*) FROM profile_visibility WHERE member_id = $1`},
+		{Name: "social_connections", Category: "user.social", Count: `SELECT COUNT(*) FROM social_connections WHERE member_id = $1`},
+		{Name: "social_posts", Category: "user.social", Count: `SELECT COUNT(*) FROM social_posts WHERE member_id = $1`},
+		{Name: "viewing_history", Category: "user.behavior.media_consumption", Count: `SELECT COUNT(*) FROM viewing_events WHERE owner = $1`},
+		{Name: "ratings", Category: "user.behavior.media_consumption", Count: `SELECT COUNT(*) FROM ratings WHERE owner = $1`},
+		{Name: "request_log", Category: "user.unique_id", Count: `SELECT COUNT(*) FROM request_log WHERE member_id = $1`},
+		{Name: "processing_restrictions", Category: "user.privacy_preferences", Count: `SELECT COUNT(*) FROM processing_restrictions WHERE member_id = $1`},
+	}, id)
 	if err != nil {
 		return nil, err
 	}
-	for i, d := range sets {
-		if n := counts[i]; n > 0 {
-			out.Held = append(out.Held, &subjectv1.HeldData{Dataset: d.dataset, Category: d.category, Count: n})
-		}
+	out := &subjectv1.ReportSubjectDataResponse{}
+	for _, h := range held {
+		out.Held = append(out.Held, &subjectv1.HeldData{Dataset: h.Name, Category: h.Category, Count: h.Rows})
 	}
 	return out, nil
 }

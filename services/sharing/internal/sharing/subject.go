@@ -15,6 +15,7 @@ import (
 	"lethe.dev/platform/errs"
 	"lethe.dev/platform/ids"
 	"lethe.dev/platform/legalhold"
+	"lethe.dev/platform/storage"
 )
 
 // LegalBasisDisclosures justifies keeping the disclosure log after an erasure.
@@ -157,36 +158,24 @@ func (s *Server) ReportSubjectData(ctx context.Context, req *subjectv1.ReportSub
 	if err != nil {
 		return nil, err
 	}
-	out := &subjectv1.ReportSubjectDataResponse{}
-	sets := []struct{ dataset, category, q string }{
-		{"objections", "user.privacy_preferences", `SELECT COUNT(*) FROM objections WHERE member_id = $1`},
-		{"notices", "user.privacy_preferences", `SELECT COUNT(*) FROM notices WHERE member_id = $1`},
-		{"restrictions", "user.privacy_preferences", `SELECT COUNT(*) FROM restrictions WHERE member_id = $1`},
-		{"disclosures", "user.unique_id", `SELECT COUNT(*) FROM disclosures WHERE subject = $1`},
-	}
-	queries := make([]string, len(sets), len(sets)+1)
-	for i, d := range sets {
-		queries[i] = d.q
+	sets := []storage.Dataset{
+		{Name: "objections", Category: "user.privacy_preferences", Count: `SELECT COUNT(*) FROM objections WHERE member_id = $1`},
+		{Name: "notices", Category: "user.privacy_preferences", Count: `SELECT COUNT(*) FROM notices WHERE member_id = $1`},
+		{Name: "restrictions", Category: "user.privacy_preferences", Count: `SELECT COUNT(*) FROM restrictions WHERE member_id = $1`},
+		{Name: "disclosures", Category: "user.unique_id", Count: `SELECT COUNT(*) FROM disclosures WHERE subject = $1`},
 	}
 	args := []any{mid}
-	t := req.GetTombstoneId()
-	if t != "" { // the log kept under the tombstone, with its legal basis
-		queries = append(queries, `SELECT COUNT(*) FROM disclosures WHERE subject = $2`)
+	if t := req.GetTombstoneId(); t != "" { // the log kept under the tombstone, with its legal basis
+		sets = append(sets, storage.Dataset{Name: "disclosures", Category: "user.unique_id", LegalBasis: LegalBasisDisclosures, Count: `SELECT COUNT(*) FROM disclosures WHERE subject = $2`})
 		args = append(args, t)
 	}
-	counts, err := s.DB.Counts(ctx, queries, args...) // one statement: one round trip, one snapshot
+	held, err := s.DB.Held(ctx, sets, args...) // one statement: one round trip, one snapshot
 	if err != nil {
 		return nil, err
 	}
-	for i, d := range sets {
-		if n := counts[i]; n > 0 {
-			out.Held = append(out.Held, &subjectv1.HeldData{Dataset: d.dataset, Category: d.category, Count: n})
-		}
-	}
-	if t != "" {
-		if n := counts[len(sets)]; n > 0 {
-			out.Held = append(out.Held, &subjectv1.HeldData{Dataset: "disclosures", Category: "user.unique_id", Count: n, LegalBasis: LegalBasisDisclosures})
-		}
+	out := &subjectv1.ReportSubjectDataResponse{}
+	for _, h := range held {
+		out.Held = append(out.Held, &subjectv1.HeldData{Dataset: h.Name, Category: h.Category, Count: h.Rows, LegalBasis: h.LegalBasis})
 	}
 	return out, nil
 }
