@@ -28,6 +28,9 @@ type topology struct {
 	gateways     []api               // one per gateway replica, in the order asked for
 	// preferencesDB is preferences' database URL (its own schema), for bulk seeding.
 	preferencesDB string
+	// temporalDB is the Temporal server's main database URL (its visibility database is
+	// the same name with "_visibility").
+	temporalDB string
 	// admin is each service process's admin listener (with pprof) when profiling was
 	// asked for (LETHE_LOAD_PROFILE), by process name.
 	admin map[string]string
@@ -87,8 +90,9 @@ func startTopology(t *testing.T, base string, fulfillments, gateways []string, m
 	temporalPool, servicePool := poolSize(t, "LETHE_TOPOLOGY_TEMPORAL_POOL", temporalPool), poolSize(t, "LETHE_TOPOLOGY_SERVICE_POOL", servicePool)
 	_, tport, _ := net.SplitHostPort(tp.temporalAddr)
 	began = time.Now()
+	tp.temporalDB = temporaldevtest.DatabaseURL(t, base)
 	temporalEnv := map[string]string{
-		"TEMPORAL_POSTGRES_URL": withPool(t, temporaldevtest.DatabaseURL(t, base), temporalPool), "TEMPORAL_PORT": tport, "TEMPORAL_UI_PORT": "-1", "LETHE_LOG_LEVEL": "warn",
+		"TEMPORAL_POSTGRES_URL": withPool(t, tp.temporalDB, temporalPool), "TEMPORAL_PORT": tport, "TEMPORAL_UI_PORT": "-1", "LETHE_LOG_LEVEL": "warn",
 	}
 	tp.admin = map[string]string{}
 	if os.Getenv("LETHE_LOAD_PROFILE") != "" { // the server's profile too
