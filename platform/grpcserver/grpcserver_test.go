@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +42,8 @@ func (fakeIdentity) GetMember(ctx context.Context, req *identityv1.GetMemberRequ
 		panic("secret ada@example.com")
 	case "members/driver":
 		return nil, &net.OpError{Op: "dial", Err: errDriver("pq: value ada@example.com violates")}
+	case "members/timeout":
+		return nil, fmt.Errorf("read row: %w", &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded})
 	case "members/deadline":
 		d, ok := ctx.Deadline()
 		if !ok || time.Until(d) > grpcserver.DefaultDeadline {
@@ -96,6 +100,7 @@ func TestErrorsFollowAIP193(t *testing.T) {
 		{"members/invalid", codes.InvalidArgument, "INVALID_ARGUMENT", 1},
 		{"members/missing", codes.NotFound, "MEMBER_NOT_FOUND", 0},
 		{"members/driver", codes.Internal, "INTERNAL", 0},
+		{"members/timeout", codes.Unavailable, "BACKEND_TIMEOUT", 0},
 	}
 	for _, tc := range cases {
 		_, err := c.GetMember(ctx, &identityv1.GetMemberRequest{Name: tc.name})

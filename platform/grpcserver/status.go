@@ -3,6 +3,8 @@ package grpcserver
 import (
 	"context"
 	"errors"
+	"net"
+	"os"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -48,10 +50,20 @@ func Status(err error) *status.Status {
 		return withInfo(status.New(codes.Canceled, e.Message), e)
 	case errors.Is(err, context.DeadlineExceeded):
 		e = errs.New(errs.DeadlineExceeded, "DEADLINE_EXCEEDED", "the request deadline passed")
+	case isTimeout(err):
+		// A backend (the database, another service) did not answer in time: nothing is
+		// wrong with the request, and calls are idempotent, so it is worth another try.
+		e = errs.New(errs.Unavailable, "BACKEND_TIMEOUT", "a backend did not answer in time; retry")
 	default:
 		e = errs.New(errs.Internal, "INTERNAL", "internal error")
 	}
 	return withInfo(status.New(codeMap[e.Code], e.Message), e)
+}
+
+// isTimeout reports whether err is a network timeout (a connection's deadline passed).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 func isDomain(err error) bool {
