@@ -127,27 +127,114 @@ func profile(t *testing.T, admin map[string]string, dir string, seconds int) *sy
 	return &wg
 }
 
-// vacuumTemporal runs VACUUM ANALYZE on the Temporal server's main and visibility
-// databases.
-func vacuumTemporal(ctx context.Context, mainURL string) error {
-	u, err := url.Parse(mainURL)
+// settle prepares PostgreSQL the same way before each measured phase: VACUUM ANALYZE of
+// the Temporal server's main and visibility databases and of base's (the services'), so
+// no phase runs on another's dead rows (autovacuum may be off), then a CHECKPOINT, so
+// each starts with the same full-page writes ahead of it rather than wherever the
+// server's checkpoint timer happens to be.
+func settle(ctx context.Context, temporalURL, base string) error {
+	u, err := url.Parse(temporalURL)
 	if err != nil {
 		return err
 	}
+	var urls []string
 	for _, path := range []string{u.Path, u.Path + "_visibility"} {
 		v := *u
 		v.Path = path
-		db, err := sql.Open("pgx", v.String())
+		urls = append(urls, v.String())
+	}
+	urls = append(urls, base)
+	for i, dsn := range urls {
+		db, err := sql.Open("pgx", dsn)
 		if err != nil {
 			return err
 		}
 		_, err = db.ExecContext(ctx, `VACUUM ANALYZE`)
+		if err == nil && i == len(urls)-1 {
+			_, err = db.ExecContext(ctx, `CHECKPOINT`)
+		}
 		db.Close()
 		if err != nil {
-			return fmt.Errorf("vacuum %s: %w", path, err)
+			return fmt.Errorf("settle PostgreSQL: %w", err)
 		}
 	}
 	return nil
+}
+
+// pgBackends maps every PostgreSQL client backend to its database and CPU time so far;
+// the server's own processes (WAL writer, checkpointer, ...) are under "(server)".
+type pgBackends map[int]struct {
+	db  string
+	cpu time.Duration
+}
+
+// postgresBackends snapshots pgBackends through pg_stat_activity on base's server.
+func postgresBackends(ctx context.Context, base string) (pgBackends, error) {
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, `SELECT pid, COALESCE(datname, '(server)') FROM pg_stat_activity`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := pgBackends{}
+	for rows.Next() {
+		var pid int
+		var name string
+		if err := rows.Scan(&pid, &name); err != nil {
+			return nil, err
+		}
+		out[pid] = struct {
+			db  string
+			cpu time.Duration
+		}{name, cpuTime(pid)}
+	}
+	return out, rows.Err()
+}
+
+// since sums, by database, the CPU time each backend spent after before (a backend that
+// started since counts whole; one that ended since is lost, which pools keep rare).
+func (b pgBackends) since(before pgBackends) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for pid, now := range b {
+		d := now.cpu
+		if was, ok := before[pid]; ok && was.db == now.db {
+			d -= was.cpu
+		}
+		out[now.db] += d
+	}
+	return out
+}
+
+// byDatabase formats since's map, the largest first, naming the test's databases by role.
+func byDatabase(m map[string]time.Duration, temporalDB string) string {
+	names := slices.Collect(maps.Keys(m))
+	slices.SortFunc(names, func(a, b string) int { return int(m[b] - m[a]) })
+	var parts []string
+	for _, n := range names {
+		label := n
+		switch n {
+		case temporalDB:
+			label = "temporal"
+		case temporalDB + "_visibility":
+			label = "temporal visibility"
+		}
+		if m[n] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.1f", label, m[n].Seconds()))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sumDurations(m map[string]time.Duration) time.Duration {
+	var sum time.Duration
+	for _, d := range m {
+		sum += d
+	}
+	return sum
 }
 
 // resetHWM starts a new peak: writing 5 to clear_refs resets VmHWM to the current RSS.
@@ -471,6 +558,13 @@ func TestLoad(t *testing.T) {
 	}
 	defer c.Close()
 
+	// PostgreSQL settled (vacuumed, checkpointed) before the load, as before the floor.
+	began = time.Now()
+	if err := settle(ctx, tp.temporalDB, base); err != nil {
+		t.Fatal(err)
+	}
+	mark("PostgreSQL vacuumed and checkpointed before the load", began)
+
 	// The peaks so far are the sign-ups'; from here they are the load's.
 	procNames := []string{"temporal"}
 	pids := map[string]int{"temporal": tp.temporal.cmd.Process.Pid}
@@ -487,6 +581,14 @@ func TestLoad(t *testing.T) {
 		cpuBefore[name] = cpuTime(pids[name])
 	}
 	pgBefore := postgresCPU()
+	temporalDBName := ""
+	if u, err := url.Parse(tp.temporalDB); err == nil {
+		temporalDBName = strings.TrimPrefix(u.Path, "/")
+	}
+	backendsBefore, err := postgresBackends(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// LETHE_LOAD_PROFILE=DIR: CPU profiles of every service during the load.
 	profiled := &sync.WaitGroup{}
 	if dir := os.Getenv("LETHE_LOAD_PROFILE"); dir != "" {
@@ -571,6 +673,12 @@ func TestLoad(t *testing.T) {
 		cpuLoad[name] = cpuTime(pids[name]) - cpuBefore[name]
 	}
 	pgLoad := postgresCPU() - pgBefore
+	backendsAfter, err := postgresBackends(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgLoadByDB := backendsAfter.since(backendsBefore)
+	pgLoadByDB["(other PostgreSQL processes and ended backends)"] = pgLoad - sumDurations(pgLoadByDB)
 	line("peak PostgreSQL client connections during the load (max_connections is shared): %s", connections())
 	loadSpan := time.Since(began)
 	profiled.Wait()
@@ -645,14 +753,12 @@ func TestLoad(t *testing.T) {
 	}
 	line("an erasure's history: %d events, %d activities and %d local activities in %d rounds [%s]", events, acts, locals, len(steps), strings.Join(shape, " "))
 
-	// The floor runs on the database the erasures left: vacuum Temporal's two databases
-	// first, so the floor does not pay for the erasure phase's dead rows (autovacuum may be
-	// off, as on the machine the figures in docs/performance.md come from).
+	// Both phases start from the same state of PostgreSQL (settle).
 	began = time.Now()
-	if err := vacuumTemporal(ctx, tp.temporalDB); err != nil {
+	if err := settle(ctx, tp.temporalDB, base); err != nil {
 		t.Fatal(err)
 	}
-	mark("Temporal's databases vacuumed before the floor", began)
+	mark("PostgreSQL vacuumed and checkpointed before the floor", began)
 
 	w := worker.New(c, floorQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(trivialWorkflow, workflow.RegisterOptions{Name: floorWorkflow})
@@ -663,6 +769,10 @@ func TestLoad(t *testing.T) {
 	defer w.Stop()
 	resetHWM(pids["temporal"])
 	temporalBeforeFloor, testBeforeFloor, pgBeforeFloor := cpuTime(pids["temporal"]), cpuTime(os.Getpid()), postgresCPU()
+	backendsBeforeFloor, err := postgresBackends(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
 	floor := make([]filed, erasures)
 	loadAtFloor := loadAverage()
 	if dir := os.Getenv("LETHE_LOAD_PROFILE"); dir != "" && tp.admin["temporal"] != "" { // the server during the floor
@@ -707,6 +817,12 @@ func TestLoad(t *testing.T) {
 	}
 	floorTemporal := vmHWM(pids["temporal"])
 	temporalFloorCPU, testFloorCPU, pgFloorCPU := cpuTime(pids["temporal"])-temporalBeforeFloor, cpuTime(os.Getpid())-testBeforeFloor, postgresCPU()-pgBeforeFloor
+	backendsAfterFloor, err := postgresBackends(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgFloorByDB := backendsAfterFloor.since(backendsBeforeFloor)
+	pgFloorByDB["(other PostgreSQL processes and ended backends)"] = pgFloorCPU - sumDurations(pgFloorByDB)
 	fl := summarize(split(floor))
 	floorEvents, _, err := historyShape(ctx, c, fmt.Sprintf("load-floor/%s/0", run))
 	if err != nil {
@@ -726,6 +842,8 @@ func TestLoad(t *testing.T) {
 	}
 	line("%s postgres (every process on the machine) %.1f", cpu, pgLoad.Seconds())
 	line("CPU seconds during the floor: temporal %.1f; the test process (floor worker) %.1f; postgres (every process) %.1f", temporalFloorCPU.Seconds(), testFloorCPU.Seconds(), pgFloorCPU.Seconds())
+	line("PostgreSQL CPU seconds by database, during the load: %s", byDatabase(pgLoadByDB, temporalDBName))
+	line("PostgreSQL CPU seconds by database, during the floor: %s", byDatabase(pgFloorByDB, temporalDBName))
 	// CPU per request is steadier than throughput on a shared machine (the machine runs
 	// near its cores in both phases, so throughput follows it).
 	var loadCPU time.Duration
