@@ -9,6 +9,7 @@
 //	TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME    private CA, SNI
 //	TEMPORAL_GRPC_META_<NAME>                     extra gRPC headers
 //	TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE        a TOML profile instead of variables
+//	LETHE_TEMPORAL_GRPC_COMPRESSION               none (default) or gzip
 //
 // The address and namespace given by the service (its flags) win over the profile.
 // Every client has the SDK's OpenTelemetry metrics handler and tracing interceptor.
@@ -17,6 +18,7 @@ package temporalclient
 import (
 	"fmt"
 	"log/slog"
+	"os"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
@@ -48,7 +50,30 @@ func Options(address, namespace string, logger *slog.Logger) (client.Options, er
 	}
 	opts.MetricsHandler = temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{})
 	opts.Interceptors = append(opts.Interceptors, tracing)
+	compression, err := Compression(os.Getenv(CompressionEnv))
+	if err != nil {
+		return client.Options{}, err
+	}
+	opts.ConnectionOptions.GrpcCompression = compression
 	return opts, nil
+}
+
+// CompressionEnv names the gRPC compression of requests to Temporal: "none" (the default)
+// or "gzip" (the SDK's own default).
+const CompressionEnv = "LETHE_TEMPORAL_GRPC_COMPRESSION"
+
+// Compression parses CompressionEnv's value. Lethe's payloads are opaque ids and its
+// histories a few kilobytes, so gzip buys little bandwidth for its CPU on both sides
+// (the server decompresses each request and compresses its answer); a deployment that
+// pays for the bytes between its workers and Temporal can turn it on.
+func Compression(v string) (client.GrpcCompression, error) {
+	switch v {
+	case "", "none":
+		return &client.GrpcCompressionNone{}, nil
+	case "gzip":
+		return &client.GrpcCompressionGzip{}, nil
+	}
+	return nil, fmt.Errorf("%s=%q: want none or gzip", CompressionEnv, v)
 }
 
 // Dial connects to Temporal as Options configures.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"go.temporal.io/sdk/client"
+
 	"lethe.dev/platform/temporalclient"
 )
 
@@ -39,5 +41,28 @@ func TestPlainByDefault(t *testing.T) {
 	opts, err := temporalclient.Options("127.0.0.1:7233", "lethe", nil)
 	if err != nil || opts.ConnectionOptions.TLS != nil || opts.Credentials != nil {
 		t.Fatalf("plain options: TLS %v credentials %v err %v", opts.ConnectionOptions.TLS, opts.Credentials, err)
+	}
+}
+
+// TestCompression: requests to Temporal are not compressed unless gzip is asked for, and
+// a value that is neither is refused rather than ignored.
+func TestCompression(t *testing.T) {
+	opts, err := temporalclient.Options("127.0.0.1:7233", "lethe", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := opts.ConnectionOptions.GrpcCompression.(*client.GrpcCompressionNone); !ok {
+		t.Fatalf("default compression %T, want none", opts.ConnectionOptions.GrpcCompression)
+	}
+	t.Setenv(temporalclient.CompressionEnv, "gzip")
+	if opts, err = temporalclient.Options("127.0.0.1:7233", "lethe", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := opts.ConnectionOptions.GrpcCompression.(*client.GrpcCompressionGzip); !ok {
+		t.Fatalf("%s=gzip gave %T", temporalclient.CompressionEnv, opts.ConnectionOptions.GrpcCompression)
+	}
+	t.Setenv(temporalclient.CompressionEnv, "zstd")
+	if _, err := temporalclient.Options("127.0.0.1:7233", "lethe", nil); err == nil {
+		t.Fatal("an unknown compression was accepted")
 	}
 }
