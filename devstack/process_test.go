@@ -113,7 +113,22 @@ func (p *proc) temporal() string { return "127.0.0.1:" + strconv.Itoa(p.ports["t
 // start runs lethe-dev with extra environment and waits until the gateway answers.
 func (p *proc) start(env ...string) {
 	p.t.Helper()
+	// The ports were picked once, and another test process may bind one of them between
+	// runs: lethe-dev then exits naming it, and a later attempt may find it free again.
+	for attempt := 1; ; attempt++ {
+		if p.startOnce(env, attempt == 3) {
+			return
+		}
+		time.Sleep(time.Duration(attempt) * time.Second)
+	}
+}
+
+// startOnce is one attempt of start; it reports false when lethe-dev exited because a
+// picked port was taken and last is false.
+func (p *proc) startOnce(env []string, last bool) bool {
+	p.t.Helper()
 	p.kill() // one process per data directory
+	logStart, _ := p.log.Seek(0, io.SeekCurrent)
 	args := []string{"-data", p.dir, "-ui-port", "-1"}
 	for name, port := range p.ports {
 		args = append(args, "-"+name+"-port", strconv.Itoa(port))
@@ -142,13 +157,17 @@ func (p *proc) start(env ...string) {
 	for {
 		select {
 		case <-done:
+			raw, _ := os.ReadFile(p.log.Name())
+			if !last && int64(len(raw)) > logStart && strings.Contains(string(raw[logStart:]), "picked port was taken") {
+				return false
+			}
 			p.t.Fatalf("lethe-dev exited during start-up: %v", cmd.ProcessState)
 		default:
 		}
 		if resp, err := http.Get(p.gateway() + "/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				return true
 			}
 		}
 		if time.Now().After(deadline) {
