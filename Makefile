@@ -65,7 +65,9 @@ node-deps: ## Install the pinned browser-test dependencies (axe-core) from packa
 
 test: lint check-generated datamap vet rules node-deps ## Everything CI checks: lint, generated code, classification, vet, alerting rules, all tests on SQLite and PostgreSQL.
 	rm -f $(LETHE_TEST_FIGURES)
-	go test -count=1 -timeout 45m $(PKGS)
+	# One package at a time: the end-to-end packages (devstack, devstack/topology) pick free
+	# ports and bind them later, and run side by side another package's process could take one.
+	go test -p 1 -count=1 -timeout 45m $(PKGS)
 	@echo "== Figures from the end-to-end tests"; cat $(LETHE_TEST_FIGURES) 2>/dev/null || echo "(none recorded)"
 	@echo "== Operator console screenshots (headless Chromium): $(LETHE_CONSOLE_ARTIFACTS)"; ls $(LETHE_CONSOLE_ARTIFACTS) 2>/dev/null || echo "(none saved)"
 
